@@ -1,0 +1,70 @@
+"""Idempotent Avro producer: encode with the shared serde, deliver with acks=all, fail loudly.
+
+A delivery failure is raised at ``flush`` so the caller's consume loop never commits the input
+whose output was lost (at-least-once; downstream deduplicates by deterministic ids).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from common import serde
+from common.kafka.configuration import producer_config
+from common.logging import get_logger
+from common.metrics import MESSAGES_PRODUCED, PRODUCE_ERRORS
+from config import Settings
+
+log = get_logger(__name__)
+
+
+class ProduceError(RuntimeError):
+    """One or more messages were not delivered; the input that caused them must not be committed."""
+
+
+class EventProducer:
+    def __init__(self, settings: Settings, service: str, *, linger_ms: float = 1.0) -> None:
+        self._producer = Producer(producer_config(settings, linger_ms=linger_ms))
+        self._service = service
+        self._failures: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        topic = msg.topic() or "?"
+        if err is not None:
+            PRODUCE_ERRORS.labels(self._service, topic).inc()
+            self._failures.append(f"{topic}: {err}")
+            log.error("delivery_failed", topic=topic, error=str(err))
+        else:
+            MESSAGES_PRODUCED.labels(self._service, topic).inc()
+
+    def send(self, topic: str, event: Any, key: str | bytes | None = None) -> None:
+        """Encode ``event`` (a ``common.events`` dataclass) and queue it for ``topic``."""
+        headers = {"schema": event.SCHEMA_NAME, "producer": self._service}
+        self.send_raw(topic, serde.encode(event), key, headers)
+
+    def send_raw(
+        self, topic: str, value: bytes, key: str | bytes | None = None, headers: dict[str, Any] | None = None
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:
+                # Local queue full: serve delivery reports to make room, then retry this message.
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until everything queued is acknowledged; raise if anything failed or is still pending."""
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise ProduceError(f"{remaining} message(s) not delivered within {timeout}s")
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise ProduceError("; ".join(failures[:5]))
+
+    def close(self) -> None:
+        self.flush()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh machine: installs what is missing, starts real Kafka and Postgres,
+# lints, migrates, then runs the whole pytest suite (unit + integration + slow) and the Java build.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python environment"
+scripts/python-env.sh
+step "Infrastructure (Kafka, PostgreSQL)"
+infra/dev.sh start
+step "Lint (ruff)"
+.venv/bin/ruff check .
+step "Migrations and topics (live namespace)"
+.venv/bin/python -m ops migrate
+.venv/bin/python -m ops topics
+step "pytest"
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; exit 1; fi
+exit "$rc"

@@ -1,0 +1,96 @@
+"""Session-scoped real infrastructure for integration tests: the project's Kafka and Postgres.
+
+Nothing here is a mock: the fixtures start (idempotently) the same broker and database server the
+developers use, then isolate each test with its own database and its own topic prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+PG_PORT = int(os.environ.get("BTCMETA_PG_PORT", "55432"))
+KAFKA_PORT = int(os.environ.get("BTCMETA_KAFKA_PORT", "39092"))
+ADMIN_DSN = f"postgresql://btcmeta@127.0.0.1:{PG_PORT}/postgres"
+
+
+def _url(db: str) -> str:
+    return f"postgresql+psycopg://btcmeta@127.0.0.1:{PG_PORT}/{db}"
+
+
+@pytest.fixture(scope="session")
+def infra() -> None:
+    """Start Kafka and Postgres through the project's script (a no-op when they already run)."""
+    subprocess.run([str(REPO / "infra" / "dev.sh"), "start"], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(infra: None) -> str:
+    return _url("postgres")
+
+
+def _create_db() -> str:
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def _drop_db(name: str) -> None:
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database_url(pg_server: str) -> Iterator[str]:
+    name = _create_db()
+    yield _url(name)
+    _drop_db(name)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: str) -> Iterator[str]:
+    from common.db.migrate import upgrade
+
+    name = _create_db()
+    upgrade(_url(name), "head")
+    yield _url(name)
+    _drop_db(name)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infra: None) -> str:
+    from common.kafka.topics import wait_for_broker
+
+    bootstrap = f"127.0.0.1:{KAFKA_PORT}"
+    wait_for_broker(load_settings(kafka={"bootstrap_servers": bootstrap}), timeout=90)
+    return bootstrap
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, database_url: str) -> Iterator[Settings]:
+    """Settings for one test: real broker and database, a topic prefix of its own, topics created."""
+    from confluent_kafka.admin import AdminClient
+
+    from common.kafka.configuration import admin_config
+    from common.kafka.topics import delete_topics_with_prefix, ensure_topics, topic_specs
+
+    prefix = f"test.{uuid.uuid4().hex[:8]}."
+    s = load_settings(
+        kafka={"bootstrap_servers": kafka_bootstrap, "topic_prefix": prefix},
+        database_url=database_url,
+        registry_path=str(REPO / "strategies_registry.json"),
+    )
+    admin = AdminClient(admin_config(s))
+    ensure_topics(admin, topic_specs(s, ["1h"]))
+    yield s
+    delete_topics_with_prefix(admin, prefix)
