@@ -167,7 +167,7 @@ class Settings(BaseSettings):
         return parse_timeframe(self.global_tick)
 
     def topic(self, name: str) -> str:
-        """Full topic name with this deployment's prefix (``market.bars.1h`` -> ``replay.r1.market.bars.1h``)."""
+        """Topic name with the deployment prefix: ``market.bars.1h`` -> ``replay.r1.market.bars.1h``."""
         return f"{self.kafka.topic_prefix}{name}"
 
     def resolved(self) -> Settings:

@@ -82,7 +82,7 @@ class ConsumerLoop:
         self._last_lag_check = 0.0
 
     def run(self, *, max_messages: int | None = None, idle_timeout: float | None = None) -> LoopStats:
-        """Consume until shutdown is requested, ``max_messages`` are done, or nothing came for ``idle_timeout``."""
+        """Consume until shutdown, ``max_messages`` handled, or nothing arrived for ``idle_timeout`` s."""
         self._consumer.subscribe(self._topics)
         log.info("consumer_started", topics=self._topics)
         last_activity = time.monotonic()

@@ -17,6 +17,9 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+# fmt: off
+# (Compact layout, several columns a line: a reviewer sees each table on one screen.)
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None

@@ -81,11 +81,17 @@ def test_downgrade_base_then_upgrade_again(empty_database_url: str, engine: Engi
     assert _tables(engine) <= {"alembic_version"}
     assert migrate.current(empty_database_url) is None
     with engine.connect() as conn:
-        leftovers = conn.execute(
-            text("SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                 "WHERE n.nspname = 'public' AND c.relkind IN ('S', 'i') "
-                 "AND relname NOT LIKE 'alembic_version%'")
-        ).scalars().all()
+        leftovers = (
+            conn.execute(
+                text(
+                    "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = 'public' AND c.relkind IN ('S', 'i') "
+                    "AND relname NOT LIKE 'alembic_version%'"
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert leftovers == []  # no orphaned sequences or indexes
 
     migrate.upgrade(empty_database_url)
@@ -134,8 +140,14 @@ def test_timescale_revision_is_a_noop_without_the_extension(empty_database_url: 
 def test_namespaces_keep_live_and_replay_apart(empty_database_url: str, engine: Engine) -> None:
     """A replay re-derives the live run's deterministic ids; only the namespace tells them apart."""
     migrate.upgrade(empty_database_url)
-    fields = {"intent_id": "i-1", "tick_id": "t-1", "model_id": "m1", "action": "HOLD",
-              "target_exposure": 0.0, "status": "accepted"}
+    fields = {
+        "intent_id": "i-1",
+        "tick_id": "t-1",
+        "model_id": "m1",
+        "action": "HOLD",
+        "target_exposure": 0.0,
+        "status": "accepted",
+    }
     with session_scope(engine) as s:
         s.add(Intent(**fields))  # default namespace: live
         s.add(Intent(namespace="replay-abc", **fields))
@@ -149,17 +161,36 @@ def test_constraints_and_nan_safe_json(empty_database_url: str, engine: Engine) 
     migrate.upgrade(empty_database_url)
     now = datetime(2022, 8, 20, 12, tzinfo=UTC)
     with session_scope(engine) as s:
-        s.add(Recommendation(
-            tick_id="t-1", strategy="rsi", strategy_version="1", symbol="BTC/USD:USD", timeframe="1h",
-            bar_close_time=now, target="FLAT", event="NONE", confidence=0.5, horizon_bars=4,
-            indicators={"rsi": math.nan, "ema": 1.5},  # warm-up NaN must not break the insert
-        ))
+        s.add(
+            Recommendation(
+                tick_id="t-1",
+                strategy="rsi",
+                strategy_version="1",
+                symbol="BTC/USD:USD",
+                timeframe="1h",
+                bar_close_time=now,
+                target="FLAT",
+                event="NONE",
+                confidence=0.5,
+                horizon_bars=4,
+                indicators={"rsi": math.nan, "ema": 1.5},  # warm-up NaN must not break the insert
+            )
+        )
     with session_scope(engine) as s:
         rec = s.get(Recommendation, ("live", "t-1", "rsi"))
         assert rec is not None and rec.indicators == {"rsi": "nan", "ema": 1.5}
         assert rec.bar_close_time == now
 
-    bad = Candle(symbol="BTC/USD", timeframe="1h", open_time=now, open=10.0, high=9.0, low=11.0,
-                 close=10.0, volume=1.0, source="test")
+    bad = Candle(
+        symbol="BTC/USD",
+        timeframe="1h",
+        open_time=now,
+        open=10.0,
+        high=9.0,
+        low=11.0,
+        close=10.0,
+        volume=1.0,
+        source="test",
+    )
     with pytest.raises(IntegrityError, match="ck_candles_ohlc_consistent"), session_scope(engine) as s:
         s.add(bad)

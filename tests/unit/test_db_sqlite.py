@@ -29,9 +29,14 @@ def engine(tmp_path: Path):
 def _model(model_id: str, selected: bool = False) -> Model:
     blob = bytes(range(256)) * 4  # arbitrary binary, NUL bytes included
     return Model(
-        model_id=model_id, algo="sac", feature_spec={"fields": ["position"], "window": 3},
-        strategy_set=["ema_cross"], params={"gamma": 0.99}, artifact=blob,
-        artifact_sha256=hashlib.sha256(blob).hexdigest(), selected=selected,
+        model_id=model_id,
+        algo="sac",
+        feature_spec={"fields": ["position"], "window": 3},
+        strategy_set=["ema_cross"],
+        params={"gamma": 0.99},
+        artifact=blob,
+        artifact_sha256=hashlib.sha256(blob).hexdigest(),
+        selected=selected,
     )
 
 
@@ -82,7 +87,8 @@ def test_migrations_run_on_sqlite(tmp_path: Path) -> None:
     try:
         assert set(inspect(eng).get_table_names()) == set(metadata.tables) | {"alembic_version"}
         with eng.connect() as conn:
-            assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata) == []
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(ctx, metadata) == []
         migrate.downgrade(url)
         assert set(inspect(eng).get_table_names()) <= {"alembic_version"}
     finally:
