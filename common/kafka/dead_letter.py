@@ -7,6 +7,7 @@ replay it after a fix; the reason says why it was refused.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from confluent_kafka import Message
 
@@ -37,7 +38,8 @@ class DeadLetterSink:
         return self._topic
 
     def send(self, msg: Message, reason: str, error_type: str) -> None:
-        headers = {k: (_as_bytes(v) or b"") for k, v in (msg.headers() or [])}
+        raw_headers = cast(list[tuple[str, Any]], msg.headers() or [])
+        headers = {k: (_as_bytes(v) or b"") for k, v in raw_headers}
         letter = DeadLetter(
             original_topic=msg.topic() or "",
             partition=msg.partition() or 0,

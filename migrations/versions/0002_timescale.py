@@ -63,6 +63,11 @@ def _retention_days() -> int:
     return days
 
 
+def _license() -> str:
+    """'timescale' (community: compression, policies) or 'apache' (hypertables only)."""
+    return str(_scalar("SELECT current_setting('timescaledb.license', true)") or "timescale")
+
+
 def _is_hypertable() -> bool:
     return bool(
         _scalar(
@@ -83,6 +88,10 @@ def upgrade() -> None:
         f"chunk_time_interval => INTERVAL '{CHUNK_INTERVAL}', "
         "migrate_data => true, if_not_exists => true)"
     )
+    if _license() == "apache":
+        # The Apache-2-only build has hypertables but neither compression nor policies.
+        log.warning("timescale: Apache-only build, candles left without compression/retention policies")
+        return
     op.execute(
         "ALTER TABLE candles SET (timescaledb.compress, "
         "timescaledb.compress_segmentby = 'symbol, timeframe', "
@@ -108,6 +117,8 @@ def downgrade() -> None:
     if not _scalar("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'") or not _is_hypertable():
         log.info("timescale: downgrade skipped (candles is not a hypertable)")
         return
+    if _license() == "apache":
+        return  # nothing but the hypertable was created
     op.execute("SELECT remove_retention_policy('candles', if_exists => true)")
     op.execute("SELECT remove_compression_policy('candles', if_exists => true)")
     op.execute("SELECT decompress_chunk(c, if_compressed => true) FROM show_chunks('candles') c")
