@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from common.events import (
     BarClosed,
@@ -42,7 +42,7 @@ _E = TypeVar("_E", bound=Event)
 
 
 def _with(event: _E, overrides: dict[str, Any]) -> _E:
-    return replace(event, **overrides) if overrides else event
+    return cast(_E, replace(cast(Any, event), **overrides)) if overrides else event
 
 
 def sample_tick_plan(**overrides: Any) -> TickPlan:

@@ -12,12 +12,13 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 
 from common.db.models import metadata
 from common.db.session import make_engine
 
 ENV_VAR = "BTCMETA_DATABASE_URL"
+MIGRATION_LOCK_KEY = 0x6274636D657461  # "btcmeta": any constant shared by every migrating process
 
 config = context.config
 log = logging.getLogger("alembic.env")
@@ -69,6 +70,10 @@ def run_migrations_online() -> None:
                 render_as_batch=connection.dialect.name == "sqlite",
             )
             with context.begin_transaction():
+                if connection.dialect.name == "postgresql":
+                    # Pods starting together all call upgrade(); the lock serializes them, and
+                    # the waiters then find the version already at head and do nothing.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 context.run_migrations()
     finally:
         engine.dispose()

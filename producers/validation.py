@@ -32,6 +32,8 @@ class Reason(StrEnum):
     NEGATIVE_VOLUME = "negative_volume"
     DUPLICATE_CONFLICT = "duplicate_conflict"
     OUT_OF_ORDER = "out_of_order"
+    #: Same open time as a stored candle but other values (checked by the store, not here).
+    CONFLICTS_WITH_STORED = "conflicts_with_stored"
 
 
 @dataclass(frozen=True, slots=True)

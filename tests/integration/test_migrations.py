@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -96,6 +97,15 @@ def test_downgrade_base_then_upgrade_again(empty_database_url: str, engine: Engi
 
     migrate.upgrade(empty_database_url)
     assert _tables(engine) == set(metadata.tables) | {"alembic_version"}
+    assert _schema_diff(engine) == []
+
+
+def test_concurrent_upgrades_are_serialized(empty_database_url: str, engine: Engine) -> None:
+    """Several pods migrating at start-up at once must all succeed, not trip over each other."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(migrate.upgrade, empty_database_url) for _ in range(4)]:
+            future.result()
+    assert migrate.current(empty_database_url) == migrate.head()
     assert _schema_diff(engine) == []
 
 

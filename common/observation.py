@@ -1,0 +1,152 @@
+"""Observation vector of the meta policy: one definition for live decisions and training.
+
+The meta consumer builds one observation per tick; the training environment builds millions at
+once. Both call :func:`build_observations` with arrays (any leading batch shape), so a trained
+model sees exactly what it saw in training. The model declares its :class:`FeatureSpec`
+(strategy order, scales fitted on the training window only); a live strategy set that differs
+from the spec is detected with :meth:`FeatureSpec.missing_from`.
+
+Per strategy (in spec order): target (-1/0/+1), one-hot of the event on its latest bar
+(ENTER_LONG, EXIT_LONG, ENTER_SHORT, EXIT_SHORT; NONE is all zeros), confidence, age in ticks
+scaled to [0, 1] and a "no recommendation yet" flag. Then the portfolio: exposure (signed
+fraction of max), unrealized PnL as a fraction of equity (clipped to +-1), and the realized
+volatility of hourly log returns relative to the training window's typical volatility.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from common.events import SignalEvent, Target
+
+EVENT_CODES: dict[SignalEvent, int] = {
+    SignalEvent.NONE: 0,
+    SignalEvent.ENTER_LONG: 1,
+    SignalEvent.EXIT_LONG: 2,
+    SignalEvent.ENTER_SHORT: 3,
+    SignalEvent.EXIT_SHORT: 4,
+}
+TARGET_VALUES: dict[Target, int] = {Target.LONG: 1, Target.FLAT: 0, Target.SHORT: -1}
+PER_STRATEGY = 8
+GLOBALS = ("exposure", "unrealized_pnl", "volatility")
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a model was trained on; stored with the model in the registry."""
+
+    strategies: tuple[str, ...]
+    max_age_ticks: int = 24
+    vol_window: int = 24
+    #: Typical realized volatility on the training window (fitted there only: no lookahead).
+    vol_scale: float = 0.01
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.strategies or len(set(self.strategies)) != len(self.strategies):
+            raise ValueError("FeatureSpec.strategies must be non-empty and unique")
+        if self.max_age_ticks <= 0 or self.vol_window < 2 or not self.vol_scale > 0:
+            raise ValueError("FeatureSpec: max_age_ticks > 0, vol_window >= 2 and vol_scale > 0 required")
+
+    @property
+    def dim(self) -> int:
+        return len(self.strategies) * PER_STRATEGY + len(GLOBALS)
+
+    def feature_names(self) -> list[str]:
+        per = [
+            "target",
+            "ev_enter_long",
+            "ev_exit_long",
+            "ev_enter_short",
+            "ev_exit_short",
+            "confidence",
+            "age",
+            "missing",
+        ]
+        return [f"{s}.{f}" for s in self.strategies for f in per] + list(GLOBALS)
+
+    def missing_from(self, live: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(strategies the model needs but the registry lacks, live strategies the model ignores)."""
+        live_set = set(live)
+        return [s for s in self.strategies if s not in live_set], sorted(live_set - set(self.strategies))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSpec:
+        data = json.loads(text)
+        data["strategies"] = tuple(data["strategies"])
+        return cls(**data)
+
+
+def build_observations(
+    spec: FeatureSpec,
+    *,
+    targets: npt.ArrayLike,
+    events: npt.ArrayLike,
+    confidence: npt.ArrayLike,
+    age: npt.ArrayLike,
+    present: npt.ArrayLike,
+    exposure: npt.ArrayLike,
+    unrealized_pnl: npt.ArrayLike,
+    volatility: npt.ArrayLike,
+) -> npt.NDArray[np.float32]:
+    """Observations for a batch: strategy arrays have shape (..., S), portfolio arrays shape (...)."""
+    t = np.asarray(targets, dtype=np.float64)
+    n_strat = len(spec.strategies)
+    if t.shape[-1:] != (n_strat,):
+        raise ValueError(f"expected {n_strat} strategies in the last axis, got shape {t.shape}")
+    ev = np.asarray(events, dtype=np.int64)
+    pres = np.asarray(present, dtype=bool)
+    batch = t.shape[:-1]
+    out = np.zeros((*batch, n_strat, PER_STRATEGY), dtype=np.float64)
+    out[..., 0] = np.where(pres, t, 0.0)
+    for code in range(1, 5):
+        out[..., code] = (ev == code) & pres
+    out[..., 5] = np.where(pres, np.asarray(confidence, dtype=np.float64), 0.0)
+    clipped_age = np.minimum(np.asarray(age, dtype=np.float64), spec.max_age_ticks)
+    out[..., 6] = np.where(pres, clipped_age / spec.max_age_ticks, 1.0)
+    out[..., 7] = ~pres
+    flat = out.reshape(*batch, n_strat * PER_STRATEGY)
+    vol = np.asarray(volatility, dtype=np.float64) / spec.vol_scale - 1.0
+    glob = np.stack(
+        [
+            np.broadcast_to(np.asarray(exposure, dtype=np.float64), batch),
+            np.broadcast_to(np.clip(np.asarray(unrealized_pnl, dtype=np.float64), -1.0, 1.0), batch),
+            np.broadcast_to(np.clip(np.nan_to_num(vol, nan=0.0), -5.0, 5.0), batch),
+        ],
+        axis=-1,
+    )
+    return np.concatenate([flat, glob], axis=-1).astype(np.float32)
+
+
+def rolling_volatility(close: npt.ArrayLike, window: int) -> FloatArray:
+    """Population std of the last ``window`` log returns at every bar (NaN before enough data).
+
+    Summation runs over window offsets in a fixed order, so the value at bar t is bit-identical
+    whether computed on the full history (training) or on a window ending at t (live).
+    """
+    c = np.asarray(close, dtype=np.float64)
+    out = np.full(c.shape, np.nan)
+    r = np.diff(np.log(c))
+    n = r.size - window + 1
+    if n <= 0:
+        return out
+    total = np.zeros(n)
+    for j in range(window):
+        total += r[j : j + n]
+    mean = total / window
+    sq = np.zeros(n)
+    for j in range(window):
+        d = r[j : j + n] - mean
+        sq += d * d
+    out[window:] = np.sqrt(sq / window)
+    return out

@@ -1,0 +1,154 @@
+"""The strategy contract shared by the batch (whole history) and live (one window) paths.
+
+Both paths run the *same* vectorized ``signals`` code; the live path simply gets a shorter frame.
+Parity therefore reduces to two facts measured on real data (docs/decisions/0004-strategy-parity.md):
+the indicators forget their start within ``warmup_bars`` bars, and the window holds enough bars
+after that for the target recursion to coalesce with the full-history one.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from strategy_consumers.strategies.targets import (
+    ENTER_LONG,
+    ENTER_SHORT,
+    SIGNAL_COLUMNS,
+    compute_events,
+    compute_target,
+    event_of,
+    transition,
+)
+
+OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class RecommendationResult:
+    """What a strategy publishes for the latest closed bar."""
+
+    target: int
+    event: str
+    confidence: float
+    horizon_bars: int
+    indicators: dict[str, float] = field(default_factory=dict)
+
+
+class Strategy(ABC):
+    """A signal generator over hourly OHLCV bars indexed by UTC open time.
+
+    Subclasses set the class attributes and implement ``_signals``. ``warmup_bars`` is the number of
+    leading bars of any frame whose signals are not trusted (indicators still depend on where the
+    frame starts); the target recursion ignores signals there in both paths, so a window and the
+    full history apply the same rule.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    timeframe: ClassVar[str] = "1h"
+    default_lookback_hours: ClassVar[int]
+    warmup_bars: ClassVar[int]
+    horizon_bars: ClassVar[int]
+    default_params: ClassVar[Mapping[str, Any]] = {}
+    indicator_columns: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        params: Mapping[str, Any] | None = None,
+        lookback_hours: int | None = None,
+        version: str | None = None,
+    ) -> None:
+        unknown = set(params or {}) - set(self.default_params)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown params {sorted(unknown)}")
+        self.params: dict[str, Any] = {**self.default_params, **(params or {})}
+        self.lookback_hours = int(lookback_hours or self.default_lookback_hours)
+        if version is not None:
+            self.version = version
+        if self.bars_needed() <= self.warmup_bars:
+            raise ValueError(f"{self.name}: lookback_hours must exceed warm-up of {self.warmup_bars} bars")
+
+    # ------------------------------------------------------------------ batch path
+    def bars_needed(self, timeframe_minutes: int = 60) -> int:
+        """Window length the live path must hand to ``recommend``."""
+        return int(self.lookback_hours * 60 // timeframe_minutes)
+
+    def signals(self, df: pd.DataFrame) -> pd.DataFrame:
+        """int8 enter/exit columns plus exposed indicator columns, same index as ``df``."""
+        out = self._signals(df)
+        for col in SIGNAL_COLUMNS:
+            out[col] = out[col].fillna(0).astype(np.int8)
+        return out
+
+    @abstractmethod
+    def _signals(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Compute signals; may leave NaN in signal columns (read as 0)."""
+
+    def evaluate(self, df: pd.DataFrame, initial_target: int = 0) -> pd.DataFrame:
+        """Signals plus ``target``, ``event`` and ``confidence`` for every bar of ``df``."""
+        out = self.signals(df)
+        masked = [out[c].to_numpy().copy() for c in SIGNAL_COLUMNS]
+        for arr in masked:
+            arr[: self.warmup_bars] = 0
+        target = compute_target(*masked, initial=initial_target)
+        out["target"] = target
+        out["event"] = compute_events(target, initial=initial_target)
+        out["confidence"] = self._confidence_series(out)
+        return out
+
+    def _confidence_series(self, out: pd.DataFrame) -> np.ndarray:
+        entry = out["event"].isin([ENTER_LONG, ENTER_SHORT]).to_numpy()
+        target = out["target"].to_numpy()
+        holding = np.clip(np.nan_to_num(self._holding_confidence(out, target), nan=0.0), 0.0, 1.0)
+        return np.where(entry, 1.0, np.where(target == 0, 0.0, holding))
+
+    @abstractmethod
+    def _holding_confidence(self, out: pd.DataFrame, target: np.ndarray) -> np.ndarray:
+        """Confidence in [0, 1] while a position is held without a fresh entry on the bar."""
+
+    # ------------------------------------------------------------------ live path
+    def recommend(self, window: pd.DataFrame, prev_target: int | None = None) -> RecommendationResult:
+        """Recommendation for the last bar of ``window`` (the last ``bars_needed`` closed bars).
+
+        Without ``prev_target`` the target is rebuilt from the window alone, starting flat after the
+        warm-up. With ``prev_target`` (the target the service published for the previous bar) only
+        the last bar's transition is applied, which carries the full-history state exactly.
+        """
+        if len(window) == 0:
+            raise ValueError("empty window")
+        if prev_target is None:
+            row = self.evaluate(window).iloc[-1]
+            target, event = int(row["target"]), str(row["event"])
+        else:
+            sig = self.signals(window)
+            last = sig.iloc[-1]
+            trusted = len(window) > self.warmup_bars
+            bits = [bool(last[c]) and trusted for c in SIGNAL_COLUMNS]
+            target = transition(int(prev_target), *bits)
+            event = event_of(int(prev_target), target)
+            one = sig.iloc[-1:].copy()
+            one["target"] = np.array([target], dtype=np.int8)
+            one["event"] = np.array([event], dtype=object)
+            one["confidence"] = self._confidence_series(one)
+            row = one.iloc[-1]
+        indicators = {c: float(row[c]) for c in self.indicator_columns}
+        conf = float(row["confidence"])
+        return RecommendationResult(
+            target=target,
+            event=event,
+            confidence=0.0 if math.isnan(conf) else conf,
+            horizon_bars=self.horizon_bars,
+            indicators=indicators,
+        )
+
+
+def ohlcv_arrays(df: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """float64 numpy views of open, high, low, close, volume."""
+    return tuple(df[c].to_numpy(dtype=np.float64) for c in OHLCV_COLUMNS)
