@@ -176,6 +176,7 @@ def _set(obj: object, name: str, value: Any) -> None:
 class Event:
     """Marker base: every top-level message type carries its Avro full name."""
 
+    __slots__ = ()
     SCHEMA_NAME: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]:  # pragma: no cover - overridden

@@ -77,6 +77,15 @@ pg_start() {
   if is_root; then chown -R "$PG_OS_USER" "$PG_DIR"; fi
   if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
     say "initialising PostgreSQL cluster in $PG_DIR/data"
+    if is_root && ! pg_as_owner test -x "$PG_DIR"; then
+      # A checkout under a private folder (e.g. /root/...) is not traversable by the postgres user:
+      # grant search (x) permission only, on each parent that lacks it, and say so.
+      local d="$PG_DIR"
+      while [ "$d" != "/" ]; do
+        d="$(dirname "$d")"
+        if ! runuser -u "$PG_OS_USER" -- test -x "$d"; then say "granting traverse permission on $d to others"; chmod o+x "$d"; fi
+      done
+    fi
     pg_as_owner test -x "$PG_DIR" || die "user $PG_OS_USER cannot reach $PG_DIR (a parent folder is not traversable)"
     pg_as_owner "$bin/initdb" -D "$PG_DIR/data" -U "$PG_USER" --auth=trust -E UTF8 --no-locale >"$PG_DIR/initdb.log" 2>&1 \
       || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }

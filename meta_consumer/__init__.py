@@ -1,0 +1,1 @@
+"""Meta consumer: joins strategy recommendations per tick, runs the selected policy, emits intents."""

@@ -73,7 +73,8 @@ def run_migrations_online() -> None:
                 if connection.dialect.name == "postgresql":
                     # Pods starting together all call upgrade(); the lock serializes them, and
                     # the waiters then find the version already at head and do nothing.
-                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                    lock = text("SELECT pg_advisory_xact_lock(:key)")
+                    connection.execute(lock, {"key": MIGRATION_LOCK_KEY})
                 context.run_migrations()
     finally:
         engine.dispose()

@@ -54,14 +54,14 @@ class CcxtSource:
 
     def __init__(
         self, exchange: OhlcvExchange, *, name: str = "ccxt", page_limit: int = 1000, attempts: int = 6,
-        max_wait_s: float = 30.0,
+        base_wait_s: float = 0.5, max_wait_s: float = 30.0,
     ) -> None:
         self.exchange = exchange
         self.name = name
         self.page_limit = page_limit
         self._fetch_page = retry(
             retry=retry_if_exception_type((ccxt.RateLimitExceeded, ccxt.NetworkError)),
-            wait=wait_exponential(multiplier=0.5, max=max_wait_s),
+            wait=wait_exponential(multiplier=base_wait_s, max=max_wait_s),
             stop=stop_after_attempt(attempts),
             before_sleep=before_sleep_log(_StdlibLogAdapter(), 30),  # type: ignore[arg-type]
             reraise=True,
@@ -79,6 +79,7 @@ class CcxtSource:
     def fetch(
         self, symbol: str, timeframe: str, since: datetime, until: datetime, limit: int | None = None
     ) -> list[RawCandle]:
+        """Pages forward from ``since`` until a page reaches ``until``; rows are not filtered here."""
         tf_ms = parse_timeframe(timeframe) * MINUTE_MS
         since_ms, until_ms = to_epoch_ms(since), to_epoch_ms(until)
         out: list[RawCandle] = []
@@ -88,11 +89,10 @@ class CcxtSource:
             if not page:
                 break
             last = cursor - 1
-            for row in page:
+            for row in page:  # kept verbatim, even out of range: validation judges and records them
                 t = int(row[0])
                 last = max(last, t)
-                if since_ms <= t < until_ms:
-                    out.append(RawCandle(t, *(float("nan") if x is None else float(x) for x in row[1:6])))
+                out.append(RawCandle(t, *(float("nan") if x is None else float(x) for x in row[1:6])))
             if last < cursor:  # the exchange returned nothing new: stop rather than loop forever
                 break
             cursor = last + tf_ms

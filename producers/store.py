@@ -19,40 +19,48 @@ from common.events import from_epoch_ms
 from producers.candles import RawCandle
 from producers.validation import Reason, Rejection
 
-CHUNK = 5_000
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS candle_stage (
+    open_time_ms bigint, open double precision, high double precision, low double precision,
+    close double precision, volume double precision
+) ON COMMIT DELETE ROWS
+"""
+_MERGE = text(
+    "INSERT INTO candles (symbol, timeframe, open_time, open, high, low, close, volume, source) "
+    "SELECT :symbol, :tf, to_timestamp(open_time_ms / 1000.0), open, high, low, close, volume, :source "
+    "FROM candle_stage ORDER BY open_time_ms ON CONFLICT DO NOTHING"
+)
+# Rows that did not go in because a different candle is already stored under the same key.
+_CONFLICTS = text(
+    "SELECT s.open_time_ms, s.open, s.high, s.low, s.close, s.volume FROM candle_stage s "
+    "JOIN candles c ON c.symbol = :symbol AND c.timeframe = :tf "
+    "AND c.open_time = to_timestamp(s.open_time_ms / 1000.0) "
+    "WHERE (c.open, c.high, c.low, c.close, c.volume) "
+    "IS DISTINCT FROM (s.open, s.high, s.low, s.close, s.volume) "
+    "ORDER BY s.open_time_ms"
+)
 
 
 def insert_candles(
     engine: Engine, symbol: str, timeframe: str, candles: Sequence[RawCandle], source: str
 ) -> tuple[int, list[Rejection]]:
-    """Insert new candles; return how many were new and the conflicts with differing stored values."""
-    inserted = 0
-    conflicts: list[Rejection] = []
+    """Insert new candles; return how many were new and the conflicts with differing stored values.
+
+    Staged with COPY then merged by one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: a full
+    history import is one round trip instead of tens of thousands of parameter sets.
+    """
+    if not candles:
+        return 0, []
     with engine.begin() as conn:
-        for i in range(0, len(candles), CHUNK):
-            chunk = candles[i : i + CHUNK]
-            rows = [
-                {"symbol": symbol, "timeframe": timeframe, "open_time": c.open_time, "open": c.open,
-                 "high": c.high, "low": c.low, "close": c.close, "volume": c.volume, "source": source}
-                for c in chunk
-            ]
-            stmt = insert(Candle).on_conflict_do_nothing().returning(Candle.open_time)
-            new = {t for (t,) in conn.execute(stmt, rows)} if rows else set()
-            inserted += len(new)
-            skipped = [c for c in chunk if c.open_time not in new]
-            if not skipped:
-                continue
-            stored = conn.execute(
-                select(Candle.open_time, Candle.open, Candle.high, Candle.low, Candle.close, Candle.volume)
-                .where(Candle.symbol == symbol, Candle.timeframe == timeframe,
-                       Candle.open_time.in_([c.open_time for c in skipped]))
-            ).all()
-            by_time = {r[0]: tuple(r[1:]) for r in stored}
-            conflicts += [
-                Rejection(c, Reason.CONFLICTS_WITH_STORED)
-                for c in skipped
-                if by_time.get(c.open_time) is not None and by_time[c.open_time] != c.values()
-            ]
+        conn.exec_driver_sql(_STAGE)
+        cursor = conn.connection.driver_connection.cursor()  # psycopg 3: COPY support
+        with cursor.copy("COPY candle_stage FROM STDIN") as copy:
+            for c in candles:
+                copy.write_row((c.open_time_ms, c.open, c.high, c.low, c.close, c.volume))
+        params = {"symbol": symbol, "tf": timeframe, "source": source}
+        inserted = conn.execute(_MERGE, params).rowcount or 0
+        rows = conn.execute(_CONFLICTS, params).all()
+    conflicts = [Rejection(RawCandle(int(r[0]), *r[1:]), Reason.CONFLICTS_WITH_STORED) for r in rows]
     return inserted, conflicts
 
 
@@ -113,7 +121,8 @@ def load_arrays(
     tick's critical path.
     """
     with engine.connect() as conn:
-        rows = conn.execute(_ARRAYS_SQL, {"symbol": symbol, "tf": timeframe, "start": start, "end": end}).all()
+        params = {"symbol": symbol, "tf": timeframe, "start": start, "end": end}
+        rows = conn.execute(_ARRAYS_SQL, params).all()
     if not rows:
         return np.empty(0, dtype=np.int64), np.empty((0, 5), dtype=np.float64)
     arr = np.asarray(rows, dtype=np.float64)

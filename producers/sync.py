@@ -72,7 +72,9 @@ def _retention_start(settings: Settings, now: datetime) -> datetime:
     return floor_time(now, settings.min_timeframe_minutes) - timedelta(hours=settings.max_lookback_hours)
 
 
-def _prune(engine: Engine, settings: Settings, source: CandleSource, now: datetime, keep_extra_hours: int) -> int:
+def _prune(
+    engine: Engine, settings: Settings, source: CandleSource, now: datetime, keep_extra_hours: int
+) -> int:
     cutoff = _retention_start(settings, now) - timedelta(hours=keep_extra_hours)
     removed = store.prune(engine, settings.symbol, settings.min_timeframe, cutoff, source.name)
     if removed:
@@ -130,8 +132,9 @@ def import_csv(
     now = now or datetime.now(UTC)
     tf = source.timeframe
     since = start or datetime.fromtimestamp(source.first_time / 1000, tz=UTC)
-    until = end or datetime.fromtimestamp(source.last_time / 1000, tz=UTC) + timedelta(minutes=parse_timeframe(tf))
-    return fetch_and_store(engine, source, symbol or settings.symbol, tf, parse_timeframe(tf), since, until, now)
+    minutes = parse_timeframe(tf)
+    until = end or datetime.fromtimestamp(source.last_time / 1000, tz=UTC) + timedelta(minutes=minutes)
+    return fetch_and_store(engine, source, symbol or settings.symbol, tf, minutes, since, until, now)
 
 
 def report_gaps(

@@ -7,6 +7,7 @@ from a pod, a test runner or a laptop shell.
 from __future__ import annotations
 
 import argparse
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from common.db.session import make_engine
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
+
+# Alembic's `context`/`op` are process-global proxies: two threads migrating at once corrupt each
+# other. Processes (pods) are serialized by an advisory lock in migrations/env.py instead.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 def alembic_config(url: str, options: Mapping[str, str] | None = None) -> Config:
@@ -37,12 +42,14 @@ def alembic_config(url: str, options: Mapping[str, str] | None = None) -> Config
 
 def upgrade(url: str, revision: str = "head", options: Mapping[str, str] | None = None) -> None:
     """Migrate the database at `url` up to `revision` (e.g. options={"candle_retention_days": "90"})."""
-    command.upgrade(alembic_config(url, options), revision)
+    with _ALEMBIC_LOCK:
+        command.upgrade(alembic_config(url, options), revision)
 
 
 def downgrade(url: str, revision: str = "base", options: Mapping[str, str] | None = None) -> None:
     """Migrate the database at `url` down to `revision` ("base" removes every table)."""
-    command.downgrade(alembic_config(url, options), revision)
+    with _ALEMBIC_LOCK:
+        command.downgrade(alembic_config(url, options), revision)
 
 
 def head() -> str:

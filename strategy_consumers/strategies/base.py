@@ -82,35 +82,39 @@ class Strategy(ABC):
 
     def signals(self, df: pd.DataFrame) -> pd.DataFrame:
         """int8 enter/exit columns plus exposed indicator columns, same index as ``df``."""
-        out = self._signals(df)
+        return pd.DataFrame(self._columns(df), index=df.index)
+
+    def _columns(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        cols = self._signals(df)
         for col in SIGNAL_COLUMNS:
-            out[col] = out[col].fillna(0).astype(np.int8)
-        return out
+            cols[col] = np.nan_to_num(np.asarray(cols[col], dtype=np.float64), nan=0.0).astype(np.int8)
+        return cols
 
     @abstractmethod
-    def _signals(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Compute signals; may leave NaN in signal columns (read as 0)."""
+    def _signals(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Signal arrays (bool or 0/1; NaN reads as 0) and indicator arrays, one value per bar."""
 
     def evaluate(self, df: pd.DataFrame, initial_target: int = 0) -> pd.DataFrame:
         """Signals plus ``target``, ``event`` and ``confidence`` for every bar of ``df``."""
-        out = self.signals(df)
-        masked = [out[c].to_numpy().copy() for c in SIGNAL_COLUMNS]
+        cols = self._columns(df)
+        masked = [cols[c].copy() for c in SIGNAL_COLUMNS]
         for arr in masked:
             arr[: self.warmup_bars] = 0
         target = compute_target(*masked, initial=initial_target)
-        out["target"] = target
-        out["event"] = compute_events(target, initial=initial_target)
-        out["confidence"] = self._confidence_series(out)
-        return out
+        cols["target"] = target
+        cols["event"] = compute_events(target, initial=initial_target)
+        cols["confidence"] = self._confidence(cols, target, cols["event"])
+        return pd.DataFrame(cols, index=df.index)
 
-    def _confidence_series(self, out: pd.DataFrame) -> np.ndarray:
-        entry = out["event"].isin([ENTER_LONG, ENTER_SHORT]).to_numpy()
-        target = out["target"].to_numpy()
-        holding = np.clip(np.nan_to_num(self._holding_confidence(out, target), nan=0.0), 0.0, 1.0)
+    def _confidence(
+        self, cols: Mapping[str, np.ndarray], target: np.ndarray, event: np.ndarray
+    ) -> np.ndarray:
+        entry = (event == ENTER_LONG) | (event == ENTER_SHORT)
+        holding = np.clip(np.nan_to_num(self._holding_confidence(cols, target), nan=0.0), 0.0, 1.0)
         return np.where(entry, 1.0, np.where(target == 0, 0.0, holding))
 
     @abstractmethod
-    def _holding_confidence(self, out: pd.DataFrame, target: np.ndarray) -> np.ndarray:
+    def _holding_confidence(self, cols: Mapping[str, np.ndarray], target: np.ndarray) -> np.ndarray:
         """Confidence in [0, 1] while a position is held without a fresh entry on the bar."""
 
     # ------------------------------------------------------------------ live path
@@ -125,27 +129,25 @@ class Strategy(ABC):
             raise ValueError("empty window")
         if prev_target is None:
             row = self.evaluate(window).iloc[-1]
-            target, event = int(row["target"]), str(row["event"])
+            target, event, conf = int(row["target"]), str(row["event"]), float(row["confidence"])
+            values = {c: float(row[c]) for c in self.indicator_columns}
         else:
-            sig = self.signals(window)
-            last = sig.iloc[-1]
-            trusted = len(window) > self.warmup_bars
-            bits = [bool(last[c]) and trusted for c in SIGNAL_COLUMNS]
+            # Signals converge within ``warmup_bars``, so the tail is enough once the state is carried.
+            tail = window.iloc[-(self.warmup_bars + 1) :]
+            cols = self._columns(tail)
+            trusted = len(tail) > self.warmup_bars
+            bits = [bool(cols[c][-1]) and trusted for c in SIGNAL_COLUMNS]
             target = transition(int(prev_target), *bits)
             event = event_of(int(prev_target), target)
-            one = sig.iloc[-1:].copy()
-            one["target"] = np.array([target], dtype=np.int8)
-            one["event"] = np.array([event], dtype=object)
-            one["confidence"] = self._confidence_series(one)
-            row = one.iloc[-1]
-        indicators = {c: float(row[c]) for c in self.indicator_columns}
-        conf = float(row["confidence"])
+            last = {k: v[-1:] for k, v in cols.items()}
+            conf = float(self._confidence(last, np.array([target]), np.array([event], dtype=object))[0])
+            values = {c: float(cols[c][-1]) for c in self.indicator_columns}
         return RecommendationResult(
             target=target,
             event=event,
             confidence=0.0 if math.isnan(conf) else conf,
             horizon_bars=self.horizon_bars,
-            indicators=indicators,
+            indicators=values,
         )
 
 

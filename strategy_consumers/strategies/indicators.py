@@ -98,14 +98,17 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) -> np
     tr = trange(high, low, close)[1:]
     seed = period - 1
     sp, sm, st = _seq_sum(pdm[:seed]), _seq_sum(mdm[:seed]), _seq_sum(tr[:seed])
-    sps, sms, sts = [], [], []
+    sps: list[float] = []
+    sms: list[float] = []
+    sts: list[float] = []
+    add_p, add_m, add_t = sps.append, sms.append, sts.append
     for a, b, c in zip(pdm[seed:].tolist(), mdm[seed:].tolist(), tr[seed:].tolist(), strict=True):
         sp = sp - sp / period + a
         sm = sm - sm / period + b
         st = st - st / period + c
-        sps.append(sp)
-        sms.append(sm)
-        sts.append(st)
+        add_p(sp)
+        add_m(sm)
+        add_t(st)
     spa, sma_, sta = np.asarray(sps), np.asarray(sms), np.asarray(sts)
     valid_tr = np.abs(sta) >= _TA_EPS
     safe_tr = np.where(valid_tr, sta, 1.0)
@@ -117,11 +120,12 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) -> np
     # The first ``period`` DX values (bars period..2*period-1) are averaged into the seed.
     prev = _seq_sum(np.where(valid[:period], dx[:period], 0.0)) / period
     res = [prev]
+    append = res.append
     k = period - 1
     for ok, x in zip(valid[period:].tolist(), dx[period:].tolist(), strict=True):
         if ok:
             prev = (prev * k + x) / period
-        res.append(prev)
+        append(prev)
     out[lookback:] = res
     return out
 
@@ -152,6 +156,42 @@ def rolling_sum(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def _supertrend_bands(
+    basic_ub: np.ndarray, basic_lb: np.ndarray, close: np.ndarray, period: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Final bands: each ratchets toward price and resets once the previous close breaks through."""
+    n = len(close)
+    fub = np.zeros(n)
+    flb = np.zeros(n)
+    ub_l: list[float] = []
+    lb_l: list[float] = []
+    fu = fl = 0.0
+    for bu, bl, c1 in zip(
+        basic_ub[period:].tolist(), basic_lb[period:].tolist(), close[period - 1 : -1].tolist(), strict=True
+    ):
+        if bu < fu or c1 > fu:
+            fu = bu
+        if bl > fl or c1 < fl:
+            fl = bl
+        ub_l.append(fu)
+        lb_l.append(fl)
+    fub[period:] = ub_l
+    flb[period:] = lb_l
+    return fub, flb
+
+
+def _supertrend_line_loop(fub: np.ndarray, flb: np.ndarray, close: np.ndarray, period: int) -> np.ndarray:
+    """Literal line recursion; used only when the vectorized form below could disagree."""
+    n = len(close)
+    st = np.zeros(n)
+    for i in range(period, n):
+        if st[i - 1] == fub[i - 1]:
+            st[i] = fub[i] if close[i] <= fub[i] else flb[i]
+        elif st[i - 1] == flb[i - 1]:
+            st[i] = flb[i] if close[i] >= flb[i] else fub[i]
+    return st
+
+
 def supertrend_direction(
     high: np.ndarray, low: np.ndarray, close: np.ndarray, multiplier: float, period: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -159,6 +199,10 @@ def supertrend_direction(
 
     Returns ``(st, direction)`` with direction int8: 1 'up', -1 'down', 0 while the line is 0.
     The ATR here is a plain rolling mean of TRANGE, not Wilder's, which is why this is not ``atr``.
+    The line is on the upper band until a close above it and on the lower band until a close below
+    it: a two-threshold state, i.e. the last single breakout forward filled, flipped once more for
+    every bar since then that broke out of both bands (the literal rule toggles there). Equal bands
+    would make the literal "which band is the line on" test ambiguous; there the literal recursion runs.
     """
     n = len(close)
     st = np.zeros(n)
@@ -168,32 +212,25 @@ def supertrend_direction(
     tr = trange(high, low, close)
     atr_ = rolling_sum(tr, period) / period  # NaN up to index period-1 because tr[0] is NaN
     hl2 = (high + low) / 2
-    basic_ub = (hl2 + multiplier * atr_).tolist()
-    basic_lb = (hl2 - multiplier * atr_).tolist()
-    cl = close.tolist()
-    stl = [0.0] * n
-    fu = fl = s = 0.0
-    for i in range(period, n):
-        bu, bl, c1, c = basic_ub[i], basic_lb[i], cl[i - 1], cl[i]
-        # ``s`` is the previous line and ``fu``/``fl`` the previous bands when these run.
-        if s == fu:
-            on_upper = True
-        elif s == fl:
-            on_upper = False
-        else:
-            on_upper = None
-        if bu < fu or c1 > fu:
-            fu = bu
-        if bl > fl or c1 < fl:
-            fl = bl
-        if on_upper is True:
-            s = fu if c <= fu else fl
-        elif on_upper is False:
-            s = fl if c >= fl else fu
-        else:
-            s = 0.0
-        stl[i] = s
-    st = np.asarray(stl)
+    fub, flb = _supertrend_bands(hl2 + multiplier * atr_, hl2 - multiplier * atr_, close, period)
+    body = slice(period, n)
+    if (fub[period:-1] == flb[period:-1]).any():
+        st = _supertrend_line_loop(fub, flb, close, period)
+    else:
+        up_break = close[body] > fub[body]
+        down_break = close[body] < flb[body]
+        both = up_break & down_break
+        single = up_break ^ down_break
+        toggles = np.cumsum(both)
+        pos = np.where(single, np.arange(len(single)), -1)
+        last = np.maximum.accumulate(pos)
+        have = last >= 0
+        at = np.maximum(last, 0)
+        # State before any single breakout: on the upper band (False = upper, True = lower).
+        base = np.where(have, up_break[at], False)
+        since = toggles - np.where(have, toggles[at], 0)
+        on_lower = base ^ (since % 2 == 1)
+        st[body] = np.where(on_lower, flb[body], fub[body])
     direction = np.where(st != 0.0, np.where(close < st, -1, 1), 0).astype(np.int8)
     return st, direction
 

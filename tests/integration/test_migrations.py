@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -18,6 +21,8 @@ from common.db.models import Candle, Intent, Model, Recommendation, metadata
 from common.db.session import make_engine, session_scope
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -102,9 +107,18 @@ def test_downgrade_base_then_upgrade_again(empty_database_url: str, engine: Engi
 
 def test_concurrent_upgrades_are_serialized(empty_database_url: str, engine: Engine) -> None:
     """Several pods migrating at start-up at once must all succeed, not trip over each other."""
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for future in [pool.submit(migrate.upgrade, empty_database_url) for _ in range(4)]:
+    code = "import sys; from common.db.migrate import upgrade; upgrade(sys.argv[1])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, empty_database_url], cwd=REPO, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    # Threads inside one process are serialized by migrate's own lock.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(migrate.upgrade, empty_database_url) for _ in range(2)]:
             future.result()
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
     assert migrate.current(empty_database_url) == migrate.head()
     assert _schema_diff(engine) == []
 

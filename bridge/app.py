@@ -1,0 +1,74 @@
+"""Assemble the bridge: routers per concern, auth attached at inclusion, lifespan owning resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from bridge.dependencies import require_operator, require_viewer
+from bridge.routers import control, market, models, status, stream, trading
+from bridge.settings import BridgeSettings
+from bridge.state import BridgeState
+from bridge.stream import EventHub, KafkaFeed
+from common.db.session import make_engine
+from common.logging import get_logger
+from config import Settings, load_settings
+
+API_PREFIX = "/api"
+API_VERSION = "1.0.0"
+log = get_logger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    bridge: BridgeSettings | None = None,
+) -> FastAPI:
+    """Build the app; settings are read (and tokens resolved) here so a bad config fails at start."""
+    settings = settings or load_settings().resolved()
+    bridge = bridge or BridgeSettings()
+    tokens = bridge.api_tokens()
+    if not tokens:
+        log.warning("bridge_no_tokens", hint="set BTCMETA_BRIDGE_VIEWER_TOKENS / _OPERATOR_TOKENS")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url.get_secret_value(), pool_size=5, max_overflow=5)
+        hub = EventHub(bridge.stream_buffer)
+        feed = KafkaFeed(settings, hub) if bridge.stream_enabled else None
+        app.state.bridge = BridgeState(settings, bridge, engine, tokens, hub)
+        app.state.feed = feed
+        if feed is not None:
+            feed.start()
+        try:
+            yield
+        finally:
+            hub.close()
+            if feed is not None:
+                feed.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="btc-meta bridge",
+        version=API_VERSION,
+        summary="Read-only view of the trading pipeline plus audited operator controls, and a live SSE feed.",
+        lifespan=lifespan,
+    )
+    viewer = [Depends(require_viewer)]
+    for router in (status.router, trading.router, market.router, models.router, stream.router):
+        app.include_router(router, prefix=API_PREFIX, dependencies=viewer)
+    app.include_router(control.router, prefix=API_PREFIX, dependencies=[Depends(require_operator)])
+
+    @app.get("/health", tags=["status"], summary="Liveness probe (no auth, no database)")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.exception_handler(OperationalError)
+    async def database_down(_request: Request, _exc: OperationalError) -> JSONResponse:
+        # Connection-level failures are an outage, not a bug: 503 lets clients say "database down".
+        return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+    return app

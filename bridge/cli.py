@@ -1,0 +1,81 @@
+"""``python -m bridge run`` serves the API; ``python -m bridge openapi`` writes the published spec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bridge.settings import BridgeSettings
+
+SPEC_PATH = Path(__file__).resolve().parent / "openapi.json"
+cli = typer.Typer(
+    help="REST + SSE bridge between the trading pipeline and the desktop client.", no_args_is_help=True
+)
+
+
+def spec_json() -> str:
+    """The OpenAPI document as committed: stable key order, trailing newline."""
+    from bridge.app import create_app
+    from config import load_settings
+
+    app = create_app(load_settings(), BridgeSettings(viewer_tokens=[], operator_tokens=[]))
+    return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
+
+
+@cli.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="Bind address (default BTCMETA_BRIDGE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default BTCMETA_BRIDGE_PORT).")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Default namespace, e.g. a replay's.")] = None,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Serve REST only, no Kafka feed.")] = False,
+) -> None:
+    """Serve the bridge with uvicorn until interrupted."""
+    import uvicorn
+
+    from bridge.app import create_app
+    from common.logging import configure_logging
+    from common.metrics import start_metrics_server
+    from config import get_settings
+
+    settings = get_settings().resolved()
+    configure_logging("bridge", settings.log_level, settings.log_json)
+    overrides: dict[str, object] = {}
+    if host:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if namespace:
+        overrides["default_namespace"] = namespace
+    if no_stream:
+        overrides["stream_enabled"] = False
+    bridge = BridgeSettings(**overrides)  # type: ignore[arg-type]
+    start_metrics_server(settings.metrics_port)
+    app = create_app(settings, bridge)
+    uvicorn.run(
+        app,
+        host=bridge.host,
+        port=bridge.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@cli.command()
+def openapi(
+    output: Annotated[Path, typer.Option(help="Where to write the spec.")] = SPEC_PATH,
+    check: Annotated[bool, typer.Option("--check", help="Fail if the file is out of date.")] = False,
+) -> None:
+    """Write (or with --check, verify) the OpenAPI spec the desktop client is built against."""
+    text = spec_json()
+    if check:
+        if not output.exists() or output.read_text() != text:
+            typer.echo(f"{output} is out of date: run `python -m bridge openapi`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{output} is up to date")
+        return
+    output.write_text(text)
+    typer.echo(f"wrote {output}")

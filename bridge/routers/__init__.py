@@ -1,0 +1,1 @@
+"""One router per concern; auth is attached where ``app.py`` includes them."""

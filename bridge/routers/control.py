@@ -1,0 +1,121 @@
+"""Operator actions: select a model, trip/reset the kill switch, pause/resume trading.
+
+Each action changes the row the executor/meta consumer read (``risk_state`` per namespace,
+``models.selected``) and appends to ``audit_log`` in the *same* transaction, so there is never a
+change without its audit record or an audit record of a change that did not happen.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Path, status
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bridge.dependencies import CurrentPrincipal, DbSession, Namespace, Principal
+from bridge.queries import risk_state
+from bridge.schemas import ControlResult, ErrorOut, ReasonIn, TripIn
+from common.db.models import AuditLog, Model, RiskState
+from common.logging import get_logger
+
+router = APIRouter(prefix="/control", tags=["control"])
+log = get_logger(__name__)
+
+_ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 409: {"model": ErrorOut}}
+
+
+def _audit(session: Session, ns: str, who: Principal, action: str, payload: dict[str, Any]) -> int:
+    row = AuditLog(namespace=ns, actor=who.name, role=who.role.value, action=action, payload=payload)
+    session.add(row)
+    session.flush()
+    log.info("control_action", action=action, actor=who.name, namespace=ns)
+    return row.id
+
+
+def _set_risk(session: Session, ns: str, who: Principal, **values: Any) -> None:
+    """Upsert the namespace's risk_state row (first use of a namespace creates it)."""
+    values["updated_by"] = who.name
+    stmt = insert(RiskState).values(namespace=ns, **values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[RiskState.namespace], set_={**values, "updated_at": func.now()}
+    )
+    session.execute(stmt)
+    session.expire_all()
+
+
+def _risk_action(
+    session: Session, ns: str, who: Principal, action: str, payload: dict[str, Any], **values: Any
+) -> ControlResult:
+    _set_risk(session, ns, who, **values)
+    audit_id = _audit(session, ns, who, action, payload)
+    return ControlResult(action=action, actor=who.name, audit_id=audit_id, risk=risk_state(session, ns))
+
+
+@router.post("/kill-switch/trip", response_model=ControlResult, summary="Trip the kill switch")
+def trip_kill_switch(session: DbSession, ns: Namespace, who: CurrentPrincipal, body: TripIn) -> ControlResult:
+    return _risk_action(
+        session, ns, who, "kill_switch.trip", body.model_dump(), kill_switch=True, kill_reason=body.reason
+    )
+
+
+@router.post("/kill-switch/reset", response_model=ControlResult, summary="Reset the kill switch")
+def reset_kill_switch(
+    session: DbSession, ns: Namespace, who: CurrentPrincipal, body: Annotated[ReasonIn | None, Body()] = None
+) -> ControlResult:
+    body = body or ReasonIn()
+    return _risk_action(
+        session, ns, who, "kill_switch.reset", body.model_dump(), kill_switch=False, kill_reason=None
+    )
+
+
+@router.post("/trading/pause", response_model=ControlResult, summary="Pause trading (no new orders)")
+def pause_trading(
+    session: DbSession, ns: Namespace, who: CurrentPrincipal, body: Annotated[ReasonIn | None, Body()] = None
+) -> ControlResult:
+    body = body or ReasonIn()
+    return _risk_action(session, ns, who, "trading.pause", body.model_dump(), trading_paused=True)
+
+
+@router.post("/trading/resume", response_model=ControlResult, summary="Resume trading")
+def resume_trading(
+    session: DbSession, ns: Namespace, who: CurrentPrincipal, body: Annotated[ReasonIn | None, Body()] = None
+) -> ControlResult:
+    body = body or ReasonIn()
+    return _risk_action(session, ns, who, "trading.resume", body.model_dump(), trading_paused=False)
+
+
+@router.post(
+    "/models/{model_id}/select",
+    response_model=ControlResult,
+    responses=_ERRORS,
+    summary="Select the model the meta consumer trades with",
+)
+def select_model(
+    session: DbSession,
+    ns: Namespace,
+    who: CurrentPrincipal,
+    model_id: Annotated[str, Path(min_length=1, max_length=200)],
+    body: Annotated[ReasonIn | None, Body()] = None,
+) -> ControlResult:
+    body = body or ReasonIn()
+    if session.get(Model, model_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model {model_id!r}")
+    previous = session.scalar(select(Model.model_id).where(Model.selected.is_(True)))
+    try:
+        session.execute(
+            update(Model).where(Model.selected.is_(True), Model.model_id != model_id).values(selected=False)
+        )
+        session.execute(
+            update(Model)
+            .where(Model.model_id == model_id)
+            .values(selected=True, selected_at=func.now(), selected_by=who.name)
+        )
+        session.flush()
+    except IntegrityError as exc:  # another operator selected a model at the same moment
+        raise HTTPException(status.HTTP_409_CONFLICT, "a concurrent selection won; reload and retry") from exc
+    payload = {"model_id": model_id, "previous_model_id": previous, "reason": body.reason}
+    audit_id = _audit(session, ns, who, "model.select", payload)
+    return ControlResult(action="model.select", actor=who.name, audit_id=audit_id, selected_model_id=model_id)

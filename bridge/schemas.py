@@ -1,0 +1,261 @@
+"""Request and response bodies of the bridge API.
+
+They are the published contract of the desktop client (and of /openapi.json), so they are kept
+apart from the database models: a column rename must not silently change what the client sees.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ----------------------------------------------------------------------------- status
+
+
+class ServiceStatus(_Out):
+    service: str
+    instance: str
+    last_seen: datetime
+    age_s: float = Field(description="Seconds since the last heartbeat, by the database clock.")
+    lag_s: float | None = Field(description="Seconds behind, as the service reported it.")
+    stale: bool = Field(description="True when the heartbeat is older than the bridge's stale limit.")
+    info: dict[str, Any] | None = None
+
+
+class RiskStateOut(_Out):
+    namespace: str
+    kill_switch: bool = False
+    kill_reason: str | None = None
+    trading_paused: bool = False
+    halted_until: datetime | None = None
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class StreamStatus(BaseModel):
+    enabled: bool
+    connected: bool
+    last_event_id: int
+    buffered: int
+    error: str | None = None
+
+
+class StatusOut(BaseModel):
+    namespace: str
+    server_time: datetime
+    services: list[ServiceStatus]
+    decisions_total: int
+    degraded_ticks: int = Field(description="Decisions taken without every due strategy.")
+    last_decision_at: datetime | None
+    selected_model_id: str | None
+    risk: RiskStateOut
+    stream: StreamStatus
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+
+
+class AuditEntry(_Out):
+    id: int
+    namespace: str
+    actor: str
+    role: str
+    action: str
+    payload: dict[str, Any]
+    at: datetime
+
+
+# ----------------------------------------------------------------------------- trading
+
+
+class PositionOut(BaseModel):
+    namespace: str
+    symbol: str
+    quantity: float = Field(description="Signed BTC: long > 0, short < 0.")
+    avg_entry_price: float | None
+    mark_price: float | None = Field(description="Close of the latest stored candle.")
+    mark_time: datetime | None
+    unrealized_pnl: float
+    realized_pnl: float
+    updated_at: datetime | None
+
+
+class PnlDay(_Out):
+    day: date
+    realized: float
+    unrealized: float
+    fees: float
+    funding: float
+    equity: float
+
+
+class PnlOut(BaseModel):
+    namespace: str
+    realized: float
+    unrealized: float
+    total: float
+    latest_day: PnlDay | None = Field(description="The most recent daily snapshot.")
+    daily: list[PnlDay]
+
+
+class RecommendationOut(_Out):
+    tick_id: str
+    strategy: str
+    strategy_version: str
+    symbol: str
+    timeframe: str
+    bar_close_time: datetime
+    target: str
+    event: str
+    confidence: float
+    horizon_bars: int
+    indicators: dict[str, Any]
+    received_at: datetime
+
+
+class StrategyRecommendations(BaseModel):
+    strategy: str
+    latest: RecommendationOut
+    recent: list[RecommendationOut]
+
+
+class DecisionOut(_Out):
+    id: int
+    tick_id: str
+    model_id: str
+    action: str
+    current_exposure: float
+    target_exposure: float
+    degraded: bool
+    late_strategies: list[str]
+    observation: dict[str, Any]
+    decided_at: datetime
+
+
+class IntentOut(_Out):
+    intent_id: str
+    tick_id: str
+    model_id: str
+    action: str
+    target_exposure: float
+    status: str
+    reason: str | None
+    received_at: datetime
+    handled_at: datetime | None
+
+
+class FillOut(_Out):
+    fill_id: str
+    client_order_id: str
+    side: str
+    quantity: float
+    price: float
+    fee: float
+    liquidity: str | None
+    filled_at: datetime
+
+
+class OrderOut(_Out):
+    client_order_id: str
+    intent_id: str
+    exchange: str
+    exchange_order_id: str | None
+    symbol: str
+    side: str
+    order_type: str
+    quantity: float
+    price: float | None
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    fills: list[FillOut]
+
+
+# ----------------------------------------------------------------------------- market
+
+
+class CandleOut(BaseModel):
+    open_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    complete: bool = Field(description="False when the bar lacks some base candles (gap or still forming).")
+
+
+class CandlesOut(BaseModel):
+    symbol: str
+    timeframe: str
+    source_timeframe: str | None = Field(description="Stored timeframe the bars were resampled from.")
+    candles: list[CandleOut]
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class EvaluationOut(_Out):
+    run_id: str
+    name: str
+    window: str
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+class ModelEntry(BaseModel):
+    rank: int | None = Field(description="1 = best by the ranking metric; null when unscored.")
+    model_id: str
+    algo: str
+    created_at: datetime
+    strategy_set: list[str]
+    selected: bool
+    selected_at: datetime | None
+    selected_by: str | None
+    score: float | None
+    metrics: dict[str, Any] = Field(description="Metrics of the ranking window's latest evaluation.")
+    evaluations: list[EvaluationOut]
+
+
+class LeaderboardOut(BaseModel):
+    metric: str
+    window: str
+    best_model_id: str | None
+    selected_model_id: str | None
+    models: list[ModelEntry]
+    baselines: list[EvaluationOut]
+
+
+# ----------------------------------------------------------------------------- control
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=500, description="Free text kept in the audit log.")
+
+
+class TripIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, description="Why trading is being stopped.")
+
+
+class ControlResult(BaseModel):
+    action: str
+    actor: str
+    audit_id: int
+    risk: RiskStateOut | None = None
+    selected_model_id: str | None = None
+
+
+class ErrorOut(BaseModel):
+    detail: str

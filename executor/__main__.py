@@ -1,0 +1,3 @@
+from executor.cli import app
+
+app(prog_name="python -m executor")

@@ -1,0 +1,81 @@
+"""Time and price sources the executor is given, never ones it reaches for.
+
+Live runs use the wall clock and the candles table; replays and tests hand in their own clock and
+prices so a historical run fills at historical prices and ages intents against historical time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy import Engine, select
+
+from common.db.models import Candle
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """Wall-clock UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class ReplayClock:
+    """A clock the caller moves (e.g. to each replayed intent's ``created_at``)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+
+    def set(self, when: datetime) -> None:
+        self._now = when
+
+    def now(self) -> datetime:
+        return self._now
+
+
+class PriceFeed(Protocol):
+    def price_at(self, when: datetime) -> float | None:
+        """Price to trade at for a decision made at ``when``; None when unknown."""
+        ...
+
+
+class CandlePriceFeed:
+    """Next available price from ``candles``: the open of the first bar at/after ``when``, else the
+    last close before it. The open of the next bar is what a market order sent at ``when`` could
+    really get; the last close is the best we know live, before that bar exists."""
+
+    def __init__(self, engine: Engine, symbol: str, timeframe: str) -> None:
+        self._engine = engine
+        self._symbol = symbol
+        self._timeframe = timeframe
+
+    def price_at(self, when: datetime) -> float | None:
+        base = select(Candle).where(Candle.symbol == self._symbol, Candle.timeframe == self._timeframe)
+        with self._engine.connect() as conn:
+            nxt = conn.execute(
+                base.where(Candle.open_time >= when).order_by(Candle.open_time).limit(1)
+            ).first()
+            if nxt is not None:
+                return float(nxt.open)
+            last = conn.execute(
+                base.where(Candle.open_time < when).order_by(Candle.open_time.desc()).limit(1)
+            ).first()
+        return float(last.close) if last is not None else None
+
+
+class FixedPriceFeed:
+    """A price the caller supplies (replays driven by their own bar stream, tests)."""
+
+    def __init__(self, price: float | None) -> None:
+        self.price = price
+
+    def set(self, price: float | None) -> None:
+        self.price = price
+
+    def price_at(self, when: datetime) -> float | None:
+        return self.price

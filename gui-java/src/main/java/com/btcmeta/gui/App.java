@@ -1,0 +1,1 @@
+package com.btcmeta.gui; public class App {}

@@ -1,0 +1,54 @@
+"""Reads the decision timeframe's BarClosed topic for the model portfolio's marks.
+
+Why a separate consumer that never commits: a bar is part of a tick's join state, but there is no
+table for it, and the shared consume loop commits every message it handles. Kafka itself is the
+durable store instead: each decision row records the offset of the bar it used, and after a
+restart this reader resumes from there (bars are single-partition and in tick order, so every bar
+of an undecided tick lies after that offset).
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from common import serde
+from common.events import BarClosed
+from common.kafka.configuration import consumer_config
+from common.kafka.topics import bars_topic
+from common.logging import get_logger
+from config import Settings
+from meta_consumer.decide import MARK_CLOSES, Mark
+
+log = get_logger(__name__)
+
+
+class BarReader:
+    def __init__(self, settings: Settings, timeframe: str, group_id: str, start_offset: int | None) -> None:
+        self.topic = settings.topic(bars_topic(timeframe))
+        self._symbol = settings.symbol
+        self._consumer = Consumer(consumer_config(settings, f"{group_id}-bars"))
+        offset = start_offset if start_offset is not None and start_offset >= 0 else OFFSET_BEGINNING
+        self._consumer.assign([TopicPartition(self.topic, 0, offset)])
+        log.info("bar_reader_started", topic=self.topic, offset=offset)
+
+    def poll(self, max_messages: int = 50) -> list[Mark]:
+        """Marks of the bars that arrived since the last call (never blocks)."""
+        marks: list[Mark] = []
+        for msg in self._consumer.consume(num_messages=max_messages, timeout=0):
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("bar_reader_error", error=str(err))
+                continue
+            try:
+                bar = serde.decode(msg.value() or b"", BarClosed)
+            except serde.SerdeError as exc:
+                log.error("bar_undecodable", offset=msg.offset(), error=str(exc))
+                continue
+            if bar.symbol != self._symbol or not bar.close:
+                continue
+            marks.append(Mark(bar.tick_id, tuple(bar.close[-MARK_CLOSES:]), msg.offset() or 0))
+        return marks
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,205 @@
+"""One tick's decision as a pure function of (carried state, this tick's inputs, the chosen policy).
+
+Pure on purpose: the service feeds it what Postgres holds, so a tick decided again after a crash
+sees the same inputs and gives the same result; tests call it directly without any broker.
+
+The carried state (:class:`Carry`) is everything a decision hands to the next one: how many ticks
+were decided (ages are counted in ticks), the latest *applied* recommendation of each strategy, the
+model portfolio and the last bar close window. It is stored inside each decision row, so a restart
+continues from the last row. A recommendation that arrived after its tick was decided is never in
+``recs_now`` of any decision, hence never becomes "latest": late answers cannot leak forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from common.actions import ACTIONS, apply_action, label_for, majority_vote
+from common.events import IntentAction, SignalEvent, Target, from_epoch_ms, to_epoch_ms
+from common.observation import EVENT_CODES, TARGET_VALUES, FeatureSpec, build_observations, rolling_volatility
+from meta_consumer.policy import Policy
+from meta_consumer.portfolio import Portfolio
+from meta_consumer.settings import FallbackMode
+
+#: Close prices kept in the carried mark: enough for any sensible ``vol_window``.
+MARK_CLOSES = 256
+
+
+@dataclass(frozen=True)
+class LatestRec:
+    """A strategy's most recent applied recommendation and the tick sequence number it came with."""
+
+    tick_id: str
+    seq: int
+    target: Target
+    event: SignalEvent
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tick_id": self.tick_id, "seq": self.seq, "target": self.target.value,
+                "event": self.event.value, "confidence": self.confidence}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LatestRec:
+        return cls(d["tick_id"], int(d["seq"]), Target(d["target"]), SignalEvent(d["event"]),
+                   float(d["confidence"]))
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The decision timeframe's last closed bar: close window for price and volatility."""
+
+    tick_id: str
+    closes: tuple[float, ...]
+    #: Kafka offset of the BarClosed message, where the bar reader resumes after a restart.
+    offset: int = -1
+
+    @property
+    def price(self) -> float:
+        return self.closes[-1]
+
+    def volatility(self, window: int) -> float:
+        if len(self.closes) < window + 1:
+            return float("nan")
+        return float(rolling_volatility(np.asarray(self.closes[-(window + 1):]), window)[-1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tick_id": self.tick_id, "closes": list(self.closes), "offset": self.offset}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Mark | None:
+        return None if not d else cls(d["tick_id"], tuple(float(c) for c in d["closes"]), int(d["offset"]))
+
+
+@dataclass(frozen=True)
+class Carry:
+    seq: int = 0
+    tick_time: datetime | None = None
+    portfolio: Portfolio = field(default_factory=Portfolio)
+    latest: Mapping[str, LatestRec] = field(default_factory=dict)
+    mark: Mark | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "tick_time_ms": None if self.tick_time is None else to_epoch_ms(self.tick_time),
+            "portfolio": self.portfolio.to_dict(),
+            "latest": {s: r.to_dict() for s, r in sorted(self.latest.items())},
+            "mark": None if self.mark is None else self.mark.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Carry:
+        if not d:
+            return cls()
+        ms = d.get("tick_time_ms")
+        return cls(
+            seq=int(d["seq"]),
+            tick_time=None if ms is None else from_epoch_ms(int(ms)),
+            portfolio=Portfolio.from_dict(d.get("portfolio")),
+            latest={s: LatestRec.from_dict(r) for s, r in (d.get("latest") or {}).items()},
+            mark=Mark.from_dict(d.get("mark")),
+        )
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Who decides this tick: a loaded policy, or the configured fallback rule."""
+
+    model_id: str
+    spec: FeatureSpec
+    policy: Policy | None = None
+    fallback: FallbackMode = FallbackMode.MAJORITY_VOTE
+    reason: str = ""
+    retrain_needed: bool = False
+
+
+@dataclass(frozen=True)
+class TickInput:
+    tick_id: str
+    tick_time: datetime
+    due: frozenset[str]
+    #: Recommendations stored for this tick when it is decided: strategy -> (target, event, confidence).
+    recs: Mapping[str, tuple[Target, SignalEvent, float]]
+    #: This tick's bar of the decision timeframe, if it closed now and arrived.
+    bar: Mark | None
+    needs_bar: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: IntentAction
+    current_exposure: float
+    target_exposure: float
+    degraded: bool
+    late: list[str]
+    reason: str
+    features: dict[str, float]
+    carry: Carry
+
+
+def observe(spec: FeatureSpec, latest: Mapping[str, LatestRec], seq: int, portfolio: Portfolio,
+            mark: Mark | None) -> np.ndarray:
+    """One observation row (shape (1, dim)) through the shared builder the training env uses."""
+    recs = [latest.get(s) for s in spec.strategies]
+    price = None if mark is None else mark.price
+    return build_observations(
+        spec,
+        targets=[[TARGET_VALUES[r.target] if r else 0 for r in recs]],
+        events=[[EVENT_CODES[r.event] if r else 0 for r in recs]],
+        confidence=[[r.confidence if r else 0.0 for r in recs]],
+        age=[[seq - r.seq if r else 0 for r in recs]],
+        present=[[r is not None for r in recs]],
+        exposure=[portfolio.exposure],
+        unrealized_pnl=[portfolio.pnl(price)],
+        volatility=[np.nan if mark is None else mark.volatility(spec.vol_window)],
+    )
+
+
+def decide_tick(tick: TickInput, carry: Carry, choice: Choice, live: Sequence[str], *, step: float,
+                max_exposure: float) -> Outcome:
+    """The decision for ``tick`` and the state carried to the next one."""
+    seq = carry.seq + 1
+    latest = dict(carry.latest)
+    for name, (target, event, confidence) in tick.recs.items():
+        latest[name] = LatestRec(tick.tick_id, seq, target, event, confidence)
+    late = sorted(tick.due - set(tick.recs))
+    mark = tick.bar or carry.mark
+    notes = []
+    if late:
+        notes.append(f"deadline passed without {','.join(late)}")
+    if tick.needs_bar and tick.bar is None:
+        notes.append("no bar: previous close used")
+    obs = observe(choice.spec, latest, seq, carry.portfolio, mark)
+    current = carry.portfolio.exposure
+    if choice.policy is not None:
+        if choice.policy.output == "discrete":
+            action = ACTIONS[int(choice.policy.act(obs)[0])]
+            target = apply_action(action, current, step, max_exposure)
+        else:
+            target = float(choice.policy.act(obs)[0])
+            action = label_for(current, target)
+    else:
+        if choice.fallback is FallbackMode.MAJORITY_VOTE:
+            target = majority_vote([latest[s].target for s in live if s in latest], max_exposure)
+        else:
+            target = 0.0
+        action = label_for(current, target)
+    features = dict(zip(choice.spec.feature_names(), (float(v) for v in obs[0]), strict=True))
+    reason = "; ".join([r for r in (choice.reason, *notes) if r])
+    new_carry = replace(carry, seq=seq, tick_time=tick.tick_time,
+                        portfolio=carry.portfolio.moved_to(target, None if mark is None else mark.price),
+                        latest=latest, mark=_trim(mark))
+    degraded = bool(late) or (tick.needs_bar and tick.bar is None)
+    return Outcome(action, current, float(target), degraded, late, reason, features, new_carry)
+
+
+def _trim(mark: Mark | None) -> Mark | None:
+    if mark is None or len(mark.closes) <= MARK_CLOSES:
+        return mark
+    return replace(mark, closes=mark.closes[-MARK_CLOSES:])

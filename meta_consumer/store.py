@@ -1,0 +1,107 @@
+"""Postgres side of the join: the durable state every restart rebuilds from.
+
+Recommendations and TickPlans are written on arrival (``ON CONFLICT DO NOTHING``: a re-delivered
+message is a no-op) before their offsets are committed. A decision row, unique per
+(namespace, tick_id), is the commit point of a tick: it also carries the state the next tick
+continues from, and the intent is rebuilt from it, so nothing else needs to be stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects.postgresql import insert
+
+from common.db.models import Decision, Model, Position, Recommendation, Tick
+from common.events import Recommendation as RecommendationEvent
+from common.events import SignalEvent, Target, TickPlan
+
+RecValue = tuple[Target, SignalEvent, float]
+
+
+def save_recommendation(engine: Engine, namespace: str, rec: RecommendationEvent) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(Recommendation).values(
+            namespace=namespace, tick_id=rec.tick_id, strategy=rec.strategy,
+            strategy_version=rec.strategy_version, symbol=rec.symbol, timeframe=rec.timeframe,
+            bar_close_time=rec.bar_close_time, target=rec.target.value, event=rec.event.value,
+            confidence=rec.confidence, horizon_bars=rec.horizon_bars, indicators=dict(rec.indicators),
+        ).on_conflict_do_nothing())
+
+
+def save_tick(engine: Engine, namespace: str, plan: TickPlan) -> None:
+    """Same row the tick emitter records (it may already be there; replays do not record ticks)."""
+    with engine.begin() as conn:
+        conn.execute(insert(Tick).values(
+            namespace=namespace, tick_id=plan.tick_id, symbol=plan.symbol, tick_time=plan.tick_time,
+            due_timeframes=list(plan.due_timeframes), due_strategies=[d.name for d in plan.due_strategies],
+        ).on_conflict_do_nothing())
+
+
+def answered(engine: Engine, namespace: str, tick_id: str) -> set[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(Recommendation.strategy).where(
+            Recommendation.namespace == namespace, Recommendation.tick_id == tick_id))
+        return {r[0] for r in rows}
+
+
+def recs_for_tick(engine: Engine, namespace: str, tick_id: str) -> dict[str, RecValue]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(
+            Recommendation.strategy, Recommendation.target, Recommendation.event, Recommendation.confidence,
+        ).where(Recommendation.namespace == namespace, Recommendation.tick_id == tick_id))
+        return {r[0]: (Target(r[1]), SignalEvent(r[2]), float(r[3])) for r in rows}
+
+
+def last_decision(engine: Engine, namespace: str) -> Decision | None:
+    """The newest decision; ids grow in decision order because one decider inserts them in tick order."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Decision).where(Decision.namespace == namespace)
+                           .order_by(Decision.id.desc()).limit(1)).scalar_one_or_none()
+        return row
+
+
+def pending_ticks(engine: Engine, namespace: str, symbol: str, after: datetime | None) -> list[Tick]:
+    """Ticks stored but not decided yet (what a restart must still decide), oldest first."""
+    decided = select(Decision.tick_id).where(Decision.namespace == namespace)
+    query = select(Tick).where(Tick.namespace == namespace, Tick.symbol == symbol,
+                               Tick.tick_id.not_in(decided)).order_by(Tick.tick_time)
+    if after is not None:
+        query = query.where(Tick.tick_time > after)
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+def insert_decision(engine: Engine, values: dict[str, Any]) -> bool:
+    """Insert one decision; False when the tick was already decided (the row stays as it was)."""
+    with engine.begin() as conn:
+        result = conn.execute(insert(Decision).values(**values).on_conflict_do_nothing(
+            constraint="uq_decisions_namespace_tick_id").returning(Decision.id))
+        return result.first() is not None
+
+
+def decision_for(engine: Engine, namespace: str, tick_id: str) -> Decision | None:
+    with engine.connect() as conn:
+        return conn.execute(select(Decision).where(
+            Decision.namespace == namespace, Decision.tick_id == tick_id)).scalar_one_or_none()
+
+
+def selected_model_key(engine: Engine) -> tuple[str, str] | None:
+    """(model_id, artifact_sha256) of the selected model: a cheap query run between ticks."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Model.model_id, Model.artifact_sha256).where(Model.selected)).first()
+        return None if row is None else (row[0], row[1])
+
+
+def load_model(engine: Engine, model_id: str) -> Model | None:
+    with engine.connect() as conn:
+        return conn.execute(select(Model).where(Model.model_id == model_id)).scalar_one_or_none()
+
+
+def position_quantity(engine: Engine, namespace: str, symbol: str) -> float | None:
+    """The executor's position in BTC, or None when it has not recorded one."""
+    with engine.connect() as conn:
+        return conn.execute(select(Position.quantity).where(
+            Position.namespace == namespace, Position.symbol == symbol)).scalar_one_or_none()

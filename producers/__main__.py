@@ -1,0 +1,3 @@
+from producers.cli import app
+
+app(prog_name="python -m producers")

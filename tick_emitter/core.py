@@ -1,0 +1,209 @@
+"""The pure heart of the emitter: what is due, the bars each timeframe gets, the events to publish.
+
+The live tick, the catch-up after downtime and the replay all call these three functions and
+nothing else to decide content, so a replay publishes byte-for-byte the bars the live path would
+have. No I/O, no clock: every input is an argument.
+
+Alignment: a timeframe of ``m`` minutes closes a bar at tick time ``T`` when the epoch minute of
+``T`` is a multiple of ``m``. For every timeframe dividing a day this is the same as "minutes since
+midnight UTC mod m == 0" (1h at every :00, 4h at 00/04/.../20 UTC, 1d at 00:00); UTC has no DST.
+
+Gaps: a resampled bin is built only from a complete set of base candles. Incomplete bins are left
+out of the window (never invented or forward-filled); if the bin closing at ``T`` itself is
+incomplete, that timeframe is not published at this tick and is reported as degraded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from common.events import BarClosed, DueStrategy, TickPlan, to_epoch_ms
+from common.ids import make_tick_id
+from common.registry import Registry, StrategySpec
+from common.timeframes import parse_timeframe
+
+MINUTE_MS = 60_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EMPTY_T = np.empty(0, dtype=np.int64)
+_EMPTY_V = np.empty((0, 5), dtype=np.float64)
+
+
+def is_due(tick_time: datetime, timeframe_minutes: int) -> bool:
+    """Does a ``timeframe_minutes`` bar close at ``tick_time``? (epoch-minute alignment, UTC)."""
+    ms = to_epoch_ms(tick_time)
+    return ms % MINUTE_MS == 0 and (ms // MINUTE_MS) % timeframe_minutes == 0
+
+
+@dataclass(frozen=True, slots=True)
+class DuePlan:
+    """The strategies due at one tick and, per timeframe, the bars to send (max over its strategies)."""
+
+    tick_time: datetime
+    strategies: tuple[StrategySpec, ...]
+    bars: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def timeframes(self) -> tuple[str, ...]:
+        return tuple(sorted(self.bars, key=lambda tf: (parse_timeframe(tf), tf)))
+
+    def __bool__(self) -> bool:
+        return bool(self.strategies)
+
+    @property
+    def earliest_start(self) -> datetime:
+        """Oldest base candle any due window needs (the single DB/array read covers from here)."""
+        spans = [parse_timeframe(tf) * n for tf, n in self.bars.items()]
+        return self.tick_time - timedelta(minutes=max(spans, default=0))
+
+
+def plan_tick(tick_time: datetime, registry: Registry | Iterable[StrategySpec]) -> DuePlan:
+    """Enabled strategies whose timeframe closes a bar at ``tick_time``, in registry order."""
+    specs = registry.enabled if isinstance(registry, Registry) else tuple(s for s in registry if s.enabled)
+    due = tuple(s for s in specs if is_due(tick_time, s.timeframe_minutes))
+    bars: dict[str, int] = {}
+    for s in due:
+        bars[s.timeframe] = max(bars.get(s.timeframe, 0), s.bars)
+    return DuePlan(tick_time, due, bars)
+
+
+@dataclass(frozen=True, slots=True)
+class BaseCandles:
+    """Base (MIN_TIMEFRAME) candles in memory: sorted unique epoch-ms times and [n, 5] OHLCV."""
+
+    times: np.ndarray
+    values: np.ndarray
+    timeframe_minutes: int
+
+    def __post_init__(self) -> None:
+        if self.times.shape[0] != self.values.shape[0]:
+            raise ValueError("times and values differ in length")
+        if self.times.size > 1 and not bool(np.all(np.diff(self.times) > 0)):
+            raise ValueError("base candle times must be strictly increasing")
+
+    @classmethod
+    def empty(cls, timeframe_minutes: int) -> BaseCandles:
+        return cls(_EMPTY_T, _EMPTY_V, timeframe_minutes)
+
+    def slice(self, start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        """Views (no copy) of the candles with ``start_ms <= open time < end_ms``."""
+        i0, i1 = np.searchsorted(self.times, [start_ms, end_ms], side="left")
+        return self.times[i0:i1], self.values[i0:i1]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Closed, complete bars of one timeframe, oldest first, ending with the bar that closes at the tick."""
+
+    timeframe: str
+    times: np.ndarray
+    values: np.ndarray
+    #: False when the bar closing at the tick is incomplete: then the timeframe is not published.
+    closing_bar_complete: bool
+
+
+def resample(
+    times: np.ndarray, values: np.ndarray, base_minutes: int, timeframe_minutes: int, start_ms: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aggregate sorted base candles into complete ``timeframe_minutes`` bins aligned at ``start_ms``.
+
+    open first, high max, low min, close last, volume sum; a bin missing any base candle is dropped.
+    """
+    if timeframe_minutes == base_minutes or times.size == 0:
+        return times, values
+    tf_ms = timeframe_minutes * MINUTE_MS
+    bins = (times - start_ms) // tf_ms
+    starts = np.flatnonzero(np.concatenate(([True], bins[1:] != bins[:-1])))
+    counts = np.diff(np.append(starts, bins.size))
+    ends = starts + counts - 1
+    out = np.empty((starts.size, 5), dtype=np.float64)
+    out[:, 0] = values[starts, 0]
+    out[:, 1] = np.maximum.reduceat(values[:, 1], starts)
+    out[:, 2] = np.minimum.reduceat(values[:, 2], starts)
+    out[:, 3] = values[ends, 3]
+    out[:, 4] = np.add.reduceat(values[:, 4], starts)
+    keep = counts == timeframe_minutes // base_minutes
+    return (start_ms + bins[starts] * tf_ms)[keep], out[keep]
+
+
+def prepare_bars(base: BaseCandles, tick_time: datetime, plan: DuePlan) -> dict[str, Window]:
+    """One window per due timeframe, cut from the same base candles (loaded once per tick)."""
+    end_ms = to_epoch_ms(tick_time)
+    windows: dict[str, Window] = {}
+    for tf in plan.timeframes:
+        minutes = parse_timeframe(tf)
+        if minutes % base.timeframe_minutes:
+            raise ValueError(f"timeframe {tf} is not a multiple of the base ({base.timeframe_minutes}m)")
+        start_ms = end_ms - plan.bars[tf] * minutes * MINUTE_MS
+        t, v = base.slice(start_ms, end_ms)
+        rt, rv = resample(t, v, base.timeframe_minutes, minutes, start_ms)
+        complete = bool(rt.size) and int(rt[-1]) == end_ms - minutes * MINUTE_MS
+        windows[tf] = Window(tf, rt, rv, complete)
+    return windows
+
+
+class _TimeCache:
+    """Epoch-ms -> datetime, memoised: a replay re-sends each bar time hundreds of times."""
+
+    def __init__(self, limit: int = 2_000_000) -> None:
+        self._cache: dict[int, datetime] = {}
+        self._limit = limit
+
+    def __call__(self, ms_values: list[int]) -> tuple[datetime, ...]:
+        cache = self._cache
+        if len(cache) > self._limit:
+            cache.clear()
+        out = []
+        for ms in ms_values:
+            dt = cache.get(ms)
+            if dt is None:
+                dt = cache[ms] = _EPOCH + timedelta(milliseconds=ms)
+            out.append(dt)
+        return tuple(out)
+
+
+_to_datetimes = _TimeCache()
+
+
+def build_events(
+    symbol: str,
+    plan: DuePlan,
+    windows: Mapping[str, Window],
+    *,
+    published_at: datetime,
+    deadline: timedelta,
+    namespace: str = "",
+) -> tuple[TickPlan, list[BarClosed], list[str]]:
+    """The TickPlan and one BarClosed per publishable timeframe, plus the degraded timeframes.
+
+    ``deadline`` is measured from the tick time (not the wall clock) so the plan is the same whether
+    it is published live, late in a catch-up, or in a replay; only ``published_at`` and the
+    namespace differ between those paths.
+    """
+    tick_time = plan.tick_time
+    ok = [tf for tf in plan.timeframes if windows[tf].closing_bar_complete]
+    degraded = [tf for tf in plan.timeframes if tf not in ok]
+    due = [DueStrategy(s.name, s.version, s.timeframe) for s in plan.strategies if s.timeframe in ok]
+    tick = TickPlan.create(symbol, tick_time, due, deadline=tick_time + deadline, published_at=published_at,
+                           namespace=namespace)
+    tick_id = make_tick_id(symbol, tick_time)
+    bars = []
+    for tf in ok:
+        w = windows[tf]
+        cols = w.values.T.tolist()
+        open_times = _to_datetimes(w.times.tolist())
+        bars.append(BarClosed(tick_id=tick_id, symbol=symbol, timeframe=tf, bar_open_time=open_times[-1],
+                              open_time=open_times, open=cols[0], high=cols[1], low=cols[2], close=cols[3],
+                              volume=cols[4]))
+    return tick, bars, degraded
+
+
+def tick_times(start: datetime, end: datetime, step_minutes: int) -> list[datetime]:
+    """Grid tick times in ``[start, end]`` (inclusive), aligned to epoch multiples of the step."""
+    step_ms = step_minutes * MINUTE_MS
+    first = -(-to_epoch_ms(start) // step_ms) * step_ms
+    last = to_epoch_ms(end) // step_ms * step_ms
+    return [_EPOCH + timedelta(milliseconds=ms) for ms in range(first, last + 1, step_ms)]
