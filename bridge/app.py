@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -11,16 +12,15 @@ from sqlalchemy.exc import OperationalError
 
 from bridge.dependencies import require_operator, require_viewer
 from bridge.routers import control, market, models, status, stream, trading
+from bridge.schemas import ErrorOut
 from bridge.settings import BridgeSettings
 from bridge.state import BridgeState
 from bridge.stream import EventHub, KafkaFeed
 from common.db.session import make_engine
-from common.logging import get_logger
 from config import Settings, load_settings
 
 API_PREFIX = "/api"
 API_VERSION = "1.0.0"
-log = get_logger(__name__)
 
 
 def create_app(
@@ -31,8 +31,6 @@ def create_app(
     settings = settings or load_settings().resolved()
     bridge = bridge or BridgeSettings()
     tokens = bridge.api_tokens()
-    if not tokens:
-        log.warning("bridge_no_tokens", hint="set BTCMETA_BRIDGE_VIEWER_TOKENS / _OPERATOR_TOKENS")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,6 +45,8 @@ def create_app(
             yield
         finally:
             hub.close()
+            if app.state.bridge._producer is not None:
+                app.state.bridge._producer.close()
             if feed is not None:
                 feed.stop()
             engine.dispose()
@@ -57,10 +57,22 @@ def create_app(
         summary="Read-only view of the trading pipeline plus audited operator controls, and a live SSE feed.",
         lifespan=lifespan,
     )
+    denied: dict[int | str, dict[str, Any]] = {
+        401: {"model": ErrorOut, "description": "Missing or bad token"}
+    }
     viewer = [Depends(require_viewer)]
     for router in (status.router, trading.router, market.router, models.router, stream.router):
-        app.include_router(router, prefix=API_PREFIX, dependencies=viewer)
-    app.include_router(control.router, prefix=API_PREFIX, dependencies=[Depends(require_operator)])
+        app.include_router(router, prefix=API_PREFIX, dependencies=viewer, responses=denied)
+    app.include_router(
+        control.router,
+        prefix=API_PREFIX,
+        dependencies=[Depends(require_operator)],
+        responses=denied
+        | {
+            400: {"model": ErrorOut, "description": "Body is not valid JSON"},
+            403: {"model": ErrorOut, "description": "Operator role required"},
+        },
+    )
 
     @app.get("/health", tags=["status"], summary="Liveness probe (no auth, no database)")
     def health() -> dict[str, str]:

@@ -52,6 +52,11 @@ def run(
     if no_stream:
         overrides["stream_enabled"] = False
     bridge = BridgeSettings(**overrides)  # type: ignore[arg-type]
+    if not bridge.viewer_tokens and not bridge.operator_tokens:
+        typer.echo(
+            "warning: no tokens configured, every request will get 401 (see BTCMETA_BRIDGE_*_TOKENS)",
+            err=True,
+        )
     start_metrics_server(settings.metrics_port)
     app = create_app(settings, bridge)
     uvicorn.run(

@@ -11,6 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: Free text: anything but NUL, which PostgreSQL text columns refuse.
+FREE_TEXT = r"^[^\x00]*$"
+#: Identifiers in query strings and paths (strategy, metric, symbol, model id).
+IDENT = r"^[A-Za-z0-9_./:|#+-]+$"
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -240,13 +245,20 @@ class LeaderboardOut(BaseModel):
 class ReasonIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(default="", max_length=500, description="Free text kept in the audit log.")
+    reason: str = Field(
+        default="", max_length=500, pattern=FREE_TEXT, description="Free text kept in the audit log."
+    )
 
 
 class TripIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=500, description="Why trading is being stopped.")
+    reason: str = Field(
+        min_length=1, max_length=500, pattern=FREE_TEXT, description="Why trading is being stopped."
+    )
+    flatten: bool = Field(
+        default=True, description="Also publish a FLAT intent so the executor flattens now."
+    )
 
 
 class ControlResult(BaseModel):
@@ -255,6 +267,8 @@ class ControlResult(BaseModel):
     audit_id: int
     risk: RiskStateOut | None = None
     selected_model_id: str | None = None
+    flatten_intent_id: str | None = Field(default=None, description="The FLAT intent published on trip.")
+    flatten_error: str | None = Field(default=None, description="Why no FLAT intent was published.")
 
 
 class ErrorOut(BaseModel):

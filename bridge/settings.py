@@ -54,6 +54,9 @@ class BridgeSettings(BaseSettings):
     stream_enabled: bool = True
     #: Seconds between SSE keep-alive comments, so proxies do not cut idle streams.
     stream_keepalive_s: float = Field(default=15.0, gt=0)
+    #: Tripping the kill switch also publishes a FLAT intent (as `python -m executor kill-switch`
+    #: does), so the executor flattens now instead of at the next tick's intent.
+    flatten_on_trip: bool = True
     #: A service whose last heartbeat is older than this is reported as stale.
     heartbeat_stale_s: float = Field(default=120.0, gt=0)
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import typer
 
+from common.db.models import PnlDaily
 from common.db.session import make_engine, session_scope
 from common.events import IntentAction, OrderIntent
 from common.ids import make_tick_id
@@ -56,8 +57,6 @@ def status() -> None:
         h = book.load_holding(s, ns, settings.symbol)
         state = book.load_risk_state(s, ns)
         today = datetime.now(UTC).date()
-        from common.db.models import PnlDaily
-
         pnl = s.get(PnlDaily, (ns, today))
     typer.echo(f"namespace      {ns}   exchange {settings.exchange.mode.value}")
     typer.echo(f"position       {h.quantity:g} BTC @ {h.avg_price or 0:.2f}   realized {h.realized:.2f} USD")

@@ -26,13 +26,20 @@ class SystemClock:
 
 
 class ReplayClock:
-    """A clock the caller moves (e.g. to each replayed intent's ``created_at``)."""
+    """Replayed time: the caller moves it, or (``follow_intents``) each intent moves it to its
+    ``created_at``, so ages, hourly order counts and funding hours are those of the replayed past."""
 
-    def __init__(self, start: datetime) -> None:
+    def __init__(self, start: datetime, *, follow_intents: bool = True) -> None:
         self._now = start
+        self.follow_intents = follow_intents
 
     def set(self, when: datetime) -> None:
         self._now = when
+
+    def advance_to(self, when: datetime) -> None:
+        """Called by the executor per intent; never moves backwards (time in a replay is monotonic)."""
+        if self.follow_intents and when > self._now:
+            self._now = when
 
     def now(self) -> datetime:
         return self._now

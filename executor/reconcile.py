@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,7 @@ from executor.ids import client_order_ids
 from executor.risk import LOT_BTC
 
 _TOL = LOT_BTC / 10
+LOOKBACK = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,9 @@ def reconcile(
         problems.append(f"reconcile: {len(working)} open order(s) on {exchange.name}: {ids}")
     if abs(venue - held) <= _TOL:
         return Reconciliation(held, venue, tuple(problems))
-    since = book.last_fill_time(s, namespace)
+    last = book.last_fill_time(s, namespace)
+    # a day of slack: fill times are venue/tick times, not guaranteed to arrive in order
+    since = last - LOOKBACK if last is not None else None
     known = book.known_fill_ids(s, namespace, since)
     unknown = [f for f in exchange.fetch_fills(since) if f.fill_id not in known]
     mine = set(client_order_ids(namespace, intent_id, legs)) if intent_id else set()

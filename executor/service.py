@@ -64,9 +64,13 @@ class Executor:
         self.symbol = settings.symbol
         self.risk = RiskEngine(settings.risk, symbol=settings.symbol, max_exposure=settings.max_exposure)
         self._legs = max_legs(settings.risk.max_position_btc, settings.risk.max_order_btc)
+        self._funding_hour: datetime | None = None
 
     def handle(self, intent: OrderIntent, publish: Publish) -> ExecutionReport:
         """Handle one intent; ``publish`` must deliver (flush) the report before we commit."""
+        advance = getattr(self.clock, "advance_to", None)
+        if advance is not None:
+            advance(intent.created_at)
         now = self.clock.now()
         with session_scope(self.engine) as s:
             book.lock_namespace(s, self.namespace)
@@ -78,9 +82,7 @@ class Executor:
                 publish(report)
                 return report
             holding = book.load_holding(s, self.namespace, self.symbol)
-            funding = book.record_funding(
-                s, self.namespace, self.exchange.fetch_funding(book.last_funding_time(s, self.namespace), now)
-            )
+            funding = self._funding(s, now)
             outcome = self._decide_and_place(s, intent, holding, now)
             report = self._book(s, intent, outcome, holding, funding, now)
             EXECUTIONS.labels(report.status.value).inc()
@@ -94,6 +96,16 @@ class Executor:
             )
             publish(report)
         return report
+
+    def _funding(self, s: Session, now: datetime) -> float:
+        """Book new funding settlements; they only happen on the hour, so ask once per hour."""
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        if self._funding_hour == hour:
+            return 0.0
+        since = book.last_funding_time(s, self.namespace)
+        added = book.record_funding(s, self.namespace, self.exchange.fetch_funding(since, now))
+        self._funding_hour = hour
+        return added
 
     # ------------------------------------------------------------------ decision and placement
 

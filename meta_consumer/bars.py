@@ -9,6 +9,8 @@ of an undecided tick lies after that offset).
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from common import serde
@@ -29,6 +31,7 @@ class BarReader:
         self._consumer = Consumer(consumer_config(settings, f"{group_id}-bars"))
         offset = start_offset if start_offset is not None and start_offset >= 0 else OFFSET_BEGINNING
         self._consumer.assign([TopicPartition(self.topic, 0, offset)])
+        self._warned_at = 0.0
         log.info("bar_reader_started", topic=self.topic, offset=offset)
 
     def poll(self, max_messages: int = 50) -> list[Mark]:
@@ -37,8 +40,9 @@ class BarReader:
         for msg in self._consumer.consume(num_messages=max_messages, timeout=0):
             err = msg.error()
             if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("bar_reader_error", error=str(err))
+                if err.code() != KafkaError._PARTITION_EOF and time.monotonic() - self._warned_at > 60:
+                    self._warned_at = time.monotonic()  # polled every 20 ms: say it once a minute
+                    log.warning("bar_reader_error", topic=self.topic, error=str(err))
                 continue
             try:
                 bar = serde.decode(msg.value() or b"", BarClosed)

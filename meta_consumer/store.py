@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
 
 from common.db.models import Decision, Model, Position, Recommendation, Tick
 from common.events import Recommendation as RecommendationEvent
@@ -21,14 +22,16 @@ from common.events import SignalEvent, Target, TickPlan
 RecValue = tuple[Target, SignalEvent, float]
 
 
-def save_recommendation(engine: Engine, namespace: str, rec: RecommendationEvent) -> None:
+def save_recommendation(engine: Engine, namespace: str, rec: RecommendationEvent) -> bool:
+    """Store one answer; False when it was already stored (a re-delivery after a restart)."""
     with engine.begin() as conn:
-        conn.execute(insert(Recommendation).values(
+        result = conn.execute(insert(Recommendation).values(
             namespace=namespace, tick_id=rec.tick_id, strategy=rec.strategy,
             strategy_version=rec.strategy_version, symbol=rec.symbol, timeframe=rec.timeframe,
             bar_close_time=rec.bar_close_time, target=rec.target.value, event=rec.event.value,
             confidence=rec.confidence, horizon_bars=rec.horizon_bars, indicators=dict(rec.indicators),
-        ).on_conflict_do_nothing())
+        ).on_conflict_do_nothing().returning(Recommendation.tick_id))
+        return result.first() is not None
 
 
 def save_tick(engine: Engine, namespace: str, plan: TickPlan) -> None:
@@ -57,10 +60,9 @@ def recs_for_tick(engine: Engine, namespace: str, tick_id: str) -> dict[str, Rec
 
 def last_decision(engine: Engine, namespace: str) -> Decision | None:
     """The newest decision; ids grow in decision order because one decider inserts them in tick order."""
-    with engine.connect() as conn:
-        row = conn.execute(select(Decision).where(Decision.namespace == namespace)
-                           .order_by(Decision.id.desc()).limit(1)).scalar_one_or_none()
-        return row
+    with Session(engine) as session:
+        return session.scalars(select(Decision).where(Decision.namespace == namespace)
+                               .order_by(Decision.id.desc()).limit(1)).one_or_none()
 
 
 def pending_ticks(engine: Engine, namespace: str, symbol: str, after: datetime | None) -> list[Tick]:
@@ -70,8 +72,8 @@ def pending_ticks(engine: Engine, namespace: str, symbol: str, after: datetime |
                                Tick.tick_id.not_in(decided)).order_by(Tick.tick_time)
     if after is not None:
         query = query.where(Tick.tick_time > after)
-    with engine.connect() as conn:
-        return list(conn.execute(query).scalars())
+    with Session(engine) as session:
+        return list(session.scalars(query))
 
 
 def insert_decision(engine: Engine, values: dict[str, Any]) -> bool:
@@ -83,9 +85,9 @@ def insert_decision(engine: Engine, values: dict[str, Any]) -> bool:
 
 
 def decision_for(engine: Engine, namespace: str, tick_id: str) -> Decision | None:
-    with engine.connect() as conn:
-        return conn.execute(select(Decision).where(
-            Decision.namespace == namespace, Decision.tick_id == tick_id)).scalar_one_or_none()
+    with Session(engine) as session:
+        return session.scalars(select(Decision).where(
+            Decision.namespace == namespace, Decision.tick_id == tick_id)).one_or_none()
 
 
 def selected_model_key(engine: Engine) -> tuple[str, str] | None:
@@ -96,8 +98,8 @@ def selected_model_key(engine: Engine) -> tuple[str, str] | None:
 
 
 def load_model(engine: Engine, model_id: str) -> Model | None:
-    with engine.connect() as conn:
-        return conn.execute(select(Model).where(Model.model_id == model_id)).scalar_one_or_none()
+    with Session(engine) as session:
+        return session.scalars(select(Model).where(Model.model_id == model_id)).one_or_none()
 
 
 def position_quantity(engine: Engine, namespace: str, symbol: str) -> float | None:

@@ -6,10 +6,13 @@ container image runs as a cron job (``sync``) or a one-off (``init``, ``import-c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import ccxt
 import typer
 
 from common.dataset import BUNDLED_CSV
@@ -44,6 +47,16 @@ def _setup(service: str) -> Settings:
     return settings
 
 
+@contextmanager
+def _exchange_errors() -> Iterator[None]:
+    """An unreachable exchange is an operational condition: one clear line and exit 1, no traceback."""
+    try:
+        yield
+    except ccxt.BaseError as exc:
+        typer.echo(f"exchange error after retries: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 def _summary(report: SyncReport) -> None:
     typer.echo(f"fetched={report.fetched} inserted={report.inserted} rejected={len(report.rejected)} "
                f"pruned={report.pruned}")
@@ -59,8 +72,9 @@ def init(prune: Prune = True) -> None:
     """Fetch the whole MAX_LOOKBACK_HOURS window from the exchange (idempotent)."""
     settings = _setup("producers")
     engine = make_engine(settings.database_url.get_secret_value())
-    _summary(initialize_market_data(settings, engine, CcxtSource.from_ccxt_id(settings.exchange.ccxt_id),
-                                    prune=prune))
+    with _exchange_errors():
+        source = CcxtSource.from_ccxt_id(settings.exchange.ccxt_id)
+        _summary(initialize_market_data(settings, engine, source, prune=prune))
 
 
 @app.command()
@@ -68,8 +82,9 @@ def sync(prune: Prune = True) -> None:
     """Fetch only candles newer than the last stored one (idempotent)."""
     settings = _setup("producers")
     engine = make_engine(settings.database_url.get_secret_value())
-    _summary(sync_market_data(settings, engine, CcxtSource.from_ccxt_id(settings.exchange.ccxt_id),
-                              prune=prune))
+    with _exchange_errors():
+        _summary(sync_market_data(settings, engine, CcxtSource.from_ccxt_id(settings.exchange.ccxt_id),
+                                  prune=prune))
 
 
 @app.command("import-csv")

@@ -105,28 +105,31 @@ def prune(engine: Engine, symbol: str, timeframe: str, before: datetime, source:
     return result.rowcount or 0
 
 
+# Each column comes back as ONE bytea of big-endian binary values, read with np.frombuffer: about
+# 10x faster than fetching 43,200 rows through the driver (the per-minute tick's critical path).
 _ARRAYS_SQL = text(
-    "SELECT (extract(epoch FROM open_time) * 1000)::bigint, open, high, low, close, volume "
-    "FROM candles WHERE symbol = :symbol AND timeframe = :tf AND open_time >= :start AND open_time < :end "
-    "ORDER BY open_time"
+    "SELECT string_agg(int8send((extract(epoch FROM open_time) * 1000)::bigint), '' ORDER BY open_time), "
+    "string_agg(float8send(open), '' ORDER BY open_time), "
+    "string_agg(float8send(high), '' ORDER BY open_time), "
+    "string_agg(float8send(low), '' ORDER BY open_time), "
+    "string_agg(float8send(close), '' ORDER BY open_time), "
+    "string_agg(float8send(volume), '' ORDER BY open_time) "
+    "FROM candles WHERE symbol = :symbol AND timeframe = :tf AND open_time >= :start AND open_time < :end"
 )
 
 
 def load_arrays(
     engine: Engine, symbol: str, timeframe: str, start: datetime, end: datetime
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candles in ``[start, end)`` as (int64 epoch-ms times, float64 [n, 5] OHLCV), oldest first.
-
-    Epoch milliseconds come from SQL so no per-row datetime objects are built: this read is on the
-    tick's critical path.
-    """
+    """Candles in ``[start, end)`` as (int64 epoch-ms times, float64 [n, 5] OHLCV), oldest first."""
     with engine.connect() as conn:
         params = {"symbol": symbol, "tf": timeframe, "start": start, "end": end}
-        rows = conn.execute(_ARRAYS_SQL, params).all()
-    if not rows:
+        row = conn.execute(_ARRAYS_SQL, params).one()
+    if row[0] is None:
         return np.empty(0, dtype=np.int64), np.empty((0, 5), dtype=np.float64)
-    arr = np.asarray(rows, dtype=np.float64)
-    return arr[:, 0].astype(np.int64), np.ascontiguousarray(arr[:, 1:])
+    times = np.frombuffer(row[0], dtype=">i8").astype(np.int64)
+    values = np.column_stack([np.frombuffer(col, dtype=">f8") for col in row[1:]]).astype(np.float64)
+    return times, values
 
 
 def open_times_ms(engine: Engine, symbol: str, timeframe: str, start: datetime, end: datetime) -> list[int]:

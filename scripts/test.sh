@@ -15,6 +15,8 @@ step "Lint (ruff)"
 step "Migrations and topics (live namespace)"
 .venv/bin/python -m ops migrate
 .venv/bin/python -m ops topics
+step "Deployment tools (helm, actionlint, kubernetes-validate; built once into .local/tools)"
+deploy/tools/install-tools.sh >/dev/null
 step "pytest"
 set +e
 .venv/bin/python -m pytest "$@"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from common.db.session import make_engine
 from common.logging import configure_logging
@@ -77,8 +78,8 @@ def replay_cmd(
     base_settings = _setup()
     try:
         kafka = KafkaSettings.model_validate({**base_settings.kafka.model_dump(), "topic_prefix": prefix})
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--prefix") from None
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"], param_hint="--prefix") from None
     settings = base_settings.model_copy(update={"kafka": kafka})
     registry = load_emitter_registry(settings)
     t0, t1 = parse_when(start), parse_when(end)

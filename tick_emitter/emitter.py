@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from common.db.models import LIVE_NAMESPACE, Tick
-from common.events import TickPlan
+from common.events import BarClosed, TickPlan
 from common.ids import make_tick_id
 from common.kafka.producer import EventProducer
 from common.kafka.topics import TICKS, bars_topic
@@ -31,7 +31,17 @@ from config import Settings
 from producers import store
 from producers.candles import CandleSource
 from producers.sync import sync_market_data
-from tick_emitter.core import BaseCandles, DuePlan, build_events, plan_tick, prepare_bars, tick_times
+from tick_emitter.core import (
+    BarPayload,
+    BaseCandles,
+    DuePlan,
+    build_events,
+    candidate_step,
+    plan_tick,
+    prepare_bars,
+    tick_times,
+)
+from tick_emitter.wire import encode_bar
 
 log = get_logger(__name__)
 
@@ -75,11 +85,22 @@ def record_tick(engine: Engine, namespace: str, tick: TickPlan) -> None:
         )
 
 
-def publish_tick(producer: EventProducer, settings: Settings, tick: TickPlan, bars: list) -> None:
-    """TickPlan first (the meta consumer must know what to wait for), then the bars; keyed by tick_id."""
+def publish_tick(
+    producer: EventProducer, settings: Settings, tick: TickPlan, bars: list[BarPayload], *, fast: bool = False
+) -> None:
+    """TickPlan first (the meta consumer must know what to wait for), then the bars; keyed by tick_id.
+
+    ``fast`` (replay) writes the bars with the byte-identical direct encoder instead of building
+    validated BarClosed objects; the live path keeps the generic, validating one.
+    """
     producer.send(settings.topic(TICKS), tick, key=tick.tick_id)
     for bar in bars:
-        producer.send(settings.topic(bars_topic(bar.timeframe)), bar, key=tick.tick_id)
+        topic = settings.topic(bars_topic(bar.timeframe))
+        if fast:
+            producer.send_raw(topic, encode_bar(bar), tick.tick_id, {"schema": BarClosed.SCHEMA_NAME,
+                                                                     "producer": "tick-emitter"})
+        else:
+            producer.send(topic, bar.to_event(), key=tick.tick_id)
 
 
 @dataclass
@@ -123,7 +144,8 @@ class TickEmitter:
         if last is not None and last + timedelta(minutes=step) < end - self.catchup:
             log.warning("catchup_truncated", last_tick=last.isoformat(),
                         catchup_hours=self.catchup / timedelta(hours=1))
-        plans = (plan_tick(t, self.registry) for t in tick_times(start, end, step))
+        scan = candidate_step(self.registry, step)
+        plans = (plan_tick(t, self.registry) for t in tick_times(start, end, scan))
         return [p for p in plans if p]
 
     @contextmanager

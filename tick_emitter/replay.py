@@ -12,12 +12,13 @@ group's committed offset on the bars topics; ``speed`` caps the rate in ticks pe
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from common.kafka.configuration import admin_config, consumer_config
@@ -30,10 +31,11 @@ from common.timeframes import parse_timeframe
 from config import Settings
 from producers.sources import CsvSource
 from producers.validation import validate_candles
-from tick_emitter.core import BaseCandles, build_events, plan_tick, prepare_bars, tick_times
+from tick_emitter.core import BaseCandles, build_events, candidate_step, plan_tick, prepare_bars, tick_times
 from tick_emitter.emitter import publish_tick
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 class ReplayRefused(ValueError):
@@ -59,6 +61,18 @@ def base_from_csv(path: str, timeframe_minutes: int, now: datetime) -> BaseCandl
     return BaseCandles(times, values, timeframe_minutes)
 
 
+def _retry(call: Callable[[], T], seconds: float = 15.0) -> T:
+    """Metadata calls right after topic creation can fail until a leader is elected; wait it out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return call()
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 class FlowControl:
     """Waits while the replay is more than ``max_ahead`` messages ahead of any named group's commits."""
 
@@ -73,7 +87,7 @@ class FlowControl:
         self._floor: dict[str, int] = {}
         probe = Consumer(consumer_config(settings, "replay-flow-probe"))
         for topic in self.topics:
-            _, high = probe.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+            _, high = _retry(lambda t=topic: probe.get_watermark_offsets(TopicPartition(t, 0), timeout=10))
             self._base[topic] = high
             self._floor[topic] = high
         probe.close()
@@ -84,7 +98,7 @@ class FlowControl:
     def _committed_floor(self, topic: str) -> int:
         lows = []
         for c in self._consumers:
-            (tp,) = c.committed([TopicPartition(topic, 0)], timeout=10)
+            (tp,) = _retry(lambda c=c: c.committed([TopicPartition(topic, 0)], timeout=10))
             lows.append(max(tp.offset, 0))
         return min(lows, default=1 << 62)
 
@@ -110,6 +124,7 @@ class ReplayStats:
     ticks: int = 0
     bars: int = 0
     degraded: int = 0
+    bytes: int = 0
     seconds: float = 0.0
     waited_s: float = 0.0
 
@@ -129,13 +144,13 @@ def replay(
     ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, registry.timeframes))
     shutdown = shutdown or GracefulShutdown()
     own = producer is None
-    producer = producer or EventProducer(settings, "tick-emitter-replay", linger_ms=20)
+    producer = producer or EventProducer(settings, "tick-emitter-replay", linger_ms=50)
     topics = [settings.topic(bars_topic(tf)) for tf in registry.timeframes]
     flow = FlowControl(settings, groups, topics, max_ahead) if groups and max_ahead is not None else None
     stats = ReplayStats()
     started = time.perf_counter()
     try:
-        for t in tick_times(start, end, settings.global_tick_minutes):
+        for t in tick_times(start, end, candidate_step(registry, settings.global_tick_minutes)):
             if shutdown.requested:
                 log.warning("replay_interrupted", at=t.isoformat())
                 break
@@ -150,12 +165,13 @@ def replay(
                 continue
             if flow is not None:
                 stats.waited_s += flow.wait(shutdown)
-            publish_tick(producer, settings, tick, bars)
+            publish_tick(producer, settings, tick, bars, fast=True)
             if flow is not None:
                 for bar in bars:
                     flow.sent(settings.topic(bars_topic(bar.timeframe)))
             stats.ticks += 1
             stats.bars += len(bars)
+            stats.bytes += sum(len(b) for b in bars) * 48  # 8-byte time + 5 doubles per bar (approx.)
             if speed:
                 ahead = stats.ticks / speed - (time.perf_counter() - started)
                 if ahead > 0:

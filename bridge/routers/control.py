@@ -7,6 +7,7 @@ change without its audit record or an audit record of a change that did not happ
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, status
@@ -15,16 +16,24 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bridge.dependencies import CurrentPrincipal, DbSession, Namespace, Principal
+from bridge.dependencies import CurrentPrincipal, DbSession, Namespace, Principal, State
 from bridge.queries import risk_state
-from bridge.schemas import ControlResult, ErrorOut, ReasonIn, TripIn
+from bridge.schemas import IDENT, ControlResult, ErrorOut, ReasonIn, TripIn
+from bridge.state import BridgeState
 from common.db.models import AuditLog, Model, RiskState
+from common.events import IntentAction, OrderIntent
+from common.ids import make_tick_id
+from common.kafka.topics import INTENTS
 from common.logging import get_logger
 
 router = APIRouter(prefix="/control", tags=["control"])
 log = get_logger(__name__)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 409: {"model": ErrorOut}}
+
+
+#: model_id of operator-made intents, as the executor CLI uses (its intents are told apart by it).
+OPERATOR_MODEL = "operator"
 
 
 def _audit(session: Session, ns: str, who: Principal, action: str, payload: dict[str, Any]) -> int:
@@ -47,18 +56,60 @@ def _set_risk(session: Session, ns: str, who: Principal, **values: Any) -> None:
 
 
 def _risk_action(
-    session: Session, ns: str, who: Principal, action: str, payload: dict[str, Any], **values: Any
+    session: Session, ns: str, who: Principal, action: str, reason: str, **values: Any
 ) -> ControlResult:
+    """Same audit shape as the executor CLI: payload = reason + the values set."""
     _set_risk(session, ns, who, **values)
-    audit_id = _audit(session, ns, who, action, payload)
+    audit_id = _audit(session, ns, who, action, {"reason": reason, **values})
     return ControlResult(action=action, actor=who.name, audit_id=audit_id, risk=risk_state(session, ns))
 
 
-@router.post("/kill-switch/trip", response_model=ControlResult, summary="Trip the kill switch")
-def trip_kill_switch(session: DbSession, ns: Namespace, who: CurrentPrincipal, body: TripIn) -> ControlResult:
-    return _risk_action(
-        session, ns, who, "kill_switch.trip", body.model_dump(), kill_switch=True, kill_reason=body.reason
+def _publish_flatten(
+    state: BridgeState, ns: str, who: Principal, reason: str
+) -> tuple[str | None, str | None]:
+    """Publish a FLAT intent for the executor of ``ns``; returns (intent id, why not).
+
+    Only for the namespace this bridge's Kafka topics belong to: a replay's kill switch must never
+    flatten the live book. A Kafka failure does not undo the trip (the switch alone already stops
+    every order); it is reported so the operator knows the flatten waits for the next intent.
+    """
+    if not state.bridge.flatten_on_trip:
+        return None, "flatten on trip is disabled on this bridge"
+    if ns != state.kafka_namespace:
+        return None, f"namespace {ns!r} is not this bridge's Kafka namespace {state.kafka_namespace!r}"
+    now = datetime.now(UTC)
+    intent = OrderIntent.create(
+        tick_id=make_tick_id(state.settings.symbol, now),
+        model_id=OPERATOR_MODEL,
+        symbol=state.settings.symbol,
+        action=IntentAction.FLAT,
+        current_exposure=0.0,
+        target_exposure=0.0,
+        created_at=now,
+        reason=f"kill switch by {who.name}: {reason}",
     )
+    try:
+        producer = state.producer()
+        producer.send(state.settings.topic(INTENTS), intent, key=intent.intent_id)
+        producer.flush(timeout=10.0)
+    except Exception as exc:
+        log.error("flatten_publish_failed", namespace=ns, error=str(exc))
+        return None, f"FLAT intent not published: {exc}"
+    return intent.intent_id, None
+
+
+@router.post("/kill-switch/trip", response_model=ControlResult, summary="Trip the kill switch")
+def trip_kill_switch(
+    session: DbSession, ns: Namespace, who: CurrentPrincipal, body: TripIn, state: State
+) -> ControlResult:
+    result = _risk_action(
+        session, ns, who, "kill_switch", body.reason, kill_switch=True, kill_reason=body.reason
+    )
+    session.commit()  # the switch is durable before anything is published
+    if body.flatten:
+        intent_id, error = _publish_flatten(state, ns, who, body.reason)
+        result = result.model_copy(update={"flatten_intent_id": intent_id, "flatten_error": error})
+    return result
 
 
 @router.post("/kill-switch/reset", response_model=ControlResult, summary="Reset the kill switch")
@@ -67,7 +118,7 @@ def reset_kill_switch(
 ) -> ControlResult:
     body = body or ReasonIn()
     return _risk_action(
-        session, ns, who, "kill_switch.reset", body.model_dump(), kill_switch=False, kill_reason=None
+        session, ns, who, "kill_switch_reset", body.reason, kill_switch=False, kill_reason=None
     )
 
 
@@ -76,7 +127,7 @@ def pause_trading(
     session: DbSession, ns: Namespace, who: CurrentPrincipal, body: Annotated[ReasonIn | None, Body()] = None
 ) -> ControlResult:
     body = body or ReasonIn()
-    return _risk_action(session, ns, who, "trading.pause", body.model_dump(), trading_paused=True)
+    return _risk_action(session, ns, who, "pause", body.reason, trading_paused=True)
 
 
 @router.post("/trading/resume", response_model=ControlResult, summary="Resume trading")
@@ -84,7 +135,7 @@ def resume_trading(
     session: DbSession, ns: Namespace, who: CurrentPrincipal, body: Annotated[ReasonIn | None, Body()] = None
 ) -> ControlResult:
     body = body or ReasonIn()
-    return _risk_action(session, ns, who, "trading.resume", body.model_dump(), trading_paused=False)
+    return _risk_action(session, ns, who, "resume", body.reason, trading_paused=False)
 
 
 @router.post(
@@ -97,7 +148,7 @@ def select_model(
     session: DbSession,
     ns: Namespace,
     who: CurrentPrincipal,
-    model_id: Annotated[str, Path(min_length=1, max_length=200)],
+    model_id: Annotated[str, Path(max_length=200, pattern=IDENT)],
     body: Annotated[ReasonIn | None, Body()] = None,
 ) -> ControlResult:
     body = body or ReasonIn()
@@ -117,5 +168,5 @@ def select_model(
     except IntegrityError as exc:  # another operator selected a model at the same moment
         raise HTTPException(status.HTTP_409_CONFLICT, "a concurrent selection won; reload and retry") from exc
     payload = {"model_id": model_id, "previous_model_id": previous, "reason": body.reason}
-    audit_id = _audit(session, ns, who, "model.select", payload)
-    return ControlResult(action="model.select", actor=who.name, audit_id=audit_id, selected_model_id=model_id)
+    audit_id = _audit(session, ns, who, "model_select", payload)
+    return ControlResult(action="model_select", actor=who.name, audit_id=audit_id, selected_model_id=model_id)

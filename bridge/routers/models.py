@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from bridge.dependencies import DbSession
-from bridge.schemas import EvaluationOut, LeaderboardOut, ModelEntry
+from bridge.schemas import IDENT, EvaluationOut, LeaderboardOut, ModelEntry
 from common.db.models import Evaluation, Model
 
 router = APIRouter(tags=["models"])
@@ -26,8 +26,8 @@ def _score(metrics: dict[str, object], metric: str) -> float | None:
 @router.get("/models", response_model=LeaderboardOut, summary="Leaderboard of trained models")
 def leaderboard(
     session: DbSession,
-    metric: Annotated[str, Query(min_length=1, max_length=64, description="Metric ranked on.")] = "sharpe",
-    window: Annotated[str, Query(min_length=1, max_length=64, description="Evaluation window.")] = "test",
+    metric: Annotated[str, Query(max_length=64, pattern=IDENT, description="Metric ranked on.")] = "sharpe",
+    window: Annotated[str, Query(max_length=64, pattern=IDENT, description="Evaluation window.")] = "test",
     order: Annotated[Literal["desc", "asc"], Query(description="desc: higher is better.")] = "desc",
 ) -> LeaderboardOut:
     models = session.scalars(select(Model).order_by(Model.created_at)).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -17,7 +18,7 @@ router = APIRouter(tags=["status"])
 
 @router.get("/status", response_model=StatusOut, summary="Every service's heartbeat and the risk switches")
 def get_status(session: DbSession, ns: Namespace, state: State) -> StatusOut:
-    now = session.scalar(select(func.now()))
+    now: datetime = session.execute(select(func.now())).scalar_one()
     stale_after = state.bridge.heartbeat_stale_s
     services = []
     for hb in session.scalars(

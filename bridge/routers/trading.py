@@ -13,6 +13,7 @@ from sqlalchemy.orm import aliased
 from bridge.dependencies import DbSession, Namespace, State
 from bridge.queries import latest_close
 from bridge.schemas import (
+    IDENT,
     DecisionOut,
     FillOut,
     IntentOut,
@@ -28,7 +29,9 @@ from common.db.models import Decision, Fill, Intent, Order, PnlDaily, Position, 
 router = APIRouter(tags=["trading"])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most rows returned (newest first).")]
-Symbol = Annotated[str | None, Query(max_length=64, description="Defaults to the configured symbol.")]
+Symbol = Annotated[
+    str | None, Query(max_length=64, pattern=IDENT, description="Defaults to the configured symbol.")
+]
 
 
 def _position(session: DbSession, ns: str, symbol: str) -> PositionOut:
@@ -88,7 +91,7 @@ def pnl(
 def recommendations(
     session: DbSession,
     ns: Namespace,
-    strategy: Annotated[str | None, Query(max_length=100)] = None,
+    strategy: Annotated[str | None, Query(max_length=100, pattern=IDENT)] = None,
     per_strategy: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> list[StrategyRecommendations]:
     rank = (

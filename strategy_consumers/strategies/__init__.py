@@ -10,7 +10,7 @@ BUILTIN: dict[str, str] = {
     "volatility_system": "strategy_consumers.strategies.volatility_system:VolatilitySystem",
     "supertrend": "strategy_consumers.strategies.supertrend:Supertrend",
     "fsupertrend": "strategy_consumers.strategies.fsupertrend:FSupertrend",
-    "ott": "strategy_consumers.strategies.ott:Ott",
+    "ott": "strategy_consumers.strategies.ott:OTT",
     "bband_rsi": "strategy_consumers.strategies.bband_rsi:BbandRsi",
 }
 

@@ -51,7 +51,7 @@ class Strategy(ABC):
     """
 
     name: ClassVar[str]
-    version: ClassVar[str] = "1"
+    version: str = "1"  # instance attribute; the registry entry may override it
     timeframe: ClassVar[str] = "1h"
     default_lookback_hours: ClassVar[int]
     warmup_bars: ClassVar[int]
@@ -100,7 +100,8 @@ class Strategy(ABC):
         masked = [cols[c].copy() for c in SIGNAL_COLUMNS]
         for arr in masked:
             arr[: self.warmup_bars] = 0
-        target = compute_target(*masked, initial=initial_target)
+        el, xl, es, xs = masked
+        target = compute_target(el, xl, es, xs, initial=initial_target)
         cols["target"] = target
         cols["event"] = compute_events(target, initial=initial_target)
         cols["confidence"] = self._confidence(cols, target, cols["event"])
@@ -127,6 +128,8 @@ class Strategy(ABC):
         """
         if len(window) == 0:
             raise ValueError("empty window")
+        if prev_target not in (None, -1, 0, 1):
+            raise ValueError(f"prev_target must be -1, 0, 1 or None, got {prev_target!r}")
         if prev_target is None:
             row = self.evaluate(window).iloc[-1]
             target, event, conf = int(row["target"]), str(row["event"]), float(row["confidence"])

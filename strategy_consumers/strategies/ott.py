@@ -16,7 +16,8 @@ def ott_lines(close: np.ndarray, pds: int, percent: float) -> tuple[np.ndarray, 
     """VAR and OTT (already delayed by 2 bars) in one linear pass.
 
     The original re-sliced the frame per bar (quadratic); every recursion here only needs the
-    previous bar, so one loop carries VAR and both stops, and the direction is a forward fill.
+    previous bar, so one pass computes VAR, one carries both stops, and the direction (a latch
+    set by the last cross) is a forward fill.
     """
     n = len(close)
     alpha = 2.0 / (pds + 1)
@@ -35,13 +36,15 @@ def ott_lines(close: np.ndarray, pds: int, percent: float) -> tuple[np.ndarray, 
     var = np.asarray(var_l)
     newlong = var - var * percent / 100
     newshort = var + var * percent / 100
-    longstop = newlong.copy()
-    shortstop = newshort.copy()
+    longstop, shortstop = newlong, newshort
     if n:
-        long_l, short_l = newlong.tolist(), newshort.tolist()
-        ls, ss = long_l[0], short_l[0]
-        for i in range(1, n):
-            v, nl, ns = var_l[i], long_l[i], short_l[i]
+        long_l: list[float] = []
+        short_l: list[float] = []
+        add_l, add_s = long_l.append, short_l.append
+        ls, ss = float(newlong[0]), float(newshort[0])
+        add_l(ls)
+        add_s(ss)
+        for v, nl, ns in zip(var_l[1:], newlong[1:].tolist(), newshort[1:].tolist(), strict=True):
             # max/min written out: ties keep the same value either way, and it is faster.
             if v > ls:
                 if nl > ls:
@@ -53,8 +56,8 @@ def ott_lines(close: np.ndarray, pds: int, percent: float) -> tuple[np.ndarray, 
                     ss = ns
             else:
                 ss = ns
-            long_l[i] = ls
-            short_l[i] = ss
+            add_l(ls)
+            add_s(ss)
         longstop = np.asarray(long_l)
         shortstop = np.asarray(short_l)
     prev_v, prev_l, prev_s = var[:-1], longstop[:-1], shortstop[:-1]
@@ -71,7 +74,7 @@ def ott_lines(close: np.ndarray, pds: int, percent: float) -> tuple[np.ndarray, 
     return var, delayed
 
 
-class Ott(Strategy):
+class OTT(Strategy):
     """Long on VAR crossing above OTT, short on crossing below; both exit when ADX(14) > 60."""
 
     name = "ott"

@@ -4,7 +4,8 @@ Rule, per bar: exits first (long & exit_long -> flat, short & exit_short -> flat
 flat (enter_long alone -> long, enter_short alone -> short, both -> stay flat). No ROI, no stoploss.
 
 Each bar's four signals form a 4-bit code; the rule becomes a 16 x 3 transition table, so the
-recursion is one list lookup per bar (about 2-3 ms for 37k bars without numba).
+recursion is one list lookup per signalled bar; quiet bars are forward filled (a few ms for
+37k bars without numba).
 
 Events describe the change of target on a bar. A one-bar reversal can happen (long & exit_long &
 enter_short -> flat -> short, which volatility_system does on every reversal); it is reported as the
@@ -76,14 +77,20 @@ def compute_target(
     initial: int = 0,
 ) -> np.ndarray:
     """Target (int8: 1 long, -1 short, 0 flat) after each bar, starting from ``initial`` before bar 0."""
-    codes = (signal_codes(enter_long, exit_long, enter_short, exit_short) * 3 + 1).tolist()
+    codes = signal_codes(enter_long, exit_long, enter_short, exit_short)
+    # Bars without any signal keep the state, so only signalled bars go through the Python loop
+    # and the result is forward filled from them.
+    active = np.flatnonzero(codes)
     table = _TABLE
-    out = [0] * len(codes)
+    states = [0] * len(active)
     s = initial
-    for i, c in enumerate(codes):
+    for i, c in enumerate((codes[active] * 3 + 1).tolist()):
         s = table[c + s]
-        out[i] = s
-    return np.asarray(out, dtype=np.int8)
+        states[i] = s
+    pos = np.zeros(len(codes), dtype=np.int64)
+    pos[active] = np.arange(1, len(active) + 1)
+    filled = np.maximum.accumulate(pos) if len(codes) else pos
+    return np.asarray([initial, *states], dtype=np.int8)[filled]
 
 
 def event_of(previous: int, current: int) -> str:
@@ -100,7 +107,7 @@ def event_of(previous: int, current: int) -> str:
 def compute_events(target: np.ndarray, initial: int = 0) -> np.ndarray:
     """Event name per bar (object array), vectorized over ``target``."""
     target = np.asarray(target, dtype=np.int8)
-    prev = np.concatenate([[initial], target[:-1]]).astype(np.int8)
+    prev = np.concatenate([[initial], target[:-1]]).astype(np.int8)[: len(target)]
     out = np.full(len(target), NONE, dtype=object)
     changed = prev != target
     out[changed & (target == 1)] = ENTER_LONG

@@ -96,3 +96,19 @@ def test_incomplete_bins_dropped_and_closing_gap_degrades() -> None:
     tick_plan, bars, degraded = build_events("BTC/USD:USD", plan6, w6, published_at=tick6,
                                              deadline=timedelta(seconds=30))
     assert degraded == ["1h"] and bars == [] and tick_plan.due_strategies == ()
+
+
+def test_fast_bar_encoding_is_byte_identical_to_serde(real_base: BaseCandles) -> None:
+    from common import serde
+    from tick_emitter.wire import BAR_ENCODER, encode_bar
+
+    assert BAR_ENCODER.enabled
+    reg = registry_of([("h", "1h", 720), ("q", "4h", 720), ("d", "1d", 720), ("m", "1h", 1)])
+    for when in ("2018-05-16T00:00", "2019-01-01T00:00", "2022-08-20T00:00"):
+        tick = datetime.fromisoformat(when).replace(tzinfo=UTC)
+        plan = plan_tick(tick, reg)
+        _, bars, _ = build_events("BTC/USD:USD", plan, prepare_bars(real_base, tick, plan), published_at=tick,
+                                  deadline=timedelta(seconds=30))
+        for bar in bars:
+            assert encode_bar(bar) == serde.encode(bar.to_event())
+            assert serde.decode(encode_bar(bar)) == bar.to_event()

@@ -72,7 +72,8 @@ def test_limits_always_hold(
     else:
         # hourly budget (kill-switch flattening is exempt)
         assert len(plan.legs) <= max(0, lim.max_orders_per_hour - orders)
-        halted = (state.halted_until is not None and NOW < state.halted_until) or pnl <= -lim.daily_loss_cap_usd
+        running = state.halted_until is not None and state.halted_until > NOW
+        halted = running or pnl <= -lim.daily_loss_cap_usd
         if halted:  # only risk reduction
             assert abs(after) <= abs(pos) + TOL and after * pos >= -TOL
 
@@ -87,7 +88,7 @@ def test_stale_intents_refused(lim: RiskLimits, target: float, pos: float, extra
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.floats(-25.0, 25.0, allow_nan=False), st.floats(0.0001, 5.0))
+@given(st.floats(-25.0, 25.0, allow_nan=False), st.floats(0.005, 5.0))
 def test_split_legs_cover_the_move(delta: float, max_order: float) -> None:
     legs = split_legs(delta, max_order)
     total = sum(legs)
@@ -139,3 +140,21 @@ def test_other_symbol_rejected_and_noop() -> None:
     bad = sample_order_intent(symbol="ETH/USD:USD", created_at=NOW)
     assert engine.evaluate(bad, Book(0, 0, 0), RiskState(), NOW).verdict is Verdict.REJECTED
     assert engine.evaluate(intent(0.5), Book(0.5, 0, 0), RiskState(), NOW).verdict is Verdict.NOOP
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    limits(),
+    st.lists(st.tuples(targets, st.booleans(), st.floats(-5_000, 5_000)), min_size=1, max_size=30),
+)
+def test_position_stays_within_limits_over_a_sequence(
+    lim: RiskLimits, steps: list[tuple[float, bool, float]]
+) -> None:
+    """Applying plan after plan (as the executor does) never leaves the position limit."""
+    engine = RiskEngine(lim, symbol=SYMBOL)
+    pos, orders = 0.0, 0
+    for target, kill, pnl in steps:
+        plan = engine.evaluate(intent(target), Book(pos, pnl, orders), RiskState(kill_switch=kill), NOW)
+        pos = round(pos + sum(plan.legs), 8)
+        orders += len(plan.legs)
+        assert abs(pos) <= lim.max_position_btc + TOL

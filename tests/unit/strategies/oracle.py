@@ -24,9 +24,11 @@ def _frame(el, xl, es, xs, index) -> pd.DataFrame:
 
 
 def volatility_system(df: pd.DataFrame) -> pd.DataFrame:
-    bins = df.resample("3h", origin="start_day").agg(
-        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
-    ).dropna()
+    bins = (
+        df.resample("3h", origin="start_day")
+        .agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+        .dropna()
+    )
     bins["atr"] = talib.ATR(bins["high"], bins["low"], bins["close"], timeperiod=14) * 2.0
     bins["close_change"] = bins["close"].diff()
     # freqtrade-style informative merge: bin visible at its last hour, forward filled.

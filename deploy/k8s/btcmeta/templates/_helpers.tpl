@@ -99,7 +99,6 @@ BTCMETA_KAFKA__SECURITY: {{ .Values.kafka.security | quote }}
 BTCMETA_KAFKA__AWS_REGION: {{ .Values.kafka.awsRegion | quote }}
 BTCMETA_KAFKA__TOPIC_PREFIX: {{ .Values.kafka.topicPrefix | quote }}
 BTCMETA_KAFKA__CLIENT_ID: {{ .Values.kafka.clientId | quote }}
-BTCMETA_EXCHANGE__MODE: {{ .Values.exchange.mode | quote }}
 BTCMETA_RISK__MAX_POSITION_BTC: {{ .Values.risk.maxPositionBtc | toString | quote }}
 BTCMETA_RISK__MAX_ORDER_BTC: {{ .Values.risk.maxOrderBtc | toString | quote }}
 BTCMETA_RISK__DAILY_LOSS_CAP_USD: {{ .Values.risk.dailyLossCapUsd | toString | quote }}
@@ -113,6 +112,8 @@ BTCMETA_METRICS_PORT: {{ .Values.metricsPort | toString | quote }}
 BTCMETA_LOG_LEVEL: {{ .Values.logLevel | quote }}
 BTCMETA_LOG_JSON: "true"
 BTCMETA_REGISTRY_PATH: "/etc/btcmeta/registry/strategies_registry.json"
+# The root filesystem is read-only: anything that writes under $HOME goes to the /tmp emptyDir.
+HOME: "/tmp"
 MPLCONFIGDIR: "/tmp/matplotlib"
 {{- range $k, $v := .Values.extraEnv }}
 {{ $k }}: {{ $v | toString | quote }}
@@ -128,7 +129,8 @@ helm.sh/hook-delete-policy: before-hook-creation
 {{/* One Deployment. Call with a dict:
   root, component, name, kind (services|meta), module, args, replicas, singleton (bool: Recreate),
   resources, secrets (list of Secret names for envFrom), annotations (dict), labels (dict),
-  http (dict port/path: probe an HTTP route instead of /metrics), extraEnv (dict). */}}
+  http (dict port/path: an HTTP server the probes call instead of /metrics), extraEnv (dict).
+Every long-running service serves Prometheus /metrics on metricsPort (BTCMETA_METRICS_PORT). */}}
 {{- define "btcmeta.deployment" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
@@ -169,11 +171,9 @@ spec:
         {{- end }}
       annotations:
         checksum/config: {{ include "btcmeta.configData" $root | sha256sum }}
-        {{- if not .http }}
         prometheus.io/scrape: "true"
         prometheus.io/port: {{ $v.metricsPort | quote }}
         prometheus.io/path: /metrics
-        {{- end }}
         {{- with .annotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -215,13 +215,12 @@ spec:
             {{- end }}
           {{- end }}
           ports:
+            - name: metrics
+              containerPort: {{ $v.metricsPort }}
+              protocol: TCP
             {{- if .http }}
             - name: http
               containerPort: {{ .http.port }}
-              protocol: TCP
-            {{- else }}
-            - name: metrics
-              containerPort: {{ $v.metricsPort }}
               protocol: TCP
             {{- end }}
           {{- $probe := dict "httpGet" (dict "path" "/metrics" "port" "metrics") -}}

@@ -1,0 +1,121 @@
+"""Executor throughput with the paper venue: intents handled per second, in process.
+
+Measures ``Executor.handle`` end to end against the real Postgres (a throw-away database, migrated
+to head): dedup, reconciliation, risk, venue transaction, booking, P&L; the report is encoded but
+not sent to Kafka (the Kafka round trip is measured by the chaos test). Writes
+``bench/results/executor.md`` with the machine and date.
+
+    .venv/bin/python bench/bench_executor.py [--intents 500] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import platform
+import pstats
+import random
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from common import serde  # noqa: E402
+from common.db.migrate import upgrade  # noqa: E402
+from common.db.session import make_engine  # noqa: E402
+from common.events import IntentAction, OrderIntent  # noqa: E402
+from common.ids import make_tick_id  # noqa: E402
+from config import RiskLimits, load_settings  # noqa: E402
+from executor.clock import FixedPriceFeed, SystemClock  # noqa: E402
+from executor.exchanges.paper import PaperExchange  # noqa: E402
+from executor.service import Executor  # noqa: E402
+
+PG_PORT = int(os.environ.get("BTCMETA_PG_PORT", "55432"))
+ADMIN = f"postgresql://btcmeta@127.0.0.1:{PG_PORT}/postgres"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--intents", type=int, default=500)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://btcmeta@127.0.0.1:{PG_PORT}/{name}"
+    try:
+        upgrade(url, "head")
+        settings = load_settings(
+            database_url=url,
+            risk=RiskLimits(
+                max_position_btc=1, max_order_btc=0.5, max_orders_per_hour=10**6, daily_loss_cap_usd=10**9
+            ),
+        )
+        engine = make_engine(url)
+        venue = PaperExchange(
+            engine,
+            "bench",
+            FixedPriceFeed(20_000.0),
+            symbol=settings.symbol,
+            taker_fee_rate=0.0005,
+            slippage_bps=1.0,
+        )
+        ex = Executor(settings, engine, venue, SystemClock(), "bench")
+        rng = random.Random(1)
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        intents = [
+            OrderIntent.create(
+                make_tick_id(settings.symbol, now + timedelta(minutes=i)),
+                "bench",
+                settings.symbol,
+                IntentAction.INCREASE,
+                0.0,
+                rng.choice([-1, -0.5, 0, 0.5, 1]),
+                datetime.now(UTC),
+            )
+            for i in range(args.intents)
+        ]
+        profiler = cProfile.Profile() if args.profile else None
+        orders = 0
+        started = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        for intent in intents:
+            orders += len(ex.handle(intent, serde.encode).orders)
+        if profiler:
+            profiler.disable()
+        elapsed = time.perf_counter() - started
+        engine.dispose()
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    rate = args.intents / elapsed
+    line = (
+        f"| {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.node()} | {os.cpu_count()} cpu | "
+        f"{args.intents} | {orders} | {elapsed:.2f} s | {rate:.0f} intents/s | {1000 / rate:.1f} ms |"
+    )
+    print(line)
+    out = REPO / "bench" / "results" / "executor.md"
+    if not out.exists():
+        out.write_text(
+            "# Executor throughput (paper venue, in process, real Postgres)\n\n"
+            "`bench/bench_executor.py`: Executor.handle per intent (dedup, reconcile, risk, venue\n"
+            "transaction, booking, P&L), report encoded but not sent. Shared dev machine: expect noise.\n\n"
+            "| date | machine | cpus | intents | orders | time | rate | per intent |\n"
+            "|---|---|---|---|---|---|---|---|\n"
+        )
+    with out.open("a") as f:
+        f.write(line + "\n")
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()

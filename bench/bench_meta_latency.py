@@ -1,0 +1,131 @@
+"""Tick-to-intent latency of the meta consumer through the real broker and database.
+
+Run: ``.venv/bin/python bench/bench_meta_latency.py [-n 200]`` (needs the dev Kafka + Postgres:
+``make infra-up``). Each tick publishes a TickPlan, a 720-bar BarClosed and five Recommendations,
+one tick at a time; the clock starts when the last recommendation is acknowledged by the broker and
+stops when the intent is read back from ``orders.intents``. So it covers: ingest (Postgres insert),
+join, decision + decision row, intent produce/flush, and one consumer fetch. Synthetic prices: this
+is a latency test, not a statement about markets. Writes ``bench/results/meta_latency.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import psycopg  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
+
+from common.db.migrate import upgrade  # noqa: E402
+from common.events import Target  # noqa: E402
+from common.kafka.configuration import admin_config, consumer_config  # noqa: E402
+from common.kafka.topics import INTENTS, delete_topics_with_prefix, ensure_topics, topic_specs  # noqa: E402
+from common.logging import configure_logging  # noqa: E402
+from config import load_settings  # noqa: E402
+from meta_consumer.service import MetaConsumer  # noqa: E402
+from meta_consumer.settings import MetaSettings  # noqa: E402
+from tests.integration.test_meta_consumer import LIVE, Bus, bar, plan, rec, tick_id  # noqa: E402
+
+ADMIN_DSN = "postgresql://btcmeta@127.0.0.1:55432/postgres"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=200, help="ticks to time")
+    args = ap.parse_args()
+    configure_logging("bench", "WARNING", json=True)
+    db = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    url = f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}"
+    prefix = f"bench.{uuid.uuid4().hex[:8]}."
+    settings = load_settings(kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix},
+                             database_url=url)
+    admin = AdminClient(admin_config(settings))
+    try:
+        upgrade(url)
+        ensure_topics(admin, topic_specs(settings, ["1h"]))
+        latencies = run(settings, args.n)
+    finally:
+        delete_topics_with_prefix(admin, prefix)
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    report(latencies)
+
+
+def run(settings, n: int) -> list[float]:  # type: ignore[no-untyped-def]
+    svc = MetaConsumer(settings, MetaSettings(deadline_s=30.0), live=LIVE)
+    thread = threading.Thread(target=svc.run, daemon=True)
+    thread.start()
+    reader = Consumer(consumer_config(settings, f"bench-reader-{uuid.uuid4().hex[:6]}"))
+    reader.assign([TopicPartition(settings.topic(INTENTS), 0, 0)])
+    bus = Bus(settings)
+    windows = {i: bar(i, n=720) for i in range(1, n + 6)}
+    out: list[float] = []
+    try:
+        for i in range(1, n + 6):  # 5 warm-up ticks (group join, first fetches)
+            bus.p.send(settings.topic("meta.ticks"), plan(i), key=tick_id(i))
+            bus.p.send(settings.topic("market.bars.1h"), windows[i], key=tick_id(i))
+            for name in LIVE:
+                recommendation = rec(i, name, Target.LONG)
+                bus.p.send(settings.topic("signals.recommendations"), recommendation, key=tick_id(i))
+            bus.p.flush()
+            t0 = time.perf_counter()
+            while True:
+                msg = reader.poll(10.0)
+                if msg is None:
+                    raise RuntimeError(f"no intent for tick {i} within 10 s")
+                if not msg.error():
+                    break
+            if i > 5:
+                out.append((time.perf_counter() - t0) * 1000)
+    finally:
+        svc.shutdown.request()
+        thread.join(timeout=30)
+        reader.close()
+    return out
+
+
+def report(ms: list[float]) -> None:
+    q = statistics.quantiles(ms, n=100)
+    cpu = platform.processor() or platform.machine()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines = [
+        "# Meta consumer: tick-to-intent latency",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({cpu}, "
+        f"{os.cpu_count()} cores, load average {load}), Python {platform.python_version()}, "
+        "local Kafka 3.9 (KRaft) and PostgreSQL.",
+        "",
+        "Last recommendation acknowledged by the broker -> OrderIntent read back from the intents topic;",
+        "one tick at a time, 5 strategies, 720-bar BarClosed, majority-vote fallback (no model).",
+        "",
+        "| ticks | p50 ms | p90 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|",
+        f"| {len(ms)} | {statistics.median(ms):.1f} | {q[89]:.1f} | {q[98]:.1f} | {max(ms):.1f} |",
+        "",
+        "Most of it is batching, not work: the shared ConsumerLoop asks librdkafka for a batch of up to",
+        "100 messages with a 50 ms timeout, and a tick brings only 6, so each batch waits out the timeout.",
+        "Irrelevant at one tick per minute; a smaller batch or timeout in ConsumerLoop would cut it.",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    out = REPO / "bench" / "results" / "meta_latency.md"
+    out.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

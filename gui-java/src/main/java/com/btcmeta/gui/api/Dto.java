@@ -1,0 +1,109 @@
+package com.btcmeta.gui.api;
+
+import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
+import java.time.LocalDate;
+import java.time.OffsetDateTime;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The bridge's JSON bodies as records. Unknown fields are ignored on purpose: the bridge may add
+ * fields (it is versioned by its OpenAPI spec) without breaking clients already deployed on desks.
+ */
+public final class Dto {
+    private Dto() {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record WhoAmI(String name, String role) {
+        public boolean isOperator() {
+            return "operator".equals(role);
+        }
+    }
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record ServiceStatus(
+            String service, String instance, OffsetDateTime last_seen, double age_s, Double lag_s, boolean stale) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record Risk(
+            String namespace, boolean kill_switch, String kill_reason, boolean trading_paused, String updated_by) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record StreamStatus(boolean enabled, boolean connected, long last_event_id, String error) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record Status(
+            String namespace,
+            OffsetDateTime server_time,
+            List<ServiceStatus> services,
+            long decisions_total,
+            long degraded_ticks,
+            OffsetDateTime last_decision_at,
+            String selected_model_id,
+            Risk risk,
+            StreamStatus stream) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record Position(
+            String symbol,
+            double quantity,
+            Double avg_entry_price,
+            Double mark_price,
+            OffsetDateTime mark_time,
+            double unrealized_pnl,
+            double realized_pnl) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record PnlDay(LocalDate day, double realized, double unrealized, double fees, double equity) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record Pnl(double realized, double unrealized, double total, PnlDay latest_day, List<PnlDay> daily) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record Candle(
+            OffsetDateTime open_time, double open, double high, double low, double close, double volume, boolean complete) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record Candles(String symbol, String timeframe, String source_timeframe, List<Candle> candles) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record Fill(String fill_id, String side, double quantity, double price, double fee, OffsetDateTime filled_at) {
+        public boolean isBuy() {
+            return "buy".equalsIgnoreCase(side);
+        }
+    }
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record Recommendation(
+            String strategy, String timeframe, OffsetDateTime bar_close_time, String target, String event, double confidence) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record StrategyRecommendations(String strategy, Recommendation latest) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record Decision(
+            String tick_id,
+            String model_id,
+            String action,
+            double current_exposure,
+            double target_exposure,
+            boolean degraded,
+            OffsetDateTime decided_at) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record ModelEntry(
+            Integer rank,
+            String model_id,
+            String algo,
+            boolean selected,
+            String selected_by,
+            Double score,
+            Map<String, Object> metrics) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record Leaderboard(
+            String metric, String window, String best_model_id, String selected_model_id, List<ModelEntry> models) {}
+
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record ControlResult(String action, String actor, long audit_id, Risk risk, String selected_model_id) {}
+}

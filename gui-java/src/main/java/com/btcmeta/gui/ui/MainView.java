@@ -1,0 +1,642 @@
+package com.btcmeta.gui.ui;
+
+import com.btcmeta.gui.api.BridgeClient;
+import com.btcmeta.gui.api.BridgeConfig;
+import com.btcmeta.gui.api.BridgeException;
+import com.btcmeta.gui.api.Dto;
+import com.btcmeta.gui.api.SseClient;
+import com.btcmeta.gui.api.SseEvent;
+import com.fasterxml.jackson.databind.JsonNode;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Consumer;
+import javafx.animation.KeyFrame;
+import javafx.animation.Timeline;
+import javafx.application.Platform;
+import javafx.beans.property.ReadOnlyObjectWrapper;
+import javafx.collections.FXCollections;
+import javafx.collections.ObservableList;
+import javafx.concurrent.Task;
+import javafx.geometry.Insets;
+import javafx.geometry.Pos;
+import javafx.scene.control.Alert;
+import javafx.scene.control.Button;
+import javafx.scene.control.ButtonType;
+import javafx.scene.control.Label;
+import javafx.scene.control.ListCell;
+import javafx.scene.control.ListView;
+import javafx.scene.control.TableColumn;
+import javafx.scene.control.TableRow;
+import javafx.scene.control.TableView;
+import javafx.scene.control.TextInputDialog;
+import javafx.scene.control.ToggleButton;
+import javafx.scene.control.ToggleGroup;
+import javafx.scene.layout.BorderPane;
+import javafx.scene.layout.GridPane;
+import javafx.scene.layout.HBox;
+import javafx.scene.layout.Priority;
+import javafx.scene.layout.Region;
+import javafx.scene.layout.VBox;
+import javafx.scene.shape.Circle;
+
+/**
+ * The whole desk on one screen: health, position and P&L on the left, the candle chart with the
+ * system's trades in the middle, the live feed on the right, the leaderboard below the chart, and
+ * the kill switch in the header. Every bridge call runs in a background {@link Task}; only the
+ * results touch the scene graph, on the FX thread, so the window never freezes while loading.
+ */
+public class MainView extends BorderPane {
+    private static final int FEED_MAX = 300;
+
+    private BridgeClient client;
+    private SseClient sse;
+    private final ExecutorService pool = Executors.newFixedThreadPool(3, r -> {
+        Thread t = new Thread(r, "bridge-io");
+        t.setDaemon(true);
+        return t;
+    });
+    private final Timeline fastPoll;
+    private final Timeline slowPoll;
+    private final AtomicInteger generation = new AtomicInteger();
+    private final AtomicInteger liveEvents = new AtomicInteger();
+
+    // header
+    private final Label namespaceLabel = new Label();
+    private final Circle streamDot = new Circle(5);
+    private final Label streamLabel = new Label("stream: connecting");
+    private final Label roleLabel = new Label("…");
+    private final Button pauseButton = new Button("Pause trading");
+    private final Button killButton = new Button("KILL SWITCH");
+    private final Label banner = new Label();
+    // left
+    private final VBox servicesBox = new VBox(4);
+    private final Label decisionsLabel = new Label("—");
+    private final Label positionQty = new Label("—");
+    private final Label positionDetail = new Label("");
+    private final Label unrealizedLabel = new Label("—");
+    private final Label realizedLabel = new Label("—");
+    private final Label totalLabel = new Label("—");
+    private final PnlBars pnlBars = new PnlBars();
+    private final Label riskLabel = new Label("");
+    // center
+    private final CandleChart chart = new CandleChart();
+    private final ToggleGroup timeframes = new ToggleGroup();
+    private final TableView<Dto.ModelEntry> leaderboard = new TableView<>();
+    private final Button selectButton = new Button("Select for trading");
+    private final Label leaderboardLabel = new Label("");
+    // right
+    private final ObservableList<FeedItem> feed = FXCollections.observableArrayList();
+
+    private Dto.WhoAmI who;
+    private Dto.Status lastStatus;
+    private Dto.Position lastPosition;
+    private Dto.Leaderboard lastBoard;
+    private String timeframe = "4h";
+
+    public MainView(BridgeConfig config) {
+        getStyleClass().add("main");
+        this.client = new BridgeClient(config);
+        setTop(header());
+        setLeft(left());
+        setCenter(center());
+        setRight(right());
+        fastPoll = new Timeline(new KeyFrame(javafx.util.Duration.seconds(5), e -> refreshFast()));
+        fastPoll.setCycleCount(Timeline.INDEFINITE);
+        slowPoll = new Timeline(new KeyFrame(javafx.util.Duration.seconds(60), e -> refreshSlow()));
+        slowPoll.setCycleCount(Timeline.INDEFINITE);
+        namespaceLabel.setText(config.namespace());
+    }
+
+    // ------------------------------------------------------------------------------ layout
+
+    private VBox header() {
+        Label title = new Label("BTC META");
+        title.getStyleClass().add("app-title");
+        Label subtitle = new Label("meta-strategy desk");
+        subtitle.getStyleClass().add("app-subtitle");
+        namespaceLabel.getStyleClass().add("pill");
+        namespaceLabel.setId("namespace");
+        streamLabel.getStyleClass().add("muted");
+        streamDot.getStyleClass().add("dot-unknown");
+        roleLabel.getStyleClass().add("pill");
+        roleLabel.setId("role");
+        Button settings = new Button("Settings");
+        settings.setOnAction(e -> openSettings());
+        Button refresh = new Button("Refresh");
+        refresh.setOnAction(e -> refreshAll());
+        pauseButton.setId("pause-button");
+        pauseButton.setOnAction(e -> togglePause());
+        killButton.setId("kill-switch");
+        killButton.getStyleClass().add("kill");
+        killButton.setOnAction(e -> toggleKillSwitch());
+        Region spacer = new Region();
+        HBox.setHgrow(spacer, Priority.ALWAYS);
+        HBox bar = new HBox(12, title, subtitle, namespaceLabel, streamDot, streamLabel, spacer, roleLabel, refresh, settings,
+                pauseButton, killButton);
+        bar.setAlignment(Pos.CENTER_LEFT);
+        bar.getStyleClass().add("header");
+        banner.setId("banner");
+        banner.getStyleClass().add("banner");
+        banner.setMaxWidth(Double.MAX_VALUE);
+        banner.setWrapText(true);
+        showBanner(null);
+        return new VBox(bar, banner);
+    }
+
+    private VBox left() {
+        servicesBox.setId("services");
+        GridPane pnlGrid = new GridPane();
+        pnlGrid.setHgap(10);
+        pnlGrid.setVgap(2);
+        pnlGrid.addRow(0, muted("Realized"), realizedLabel);
+        pnlGrid.addRow(1, muted("Unrealized"), unrealizedLabel);
+        pnlGrid.addRow(2, muted("Total"), totalLabel);
+        positionQty.getStyleClass().add("big-number");
+        positionQty.setId("position-qty");
+        totalLabel.setId("pnl-total");
+        positionDetail.getStyleClass().add("muted");
+        positionDetail.setWrapText(true);
+        decisionsLabel.getStyleClass().add("muted");
+        riskLabel.setId("risk");
+        riskLabel.setWrapText(true);
+        pnlBars.setPrefHeight(60);
+        VBox box = new VBox(10,
+                new Card("Position", positionQty, positionDetail, riskLabel),
+                new Card("P&L (USD)", pnlGrid, pnlBars, muted("daily, last 30 days")),
+                new Card("Services", servicesBox, decisionsLabel));
+        box.setPrefWidth(300);
+        box.setMinWidth(260);
+        box.setPadding(new Insets(10, 0, 10, 10));
+        return box;
+    }
+
+    private VBox center() {
+        HBox tfBar = new HBox(4);
+        tfBar.setAlignment(Pos.CENTER_LEFT);
+        tfBar.getChildren().add(muted("Timeframe"));
+        for (String tf : List.of("1h", "4h", "1d")) {
+            ToggleButton b = new ToggleButton(tf);
+            b.setToggleGroup(timeframes);
+            b.setUserData(tf);
+            b.setSelected(tf.equals(timeframe));
+            tfBar.getChildren().add(b);
+        }
+        timeframes.selectedToggleProperty().addListener((obs, old, now) -> {
+            if (now == null) {
+                old.setSelected(true);
+                return;
+            }
+            timeframe = (String) now.getUserData();
+            loadChart();
+        });
+        chart.setId("candle-chart");
+        VBox.setVgrow(chart, Priority.ALWAYS);
+        buildLeaderboard();
+        HBox boardBar = new HBox(10, leaderboardLabel, new Region(), selectButton);
+        HBox.setHgrow(boardBar.getChildren().get(1), Priority.ALWAYS);
+        boardBar.setAlignment(Pos.CENTER_LEFT);
+        Card board = new Card("Model leaderboard", boardBar, leaderboard);
+        VBox box = new VBox(8, tfBar, chart, board);
+        box.setPadding(new Insets(10));
+        return box;
+    }
+
+    private VBox right() {
+        ListView<FeedItem> list = new ListView<>(feed);
+        list.setId("feed");
+        list.setCellFactory(v -> new ListCell<>() {
+            @Override
+            protected void updateItem(FeedItem item, boolean empty) {
+                super.updateItem(item, empty);
+                getStyleClass().removeAll("feed-long", "feed-short", "feed-flat", "feed-decision", "feed-exec", "feed-tick");
+                if (empty || item == null) {
+                    setText(null);
+                    return;
+                }
+                setText(String.format("%s  %-4s %s", item.time(), item.kind(), item.text()));
+                getStyleClass().add(item.styleClass());
+            }
+        });
+        VBox.setVgrow(list, Priority.ALWAYS);
+        Card card = new Card("Live feed · recommendations & decisions", list);
+        VBox.setVgrow(card, Priority.ALWAYS);
+        VBox box = new VBox(card);
+        box.setPrefWidth(400);
+        box.setPadding(new Insets(10, 10, 10, 0));
+        return box;
+    }
+
+    private void buildLeaderboard() {
+        leaderboard.setId("leaderboard");
+        leaderboard.setPrefHeight(150);
+        leaderboard.setColumnResizePolicy(TableView.CONSTRAINED_RESIZE_POLICY);
+        leaderboard.getColumns().add(col("#", m -> m.rank() == null ? "–" : m.rank().toString(), 34));
+        leaderboard.getColumns().add(col("Model", Dto.ModelEntry::model_id, 180));
+        leaderboard.getColumns().add(col("Algo", m -> m.algo().toUpperCase(Locale.ROOT), 60));
+        leaderboard.getColumns().add(col("Sharpe", m -> metric(m, "sharpe", "%.2f"), 70));
+        leaderboard.getColumns().add(col("Return", m -> metric(m, "total_return", "%+.1f%%", 100), 75));
+        leaderboard.getColumns().add(col("Max DD", m -> metric(m, "max_drawdown", "%.1f%%", 100), 75));
+        leaderboard.getColumns().add(col("Win rate", m -> metric(m, "win_rate", "%.0f%%", 100), 70));
+        leaderboard.getColumns().add(col("Status", m -> (m.selected() ? "● LIVE" : "")
+                + (lastBoard != null && m.model_id().equals(lastBoard.best_model_id()) ? (m.selected() ? "  ★ best" : "★ best") : ""), 110));
+        leaderboard.setRowFactory(t -> new TableRow<>() {
+            @Override
+            protected void updateItem(Dto.ModelEntry m, boolean empty) {
+                super.updateItem(m, empty);
+                getStyleClass().removeAll("best-row", "live-row");
+                if (!empty && m != null) {
+                    if (lastBoard != null && m.model_id().equals(lastBoard.best_model_id())) {
+                        getStyleClass().add("best-row");
+                    }
+                    if (m.selected()) {
+                        getStyleClass().add("live-row");
+                    }
+                }
+            }
+        });
+        leaderboardLabel.getStyleClass().add("muted");
+        selectButton.setId("select-model");
+        selectButton.setDisable(true);
+        leaderboard.getSelectionModel().selectedItemProperty().addListener((o, a, b) -> updateSelectButton());
+        selectButton.setOnAction(e -> selectModel());
+    }
+
+    private static TableColumn<Dto.ModelEntry, String> col(String name, java.util.function.Function<Dto.ModelEntry, String> f,
+            double width) {
+        TableColumn<Dto.ModelEntry, String> c = new TableColumn<>(name);
+        c.setCellValueFactory(d -> new ReadOnlyObjectWrapper<>(f.apply(d.getValue())));
+        c.setPrefWidth(width);
+        c.setMinWidth(width * 0.8);
+        c.setSortable(false);
+        return c;
+    }
+
+    private static String metric(Dto.ModelEntry m, String key, String fmt) {
+        return metric(m, key, fmt, 1);
+    }
+
+    private static String metric(Dto.ModelEntry m, String key, String fmt, double scale) {
+        Object v = m.metrics() == null ? null : m.metrics().get(key);
+        return v instanceof Number n ? String.format(fmt, n.doubleValue() * scale) : "–";
+    }
+
+    private static Label muted(String text) {
+        Label l = new Label(text);
+        l.getStyleClass().add("muted");
+        return l;
+    }
+
+    // ------------------------------------------------------------------------------ lifecycle
+
+    /** Load everything once, then poll, and follow the live stream. */
+    public void start() {
+        refreshAll();
+        fastPoll.play();
+        slowPoll.play();
+        startStream();
+    }
+
+    public void close() {
+        fastPoll.stop();
+        slowPoll.stop();
+        if (sse != null) {
+            sse.close();
+        }
+        pool.shutdownNow();
+    }
+
+    public void reconnect(BridgeConfig config) {
+        generation.incrementAndGet();
+        if (sse != null) {
+            sse.close();
+        }
+        client = new BridgeClient(config);
+        namespaceLabel.setText(config.namespace());
+        feed.clear();
+        who = null;
+        refreshAll();
+        startStream();
+    }
+
+    private void startStream() {
+        int gen = generation.get();
+        sse = new SseClient(client, this::onEvent, state -> Platform.runLater(() -> {
+            if (gen == generation.get()) {
+                setStreamState(state);
+            }
+        })).start();
+    }
+
+    public void refreshAll() {
+        refreshFast();
+        refreshSlow();
+    }
+
+    private void refreshFast() {
+        if (who == null) {
+            load(client::whoami, w -> {
+                who = w;
+                roleLabel.setText(w.name() + " · " + w.role());
+                updateControls();
+            });
+        }
+        load(client::status, this::showStatus);
+        load(client::position, this::showPosition);
+        load(() -> client.pnl(30), this::showPnl);
+    }
+
+    private void refreshSlow() {
+        loadChart();
+        load(client::leaderboard, this::showLeaderboard);
+        load(() -> {
+            List<FeedItem> items = new ArrayList<>();
+            for (Dto.Decision d : client.decisions(15)) {
+                items.add(FeedItem.decision(d.action(), d.current_exposure(), d.target_exposure(), d.model_id(), d.degraded(),
+                        d.decided_at() == null ? null : d.decided_at().toString()));
+            }
+            for (Dto.StrategyRecommendations s : client.recommendations()) {
+                Dto.Recommendation r = s.latest();
+                items.add(FeedItem.recommendation(r.strategy(), r.timeframe(), r.target(), r.event(), r.confidence(),
+                        r.bar_close_time() == null ? null : r.bar_close_time().toString()));
+            }
+            items.sort((a, b) -> b.time().compareTo(a.time()));
+            return items;
+        }, items -> {
+            if (feed.size() <= items.size()) { // only seed an (almost) empty feed; live events win
+                feed.setAll(items);
+            }
+        });
+    }
+
+    private void loadChart() {
+        String tf = timeframe;
+        int bars = switch (tf) {
+            case "1h" -> 168;
+            case "4h" -> 126;
+            default -> 60;
+        };
+        load(() -> {
+            Dto.Candles c = client.candles(tf, bars);
+            List<Dto.Fill> fills = c.candles().isEmpty() ? List.of()
+                    : client.fills(c.candles().get(0).open_time(), null);
+            return new Object[] {c, fills};
+        }, r -> {
+            Dto.Candles c = (Dto.Candles) r[0];
+            @SuppressWarnings("unchecked")
+            List<Dto.Fill> fills = (List<Dto.Fill>) r[1];
+            Double entry = lastPosition != null && lastPosition.quantity() != 0 ? lastPosition.avg_entry_price() : null;
+            chart.setData(c.symbol() + " · " + c.timeframe() + (c.source_timeframe() == null ? "" : "  (from " + c.source_timeframe()
+                    + ")") + " · " + fills.size() + " fills", c.candles(), fills, entry);
+        });
+    }
+
+    /** Run {@code work} off the FX thread; show its result, or its error in the banner. */
+    private <T> void load(Callable<T> work, Consumer<T> onSuccess) {
+        int gen = generation.get();
+        Task<T> task = new Task<>() {
+            @Override
+            protected T call() throws Exception {
+                return work.call();
+            }
+        };
+        task.setOnSucceeded(e -> {
+            if (gen == generation.get()) {
+                onSuccess.accept(task.getValue());
+            }
+        });
+        task.setOnFailed(e -> {
+            if (gen == generation.get()) {
+                Throwable ex = task.getException();
+                showBanner(ex instanceof BridgeException b ? b.userMessage() : "Unexpected error: " + ex);
+            }
+        });
+        pool.submit(task);
+    }
+
+    // ------------------------------------------------------------------------------ rendering
+
+    private void showStatus(Dto.Status s) {
+        lastStatus = s;
+        showBanner(null);
+        servicesBox.getChildren().clear();
+        for (Dto.ServiceStatus svc : s.services()) {
+            Circle dot = new Circle(5);
+            dot.getStyleClass().add(svc.stale() ? "dot-bad" : "dot-ok");
+            Label name = new Label(svc.service().replace("strategy:", "▸ "));
+            Label age = muted(ago(svc.age_s()) + (svc.lag_s() == null ? "" : String.format("  lag %.1fs", svc.lag_s())));
+            age.setMinWidth(Region.USE_PREF_SIZE);
+            Region sp = new Region();
+            HBox.setHgrow(sp, Priority.ALWAYS);
+            HBox row = new HBox(8, dot, name, sp, age);
+            row.setAlignment(Pos.CENTER_LEFT);
+            servicesBox.getChildren().add(row);
+        }
+        if (s.services().isEmpty()) {
+            servicesBox.getChildren().add(muted("no heartbeats yet"));
+        }
+        decisionsLabel.setText(String.format("%d decisions · %d degraded ticks", s.decisions_total(), s.degraded_ticks()));
+        Dto.Risk r = s.risk();
+        if (r.kill_switch()) {
+            riskLabel.setText("KILL SWITCH TRIPPED" + (r.kill_reason() == null ? "" : ": " + r.kill_reason()));
+            riskLabel.getStyleClass().setAll("label", "risk-bad");
+        } else if (r.trading_paused()) {
+            riskLabel.setText("Trading paused" + (r.updated_by() == null ? "" : " by " + r.updated_by()));
+            riskLabel.getStyleClass().setAll("label", "risk-warn");
+        } else {
+            riskLabel.setText("Trading enabled");
+            riskLabel.getStyleClass().setAll("label", "risk-ok");
+        }
+        updateControls();
+    }
+
+    private static String ago(double seconds) {
+        if (seconds < 90) {
+            return String.format("%.0fs ago", seconds);
+        }
+        if (seconds < 5400) {
+            return String.format("%.0fm ago", seconds / 60);
+        }
+        return String.format("%.1fh ago", seconds / 3600);
+    }
+
+    private void showPosition(Dto.Position p) {
+        lastPosition = p;
+        String side = p.quantity() > 0 ? "LONG" : p.quantity() < 0 ? "SHORT" : "FLAT";
+        positionQty.setText(String.format("%s %.3f BTC", side, Math.abs(p.quantity())));
+        positionQty.getStyleClass().removeAll("pos-long", "pos-short");
+        if (p.quantity() != 0) {
+            positionQty.getStyleClass().add(p.quantity() > 0 ? "pos-long" : "pos-short");
+        }
+        positionDetail.setText(String.format("%s%nentry %s · mark %s", p.symbol(),
+                p.avg_entry_price() == null ? "–" : String.format("%,.1f", p.avg_entry_price()),
+                p.mark_price() == null ? "–" : String.format("%,.1f", p.mark_price())));
+    }
+
+    private void showPnl(Dto.Pnl p) {
+        money(realizedLabel, p.realized());
+        money(unrealizedLabel, p.unrealized());
+        money(totalLabel, p.total());
+        pnlBars.setDays(p.daily());
+    }
+
+    private static void money(Label l, double v) {
+        l.setText(String.format("%+,.2f", v));
+        l.getStyleClass().removeAll("gain", "loss");
+        l.getStyleClass().add(v >= 0 ? "gain" : "loss");
+    }
+
+    private void showLeaderboard(Dto.Leaderboard b) {
+        lastBoard = b;
+        leaderboard.getItems().setAll(b.models());
+        leaderboard.refresh();
+        leaderboardLabel.setText(String.format("ranked by %s on the %s window · best: %s · live: %s", b.metric(), b.window(),
+                b.best_model_id() == null ? "–" : b.best_model_id(), b.selected_model_id() == null ? "none" : b.selected_model_id()));
+        updateSelectButton();
+    }
+
+    private void onEvent(SseEvent e) {
+        liveEvents.incrementAndGet();
+        FeedItem item;
+        try {
+            JsonNode data = BridgeClient.JSON.readTree(e.data());
+            item = FeedItem.fromEvent(e.type(), data);
+        } catch (Exception ex) {
+            item = null;
+        }
+        boolean refresh = "execution".equals(e.type()) || "reset".equals(e.type());
+        FeedItem shown = item;
+        Platform.runLater(() -> {
+            if (shown != null) {
+                feed.add(0, shown);
+                if (feed.size() > FEED_MAX) {
+                    feed.remove(FEED_MAX, feed.size());
+                }
+            }
+            if (refresh) {
+                refreshAll();
+            }
+        });
+    }
+
+    private void setStreamState(String state) {
+        streamLabel.setText("stream: " + state);
+        streamDot.getStyleClass().setAll(state.equals("connected") ? "dot-ok" : "dot-bad");
+    }
+
+    void showBanner(String message) {
+        banner.setText(message == null ? "" : message);
+        banner.setVisible(message != null);
+        banner.setManaged(message != null);
+    }
+
+    // ------------------------------------------------------------------------------ controls
+
+    private boolean operator() {
+        return who != null && who.isOperator();
+    }
+
+    private void updateControls() {
+        boolean op = operator();
+        killButton.setDisable(!op);
+        pauseButton.setDisable(!op);
+        boolean tripped = lastStatus != null && lastStatus.risk().kill_switch();
+        killButton.setText(tripped ? "Reset kill switch" : "KILL SWITCH");
+        boolean paused = lastStatus != null && lastStatus.risk().trading_paused();
+        pauseButton.setText(paused ? "Resume trading" : "Pause trading");
+        updateSelectButton();
+    }
+
+    private void updateSelectButton() {
+        Dto.ModelEntry m = leaderboard.getSelectionModel().getSelectedItem();
+        selectButton.setDisable(!operator() || m == null || m.selected());
+    }
+
+    private void toggleKillSwitch() {
+        boolean tripped = lastStatus != null && lastStatus.risk().kill_switch();
+        TextInputDialog dialog = new TextInputDialog();
+        dialog.setTitle(tripped ? "Reset kill switch" : "Trip kill switch");
+        dialog.setHeaderText(tripped
+                ? "Allow the executor to place orders again in namespace '" + client.config().namespace() + "'?"
+                : "Stop ALL trading in namespace '" + client.config().namespace() + "' now?\nThe executor refuses every order until reset.");
+        dialog.setContentText("Reason (audited):");
+        Button ok = (Button) dialog.getDialogPane().lookupButton(ButtonType.OK);
+        ok.setText(tripped ? "Reset" : "Trip kill switch");
+        ok.disableProperty().bind(dialog.getEditor().textProperty().isEmpty());
+        Optional<String> reason = dialog.showAndWait();
+        reason.ifPresent(r -> load(() -> tripped ? client.resetKillSwitch(r) : client.tripKillSwitch(r), res -> {
+            info((tripped ? "Kill switch reset" : "Kill switch tripped") + " by " + res.actor() + " (audit #" + res.audit_id() + ")");
+            refreshFast();
+        }));
+    }
+
+    private void openSettings() {
+        new SettingsDialog(client.config()).showAndWait().ifPresent(this::reconnect);
+    }
+
+    private void togglePause() {
+        boolean paused = lastStatus != null && lastStatus.risk().trading_paused();
+        Alert confirm = new Alert(Alert.AlertType.CONFIRMATION, (paused ? "Resume" : "Pause") + " trading in namespace '"
+                + client.config().namespace() + "'?", ButtonType.OK, ButtonType.CANCEL);
+        confirm.setHeaderText(null);
+        if (confirm.showAndWait().orElse(ButtonType.CANCEL) == ButtonType.OK) {
+            load(() -> paused ? client.resumeTrading("from desktop client") : client.pauseTrading("from desktop client"),
+                    res -> refreshFast());
+        }
+    }
+
+    private void selectModel() {
+        Dto.ModelEntry m = leaderboard.getSelectionModel().getSelectedItem();
+        if (m == null) {
+            return;
+        }
+        Alert confirm = new Alert(Alert.AlertType.CONFIRMATION,
+                "Trade live with model " + m.model_id() + " from the next tick?", ButtonType.OK, ButtonType.CANCEL);
+        confirm.setHeaderText("Select model");
+        if (confirm.showAndWait().orElse(ButtonType.CANCEL) == ButtonType.OK) {
+            load(() -> client.selectModel(m.model_id(), "selected in desktop client"), res -> {
+                info("Model " + res.selected_model_id() + " selected (audit #" + res.audit_id() + ")");
+                load(client::leaderboard, this::showLeaderboard);
+            });
+        }
+    }
+
+    private void info(String message) {
+        feed.add(0, new FeedItem("", "OPS", message, "feed-exec"));
+    }
+
+    // ------------------------------------------------------------------------------ test hooks
+
+    public CandleChart chart() {
+        return chart;
+    }
+
+    public String bannerText() {
+        return banner.isVisible() ? banner.getText() : "";
+    }
+
+    public int feedSize() {
+        return feed.size();
+    }
+
+    public int leaderboardSize() {
+        return leaderboard.getItems().size();
+    }
+
+    public int liveEventCount() {
+        return liveEvents.get();
+    }
+
+    public boolean statusLoaded() {
+        return lastStatus != null;
+    }
+
+    public boolean isOperator() {
+        return operator();
+    }
+}

@@ -1,0 +1,56 @@
+"""``python -m meta_consumer``: run the service, or show where it stands."""
+
+from __future__ import annotations
+
+import typer
+from confluent_kafka.admin import AdminClient
+
+from common.db.session import make_engine
+from common.kafka.configuration import admin_config
+from common.kafka.topics import ensure_topics, topic_specs
+from common.logging import configure_logging
+from common.metrics import start_metrics_server
+from common.registry import load_registry
+from config import Settings, get_settings
+from meta_consumer import store
+from meta_consumer.service import MetaConsumer
+from meta_consumer.settings import MetaSettings, load_meta_settings
+
+app = typer.Typer(help="Meta consumer: joins recommendations per tick, runs the selected policy, "
+                       "publishes one OrderIntent per tick.", no_args_is_help=True, add_completion=False)
+
+
+def _setup() -> tuple[Settings, MetaSettings]:
+    settings = get_settings().resolved()
+    meta = load_meta_settings()
+    configure_logging("meta-consumer", settings.log_level, settings.log_json)
+    return settings, meta
+
+
+@app.command()
+def run() -> None:
+    """Consume ticks and recommendations and decide every tick until SIGTERM.
+
+    Settings come from BTCMETA_* (shared) and BTCMETA_META_* (this service) environment variables.
+    """
+    settings, meta = _setup()
+    registry = load_registry(settings.registry_path, import_classes=False)
+    timeframes = {*registry.timeframes, meta.decision_timeframe}
+    ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, timeframes))
+    start_metrics_server(settings.metrics_port)
+    MetaConsumer(settings, meta, live=tuple(s.name for s in registry.enabled)).run()
+
+
+@app.command()
+def status() -> None:
+    """The newest decision of this namespace (what an operator checks first)."""
+    settings, _meta = _setup()
+    service_ns = settings.kafka.topic_prefix or "live"
+    row = store.last_decision(make_engine(settings.database_url.get_secret_value()), service_ns)
+    if row is None:
+        typer.echo(f"namespace={service_ns}: no decision yet")
+        return
+    typer.echo(f"namespace={service_ns} tick={row.tick_id} model={row.model_id} action={row.action} "
+               f"exposure={row.current_exposure}->{row.target_exposure} degraded={row.degraded} "
+               f"retrain_needed={row.observation.get('retrain_needed')} "
+               f"decided_at={row.decided_at.isoformat()}")

@@ -1,0 +1,259 @@
+"""The running meta consumer: ingest (consume loop thread) and decide (main thread) over Postgres.
+
+Why two threads: the shared consume loop only calls back when a message arrives, but a tick must
+also be decided when its deadline passes while nothing arrives. The loop thread stores every
+TickPlan and Recommendation (committing offsets only after the row is in Postgres); the main
+thread waits for "ready" ticks, decides them in tick order and emits their intents.
+
+Exactly-once per tick, outbox style: the decision row (unique per namespace and tick) is committed
+first, then the intent rebuilt from that row is produced and flushed before the next tick is
+decided. A crash between the two leaves at most the newest decision unsent; start-up re-sends it,
+byte-identical (same id, same created_at), and the executor refuses the copy if it had the first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, Message
+from prometheus_client import Counter, Gauge, Histogram
+
+from common.db.models import LIVE_NAMESPACE, Decision
+from common.db.session import make_engine
+from common.events import OrderIntent, Recommendation, TickPlan, utc
+from common.kafka.configuration import consumer_config
+from common.kafka.consumer import ConsumerLoop, OnError, PoisonMessage
+from common.kafka.producer import EventProducer
+from common.kafka.topics import INTENTS, RECOMMENDATIONS, TICKS
+from common.logging import get_logger
+from common.registry import load_registry
+from common.shutdown import GracefulShutdown
+from config import Settings
+from meta_consumer import store
+from meta_consumer.bars import BarReader
+from meta_consumer.decide import Carry, Mark, Outcome, TickInput, decide_tick
+from meta_consumer.join import Arrival, Joiner, PendingTick, Ready, tick_time_of
+from meta_consumer.models import ModelManager
+from meta_consumer.settings import MetaSettings
+
+log = get_logger(__name__)
+SERVICE = "meta-consumer"
+
+DECISIONS = Counter("btcmeta_meta_decisions_total", "Ticks decided", ["model_kind", "action"])
+DEGRADED = Counter("btcmeta_meta_degraded_total", "Ticks decided without every input (deadline)")
+LATE = Counter("btcmeta_meta_late_recommendations_total", "Recommendations after their tick was decided")
+LATENCY = Histogram("btcmeta_meta_tick_to_decision_seconds", "TickPlan arrival to intent flushed",
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+RETRAIN = Gauge("btcmeta_meta_retrain_needed", "1 while the model's strategy set differs from the registry")
+
+
+class MetaConsumer:
+    def __init__(self, settings: Settings, meta: MetaSettings, *, live: tuple[str, ...] | None = None,
+                 shutdown: GracefulShutdown | None = None) -> None:
+        self.settings = settings
+        self.meta = meta
+        self.namespace = settings.kafka.topic_prefix or LIVE_NAMESPACE
+        self.engine = make_engine(settings.database_url.get_secret_value())
+        if live is None:
+            live = tuple(s.name for s in load_registry(settings.registry_path, import_classes=False).enabled)
+        self.live = live
+        self.models = ModelManager(self.engine, meta, live, step=settings.exposure_step,
+                                   max_exposure=settings.max_exposure)
+        self.producer = EventProducer(settings, SERVICE)
+        self.shutdown = shutdown or GracefulShutdown()
+        self.joiner = Joiner()
+        self.carry = Carry()
+        self.marks: dict[str, Mark] = {}
+        self.bars: BarReader | None = None
+        self._cond = threading.Condition()
+        self._loop_error: BaseException | None = None
+
+    # ------------------------------------------------------------------ start-up
+    def recover(self) -> None:
+        """Continue from the newest decision; re-arm the undecided ticks; re-send the newest intent."""
+        last = store.last_decision(self.engine, self.namespace)
+        if last is not None:
+            self.carry = Carry.from_dict(last.observation.get("state"))
+            self.joiner.last_decided = self.carry.tick_time
+            self._send(self._intent_from_row(last))
+        now = time.time()
+        rows = store.pending_ticks(self.engine, self.namespace, self.settings.symbol, self.carry.tick_time)
+        for row in rows:
+            tick = PendingTick(row.tick_id, row.tick_time, frozenset(row.due_strategies),
+                               self.meta.decision_timeframe in row.due_timeframes,
+                               deadline=now + self.meta.deadline_s, arrived_at=now)
+            self.joiner.add_plan(tick, store.answered(self.engine, self.namespace, row.tick_id))
+        mark = self.carry.mark
+        same_topic = last is not None and last.observation.get("bars_topic") == self._bars_topic()
+        self.bars = BarReader(self.settings, self.meta.decision_timeframe, self._group(),
+                              mark.offset if mark is not None and same_topic else None)
+        log.info("meta_consumer_recovered", namespace=self.namespace, decided=self.carry.seq,
+                 pending=len(self.joiner.pending), last_tick=last.tick_id if last else None)
+
+    def _group(self) -> str:
+        return self.settings.topic(self.meta.group_id)
+
+    def _bars_topic(self) -> str:
+        return self.settings.topic(f"market.bars.{self.meta.decision_timeframe}")
+
+    # ------------------------------------------------------------------ ingest (consume loop thread)
+    def handle(self, event: object, _msg: Message | None) -> None:
+        if isinstance(event, Recommendation):
+            if event.symbol != self.settings.symbol:
+                return
+            fresh = store.save_recommendation(self.engine, self.namespace, event)
+            with self._cond:
+                arrival = self.joiner.add_recommendation(event.tick_id, event.strategy)
+                self._cond.notify()
+            if arrival is Arrival.LATE and fresh:  # not fresh: re-delivered after a restart, not late
+                LATE.inc()
+                log.warning("late_recommendation", tick_id=event.tick_id, strategy=event.strategy,
+                            detail="stored, never applied: its tick was already decided")
+        elif isinstance(event, TickPlan):
+            if event.symbol != self.settings.symbol:
+                return
+            store.save_tick(self.engine, self.namespace, event)
+            got = store.answered(self.engine, self.namespace, event.tick_id)
+            now = time.time()
+            tick = PendingTick(event.tick_id, event.tick_time, event.expected_strategies,
+                               self.meta.decision_timeframe in event.due_timeframes,
+                               deadline=now + self.meta.deadline_s, arrived_at=now)
+            with self._cond:
+                self.joiner.add_plan(tick, got)
+                self._cond.notify()
+        else:
+            raise PoisonMessage(f"unexpected {type(event).__name__} on the meta consumer's topics")
+
+    # ------------------------------------------------------------------ decide (main thread)
+    def step(self, max_wait: float = 0.02) -> int:
+        """Wait briefly for input, then decide every ready tick; returns how many were decided."""
+        with self._cond:
+            deadline = self.joiner.next_deadline()
+            wait = max_wait if deadline is None else max(0.0, min(max_wait, deadline - time.time()))
+            self._cond.wait(wait)
+        assert self.bars is not None, "recover() first"
+        for mark in self.bars.poll():
+            self.marks[mark.tick_id] = mark
+            with self._cond:
+                self.joiner.add_bar(mark.tick_id)
+        with self._cond:
+            ready = self.joiner.ready(time.time())
+        for item in ready:
+            self._decide(item)
+        return len(ready)
+
+    def _decide(self, item: Ready) -> None:
+        tick = item.tick
+        choice = self.models.current()
+        RETRAIN.set(int(choice.retrain_needed))
+        inputs = TickInput(tick.tick_id, tick.tick_time, tick.due,
+                           store.recs_for_tick(self.engine, self.namespace, tick.tick_id),
+                           self.marks.get(tick.tick_id) if tick.needs_bar else None, tick.needs_bar)
+        out = decide_tick(inputs, self.carry, choice, self.live, step=self.settings.exposure_step,
+                          max_exposure=self.settings.max_exposure)
+        created = utc(datetime.now(UTC))
+        values = {
+            "namespace": self.namespace, "tick_id": tick.tick_id, "model_id": choice.model_id,
+            "observation": {"features": out.features, "reason": out.reason,
+                            "retrain_needed": choice.retrain_needed, "state": out.carry.to_dict(),
+                            "present": sorted(inputs.recs), "bars_topic": self._bars_topic()},
+            "action": out.action.value, "current_exposure": out.current_exposure,
+            "target_exposure": out.target_exposure, "degraded": out.degraded, "late_strategies": out.late,
+            "decided_at": created,
+        }
+        if store.insert_decision(self.engine, values):
+            self.carry = out.carry
+            intent = self._intent(tick.tick_id, choice.model_id, out, created)
+            self._account(item, out, choice.model_id)
+        else:  # decided by an earlier incarnation: adopt that row, re-send its intent (a duplicate)
+            row = store.decision_for(self.engine, self.namespace, tick.tick_id)
+            assert row is not None
+            self.carry = Carry.from_dict(row.observation.get("state"))
+            intent = self._intent_from_row(row)
+            log.warning("tick_already_decided", tick_id=tick.tick_id, model_id=row.model_id)
+        self._send(intent)
+        with self._cond:
+            self.joiner.mark_decided(tick.tick_id, tick.tick_time)
+        self.marks = {t: m for t, m in self.marks.items() if tick_time_of(t) > tick.tick_time}
+        LATENCY.observe(max(0.0, time.time() - tick.arrived_at))
+
+    def _intent(self, tick_id: str, model_id: str, out: Outcome, created: datetime) -> OrderIntent:
+        return OrderIntent.create(tick_id, model_id, self.settings.symbol, out.action, out.current_exposure,
+                                  out.target_exposure, created, degraded=out.degraded, reason=out.reason)
+
+    def _intent_from_row(self, row: Decision) -> OrderIntent:
+        return OrderIntent.create(row.tick_id, row.model_id, self.settings.symbol, row.action,
+                                  row.current_exposure, row.target_exposure, utc(row.decided_at),
+                                  degraded=row.degraded, reason=row.observation.get("reason", ""))
+
+    def _send(self, intent: OrderIntent) -> None:
+        self.producer.send(self.settings.topic(INTENTS), intent, key=intent.intent_id)
+        self.producer.flush()
+
+    def _account(self, item: Ready, out: Outcome, model_id: str) -> None:
+        kind = "fallback" if model_id.startswith("fallback:") else "model"
+        DECISIONS.labels(kind, out.action.value).inc()
+        if out.degraded:
+            DEGRADED.inc()
+        log.info("tick_decided", tick_id=item.tick.tick_id, model_id=model_id, action=out.action.value,
+                 current=out.current_exposure, target=out.target_exposure, degraded=out.degraded,
+                 late=out.late, timed_out=item.timed_out, reason=out.reason)
+        self._check_drift(out.current_exposure)
+
+    def _check_drift(self, model_exposure: float) -> None:
+        """The executor lags by a tick at most; beyond the tolerance someone should look."""
+        qty = store.position_quantity(self.engine, self.namespace, self.settings.symbol)
+        if qty is None:
+            return
+        executed = qty / self.settings.risk.max_position_btc
+        if abs(executed - model_exposure) > self.meta.drift_tolerance:
+            log.warning("model_portfolio_drift", model_exposure=model_exposure, executor_exposure=executed,
+                        tolerance=self.meta.drift_tolerance)
+
+    # ------------------------------------------------------------------ run
+    def _consume(self, loop: ConsumerLoop) -> None:
+        try:
+            loop.run()
+        except BaseException as exc:
+            self._loop_error = exc
+            log.error("consume_loop_failed", error=repr(exc))
+        finally:
+            self.shutdown.request()
+            with self._cond:
+                self._cond.notify()
+
+    def build_loop(self) -> ConsumerLoop:
+        loop = ConsumerLoop(self.settings, service=SERVICE, group_id=self._group(),
+                            topics=[self.settings.topic(TICKS), self.settings.topic(RECOMMENDATIONS)],
+                            handler=self.handle, producer=EventProducer(self.settings, SERVICE),
+                            on_error=OnError.STOP, shutdown=self.shutdown)
+        if self.meta.group_instance_id:
+            # Static membership (KIP-345); ConsumerLoop has no hook for extra consumer config yet.
+            loop._consumer.close()
+            loop._consumer = Consumer({**consumer_config(self.settings, self._group()),
+                                       "group.instance.id": self.meta.group_instance_id})
+        return loop
+
+    def run(self) -> None:
+        """Until SIGTERM/SIGINT or a consume-loop failure (re-raised so the process exits non-zero)."""
+        self.shutdown.install()
+        self.recover()
+        loop = self.build_loop()
+        thread = threading.Thread(target=self._consume, args=(loop,), name="consume", daemon=True)
+        thread.start()
+        log.info("meta_consumer_started", namespace=self.namespace, group=self._group(), strategies=self.live)
+        try:
+            while not self.shutdown.requested:
+                self.step()
+        finally:
+            self.shutdown.request()
+            thread.join(timeout=60)
+            if self.bars is not None:
+                self.bars.close()
+            self.producer.close()
+            self.engine.dispose()
+            log.info("meta_consumer_stopped", decided=self.carry.seq)
+        if self._loop_error is not None:
+            raise RuntimeError("consume loop failed") from self._loop_error

@@ -1,0 +1,427 @@
+"""The Helm chart: lint, offline schema validation, one pod per enabled strategy, the singletons,
+secrets by reference only, the set-up hook, identity, probes and disruption budgets."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.deploy.chartkit import (
+    BASE_SET,
+    CHART,
+    CRD_KINDS,
+    KUBE_VERSION,
+    REGISTRY,
+    registry_with,
+)
+
+pytestmark = pytest.mark.timeout(1800)  # the first test may build the tools (see conftest)
+
+KRAKEN = ["exchange.mode=kraken", "serviceAccount.roleArn=arn:aws:iam::123456789012:role/btcmeta-test"]
+MINIMAL = ["bridge.enabled=false", "metaConsumer.enabled=false", "pdb.enabled=false", "setup.enabled=false",
+           "serviceAccount.create=false", "serviceAccount.name=existing",
+           "externalSecrets.clusterSecretStore.create=false", "strategies.overrides.ott.replicas=2",
+           "strategies.overrides.ott.resources.requests.cpu=1", "extraEnv.BTCMETA_EXPOSURE_STEP=0.5"]
+#: Value sets the lint, schema and secret checks run under: defaults, live trading with an IAM
+#: role, and every optional part switched off (with per-strategy overrides).
+VARIANTS = {"defaults": [], "kraken-irsa": KRAKEN, "minimal": MINIMAL}
+SINGLETONS = ("tick-emitter", "meta-consumer", "executor")
+
+
+def enabled_names(registry: dict[str, Any]) -> set[str]:
+    return {s["name"] for s in registry["strategies"] if s["enabled"]}
+
+
+def strategy_deployments(rendered) -> dict[str, dict[str, Any]]:
+    """Registry name -> Deployment, read from the container's args (run <name>)."""
+    found = {}
+    for dep in rendered.of_kind("Deployment"):
+        if dep["metadata"]["labels"]["app.kubernetes.io/component"] != "strategy":
+            continue
+        container = dep["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["python", "-m", "strategy_consumers"]
+        assert container["args"][0] == "run"
+        found[container["args"][1]] = dep
+    return found
+
+
+def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc["spec"]["template"]["spec"]
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def component(doc: dict[str, Any]) -> str:
+    return doc["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def hook_weight(doc: dict[str, Any]) -> int | None:
+    annotations = doc["metadata"].get("annotations") or {}
+    if "helm.sh/hook" not in annotations:
+        return None
+    assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    return int(annotations["helm.sh/hook-weight"])
+
+
+# ---- lint and schemas -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_helm_lint_passes(tools, variant):
+    cmd = [str(tools.helm), "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION]
+    for item in [*BASE_SET, *VARIANTS[variant]]:
+        cmd += ["--set", item]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 chart(s) failed" in done.stdout
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_manifest_validates_against_the_kubernetes_schemas(render, variant):
+    rendered = render(VARIANTS[variant], validate=True)
+    invalid = [f"{r['kind']}/{r['name']}: {r.get('error')}"
+               for r in rendered.records if r["status"] == "invalid"]
+    assert not invalid, "\n".join(invalid)
+    unchecked = {r["kind"] for r in rendered.records if r["status"] != "ok"}
+    # Only the External Secrets CRDs lack a schema; their structure is checked below.
+    assert unchecked <= set(CRD_KINDS)
+    if variant != "minimal":
+        assert {"Deployment", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget", "Job"} <= {
+            r["kind"] for r in rendered.records if r["status"] == "ok"
+        }
+
+
+def test_optional_parts_switch_off_and_overrides_apply(render):
+    rendered = render(MINIMAL)
+    kinds = {d["kind"] for d in rendered.docs}
+    assert kinds == {"ConfigMap", "Deployment", "ExternalSecret"}
+    names = {d["metadata"]["name"] for d in rendered.of_kind("Deployment")}
+    assert "btcmeta-bridge" not in names and "btcmeta-meta-consumer" not in names
+    assert {"btcmeta-executor", "btcmeta-tick-emitter"} <= names
+    ott = strategy_deployments(rendered)["ott"]
+    assert ott["spec"]["replicas"] == 2
+    resources = ott["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources["requests"]["cpu"] in (1, "1")
+    assert resources["requests"]["memory"] and resources["limits"]["memory"]  # merged over the defaults
+    others = [d for n, d in strategy_deployments(rendered).items() if n != "ott"]
+    assert all(d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "100m"
+               for d in others)
+    for dep in rendered.of_kind("Deployment"):
+        assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
+    assert rendered.named("ConfigMap", "btcmeta-config")["data"]["BTCMETA_EXPOSURE_STEP"] == "0.5"
+
+
+def test_the_validator_rejects_what_kubernetes_would(tools, tmp_path):
+    """Guards the check above: a misspelt field and a wrong type must both be reported."""
+    bad = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+        "spec": {"replicas": "one", "selector": {"matchLabels": {"a": "b"}},
+                 "template": {"metadata": {"labels": {"a": "b"}},
+                              "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicy": "Always",
+                                                       "livenessProbes": {}}]}}},
+    }
+    unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    path = tmp_path / "bad.yaml"
+    path.write_text(json.dumps(bad) + "\n---\n" + json.dumps(unknown))
+    records = tools.parse([path], validate=True)
+    assert [r["status"] for r in records] == ["invalid", "invalid"]
+
+
+def test_external_secrets_resources_are_well_formed(render):
+    rendered = render(KRAKEN)
+    stores = rendered.of_kind("ClusterSecretStore")
+    assert len(stores) == 1
+    store = stores[0]
+    assert store["apiVersion"] == "external-secrets.io/v1"
+    provider = store["spec"]["provider"]
+    assert list(provider) == ["onepassword"]
+    onepassword = provider["onepassword"]
+    assert onepassword["connectHost"].startswith(("http://", "https://"))
+    assert onepassword["vaults"] and all(isinstance(v, int) for v in onepassword["vaults"].values())
+    token = onepassword["auth"]["secretRef"]["connectTokenSecretRef"]
+    assert set(token) == {"name", "namespace", "key"} and all(token.values())
+
+    externals = rendered.of_kind("ExternalSecret")
+    assert {e["metadata"]["name"] for e in externals} == {
+        "btcmeta-database", "btcmeta-exchange", "btcmeta-bridge", "btcmeta-setup-database"}
+    for es in externals:
+        spec = es["spec"]
+        assert es["apiVersion"] == "external-secrets.io/v1"
+        assert set(spec) == {"refreshInterval", "secretStoreRef", "target", "data"}
+        assert re.fullmatch(r"\d+[smh]", spec["refreshInterval"])
+        assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": store["metadata"]["name"]}
+        assert spec["target"] == {"name": es["metadata"]["name"], "creationPolicy": "Owner",
+                                  "deletionPolicy": "Retain"}
+        for item in spec["data"]:
+            assert set(item) == {"secretKey", "remoteRef"}
+            assert re.fullmatch(r"BTCMETA_[A-Z_]+", item["secretKey"])
+            assert set(item["remoteRef"]) == {"key", "property"} and all(item["remoteRef"].values())
+
+
+# ---- one Deployment per enabled strategy ------------------------------------------------------
+
+
+def test_chart_reads_the_repository_registry_through_its_symlink(render):
+    link = CHART / "strategies_registry.json"
+    assert link.is_symlink() and link.resolve() == REGISTRY.resolve()
+    registry = json.loads(REGISTRY.read_text())
+    rendered = render()
+    assert set(strategy_deployments(rendered)) == enabled_names(registry)
+    mounted = rendered.named("ConfigMap", "btcmeta-registry")["data"]["strategies_registry.json"]
+    assert json.loads(mounted) == registry
+
+
+def test_adding_an_enabled_entry_adds_exactly_one_deployment(render, tmp_path):
+    before = render(registry=registry_with(tmp_path / "a", lambda s: None))
+
+    def add(strategies):
+        strategies.append({**strategies[0], "name": "new_momentum", "timeframe": "4h"})
+
+    after = render(registry=registry_with(tmp_path / "b", add))
+    old, new = strategy_deployments(before), strategy_deployments(after)
+    assert set(new) - set(old) == {"new_momentum"} and set(old) <= set(new)
+    assert len(after.of_kind("Deployment")) == len(before.of_kind("Deployment")) + 1
+    dep = new["new_momentum"]
+    assert dep["metadata"]["name"] == "btcmeta-strategy-new-momentum"
+    assert dep["spec"]["template"]["metadata"]["annotations"]["btcmeta.io/timeframe"] == "4h"
+    # Its PodDisruptionBudget comes with it; nothing else changes kind-wise.
+    assert len(after.of_kind("PodDisruptionBudget")) == len(before.of_kind("PodDisruptionBudget")) + 1
+    # Existing strategies are untouched (their own registry entry's checksum did not change).
+    for name, dep_before in old.items():
+        assert new[name] == dep_before
+
+
+@pytest.mark.parametrize("how", ["remove", "disable"])
+def test_removing_or_disabling_an_entry_removes_its_deployment(render, tmp_path, how):
+    registry = json.loads(REGISTRY.read_text())
+    victim = sorted(enabled_names(registry))[0]
+
+    def change(strategies):
+        for i, s in enumerate(strategies):
+            if s["name"] == victim:
+                if how == "remove":
+                    del strategies[i]
+                else:
+                    s["enabled"] = False
+                return
+
+    rendered = render(registry=registry_with(tmp_path / "r", change))
+    assert set(strategy_deployments(rendered)) == enabled_names(registry) - {victim}
+    pdb_names = {p["metadata"]["name"] for p in rendered.of_kind("PodDisruptionBudget")}
+    assert f"btcmeta-strategy-{victim.replace('_', '-')}" not in pdb_names
+
+
+def test_a_broken_registry_stops_the_render(tools, tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"strategies": [')
+    cmd = [str(tools.helm), "template", "btcmeta", str(CHART), "--set", BASE_SET[0],
+           "--set-file", f"registry={broken}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "registry" in done.stderr
+
+
+def test_editing_one_strategy_restarts_only_that_strategy(render, tmp_path):
+    registry = json.loads(REGISTRY.read_text())
+    target = sorted(enabled_names(registry))[0]
+
+    def bump(strategies):
+        for s in strategies:
+            if s["name"] == target:
+                s["version"] = "9.9.9"
+
+    before = strategy_deployments(render(registry=registry_with(tmp_path / "a", lambda s: None)))
+    after = strategy_deployments(render(registry=registry_with(tmp_path / "b", bump)))
+    changed = {n for n in before if before[n]["spec"]["template"] != after[n]["spec"]["template"]}
+    assert changed == {target}
+
+
+# ---- singletons and workloads -----------------------------------------------------------------
+
+
+def test_executor_is_exactly_one_replica_with_recreate(render):
+    # Even a value that asks for more cannot change it.
+    rendered = render(["executor.replicas=3"])
+    executor = rendered.named("Deployment", "btcmeta-executor")
+    assert executor["spec"]["replicas"] == 1
+    assert executor["spec"]["strategy"] == {"type": "Recreate"}
+    container = executor["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "executor"] and container["args"] == ["run"]
+
+
+@pytest.mark.parametrize("name", SINGLETONS)
+def test_singletons_never_run_twice(render, name):
+    dep = render().named("Deployment", f"btcmeta-{name}")
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_each_service_runs_its_module_from_the_right_image(render):
+    rendered = render(["image.registry=registry.example/btcmeta", "image.tag=abc123"])
+    expected = {
+        "btcmeta-tick-emitter": ("tick_emitter", "btcmeta-services"),
+        "btcmeta-meta-consumer": ("meta_consumer", "btcmeta-meta"),
+        "btcmeta-executor": ("executor", "btcmeta-services"),
+        "btcmeta-bridge": ("bridge", "btcmeta-services"),
+    }
+    for name, (module, image) in expected.items():
+        container = rendered.named("Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["python", "-m", module]
+        assert container["image"] == f"registry.example/btcmeta/{image}:abc123"
+    for dep in strategy_deployments(rendered).values():
+        assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith("/btcmeta-services:abc123")
+
+
+def test_bridge_has_a_service_on_its_http_port(render):
+    rendered = render()
+    bridge = rendered.named("Deployment", "btcmeta-bridge")
+    service = rendered.named("Service", "btcmeta-bridge")
+    pod_labels = bridge["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    container = bridge["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["BTCMETA_BRIDGE_HOST"] == "0.0.0.0" and env["BTCMETA_BRIDGE_PORT"] == "8080"
+
+
+def test_every_container_has_probes_resources_and_a_locked_down_context(render):
+    rendered = render()
+    for dep in rendered.of_kind("Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["automountServiceAccountToken"] is False
+        for c in pod["containers"]:
+            port = "http" if component(dep) == "bridge" else "metrics"
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert c[probe]["httpGet"]["port"] == port, (dep["metadata"]["name"], probe)
+            assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
+            assert c["resources"]["limits"]["memory"]
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+def test_every_deployment_has_exactly_one_disruption_budget(render):
+    rendered = render()
+    pdbs = rendered.of_kind("PodDisruptionBudget")
+    for dep in rendered.of_kind("Deployment"):
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        covering = [p for p in pdbs if p["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+        assert len(covering) == 1, dep["metadata"]["name"]
+    bridge_pdb = rendered.named("PodDisruptionBudget", "btcmeta-bridge")
+    assert bridge_pdb["spec"]["minAvailable"] == 1
+
+
+def test_all_pods_share_one_configmap_with_the_msk_settings(render):
+    rendered = render(KRAKEN)
+    config = rendered.named("ConfigMap", "btcmeta-config")["data"]
+    assert config["BTCMETA_KAFKA__BOOTSTRAP_SERVERS"] == "b-1.test.example:9098"
+    assert config["BTCMETA_KAFKA__SECURITY"] == "MSK_IAM"
+    # The exchange mode is the executor's alone (kraken mode requires keys only it receives).
+    assert "BTCMETA_EXCHANGE__MODE" not in config
+    assert config["BTCMETA_REGISTRY_PATH"] == "/etc/btcmeta/registry/strategies_registry.json"
+    for dep in rendered.of_kind("Deployment"):
+        container = dep["spec"]["template"]["spec"]["containers"][0]
+        assert {"configMapRef": {"name": "btcmeta-config"}} in container["envFrom"]
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert "/etc/btcmeta/registry" in mounts
+
+
+def test_rendering_without_the_kafka_brokers_fails(tools):
+    done = subprocess.run([str(tools.helm), "template", "btcmeta", str(CHART)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "kafka.bootstrapServers" in done.stderr
+
+
+# ---- secrets ----------------------------------------------------------------------------------
+
+SECRET_WORDS = re.compile(r"(SECRET|PASSWORD|TOKEN|API_KEY|DATABASE_URL|PRIVATE)", re.I)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_secret_values_anywhere_in_the_output(render, variant):
+    rendered = render(VARIANTS[variant])
+    assert not rendered.of_kind("Secret"), "the chart must not create Secrets itself (ESO does)"
+    for cm in rendered.of_kind("ConfigMap"):
+        assert not [k for k in cm.get("data", {}) if SECRET_WORDS.search(k)], cm["metadata"]["name"]
+    for doc in rendered.docs:
+        if doc["kind"] not in ("Deployment", "Job"):
+            continue
+        for c in containers(doc):
+            for env in c.get("env", []):
+                assert not SECRET_WORDS.search(env["name"]), (doc["metadata"]["name"], env["name"])
+    # No credential-looking text at all: connection URLs with passwords, 1Password values, keys.
+    assert not re.search(r"postgres(ql)?(\+\w+)?://[^\s\"']*:[^\s\"']*@", rendered.text)
+    assert "-----BEGIN" not in rendered.text
+
+
+def test_each_secret_reaches_only_the_pods_that_need_it(render):
+    def secret_refs(doc):
+        return {e["secretRef"]["name"] for c in containers(doc) for e in c["envFrom"] if "secretRef" in e}
+
+    paper = render()
+    assert "btcmeta-exchange" not in {e["metadata"]["name"] for e in paper.of_kind("ExternalSecret")}
+    assert secret_refs(paper.named("Deployment", "btcmeta-executor")) == {"btcmeta-database"}
+
+    live = render(KRAKEN)
+    refs = {d["metadata"]["name"]: secret_refs(d) for d in live.of_kind("Deployment")}
+    assert refs.pop("btcmeta-executor") == {"btcmeta-database", "btcmeta-exchange"}
+    assert refs.pop("btcmeta-bridge") == {"btcmeta-database", "btcmeta-bridge"}
+    assert all(r == {"btcmeta-database"} for r in refs.values()), refs
+    assert secret_refs(live.named("Job", "btcmeta-setup")) == {"btcmeta-setup-database"}
+
+
+@pytest.mark.parametrize("mode", ["paper", "kraken"])
+def test_only_the_executor_is_told_the_exchange_mode(render, mode):
+    rendered = render([f"exchange.mode={mode}"])
+    for doc in [*rendered.of_kind("Deployment"), *rendered.of_kind("Job")]:
+        env = {e["name"]: e.get("value") for c in containers(doc) for e in c.get("env", [])}
+        if doc["metadata"]["name"] == "btcmeta-executor":
+            assert env["BTCMETA_EXCHANGE__MODE"] == mode
+        else:
+            assert "BTCMETA_EXCHANGE__MODE" not in env, doc["metadata"]["name"]
+
+
+# ---- set-up hook and identity -----------------------------------------------------------------
+
+
+def test_setup_job_migrates_then_creates_topics_before_install_and_upgrade(render):
+    rendered = render(KRAKEN)
+    job = rendered.named("Job", "btcmeta-setup")
+    pod = job["spec"]["template"]["spec"]
+    assert [c["command"] for c in pod["initContainers"]] == [["python", "-m", "ops", "migrate"]]
+    assert [c["command"] for c in pod["containers"]] == [["python", "-m", "ops", "topics"]]
+    assert pod["restartPolicy"] == "Never"
+    job_weight = hook_weight(job)
+    assert job_weight is not None
+    # What the Job uses exists before it: hooks of lower weight (ordinary resources come later).
+    used = {("ServiceAccount", pod["serviceAccountName"]), ("ConfigMap", "btcmeta-setup-config"),
+            ("ConfigMap", "btcmeta-setup-registry"), ("ExternalSecret", "btcmeta-setup-database"),
+            ("ClusterSecretStore", "onepassword-btcmeta")}
+    for kind, name in used:
+        weight = hook_weight(rendered.named(kind, name))
+        assert weight is not None and weight < job_weight, (kind, name)
+    # The registry the Job's `ops topics` reads (bar topics per timeframe) is the rendered one.
+    registry = rendered.named("ConfigMap", "btcmeta-setup-registry")["data"]["strategies_registry.json"]
+    assert json.loads(registry) == json.loads(REGISTRY.read_text())
+    # Every other resource is an ordinary release resource.
+    hooks = {(d["kind"], d["metadata"]["name"]) for d in rendered.docs if hook_weight(d) is not None}
+    assert hooks == used | {("Job", "btcmeta-setup")}
+
+
+def test_pods_use_the_irsa_service_account_for_msk(render):
+    arn = "arn:aws:iam::123456789012:role/btcmeta-test"
+    rendered = render(KRAKEN)
+    accounts = {a["metadata"]["name"]: a for a in rendered.of_kind("ServiceAccount")}
+    assert set(accounts) == {"btcmeta", "btcmeta-setup"}
+    for account in accounts.values():
+        assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == arn
+    for dep in rendered.of_kind("Deployment"):
+        assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "btcmeta"
+    # Without a role the annotation is absent rather than empty.
+    plain = render()
+    for account in plain.of_kind("ServiceAccount"):
+        assert "eks.amazonaws.com/role-arn" not in (account["metadata"].get("annotations") or {})

@@ -1,0 +1,149 @@
+"""SSE through real Kafka: a produced event reaches a client; a reconnect replays what it missed."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from bridge.app import create_app
+from bridge.server import BackgroundServer
+from bridge.settings import BridgeSettings
+from common.kafka import topics
+from common.kafka.producer import EventProducer
+from common.testkit import sample_execution_report, sample_order_intent, sample_recommendation
+from config import Settings
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "stream-viewer-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def read_events(response: httpx.Response, count: int) -> list[dict[str, Any]]:
+    """Parse SSE frames until ``count`` events (keep-alive comments and retry lines skipped)."""
+    events: list[dict[str, Any]] = []
+    frame: dict[str, Any] = {}
+    for line in response.iter_lines():
+        if line == "":
+            if "event" in frame:
+                events.append(frame)
+                if len(events) == count:
+                    return events
+            frame = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            frame[field] = value.lstrip(" ")
+    raise AssertionError(f"stream ended after {events}")
+
+
+OPERATOR = "stream-operator-token"
+
+
+@pytest.fixture
+def bridge_url(settings: Settings) -> Iterator[str]:
+    bridge = BridgeSettings(
+        viewer_tokens=[SecretStr(f"v:{TOKEN}")],
+        operator_tokens=[SecretStr(f"op:{OPERATOR}")],
+        stream_keepalive_s=1.0,
+    )
+    app = create_app(settings, bridge)
+    with BackgroundServer(app) as url:
+        assert app.state.feed.wait_ready(60), "bridge feed never got its partitions"
+        yield url
+
+
+def wait_for_last_id(client: httpx.Client, url: str, expected: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = client.get(f"{url}/api/status", headers=HEADERS).json()
+        if status["stream"]["last_event_id"] >= expected:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"bridge never saw event {expected}")
+
+
+def test_sse_delivers_kafka_events_and_replays_after_reconnect(settings: Settings, bridge_url: str) -> None:
+    producer = EventProducer(settings, "test-bridge-stream")
+    timeout = httpx.Timeout(30.0)
+    with httpx.Client(timeout=timeout) as client:
+        with client.stream("GET", f"{bridge_url}/api/stream", headers=HEADERS) as live:
+            assert live.headers["content-type"].startswith("text/event-stream")
+            producer.send(
+                settings.topic(topics.RECOMMENDATIONS), sample_recommendation(strategy="ott"), key="k"
+            )
+            producer.flush()
+            (first,) = read_events(live, 1)
+        assert first["event"] == "recommendation" and first["id"] == "1"
+        assert json.loads(first["data"])["strategy"] == "ott"
+
+        # Disconnected: two more events happen.
+        producer.send(settings.topic(topics.INTENTS), sample_order_intent())
+        producer.send(settings.topic(topics.EXECUTIONS), sample_execution_report())
+        producer.flush()
+        wait_for_last_id(client, bridge_url, 3)
+
+        headers = HEADERS | {"Last-Event-ID": "1"}
+        with client.stream("GET", f"{bridge_url}/api/stream", headers=headers) as again:
+            missed = read_events(again, 2)
+        assert [(e["id"], e["event"]) for e in missed] == [("2", "intent"), ("3", "execution")]
+        assert json.loads(missed[1]["data"])["orders"][0]["side"] == "BUY"
+
+        # Filtered, non-following catch-up (what a polling client would use).
+        r = client.get(
+            f"{bridge_url}/api/stream",
+            headers=HEADERS,
+            params={"last_event_id": "0", "follow": "false", "types": "execution"},
+        )
+        assert [line for line in r.text.splitlines() if line.startswith("id:")] == ["id: 3"]
+
+        # An id this bridge never issued (e.g. from before a restart): reset first, then the buffer.
+        r = client.get(
+            f"{bridge_url}/api/stream", headers=HEADERS | {"Last-Event-ID": "999"}, params={"follow": "false"}
+        )
+        assert r.text.split("\n\n")[1].startswith("event: reset")
+        assert r.text.count("\nid: ") + r.text.startswith("id: ") == 3
+    producer.close()
+
+
+def test_kill_switch_trip_publishes_flat_intent_for_own_namespace(
+    settings: Settings, bridge_url: str
+) -> None:
+    """Like `python -m executor kill-switch`: the executor of this namespace flattens right away."""
+    own = settings.kafka.topic_prefix  # the executor's namespace on prefixed topics
+    ops = {"Authorization": f"Bearer {OPERATOR}"}
+    with httpx.Client(timeout=httpx.Timeout(30.0)) as client:
+        with client.stream(
+            "GET", f"{bridge_url}/api/stream", headers=HEADERS, params={"types": "intent"}
+        ) as live:
+            r = client.post(
+                f"{bridge_url}/api/control/kill-switch/trip",
+                headers=ops,
+                params={"namespace": own},
+                json={"reason": "fat finger"},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["flatten_error"] is None
+            (event,) = read_events(live, 1)
+        intent = json.loads(event["data"])
+        assert intent["intent_id"] == r.json()["flatten_intent_id"]
+        assert (intent["action"], intent["target_exposure"], intent["model_id"]) == ("FLAT", 0.0, "operator")
+        assert "op" in intent["reason"] and "fat finger" in intent["reason"]
+        # Another namespace's kill switch never flattens this one's book.
+        other = client.post(
+            f"{bridge_url}/api/control/kill-switch/trip",
+            headers=ops,
+            params={"namespace": "some-replay"},
+            json={"reason": "drill"},
+        )
+        assert other.status_code == 200 and other.json()["flatten_intent_id"] is None
+        assert "not this bridge's Kafka namespace" in other.json()["flatten_error"]
+        status = client.get(f"{bridge_url}/api/status", headers=HEADERS, params={"namespace": own}).json()
+        assert status["risk"]["kill_switch"] is True and status["risk"]["kill_reason"] == "fat finger"

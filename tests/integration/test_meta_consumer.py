@@ -1,0 +1,309 @@
+"""The meta consumer on the real broker and database: join, deadline, late answers, hot reload.
+
+The service runs in-process (a thread) here so the tests can read its state; the restart test in
+``test_meta_consumer_restart.py`` runs it as a separate process and kills it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from pydantic import SecretStr
+from sqlalchemy import select, update
+
+from common import serde
+from common.db.migrate import upgrade
+from common.db.models import Decision, Model
+from common.db.models import Recommendation as RecRow
+from common.db.session import make_engine, session_scope
+from common.events import BarClosed, DueStrategy, OrderIntent, Recommendation, SignalEvent, Target, TickPlan
+from common.ids import make_intent_id, make_tick_id
+from common.kafka.configuration import consumer_config
+from common.kafka.producer import EventProducer
+from common.kafka.topics import INTENTS, RECOMMENDATIONS, TICKS, bars_topic
+from common.observation import FeatureSpec
+from config import Settings
+from meta_consumer.models import ModelManager
+from meta_consumer.policy import export_policy
+from meta_consumer.service import MetaConsumer
+from meta_consumer.settings import MetaSettings
+
+pytestmark = pytest.mark.integration
+
+SYMBOL = "BTC/USD:USD"
+LIVE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi")
+T0 = datetime(2022, 1, 1, tzinfo=UTC)
+VOTE = "fallback:majority_vote"
+
+
+# --------------------------------------------------------------------------- stream builders
+
+
+def tick_time(i: int) -> datetime:
+    return T0 + timedelta(hours=i)
+
+
+def tick_id(i: int) -> str:
+    return make_tick_id(SYMBOL, tick_time(i))
+
+
+def plan(i: int, due: Sequence[str] = LIVE) -> TickPlan:
+    t = tick_time(i)
+    return TickPlan.create(SYMBOL, t, [DueStrategy(n, "1.0.0", "1h") for n in due], deadline=t + timedelta(
+        seconds=30), published_at=t)
+
+
+def bar(i: int, n: int = 30) -> BarClosed:
+    times = [tick_time(i) - timedelta(hours=n - k) for k in range(n)]
+    closes = [20_000.0 + 50.0 * ((i + k) % 17) + 3.0 * (i + k) for k in range(n)]
+    return BarClosed(tick_id=tick_id(i), symbol=SYMBOL, timeframe="1h", bar_open_time=times[-1],
+                     open_time=tuple(times), open=tuple(closes), high=tuple(c + 10 for c in closes),
+                     low=tuple(c - 10 for c in closes), close=tuple(closes), volume=(1.0,) * n)
+
+
+def rec(i: int, strategy: str, target: Target) -> Recommendation:
+    t = tick_time(i)
+    return Recommendation(tick_id=tick_id(i), strategy=strategy, strategy_version="1.0.0", symbol=SYMBOL,
+                          timeframe="1h", bar_close_time=t, target=target, event=SignalEvent.NONE,
+                          confidence=0.6, horizon_bars=4, produced_at=t, indicators={})
+
+
+class Bus:
+    """Publishes like the tick emitter and the strategies do (same topics, keys and partitioning)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.p = EventProducer(settings, "test-publisher")
+
+    def tick(self, i: int, due: Sequence[str] = LIVE, with_bar: bool = True) -> None:
+        self.p.send(self.s.topic(TICKS), plan(i, due), key=tick_id(i))
+        if with_bar:
+            self.p.send(self.s.topic(bars_topic("1h")), bar(i), key=tick_id(i))
+        self.p.flush()
+
+    def recs(self, i: int, targets: dict[str, Target]) -> None:
+        for name, target in targets.items():
+            self.p.send(self.s.topic(RECOMMENDATIONS), rec(i, name, target), key=tick_id(i))
+        self.p.flush()
+
+
+# --------------------------------------------------------------------------- service and read-back
+
+
+@contextmanager
+def running(settings: Settings, meta: MetaSettings) -> Iterator[MetaConsumer]:
+    svc = MetaConsumer(settings, meta, live=LIVE)
+    thread = threading.Thread(target=svc.run, daemon=True)
+    thread.start()
+    try:
+        yield svc
+    finally:
+        svc.shutdown.request()
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+
+
+def namespace(settings: Settings) -> str:
+    return settings.kafka.topic_prefix
+
+
+def decisions(settings: Settings) -> list[Decision]:
+    engine = make_engine(settings.database_url.get_secret_value())
+    try:
+        with session_scope(engine) as s:
+            return list(s.scalars(select(Decision).where(Decision.namespace == namespace(settings))
+                                  .order_by(Decision.id)))
+    finally:
+        engine.dispose()
+
+
+def wait_decisions(settings: Settings, n: int, timeout: float = 30.0) -> list[Decision]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = decisions(settings)
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+def read_intents(settings: Settings, at_least: int, timeout: float = 30.0) -> list[tuple[bytes, OrderIntent]]:
+    """Every message on the intents topic (raw bytes and decoded), from the beginning."""
+    c = Consumer(consumer_config(settings, f"reader-{time.monotonic_ns()}"))
+    c.assign([TopicPartition(settings.topic(INTENTS), 0, 0)])
+    out: list[tuple[bytes, OrderIntent]] = []
+    deadline = time.monotonic() + timeout
+    idle_until = None
+    try:
+        while time.monotonic() < deadline:
+            msg = c.poll(0.2)
+            if msg is None or msg.error():
+                if len(out) >= at_least:
+                    idle_until = idle_until or time.monotonic() + 1.0
+                    if time.monotonic() > idle_until:
+                        break
+                continue
+            value = msg.value() or b""
+            out.append((value, serde.decode(value, OrderIntent)))
+    finally:
+        c.close()
+    return out
+
+
+@pytest.fixture
+def own_db(settings: Settings, empty_database_url: str) -> Settings:
+    """The models table is global (one selected model): tests that select models get a database each."""
+    upgrade(empty_database_url)
+    return settings.model_copy(update={"database_url": SecretStr(empty_database_url)})
+
+
+def add_model(settings: Settings, model_id: str, strategies: Sequence[str], *, select_it: bool) -> None:
+    spec = FeatureSpec(strategies=tuple(strategies))
+    w = [[0.0] * 5 for _ in range(spec.dim)]
+    w[0][2] = 1.0  # DECREASE scores the first strategy's target: a LONG there steps exposure down
+    art = export_policy([(w, [0.0] * 5)], ["identity"], algo="test", spec=spec)
+    engine = make_engine(settings.database_url.get_secret_value())
+    with session_scope(engine) as s:
+        if select_it:
+            s.execute(update(Model).values(selected=False))
+            s.flush()
+        s.add(Model(model_id=model_id, algo="test", feature_spec=json.loads(spec.to_json()),
+                    strategy_set=list(strategies), params={}, artifact=art,
+                    artifact_sha256=hashlib.sha256(art).hexdigest(), selected=select_it))
+    engine.dispose()
+
+
+def meta_settings(**kw: Any) -> MetaSettings:
+    return MetaSettings(**{"deadline_s": 30.0, **kw})
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_join_complete_degraded_late_and_early(settings: Settings) -> None:
+    bus = Bus(settings)
+    L, S, F = Target.LONG, Target.SHORT, Target.FLAT
+    with running(settings, meta_settings(deadline_s=2.0)):
+        # Tick 1: every recommendation arrives before its TickPlan.
+        bus.recs(1, {"volatility_system": L, "supertrend": L, "fsupertrend": L, "ott": S, "bband_rsi": F})
+        time.sleep(0.3)
+        bus.tick(1)
+        [d1] = wait_decisions(settings, 1)
+        # Tick 2: two of five never answer before the deadline.
+        bus.tick(2)
+        bus.recs(2, {"volatility_system": S, "supertrend": S, "fsupertrend": L})
+        rows = wait_decisions(settings, 2, timeout=10)
+        # Their answers arrive late, voting SHORT; then tick 3 where only supertrend is due.
+        bus.recs(2, {"ott": S, "bband_rsi": S})
+        time.sleep(0.5)
+        bus.tick(3, due=["supertrend"])
+        bus.recs(3, {"supertrend": S})
+        rows = wait_decisions(settings, 3)
+    d1, d2, d3 = rows
+    assert [d.tick_id for d in rows] == [tick_id(1), tick_id(2), tick_id(3)]
+    assert (d1.degraded, d1.late_strategies, d1.model_id) == (False, [], VOTE)
+    assert (d1.action, d1.target_exposure) == ("INCREASE", 1.0)  # 3 long, 1 short, 1 flat
+    assert d2.degraded and sorted(d2.late_strategies) == ["bband_rsi", "ott"]
+    assert "deadline passed" in d2.observation["reason"]
+    # The late SHORT answers for tick 2 are stored ...
+    engine = make_engine(settings.database_url.get_secret_value())
+    with session_scope(engine) as s:
+        late = s.scalars(select(RecRow).where(RecRow.namespace == namespace(settings),
+                                              RecRow.tick_id == tick_id(2))).all()
+    engine.dispose()
+    assert sorted(r.strategy for r in late) == sorted(LIVE)
+    # ... but never applied: at tick 3, ott still shows its tick-1 SHORT and bband_rsi its tick-1 FLAT,
+    # both two ticks old, while the not-due fsupertrend contributes its tick-2 LONG, one tick old.
+    f = d3.observation["features"]
+    assert (f["ott.target"], f["bband_rsi.target"], f["fsupertrend.target"]) == (-1.0, 0.0, 1.0)
+    max_age = FeatureSpec(strategies=LIVE).max_age_ticks
+    assert f["ott.age"] == pytest.approx(2 / max_age) and f["fsupertrend.age"] == pytest.approx(1 / max_age)
+    assert f["supertrend.age"] == 0.0 and not d3.degraded
+    # Vote at tick 3: vol S(t2), super S(t3), fsuper L(t2), ott S(t1), bband F(t1) -> SHORT.
+    assert (d2.action, d2.target_exposure) == ("REVERSE", -1.0)  # vol S, super S, ott S (tick 1) vs fsuper L
+    assert (d3.current_exposure, d3.target_exposure, d3.action) == (-1.0, -1.0, "HOLD")
+    intents = read_intents(settings, 3)
+    assert [i.intent_id for _, i in intents] == [make_intent_id(tick_id(k), VOTE) for k in (1, 2, 3)]
+    assert [i.degraded for _, i in intents] == [False, True, False]
+    assert [i.target_exposure for _, i in intents] == [d.target_exposure for d in rows]
+
+
+def test_model_hot_reload_and_strategy_set_mismatch(own_db: Settings) -> None:
+    settings = own_db
+    bus = Bus(settings)
+    all_long = dict.fromkeys(LIVE, Target.LONG)
+    with running(settings, meta_settings()):
+        bus.tick(1)
+        bus.recs(1, all_long)
+        wait_decisions(settings, 1)
+        add_model(settings, "m-good", LIVE, select_it=True)
+        bus.tick(2)
+        bus.recs(2, all_long)
+        wait_decisions(settings, 2)
+        add_model(settings, "m-subset", ("supertrend", "ott"), select_it=True)
+        bus.tick(3)
+        bus.recs(3, all_long)
+        rows = wait_decisions(settings, 3)
+    assert [d.tick_id for d in rows] == [tick_id(1), tick_id(2), tick_id(3)]  # no tick missed
+    assert [d.model_id for d in rows] == [VOTE, "m-good", VOTE]
+    # The fallback voted all-long to 1.0; the model (DECREASE on a LONG) steps down, the fallback never would.
+    assert (rows[1].action, rows[1].current_exposure, rows[1].target_exposure) == ("DECREASE", 1.0, 0.75)
+    assert rows[0].observation["retrain_needed"] is False
+    assert rows[2].observation["retrain_needed"] is True
+    assert "m-subset refused" in rows[2].observation["reason"]
+    assert "retrain needed" in rows[2].observation["reason"]
+    intents = read_intents(settings, 3)
+    expected = [(1, VOTE), (2, "m-good"), (3, VOTE)]
+    assert [i.intent_id for _, i in intents] == [make_intent_id(tick_id(k), m) for k, m in expected]
+    # With allow_subset the same model runs on its own two strategies, still flagged.
+    engine = make_engine(settings.database_url.get_secret_value())
+    manager = ModelManager(engine, meta_settings(allow_subset=True), LIVE, step=0.25, max_exposure=1.0)
+    choice = manager.current()
+    engine.dispose()
+    assert (choice.model_id, choice.retrain_needed) == ("m-subset", True)
+    assert choice.spec.strategies == ("supertrend", "ott")
+    assert "run on its own subset" in choice.reason
+
+
+def test_crash_between_decision_commit_and_intent_send_is_repaired_on_start(settings: Settings) -> None:
+    """The outbox window, hit on purpose: the decision row is committed, the intent never leaves."""
+    bus = Bus(settings)
+    all_long = dict.fromkeys(LIVE, Target.LONG)
+    first = MetaConsumer(settings, meta_settings(), live=LIVE)
+    first.recover()
+    consume = threading.Thread(target=first._consume, args=(first.build_loop(),), daemon=True)
+    consume.start()
+
+    def crash(_intent: OrderIntent) -> None:
+        raise RuntimeError("process died before the intent was flushed")
+
+    first._send = crash  # type: ignore[method-assign]
+    bus.tick(1)
+    bus.recs(1, all_long)
+    with pytest.raises(RuntimeError, match="died"):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            first.step()
+    first.shutdown.request()
+    consume.join(timeout=30)
+    first.bars.close()  # type: ignore[union-attr]
+    first.engine.dispose()
+    assert [d.tick_id for d in decisions(settings)] == [tick_id(1)]
+    assert read_intents(settings, 0, timeout=2) == []
+
+    with running(settings, meta_settings()):  # start-up re-sends the newest decision's intent
+        bus.tick(2)
+        bus.recs(2, all_long)
+        rows = wait_decisions(settings, 2)
+    intents = read_intents(settings, 2)
+    assert [i.intent_id for _, i in intents] == [make_intent_id(tick_id(k), VOTE) for k in (1, 2)]
+    assert [(i.action.value, i.target_exposure) for _, i in intents] == [
+        (d.action, d.target_exposure) for d in rows]

@@ -1,0 +1,102 @@
+"""Helpers shared by the executor's integration tests: intents, report draining, DB counts."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Consumer
+from sqlalchemy import Engine, func, select
+
+from common import serde
+from common.db.models import Fill, Intent, Order
+from common.events import ExecutionReport, IntentAction, OrderIntent
+from common.ids import make_tick_id
+from common.kafka.configuration import consumer_config
+from common.kafka.producer import EventProducer
+from common.kafka.topics import EXECUTIONS, INTENTS
+from config import Settings
+
+SYMBOL = "BTC/USD:USD"
+
+
+def make_intent(
+    n: int,
+    target: float,
+    *,
+    created_at: datetime | None = None,
+    model: str = "m1",
+    symbol: str = SYMBOL,
+    base: datetime | None = None,
+) -> OrderIntent:
+    """Intent ``n``: ticks one minute apart from ``base`` (default: this hour), created now."""
+    base = base or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return OrderIntent.create(
+        tick_id=make_tick_id(symbol, base + timedelta(minutes=n)),
+        model_id=model,
+        symbol=symbol,
+        action=IntentAction.INCREASE,
+        current_exposure=0.0,
+        target_exposure=target,
+        created_at=created_at or datetime.now(UTC),
+    )
+
+
+def publish(settings: Settings, intents: list[OrderIntent]) -> None:
+    producer = EventProducer(settings, "test")
+    for intent in intents:
+        producer.send(settings.topic(INTENTS), intent, key=intent.intent_id)
+    producer.flush()
+
+
+def drain_reports(settings: Settings, count: int, timeout: float = 30.0) -> list[ExecutionReport]:
+    """Read at least ``count`` reports from the beginning of the executions topic."""
+    conf: dict[str, Any] = consumer_config(settings, f"reader-{uuid.uuid4().hex[:8]}", from_beginning=True)
+    consumer = Consumer(conf)
+    consumer.subscribe([settings.topic(EXECUTIONS)])
+    out: list[ExecutionReport] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=500, timeout=0.5):
+                if msg.error() is None:
+                    out.append(serde.decode(msg.value() or b"", ExecutionReport))
+            if len(out) >= count:
+                # a short grace period catches extra (duplicate) reports
+                for msg in consumer.consume(num_messages=500, timeout=0.5):
+                    if msg.error() is None:
+                        out.append(serde.decode(msg.value() or b"", ExecutionReport))
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+def count_rows(engine: Engine, model: Any, namespace: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.scalar(select(func.count()).select_from(model).where(model.namespace == namespace)) or 0
+        )
+
+
+def fills_position(engine: Engine, namespace: str) -> float:
+    """Signed sum of the fills booked in ``namespace`` (independent of the positions table)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Fill.quantity, Order.side)
+            .join(
+                Order, (Order.namespace == Fill.namespace) & (Order.client_order_id == Fill.client_order_id)
+            )
+            .where(Fill.namespace == namespace)
+        ).all()
+    return round(sum(q if side == "buy" else -q for q, side in rows), 8)
+
+
+def intent_statuses(engine: Engine, namespace: str) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Intent.intent_id, Intent.status).where(Intent.namespace == namespace)
+        ).all()
+    return dict(rows)  # type: ignore[arg-type]
