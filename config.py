@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     global_tick: str = "1m"
     #: Base candle timeframe stored in Postgres; every strategy timeframe must be a multiple of it.
     min_timeframe: str = "1m"
-    max_lookback_hours: int = Field(default=720, gt=0, le=24 * 365)
+    #: Longest strategy window; OTT needs 4200 h for exact parity (docs/decisions/0004-strategy-parity.md).
+    max_lookback_hours: int = Field(default=4320, gt=0, le=24 * 365)
     symbol: str = "BTC/USD:USD"
     database_url: SecretStr = SecretStr("postgresql+psycopg://btcmeta@127.0.0.1:55432/btcmeta")
     registry_path: str = "strategies_registry.json"

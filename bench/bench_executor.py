@@ -32,6 +32,7 @@ from common.db.migrate import upgrade  # noqa: E402
 from common.db.session import make_engine  # noqa: E402
 from common.events import IntentAction, OrderIntent  # noqa: E402
 from common.ids import make_tick_id  # noqa: E402
+from common.logging import configure_logging  # noqa: E402
 from config import RiskLimits, load_settings  # noqa: E402
 from executor.clock import FixedPriceFeed, SystemClock  # noqa: E402
 from executor.exchanges.paper import PaperExchange  # noqa: E402
@@ -41,11 +42,22 @@ PG_PORT = int(os.environ.get("BTCMETA_PG_PORT", "55432"))
 ADMIN = f"postgresql://btcmeta@127.0.0.1:{PG_PORT}/postgres"
 
 
+def _cpu() -> str:
+    try:
+        for row in Path("/proc/cpuinfo").read_text().splitlines():
+            if row.startswith("model name"):
+                return row.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--intents", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    configure_logging("bench-executor", "WARNING", json=True)
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -98,7 +110,7 @@ def main() -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     rate = args.intents / elapsed
     line = (
-        f"| {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.node()} | {os.cpu_count()} cpu | "
+        f"| {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.node()} ({_cpu()}) | {os.cpu_count()} cpu | "
         f"{args.intents} | {orders} | {elapsed:.2f} s | {rate:.0f} intents/s | {1000 / rate:.1f} ms |"
     )
     print(line)

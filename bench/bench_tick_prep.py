@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from common import serde  # noqa: E402
-from common.events import to_epoch_ms  # noqa: E402
-from tick_emitter.core import build_events, plan_tick, prepare_bars  # noqa: E402
+from common.events import BarClosed, TickPlan, to_epoch_ms  # noqa: E402
+from tick_emitter.core import BarPayload, BaseCandles, build_events, plan_tick, prepare_bars  # noqa: E402
 from tick_emitter.synthetic import random_walk_candles, registry_of  # noqa: E402
 from tick_emitter.wire import encode_bar  # noqa: E402
 
@@ -62,17 +62,17 @@ def main() -> None:
     plan = plan_tick(TICK, REGISTRY)
     assert plan.timeframes == ("1h", "4h", "12h", "1d"), plan.timeframes
 
-    def payloads() -> tuple:
+    def payloads() -> tuple[TickPlan, list[BarPayload], list[str]]:
         p = plan_tick(TICK, REGISTRY)
         return build_events("BTC/USD:USD", p, prepare_bars(base, TICK, p), published_at=TICK,
                             deadline=timedelta(seconds=30))
 
-    def live_events() -> object:
+    def live_events() -> tuple[TickPlan, list[BarClosed]]:
         tick, bars, _ = payloads()
         return tick, [b.to_event() for b in bars]
 
     def live_encoded() -> object:
-        tick, bars = live_events()  # type: ignore[misc]
+        tick, bars = live_events()
         return [serde.encode(tick), *(serde.encode(b) for b in bars)]
 
     def replay_encoded() -> object:
@@ -102,7 +102,7 @@ def main() -> None:
     print(f"\nwritten to {out.relative_to(REPO)}")
 
 
-def db_rows(base: object, n: int) -> list[str]:
+def db_rows(base: BaseCandles, n: int) -> list[str]:
     """Same tick with the base read from Postgres (one query over the max lookback)."""
     import psycopg
 
@@ -110,7 +110,6 @@ def db_rows(base: object, n: int) -> list[str]:
     from common.db.session import make_engine
     from producers import store
     from producers.candles import RawCandle
-    from tick_emitter.core import BaseCandles
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:

@@ -47,7 +47,8 @@ class RiskStateOut(_Out):
 class StreamStatus(BaseModel):
     enabled: bool
     connected: bool
-    last_event_id: int
+    instance: str = Field(description="Prefix of this bridge's event ids (<instance>-<counter>).")
+    last_event_id: int = Field(description="Counter of the newest buffered event.")
     buffered: int
     error: str | None = None
 

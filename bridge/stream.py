@@ -2,10 +2,14 @@
 
 Why a buffer with our own ids rather than Kafka offsets: the bridge reads four topics (one with
 several partitions), and a browser-style client can only hand back a single ``Last-Event-ID``.
-One monotonically increasing id over everything the bridge saw gives that, and a reconnecting
-client gets exactly what it missed for as long as the buffer still holds it. A client whose id is
-no longer (or not yet) in the buffer - an old id, or one from before a bridge restart - gets a
-``reset`` event first, telling it to reload state over REST before trusting the stream again.
+One monotonically increasing counter over everything the bridge saw gives that, and a
+reconnecting client gets exactly what it missed for as long as the buffer still holds it.
+
+On the wire an id is ``<instance>-<counter>``: the instance part is random per bridge process, so
+an id handed out by another replica (the Service load-balances reconnects) or by this bridge
+before a restart is recognised as foreign instead of being mistaken for a local position. A
+client whose id is foreign or no longer in the buffer gets a ``reset`` event first, telling it to
+reload state over REST before trusting the stream again, then everything still buffered.
 """
 
 from __future__ import annotations
@@ -61,10 +65,10 @@ class StreamEvent:
     type: str
     data: dict[str, Any]
 
-    def to_sse(self) -> str:
+    def to_sse(self, instance: str) -> str:
         """One SSE frame; the JSON payload fits on one ``data:`` line."""
         body = json.dumps(self.data, separators=(",", ":"), allow_nan=False)
-        return f"id: {self.id}\nevent: {self.type}\ndata: {body}\n\n"
+        return f"id: {instance}-{self.id}\nevent: {self.type}\ndata: {body}\n\n"
 
 
 class EventHub:
@@ -74,6 +78,8 @@ class EventHub:
         self._events: deque[StreamEvent] = deque(maxlen=capacity)
         self._lock = threading.Lock()
         self._last_id = 0
+        #: Random per process: tells this bridge's event ids apart from other replicas' and restarts'.
+        self.instance = uuid.uuid4().hex[:8]
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self.connected = False
         self.closed = False
@@ -214,9 +220,20 @@ class KafkaFeed:
         self._hub.publish(event_type, data)
 
 
-def parse_last_event_id(values: Iterable[str | None]) -> int | None:
-    """The first usable id among header/query values; garbage counts as "none given"."""
+#: Returned for an id this bridge did not issue: lower than any buffered id, so it forces a reset.
+FOREIGN_ID = -1
+
+
+def parse_last_event_id(values: Iterable[str | None], instance: str) -> int | None:
+    """Counter of the first id given (header before query); FOREIGN_ID for another instance's.
+
+    None means "no id": a fresh client, which starts at the current end of the stream.
+    """
     for value in values:
-        if value is not None and value.strip().isdigit():
-            return int(value.strip())
+        if value is None or not value.strip():
+            continue
+        owner, _, counter = value.strip().rpartition("-")
+        if owner == instance and counter.isdigit():
+            return int(counter)
+        return FOREIGN_ID
     return None

@@ -79,6 +79,7 @@ class Executor:
                 why = f"duplicate_intent: {intent.intent_id} already handled ({seen.status})"
                 report = self._report(intent, ExecutionStatus.REFUSED, why, [], self._position(s), now)
                 log.warning("intent_duplicate", intent_id=intent.intent_id, first_status=seen.status)
+                REFUSALS.labels("duplicate_intent").inc()
                 publish(report)
                 return report
             holding = book.load_holding(s, self.namespace, self.symbol)

@@ -166,8 +166,8 @@ def decide_tick(tick: TickInput, carry: Carry, choice: Choice, live: Sequence[st
     """The decision for ``tick`` and the state carried to the next one."""
     seq = carry.seq + 1
     latest = dict(carry.latest)
-    for name, (target, event, confidence) in tick.recs.items():
-        latest[name] = LatestRec(tick.tick_id, seq, target, event, confidence)
+    for name, (side, event, confidence) in tick.recs.items():
+        latest[name] = LatestRec(tick.tick_id, seq, side, event, confidence)
     late = sorted(tick.due - set(tick.recs))
     mark = tick.bar or carry.mark
     notes = []

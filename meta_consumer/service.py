@@ -200,17 +200,22 @@ class MetaConsumer:
         log.info("tick_decided", tick_id=item.tick.tick_id, model_id=model_id, action=out.action.value,
                  current=out.current_exposure, target=out.target_exposure, degraded=out.degraded,
                  late=out.late, timed_out=item.timed_out, reason=out.reason)
-        self._check_drift(out.current_exposure)
+        self.check_drift(out.current_exposure)
 
-    def _check_drift(self, model_exposure: float) -> None:
-        """The executor lags by a tick at most; beyond the tolerance someone should look."""
+    def check_drift(self, model_exposure: float) -> float | None:
+        """The executor's exposure when it drifted from the model's beyond the tolerance, else None.
+
+        Compared with the exposure *before* this tick's intent: the executor lags by one intent.
+        """
         qty = store.position_quantity(self.engine, self.namespace, self.settings.symbol)
         if qty is None:
-            return
+            return None
         executed = qty / self.settings.risk.max_position_btc
-        if abs(executed - model_exposure) > self.meta.drift_tolerance:
-            log.warning("model_portfolio_drift", model_exposure=model_exposure, executor_exposure=executed,
-                        tolerance=self.meta.drift_tolerance)
+        if abs(executed - model_exposure) <= self.meta.drift_tolerance:
+            return None
+        log.warning("model_portfolio_drift", model_exposure=model_exposure, executor_exposure=executed,
+                    tolerance=self.meta.drift_tolerance)
+        return executed
 
     # ------------------------------------------------------------------ run
     def _consume(self, loop: ConsumerLoop) -> None:
@@ -228,7 +233,7 @@ class MetaConsumer:
         loop = ConsumerLoop(self.settings, service=SERVICE, group_id=self._group(),
                             topics=[self.settings.topic(TICKS), self.settings.topic(RECOMMENDATIONS)],
                             handler=self.handle, producer=EventProducer(self.settings, SERVICE),
-                            on_error=OnError.STOP, shutdown=self.shutdown)
+                            on_error=OnError.STOP, batch_size=self.meta.batch_size, shutdown=self.shutdown)
         if self.meta.group_instance_id:
             # Static membership (KIP-345); ConsumerLoop has no hook for extra consumer config yet.
             loop._consumer.close()

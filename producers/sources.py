@@ -68,10 +68,12 @@ class CcxtSource:
         )(self._fetch_page_once)
 
     @classmethod
-    def from_ccxt_id(cls, ccxt_id: str = "krakenfutures", **options: Any) -> CcxtSource:
+    def from_ccxt_id(
+        cls, ccxt_id: str = "krakenfutures", *, attempts: int = 6, timeout_ms: int = 10_000, **options: Any
+    ) -> CcxtSource:
         """A real ccxt exchange with its built-in rate limiter on (public endpoints: no keys needed)."""
-        exchange = getattr(ccxt, ccxt_id)({"enableRateLimit": True, **options})
-        return cls(exchange, name=ccxt_id)
+        exchange = getattr(ccxt, ccxt_id)({"enableRateLimit": True, "timeout": timeout_ms, **options})
+        return cls(exchange, name=ccxt_id, attempts=attempts)
 
     def _fetch_page_once(self, symbol: str, timeframe: str, since_ms: int, limit: int) -> list[list[Any]]:
         return self.exchange.fetch_ohlcv(symbol, timeframe, since=since_ms, limit=limit)

@@ -53,7 +53,9 @@ def insert_candles(
         return 0, []
     with engine.begin() as conn:
         conn.exec_driver_sql(_STAGE)
-        cursor = conn.connection.driver_connection.cursor()  # psycopg 3: COPY support
+        raw = conn.connection.driver_connection
+        assert raw is not None  # a checked-out pooled connection always has its DBAPI connection
+        cursor = raw.cursor()  # psycopg 3: COPY support
         with cursor.copy("COPY candle_stage FROM STDIN") as copy:
             for c in candles:
                 copy.write_row((c.open_time_ms, c.open, c.high, c.low, c.close, c.volume))
@@ -105,17 +107,16 @@ def prune(engine: Engine, symbol: str, timeframe: str, before: datetime, source:
     return result.rowcount or 0
 
 
-# Each column comes back as ONE bytea of big-endian binary values, read with np.frombuffer: about
-# 10x faster than fetching 43,200 rows through the driver (the per-minute tick's critical path).
+# The whole range comes back as ONE bytea of fixed 48-byte big-endian records (time, 5 prices),
+# read with np.frombuffer: several times faster than fetching 43,200 rows through the driver,
+# and this read is on the per-minute tick's critical path.
 _ARRAYS_SQL = text(
-    "SELECT string_agg(int8send((extract(epoch FROM open_time) * 1000)::bigint), '' ORDER BY open_time), "
-    "string_agg(float8send(open), '' ORDER BY open_time), "
-    "string_agg(float8send(high), '' ORDER BY open_time), "
-    "string_agg(float8send(low), '' ORDER BY open_time), "
-    "string_agg(float8send(close), '' ORDER BY open_time), "
-    "string_agg(float8send(volume), '' ORDER BY open_time) "
+    "SELECT string_agg(int8send((extract(epoch FROM open_time) * 1000)::bigint) || float8send(open) "
+    "|| float8send(high) || float8send(low) || float8send(close) || float8send(volume), '' "
+    "ORDER BY open_time) "
     "FROM candles WHERE symbol = :symbol AND timeframe = :tf AND open_time >= :start AND open_time < :end"
 )
+_RECORD = np.dtype([("t", ">i8"), ("v", ">f8", (5,))])
 
 
 def load_arrays(
@@ -124,12 +125,11 @@ def load_arrays(
     """Candles in ``[start, end)`` as (int64 epoch-ms times, float64 [n, 5] OHLCV), oldest first."""
     with engine.connect() as conn:
         params = {"symbol": symbol, "tf": timeframe, "start": start, "end": end}
-        row = conn.execute(_ARRAYS_SQL, params).one()
-    if row[0] is None:
+        blob = conn.execute(_ARRAYS_SQL, params).scalar_one()
+    if blob is None:
         return np.empty(0, dtype=np.int64), np.empty((0, 5), dtype=np.float64)
-    times = np.frombuffer(row[0], dtype=">i8").astype(np.int64)
-    values = np.column_stack([np.frombuffer(col, dtype=">f8") for col in row[1:]]).astype(np.float64)
-    return times, values
+    records = np.frombuffer(blob, dtype=_RECORD)
+    return records["t"].astype(np.int64), np.ascontiguousarray(records["v"], dtype=np.float64)
 
 
 def open_times_ms(engine: Engine, symbol: str, timeframe: str, start: datetime, end: datetime) -> list[int]:

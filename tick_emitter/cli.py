@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from common.db.session import make_engine
 from common.logging import configure_logging
 from common.metrics import start_metrics_server
+from common.shutdown import GracefulShutdown
 from config import KafkaSettings, Settings, get_settings
 from producers import store
 from producers.cli import parse_when
@@ -91,7 +92,8 @@ def replay_cmd(
         lookback = timedelta(hours=max((s.lookback_hours for s in registry.enabled), default=0))
         arrays = store.load_arrays(engine, settings.symbol, settings.min_timeframe, t0 - lookback, t1)
         base = BaseCandles(*arrays, minutes)
-    stats = replay(settings, registry, base, t0, t1, speed=speed, max_ahead=max_ahead, groups=group or ())
+    stats = replay(settings, registry, base, t0, t1, speed=speed, max_ahead=max_ahead, groups=group or (),
+                   shutdown=GracefulShutdown().install())
     typer.echo(f"{stats.ticks} ticks, {stats.bars} bars in {stats.seconds:.2f}s "
                f"({stats.ticks_per_s:.0f} ticks/s), {stats.degraded} degraded")
 

@@ -26,6 +26,7 @@ from common.ids import make_tick_id
 from common.kafka.producer import EventProducer
 from common.kafka.topics import TICKS, bars_topic
 from common.logging import get_logger
+from common.metrics import HEARTBEAT
 from common.registry import Registry
 from config import Settings
 from producers import store
@@ -168,6 +169,7 @@ class TickEmitter:
             log.warning("tick_overrun", detail="previous tick still running; this firing is skipped")
             return TickResult(overrun=True)
         started = time.perf_counter()
+        HEARTBEAT.labels("tick-emitter").set_to_current_time()
         try:
             with self._cluster_lock() as got:
                 if not got:

@@ -34,10 +34,11 @@ def read_topic(
                 continue
             last = time.monotonic()
             for msg in msgs:
-                if msg.error():
+                value = msg.value()
+                if msg.error() or value is None:
                     continue
                 key = msg.key()
-                out.append((key.decode() if key is not None else None, serde.decode(msg.value())))
+                out.append((key.decode() if key is not None else None, serde.decode(value)))
     finally:
         consumer.close()
     return out

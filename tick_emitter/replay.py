@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -87,7 +88,7 @@ class FlowControl:
         self._floor: dict[str, int] = {}
         probe = Consumer(consumer_config(settings, "replay-flow-probe"))
         for topic in self.topics:
-            _, high = _retry(lambda t=topic: probe.get_watermark_offsets(TopicPartition(t, 0), timeout=10))
+            _, high = _retry(partial(probe.get_watermark_offsets, TopicPartition(topic, 0), timeout=10))
             self._base[topic] = high
             self._floor[topic] = high
         probe.close()
@@ -98,7 +99,7 @@ class FlowControl:
     def _committed_floor(self, topic: str) -> int:
         lows = []
         for c in self._consumers:
-            (tp,) = _retry(lambda c=c: c.committed([TopicPartition(topic, 0)], timeout=10))
+            (tp,) = _retry(partial(c.committed, [TopicPartition(topic, 0)], timeout=10))
             lows.append(max(tp.offset, 0))
         return min(lows, default=1 << 62)
 

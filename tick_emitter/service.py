@@ -54,7 +54,10 @@ def build_emitter(
     ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, registry.timeframes))
     engine = make_engine(settings.database_url.get_secret_value())
     producer = EventProducer(settings, "tick-emitter")
-    source = CcxtSource.from_ccxt_id(settings.exchange.ccxt_id) if sync else None
+    # A tick cannot wait a minute for a dead exchange: few short tries, then publish from stored data.
+    source = None
+    if sync:
+        source = CcxtSource.from_ccxt_id(settings.exchange.ccxt_id, attempts=3, timeout_ms=5_000)
     return TickEmitter(settings, registry, engine, producer, source=source, prune=prune,
                        catchup_hours=catchup_hours, deadline=timedelta(seconds=deadline_s))
 

@@ -56,6 +56,7 @@ def get_status(session: DbSession, ns: Namespace, state: State) -> StatusOut:
         stream=StreamStatus(
             enabled=state.bridge.stream_enabled,
             connected=hub.connected,
+            instance=hub.instance,
             last_event_id=hub.last_id,
             buffered=len(hub),
             error=hub.error,

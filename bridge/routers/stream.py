@@ -22,7 +22,7 @@ _TYPES_PATTERN = rf"^({'|'.join(EVENT_TYPES)})(,({'|'.join(EVENT_TYPES)}))*$"
 
 
 def _reset_frame(hub: EventHub) -> str:
-    return f'event: reset\ndata: {{"last_event_id":{hub.last_id}}}\n\n'
+    return f'event: reset\ndata: {{"last_event_id":"{hub.instance}-{hub.last_id}"}}\n\n'
 
 
 async def _frames(
@@ -40,7 +40,7 @@ async def _frames(
             for event in events:
                 cursor = event.id
                 if event.type in wanted:
-                    yield event.to_sse()
+                    yield event.to_sse(hub.instance)
             if not follow or hub.closed:
                 return
             if events:
@@ -65,11 +65,11 @@ async def stream(
         str | None, Query(pattern=_TYPES_PATTERN, description="Comma-separated event types; default all.")
     ] = None,
     follow: Annotated[bool, Query(description="false: send the missed events and close.")] = True,
-    last_event_id: Annotated[str | None, Query(max_length=20, description="Same as Last-Event-ID.")] = None,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+    last_event_id: Annotated[str | None, Query(max_length=40, description="Same as Last-Event-ID.")] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)] = None,
 ) -> StreamingResponse:
     wanted = set(types.split(",")) if types else set(EVENT_TYPES)
-    since = parse_last_event_id([last_event_id_header, last_event_id])
+    since = parse_last_event_id([last_event_id_header, last_event_id], state.hub.instance)
     frames = _frames(state.hub, since, wanted, follow, state.bridge.stream_keepalive_s)
     return StreamingResponse(
         frames,

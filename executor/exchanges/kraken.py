@@ -13,6 +13,9 @@ What this adapter adds on top of CCXT, and why:
   (InsufficientFunds, InvalidOrder and its subclasses) are never retried: they will not change.
 * ``base_url`` points every API family at another host (the local stand-in in tests).
 
+Fees: Kraken's ``fills`` carry no fee; the fee is CCXT's estimate from the market's taker rate
+(0.05 %, the base tier), which overstates it for higher volume tiers: conservative for the loss cap.
+
 Limits: ``fills`` returns the most recent 100 fills, enough for reconciliation at our order rate
 (<= max_orders_per_hour); realized funding is read by the venue's account log, not here (returns
 none, so the book's funding column stays empty on Kraken: known gap).

@@ -74,6 +74,7 @@ def test_sse_delivers_kafka_events_and_replays_after_reconnect(settings: Setting
     producer = EventProducer(settings, "test-bridge-stream")
     timeout = httpx.Timeout(30.0)
     with httpx.Client(timeout=timeout) as client:
+        instance = client.get(f"{bridge_url}/api/status", headers=HEADERS).json()["stream"]["instance"]
         with client.stream("GET", f"{bridge_url}/api/stream", headers=HEADERS) as live:
             assert live.headers["content-type"].startswith("text/event-stream")
             producer.send(
@@ -81,7 +82,7 @@ def test_sse_delivers_kafka_events_and_replays_after_reconnect(settings: Setting
             )
             producer.flush()
             (first,) = read_events(live, 1)
-        assert first["event"] == "recommendation" and first["id"] == "1"
+        assert first["event"] == "recommendation" and first["id"] == f"{instance}-1"
         assert json.loads(first["data"])["strategy"] == "ott"
 
         # Disconnected: two more events happen.
@@ -90,26 +91,33 @@ def test_sse_delivers_kafka_events_and_replays_after_reconnect(settings: Setting
         producer.flush()
         wait_for_last_id(client, bridge_url, 3)
 
-        headers = HEADERS | {"Last-Event-ID": "1"}
+        headers = HEADERS | {"Last-Event-ID": first["id"]}
         with client.stream("GET", f"{bridge_url}/api/stream", headers=headers) as again:
             missed = read_events(again, 2)
-        assert [(e["id"], e["event"]) for e in missed] == [("2", "intent"), ("3", "execution")]
+        assert [(e["id"], e["event"]) for e in missed] == [
+            (f"{instance}-2", "intent"),
+            (f"{instance}-3", "execution"),
+        ]
         assert json.loads(missed[1]["data"])["orders"][0]["side"] == "BUY"
 
         # Filtered, non-following catch-up (what a polling client would use).
         r = client.get(
             f"{bridge_url}/api/stream",
             headers=HEADERS,
-            params={"last_event_id": "0", "follow": "false", "types": "execution"},
+            params={"last_event_id": f"{instance}-0", "follow": "false", "types": "execution"},
         )
-        assert [line for line in r.text.splitlines() if line.startswith("id:")] == ["id: 3"]
+        assert [line for line in r.text.splitlines() if line.startswith("id:")] == [f"id: {instance}-3"]
 
-        # An id this bridge never issued (e.g. from before a restart): reset first, then the buffer.
-        r = client.get(
-            f"{bridge_url}/api/stream", headers=HEADERS | {"Last-Event-ID": "999"}, params={"follow": "false"}
-        )
-        assert r.text.split("\n\n")[1].startswith("event: reset")
-        assert r.text.count("\nid: ") + r.text.startswith("id: ") == 3
+        # Ids this bridge never issued (another replica's, from before a restart, beyond the newest):
+        # reset first, then everything buffered.
+        for foreign in ["0a1b2c3d-2", "999", f"{instance}-999"]:
+            r = client.get(
+                f"{bridge_url}/api/stream",
+                headers=HEADERS | {"Last-Event-ID": foreign},
+                params={"follow": "false"},
+            )
+            assert r.text.split("\n\n")[1].startswith("event: reset"), foreign
+            assert r.text.count("\nid: ") == 3, foreign
     producer.close()
 
 

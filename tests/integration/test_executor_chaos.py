@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,13 @@ def _start(settings: Settings, log: Path, idle: float | None = None) -> subproce
 def test_sigkill_chaos_keeps_exactly_once(settings: Settings, tmp_path: Path) -> None:
     rng = random.Random(SEED)
     grid = [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0]
-    intents = [make_intent(i, rng.choice(grid), model=f"chaos{i // 60}") for i in range(INTENTS)]
+    stale = datetime.now(UTC) - timedelta(hours=3)  # ~5 % refused by max_intent_age_s, every time
+    intents = [
+        make_intent(
+            i, rng.choice(grid), model=f"chaos{i // 60}", created_at=stale if rng.random() < 0.05 else None
+        )
+        for i in range(INTENTS)
+    ]
     again = rng.sample(intents, REPUBLISHED)
     stream = intents + again
     rng.shuffle(again)
@@ -97,10 +104,14 @@ def test_sigkill_chaos_keeps_exactly_once(settings: Settings, tmp_path: Path) ->
 
     # --- one intents row per distinct intent id
     with session_scope(engine) as s:
-        rows = s.execute(select(Intent.intent_id, Intent.status).where(Intent.namespace == ns)).all()
+        rows = s.execute(
+            select(Intent.intent_id, Intent.status, Intent.reason).where(Intent.namespace == ns)
+        ).all()
     assert len(rows) == len({r[0] for r in rows}) == len(distinct)
     assert {r[0] for r in rows} == distinct
-    assert not [r for r in rows if (r[1] == "REFUSED" and "reconcile" in r[1])]
+    assert not [r for r in rows if (r[2] or "").startswith("reconcile")]
+    refused_stale = sum(1 for r in rows if (r[2] or "").startswith("max_intent_age_s"))
+    assert refused_stale > 0
 
     # --- reports: a consistent first outcome per intent, duplicates refused
     reports = drain_reports(settings, len(stream), timeout=60)
@@ -115,7 +126,7 @@ def test_sigkill_chaos_keeps_exactly_once(settings: Settings, tmp_path: Path) ->
     assert set(outcomes) == distinct
     assert all(len(v) == 1 for v in outcomes.values()), [v for v in outcomes.values() if len(v) > 1][:3]
     assert dup_refusals >= REPUBLISHED
-    status_by_id = dict(rows)
+    status_by_id = {r[0]: r[1] for r in rows}
     assert all(next(iter(outcomes[i]))[0].value == status_by_id[i] for i in distinct)
 
     # --- no order twice: venue and book agree one for one
@@ -134,6 +145,7 @@ def test_sigkill_chaos_keeps_exactly_once(settings: Settings, tmp_path: Path) ->
     adoptions = text.count("adopting_orders")
     print(
         f"\nchaos: {len(stream)} intents ({len(distinct)} distinct), {kills} SIGKILLs, {len(ours)} orders, "
-        f"{adoptions} crash adoptions, {len(reports)} reports ({dup_refusals} duplicate refusals), "
+        f"{adoptions} crash adoptions, {len(reports)} reports ({dup_refusals} duplicate refusals, "
+        f"{refused_stale} stale refusals), "
         f"position {held:g} BTC, {elapsed:.1f}s"
     )

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 
 from common import serde
 from common.db.migrate import upgrade
-from common.db.models import Decision, Model
+from common.db.models import Decision, Model, Position
 from common.db.models import Recommendation as RecRow
 from common.db.session import make_engine, session_scope
 from common.events import BarClosed, DueStrategy, OrderIntent, Recommendation, SignalEvent, Target, TickPlan
@@ -240,10 +240,17 @@ def test_model_hot_reload_and_strategy_set_mismatch(own_db: Settings) -> None:
     settings = own_db
     bus = Bus(settings)
     all_long = dict.fromkeys(LIVE, Target.LONG)
-    with running(settings, meta_settings()):
+    with running(settings, meta_settings()) as svc:
         bus.tick(1)
         bus.recs(1, all_long)
         wait_decisions(settings, 1)
+        # The executor reports half the max position while the model holds a full long: drift.
+        engine = make_engine(settings.database_url.get_secret_value())
+        with session_scope(engine) as s:
+            s.add(Position(namespace=namespace(settings), symbol=SYMBOL,
+                           quantity=0.5 * settings.risk.max_position_btc))
+        engine.dispose()
+        assert svc.check_drift(1.0) == 0.5 and svc.check_drift(0.5) is None
         add_model(settings, "m-good", LIVE, select_it=True)
         bus.tick(2)
         bus.recs(2, all_long)

@@ -145,3 +145,36 @@ def test_flow_control_and_speed(cfg: Settings, replay_cfg: Settings) -> None:
         assert stats.ticks == 10 and stats.seconds >= 0.45
     finally:
         delete_topics_with_prefix(AdminClient(admin_config(paced)), paced.kafka.topic_prefix)
+
+
+def test_cli_replay_from_csv_and_bad_arguments(cfg: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from config import get_settings
+    from producers.cli import app as producers_app
+    from tick_emitter.cli import app as emitter_app
+
+    runner = CliRunner()
+    assert runner.invoke(emitter_app, ["--help"]).exit_code == 0
+    assert runner.invoke(producers_app, ["--help"]).exit_code == 0
+    assert runner.invoke(producers_app, ["gaps"]).exit_code == 2  # missing --start/--end: usage
+    assert runner.invoke(emitter_app, ["bogus"]).exit_code == 2
+    span = ["--start", "2021-02-01T00:00", "--end", "2021-02-02T00:00"]
+    bad = runner.invoke(emitter_app, ["replay", *span, "--prefix", ""])
+    assert bad.exit_code == 2 and "live namespace" in bad.output
+    bad_when = runner.invoke(emitter_app, ["replay", "--start", "yesterday", "--end", "x", "--prefix", "r."])
+    assert bad_when.exit_code != 0
+
+    prefix = f"replay.{uuid.uuid4().hex[:8]}."
+    monkeypatch.setenv("BTCMETA_MIN_TIMEFRAME", "1h")
+    monkeypatch.setenv("BTCMETA_KAFKA__BOOTSTRAP_SERVERS", cfg.kafka.bootstrap_servers)
+    monkeypatch.setenv("BTCMETA_REGISTRY_PATH", cfg.registry_path)
+    monkeypatch.setenv("BTCMETA_LOG_JSON", "false")
+    get_settings.cache_clear()
+    try:
+        done = runner.invoke(emitter_app, ["replay", *span, "--prefix", prefix, "--csv", str(BUNDLED_CSV)])
+        assert done.exit_code == 0, done.output
+        assert "25 ticks, 25 bars" in done.output
+    finally:
+        get_settings.cache_clear()
+        delete_topics_with_prefix(AdminClient(admin_config(cfg)), prefix)

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common.dataset import load_bundled_candles
 from common.events import to_epoch_ms
@@ -112,3 +114,20 @@ def test_fast_bar_encoding_is_byte_identical_to_serde(real_base: BaseCandles) ->
         for bar in bars:
             assert encode_bar(bar) == serde.encode(bar.to_event())
             assert serde.decode(encode_bar(bar)) == bar.to_event()
+
+
+HOLES = st.lists(st.booleans(), min_size=1, max_size=600)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([5, 15, 60, 240]), HOLES, st.integers(0, 99))
+def test_resample_with_holes_equals_pandas(tf: int, present: list[bool], seed: int) -> None:
+    start = to_epoch_ms(datetime(2022, 1, 1, tzinfo=UTC))
+    full = random_walk_candles(start, len(present), seed=seed)
+    keep = np.array(present)
+    times, values = full.times[keep], full.values[keep]
+    got_t, got_v = resample(times, values, 1, tf, start)
+    frame = pd.DataFrame(values, columns=list(AGG), index=pd.to_datetime(times, unit="ms", utc=True))
+    expected = pandas_bins(frame, f"{tf}min", tf)
+    assert np.array_equal(got_t, expected.index.as_unit("ms").asi8)
+    np.testing.assert_allclose(got_v, expected[list(AGG)].to_numpy(), rtol=1e-12)

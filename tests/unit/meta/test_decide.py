@@ -29,6 +29,13 @@ def tin(i: int, recs: dict[str, Target], due: tuple[str, ...] | None = None,
                      {s: (tg, SignalEvent.NONE, 0.5) for s, tg in recs.items()}, bar, bar is not None)
 
 
+def policy_choice(model_id: str, artifact: bytes) -> Choice:
+    row = SimpleNamespace(model_id=model_id, algo="test", artifact=artifact,
+                          artifact_sha256=hashlib.sha256(artifact).hexdigest(),
+                          feature_spec=json.loads(SPEC.to_json()))
+    return Choice(model_id, SPEC, load_policy(row))
+
+
 def run(ticks: list[TickInput], choice: Choice = VOTE) -> list:
     carry, outs = Carry(), []
     for t in ticks:
@@ -86,11 +93,17 @@ def test_portfolio_is_marked_at_the_bar_close_and_carried() -> None:
 def test_policy_decides_through_the_shared_action_grid() -> None:
     w = np.zeros((SPEC.dim, 5))
     w[0, 1] = 1.0  # INCREASE scores a's target; HOLD scores 0
-    art = export_policy([(w, np.zeros(5))], ["identity"], algo="dqn", spec=SPEC)
-    sha = hashlib.sha256(art).hexdigest()
-    row = SimpleNamespace(model_id="m", algo="dqn", artifact=art,
-                          artifact_sha256=sha, feature_spec=json.loads(SPEC.to_json()))
-    choice = Choice("m", SPEC, load_policy(row))
+    choice = policy_choice("m", export_policy([(w, np.zeros(5))], ["identity"], algo="dqn", spec=SPEC))
     outs = run([tin(1, {"a": Target.LONG}), tin(2, {"a": Target.LONG}), tin(3, {"a": Target.SHORT})], choice)
     assert [o.target_exposure for o in outs] == [0.25, 0.5, 0.5]
     assert [o.action for o in outs] == [IntentAction.INCREASE, IntentAction.INCREASE, IntentAction.HOLD]
+
+
+def test_continuous_policy_jumps_to_the_nearest_grid_point() -> None:
+    w = np.zeros((SPEC.dim, 1))
+    w[0, 0] = 0.6  # output = 0.6 * a's target, snapped: 0.6 -> 0.5, -0.6 -> -0.5
+    choice = policy_choice("c", export_policy([(w, np.zeros(1))], ["identity"], algo="sac", spec=SPEC,
+                                              output="continuous"))
+    outs = run([tin(1, {"a": Target.LONG}), tin(2, {"a": Target.SHORT}), tin(3, {"a": Target.SHORT})], choice)
+    assert [(o.action, o.target_exposure) for o in outs] == [
+        (IntentAction.INCREASE, 0.5), (IntentAction.REVERSE, -0.5), (IntentAction.HOLD, -0.5)]
