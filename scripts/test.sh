@@ -17,6 +17,8 @@ step "Migrations and topics (live namespace)"
 .venv/bin/python -m ops topics
 step "Deployment tools (helm, actionlint, kubernetes-validate; built once into .local/tools)"
 deploy/tools/install-tools.sh >/dev/null
+step "Java client build and headless tests (gui-java, Maven)"
+(cd gui-java && mvn -q -B -Dstyle.color=never test)
 step "pytest"
 set +e
 .venv/bin/python -m pytest "$@"

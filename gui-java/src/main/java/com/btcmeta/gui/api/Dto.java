@@ -105,5 +105,12 @@ public final class Dto {
             String metric, String window, String best_model_id, String selected_model_id, List<ModelEntry> models) {}
 
     @JsonIgnoreProperties(ignoreUnknown = true)
-    public record ControlResult(String action, String actor, long audit_id, Risk risk, String selected_model_id) {}
+    public record ControlResult(
+            String action,
+            String actor,
+            long audit_id,
+            Risk risk,
+            String selected_model_id,
+            String flatten_intent_id,
+            String flatten_error) {}
 }

@@ -571,6 +571,10 @@ public class MainView extends BorderPane {
         Optional<String> reason = dialog.showAndWait();
         reason.ifPresent(r -> load(() -> tripped ? client.resetKillSwitch(r) : client.tripKillSwitch(r), res -> {
             info((tripped ? "Kill switch reset" : "Kill switch tripped") + " by " + res.actor() + " (audit #" + res.audit_id() + ")");
+            if (!tripped) {
+                info(res.flatten_intent_id() != null ? "Flatten intent sent: " + res.flatten_intent_id()
+                        : "No flatten intent: " + res.flatten_error() + " (executor flattens on its next intent)");
+            }
             refreshFast();
         }));
     }
