@@ -157,11 +157,13 @@ def test_sigkill_restarts_decide_every_tick_exactly_once(settings: Settings, emp
 
     copies: dict[str, set[bytes]] = defaultdict(set)
     decoded = {}
-    messages = read_intents(settings, TICKS + KILLS)
+    messages = read_intents(settings, TICKS + 1, timeout=10)
     for raw, intent in messages:
         copies[intent.intent_id].add(raw)
         decoded[intent.intent_id] = intent
-    assert len(messages) >= TICKS + KILLS  # each start re-sent the newest intent: duplicates were exercised
+    # Each of the KILLS restarts re-sent the newest decision's intent: a duplicate, or the only copy
+    # when the kill fell between the decision commit and the flush. So duplicates were exercised.
+    assert TICKS < len(messages) <= TICKS + KILLS
     assert set(copies) == {make_intent_id(t, VOTE) for t in expected}
     assert all(len(v) == 1 for v in copies.values()), "a re-sent intent differs from the first copy"
     for d in rows:
