@@ -53,7 +53,9 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> s
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Resolve sys.stderr at each use, not at configure time: test runners and daemonizing
+        # wrappers swap it, and a logger holding a closed stream would crash the service.
+        logger_factory=lambda *_args: structlog.PrintLogger(sys.stderr),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service)

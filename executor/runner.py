@@ -7,16 +7,12 @@ every other service's configuration; the lead may fold them into ``config.py`` l
 
 from __future__ import annotations
 
-from typing import Any
-
-from confluent_kafka import Consumer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine
 
 from common.db.base import LIVE_NAMESPACE
 from common.db.session import make_engine, session_scope
 from common.events import ExecutionReport, OrderIntent
-from common.kafka.configuration import consumer_config
 from common.kafka.consumer import ConsumerLoop, LoopStats, OnError
 from common.kafka.producer import EventProducer
 from common.kafka.topics import EXECUTIONS, INTENTS
@@ -43,26 +39,8 @@ class ExecutorOptions(BaseSettings):
     fixed_price: float | None = None
     #: Candle timeframe the paper venue prices from (default: settings.min_timeframe).
     price_timeframe: str | None = None
-    #: Kafka static membership id (see _StaticMemberLoop); one executor per namespace, so one id.
+    #: Kafka static membership id (Kafka group.instance.id); one executor per namespace, so one id.
     instance_id: str = "executor-0"
-
-
-class _StaticMemberLoop(ConsumerLoop):
-    """ConsumerLoop whose consumer joins with a static ``group.instance.id``.
-
-    Why: a restarted executor (crash, SIGKILL, pod reschedule) otherwise waits for the dead
-    member's session to time out before it gets the intents partition back; with static
-    membership it takes over at once, and a zombie still running with the same id is fenced by
-    the broker instead of racing the new process. ConsumerLoop has no hook for extra consumer
-    settings, so the consumer is swapped right after construction (before it subscribed to
-    anything); a ``consumer_overrides`` parameter in common/kafka/consumer.py would be cleaner.
-    """
-
-    def __init__(self, settings: Settings, *, instance_id: str, **kwargs: Any) -> None:
-        super().__init__(settings, **kwargs)
-        self._consumer.close()
-        conf = consumer_config(settings, kwargs["group_id"]) | {"group.instance.id": instance_id}
-        self._consumer = Consumer(conf)
 
 
 def namespace_for(settings: Settings, options: ExecutorOptions | None = None) -> str:
@@ -132,9 +110,11 @@ def run(
     def on_intent(intent: OrderIntent, _msg: object) -> None:
         executor.handle(intent, publish)
 
-    loop = _StaticMemberLoop(
+    # Static membership: a restarted executor takes the intents partition back at once instead of
+    # waiting out the dead member's session, and a zombie with the same id is fenced by the broker.
+    loop = ConsumerLoop(
         settings,
-        instance_id=f"{options.instance_id}-{executor.namespace}",
+        extra_config={"group.instance.id": f"{options.instance_id}-{executor.namespace}"},
         service=SERVICE,
         group_id=f"{settings.kafka.topic_prefix}{SERVICE}",
         topics=[settings.topic(INTENTS)],

@@ -17,13 +17,12 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Message
 from prometheus_client import Counter, Gauge, Histogram
 
 from common.db.models import LIVE_NAMESPACE, Decision
 from common.db.session import make_engine
 from common.events import OrderIntent, Recommendation, TickPlan, utc
-from common.kafka.configuration import consumer_config
 from common.kafka.consumer import ConsumerLoop, OnError, PoisonMessage
 from common.kafka.producer import EventProducer
 from common.kafka.topics import INTENTS, RECOMMENDATIONS, TICKS
@@ -230,15 +229,12 @@ class MetaConsumer:
                 self._cond.notify()
 
     def build_loop(self) -> ConsumerLoop:
+        extra = {"group.instance.id": self.meta.group_instance_id} if self.meta.group_instance_id else {}
         loop = ConsumerLoop(self.settings, service=SERVICE, group_id=self._group(),
                             topics=[self.settings.topic(TICKS), self.settings.topic(RECOMMENDATIONS)],
                             handler=self.handle, producer=EventProducer(self.settings, SERVICE),
-                            on_error=OnError.STOP, batch_size=self.meta.batch_size, shutdown=self.shutdown)
-        if self.meta.group_instance_id:
-            # Static membership (KIP-345); ConsumerLoop has no hook for extra consumer config yet.
-            loop._consumer.close()
-            loop._consumer = Consumer({**consumer_config(self.settings, self._group()),
-                                       "group.instance.id": self.meta.group_instance_id})
+                            on_error=OnError.STOP, batch_size=self.meta.batch_size, shutdown=self.shutdown,
+                            extra_config=extra)
         return loop
 
     def run(self) -> None:

@@ -66,8 +66,14 @@ class ConsumerLoop:
         shutdown: GracefulShutdown | None = None,
         from_beginning: bool = True,
         after_batch: Callable[[], None] | None = None,
+        extra_config: dict[str, Any] | None = None,
+        poll_timeout: float = 0.05,
     ) -> None:
-        self._consumer = Consumer(consumer_config(settings, group_id, from_beginning=from_beginning))
+        # extra_config: e.g. group.instance.id (static membership) so a restarted singleton gets
+        # its partitions back at once instead of waiting out the old session.
+        conf = consumer_config(settings, group_id, from_beginning=from_beginning) | (extra_config or {})
+        self._consumer = Consumer(conf)
+        self._poll_timeout = poll_timeout
         self._topics = topics
         self._handler = handler
         self._producer = producer
@@ -93,7 +99,7 @@ class ConsumerLoop:
                 want = self._batch_size
                 if max_messages is not None:
                     want = min(want, max_messages - self.stats.handled - self.stats.dead_lettered)
-                batch = self._consumer.consume(num_messages=want, timeout=0.05)
+                batch = self._consumer.consume(num_messages=want, timeout=self._poll_timeout)
                 HEARTBEAT.labels(self._service).set_to_current_time()
                 if not batch:
                     if idle_timeout is not None and time.monotonic() - last_activity > idle_timeout:

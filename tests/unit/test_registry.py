@@ -11,6 +11,7 @@ import pytest
 
 from common.registry import REGISTRY_PATH, RegistryError, StrategySpec, load_registry, parse_registry
 from common.timeframes import format_timeframe, parse_timeframe
+from config import load_settings
 
 EXPECTED_CLASSES = {
     "volatility_system": "strategy_consumers.strategies.volatility_system:VolatilitySystem",
@@ -76,7 +77,7 @@ def _errors(tmp_path: Path, doc: Any, **kwargs: Any) -> list[str]:
 
 
 def test_repo_registry_loads_without_imports() -> None:
-    registry = load_registry(max_lookback_hours=720, import_classes=False)
+    registry = load_registry(max_lookback_hours=load_settings().max_lookback_hours, import_classes=False)
     assert {s.name: s.class_path for s in registry} == EXPECTED_CLASSES
     for spec in registry:
         assert spec.timeframe == "1h"
