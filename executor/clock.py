@@ -27,7 +27,7 @@ class SystemClock:
 
 class ReplayClock:
     """Replayed time: the caller moves it, or (``follow_intents``) each intent moves it to its
-    ``created_at``, so ages, hourly order counts and funding hours are those of the replayed past."""
+    tick's time, so hourly order counts and funding hours are those of the replayed past."""
 
     def __init__(self, start: datetime, *, follow_intents: bool = True) -> None:
         self._now = start

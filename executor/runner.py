@@ -7,6 +7,8 @@ every other service's configuration; the lead may fold them into ``config.py`` l
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine
 
@@ -19,7 +21,7 @@ from common.kafka.topics import EXECUTIONS, INTENTS
 from common.logging import get_logger
 from common.shutdown import GracefulShutdown
 from config import ExchangeMode, Settings
-from executor.clock import CandlePriceFeed, FixedPriceFeed, PriceFeed, SystemClock
+from executor.clock import CandlePriceFeed, Clock, FixedPriceFeed, PriceFeed, ReplayClock, SystemClock
 from executor.exchanges.base import Exchange
 from executor.exchanges.paper import DEFAULT_FUNDING_RATE_HOURLY, PaperExchange
 from executor.reconcile import Reconciliation, reconcile
@@ -27,6 +29,9 @@ from executor.service import Executor
 
 log = get_logger(__name__)
 SERVICE = "executor"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ExecutorOptions(BaseSettings):
@@ -39,6 +44,8 @@ class ExecutorOptions(BaseSettings):
     fixed_price: float | None = None
     #: Candle timeframe the paper venue prices from (default: settings.min_timeframe).
     price_timeframe: str | None = None
+    #: Topic-replay backtests: time follows the intents' tick times instead of the wall clock.
+    replay_clock: bool = False
     #: Kafka static membership id (Kafka group.instance.id); one executor per namespace, so one id.
     instance_id: str = "executor-0"
 
@@ -74,7 +81,8 @@ def build_executor(settings: Settings, options: ExecutorOptions | None = None) -
     engine = make_engine(settings.database_url.get_secret_value())
     namespace = namespace_for(settings, options)
     exchange = build_exchange(settings, engine, namespace, options)
-    return Executor(settings, engine, exchange, SystemClock(), namespace)
+    clock: Clock = ReplayClock(_EPOCH) if options.replay_clock else SystemClock()
+    return Executor(settings, engine, exchange, clock, namespace)
 
 
 def startup_reconcile(executor: Executor) -> Reconciliation:

@@ -70,7 +70,9 @@ class Executor:
         """Handle one intent; ``publish`` must deliver (flush) the report before we commit."""
         advance = getattr(self.clock, "advance_to", None)
         if advance is not None:
-            advance(intent.created_at)
+            # Replayed time is the tick's time: the intent's created_at is the wall clock of the
+            # meta consumer that decided it, which in a replay is years after the bar it trades.
+            advance(parse_tick_id(intent.tick_id)[1])
         now = self.clock.now()
         with session_scope(self.engine) as s:
             book.lock_namespace(s, self.namespace)

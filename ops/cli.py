@@ -54,3 +54,19 @@ def wait(timeout: float = typer.Option(60.0, help="Seconds to wait.")) -> None:
     """Wait until Kafka answers metadata requests."""
     wait_for_broker(load_settings(), timeout)
     typer.echo("[ops] Kafka ready")
+
+
+@app.command()
+def demo(
+    days: int = typer.Option(
+        90, min=1, max=1500, help="Days of the bundled real data to replay (ending 2022-08-20)."
+    ),
+    out: str = typer.Option("out/demo", help="Folder for the report, CSVs and service logs."),
+    timeout: float = typer.Option(1800.0, help="Give up after this many seconds."),
+) -> None:
+    """Main job: replay real data through every service (paper trading) and write a report."""
+    from common.logging import configure_logging
+    from ops.demo import main
+
+    configure_logging("ops.demo", json=False)
+    main(days, out, timeout)

@@ -47,11 +47,23 @@ class Supervisor:
         log.info("service_started", service=name, pid=svc.proc.pid)
         return svc
 
-    def check_alive(self) -> None:
+    def exited(self, name: str) -> bool:
+        """True once ``name`` finished with exit code 0 (a job such as a replay); raises if it failed."""
+        for svc in self._services:
+            if svc.name == name and svc.proc is not None:
+                code = svc.proc.poll()
+                if code not in (None, 0):
+                    self.check_alive()
+                return code == 0
+        raise KeyError(name)
+
+    def check_alive(self, allow_exited: set[str] | frozenset[str] = frozenset()) -> None:
         """Raise if a service died: a pipeline with a dead stage would wait forever."""
         for svc in self._services:
             assert svc.proc is not None
             code = svc.proc.poll()
+            if code == 0 and svc.name in allow_exited:
+                continue
             if code is not None:
                 tail = (self._log_dir / f"{svc.name}.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"service {svc.name} exited with {code}; log tail:\n{tail}")

@@ -121,7 +121,7 @@ def make_loop(settings: Settings, name: str, **loop_kwargs: Any) -> tuple[Consum
     loop = ConsumerLoop(
         settings,
         service=f"strategy.{name}",
-        group_id=f"strategy.{name}",
+        group_id=f"{settings.kafka.topic_prefix}strategy.{name}",
         topics=[settings.topic(bars_topic(spec.timeframe))],
         handler=runner.handle,
         producer=producer,
