@@ -87,3 +87,11 @@ def signals(
 # Live runner: the lead adds the ``run <name>`` command here (Kafka consumer loop). Intentionally
 # absent until then; nothing below this line pretends to run a strategy live.
 # --------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def run(name: Annotated[str, typer.Argument(help="Strategy name from strategies_registry.json.")]) -> None:
+    """Run one strategy as a live service: consumer group strategy.<name> on its bars topic."""
+    from strategy_consumers.service import run_service
+
+    run_service(name)
