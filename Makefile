@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: help demo test env infra-up infra-down infra-status infra-reset migrate topics lint bench
+.PHONY: help demo test test-exhaustive env infra-up infra-down infra-status infra-reset migrate topics lint bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -12,6 +12,9 @@ demo: ## Main job: full pipeline on the bundled real data (paper trading), write
 
 test: ## All tests on real Kafka + Postgres (installs and starts what they need)
 	@scripts/test.sh
+
+test-exhaustive: ## The every-bar strategy parity check over the whole dataset (~1 h on 2 cores)
+	@scripts/python-env.sh && .venv/bin/python -m pytest -m exhaustive tests/unit/strategies
 
 env: ## Create/update the Python environment from uv.lock
 	@scripts/python-env.sh

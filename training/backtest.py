@@ -79,8 +79,8 @@ def format_table(results: dict[str, dict[str, float | int]]) -> str:
             ("turnover", "{:.1f}"), ("fees_paid", "{:.2%}"), ("funding_paid", "{:.2%}"),
             ("time_in_market", "{:.0%}")]
     width = max(len(n) for n in results) + 2
-    head = "name".ljust(width) + "".join(c.rjust(13) for c, _ in cols)
+    head = "name".ljust(width) + "".join(c.rjust(15) for c, _ in cols)
     lines = [head, "-" * len(head)]
     for name, row in results.items():
-        lines.append(name.ljust(width) + "".join(fmt.format(row[c]).rjust(13) for c, fmt in cols))
+        lines.append(name.ljust(width) + "".join(fmt.format(row[c]).rjust(15) for c, fmt in cols))
     return "\n".join(lines)

@@ -28,7 +28,8 @@ from training.walkforward import run_walkforward
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline training of the BTC meta policy.")
 
-DataOpt = Annotated[str, typer.Option("--data", help="candle CSV (date,open,high,low,close,volume) or 'bundled'")]
+DataOpt = Annotated[str, typer.Option("--data", help="candle CSV (date,open,high,low,close,volume) "
+                                                    "or 'bundled'")]
 Mode = Literal["expanding", "rolling"]
 
 
@@ -77,35 +78,39 @@ def split(data: DataOpt = "bundled",
     candles, sig = _load(data)
     for k, fold in enumerate(walk_forward(len(candles), folds=folds, start=sig.warmup, mode=mode,  # type: ignore[arg-type]
                                           embargo=embargo)):
-        parts = [f"{name} {sig.index[w.start]:%Y-%m-%d %H:%M}..{sig.index[w.end - 1]:%Y-%m-%d %H:%M} ({len(w)})"
+        parts = [f"{name} {sig.index[w.start]:%Y-%m-%d %H:%M}..{sig.index[w.end - 1]:%Y-%m-%d %H:%M} "
+                 f"({len(w)})"
                  for name, w in (("train", fold.train), ("validation", fold.validation), ("test", fold.test))]
         typer.echo(f"fold {k}: " + " | ".join(parts))
 
 
 @app.command()
 def baselines(data: DataOpt = "bundled",
-              start: Annotated[str | None, typer.Option("--start", help="ISO date (default: --last-days)")] = None,
-              end: Annotated[str | None, typer.Option("--end", help="ISO date, exclusive (default: data end)")] = None,
+              start: Annotated[str | None, typer.Option(help="ISO date (default: --last-days)")] = None,
+              end: Annotated[str | None, typer.Option(help="ISO date, exclusive (default: data end)")] = None,
               last_days: Annotated[int, typer.Option("--last-days", min=1)] = 365,
-              fit_days: Annotated[int, typer.Option("--fit-days", min=2, help="days before start for vol_scale")] = 365,
-              json_out: Annotated[Path | None, typer.Option("--json", help="also write the metrics here")] = None,
+              fit_days: Annotated[int, typer.Option(min=2, help="days before start for vol_scale")] = 365,
+              json_out: Annotated[Path | None, typer.Option("--json", help="also write metrics here")] = None,
               ) -> None:
     """Evaluate every baseline on one window (default: the data's last year) and print a table."""
     candles, sig = _load(data)
     idx = sig.index
     stop = _position(idx, end, len(idx), "--end")
-    first = _position(idx, start, int(idx.searchsorted(idx[stop - 1] - pd.Timedelta(days=last_days))), "--start")
+    default_first = int(idx.searchsorted(idx[stop - 1] - pd.Timedelta(days=last_days)))
+    first = _position(idx, start, default_first, "--start")
     first = max(first, sig.warmup)
     if stop - first < 2:
         raise typer.BadParameter("the window holds fewer than 2 bars after the strategies' warm-up")
     window = Window(first, stop)
     costs = CostModel()
     fit = Window(max(0, first - fit_days * 24), first) if first > 48 else Window(0, stop)
-    stats = fit_stats(candles["close"].to_numpy(np.float64), fit, funding_rate_hourly=costs.funding_rate_hourly)
+    close = candles["close"].to_numpy(np.float64)
+    stats = fit_stats(close, fit, funding_rate_hourly=costs.funding_rate_hourly)
     market = Market.build(candles, sig, stats.spec(sig.strategies))
     results = evaluate(run_baselines(market, window, costs))
     typer.echo(f"window {idx[window.start]} .. {idx[window.end - 1]} ({len(window)} bars); taker fee "
-               f"{costs.taker_fee:.4%}, slippage {costs.slippage_bps:g} bp, funding {costs.funding_rate_hourly:.5%}/h")
+               f"{costs.taker_fee:.4%}, slippage {costs.slippage_bps:g} bp, "
+               f"funding {costs.funding_rate_hourly:.5%}/h")
     typer.echo(format_table(results))
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2, sort_keys=True))
@@ -117,7 +122,7 @@ def walkforward(data: DataOpt = "bundled",
                 budget_steps: Annotated[int, typer.Option("--budget-steps", min=0,
                                                           help="agent training budget per fold (recorded; "
                                                                "no agents in this build)")] = 0,
-                out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("out/walkforward"),
+                out: Annotated[Path, typer.Option(help="output directory")] = Path("out/walkforward"),
                 mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
                 embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24) -> None:
     """Walk-forward folds: select on validation, score on test; writes OUT/report.json."""
@@ -133,6 +138,7 @@ def walkforward(data: DataOpt = "bundled",
     (out / "report.json").write_text(json.dumps(report, indent=2))
     for k, fold in enumerate(report["folds"]):
         sel = fold["results"][fold["selected"]]
-        typer.echo(f"fold {k}: test {fold['test'][0][:10]}..{fold['test'][1][:10]} selected {fold['selected']} "
+        typer.echo(f"fold {k}: test {fold['test'][0][:10]}..{fold['test'][1][:10]} "
+                   f"selected {fold['selected']} "
                    f"(test sharpe {sel['sharpe']:.2f}, return {sel['total_return']:+.1%})")
     typer.echo(f"selected overall: {report['selected']} -> {out / 'report.json'}")

@@ -26,10 +26,8 @@ def load_candles(path: str | Path | None = None) -> pd.DataFrame:
     value is a ``date,open,high,low,close,volume`` CSV validated like the strategies' ``signals``
     command does (strictly increasing dates, numeric, no NaN).
     """
-    if path is None or str(path) == "bundled":
-        frame = load_bundled_candles()
-    else:
-        frame = read_candles(Path(path))
+    bundled = path is None or str(path) == "bundled"
+    frame = load_bundled_candles() if bundled else read_candles(Path(path))  # type: ignore[arg-type]
     if (frame["close"] <= 0).any():
         raise InputError(f"{path or 'bundled data'}: non-positive close prices")
     return frame

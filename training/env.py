@@ -119,8 +119,8 @@ class BtcPerpVecEnv:
         da, db = r - self._a, r * r - self._b
         var = self._b - self._a * self._a
         with np.errstate(divide="ignore", invalid="ignore"):
-            d = np.where(var > 1e-12, (self._b * da - 0.5 * self._a * db) / np.power(np.maximum(var, 1e-12), 1.5),
-                         0.0)
+            scale = np.power(np.maximum(var, 1e-12), 1.5)
+            d = np.where(var > 1e-12, (self._b * da - 0.5 * self._a * db) / scale, 0.0)
         self._a = self._a + self.dsr_eta * da
         self._b = self._b + self.dsr_eta * db
         return d

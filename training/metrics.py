@@ -114,7 +114,8 @@ def deflated_sharpe(returns: np.ndarray, *, trials: int, sharpe_variance: float)
     skew, kurt = float(np.mean(z**3)), float(np.mean(z**4))
     if trials > 1:
         sr0 = math.sqrt(max(sharpe_variance, 0.0)) * (
-            (1 - EULER_GAMMA) * _N.inv_cdf(1 - 1 / trials) + EULER_GAMMA * _N.inv_cdf(1 - 1 / (trials * math.e))
+            (1 - EULER_GAMMA) * _N.inv_cdf(1 - 1 / trials)
+            + EULER_GAMMA * _N.inv_cdf(1 - 1 / (trials * math.e))
         )
     else:
         sr0 = 0.0
@@ -145,7 +146,8 @@ def pbo_cscv(returns: np.ndarray, blocks: int = 16) -> dict[str, float]:
         oos_rows = np.concatenate([parts[b] for b in range(blocks) if b not in is_blocks])
         best = int(np.argmax(_sharpes(m[is_rows])))
         oos = _sharpes(m[oos_rows])
-        rank = float(np.sum(oos < oos[best]) + 0.5 * (np.sum(oos == oos[best]) - 1) + 1)  # 1..N, ties averaged
+        # rank 1..N of the IS winner among the OOS Sharpes, ties averaged
+        rank = float(np.sum(oos < oos[best]) + 0.5 * (np.sum(oos == oos[best]) - 1) + 1)
         w = rank / (n + 1)
         logits.append(math.log(w / (1 - w)))
     arr = np.array(logits)

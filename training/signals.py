@@ -66,7 +66,8 @@ def event_codes(events: np.ndarray) -> np.ndarray:
     try:
         return np.array([_EVENT_TO_CODE[str(e)] for e in events], dtype=np.int8)
     except KeyError as exc:
-        raise ValueError(f"unknown event {exc.args[0]!r}; expected one of {[e.value for e in SignalEvent]}") from None
+        known = [e.value for e in SignalEvent]
+        raise ValueError(f"unknown event {exc.args[0]!r}; expected one of {known}") from None
 
 
 def compute_signals(candles: pd.DataFrame, registry: Registry | None = None) -> SignalArrays:

@@ -44,7 +44,7 @@ class Fold:
 def time_split(n: int, *, start: int = 0, train: float = 0.6, validation: float = 0.2,
                embargo: int = 24) -> Fold:
     """One chronological train/validation/test split of bars ``start .. n-1`` (test gets the rest)."""
-    if not (0 < train and 0 < validation and train + validation < 1):
+    if not (train > 0 and validation > 0 and train + validation < 1):
         raise ValueError("train and validation must be positive fractions summing below 1")
     usable = n - start - 2 * embargo
     n_train, n_val = int(usable * train), int(usable * validation)

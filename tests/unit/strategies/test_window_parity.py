@@ -30,7 +30,7 @@ def test_window_parity_sampled(candles: pd.DataFrame, name: str) -> None:
     assert rep.indicator_bits_differ == 0, rep
 
 
-@pytest.mark.slow
+@pytest.mark.exhaustive
 @pytest.mark.parametrize("name", list(BUILTIN))
 def test_window_parity_every_bar(candles: pd.DataFrame, name: str) -> None:
     # 37k windows per strategy: spread over all CPUs (each worker reloads the bundled data).
