@@ -34,7 +34,8 @@ def policy_exposure(policy: Any, market: Market, window: Window, *,
     moves to) or a callable ``obs[1, dim] -> [action index]`` (``output="discrete"``) or
     ``-> [target exposure]`` (``output="target"``, snapped to the grid).
     """
-    exposure, entry = np.zeros(1), np.full(1, np.nan)
+    exposure: np.ndarray = np.zeros(1)
+    entry: np.ndarray = np.full(1, np.nan)
     out = np.empty(len(window) - 1)
     has_targets = hasattr(policy, "targets")
     for k, t in enumerate(range(window.start, window.end - 1)):

@@ -76,8 +76,12 @@ def split(data: DataOpt = "bundled",
     if mode not in ("expanding", "rolling"):
         raise typer.BadParameter("expanding or rolling", param_hint="--mode")
     candles, sig = _load(data)
-    for k, fold in enumerate(walk_forward(len(candles), folds=folds, start=sig.warmup, mode=mode,  # type: ignore[arg-type]
-                                          embargo=embargo)):
+    try:
+        split_folds = walk_forward(len(candles), folds=folds, start=sig.warmup, mode=mode,  # type: ignore[arg-type]
+                                   embargo=embargo)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--folds") from None
+    for k, fold in enumerate(split_folds):
         parts = [f"{name} {sig.index[w.start]:%Y-%m-%d %H:%M}..{sig.index[w.end - 1]:%Y-%m-%d %H:%M} "
                  f"({len(w)})"
                  for name, w in (("train", fold.train), ("validation", fold.validation), ("test", fold.test))]

@@ -59,13 +59,13 @@ class BtcPerpVecEnv:
         self._ret = np.append(c[1:] / c[:-1] - 1.0, 0.0)  # return earned over bar t+1, indexed by t
         self._hours = np.append(market.hours[1:], 0.0)
         n = self.num_envs
-        self.t = np.zeros(n, dtype=np.int64)
-        self.steps = np.zeros(n, dtype=np.int64)
-        self.exposure = np.zeros(n)
-        self.entry = np.full(n, np.nan)
-        self.equity = np.ones(n)
-        self._a = np.zeros(n)
-        self._b = np.zeros(n)
+        self.t: np.ndarray = np.zeros(n, dtype=np.int64)
+        self.steps: np.ndarray = np.zeros(n, dtype=np.int64)
+        self.exposure: np.ndarray = np.zeros(n)
+        self.entry: np.ndarray = np.full(n, np.nan)
+        self.equity: np.ndarray = np.ones(n)
+        self._a: np.ndarray = np.zeros(n)  # differential Sharpe: EMA of returns
+        self._b: np.ndarray = np.zeros(n)  # ... and of squared returns
 
     def _starts(self, k: int) -> np.ndarray:
         last = self.window.end - 1 - self.max_step  # an episode needs max_step bars after its start
@@ -104,7 +104,7 @@ class BtcPerpVecEnv:
         terminated = self.equity <= 0.0
         truncated = (self.steps >= self.max_step) & ~terminated
         obs = self.market.observe(self.t, self.exposure, self.entry)
-        info: dict[str, Any] = {"equity": self.equity.copy(), "exposure": new, "fees": fees,
+        info: dict[str, Any] = {"equity": self.equity.copy(), "exposure": new.copy(), "fees": fees,
                                 "funding": funding, "gross": gross, "t": self.t.copy()}
         done = terminated | truncated
         if done.any():

@@ -6,7 +6,8 @@ equity, on the meta consumer's grid) held over bar t+1:
 * price PnL: ``e' * (close[t+1] / close[t] - 1)`` (the executor/paper fills at the next open,
   which on these continuous hourly candles is the close of t);
 * trading cost: ``|e' - e| * (taker_fee + slippage)``: taker fee on every fill, fixed adverse
-  slippage, as in ``executor/exchanges/paper.py``;
+  slippage, as in ``executor/exchanges/paper.py`` (the paper venue charges the fee on the slipped
+  price: a difference of fee x slippage, 5e-8 of the notional, ignored here);
 * funding: ``e' * funding_rate_hourly * hours(t -> t+1)``: longs pay when the rate is positive; the
   hours count, so a data gap charges the hours it spans;
 * equity: ``equity[t+1] = equity[t] * (1 + net)``, all three terms as fractions of equity[t].

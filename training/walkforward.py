@@ -40,7 +40,7 @@ def run_walkforward(candles: pd.DataFrame, signals: SignalArrays, *, folds: int,
     """The ``report.json`` document (see the module doc for the selection rule)."""
     c = costs or CostModel()
     close = candles["close"].to_numpy(dtype=np.float64)
-    out_folds = []
+    out_folds: list[dict[str, Any]] = []
     for fold in walk_forward(len(candles), folds=folds, start=signals.warmup, mode=mode, embargo=embargo):
         stats = fit_stats(close, fold.train, vol_window=vol_window, funding_rate_hourly=c.funding_rate_hourly)
         market = Market.build(candles, signals, stats.spec(signals.strategies))

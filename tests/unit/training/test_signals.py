@@ -34,7 +34,8 @@ def test_arrays_cover_every_enabled_strategy(real_signals: SignalArrays, real_ca
 
 
 @pytest.mark.parametrize("bar", [-1, -500, 30_000])
-def test_history_equals_live_recommend(real_signals: SignalArrays, real_candles: pd.DataFrame, bar: int) -> None:
+def test_history_equals_live_recommend(real_signals: SignalArrays, real_candles: pd.DataFrame,
+                                       bar: int) -> None:
     """Cold ``recommend`` on the live window ending at a bar gives the arrays' values at that bar."""
     t = bar % len(real_candles)
     for j, spec in enumerate(load_registry().enabled):
@@ -56,7 +57,8 @@ def test_observation_equals_meta_consumer_observe(market: Market) -> None:
                   for j, name in enumerate(s.strategies)}
         mark = Mark(f"tick{t}", tuple(market.close[t - 255 : t + 1].tolist()))
         live = observe(market.spec, latest, 7, Portfolio(exposure, entry), mark)
-        ours = market.observe(np.array([t]), np.array([exposure]), np.array([np.nan if entry is None else entry]))
+        entry_arr = np.array([np.nan if entry is None else entry])
+        ours = market.observe(np.array([t]), np.array([exposure]), entry_arr)
         assert ours.tobytes() == live.tobytes()
 
 
