@@ -41,4 +41,4 @@ lint: env ## ruff
 	@.venv/bin/ruff check .
 
 bench: env ## Run every benchmark under bench/ (results in docs/BENCHMARKS.md)
-	@for b in bench/bench_*.py; do echo "==> $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/bench_*.py; do echo "==> $$b"; $(PY) $$b || exit 1; done; $(PY) bench/collect.py
