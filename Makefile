@@ -13,7 +13,7 @@ demo: ## Main job: full pipeline on the bundled real data (paper trading), write
 test: ## All tests on real Kafka + Postgres (installs and starts what they need)
 	@scripts/test.sh
 
-test-exhaustive: ## The every-bar strategy parity check over the whole dataset (~1 h on 2 cores)
+test-exhaustive: ## Only the every-bar strategy parity check over the whole dataset (~12 min)
 	@scripts/python-env.sh && .venv/bin/python -m pytest -m exhaustive tests/unit/strategies
 
 env: ## Create/update the Python environment from uv.lock

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from bridge.settings import Role
 from bridge.state import BridgeState
+from common.db.session import session_scope
 
 _bearer = HTTPBearer(auto_error=False, description="A viewer or operator token of this bridge.")
 NAMESPACE_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -78,15 +79,8 @@ def require_operator(principal: CurrentPrincipal) -> Principal:
 
 def db_session(state: State) -> Iterator[Session]:
     """One transaction per request: committed when the endpoint returns, rolled back if it raises."""
-    session = Session(state.engine, expire_on_commit=False)
-    try:
+    with session_scope(state.engine) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 DbSession = Annotated[Session, Depends(db_session)]

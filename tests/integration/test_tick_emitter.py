@@ -83,12 +83,14 @@ def test_catch_up_after_outage_publishes_each_missed_tick_once_in_order(
     assert [k for k, _ in bars] == expected_ids
     assert len(read_topic(cfg, cfg.topic(TICKS), idle=1.0)) == 7  # nothing beyond the 7
     frame = CsvSource(BUNDLED_CSV)
+    # The 1h window carries the longest lookback among the due 1h strategies (the real registry's).
+    longest = max(s.lookback_hours for s in load_registry(cfg.registry_path, import_classes=False).enabled)
     for (_, plan), (_, bar) in zip(ticks, bars, strict=True):
         assert isinstance(plan, TickPlan) and isinstance(bar, BarClosed)
         assert plan.due_timeframes == ("1h",) and len(plan.due_strategies) == 5
         assert plan.deadline == plan.tick_time + timedelta(seconds=30)
         assert plan.namespace == cfg.kafka.topic_prefix
-        assert len(bar) == 720 and bar.bar_open_time == plan.tick_time - timedelta(hours=1)
+        assert len(bar) == longest and bar.bar_open_time == plan.tick_time - timedelta(hours=1)
         last = frame.fetch("", "1h", bar.bar_open_time, plan.tick_time)[0]
         assert (bar.open[-1], bar.high[-1], bar.low[-1], bar.close[-1], bar.volume[-1]) == last.values()
 
