@@ -15,6 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 from confluent_kafka.admin import AdminClient
 
 from common.db.session import make_engine
+from common.heartbeat import Heartbeat
 from common.kafka.configuration import admin_config
 from common.kafka.producer import EventProducer
 from common.kafka.topics import ensure_topics, topic_specs
@@ -74,9 +75,11 @@ def run_forever(emitter: TickEmitter, *, delay_s: int = 5, shutdown: GracefulShu
     scheduler.start()
     log.info("tick_emitter_started", global_tick=emitter.settings.global_tick,
              strategies=len(emitter.registry.enabled), namespace=emitter.namespace)
+    heartbeat = Heartbeat(emitter.settings, "tick_emitter", every_s=15.0)
     try:
         while not shutdown.wait(1.0):
-            pass
+            if heartbeat.due():
+                heartbeat.beat(None, {"global_tick": emitter.settings.global_tick})
     finally:
         log.info("tick_emitter_stopping")
         scheduler.shutdown(wait=True)

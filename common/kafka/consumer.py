@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from common import serde
+from common.heartbeat import Heartbeat
 from common.kafka.configuration import consumer_config
 from common.kafka.dead_letter import DeadLetterSink
 from common.kafka.producer import EventProducer
@@ -68,6 +69,7 @@ class ConsumerLoop:
         after_batch: Callable[[], None] | None = None,
         extra_config: dict[str, Any] | None = None,
         poll_timeout: float = 0.05,
+        heartbeat: bool = True,
     ) -> None:
         # extra_config: e.g. group.instance.id (static membership) so a restarted singleton gets
         # its partitions back at once instead of waiting out the old session.
@@ -86,6 +88,8 @@ class ConsumerLoop:
         self._after_batch = after_batch
         self.stats = LoopStats()
         self._last_lag_check = 0.0
+        self._heartbeat = Heartbeat(settings, service) if heartbeat else None
+        self._last_msg_ts: float | None = None
 
     def run(self, *, max_messages: int | None = None, idle_timeout: float | None = None) -> LoopStats:
         """Consume until shutdown, ``max_messages`` handled, or nothing arrived for ``idle_timeout`` s."""
@@ -101,6 +105,7 @@ class ConsumerLoop:
                     want = min(want, max_messages - self.stats.handled - self.stats.dead_lettered)
                 batch = self._consumer.consume(num_messages=want, timeout=self._poll_timeout)
                 HEARTBEAT.labels(self._service).set_to_current_time()
+                self._beat()
                 if not batch:
                     if idle_timeout is not None and time.monotonic() - last_activity > idle_timeout:
                         break
@@ -162,6 +167,9 @@ class ConsumerLoop:
             self._dlq.send(msg, reason, type(exc).__name__)
             self.stats.dead_lettered += 1
             return
+        ts_type, ts_ms = msg.timestamp()
+        if ts_type and ts_ms > 0:
+            self._last_msg_ts = ts_ms / 1000.0
         MESSAGES_CONSUMED.labels(self._service, topic).inc()
         HANDLE_SECONDS.labels(self._service, topic).observe(time.perf_counter() - started)
         self.stats.handled += 1
@@ -173,6 +181,29 @@ class ConsumerLoop:
             latest[tp] = max(latest.get(tp, -1), msg.offset() or 0)
         offsets = [TopicPartition(t, p, off + 1) for (t, p), off in latest.items()]
         self._consumer.commit(offsets=offsets, asynchronous=False)
+
+    def _beat(self) -> None:
+        """Liveness row for the bridge: seconds behind = age of the last message while a backlog exists."""
+        if self._heartbeat is None or not self._heartbeat.due():
+            return
+        backlog = 0
+        for tp in self._consumer.assignment():
+            _low, high = self._consumer.get_watermark_offsets(tp, timeout=1.0, cached=True)
+            pos = self._consumer.position([tp])[0].offset
+            if pos >= 0 and high >= 0:
+                backlog += max(0, high - pos)
+        behind = (
+            0.0 if backlog == 0 or self._last_msg_ts is None else max(0.0, time.time() - self._last_msg_ts)
+        )
+        self._heartbeat.beat(
+            behind,
+            {
+                "backlog_messages": backlog,
+                "handled": self.stats.handled,
+                "dead_lettered": self.stats.dead_lettered,
+                "topics": self._topics,
+            },
+        )
 
     def _report_lag(self) -> None:
         now = time.monotonic()

@@ -220,3 +220,32 @@ def test_sigterm_finishes_batch_commits_and_exits_cleanly(settings: Settings, tm
     assert "clean-exit 3" in out
     assert marker.read_text().split() == ["s0", "s1", "s2"]
     assert _committed(settings, "g-term", topic) == 3
+
+
+def test_consume_loop_writes_a_heartbeat_the_bridge_can_show(settings: Settings) -> None:
+    from sqlalchemy import select
+
+    from common.db.models import ServiceHeartbeat
+    from common.db.session import make_engine, session_scope
+
+    topic = settings.topic(INTENTS)
+    producer = EventProducer(settings, "test")
+    producer.send(topic, sample_order_intent(intent_id="hb1"), key="k")
+    producer.flush()
+    loop = ConsumerLoop(
+        settings,
+        service="hb-svc",
+        group_id="g-hb",
+        topics=[topic],
+        handler=lambda _e, _m: None,
+        producer=producer,
+        expected=OrderIntent,
+    )
+    loop.run(max_messages=1, idle_timeout=20)
+    with session_scope(make_engine(settings.database_url.get_secret_value())) as s:
+        rows = s.scalars(
+            select(ServiceHeartbeat).where(ServiceHeartbeat.service == f"{settings.kafka.topic_prefix}hb-svc")
+        ).all()
+    assert len(rows) == 1
+    assert rows[0].info is not None and rows[0].info["topics"] == [topic]
+    assert rows[0].lag is not None and rows[0].lag >= 0
