@@ -31,8 +31,7 @@ def apply_fill(h: Holding, signed_qty: float, price: float) -> tuple[Holding, fl
     if abs(q) < _EPS or h.avg_price is None:
         return Holding(new_q, price if abs(new_q) > _EPS else None, h.realized), 0.0
     if q * signed_qty > 0:  # adding to the position: weighted average entry
-        avg = (abs(q) * h.avg_price + abs(signed_qty) * price) / abs(new_q)
-        return Holding(new_q, avg, h.realized), 0.0
+        return Holding(new_q, (abs(q) * h.avg_price + abs(signed_qty) * price) / abs(new_q), h.realized), 0.0
     closed = min(abs(signed_qty), abs(q))
     realized = closed * (price - h.avg_price) * (1.0 if q > 0 else -1.0)
     if abs(new_q) < _EPS:

@@ -16,6 +16,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import func, select
@@ -54,7 +55,7 @@ def _cleanup_previous(settings: Settings, engine_url: str) -> None:
         say(f"removed the previous demo run ({len(removed)} topics, {rows} rows)")
 
 
-def _count(engine_url: str, model: type, namespace: str) -> int:
+def _count(engine_url: str, model: Any, namespace: str) -> int:
     with session_scope(make_engine(engine_url)) as s:
         return int(s.scalar(select(func.count()).select_from(model).where(model.namespace == namespace)) or 0)
 

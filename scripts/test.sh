@@ -10,8 +10,9 @@ step "Python environment"
 scripts/python-env.sh
 step "Infrastructure (Kafka, PostgreSQL)"
 infra/dev.sh start
-step "Lint (ruff)"
+step "Lint (ruff) and types (mypy)"
 .venv/bin/ruff check .
+.venv/bin/mypy config.py common ops producers tick_emitter strategy_consumers meta_consumer executor training bridge
 step "Migrations and topics (live namespace)"
 .venv/bin/python -m ops migrate
 .venv/bin/python -m ops topics

@@ -41,5 +41,6 @@ def delete_namespaces(engine: Engine, names: list[str]) -> int:
     deleted = 0
     with session_scope(engine) as s:
         for table in namespaced_tables():
-            deleted += s.execute(delete(table).where(table.c.namespace.in_(names))).rowcount or 0
+            result = s.execute(delete(table).where(table.c.namespace.in_(names)))
+            deleted += getattr(result, "rowcount", 0) or 0
     return deleted

@@ -120,7 +120,7 @@ class KrakenFutures:
                 "kraken_retry",
                 call=what,
                 attempt=rs.attempt_number,
-                error=type(rs.outcome.exception()).__name__,
+                error=type(rs.outcome.exception()).__name__ if rs.outcome else "?",
             ),
             reraise=False,
         )
