@@ -145,7 +145,7 @@ def replay(
     ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, registry.timeframes))
     shutdown = shutdown or GracefulShutdown()
     own = producer is None
-    producer = producer or EventProducer(settings, "tick-emitter-replay", linger_ms=50)
+    producer = producer or EventProducer(settings, "tick-emitter-replay", linger_ms=50, compression="zstd")
     topics = [settings.topic(bars_topic(tf)) for tf in registry.timeframes]
     flow = FlowControl(settings, groups, topics, max_ahead) if groups and max_ahead is not None else None
     stats = ReplayStats()

@@ -36,15 +36,24 @@ def client_config(settings: Settings) -> dict[str, Any]:
     return conf
 
 
-def producer_config(settings: Settings, *, linger_ms: float = 1.0) -> dict[str, Any]:
-    """Idempotent producer: acks=all and enable.idempotence, so retries never duplicate or reorder."""
-    return client_config(settings) | {
+def producer_config(
+    settings: Settings, *, linger_ms: float = 1.0, compression: str = "lz4", batch_bytes: int | None = None
+) -> dict[str, Any]:
+    """Idempotent producer: acks=all and enable.idempotence, so retries never duplicate or reorder.
+
+    ``compression``/``batch_bytes`` let bulk publishers (replays) trade CPU for throughput; the
+    delivery guarantees are not tunable.
+    """
+    conf = client_config(settings) | {
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": linger_ms,
-        "compression.type": "lz4",
+        "compression.type": compression,
         "message.timeout.ms": 60_000,
     }
+    if batch_bytes is not None:
+        conf["batch.size"] = batch_bytes
+    return conf
 
 
 def consumer_config(settings: Settings, group_id: str, *, from_beginning: bool = True) -> dict[str, Any]:

@@ -24,8 +24,19 @@ class ProduceError(RuntimeError):
 
 
 class EventProducer:
-    def __init__(self, settings: Settings, service: str, *, linger_ms: float = 1.0) -> None:
-        self._producer = Producer(producer_config(settings, linger_ms=linger_ms))
+    def __init__(
+        self,
+        settings: Settings,
+        service: str,
+        *,
+        linger_ms: float = 1.0,
+        compression: str = "lz4",
+        batch_bytes: int | None = None,
+    ) -> None:
+        conf = producer_config(
+            settings, linger_ms=linger_ms, compression=compression, batch_bytes=batch_bytes
+        )
+        self._producer = Producer(conf)
         self._service = service
         self._failures: list[str] = []
 
