@@ -11,12 +11,12 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
 from bridge.app import create_app
-from bridge.demo import DemoSummary, seed_demo
 from bridge.settings import BridgeSettings
 from common.db.migrate import upgrade
 from common.db.models import AuditLog, Model, RiskState
 from common.db.session import make_engine, session_scope
 from config import load_settings
+from tests.bridge_seed import DemoSummary, seed_demo
 from tests.conftest import _create_db, _drop_db, _url
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.demo import seed_demo
 from common.db.migrate import upgrade
 from common.db.session import make_engine
 from common.events import SignalEvent, Target
@@ -25,6 +24,7 @@ from common.kafka import topics
 from common.kafka.producer import EventProducer
 from common.testkit import sample_execution_report, sample_order_intent, sample_recommendation
 from config import Settings
+from tests.bridge_seed import seed_demo
 from tests.conftest import _create_db, _drop_db, _url
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
-"""Seed a database with a small, realistic demo: real BTC candles plus the rows a run would write.
+"""Test data for the bridge and GUI tests: real BTC candles plus the rows a run would write.
 
-Used by the bridge's integration tests and the desktop client's screenshot test, and handy for a
-local demo of the GUI. Candles are the bundled real Bitstamp history; the trading rows come from a
+Used by the bridge's integration tests and the desktop client's screenshot test (not by the
+product: the main job's demo runs the real pipeline). Candles are the bundled real Bitstamp history; the trading rows come from a
 plain moving-average crossover replayed on those candles (so fills sit at real prices), clearly
 labelled as demo data. It writes under the given namespace and never selects a model outside the
 ``models`` rows it creates itself.
