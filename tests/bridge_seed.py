@@ -1,10 +1,10 @@
 """Test data for the bridge and GUI tests: real BTC candles plus the rows a run would write.
 
 Used by the bridge's integration tests and the desktop client's screenshot test (not by the
-product: the main job's demo runs the real pipeline). Candles are the bundled real Bitstamp history; the trading rows come from a
-plain moving-average crossover replayed on those candles (so fills sit at real prices), clearly
-labelled as demo data. It writes under the given namespace and never selects a model outside the
-``models`` rows it creates itself.
+product: the main job's demo runs the real pipeline). Candles are the bundled real Bitstamp
+history; the trading rows come from a plain moving-average crossover replayed on those candles
+(so fills sit at real prices), clearly labelled as demo data. It writes under the given
+namespace and never selects a model outside the ``models`` rows it creates itself.
 """
 
 from __future__ import annotations
