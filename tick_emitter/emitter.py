@@ -32,6 +32,7 @@ from config import Settings
 from producers import store
 from producers.candles import CandleSource
 from producers.sync import sync_market_data
+from tick_emitter.base_cache import BaseCandleCache
 from tick_emitter.core import (
     BarPayload,
     BaseCandles,
@@ -61,8 +62,10 @@ def db_namespace(settings: Settings) -> str:
 def last_recorded_tick(engine: Engine, namespace: str, symbol: str) -> datetime | None:
     with engine.connect() as conn:
         return conn.execute(
-            select(Tick.tick_time).where(Tick.namespace == namespace, Tick.symbol == symbol)
-            .order_by(Tick.tick_time.desc()).limit(1)
+            select(Tick.tick_time)
+            .where(Tick.namespace == namespace, Tick.symbol == symbol)
+            .order_by(Tick.tick_time.desc())
+            .limit(1)
         ).scalar_one_or_none()
 
 
@@ -78,11 +81,16 @@ def recorded_tick_ids(engine: Engine, namespace: str, tick_ids: list[str]) -> se
 def record_tick(engine: Engine, namespace: str, tick: TickPlan) -> None:
     with engine.begin() as conn:
         conn.execute(
-            insert(Tick).values(
-                namespace=namespace, tick_id=tick.tick_id, symbol=tick.symbol, tick_time=tick.tick_time,
+            insert(Tick)
+            .values(
+                namespace=namespace,
+                tick_id=tick.tick_id,
+                symbol=tick.symbol,
+                tick_time=tick.tick_time,
                 due_timeframes=list(tick.due_timeframes),
                 due_strategies=[d.name for d in tick.due_strategies],
-            ).on_conflict_do_nothing()
+            )
+            .on_conflict_do_nothing()
         )
 
 
@@ -98,8 +106,12 @@ def publish_tick(
     for bar in bars:
         topic = settings.topic(bars_topic(bar.timeframe))
         if fast:
-            producer.send_raw(topic, encode_bar(bar), tick.tick_id, {"schema": BarClosed.SCHEMA_NAME,
-                                                                     "producer": "tick-emitter"})
+            producer.send_raw(
+                topic,
+                encode_bar(bar),
+                tick.tick_id,
+                {"schema": BarClosed.SCHEMA_NAME, "producer": "tick-emitter"},
+            )
         else:
             producer.send(topic, bar.to_event(), key=tick.tick_id)
 
@@ -116,9 +128,17 @@ class TickEmitter:
     """Owns the per-tick work; the scheduler only calls ``run_once``."""
 
     def __init__(
-        self, settings: Settings, registry: Registry, engine: Engine, producer: EventProducer, *,
-        source: CandleSource | None = None, deadline: timedelta = timedelta(seconds=30),
-        catchup_hours: float = 24.0, prune: bool = True, clock: Callable[[], datetime] | None = None,
+        self,
+        settings: Settings,
+        registry: Registry,
+        engine: Engine,
+        producer: EventProducer,
+        *,
+        source: CandleSource | None = None,
+        deadline: timedelta = timedelta(seconds=30),
+        catchup_hours: float = 24.0,
+        prune: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -131,10 +151,18 @@ class TickEmitter:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.namespace = db_namespace(settings)
         self._lock = threading.Lock()
+        self._base_cache = BaseCandleCache(
+            lambda start, end: store.load_arrays(
+                self.engine, self.settings.symbol, self.settings.min_timeframe, start, end
+            ),
+            settings.min_timeframe_minutes,
+        )
         for spec in registry.enabled:
             if spec.timeframe_minutes % settings.min_timeframe_minutes:
-                raise ValueError(f"{spec.name}: timeframe {spec.timeframe} is not a multiple of "
-                                 f"MIN_TIMEFRAME {settings.min_timeframe}")
+                raise ValueError(
+                    f"{spec.name}: timeframe {spec.timeframe} is not a multiple of "
+                    f"MIN_TIMEFRAME {settings.min_timeframe}"
+                )
 
     def pending(self, now: datetime) -> list[DuePlan]:
         """Plans with something due, after the last recorded tick, up to ``now``, oldest first."""
@@ -143,8 +171,11 @@ class TickEmitter:
         last = last_recorded_tick(self.engine, self.namespace, self.settings.symbol)
         start = end if last is None else max(last + timedelta(minutes=step), end - self.catchup)
         if last is not None and last + timedelta(minutes=step) < end - self.catchup:
-            log.warning("catchup_truncated", last_tick=last.isoformat(),
-                        catchup_hours=self.catchup / timedelta(hours=1))
+            log.warning(
+                "catchup_truncated",
+                last_tick=last.isoformat(),
+                catchup_hours=self.catchup / timedelta(hours=1),
+            )
         scan = candidate_step(self.registry, step)
         plans = (plan_tick(t, self.registry) for t in tick_times(start, end, scan))
         return [p for p in plans if p]
@@ -204,15 +235,23 @@ class TickEmitter:
         for plan in todo:
             windows = prepare_bars(base, plan.tick_time, plan)
             tick, bars, degraded = build_events(
-                self.settings.symbol, plan, windows, published_at=self.clock(), deadline=self.deadline,
+                self.settings.symbol,
+                plan,
+                windows,
+                published_at=self.clock(),
+                deadline=self.deadline,
                 namespace=self.settings.kafka.topic_prefix,
             )
             if degraded:
                 result.degraded[tick.tick_id] = degraded
                 for tf in degraded:
                     TICKS_DEGRADED.labels(tf).inc()
-                log.warning("tick_degraded", tick_id=tick.tick_id, timeframes=degraded,
-                            detail="closing bar incomplete (missing base candles); timeframe not published")
+                log.warning(
+                    "tick_degraded",
+                    tick_id=tick.tick_id,
+                    timeframes=degraded,
+                    detail="closing bar incomplete (missing base candles); timeframe not published",
+                )
             if not bars:
                 log.warning("tick_not_published", tick_id=tick.tick_id, detail="no timeframe publishable")
                 continue
@@ -222,19 +261,21 @@ class TickEmitter:
             TICKS_PUBLISHED.labels(self.namespace).inc()
             LAST_TICK.set(tick.tick_time.timestamp())
             result.published.append(tick)
-            log.info("tick_published", tick_id=tick.tick_id, timeframes=list(tick.due_timeframes),
-                     strategies=len(tick.due_strategies), lag_s=(now - tick.tick_time).total_seconds())
+            log.info(
+                "tick_published",
+                tick_id=tick.tick_id,
+                timeframes=list(tick.due_timeframes),
+                strategies=len(tick.due_strategies),
+                lag_s=(now - tick.tick_time).total_seconds(),
+            )
         return result
 
     def _tick_id(self, plan: DuePlan) -> str:
         return make_tick_id(self.settings.symbol, plan.tick_time)
 
     def load_base(self, start: datetime, end: datetime) -> BaseCandles:
-        """All base candles the pending ticks need, read in one query."""
-        times, values = store.load_arrays(
-            self.engine, self.settings.symbol, self.settings.min_timeframe, start, end
-        )
-        return BaseCandles(times, values, self.settings.min_timeframe_minutes)
+        """All base candles the pending ticks need: cached, topped up with what is new since last tick."""
+        return self._base_cache.get(start, end)
 
 
 __all__ = ["TickEmitter", "TickResult", "db_namespace", "publish_tick", "record_tick"]
