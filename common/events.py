@@ -13,6 +13,7 @@ refused: a silently-local timestamp on a trading bus is a bug, not a convenience
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -173,18 +174,20 @@ def _set(obj: object, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)
 
 
-class Event:
-    """Marker base: every top-level message type carries its Avro full name."""
+class Event(ABC):
+    """Base of every top-level message type: carries its Avro full name and its dict mapping."""
 
     __slots__ = ()
     SCHEMA_NAME: ClassVar[str]
 
-    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """The Avro record for this event (what the serde writes)."""
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build the event from a decoded Avro record."""
 
 
 # --------------------------------------------------------------------------- TickPlan

@@ -5,7 +5,6 @@ run the TestFX screenshot test headless (Monocle), and check the PNG it saved.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -113,7 +112,6 @@ def live_traffic(settings: Settings) -> Iterator[None]:
     thread.join(10)
 
 
-@pytest.mark.skipif(shutil.which("mvn") is None, reason="Maven not installed")
 def test_gui_renders_live_bridge_data(running_bridge: str, live_traffic: None) -> None:
     from PIL import Image
 
