@@ -143,19 +143,25 @@ def test_at_most_one_selected_model(empty_database_url: str, engine: Engine) -> 
     assert selected == ["m2"]
 
 
-def test_timescale_revision_is_a_noop_without_the_extension(empty_database_url: str, engine: Engine) -> None:
+def test_timescale_revision_applies_only_with_the_extension(empty_database_url: str, engine: Engine) -> None:
+    """Without the extension (Debian Postgres here) 0002 is a no-op; with it, candles is a hypertable."""
     with engine.connect() as conn:
         available = conn.execute(
             text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
         ).scalar()
-    if available:
-        pytest.skip("this server has TimescaleDB; the no-op path is not what runs here")
 
     migrate.upgrade(empty_database_url, "0001")
     migrate.upgrade(empty_database_url, "0002", options={"candle_retention_days": "30"})
     assert migrate.current(empty_database_url) == "0002"
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar() is None
+        installed = conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar()
+        if available and installed:
+            hyper = conn.execute(
+                text("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'candles'")
+            ).scalar()
+            assert hyper == 1
+        else:
+            assert installed is None
     migrate.downgrade(empty_database_url, "0001")
     assert migrate.current(empty_database_url) == "0001"
     assert "candles" in _tables(engine)
