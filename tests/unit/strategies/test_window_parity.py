@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from multiprocessing import Pool
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,9 @@ def test_window_parity_sampled(candles: pd.DataFrame, name: str) -> None:
 def test_window_parity_every_bar(candles: pd.DataFrame, name: str) -> None:
     # 37k windows per strategy: spread over all CPUs (each worker reloads the bundled data).
     procs = max(1, os.cpu_count() or 1)
-    with Pool(procs) as pool:
+    # spawn, not fork: earlier tests in this process leave librdkafka/uvloop threads behind, and a
+    # forked child of a multi-threaded process can crash (it did: a segfault in a worker's GC).
+    with multiprocessing.get_context("spawn").Pool(procs) as pool:
         parts = pool.map(window_chunk, [(name, k, procs, 1) for k in range(procs)])
     assert sum(p["checked"] for p in parts) == len(candles)
     for key in ("signal", "cold", "warm", "conf"):
