@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Creates/updates the project's Python environment (.venv) from uv.lock, reproducibly.
-#   scripts/python-env.sh [extra uv sync args]   e.g. --group training for the offline trainer
+#   scripts/python-env.sh [extra uv sync args]
+# The dev/CI environment holds every group (services, dev and training, which brings torch,
+# ElegantRL and FinRL): the training tests need them, and syncing one group at a time would make
+# `make demo` and `make test` uninstall each other's packages. The images install only their own
+# group (deploy/docker), and tests/deploy/test_docker.py proves the services import without torch.
 # uv itself is installed into .local/tools when it is not on PATH, pinned to a known version.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +16,9 @@ PY="$(command -v python3.11 || command -v python3 || true)"
 [ -n "$PY" ] || { echo "[python] ERROR: Python 3.11 is required (python3.11 not found)" >&2; exit 1; }
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
   || { echo "[python] ERROR: Python 3.11 is required, $("$PY" --version) found" >&2; exit 1; }
+# The real interpreter, not a version-manager shim: uv recreates .venv when the path it is given
+# differs from the one the environment was made with.
+PY="$("$PY" -c 'import sys; print(sys.executable)')"
 
 UV="$(command -v uv || true)"
 if [ -z "$UV" ]; then
@@ -23,7 +30,7 @@ if [ -z "$UV" ]; then
   fi
 fi
 export UV_PYTHON_DOWNLOADS=never
-say "syncing .venv from uv.lock (groups: services, dev $*)"
-"$UV" sync --frozen --python "$PY" "$@" 2>&1 | grep -vE '^(Resolved|Audited|Checked) ' || true
+say "syncing .venv from uv.lock (groups: services, dev, training $*); torch is a large first download"
+"$UV" sync --frozen --python "$PY" --group training "$@" 2>&1 | grep -vE '^(Resolved|Audited|Checked) ' || true
 [ -x "$REPO/.venv/bin/python" ] || { echo "[python] ERROR: .venv was not created" >&2; exit 1; }
 say "ready: $("$REPO/.venv/bin/python" --version)"
