@@ -1,84 +1,92 @@
-"""Walk-forward evaluation: per fold, fit on train, select on validation, report on test.
+"""Walk-forward evaluation: per fold, train on train, choose on validation, report on test.
 
-Selection rule (this round, no trained agents yet): among the candidates that exist (the
-baselines), pick the highest annualized Sharpe on the fold's *validation* window; the test window
-is only scored, never consulted. The report's top-level ``selected`` is the candidate with the best
-mean validation Sharpe over the folds (again validation only). Overfitting statistics per fold:
-PBO by CSCV over the candidates' validation returns, and the deflated Sharpe ratio of the selected
-candidate's test returns given the number of candidates tried.
+Each fold is one call of :func:`training.pipeline.run_fold` (agents trained on the fold's train
+window, every candidate backtested on validation and test). Selection per fold: the deployable
+candidate (trained models, ``majority_vote``, ``flat``) with the highest validation Sharpe; the test
+window is only scored. The report's top-level ``selected`` is the deployable candidate with the best
+mean validation Sharpe over the folds (validation only again). Each fold's ``results`` also holds
+``"selected"``: the test metrics of that fold's choice, i.e. what the procedure itself would have
+earned. Overfitting statistics per fold: PBO by CSCV over the candidates' validation returns, and
+the deflated Sharpe ratio of the chosen candidate's test returns given the number of candidates.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from training.backtest import evaluate, run_baselines
-from training.features import fit_stats
 from training.ledger import CostModel
-from training.market import Market
 from training.metrics import deflated_sharpe, pbo_cscv
+from training.pipeline import DEPLOYABLE_BASELINES, FoldResult, run_fold
 from training.signals import SignalArrays
 from training.split import Window, walk_forward
-
-
-def select(validation: dict[str, dict[str, Any]], metric: str = "sharpe") -> str:
-    """Best candidate by ``metric`` on validation results (first one wins a tie)."""
-    return max(validation, key=lambda name: validation[name][metric])
 
 
 def _span(index: pd.DatetimeIndex, w: Window) -> list[str]:
     return [index[w.start].isoformat(), index[w.end - 1].isoformat()]
 
 
+def _fold_entry(res: FoldResult, index: pd.DatetimeIndex, cscv_blocks: int) -> dict[str, Any]:
+    val, test = res.metrics("validation"), res.metrics("test")
+    names = res.candidates
+    val_matrix = np.stack([res.validation[n].net for n in names], axis=1)
+    std = val_matrix.std(axis=0, ddof=1)
+    per_period = val_matrix.mean(axis=0) / np.where(std > 0, std, np.inf)
+    fold = res.fold
+    return {
+        "train": _span(index, fold.train),
+        "validation": _span(index, fold.validation),
+        "test": _span(index, fold.test),
+        "bars": {"train": len(fold.train), "validation": len(fold.validation), "test": len(fold.test)},
+        "vol_scale": res.stats.vol_scale,
+        "selected": res.selected,
+        "validation_results": val,
+        "results": {**test, "selected": {**test[res.selected], "name": res.selected}},
+        "models": {name: {"algo": a.algo, "seed": a.seed, "budget_steps": a.budget_steps,
+                          "artifact_sha256": hashlib.sha256(a.artifact).hexdigest(),
+                          "checkpoint": str(a.checkpoint)}
+                   for name, a in res.agents.items()},
+        "overfitting": {
+            **pbo_cscv(val_matrix, blocks=cscv_blocks),
+            "deflated_sharpe_selected_test": deflated_sharpe(
+                res.test[res.selected].net, trials=len(names), sharpe_variance=float(np.var(per_period))),
+        },
+    }
+
+
 def run_walkforward(candles: pd.DataFrame, signals: SignalArrays, *, folds: int, budget_steps: int = 0,
+                    algos: Sequence[str] = (), seed: int = 0, out_dir: Path | None = None,
                     mode: Literal["expanding", "rolling"] = "expanding", embargo: int = 24,
                     vol_window: int = 24, costs: CostModel | None = None, step: float = 0.25,
-                    max_exposure: float = 1.0, cscv_blocks: int = 8) -> dict[str, Any]:
+                    max_exposure: float = 1.0, cscv_blocks: int = 8,
+                    progress: bool = False) -> dict[str, Any]:
     """The ``report.json`` document (see the module doc for the selection rule)."""
     c = costs or CostModel()
-    close = candles["close"].to_numpy(dtype=np.float64)
     out_folds: list[dict[str, Any]] = []
-    for fold in walk_forward(len(candles), folds=folds, start=signals.warmup, mode=mode, embargo=embargo):
-        stats = fit_stats(close, fold.train, vol_window=vol_window, funding_rate_hourly=c.funding_rate_hourly)
-        market = Market.build(candles, signals, stats.spec(signals.strategies))
-        val_ledgers = run_baselines(market, fold.validation, c, step=step, max_exposure=max_exposure)
-        val = evaluate(val_ledgers)
-        chosen = select(val)
-        test_ledgers = run_baselines(market, fold.test, c, step=step, max_exposure=max_exposure)
-        test = evaluate(test_ledgers)
-        names = list(val_ledgers)
-        val_matrix = np.stack([val_ledgers[n].net for n in names], axis=1)
-        per_period = val_matrix.mean(axis=0) / np.where(val_matrix.std(axis=0, ddof=1) > 0,
-                                                         val_matrix.std(axis=0, ddof=1), np.inf)
-        out_folds.append({
-            "train": _span(signals.index, fold.train),
-            "validation": _span(signals.index, fold.validation),
-            "test": _span(signals.index, fold.test),
-            "bars": {"train": len(fold.train), "validation": len(fold.validation), "test": len(fold.test)},
-            "vol_scale": stats.vol_scale,
-            "selected": chosen,
-            "validation_results": val,
-            "results": test,
-            "overfitting": {
-                **pbo_cscv(val_matrix, blocks=cscv_blocks),
-                "deflated_sharpe_selected_test": deflated_sharpe(
-                    test_ledgers[chosen].net, trials=len(names), sharpe_variance=float(np.var(per_period))),
-            },
-        })
+    for k, fold in enumerate(walk_forward(len(candles), folds=folds, start=signals.warmup, mode=mode,
+                                          embargo=embargo)):
+        res = run_fold(candles, signals, fold, algos=algos, budget_steps=budget_steps, seed=seed,
+                       out_dir=None if out_dir is None else out_dir / f"fold{k}", costs=c, step=step,
+                       max_exposure=max_exposure, vol_window=vol_window, progress=progress)
+        out_folds.append(_fold_entry(res, signals.index, cscv_blocks))
     names = list(out_folds[0]["validation_results"])
     mean_val = {n: float(np.mean([f["validation_results"][n]["sharpe"] for f in out_folds])) for n in names}
+    deployable = [n for n in names if n in algos or n in DEPLOYABLE_BASELINES]
     return {
         "folds": out_folds,
-        "selected": max(names, key=lambda n: mean_val[n]),
-        "selection": "highest mean validation Sharpe over folds; test windows never consulted",
+        "selected": max(deployable, key=lambda n: mean_val[n]),
+        "selection": "deployable candidate (trained models, majority_vote, flat) with the highest mean "
+                     "validation Sharpe over folds; test windows never consulted",
         "mean_validation_sharpe": mean_val,
         "candidates": names,
-        "agents": [],
+        "agents": list(algos),
         "budget_steps": budget_steps,
-        "note": "no trained agents in this build (torch-free core); candidates are the baselines",
+        "seed": seed,
         "costs": {"taker_fee": c.taker_fee, "slippage_bps": c.slippage_bps,
                   "funding_rate_hourly": c.funding_rate_hourly},
         "split": {"mode": mode, "embargo": embargo, "folds": folds},

@@ -47,10 +47,11 @@ def test_walkforward_writes_report(real_candles: pd.DataFrame, tmp_path: Path) -
              "single:supertrend", "single:fsupertrend", "single:ott", "single:bband_rsi"}
     for fold in report["folds"]:
         assert fold["train"][0] < fold["train"][1] < fold["validation"][0] < fold["test"][0] < fold["test"][1]
-        assert set(fold["results"]) == names
+        assert set(fold["results"]) == names | {"selected"}
+        assert fold["results"]["selected"]["name"] == fold["selected"] in {"majority_vote", "flat"}
         for row in fold["results"].values():
             assert {"sharpe", "max_drawdown", "total_return", "win_rate", "trades"} <= set(row)
-    assert report["selected"] in names and report["budget_steps"] == 1000
+    assert report["selected"] in {"majority_vote", "flat"} and report["budget_steps"] == 1000
 
 
 def test_module_entry_point() -> None:
