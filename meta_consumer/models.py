@@ -49,7 +49,8 @@ class ModelManager:
         now = self._clock()
         if self._checked_at is None or now - self._checked_at >= self._meta.model_poll_s:
             self._checked_at = now
-            key = store.selected_model_key(self._engine)
+            key = (store.model_key(self._engine, self._meta.model_id) if self._meta.model_id
+                   else store.selected_model_key(self._engine))
             if key != self._key:
                 self._choice = self._build(key)
                 self._key = key

@@ -47,6 +47,9 @@ class MetaSettings(BaseSettings):
     #: batch lowers tick-to-intent latency at the price of one offset commit per few messages.
     batch_size: int = Field(default=100, ge=1, le=10_000)
     group_id: str = "meta-consumer"
+    #: Pin this model (by ``models.model_id``) instead of the selected one: topic-replay backtests
+    #: run a given model without touching the live selection. Empty: the selected model decides.
+    model_id: str = ""
     #: Kafka static membership id: a restarted pod takes its partitions back at once instead of
     #: waiting for the dead member's session to time out. Empty disables it.
     group_instance_id: str = ""

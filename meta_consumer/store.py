@@ -97,6 +97,15 @@ def selected_model_key(engine: Engine) -> tuple[str, str] | None:
         return None if row is None else (row[0], row[1])
 
 
+def model_key(engine: Engine, model_id: str) -> tuple[str, str] | None:
+    """(model_id, artifact_sha256) of one model whether selected or not (a pinned replay model)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(Model.model_id, Model.artifact_sha256).where(Model.model_id == model_id)
+        ).first()
+        return None if row is None else (row[0], row[1])
+
+
 def load_model(engine: Engine, model_id: str) -> Model | None:
     with Session(engine) as session:
         return session.scalars(select(Model).where(Model.model_id == model_id)).one_or_none()
