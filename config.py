@@ -103,6 +103,19 @@ class ExchangeSettings(BaseModel):
     slippage_bps: float = Field(default=1.0, ge=0, lt=100)
 
 
+class TrainingSettings(BaseModel):
+    """The offline training project (``python -m training``): where results and model files go.
+
+    The results database is the training team's record of runs and evaluations. It defaults to an
+    embedded SQLite file so a laptop needs nothing running; point it at the team's PostgreSQL
+    (``BTCMETA_TRAINING__RESULTS_DATABASE_URL=postgresql+psycopg://...``) to share one leaderboard.
+    Model files and equity curves stay on the machine that trained them, under ``artifacts_dir``.
+    """
+
+    results_database_url: SecretStr = SecretStr("sqlite:///out/training/results.db")
+    artifacts_dir: str = "out/training"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -124,6 +137,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     exchange: ExchangeSettings = ExchangeSettings()
     risk: RiskLimits = RiskLimits()
+    training: TrainingSettings = TrainingSettings()
     #: Meta consumer action grid: one INCREASE/DECREASE moves exposure by this fraction of the max.
     exposure_step: float = Field(default=0.25, gt=0, le=1)
     max_exposure: float = Field(default=1.0, gt=0, le=1)

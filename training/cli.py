@@ -2,28 +2,43 @@
 
 Steps: ``signals`` (strategy answers over history -> .npz), ``split`` (print the walk-forward
 windows), ``baselines`` (every baseline on one window, as a table), ``walkforward`` (folds ->
-report.json). Agent training, the results DB, leaderboard/select and the HTML report come later;
-their commands are deliberately absent rather than stubbed.
+report.json), ``features`` (normalized market features), ``download`` (candles from a CSV or CCXT).
+Results (``training.results``): ``retrain`` (train hook + baselines -> a recorded run with a
+proposal), ``runs``, ``leaderboard``, ``report`` (HTML + PNGs), ``select`` (upload a model to the
+live ``models`` table and select it), ``retrain-check`` (exit 1 when the registry changed).
+Agent training itself plugs into ``retrain --hook``; it has no command of its own yet.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 import typer
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from common.db.session import make_engine
+from common.registry import RegistryError, load_registry
+from config import load_settings
+from executor.exchanges.kraken import api_urls
+from strategy_consumers.cli import read_candles
 from training.backtest import evaluate, format_table, run_baselines
-from training.data import InputError, load_candles
-from training.features import fit_stats
+from training.data import InputError, download_ccxt, load_candles
+from training.features import fit_stats, market_features
 from training.ledger import CostModel
 from training.market import Market
+from training.report import build_report
+from training.results import LOWER_IS_BETTER, ResultsDB, ResultsError, who
+from training.results_live import SelectError, retrain_check, select_model
+from training.retrain import load_hook, run_pipeline
 from training.signals import SignalArrays, compute_signals
-from training.split import Window, walk_forward
+from training.split import Window, time_split, walk_forward
 from training.walkforward import run_walkforward
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline training of the BTC meta policy.")
@@ -146,3 +161,282 @@ def walkforward(data: DataOpt = "bundled",
                    f"selected {fold['selected']} "
                    f"(test sharpe {sel['sharpe']:.2f}, return {sel['total_return']:+.1%})")
     typer.echo(f"selected overall: {report['selected']} -> {out / 'report.json'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Results database, leaderboard, selection for live trading, report, retraining, data download.
+
+ResultsOpt = Annotated[str | None, typer.Option(
+    "--results-db", help="results database URL (default: BTCMETA_TRAINING__RESULTS_DATABASE_URL, a local "
+    "SQLite file)")]
+ArtifactsOpt = Annotated[Path | None, typer.Option("--artifacts", help="folder for model files and curves "
+                                                   "(default: BTCMETA_TRAINING__ARTIFACTS_DIR)")]
+LiveOpt = Annotated[str | None, typer.Option("--database-url", help="live database URL (default: "
+                                             "BTCMETA_DATABASE_URL)")]
+LEADERBOARD_COLS = (("sharpe", "{:.2f}"), ("sortino", "{:.2f}"), ("total_return", "{:+.1%}"),
+                    ("cagr", "{:+.1%}"), ("max_drawdown", "{:.1%}"), ("calmar", "{:.2f}"), ("trades", "{:d}"))
+
+
+def _results(url: str | None, artifacts: Path | None = None) -> ResultsDB:
+    try:
+        return ResultsDB.open(url, artifacts)
+    except SQLAlchemyError as exc:
+        raise typer.BadParameter(f"cannot open the results database: {exc.__class__.__name__}: "
+                                 f"{str(exc).splitlines()[0]}", param_hint="--results-db") from None
+
+
+def _live_engine(url: str | None) -> Engine:
+    return make_engine(url or load_settings().database_url.get_secret_value())
+
+
+@app.command()
+def runs(results_db: ResultsOpt = None,
+         limit: Annotated[int, typer.Option("--limit", min=1)] = 20) -> None:
+    """List the newest runs of the results database."""
+    db = _results(results_db)
+    rows = db.runs(limit)
+    if not rows:
+        typer.echo("no runs yet")
+    for r in rows:
+        typer.echo(f"{r['run_id']}  {r['started_at']:%Y-%m-%d %H:%M}  {r['kind']:<8} {r['status']:<9} "
+                   f"{r['username']}@{r['host']}  seed={r['seed']}")
+
+
+@app.command()
+def leaderboard(metric: Annotated[str, typer.Option("--metric", help="rank by this metric")] = "sharpe",
+                window: Annotated[str, typer.Option("--window", help="train | validation | test")] = "test",
+                run: Annotated[str, typer.Option("--run", help="run id, unique prefix, 'latest' or 'all'")]
+                = "latest",
+                results_db: ResultsOpt = None) -> None:
+    """Print every candidate's metrics on a window; the best by --metric is marked with '*'."""
+    db = _results(results_db)
+    try:
+        run_id = None if run == "all" else db.run(run)["run_id"]
+    except ResultsError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--run") from None
+    rows = db.evaluations(run_id=run_id, window=window)
+    if not rows:
+        windows = sorted({r.window for r in db.evaluations(run_id=run_id)})
+        raise typer.BadParameter(f"no evaluations on window {window!r} "
+                                 f"(windows: {', '.join(windows) or 'none'})", param_hint="--window")
+    if not any(isinstance(r.metrics.get(metric), int | float) for r in rows):
+        known = sorted({k for r in rows for k in r.metrics})
+        raise typer.BadParameter(f"unknown metric {metric!r}; known: {', '.join(known)}",
+                                 param_hint="--metric")
+    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+    ranked = sorted(rows, key=lambda r: (sign * float(r.metrics[metric])
+                                         if isinstance(r.metrics.get(metric), int | float) else float("inf")))
+    best = ranked[0]
+    chosen = db.latest_selection()
+    cols = list(LEADERBOARD_COLS)
+    if metric not in dict(cols):
+        cols.insert(0, (metric, "{:.4g}"))
+    width = max(len(r.candidate) for r in rows) + 2
+    head = (f"  {'id':>6} {'run':<9}{'candidate'.ljust(width)}{'kind':<9}{'fold':>4}"
+            + "".join(c.rjust(14) for c, _ in cols) + "  notes")
+    typer.echo(f"window {window}, ranked by {metric} ({'lower' if sign > 0 else 'higher'} is better)")
+    typer.echo(head)
+    typer.echo("-" * len(head))
+    for r in ranked:
+        notes = []
+        if r.proposed:
+            notes.append("proposed")
+        if chosen and chosen["run_id"] == r.run_id and chosen["candidate"] == r.candidate:
+            notes.append("selected")
+        cells = "".join(_cell(r.metrics.get(c), f).rjust(14) for c, f in cols)
+        mark = "*" if r is best else " "
+        typer.echo(f"{mark} {r.id:>6} {r.run_id[:8]:<9}{r.candidate.ljust(width)}{r.kind:<9}"
+                   f"{r.fold:>4}{cells}  {', '.join(notes)}")
+    typer.echo(f"* best by {metric}: {best.candidate} (evaluation {best.id}, run {best.run_id})")
+
+
+def _cell(value: object, fmt: str) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return fmt.format(int(value) if fmt == "{:d}" else float(value))
+
+
+@app.command(name="select")
+def select_cmd(model: Annotated[str, typer.Argument(help="<evaluation id> or <run>:<candidate>, run = id, "
+                                                   "unique prefix or 'latest' (e.g. latest:ppo)")],
+               results_db: ResultsOpt = None, database_url: LiveOpt = None,
+               by: Annotated[str | None, typer.Option("--by", help="who selects (default: user@host)")]
+               = None,
+               ) -> None:
+    """Upload a trained model to the live database and make it the selected one (hot-reloaded)."""
+    db = _results(results_db)
+    user, host = who()
+    try:
+        sel = select_model(db, model, _live_engine(database_url), selected_by=by or f"{user}@{host}")
+    except SelectError as exc:
+        raise typer.BadParameter(str(exc), param_hint="MODEL") from None
+    typer.echo(f"selected {sel.model_id} (sha256 {sel.sha256[:16]}..., strategies "
+               f"{', '.join(sel.strategies)})" + (f"; replaces {sel.previous}" if sel.previous else ""))
+
+
+@app.command()
+def report(run: Annotated[str, typer.Option("--run", help="run id, unique prefix or 'latest'")] = "latest",
+           out: Annotated[Path | None, typer.Option("--out", help="output folder (default: "
+                                                     "ARTIFACTS/runs/RUN/report)")] = None,
+           metric: Annotated[str, typer.Option("--metric")] = "sharpe",
+           results_db: ResultsOpt = None, artifacts: ArtifactsOpt = None) -> None:
+    """HTML report of a run: equity and drawdown per model and baseline, and the metrics table."""
+    db = _results(results_db, artifacts)
+    try:
+        run_id = db.run(run)["run_id"]
+    except ResultsError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--run") from None
+    path = build_report(db, run_id, out or db.run_dir(run_id) / "report", metric=metric)
+    typer.echo(f"report of run {run_id} -> {path}")
+
+
+@app.command(name="retrain-check")
+def retrain_check_cmd(database_url: LiveOpt = None,
+                      registry: Annotated[Path | None, typer.Option(
+                          "--registry", help="strategies registry (default: BTCMETA_REGISTRY_PATH)")] = None,
+                      ) -> None:
+    """Exit 1 when the selected model's strategies differ from the registry's enabled ones (retrain)."""
+    try:
+        reg = load_registry(registry or load_settings().registry_path, import_classes=False)
+    except RegistryError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--registry") from None
+    live = tuple(s.name for s in reg.enabled)
+    check = retrain_check(_live_engine(database_url), live)
+    typer.echo(("RETRAIN NEEDED: " if check.needed else "up to date: ") + check.reason)
+    typer.echo(f"  model strategies:    {', '.join(check.model_strategies) or '-'}")
+    typer.echo(f"  registry strategies: {', '.join(check.live_strategies)}")
+    raise typer.Exit(1 if check.needed else 0)
+
+
+@app.command()
+def retrain(data: DataOpt = "bundled",
+            hook: Annotated[str | None, typer.Option(
+                "--hook", help="train hook package.module:function (TrainContext -> trained models); "
+                "none: baselines only")] = None,
+            folds: Annotated[int, typer.Option("--folds", min=1)] = 1,
+            last_days: Annotated[int | None, typer.Option("--last-days", min=30, help="use only the newest "
+                                                          "days of data")] = None,
+            budget_steps: Annotated[int, typer.Option("--budget-steps", min=0)] = 0,
+            seed: Annotated[int, typer.Option("--seed")] = 0,
+            metric: Annotated[str, typer.Option("--metric", help="proposal rule: best mean validation "
+                                                "metric")] = "sharpe",
+            mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
+            embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
+            results_db: ResultsOpt = None, artifacts: ArtifactsOpt = None) -> None:
+    """Scheduled retraining: train (hook), evaluate models and baselines, record a run, propose the best.
+
+    Never selects: a person runs `select` after looking at the leaderboard or report.
+    """
+    if mode not in ("expanding", "rolling"):
+        raise typer.BadParameter("expanding or rolling", param_hint="--mode")
+    try:
+        train_hook = load_hook(hook) if hook else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--hook") from None
+    candles, _ = _load_only(data)
+    if last_days is not None:
+        candles = candles[candles.index >= candles.index[-1] - pd.Timedelta(days=last_days)]
+    sig = compute_signals(candles)
+    db = _results(results_db, artifacts)
+    try:
+        res = run_pipeline(db, candles, sig, hook=train_hook, hook_name=hook, folds=folds, mode=mode,  # type: ignore[arg-type]
+                           embargo=embargo, seed=seed, budget_steps=budget_steps, metric=metric,
+                           extra_config={"data": data, "last_days": last_days})
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"run {res.run_id}: {res.evaluations} evaluations of {len(res.candidates)} candidates")
+    if res.proposed is None:
+        typer.echo("nothing proposed")
+    elif res.proposed_kind == "model":
+        typer.echo(f"proposed: {res.proposed} (best mean validation {metric}); to trade it: "
+                   f"python -m training select {res.run_id}:{res.proposed}")
+    else:
+        typer.echo(f"proposed: {res.proposed}, a baseline (best mean validation {metric}): no trained model "
+                   "beat it, nothing to select")
+
+
+def _load_only(data: str) -> tuple[pd.DataFrame, None]:
+    try:
+        return load_candles(data), None
+    except (InputError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+
+
+@app.command()
+def download(out: Annotated[Path, typer.Option("--out", help="CSV to write "
+                                               "(date,open,high,low,close,volume)")],
+             csv: Annotated[Path | None, typer.Option("--csv", help="import this CSV offline (validated)")]
+             = None,
+             exchange: Annotated[str | None, typer.Option("--exchange", help="CCXT exchange id, e.g. "
+                                                          "krakenfutures")] = None,
+             symbol: Annotated[str, typer.Option("--symbol")] = "BTC/USD:USD",
+             since: Annotated[str | None, typer.Option("--since", help="ISO date (default: 365 days "
+                                                       "before --until)")] = None,
+             until: Annotated[str | None, typer.Option("--until", help="ISO date (default: now)")] = None,
+             base_url: Annotated[str | None, typer.Option("--base-url", help="exchange API root (a local "
+                                                          "stand-in); krakenfutures only")] = None,
+             ) -> None:
+    """Hourly candles into the project's CSV format: from a CSV file, or from an exchange through CCXT."""
+    if (csv is None) == (exchange is None):
+        raise typer.BadParameter("give exactly one of --csv PATH or --exchange ID")
+    if csv is not None:
+        try:
+            frame = read_candles(csv)
+        except (InputError, OSError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--csv") from None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.reset_index()[["date", "open", "high", "low", "close", "volume"]].to_csv(out, index=False)
+    else:
+        assert exchange is not None
+        stop = _utc(until, "--until") or datetime.now(UTC)
+        start = _utc(since, "--since") or stop - timedelta(days=365)
+        if start >= stop:
+            raise typer.BadParameter("--since must be before --until", param_hint="--since")
+        options: dict[str, object] = {}
+        if base_url:
+            if exchange != "krakenfutures":
+                raise typer.BadParameter("--base-url is supported for krakenfutures only",
+                                         param_hint="--base-url")
+            options["urls"] = {"api": api_urls(base_url)}
+        try:
+            download_ccxt(out, exchange=exchange, symbol=symbol, since=start, until=stop,
+                          client_options=options)
+        except AttributeError:
+            raise typer.BadParameter(f"unknown CCXT exchange {exchange!r}", param_hint="--exchange") from None
+        try:
+            frame = read_candles(out)
+        except InputError as exc:
+            raise typer.BadParameter(f"the exchange returned unusable candles: {exc}",
+                                     param_hint="--exchange") from None
+    typer.echo(f"{len(frame)} bars {frame.index[0]} .. {frame.index[-1]} -> {out}")
+
+
+def _utc(when: str | None, hint: str) -> datetime | None:
+    if when is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(when)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO date: {when!r}", param_hint=hint) from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+@app.command()
+def features(data: DataOpt = "bundled",
+             out: Annotated[Path, typer.Option("--out", help="output .npz")] = Path("features.npz"),
+             train_fraction: Annotated[float, typer.Option("--train-fraction", min=0.1, max=0.9)] = 0.6,
+             vol_window: Annotated[int, typer.Option("--vol-window", min=2)] = 24) -> None:
+    """Market features normalized with statistics fitted on the train window (first --train-fraction)."""
+    candles, sig = _load(data)
+    try:
+        fold = time_split(len(candles), start=sig.warmup, train=train_fraction,
+                          validation=min(0.2, (1 - train_fraction) / 2))
+        stats = fit_stats(candles["close"].to_numpy(np.float64), fold.train, vol_window=vol_window)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+    feats = market_features(candles["close"].to_numpy(np.float64), stats)
+    arrays: dict[str, np.ndarray] = {"index": sig.index.asi8, "stats": np.array(json.dumps(asdict(stats))),
+                                     "train": np.array([fold.train.start, fold.train.end]), **feats}
+    np.savez_compressed(out, **arrays)  # type: ignore[arg-type]
+    typer.echo(f"{len(candles)} bars; fitted on train bars {fold.train.start}..{fold.train.end - 1} "
+               f"(vol_scale {stats.vol_scale:.5f}); {', '.join(feats)} -> {out}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,15 +51,17 @@ def download_ccxt(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 1000,
+    client_options: dict[str, Any] | None = None,
 ) -> Path:
     """Download hourly candles with CCXT and write them as the CSV the other steps read.
 
     Network access is required (not available in CI); the function is kept small and explicit so
-    the only untested code path is the exchange call itself.
+    the only untested code path is the exchange call itself. ``client_options`` go to the CCXT
+    constructor (e.g. ``{"urls": {"api": ...}}`` to reach a local stand-in in tests).
     """
     import ccxt  # imported here: only this opt-in path needs it
 
-    client = getattr(ccxt, exchange)({"enableRateLimit": True})
+    client = getattr(ccxt, exchange)({"enableRateLimit": True, **(client_options or {})})
     start = int((since or datetime(2018, 1, 1, tzinfo=UTC)).timestamp() * 1000)
     stop = int((until or datetime.now(UTC)).timestamp() * 1000)
     rows: list[list[float]] = []
