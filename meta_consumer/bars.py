@@ -14,10 +14,10 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from common import serde
-from common.events import BarClosed
 from common.kafka.configuration import consumer_config
 from common.kafka.topics import bars_topic
 from common.logging import get_logger
+from common.serde_bars import decode_bar_window
 from config import Settings
 from meta_consumer.decide import MARK_CLOSES, Mark
 
@@ -45,13 +45,13 @@ class BarReader:
                     log.warning("bar_reader_error", topic=self.topic, error=str(err))
                 continue
             try:
-                bar = serde.decode(msg.value() or b"", BarClosed)
+                bar = decode_bar_window(msg.value() or b"")
             except serde.SerdeError as exc:
                 log.error("bar_undecodable", offset=msg.offset(), error=str(exc))
                 continue
-            if bar.symbol != self._symbol or not bar.close:
+            if bar.symbol != self._symbol or not len(bar):
                 continue
-            marks.append(Mark(bar.tick_id, tuple(bar.close[-MARK_CLOSES:]), msg.offset() or 0))
+            marks.append(Mark(bar.tick_id, tuple(bar.close[-MARK_CLOSES:].tolist()), msg.offset() or 0))
         return marks
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from common.kafka.producer import EventProducer
 from common.kafka.topics import RECOMMENDATIONS, bars_topic
 from common.logging import get_logger
 from common.registry import StrategySpec, load_registry
+from common.serde_bars import COLUMNS, BarWindow, decode_bar_window
 from config import Settings
 from strategy_consumers.strategies.base import Strategy
 
@@ -52,10 +53,13 @@ def build_strategy(spec: StrategySpec) -> Strategy:
     return cls(params=spec.params, lookback_hours=spec.lookback_hours, version=spec.version)
 
 
-def window_frame(bar: BarClosed, bars: int) -> pd.DataFrame:
+def window_frame(bar: BarClosed | BarWindow, bars: int) -> pd.DataFrame:
     """The last ``bars`` bars of the event as the frame the strategy code expects."""
-    index = pd.DatetimeIndex(bar.open_time[-bars:], name="date").tz_convert(UTC)
-    data = {c: np.asarray(getattr(bar, c)[-bars:], dtype=np.float64) for c in BarClosed._COLUMNS}
+    if isinstance(bar, BarClosed):
+        bar = BarWindow.from_event(bar)
+    index = pd.DatetimeIndex(pd.to_datetime(bar.times[-bars:], unit="ms", utc=True), name="date")
+    # Copies: the window's arrays are read-only views of the message bytes.
+    data = {c: np.array(bar.columns[c][-bars:], dtype=np.float64) for c in COLUMNS}
     return pd.DataFrame(data, index=index)
 
 
@@ -72,7 +76,7 @@ class StrategyRunner:
         self._bars = self.strategy.bars_needed(spec.timeframe_minutes)
         self._targets: OrderedDict[datetime, int] = OrderedDict()
 
-    def recommendation_for(self, bar: BarClosed) -> Recommendation:
+    def recommendation_for(self, bar: BarClosed | BarWindow) -> Recommendation:
         if bar.timeframe != self.spec.timeframe:
             raise PoisonMessage(
                 f"bar timeframe {bar.timeframe} is not {self.spec.name}'s {self.spec.timeframe}"
@@ -108,7 +112,7 @@ class StrategyRunner:
         while len(self._targets) > STATE_BARS:
             self._targets.popitem(last=False)
 
-    def handle(self, bar: BarClosed, _msg: Message | None = None) -> None:
+    def handle(self, bar: BarClosed | BarWindow, _msg: Message | None = None) -> None:
         rec = self.recommendation_for(bar)
         self.producer.send(self.topic_out, rec, key=rec.tick_id)
 
@@ -126,6 +130,7 @@ def make_loop(settings: Settings, name: str, **loop_kwargs: Any) -> tuple[Consum
         handler=runner.handle,
         producer=producer,
         expected=BarClosed,
+        decoder=decode_bar_window,
         **loop_kwargs,
     )
     return loop, runner

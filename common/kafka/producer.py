@@ -29,7 +29,7 @@ class EventProducer:
         settings: Settings,
         service: str,
         *,
-        linger_ms: float = 1.0,
+        linger_ms: float = 0.0,
         compression: str = "lz4",
         batch_bytes: int | None = None,
     ) -> None:

@@ -1,0 +1,247 @@
+"""Tick-to-intent latency through the real broker, five strategy processes and the meta consumer.
+
+Run: ``.venv/bin/python bench/bench_tick_to_intent.py [-n 1000]`` (needs the dev Kafka + Postgres:
+``make infra-up``). In a namespace of its own (topic prefix ``bench.<id>.`` and a fresh database,
+both deleted afterwards) it starts, each as a separate process exactly as in production,
+``python -m strategy_consumers run <name>`` for the five registry strategies and
+``python -m meta_consumer run`` (majority-vote fallback: no model is selected in a fresh database).
+Then it publishes real ticks one at a time: the TickPlan and the BarClosed of every due timeframe,
+made by the tick emitter's own core (``plan_tick``/``prepare_bars``/``build_events``, the replay
+path) from the bundled real Bitstamp hourly candles, with full 4,200-bar windows.
+
+Clock: starts when the tick's messages are handed to the producer (``publish_tick``, before the
+broker acknowledges them) and stops when the OrderIntent is read back from ``orders.intents`` by
+this process. The next tick is published only after the intent of the previous one arrived.
+
+Per hop (all wall clock on one machine, so the processes' clocks agree):
+``ack`` = broker acknowledged the tick's messages (flush returned);
+``strategies`` = the last of the five Recommendations handed to its producer (its Kafka CreateTime,
+millisecond resolution) minus the start;
+``meta`` = the intent handed to the meta consumer's producer (CreateTime) minus that last
+recommendation; ``decided`` = the decision row's ``decided_at`` minus the last recommendation
+(ingest + join + decision, before the intent is produced);
+``readback`` = the intent read here minus its CreateTime.
+Writes ``bench/results/tick_to_intent.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import psycopg  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
+
+from common import serde  # noqa: E402
+from common.dataset import BUNDLED_CSV  # noqa: E402
+from common.events import OrderIntent, Recommendation  # noqa: E402
+from common.kafka.configuration import admin_config, consumer_config  # noqa: E402
+from common.kafka.producer import EventProducer  # noqa: E402
+from common.kafka.topics import (  # noqa: E402
+    INTENTS,
+    RECOMMENDATIONS,
+    delete_topics_with_prefix,
+    ensure_topics,
+    topic_specs,
+)
+from common.logging import configure_logging  # noqa: E402
+from common.registry import load_registry  # noqa: E402
+from config import Settings, load_settings  # noqa: E402
+from ops.supervisor import Supervisor  # noqa: E402
+from tick_emitter.core import build_events, plan_tick, prepare_bars, tick_times  # noqa: E402
+from tick_emitter.emitter import publish_tick  # noqa: E402
+from tick_emitter.replay import base_from_csv  # noqa: E402
+
+ADMIN_DSN = "postgresql://btcmeta@127.0.0.1:55432/postgres"
+WARMUP = 20  # ticks not timed: group joins, first fetches, cold strategy starts (stated in the result)
+OUT = REPO / "bench" / "results" / "tick_to_intent.md"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=1000, help="ticks to time (after the warm-up)")
+    ap.add_argument("--out", type=Path, default=OUT, help="result file")
+    ap.add_argument("--note", default="", help="one line added to the result (what was run)")
+    args = ap.parse_args()
+    configure_logging("bench", "WARNING", json=True)
+    run_id = uuid.uuid4().hex[:8]
+    db = f"bench_{run_id}"
+    prefix = f"bench.{run_id}."
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    url = f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}"
+    settings = load_settings(min_timeframe="1h", database_url=url,
+                             kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix})
+    admin = AdminClient(admin_config(settings))
+    load_start = os.getloadavg()
+    try:
+        from common.db.migrate import upgrade
+
+        upgrade(url)
+        rows = run(settings, args.n)
+        decided = decided_at(url, prefix)
+    finally:
+        delete_topics_with_prefix(admin, prefix)
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    report(rows, decided, load_start, os.getloadavg(), args.out, args.note)
+
+
+def run(settings: Settings, n: int) -> list[dict[str, float | str]]:
+    prefix = settings.kafka.topic_prefix
+    registry = load_registry(settings.registry_path, max_lookback_hours=settings.max_lookback_hours)
+    ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, registry.timeframes))
+    now = datetime.now(UTC)
+    base = base_from_csv(str(BUNDLED_CSV), 60, now)
+    last = datetime.fromtimestamp(int(base.times[-1]) / 1000, tz=UTC) + timedelta(hours=1)
+    times = tick_times(last - timedelta(hours=n + WARMUP - 1), last, 60)
+    env = {
+        "BTCMETA_MIN_TIMEFRAME": "1h",
+        "BTCMETA_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "BTCMETA_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "BTCMETA_DATABASE_URL": settings.database_url.get_secret_value(),
+        "BTCMETA_LOG_JSON": "true",
+        "BTCMETA_LOG_LEVEL": "WARNING",
+        "BTCMETA_META_DEADLINE_S": "30",
+    }
+    producer = EventProducer(settings, "bench-tick-emitter", linger_ms=0)
+    intents = Consumer(consumer_config(settings, f"bench-intents-{uuid.uuid4().hex[:6]}"))
+    intents.assign([TopicPartition(settings.topic(INTENTS), 0, 0)])
+    recs = Consumer(consumer_config(settings, f"bench-recs-{uuid.uuid4().hex[:6]}"))
+    recs.assign([TopicPartition(settings.topic(RECOMMENDATIONS), p, 0) for p in range(3)])
+    out: list[dict[str, float | str]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-t2i-") as logs, Supervisor(env, Path(logs)) as sup:
+        for spec in registry.enabled:
+            sup.start(f"strategy.{spec.name}", "strategy_consumers", "run", spec.name)
+        sup.start("meta_consumer", "meta_consumer", "run")
+        for i, t in enumerate(times):
+            plan = plan_tick(t, registry)
+            windows = prepare_bars(base, t, plan)
+            tick, bars, _ = build_events(settings.symbol, plan, windows, published_at=now,
+                                         deadline=timedelta(seconds=30), namespace=prefix)
+            started = time.time()
+            publish_tick(producer, settings, tick, bars, fast=True)
+            producer.flush()
+            acked = time.time()
+            intent = read_intent(intents, tick.tick_id, sup, timeout=120 if i < WARMUP else 30)
+            got = time.time()
+            if i < WARMUP:
+                continue
+            out.append({"tick_id": tick.tick_id, "start": started, "ack": acked, "read": got,
+                        "intent_ts": intent[1], "bars": float(max(len(b) for b in bars))})
+        rec_ts = last_recommendations(recs, {str(r["tick_id"]) for r in out}, len(registry.enabled))
+    intents.close()
+    recs.close()
+    for r in out:
+        r["last_rec_ts"] = rec_ts[str(r["tick_id"])]
+    return out
+
+
+def read_intent(
+    consumer: Consumer, tick_id: str, sup: Supervisor, timeout: float
+) -> tuple[OrderIntent, float]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            sup.check_alive()
+            continue
+        if msg.error():
+            continue
+        intent = serde.decode(msg.value() or b"", OrderIntent)
+        if intent.tick_id == tick_id:
+            return intent, msg.timestamp()[1] / 1000.0
+    raise RuntimeError(f"no intent for {tick_id} within {timeout} s")
+
+
+def last_recommendations(consumer: Consumer, tick_ids: set[str], n_strategies: int) -> dict[str, float]:
+    """CreateTime (epoch s) of the last recommendation of each tick, read after the run."""
+    seen: dict[str, list[float]] = {}
+    idle = time.monotonic()
+    while time.monotonic() - idle < 5:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        idle = time.monotonic()
+        rec = serde.decode(msg.value() or b"", Recommendation)
+        if rec.tick_id in tick_ids:
+            seen.setdefault(rec.tick_id, []).append(msg.timestamp()[1] / 1000.0)
+    missing = [t for t in tick_ids if len(seen.get(t, [])) < n_strategies]
+    if missing:
+        raise RuntimeError(f"{len(missing)} ticks lack recommendations, e.g. {missing[0]}")
+    return {t: max(v) for t, v in seen.items()}
+
+
+def decided_at(url: str, prefix: str) -> dict[str, float]:
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT tick_id, decided_at FROM decisions WHERE namespace = %s", (prefix,))
+        return {tick_id: at.timestamp() for tick_id, at in rows}
+
+
+def _load(avg: tuple[float, ...]) -> str:
+    return ", ".join(f"{x:.1f}" for x in avg)
+
+
+def _stats(values: list[float], bold: bool = False) -> str:
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    cells = [statistics.median(values), q[89], q[98], max(values)]
+    return " | ".join(f"**{v:.1f}**" if bold else f"{v:.1f}" for v in cells)
+
+
+def report(rows: list[dict[str, float | str]], decided: dict[str, float], load_start: tuple[float, ...],
+           load_end: tuple[float, ...], out: Path, note: str) -> None:
+    def ms(a: str, b: str) -> list[float]:
+        return [(float(r[b]) - float(r[a])) * 1000 for r in rows]
+
+    dec = [(decided[str(r["tick_id"])] - float(r["last_rec_ts"])) * 1000 for r in rows]
+    total = ms("start", "read")
+    cpu = platform.processor() or platform.machine()
+    first, last = rows[0]["tick_id"], rows[-1]["tick_id"]
+    lines = [
+        "# Tick to intent: five strategy processes + meta consumer on the real broker",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({cpu}, "
+        f"{os.cpu_count()} cores, load average {_load(load_start)} at start, {_load(load_end)} at end; "
+        f"shared machine), Python {platform.python_version()}, "
+        "local Kafka 3.9 (KRaft, acks=all) and PostgreSQL.",
+        "",
+        f"`bench/bench_tick_to_intent.py`: {len(rows)} real hourly ticks ({first} .. {last}), one at a time, "
+        f"TickPlan + 1h BarClosed ({int(max(float(r['bars']) for r in rows)):,}-bar window) each; the five "
+        "registry strategies and the meta consumer (majority-vote fallback) each run as their own process. "
+        f"{WARMUP} warm-up ticks before these are not timed; no tick is excluded.",
+        "Clock: tick handed to the producer -> OrderIntent read back from the intents topic.",
+        *([f"Run: {note}"] if note else []),
+        "",
+        "| hop | p50 ms | p90 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|",
+        f"| **tick handed to producer -> intent read back** | {_stats(total, bold=True)} |",
+        f"| tick handed -> acknowledged by the broker | {_stats(ms('start', 'ack'))} |",
+        f"| tick handed -> last of 5 recommendations produced | {_stats(ms('start', 'last_rec_ts'))} |",
+        f"| last recommendation -> decision row committed | {_stats(dec)} |",
+        f"| last recommendation -> intent produced | {_stats(ms('last_rec_ts', 'intent_ts'))} |",
+        f"| intent produced -> read back here | {_stats(ms('intent_ts', 'read'))} |",
+        "",
+        "Recommendation and intent times are their Kafka CreateTime (set when handed to the producer, "
+        "millisecond resolution); the decision time is the row's `decided_at`.",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    out.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
