@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from common.logging import get_logger
 from common.observation import FeatureSpec
@@ -45,12 +45,14 @@ class ModelManager:
         return Choice(fallback_id(self._meta), FeatureSpec(strategies=self._live), None,
                       self._meta.fallback, reason, retrain)
 
-    def current(self) -> Choice:
+    def current(self, conn: Connection | None = None) -> Choice:
+        """The policy for the next tick; ``conn``: run the poll in the caller's transaction."""
         now = self._clock()
         if self._checked_at is None or now - self._checked_at >= self._meta.model_poll_s:
             self._checked_at = now
-            key = (store.model_key(self._engine, self._meta.model_id) if self._meta.model_id
-                   else store.selected_model_key(self._engine))
+            bind = self._engine if conn is None else conn
+            key = (store.model_key(bind, self._meta.model_id) if self._meta.model_id
+                   else store.selected_model_key(bind))
             if key != self._key:
                 self._choice = self._build(key)
                 self._key = key

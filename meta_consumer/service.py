@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Message
 from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import Connection
 
 from common.db.models import LIVE_NAMESPACE, Decision
 from common.db.session import make_engine
@@ -32,7 +33,7 @@ from common.shutdown import GracefulShutdown
 from config import Settings
 from meta_consumer import store
 from meta_consumer.bars import BarReader
-from meta_consumer.decide import Carry, Mark, Outcome, TickInput, decide_tick
+from meta_consumer.decide import Carry, Choice, Mark, Outcome, TickInput, decide_tick
 from meta_consumer.join import Arrival, Joiner, PendingTick, Ready, tick_time_of
 from meta_consumer.models import ModelManager
 from meta_consumer.settings import MetaSettings
@@ -68,6 +69,9 @@ class MetaConsumer:
         self.bars: BarReader | None = None
         self._cond = threading.Condition()
         self._loop_error: BaseException | None = None
+        # Messages of the consume batch in hand (ingest thread only), stored by store_batch().
+        self._batch_recs: list[Recommendation] = []
+        self._batch_plans: list[TickPlan] = []
 
     # ------------------------------------------------------------------ start-up
     def recover(self) -> None:
@@ -99,31 +103,48 @@ class MetaConsumer:
 
     # ------------------------------------------------------------------ ingest (consume loop thread)
     def handle(self, event: object, _msg: Message | None) -> None:
+        """Collect one message of the consume batch; :meth:`store_batch` writes them all at once."""
         if isinstance(event, Recommendation):
-            if event.symbol != self.settings.symbol:
-                return
-            fresh = store.save_recommendation(self.engine, self.namespace, event)
-            with self._cond:
-                arrival = self.joiner.add_recommendation(event.tick_id, event.strategy)
-                self._cond.notify()
-            if arrival is Arrival.LATE and fresh:  # not fresh: re-delivered after a restart, not late
-                LATE.inc()
-                log.warning("late_recommendation", tick_id=event.tick_id, strategy=event.strategy,
-                            detail="stored, never applied: its tick was already decided")
+            if event.symbol == self.settings.symbol:
+                self._batch_recs.append(event)
         elif isinstance(event, TickPlan):
-            if event.symbol != self.settings.symbol:
-                return
-            store.save_tick(self.engine, self.namespace, event)
-            got = store.answered(self.engine, self.namespace, event.tick_id)
-            now = time.time()
-            tick = PendingTick(event.tick_id, event.tick_time, event.expected_strategies,
-                               self.meta.decision_timeframe in event.due_timeframes,
-                               deadline=now + self.meta.deadline_s, arrived_at=now)
-            with self._cond:
-                self.joiner.add_plan(tick, got)
-                self._cond.notify()
+            if event.symbol == self.settings.symbol:
+                self._batch_plans.append(event)
         else:
             raise PoisonMessage(f"unexpected {type(event).__name__} on the meta consumer's topics")
+
+    def store_batch(self) -> None:
+        """The loop's after-batch step: one transaction for the batch, then the join learns of it.
+
+        Runs before the loop commits the batch's offsets, so a crash before the transaction
+        commits re-delivers the whole batch (nothing lost), and the joiner only ever counts answers
+        that are in Postgres, from where the decider reads them (nothing decided on unstored input).
+        """
+        recs, plans = self._batch_recs, self._batch_plans
+        self._batch_recs, self._batch_plans = [], []
+        if not recs and not plans:
+            return
+        saved = store.save_batch(self.engine, self.namespace, recs, plans)
+        now = time.time()
+        late: list[Recommendation] = []
+        fresh = set(saved.fresh)
+        with self._cond:
+            for rec in recs:
+                arrival = self.joiner.add_recommendation(rec.tick_id, rec.strategy)
+                key = (rec.tick_id, rec.strategy)
+                if arrival is Arrival.LATE and key in fresh:  # not fresh: a re-delivery, not late
+                    fresh.discard(key)
+                    late.append(rec)
+            for plan in plans:
+                tick = PendingTick(plan.tick_id, plan.tick_time, plan.expected_strategies,
+                                   self.meta.decision_timeframe in plan.due_timeframes,
+                                   deadline=now + self.meta.deadline_s, arrived_at=now)
+                self.joiner.add_plan(tick, saved.answered.get(plan.tick_id, set()))
+            self._cond.notify()
+        for rec in late:
+            LATE.inc()
+            log.warning("late_recommendation", tick_id=rec.tick_id, strategy=rec.strategy,
+                        detail="stored, never applied: its tick was already decided")
 
     # ------------------------------------------------------------------ decide (main thread)
     def step(self, max_wait: float = 0.02) -> int:
@@ -144,11 +165,33 @@ class MetaConsumer:
         return len(ready)
 
     def _decide(self, item: Ready) -> None:
+        # One transaction (one connection checkout) per tick: model poll, answers, decision row.
+        with self.engine.begin() as conn:
+            inserted, choice, out, created = self._decide_in(conn, item)
         tick = item.tick
-        choice = self.models.current()
+        if inserted:
+            self.carry = out.carry
+            intent = self._intent(tick.tick_id, choice.model_id, out, created)
+        else:  # decided by an earlier incarnation: adopt that row, re-send its intent (a duplicate)
+            row = store.decision_for(self.engine, self.namespace, tick.tick_id)
+            assert row is not None
+            self.carry = Carry.from_dict(row.observation.get("state"))
+            intent = self._intent_from_row(row)
+            log.warning("tick_already_decided", tick_id=tick.tick_id, model_id=row.model_id)
+        self._send(intent)
+        with self._cond:
+            self.joiner.mark_decided(tick.tick_id, tick.tick_time)
+        self.marks = {t: m for t, m in self.marks.items() if tick_time_of(t) > tick.tick_time}
+        LATENCY.observe(max(0.0, time.time() - tick.arrived_at))
+        if inserted:  # after the intent is out: logging and the drift check are not on its path
+            self._account(item, out, choice.model_id)
+
+    def _decide_in(self, conn: Connection, item: Ready) -> tuple[bool, Choice, Outcome, datetime]:
+        tick = item.tick
+        choice = self.models.current(conn)
         RETRAIN.set(int(choice.retrain_needed))
         inputs = TickInput(tick.tick_id, tick.tick_time, tick.due,
-                           store.recs_for_tick(self.engine, self.namespace, tick.tick_id),
+                           store.recs_for_tick(conn, self.namespace, tick.tick_id),
                            self.marks.get(tick.tick_id) if tick.needs_bar else None, tick.needs_bar)
         out = decide_tick(inputs, self.carry, choice, self.live, step=self.settings.exposure_step,
                           max_exposure=self.settings.max_exposure)
@@ -162,21 +205,7 @@ class MetaConsumer:
             "target_exposure": out.target_exposure, "degraded": out.degraded, "late_strategies": out.late,
             "decided_at": created,
         }
-        if store.insert_decision(self.engine, values):
-            self.carry = out.carry
-            intent = self._intent(tick.tick_id, choice.model_id, out, created)
-            self._account(item, out, choice.model_id)
-        else:  # decided by an earlier incarnation: adopt that row, re-send its intent (a duplicate)
-            row = store.decision_for(self.engine, self.namespace, tick.tick_id)
-            assert row is not None
-            self.carry = Carry.from_dict(row.observation.get("state"))
-            intent = self._intent_from_row(row)
-            log.warning("tick_already_decided", tick_id=tick.tick_id, model_id=row.model_id)
-        self._send(intent)
-        with self._cond:
-            self.joiner.mark_decided(tick.tick_id, tick.tick_time)
-        self.marks = {t: m for t, m in self.marks.items() if tick_time_of(t) > tick.tick_time}
-        LATENCY.observe(max(0.0, time.time() - tick.arrived_at))
+        return store.insert_decision(conn, values), choice, out, created
 
     def _intent(self, tick_id: str, model_id: str, out: Outcome, created: datetime) -> OrderIntent:
         return OrderIntent.create(tick_id, model_id, self.settings.symbol, out.action, out.current_exposure,
@@ -234,7 +263,7 @@ class MetaConsumer:
                             topics=[self.settings.topic(TICKS), self.settings.topic(RECOMMENDATIONS)],
                             handler=self.handle, producer=EventProducer(self.settings, SERVICE),
                             on_error=OnError.STOP, batch_size=self.meta.batch_size, shutdown=self.shutdown,
-                            extra_config=extra)
+                            extra_config=extra, after_batch=self.store_batch)
         return loop
 
     def run(self) -> None:

@@ -8,10 +8,13 @@ continues from, and the intent is rebuilt from it, so nothing else needs to be s
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -22,25 +25,76 @@ from common.events import SignalEvent, Target, TickPlan
 RecValue = tuple[Target, SignalEvent, float]
 
 
+Bind = Engine | Connection
+
+
+@contextmanager
+def _tx(bind: Bind) -> Iterator[Connection]:
+    """A transaction of its own on an engine, or the caller's (a connection inside one)."""
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.begin() as conn:
+            yield conn
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What one ingest batch found: which answers were new, and what each new plan's tick has."""
+
+    fresh: frozenset[tuple[str, str]]
+    answered: dict[str, set[str]]
+
+
+def _rec_row(namespace: str, rec: RecommendationEvent) -> dict[str, Any]:
+    return dict(namespace=namespace, tick_id=rec.tick_id, strategy=rec.strategy,
+                strategy_version=rec.strategy_version, symbol=rec.symbol, timeframe=rec.timeframe,
+                bar_close_time=rec.bar_close_time, target=rec.target.value, event=rec.event.value,
+                confidence=rec.confidence, horizon_bars=rec.horizon_bars, indicators=dict(rec.indicators))
+
+
+def _tick_row(namespace: str, plan: TickPlan) -> dict[str, Any]:
+    return dict(namespace=namespace, tick_id=plan.tick_id, symbol=plan.symbol, tick_time=plan.tick_time,
+                due_timeframes=list(plan.due_timeframes),
+                due_strategies=[d.name for d in plan.due_strategies])
+
+
+def save_batch(engine: Engine, namespace: str, recs: Sequence[RecommendationEvent],
+               plans: Sequence[TickPlan]) -> Saved:
+    """Store one consume batch's answers and plans in one transaction (``ON CONFLICT DO NOTHING``).
+
+    Returns the (tick_id, strategy) pairs that were not stored before (the others are
+    re-deliveries after a restart) and, for every plan, the strategies stored for its tick,
+    including this batch's. The caller commits the batch's offsets only after this returns.
+    """
+    fresh: frozenset[tuple[str, str]] = frozenset()
+    answered: dict[str, set[str]] = {}
+    with engine.begin() as conn:
+        if recs:
+            rows = conn.execute(insert(Recommendation).values([_rec_row(namespace, r) for r in recs])
+                                .on_conflict_do_nothing()
+                                .returning(Recommendation.tick_id, Recommendation.strategy))
+            fresh = frozenset((r[0], r[1]) for r in rows)
+        if plans:
+            ticks = [_tick_row(namespace, p) for p in plans]
+            conn.execute(insert(Tick).values(ticks).on_conflict_do_nothing())
+            ids = sorted({p.tick_id for p in plans})
+            answered = {t: set() for t in ids}
+            stored = select(Recommendation.tick_id, Recommendation.strategy).where(
+                Recommendation.namespace == namespace, Recommendation.tick_id.in_(ids))
+            for tick_id, strategy in conn.execute(stored):
+                answered[tick_id].add(strategy)
+    return Saved(fresh, answered)
+
+
 def save_recommendation(engine: Engine, namespace: str, rec: RecommendationEvent) -> bool:
     """Store one answer; False when it was already stored (a re-delivery after a restart)."""
-    with engine.begin() as conn:
-        result = conn.execute(insert(Recommendation).values(
-            namespace=namespace, tick_id=rec.tick_id, strategy=rec.strategy,
-            strategy_version=rec.strategy_version, symbol=rec.symbol, timeframe=rec.timeframe,
-            bar_close_time=rec.bar_close_time, target=rec.target.value, event=rec.event.value,
-            confidence=rec.confidence, horizon_bars=rec.horizon_bars, indicators=dict(rec.indicators),
-        ).on_conflict_do_nothing().returning(Recommendation.tick_id))
-        return result.first() is not None
+    return bool(save_batch(engine, namespace, [rec], []).fresh)
 
 
 def save_tick(engine: Engine, namespace: str, plan: TickPlan) -> None:
     """Same row the tick emitter records (it may already be there; replays do not record ticks)."""
-    with engine.begin() as conn:
-        conn.execute(insert(Tick).values(
-            namespace=namespace, tick_id=plan.tick_id, symbol=plan.symbol, tick_time=plan.tick_time,
-            due_timeframes=list(plan.due_timeframes), due_strategies=[d.name for d in plan.due_strategies],
-        ).on_conflict_do_nothing())
+    save_batch(engine, namespace, [], [plan])
 
 
 def answered(engine: Engine, namespace: str, tick_id: str) -> set[str]:
@@ -50,8 +104,8 @@ def answered(engine: Engine, namespace: str, tick_id: str) -> set[str]:
         return {r[0] for r in rows}
 
 
-def recs_for_tick(engine: Engine, namespace: str, tick_id: str) -> dict[str, RecValue]:
-    with engine.connect() as conn:
+def recs_for_tick(bind: Bind, namespace: str, tick_id: str) -> dict[str, RecValue]:
+    with _tx(bind) as conn:
         rows = conn.execute(select(
             Recommendation.strategy, Recommendation.target, Recommendation.event, Recommendation.confidence,
         ).where(Recommendation.namespace == namespace, Recommendation.tick_id == tick_id))
@@ -76,9 +130,9 @@ def pending_ticks(engine: Engine, namespace: str, symbol: str, after: datetime |
         return list(session.scalars(query))
 
 
-def insert_decision(engine: Engine, values: dict[str, Any]) -> bool:
+def insert_decision(bind: Bind, values: dict[str, Any]) -> bool:
     """Insert one decision; False when the tick was already decided (the row stays as it was)."""
-    with engine.begin() as conn:
+    with _tx(bind) as conn:
         result = conn.execute(insert(Decision).values(**values).on_conflict_do_nothing(
             constraint="uq_decisions_namespace_tick_id").returning(Decision.id))
         return result.first() is not None
@@ -90,16 +144,16 @@ def decision_for(engine: Engine, namespace: str, tick_id: str) -> Decision | Non
             Decision.namespace == namespace, Decision.tick_id == tick_id)).one_or_none()
 
 
-def selected_model_key(engine: Engine) -> tuple[str, str] | None:
+def selected_model_key(bind: Bind) -> tuple[str, str] | None:
     """(model_id, artifact_sha256) of the selected model: a cheap query run between ticks."""
-    with engine.connect() as conn:
+    with _tx(bind) as conn:
         row = conn.execute(select(Model.model_id, Model.artifact_sha256).where(Model.selected)).first()
         return None if row is None else (row[0], row[1])
 
 
-def model_key(engine: Engine, model_id: str) -> tuple[str, str] | None:
+def model_key(bind: Bind, model_id: str) -> tuple[str, str] | None:
     """(model_id, artifact_sha256) of one model whether selected or not (a pinned replay model)."""
-    with engine.connect() as conn:
+    with _tx(bind) as conn:
         row = conn.execute(
             select(Model.model_id, Model.artifact_sha256).where(Model.model_id == model_id)
         ).first()
