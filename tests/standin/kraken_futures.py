@@ -24,6 +24,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 API = "/derivatives/api/v3/"
+CHARTS = "/api/charts/v1/"  # CCXT fetch_ohlcv: GET {price_type}/{symbol}/{interval}?from=s&to=s
+CHART_LIMIT = 2000
 PRIVATE = {"sendorder", "cancelorder", "openorders", "openpositions", "fills", "accounts", "orders/status"}
 INSTRUMENT = {
     "symbol": "PF_XBTUSD",
@@ -58,6 +60,8 @@ class VenueState:
     calls: list[str] = field(default_factory=list)
     sendorder_executions: int = 0
     auth_failures: int = 0
+    #: Trade-price candles served by the charts API: [open time ms, open, high, low, close, volume].
+    candles: list[list[float]] = field(default_factory=list)
 
 
 class KrakenFuturesStandIn:
@@ -167,6 +171,27 @@ class KrakenFuturesStandIn:
             }
         return 404, {"result": "error", "error": "notFound"}
 
+    def charts(self, path: str, q: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """Candles with open time in [from, to] (seconds), oldest first, at most CHART_LIMIT."""
+        self.state.calls.append("charts")
+        parts = path.split("/")
+        if len(parts) != 3 or parts[0] not in ("trade", "mark", "spot") or parts[1] != "PF_XBTUSD":
+            return 400, {"result": "error", "error": "invalidArgument"}
+        if parts[2] != "1h":
+            return 200, {"candles": [], "more_candles": False}
+        lo = int(q.get("from", "0")) * 1000
+        hi = int(q.get("to", str(int(time.time())))) * 1000
+        rows = [c for c in self.state.candles if lo <= c[0] <= hi]
+        page = rows[:CHART_LIMIT]
+        return 200, {
+            "candles": [
+                {"time": int(c[0]), "open": str(c[1]), "high": str(c[2]), "low": str(c[3]),
+                 "close": str(c[4]), "volume": c[5]}
+                for c in page
+            ],
+            "more_candles": len(rows) > len(page),
+        }
+
     def _send(self, q: dict[str, str], fault: str | None) -> tuple[int, dict[str, Any]]:
         now = time.time()
         cid = q.get("cliOrdId")
@@ -263,6 +288,9 @@ class KrakenFuturesStandIn:
 
             def _serve(self, method: str) -> None:
                 url = urlparse(self.path)
+                if url.path.startswith(CHARTS):
+                    return self._reply(*venue.charts(url.path[len(CHARTS) :], {
+                        k: v[0] for k, v in parse_qs(url.query).items()}))
                 if not url.path.startswith(API):
                     return self._reply(404, {"result": "error", "error": "notFound"})
                 endpoint = url.path[len(API) :]

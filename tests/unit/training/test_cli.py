@@ -21,7 +21,7 @@ def test_help_lists_only_built_steps() -> None:
     assert res.exit_code == 0
     for cmd in ("signals", "split", "baselines", "walkforward"):
         assert cmd in res.output
-    for absent in ("train", "leaderboard", "select", "report", "download"):
+    for absent in ("train",):
         assert runner.invoke(app, [absent]).exit_code == 2
 
 
