@@ -142,7 +142,11 @@ def select_model(results: ResultsDB, ref: str, live: Engine, *, selected_by: str
 
 
 def _copy_run(s: Any, results: ResultsDB, ev: EvaluationRow, model_id: str, run: dict[str, Any]) -> None:
-    """The run and this model's + the baselines' evaluations, into the live provenance tables."""
+    """The run and this model's + the baselines' evaluations, into the live provenance tables.
+
+    Only the fold the model was trained in: its metrics and the baselines' on the same windows, so
+    the bridge's leaderboard (which reads ``window = 'test'``) compares like with like.
+    """
     if s.get(TrainingRun, ev.run_id) is None:
         s.add(
             TrainingRun(
@@ -163,15 +167,15 @@ def _copy_run(s: Any, results: ResultsDB, ev: EvaluationRow, model_id: str, run:
         )
     )
     for row in results.evaluations(run_id=ev.run_id):
-        if row.candidate == ev.candidate or row.kind == "baseline":
-            window = row.window if row.fold == 0 else f"{row.window}_fold{row.fold}"
+        # the model's own fold only (its windows), with the baselines on the very same bars
+        if row.fold == ev.fold and (row.candidate == ev.candidate or row.kind == "baseline"):
             s.add(
                 Evaluation(
                     run_id=ev.run_id,
                     model_id=model_id if row.kind == "model" else None,
                     name=row.candidate,
-                    window=window,
-                    metrics=row.metrics,
+                    window=row.window,
+                    metrics={**row.metrics, "fold": row.fold},
                 )
             )
 
