@@ -10,28 +10,22 @@ the same every time.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from confluent_kafka.admin import AdminClient
-from sqlalchemy import func, select
 
 from common.dataset import BUNDLED_CSV, load_bundled_candles
-from common.db.models import Decision, Intent, Tick
 from common.db.namespaces import delete_namespaces, list_namespaces
-from common.db.session import make_engine, session_scope
+from common.db.session import make_engine
 from common.kafka.configuration import admin_config
-from common.kafka.topics import delete_topics_with_prefix, ensure_topics, topic_specs
+from common.kafka.topics import delete_topics_with_prefix
 from common.logging import get_logger
 from common.registry import load_registry
-from config import Settings, load_settings
+from config import Settings
+from ops.pipeline import PipelineSpec, import_candles, run_pipeline, settings_for
 from ops.report import write_report
-from ops.supervisor import REPO, Supervisor
+from ops.supervisor import REPO
 
 log = get_logger(__name__)
 DEMO_ROOT = "demo."
@@ -55,86 +49,30 @@ def _cleanup_previous(settings: Settings, engine_url: str) -> None:
         say(f"removed the previous demo run ({len(removed)} topics, {rows} rows)")
 
 
-def _count(engine_url: str, model: Any, namespace: str) -> int:
-    with session_scope(make_engine(engine_url)) as s:
-        return int(s.scalar(select(func.count()).select_from(model).where(model.namespace == namespace)) or 0)
-
-
 def run_demo(days: int, out: Path, timeout_s: float) -> Path:
-    base = load_settings()
     run_id = datetime.now(UTC).strftime("r%Y%m%dt%H%M%S")
     prefix = f"{DEMO_ROOT}{run_id}."
-    url = base.database_url.get_secret_value()
-    env = {
-        "BTCMETA_MIN_TIMEFRAME": "1h",
-        "BTCMETA_KAFKA__TOPIC_PREFIX": prefix,
-        "BTCMETA_LOG_JSON": "true",
-        "BTCMETA_EXECUTOR_REPLAY_CLOCK": "true",
-        "BTCMETA_META_DEADLINE_S": "120",
-    }
-    settings = load_settings(min_timeframe="1h", kafka=base.kafka.model_copy(update={"topic_prefix": prefix}))
+    settings = settings_for(prefix)
+    url = settings.database_url.get_secret_value()
     registry = load_registry(settings.registry_path, max_lookback_hours=settings.max_lookback_hours)
     candles = load_bundled_candles()
     end = candles.index[-1].to_pydatetime() + timedelta(hours=1)  # the tick at which the last bar closes
     start = end - timedelta(days=days)
 
     say(f"importing the bundled real dataset ({len(candles):,} hourly candles) into Postgres")
-    subprocess.run(
-        [sys.executable, "-m", "producers", "import-csv", str(BUNDLED_CSV)],
-        cwd=REPO,
-        check=True,
-        env={**os.environ, "BTCMETA_MIN_TIMEFRAME": "1h"},
-        stdout=subprocess.DEVNULL,
-    )
+    import_candles(BUNDLED_CSV)
     _cleanup_previous(settings, url)
-    ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, registry.timeframes))
 
     logs = out / "logs"
     say(f"namespace {prefix}  window {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC ({days} days)")
-    with Supervisor(env, logs) as sup:
-        for spec in registry.enabled:
-            sup.start(f"strategy.{spec.name}", "strategy_consumers", "run", spec.name)
-        sup.start("meta_consumer", "meta_consumer", "run")
-        sup.start("executor", "executor", "run")
-        groups = [a for spec in registry.enabled for a in ("--group", f"{prefix}strategy.{spec.name}")]
-        say("services started: strategies, meta consumer (model or majority-vote fallback), executor (paper)")
-        sup.start(
-            "tick_emitter.replay",
-            "tick_emitter",
-            "replay",
-            "--start",
-            start.isoformat(),
-            "--end",
-            (end - timedelta(seconds=1)).isoformat(),
-            "--prefix",
-            prefix,
-            "--max-ahead",
-            "24",
-            *groups,
-        )
-        started = time.monotonic()
-        last_note = 0.0
-        while True:
-            replay_done = sup.exited("tick_emitter.replay")
-            ticks = _count(url, Tick, prefix)
-            decided = _count(url, Decision, prefix)
-            executed = _count(url, Intent, prefix)
-            if replay_done and ticks and decided >= ticks and executed >= decided:
-                break
-            sup.check_alive(allow_exited={"tick_emitter.replay"})
-            if time.monotonic() - started > timeout_s:
-                raise TimeoutError(
-                    f"pipeline not done after {timeout_s:.0f}s: ticks={ticks} decided={decided} "
-                    f"executed={executed}; see {logs}"
-                )
-            if time.monotonic() - last_note > 10:
-                say(f"progress: {decided:,} ticks decided, {executed:,} intents executed")
-                last_note = time.monotonic()
-            time.sleep(1.0)
-        say(
-            f"pipeline done in {time.monotonic() - started:.0f}s: "
-            f"{decided:,} decisions, {executed:,} intents executed"
-        )
+    say("starting: strategies, meta consumer (model or majority-vote fallback), executor (paper), replay")
+    spec = PipelineSpec(prefix, start, end - timedelta(hours=1), logs, kind="demo", timeout_s=timeout_s,
+                        params={"days": days})
+    result = run_pipeline(spec, registry=registry, say=say)
+    say(
+        f"pipeline done in {result.seconds:.0f}s: "
+        f"{result.decided:,} decisions, {result.executed:,} intents executed"
+    )
     report = write_report(url, prefix, start, end, out, registry)
     say(f"report: {report}")
     return report

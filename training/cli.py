@@ -440,3 +440,9 @@ def features(data: DataOpt = "bundled",
     np.savez_compressed(out, **arrays)  # type: ignore[arg-type]
     typer.echo(f"{len(candles)} bars; fitted on train bars {fold.train.start}..{fold.train.end - 1} "
                f"(vol_scale {stats.vol_scale:.5f}); {', '.join(feats)} -> {out}")
+
+
+# Backtest by topic replay (issue 9) lives in its own module; registered here.
+from training.replay_backtest import replay_backtest_cmd  # noqa: E402
+
+app.command("replay-backtest")(replay_backtest_cmd)

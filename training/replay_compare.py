@@ -1,0 +1,489 @@
+"""The vectorized side of a topic-replay backtest, and the comparison with what the pipeline did.
+
+Two independent computations of the same window (docs/decisions/0013-replay-backtest-identity.md):
+
+* **Decisions**: the training engine's bar-by-bar policy loop (``training.backtest`` /
+  ``training.baselines``: ``Market.observe`` -> policy or majority vote -> ``apply_actions``), run
+  over the full stored history. Compared with the meta consumer's ``decisions`` rows tick by tick:
+  action and target exposure must be *identical* (no tolerance), and so must the observation.
+* **Execution, in the executor's units** (BTC and USD, not fractions of equity): a vectorized
+  simulation of the paper venue written here from its documented model, not by calling the
+  executor: target position ``target_exposure * max_position_btc``, moves split into legs of at
+  most ``max_order_btc`` (whole 0.0001 BTC lots), each leg filled at the open of the first candle
+  at/after the tick (else the last close) with fixed adverse slippage, taker fee on the slipped
+  price; funding every full hour after the first fill on the position held before that hour's
+  tick. Compared with the executor's fills, funding, equity curve and final book within
+  floating-point tolerance (``RTOL``/``ATOL_*``): only the order of float additions differs.
+
+``training.ledger`` (fractions of equity, compounding) is *not* what is compared: it re-sizes
+with equity while the executor trades a fixed BTC size per unit of exposure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from common.actions import ACTIONS, apply_actions, label_for
+from common.events import Target
+from common.observation import FeatureSpec
+from meta_consumer.policy import Policy
+from meta_consumer.portfolio import next_entry_price
+from training.backtest import policy_exposure
+from training.baselines import baseline_exposure
+from training.market import Market
+from training.split import Window
+
+LOT = 0.0001
+RTOL = 1e-9
+ATOL_USD = 1e-6
+ATOL_BTC = 1e-9
+_TARGETS = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
+HOUR_NS = 3_600_000_000_000
+
+
+@dataclass(frozen=True)
+class ExecutionModel:
+    """The executor's sizing and the paper venue's costs (``config`` and ``executor.runner`` values)."""
+
+    max_position_btc: float
+    max_order_btc: float
+    taker_fee: float
+    slippage_bps: float
+    funding_rate_hourly: float
+    max_exposure: float = 1.0
+
+
+@dataclass
+class Prices:
+    """Stored candles as arrays: what the paper venue prices from (``CandlePriceFeed``)."""
+
+    open_ns: np.ndarray
+    open: np.ndarray
+    close: np.ndarray
+
+    def at(self, when_ns: np.ndarray) -> np.ndarray:
+        """Open of the first candle at/after each time, else the last close before it."""
+        i = np.searchsorted(self.open_ns, when_ns, side="left")
+        inside = i < len(self.open_ns)
+        nxt = self.open[np.minimum(i, len(self.open) - 1)]
+        return np.where(inside, nxt, self.close[-1])
+
+
+# ---------------------------------------------------------------------------------------- decisions
+
+
+def decision_bars(market: Market, start: datetime, end: datetime) -> np.ndarray:
+    """Bar positions decided by the ticks in ``[start, end]``: the bar closing at each tick."""
+    opens = market.index
+    lo = opens.searchsorted(pd.Timestamp(start) - pd.Timedelta(hours=1), side="left")
+    hi = opens.searchsorted(pd.Timestamp(end) - pd.Timedelta(hours=1), side="right")
+    return np.arange(lo, hi)
+
+
+def vectorized_decisions(
+    market: Market, bars: np.ndarray, policy: Policy | None, *, step: float, max_exposure: float
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(decisions per tick, observations [n, dim]) for a policy, or the majority-vote fallback.
+
+    The loop is ``training.backtest.policy_exposure``'s, keeping the action too; its exposures are
+    then checked against ``policy_exposure`` / ``baseline_exposure`` themselves, so this is the
+    training engine's backtest and not a second implementation of it.
+    """
+    n = len(bars)
+    exposure: np.ndarray = np.zeros(1)
+    entry: np.ndarray = np.full(1, np.nan)
+    actions: list[str] = []
+    current = np.empty(n)
+    target = np.empty(n)
+    obs_rows = np.empty((n, market.spec.dim), dtype=np.float32)
+    for k, t in enumerate(bars):
+        obs = market.observe(np.array([t]), exposure, entry)
+        obs_rows[k] = obs[0]
+        if policy is None:
+            new = np.array(
+                [
+                    baseline_exposure(
+                        "majority_vote", market.signals, Window(int(t), int(t) + 2), max_exposure=max_exposure
+                    )[0]
+                ]
+            )
+            action = label_for(float(exposure[0]), float(new[0]))
+        elif policy.output == "discrete":
+            index = policy.act(obs)
+            new = apply_actions(index, exposure, step, max_exposure)
+            action = ACTIONS[int(index[0])]
+        else:
+            new = np.asarray(policy.act(obs), dtype=np.float64)
+            action = label_for(float(exposure[0]), float(new[0]))
+        current[k], target[k] = exposure[0], new[0]
+        actions.append(action.value)
+        entry = next_entry_price(exposure, entry, new, market.close[t : t + 1])
+        exposure = new
+    if n:
+        window = Window(int(bars[0]), int(bars[-1]) + 2)
+        engine_path = (
+            policy_exposure(policy, market, window)
+            if policy is not None
+            else baseline_exposure("majority_vote", market.signals, window, max_exposure=max_exposure)
+        )
+        if not np.array_equal(engine_path[:n], target):
+            k = int(np.flatnonzero(engine_path[:n] != target)[0])
+            raise AssertionError(f"training.backtest disagrees with the decision loop at bar {bars[k]}")
+    ticks = market.index[bars] + pd.Timedelta(hours=1)
+    frame = pd.DataFrame(
+        {"tick_time": ticks, "action": actions, "current_exposure": current, "target_exposure": target}
+    )
+    return frame, obs_rows
+
+
+# ---------------------------------------------------------------------------------------- execution
+
+
+def _legs(delta: float, max_order: float) -> list[float]:
+    """Signed legs of at most ``max_order`` BTC in whole lots (the magnitude rounded down to a lot)."""
+    lots = math.floor(abs(delta) / LOT + 1e-9)
+    per = max(1, math.floor(max_order / LOT + 1e-9))
+    out = []
+    while lots > 0:
+        take = min(lots, per)
+        out.append(math.copysign(round(take * LOT, 8), delta))
+        lots -= take
+    return out
+
+
+def simulate_execution(
+    decisions: pd.DataFrame, prices: Prices, model: ExecutionModel
+) -> dict[str, pd.DataFrame]:
+    """Fills, funding and the per-tick equity curve the paper venue should produce (USD, BTC)."""
+    ticks = pd.DatetimeIndex(decisions["tick_time"])
+    tick_ns = ticks.asi8
+    px = prices.at(tick_ns)
+    slip = model.slippage_bps / 10_000.0
+    targets = np.round(
+        np.clip(decisions["target_exposure"].to_numpy(), -model.max_exposure, model.max_exposure)
+        * model.max_position_btc,
+        8,
+    )
+    fills: list[tuple[Any, ...]] = []
+    position_after = np.empty(len(ticks))
+    pos = 0.0
+    for k in range(len(ticks)):
+        for leg, qty in enumerate(_legs(targets[k] - pos, model.max_order_btc)):
+            price = px[k] * (1.0 + slip) if qty > 0 else px[k] * (1.0 - slip)
+            fills.append(
+                (
+                    ticks[k],
+                    leg,
+                    "buy" if qty > 0 else "sell",
+                    abs(qty),
+                    price,
+                    abs(qty) * price * model.taker_fee,
+                )
+            )
+            pos = round(pos + qty, 8)
+        position_after[k] = pos
+    fill_df = pd.DataFrame(fills, columns=["tick_time", "leg", "side", "quantity", "price", "fee"])
+    funding = _funding(tick_ns, position_after, fill_df, prices, model)
+    equity = equity_curve(ticks, fill_df, funding, prices)
+    return {"fills": fill_df, "funding": funding, "equity": equity}
+
+
+def _funding(
+    tick_ns: np.ndarray,
+    position_after: np.ndarray,
+    fills: pd.DataFrame,
+    prices: Prices,
+    model: ExecutionModel,
+) -> pd.DataFrame:
+    """Every full hour after the first fill's tick up to the last tick; the position before that hour.
+
+    The executor settles funding at each tick *before* placing that tick's orders, so the position
+    charged at hour ``h`` is the one after the last tick strictly before ``h``.
+    """
+    cols = ["funding_time", "position", "price", "amount"]
+    if fills.empty:
+        return pd.DataFrame(columns=cols)
+    first = pd.Timestamp(fills["tick_time"].iloc[0]).value
+    hours = np.arange(first + HOUR_NS, tick_ns[-1] + 1, HOUR_NS, dtype=np.int64)
+    before = np.searchsorted(tick_ns, hours, side="left") - 1
+    position = position_after[before]
+    price = np.where(position != 0.0, prices.at(hours), 0.0)
+    amount = -position * price * model.funding_rate_hourly
+    return pd.DataFrame(
+        {
+            "funding_time": pd.to_datetime(hours, utc=True),
+            "position": position,
+            "price": price,
+            "amount": amount,
+        }
+    )
+
+
+def equity_curve(
+    ticks: pd.DatetimeIndex, fills: pd.DataFrame, funding: pd.DataFrame, prices: Prices
+) -> pd.DataFrame:
+    """USD PnL after each tick: trade cash flows, fees and funding so far, plus position x mark.
+
+    The mark is what the executor marks at (the venue price at the tick). Used on both sides: on the
+    simulation and on the executor's own fill and funding rows.
+    """
+    tick_ns = ticks.asi8
+    sign = np.where(fills["side"].to_numpy() == "buy", 1.0, -1.0)
+    qty = sign * fills["quantity"].to_numpy(dtype=np.float64)
+    at = np.searchsorted(tick_ns, pd.DatetimeIndex(fills["tick_time"]).asi8, side="left")
+    pos_delta = np.bincount(at, weights=qty, minlength=len(ticks))
+    cash_delta = np.bincount(
+        at,
+        weights=-qty * fills["price"].to_numpy(dtype=np.float64) - fills["fee"].to_numpy(dtype=np.float64),
+        minlength=len(ticks),
+    )
+    if not funding.empty:
+        fat = np.searchsorted(tick_ns, pd.DatetimeIndex(funding["funding_time"]).asi8, side="left")
+        cash_delta += np.bincount(
+            fat, weights=funding["amount"].to_numpy(dtype=np.float64), minlength=len(ticks)
+        )
+    position = np.round(np.cumsum(pos_delta), 8)
+    cash = np.cumsum(cash_delta)
+    mark = prices.at(tick_ns)
+    return pd.DataFrame(
+        {
+            "tick_time": ticks,
+            "position": position,
+            "cash": cash,
+            "mark": mark,
+            "equity": cash + position * mark,
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------- comparison
+
+
+@dataclass
+class Difference:
+    what: str
+    tick_time: str
+    replay: dict[str, Any]
+    vectorized: dict[str, Any]
+
+
+@dataclass
+class Comparison:
+    ticks: int
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    first: list[Difference] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return all(c["differences"] == 0 for c in self.checks.values())
+
+    def first_difference(self) -> Difference | None:
+        return min(self.first, key=lambda d: d.tick_time) if self.first else None
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.first_difference()
+        return {
+            "identical": self.identical,
+            "ticks": self.ticks,
+            "checks": self.checks,
+            "first_difference": None if first is None else first.__dict__,
+            "first_difference_per_check": [d.__dict__ for d in self.first],
+            "tolerance": {"rtol": RTOL, "atol_usd": ATOL_USD, "atol_btc": ATOL_BTC},
+        }
+
+    def to_markdown(self, title: str) -> str:
+        lines = [
+            f"# {title}",
+            "",
+            f"**{'IDENTICAL' if self.identical else 'DIFFERENT'}** over "
+            f"{self.ticks:,} ticks (decisions exact; fills and PnL within rtol {RTOL:g}, "
+            f"atol {ATOL_USD:g} USD / {ATOL_BTC:g} BTC)",
+            "",
+            "| check | compared | differences | max abs diff |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, c in self.checks.items():
+            lines.append(
+                f"| {name} | {c['compared']:,} | {c['differences']:,} | {c.get('max_abs_diff', 0):.3g} |"
+            )
+        first = self.first_difference()
+        if first is not None:
+            lines += [
+                "",
+                f"## First difference: {first.what} at tick {first.tick_time}",
+                "",
+                "| field | replay (pipeline) | vectorized |",
+                "|---|---|---|",
+            ]
+            for key in sorted(set(first.replay) | set(first.vectorized)):
+                lines.append(f"| {key} | {first.replay.get(key)} | {first.vectorized.get(key)} |")
+        return "\n".join(lines) + "\n"
+
+
+def _iso(ts: Any) -> str:
+    return pd.Timestamp(ts).tz_convert(UTC).isoformat()
+
+
+def _close(a: np.ndarray, b: np.ndarray, atol: float) -> np.ndarray:
+    return np.abs(a - b) <= atol + RTOL * np.maximum(np.abs(a), np.abs(b))
+
+
+def _numeric_check(
+    cmp: Comparison, name: str, keys: pd.Series, rep: pd.DataFrame, vec: pd.DataFrame, cols: dict[str, float]
+) -> None:
+    """Rows aligned by position; every numeric column within tolerance, the rest equal."""
+    n = max(len(rep), len(vec))
+    bad = np.zeros(n, dtype=bool)
+    if len(rep) != len(vec):
+        bad[min(len(rep), len(vec)) :] = True
+    m = min(len(rep), len(vec))
+    worst = 0.0
+    for col in rep.columns:
+        a, b = rep[col].to_numpy()[:m], vec[col].to_numpy()[:m]
+        if col in cols:
+            a, b = a.astype(np.float64), b.astype(np.float64)
+            bad[:m] |= ~_close(a, b, cols[col])
+            if m:
+                worst = max(worst, float(np.max(np.abs(a - b))))
+        else:
+            bad[:m] |= np.asarray([str(x) != str(y) for x, y in zip(a, b, strict=True)], dtype=bool)
+    cmp.checks[name] = {"compared": n, "differences": int(bad.sum()), "max_abs_diff": worst}
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        row = lambda f: {c: (f[c].iloc[k] if c != "tick_time" else _iso(f[c].iloc[k])) for c in f.columns}  # noqa: E731
+        cmp.first.append(
+            Difference(
+                name,
+                _iso(keys.iloc[min(k, len(keys) - 1)]),
+                row(rep) if k < len(rep) else {"missing": True},
+                row(vec) if k < len(vec) else {"missing": True},
+            )
+        )
+
+
+def compare(
+    replay: dict[str, pd.DataFrame],
+    vec_decisions: pd.DataFrame,
+    vec_obs: np.ndarray,
+    spec: FeatureSpec,
+    sim: dict[str, pd.DataFrame],
+    book: dict[str, float],
+) -> Comparison:
+    """Tick-by-tick comparison; every check records its count of differences and its first one."""
+    rd = replay["decisions"]
+    cmp = Comparison(ticks=len(vec_decisions))
+    # decisions: exact
+    merged = vec_decisions.merge(rd, on="tick_time", how="outer", suffixes=("_vec", "_rep"), indicator=True)
+    merged = merged.sort_values("tick_time").reset_index(drop=True)
+    names = spec.feature_names()
+    vec_pos = {t: i for i, t in enumerate(pd.DatetimeIndex(vec_decisions["tick_time"]).asi8)}
+    bad = (
+        (merged["_merge"] != "both")
+        | (merged["action_vec"] != merged["action_rep"])
+        | (merged["target_exposure_vec"] != merged["target_exposure_rep"])
+        | (merged["current_exposure_vec"] != merged["current_exposure_rep"])
+        | merged["degraded"].fillna(True).astype(bool)
+    )
+    obs_bad = np.zeros(len(merged), dtype=bool)
+    for i, (t, feats) in enumerate(
+        zip(pd.DatetimeIndex(merged["tick_time"]).asi8, merged["features"], strict=True)
+    ):
+        k = vec_pos.get(int(t))
+        if k is None or not isinstance(feats, dict):
+            obs_bad[i] = True
+            continue
+        obs_bad[i] = any(np.float32(feats.get(n, np.nan)) != vec_obs[k, j] for j, n in enumerate(names))
+    cmp.checks["decisions (action, target exposure)"] = {
+        "compared": len(merged),
+        "differences": int(bad.sum()),
+    }
+    cmp.checks["observations"] = {"compared": len(merged), "differences": int(obs_bad.sum())}
+    for label, mask in (("decisions (action, target exposure)", bad.to_numpy()), ("observations", obs_bad)):
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            r = merged.iloc[i]
+            k = vec_pos.get(int(pd.Timestamp(r["tick_time"]).value))
+            rep_obs = r["features"] if isinstance(r["features"], dict) else {}
+            vec_obs_d = {n: float(vec_obs[k, j]) for j, n in enumerate(names)} if k is not None else {}
+            cmp.first.append(
+                Difference(
+                    label,
+                    _iso(r["tick_time"]),
+                    {
+                        "present": r["_merge"] != "left_only",
+                        "action": r.get("action_rep"),
+                        "current_exposure": r.get("current_exposure_rep"),
+                        "target_exposure": r.get("target_exposure_rep"),
+                        "degraded": r.get("degraded"),
+                        "observation": rep_obs,
+                    },
+                    {
+                        "present": r["_merge"] != "right_only",
+                        "action": r.get("action_vec"),
+                        "current_exposure": r.get("current_exposure_vec"),
+                        "target_exposure": r.get("target_exposure_vec"),
+                        "observation": vec_obs_d,
+                    },
+                )
+            )
+    # fills, funding, equity: within tolerance
+    rf, vf = replay["fills"], sim["fills"]
+    _numeric_check(
+        cmp,
+        "fills",
+        vf["tick_time"] if len(vf) >= len(rf) else rf["tick_time"],
+        rf,
+        vf,
+        {"quantity": ATOL_BTC, "price": ATOL_USD, "fee": ATOL_USD, "leg": 0.0},
+    )
+    rfu, vfu = replay["funding"], sim["funding"]
+    _numeric_check(
+        cmp,
+        "funding",
+        vfu["funding_time"] if len(vfu) >= len(rfu) else rfu["funding_time"],
+        rfu,
+        vfu,
+        {"position": ATOL_BTC, "price": ATOL_USD, "amount": ATOL_USD},
+    )
+    req, veq = replay["equity"], sim["equity"]
+    _numeric_check(
+        cmp,
+        "equity curve",
+        veq["tick_time"],
+        req,
+        veq,
+        {"position": ATOL_BTC, "cash": ATOL_USD, "mark": ATOL_USD, "equity": ATOL_USD},
+    )
+    # the executor's own book (average-cost realized + unrealized, fee and funding totals)
+    last = sim["equity"].iloc[-1] if len(sim["equity"]) else None
+    if last is not None:
+        want = {
+            "position": float(last["position"]),
+            "pnl": float(last["equity"]),
+            "fees": float(sim["fills"]["fee"].sum()),
+            "funding": float(sim["funding"]["amount"].sum()),
+        }
+        diffs = {k: abs(book.get(k, np.nan) - v) for k, v in want.items()}
+        bad_keys = [
+            k
+            for k, d in diffs.items()
+            if not d <= (ATOL_BTC if k == "position" else ATOL_USD) + RTOL * abs(want[k]) * 10
+        ]
+        cmp.checks["executor book at the end"] = {
+            "compared": len(want),
+            "differences": len(bad_keys),
+            "max_abs_diff": max(diffs.values()),
+        }
+        if bad_keys:
+            cmp.first.append(
+                Difference(
+                    "executor book at the end", _iso(last["tick_time"]), {k: book.get(k) for k in want}, want
+                )
+            )
+    return cmp
