@@ -185,6 +185,11 @@ def _results(url: str | None, artifacts: Path | None = None) -> ResultsDB:
                                  f"{str(exc).splitlines()[0]}", param_hint="--results-db") from None
 
 
+def _db_error(exc: SQLAlchemyError) -> str:
+    """The first line of a driver error (no SQL, no parameters), for a usage message."""
+    return f"live database: {exc.__class__.__name__}: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+
+
 def _live_engine(url: str | None) -> Engine:
     return make_engine(url or load_settings().database_url.get_secret_value())
 
@@ -270,6 +275,8 @@ def select_cmd(model: Annotated[str, typer.Argument(help="<evaluation id> or <ru
         sel = select_model(db, model, _live_engine(database_url), selected_by=by or f"{user}@{host}")
     except SelectError as exc:
         raise typer.BadParameter(str(exc), param_hint="MODEL") from None
+    except SQLAlchemyError as exc:
+        raise typer.BadParameter(_db_error(exc), param_hint="--database-url") from None
     typer.echo(f"selected {sel.model_id} (sha256 {sel.sha256[:16]}..., strategies "
                f"{', '.join(sel.strategies)})" + (f"; replaces {sel.previous}" if sel.previous else ""))
 
@@ -301,7 +308,10 @@ def retrain_check_cmd(database_url: LiveOpt = None,
     except RegistryError as exc:
         raise typer.BadParameter(str(exc), param_hint="--registry") from None
     live = tuple(s.name for s in reg.enabled)
-    check = retrain_check(_live_engine(database_url), live)
+    try:
+        check = retrain_check(_live_engine(database_url), live)
+    except SQLAlchemyError as exc:
+        raise typer.BadParameter(_db_error(exc), param_hint="--database-url") from None
     typer.echo(("RETRAIN NEEDED: " if check.needed else "up to date: ") + check.reason)
     typer.echo(f"  model strategies:    {', '.join(check.model_strategies) or '-'}")
     typer.echo(f"  registry strategies: {', '.join(check.live_strategies)}")
@@ -322,6 +332,8 @@ def retrain(data: DataOpt = "bundled",
                                                 "metric")] = "sharpe",
             mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
             embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
+            with_report: Annotated[bool, typer.Option("--report/--no-report", help="also write the HTML "
+                                                      "report of the run")] = True,
             results_db: ResultsOpt = None, artifacts: ArtifactsOpt = None) -> None:
     """Scheduled retraining: train (hook), evaluate models and baselines, record a run, propose the best.
 
@@ -345,6 +357,9 @@ def retrain(data: DataOpt = "bundled",
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"run {res.run_id}: {res.evaluations} evaluations of {len(res.candidates)} candidates")
+    if with_report:
+        page = build_report(db, res.run_id, db.run_dir(res.run_id) / "report", metric=metric)
+        typer.echo(f"report: {page}")
     if res.proposed is None:
         typer.echo("nothing proposed")
     elif res.proposed_kind == "model":

@@ -286,6 +286,7 @@ def test_cli_retrain_leaderboard_report(
     db = ResultsDB.open()
     run = db.run("latest")
     assert run["config"]["hook"] == "tests.unit.training.test_results:random_hook" and run["seed"] == 5
+    assert (tmp_path / "art" / "runs" / run["run_id"] / "report" / "report.html").is_file()  # default
 
     res = runner.invoke(app, ["leaderboard", "--metric", "total_return", "--window", "test"])
     assert res.exit_code == 0, res.output
