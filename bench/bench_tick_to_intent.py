@@ -90,16 +90,67 @@ def main() -> None:
         from common.db.migrate import upgrade
 
         upgrade(url)
-        rows = run(settings, args.n)
+        rows, cpu = run(settings, args.n)
         decided = decided_at(url, prefix)
     finally:
         delete_topics_with_prefix(admin, prefix)
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    report(rows, decided, load_start, os.getloadavg(), args.out, args.note)
+    report(rows, decided, cpu, load_start, os.getloadavg(), args.out, args.note)
 
 
-def run(settings: Settings, n: int) -> list[dict[str, float | str]]:
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (0 when it is gone or unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pids_matching(*needles: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(n in cmd for n in needles):
+                pids.append(int(entry.name))
+    return pids
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (every core), from /proc/stat."""
+    cols = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = cols[3] + cols[4]
+    return (sum(cols[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds per group of processes between ``start()`` and ``stop()``."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.used: dict[str, float] = {}
+
+    def _sample(self) -> dict[str, float]:
+        out = {g: sum(_cpu_seconds(p) for p in pids) for g, pids in self.groups.items()}
+        out["whole machine (every process)"] = _machine_busy_seconds()
+        return out
+
+    def start(self) -> None:
+        self._t0 = self._sample()
+        self._wall0 = time.monotonic()
+
+    def stop(self) -> None:
+        end = self._sample()
+        self.used = {g: end[g] - self._t0[g] for g in end}
+        self.wall = time.monotonic() - self._wall0
+
+
+def run(settings: Settings, n: int) -> tuple[list[dict[str, float | str]], CpuMeter]:
     prefix = settings.kafka.topic_prefix
     registry = load_registry(settings.registry_path, max_lookback_hours=settings.max_lookback_hours)
     ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, registry.timeframes))
@@ -123,10 +174,19 @@ def run(settings: Settings, n: int) -> list[dict[str, float | str]]:
     recs.assign([TopicPartition(settings.topic(RECOMMENDATIONS), p, 0) for p in range(3)])
     out: list[dict[str, float | str]] = []
     with tempfile.TemporaryDirectory(prefix="bench-t2i-") as logs, Supervisor(env, Path(logs)) as sup:
-        for spec in registry.enabled:
-            sup.start(f"strategy.{spec.name}", "strategy_consumers", "run", spec.name)
-        sup.start("meta_consumer", "meta_consumer", "run")
+        strategies = [sup.start(f"strategy.{spec.name}", "strategy_consumers", "run", spec.name)
+                      for spec in registry.enabled]
+        meta = sup.start("meta_consumer", "meta_consumer", "run")
+        cpu = CpuMeter({
+            "5 strategy processes": [s.proc.pid for s in strategies if s.proc],
+            "meta consumer": [meta.proc.pid] if meta.proc else [],
+            "this benchmark (publisher + readers)": [os.getpid()],
+            "Kafka broker (shared with other work)": _pids_matching("kafka.Kafka"),
+            "PostgreSQL (all backends, shared)": _pids_matching("postgres:", "bin/postgres"),
+        })
         for i, t in enumerate(times):
+            if i == WARMUP:
+                cpu.start()
             plan = plan_tick(t, registry)
             windows = prepare_bars(base, t, plan)
             tick, bars, _ = build_events(settings.symbol, plan, windows, published_at=now,
@@ -139,14 +199,19 @@ def run(settings: Settings, n: int) -> list[dict[str, float | str]]:
             got = time.time()
             if i < WARMUP:
                 continue
+            if i == len(times) - 1:
+                cpu.stop()
             out.append({"tick_id": tick.tick_id, "start": started, "ack": acked, "read": got,
                         "intent_ts": intent[1], "bars": float(max(len(b) for b in bars))})
-        rec_ts = last_recommendations(recs, {str(r["tick_id"]) for r in out}, len(registry.enabled))
+        rec_ts = recommendation_times(recs, {str(r["tick_id"]) for r in out}, len(registry.enabled))
     intents.close()
     recs.close()
     for r in out:
-        r["last_rec_ts"] = rec_ts[str(r["tick_id"])]
-    return out
+        per = rec_ts[str(r["tick_id"])]
+        r["last_rec_ts"] = max(per.values())
+        r["first_rec_ts"] = min(per.values())
+        r |= {f"rec:{name}": at for name, at in per.items()}
+    return out, cpu
 
 
 def read_intent(
@@ -166,9 +231,11 @@ def read_intent(
     raise RuntimeError(f"no intent for {tick_id} within {timeout} s")
 
 
-def last_recommendations(consumer: Consumer, tick_ids: set[str], n_strategies: int) -> dict[str, float]:
-    """CreateTime (epoch s) of the last recommendation of each tick, read after the run."""
-    seen: dict[str, list[float]] = {}
+def recommendation_times(
+    consumer: Consumer, tick_ids: set[str], n_strategies: int
+) -> dict[str, dict[str, float]]:
+    """CreateTime (epoch s) of each strategy's recommendation, per tick, read after the run."""
+    seen: dict[str, dict[str, float]] = {}
     idle = time.monotonic()
     while time.monotonic() - idle < 5:
         msg = consumer.poll(0.5)
@@ -177,11 +244,11 @@ def last_recommendations(consumer: Consumer, tick_ids: set[str], n_strategies: i
         idle = time.monotonic()
         rec = serde.decode(msg.value() or b"", Recommendation)
         if rec.tick_id in tick_ids:
-            seen.setdefault(rec.tick_id, []).append(msg.timestamp()[1] / 1000.0)
-    missing = [t for t in tick_ids if len(seen.get(t, [])) < n_strategies]
+            seen.setdefault(rec.tick_id, {})[rec.strategy] = msg.timestamp()[1] / 1000.0
+    missing = [t for t in tick_ids if len(seen.get(t, {})) < n_strategies]
     if missing:
         raise RuntimeError(f"{len(missing)} ticks lack recommendations, e.g. {missing[0]}")
-    return {t: max(v) for t, v in seen.items()}
+    return seen
 
 
 def decided_at(url: str, prefix: str) -> dict[str, float]:
@@ -201,19 +268,19 @@ def _stats(values: list[float], bold: bool = False) -> str:
     return " | ".join(f"**{v:.1f}**" if bold else f"{v:.1f}" for v in cells)
 
 
-def report(rows: list[dict[str, float | str]], decided: dict[str, float], load_start: tuple[float, ...],
-           load_end: tuple[float, ...], out: Path, note: str) -> None:
+def report(rows: list[dict[str, float | str]], decided: dict[str, float], cpu: CpuMeter,
+           load_start: tuple[float, ...], load_end: tuple[float, ...], out: Path, note: str) -> None:
     def ms(a: str, b: str) -> list[float]:
         return [(float(r[b]) - float(r[a])) * 1000 for r in rows]
 
     dec = [(decided[str(r["tick_id"])] - float(r["last_rec_ts"])) * 1000 for r in rows]
     total = ms("start", "read")
-    cpu = platform.processor() or platform.machine()
+    arch = platform.processor() or platform.machine()
     first, last = rows[0]["tick_id"], rows[-1]["tick_id"]
     lines = [
         "# Tick to intent: five strategy processes + meta consumer on the real broker",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({cpu}, "
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({arch}, "
         f"{os.cpu_count()} cores, load average {_load(load_start)} at start, {_load(load_end)} at end; "
         f"shared machine), Python {platform.python_version()}, "
         "local Kafka 3.9 (KRaft, acks=all) and PostgreSQL.",
@@ -229,6 +296,9 @@ def report(rows: list[dict[str, float | str]], decided: dict[str, float], load_s
         "|---|---|---|---|---|",
         f"| **tick handed to producer -> intent read back** | {_stats(total, bold=True)} |",
         f"| tick handed -> acknowledged by the broker | {_stats(ms('start', 'ack'))} |",
+        f"| tick handed -> first of 5 recommendations produced | {_stats(ms('start', 'first_rec_ts'))} |",
+        *[f"| tick handed -> recommendation of {k[4:]} produced | {_stats(ms('start', k))} |"
+          for k in sorted(rows[0]) if k.startswith("rec:")],
         f"| tick handed -> last of 5 recommendations produced | {_stats(ms('start', 'last_rec_ts'))} |",
         f"| last recommendation -> decision row committed | {_stats(dec)} |",
         f"| last recommendation -> intent produced | {_stats(ms('last_rec_ts', 'intent_ts'))} |",
@@ -236,6 +306,13 @@ def report(rows: list[dict[str, float | str]], decided: dict[str, float], load_s
         "",
         "Recommendation and intent times are their Kafka CreateTime (set when handed to the producer, "
         "millisecond resolution); the decision time is the row's `decided_at`.",
+        "",
+        f"CPU time over the {len(rows)} timed ticks ({cpu.wall:.1f} s wall, {os.cpu_count()} cores = "
+        f"{cpu.wall * (os.cpu_count() or 1) / len(rows) * 1000:.1f} core-ms available per tick):",
+        "",
+        "| processes | CPU ms per tick |",
+        "|---|---|",
+        *[f"| {g} | {sec / len(rows) * 1000:.1f} |" for g, sec in cpu.used.items()],
         "",
     ]
     text = "\n".join(lines)

@@ -59,6 +59,13 @@ def _tick_row(namespace: str, plan: TickPlan) -> dict[str, Any]:
                 due_strategies=[d.name for d in plan.due_strategies])
 
 
+# Built once: a fixed statement is compiled once and cached; executemany sends one multi-row
+# INSERT per batch (SQLAlchemy's insertmanyvalues), RETURNING only the rows actually inserted.
+_INSERT_RECS = (insert(Recommendation).on_conflict_do_nothing()
+                .returning(Recommendation.tick_id, Recommendation.strategy))
+_INSERT_TICKS = insert(Tick).on_conflict_do_nothing()
+
+
 def save_batch(engine: Engine, namespace: str, recs: Sequence[RecommendationEvent],
                plans: Sequence[TickPlan]) -> Saved:
     """Store one consume batch's answers and plans in one transaction (``ON CONFLICT DO NOTHING``).
@@ -71,13 +78,10 @@ def save_batch(engine: Engine, namespace: str, recs: Sequence[RecommendationEven
     answered: dict[str, set[str]] = {}
     with engine.begin() as conn:
         if recs:
-            rows = conn.execute(insert(Recommendation).values([_rec_row(namespace, r) for r in recs])
-                                .on_conflict_do_nothing()
-                                .returning(Recommendation.tick_id, Recommendation.strategy))
+            rows = conn.execute(_INSERT_RECS, [_rec_row(namespace, r) for r in recs])
             fresh = frozenset((r[0], r[1]) for r in rows)
         if plans:
-            ticks = [_tick_row(namespace, p) for p in plans]
-            conn.execute(insert(Tick).values(ticks).on_conflict_do_nothing())
+            conn.execute(_INSERT_TICKS, [_tick_row(namespace, p) for p in plans])
             ids = sorted({p.tick_id for p in plans})
             answered = {t: set() for t in ids}
             stored = select(Recommendation.tick_id, Recommendation.strategy).where(

@@ -249,3 +249,47 @@ def test_consume_loop_writes_a_heartbeat_the_bridge_can_show(settings: Settings)
     assert len(rows) == 1
     assert rows[0].info is not None and rows[0].info["topics"] == [topic]
     assert rows[0].lag is not None and rows[0].lag >= 0
+
+
+def test_loop_hands_over_a_lone_message_at_once_and_still_batches_a_backlog(settings: Settings) -> None:
+    """A partial batch must not wait out the poll timeout (that was 50 ms on every live tick)."""
+    import threading
+
+    topic = settings.topic(INTENTS)
+    producer = EventProducer(settings, "test")
+    for i in range(50):  # a backlog before the loop starts: taken in a few batches, not 50
+        producer.send(topic, sample_order_intent(intent_id=f"b{i}"), key="k")
+    producer.flush()
+    handled: dict[str, float] = {}
+    batches: list[int] = []
+    loop = ConsumerLoop(
+        settings,
+        service="test",
+        group_id="g-latency",
+        topics=[topic],
+        handler=lambda e, _m: handled.__setitem__(e.intent_id, time.monotonic()),
+        producer=producer,
+        expected=OrderIntent,
+        batch_size=100,
+        poll_timeout=5.0,  # the old loop would hold a lone message this long
+        after_batch=lambda: batches.append(len(handled)),
+    )
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(handled) < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(handled) == 50
+        assert len(batches) < 10, f"the backlog was taken one message at a time: {batches}"
+        for i in range(3):
+            producer.send(topic, sample_order_intent(intent_id=f"lone{i}"), key="k")
+            producer.flush()
+            sent = time.monotonic()
+            while f"lone{i}" not in handled and time.monotonic() - sent < 10:
+                time.sleep(0.001)
+            assert f"lone{i}" in handled
+            assert handled[f"lone{i}"] - sent < 1.0, "a lone message waited for the batch to fill"
+    finally:
+        loop.shutdown.request()
+        thread.join(timeout=15)
