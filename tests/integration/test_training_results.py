@@ -214,3 +214,30 @@ def test_download_through_ccxt_from_the_standin(
     assert got.index.equals(part.index)
     np.testing.assert_allclose(got.to_numpy(), part[["open", "high", "low", "close", "volume"]].to_numpy())
     assert f"{len(part)} bars" in text
+
+
+def test_racing_selections_leave_exactly_one_selected(live_url: str, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from training.results_live import SelectError, select_model
+
+    db = ResultsDB(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "art")
+    names = ("ppo", "a2c", "sac", "td3")
+    run, _ = _record(db, FeatureSpec(strategies=LIVE), names=names)
+    engine = make_engine(live_url, pool_size=8)
+
+    def pick(name: str) -> str:
+        try:
+            return select_model(db, f"{run}:{name}", engine, selected_by=name).model_id
+        except SelectError as exc:
+            assert "at the same moment" in str(exc)
+            return ""
+
+    for _ in range(3):
+        with ThreadPoolExecutor(len(names)) as pool:
+            winners = [w for w in pool.map(pick, names) if w]
+        assert winners  # somebody always wins
+        with Session(engine) as s:
+            selected = s.scalars(select(Model).where(Model.selected)).all()
+        assert len(selected) == 1 and selected[0].model_id in winners
+        assert selected[0].selected_by == selected[0].model_id.rsplit(":", 1)[1]
