@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -164,8 +165,26 @@ class _Reader:
         return ((z >> np.uint64(1)).astype(np.int64)) ^ -((z & np.uint64(1)).astype(np.int64))
 
 
-def _fingerprint() -> bytes:
-    return serde.fingerprint_of(BarClosed.SCHEMA_NAME)
+#: The field layout this reader is written for; a different current schema turns the fast path off.
+_LAYOUT = (("tick_id", "string"), ("symbol", "string"), ("timeframe", "string"),
+           ("bar_open_time", "long"), ("open_time", "array<long>"),
+           *((c, "array<double>") for c in COLUMNS))
+
+
+def _type_name(t: Any) -> str:
+    if isinstance(t, dict):
+        if t.get("type") == "array":
+            return f"array<{_type_name(t['items'])}>"
+        return _type_name(t["type"])
+    return str(t)
+
+
+@cache
+def _fast_fingerprint() -> bytes | None:
+    """The current BarClosed fingerprint when its layout is the one read here, else None."""
+    sv = serde.load_schema_set().get(BarClosed.SCHEMA_NAME)
+    layout = tuple((f["name"], _type_name(f["type"])) for f in sv.raw["fields"])
+    return sv.fingerprint if layout == _LAYOUT else None
 
 
 def decode_bar_window(data: bytes | bytearray | memoryview) -> BarWindow:
@@ -173,8 +192,9 @@ def decode_bar_window(data: bytes | bytearray | memoryview) -> BarWindow:
     writer = serde.parse_header(data)
     if writer.name != BarClosed.SCHEMA_NAME:
         raise serde.SerdeError(f"expected {BarClosed.SCHEMA_NAME}, got {writer.name}")
-    if writer.fingerprint != _fingerprint():
-        return BarWindow.from_event(serde.decode(data, BarClosed))  # an older writer: resolve generically
+    if writer.fingerprint != _fast_fingerprint():
+        # An older writer (or a current schema this reader was not written for): resolve generically.
+        return BarWindow.from_event(serde.decode(data, BarClosed))
     r = _Reader(data, serde.HEADER_SIZE)
     tick_id, symbol, timeframe = r.string(), r.string(), r.string()
     bar_open_ms = r.long()

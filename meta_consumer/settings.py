@@ -43,8 +43,9 @@ class MetaSettings(BaseSettings):
     model_poll_s: float = Field(default=0.0, ge=0)
     #: Warn when the executor's position (as a fraction of max) differs from the model's by more.
     drift_tolerance: float = Field(default=0.25, gt=0)
-    #: Messages per consume batch. The shared loop waits up to 50 ms to fill a batch, so a small
-    #: batch lowers tick-to-intent latency at the price of one offset commit per few messages.
+    #: Most messages per consume batch: one Postgres transaction and one offset commit each. The
+    #: shared loop hands over what has arrived without waiting for the batch to fill, so a large
+    #: value costs no latency; it only bounds the batch under a backlog (catch-up, replays).
     batch_size: int = Field(default=100, ge=1, le=10_000)
     group_id: str = "meta-consumer"
     #: Pin this model (by ``models.model_id``) instead of the selected one: topic-replay backtests

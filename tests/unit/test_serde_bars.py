@@ -144,3 +144,29 @@ def test_arrays_are_read_only_views_and_window_frame_copies() -> None:
     assert window.columns["open"][-24] == bar.open[-24]
     assert list(frame.index) == [t for t in bar.open_time[-24:]]
     assert np.array_equal(frame["close"].to_numpy(), np.array(bar.close[-24:]))
+
+
+def test_fast_path_is_on_for_the_current_layout_and_off_for_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    from common import serde_bars
+
+    assert serde_bars._fast_fingerprint() == serde.fingerprint_of(BarClosed.SCHEMA_NAME)
+    bar = sample_bar_closed(bars=12)
+    data = serde.encode(bar)
+    calls: list[bytes] = []
+    generic = serde.decode
+
+    def spy(raw: bytes, expected: type | None = None) -> object:
+        calls.append(raw)
+        return generic(raw, expected)
+
+    monkeypatch.setattr(serde, "decode", spy)
+    _same(decode_bar_window(data), bar)
+    assert calls == []  # current layout: read directly
+    monkeypatch.setattr(serde_bars, "_LAYOUT", serde_bars._LAYOUT[:-1])
+    serde_bars._fast_fingerprint.cache_clear()
+    try:
+        _same(decode_bar_window(data), bar)
+        assert calls == [data]  # a layout this reader does not know: the generic decoder
+    finally:
+        monkeypatch.undo()
+        serde_bars._fast_fingerprint.cache_clear()
