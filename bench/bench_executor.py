@@ -5,7 +5,11 @@ to head): dedup, reconciliation, risk, venue transaction, booking, P&L; the repo
 not sent to Kafka (the Kafka round trip is measured by the chaos test). Writes
 ``bench/results/executor.md`` with the machine and date.
 
-    .venv/bin/python bench/bench_executor.py [--intents 500] [--profile]
+    .venv/bin/python bench/bench_executor.py [--intents 500] [--profile] [--replay]
+
+``--replay`` measures the topic-replay configuration instead: real hourly candles (bundled data)
+as the price feed, the replayed clock following the intents' tick times (one per hour), hourly
+funding settled by the paper venue, as ``python -m training replay-backtest`` runs it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from common.events import IntentAction, OrderIntent  # noqa: E402
 from common.ids import make_tick_id  # noqa: E402
 from common.logging import configure_logging  # noqa: E402
 from config import RiskLimits, load_settings  # noqa: E402
-from executor.clock import FixedPriceFeed, SystemClock  # noqa: E402
+from executor.clock import CandlePriceFeed, Clock, FixedPriceFeed, PriceFeed, ReplayClock, SystemClock  # noqa: E402
 from executor.exchanges.paper import PaperExchange  # noqa: E402
 from executor.service import Executor  # noqa: E402
 
@@ -56,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--intents", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--replay", action="store_true", help="candle prices, replayed clock, hourly ticks")
     args = parser.parse_args()
     configure_logging("bench-executor", "WARNING", json=True)
     name = f"bench_{uuid.uuid4().hex[:8]}"
@@ -71,20 +76,42 @@ def main() -> None:
             ),
         )
         engine = make_engine(url)
+        start = (
+            datetime(2021, 1, 1, tzinfo=UTC)
+            if args.replay
+            else datetime.now(UTC).replace(second=0, microsecond=0)
+        )
+        step = timedelta(hours=1) if args.replay else timedelta(minutes=1)
+        prices: PriceFeed = FixedPriceFeed(20_000.0)
+        clock: Clock = SystemClock()
+        if args.replay:
+            from common.dataset import BUNDLED_CSV
+            from producers.sources import CsvSource
+            from producers.sync import import_csv
+
+            settings = settings.model_copy(update={"min_timeframe": "1h"})
+            import_csv(
+                settings,
+                engine,
+                CsvSource(BUNDLED_CSV),
+                start=start - step * 2,
+                end=start + step * (args.intents + 2),
+            )
+            prices = CandlePriceFeed(engine, settings.symbol, "1h", prefetch=2_000)  # as in replays
+            clock = ReplayClock(datetime(1970, 1, 1, tzinfo=UTC))
         venue = PaperExchange(
             engine,
             "bench",
-            FixedPriceFeed(20_000.0),
+            prices,
             symbol=settings.symbol,
             taker_fee_rate=0.0005,
             slippage_bps=1.0,
         )
-        ex = Executor(settings, engine, venue, SystemClock(), "bench")
+        ex = Executor(settings, engine, venue, clock, "bench")
         rng = random.Random(1)
-        now = datetime.now(UTC).replace(second=0, microsecond=0)
         intents = [
             OrderIntent.create(
-                make_tick_id(settings.symbol, now + timedelta(minutes=i)),
+                make_tick_id(settings.symbol, start + step * i),
                 "bench",
                 settings.symbol,
                 IntentAction.INCREASE,
@@ -111,7 +138,8 @@ def main() -> None:
     rate = args.intents / elapsed
     line = (
         f"| {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.node()} ({_cpu()}) | {os.cpu_count()} cpu | "
-        f"{args.intents} | {orders} | {elapsed:.2f} s | {rate:.0f} intents/s | {1000 / rate:.1f} ms |"
+        f"{args.intents}{' (replay)' if args.replay else ''} | {orders} | {elapsed:.2f} s | "
+        f"{rate:.0f} intents/s | {1000 / rate:.1f} ms |"
     )
     print(line)
     out = REPO / "bench" / "results" / "executor.md"

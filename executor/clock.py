@@ -6,6 +6,7 @@ prices so a historical run fills at historical prices and ages intents against h
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -54,21 +55,51 @@ class PriceFeed(Protocol):
 class CandlePriceFeed:
     """Next available price from ``candles``: the open of the first bar at/after ``when``, else the
     last close before it. The open of the next bar is what a market order sent at ``when`` could
-    really get; the last close is the best we know live, before that bar exists."""
+    really get; the last close is the best we know live, before that bar exists.
 
-    def __init__(self, engine: Engine, symbol: str, timeframe: str) -> None:
+    ``prefetch`` (replays): on a miss, read the next N candles at/after ``when`` at once and answer
+    later times inside that span from memory. The span holds every candle in it, so the answer is
+    the query's; live runs keep 0 (a time past the newest candle is never cached either way).
+    """
+
+    def __init__(self, engine: Engine, symbol: str, timeframe: str, *, prefetch: int = 0) -> None:
         self._engine = engine
         self._symbol = symbol
         self._timeframe = timeframe
+        self._prefetch = prefetch
+        self._span: tuple[datetime, list[datetime], list[float]] | None = None
+
+    def _cached(self, when: datetime) -> float | None:
+        if self._span is None:
+            return None
+        low, times, opens = self._span
+        if not low <= when <= times[-1]:
+            return None
+        return opens[bisect_left(times, when)]
 
     def price_at(self, when: datetime) -> float | None:
+        hit = self._cached(when)
+        if hit is not None:
+            return hit
         base = select(Candle).where(Candle.symbol == self._symbol, Candle.timeframe == self._timeframe)
         with self._engine.connect() as conn:
-            nxt = conn.execute(
-                base.where(Candle.open_time >= when).order_by(Candle.open_time).limit(1)
-            ).first()
-            if nxt is not None:
-                return float(nxt.open)
+            if self._prefetch:
+                rows = conn.execute(
+                    select(Candle.open_time, Candle.open)
+                    .where(Candle.symbol == self._symbol, Candle.timeframe == self._timeframe)
+                    .where(Candle.open_time >= when)
+                    .order_by(Candle.open_time)
+                    .limit(self._prefetch)
+                ).all()
+                if rows:
+                    self._span = (when, [r.open_time for r in rows], [float(r.open) for r in rows])
+                    return float(rows[0].open)
+            else:
+                nxt = conn.execute(
+                    base.where(Candle.open_time >= when).order_by(Candle.open_time).limit(1)
+                ).first()
+                if nxt is not None:
+                    return float(nxt.open)
             last = conn.execute(
                 base.where(Candle.open_time < when).order_by(Candle.open_time.desc()).limit(1)
             ).first()

@@ -63,7 +63,12 @@ def build_exchange(settings: Settings, engine: Engine, namespace: str, options: 
     prices: PriceFeed = (
         FixedPriceFeed(options.fixed_price)
         if options.fixed_price is not None
-        else CandlePriceFeed(engine, settings.symbol, options.price_timeframe or settings.min_timeframe)
+        else CandlePriceFeed(
+            engine,
+            settings.symbol,
+            options.price_timeframe or settings.min_timeframe,
+            prefetch=2_000 if options.replay_clock else 0,
+        )
     )
     return PaperExchange(
         engine,

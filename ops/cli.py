@@ -70,3 +70,79 @@ def demo(
 
     configure_logging("ops.demo", json=False)
     main(days, out, timeout)
+
+
+runs_app = typer.Typer(help="Pipeline runs (replays, backtests, demos): list and delete; never live.",
+                       no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+def _engine_admin() -> tuple[object, object]:
+    from confluent_kafka.admin import AdminClient
+
+    from common.db.session import make_engine
+    from common.kafka.configuration import admin_config
+
+    settings = load_settings()
+    return make_engine(settings.database_url.get_secret_value()), AdminClient(admin_config(settings))
+
+
+@runs_app.command("list")
+def runs_list() -> None:
+    """Every run namespace with its status, rows and topics (the live namespace is not listed)."""
+    from ops.runs import list_runs
+
+    engine, admin = _engine_admin()
+    rows = list_runs(engine, admin)  # type: ignore[arg-type]
+    typer.echo(f"{'namespace':<40} {'kind':<9} {'status':<11} {'rows':>9} {'topics':>6}  started")
+    for r in rows:
+        typer.echo(f"{r.prefix:<40} {r.kind:<9} {r.status:<11} {r.rows:>9,} {r.topics:>6}  {r.started_at}")
+    typer.echo(f"{len(rows)} run(s)")
+
+
+@runs_app.command("delete")
+def runs_delete(
+    runs: list[str] = typer.Argument(..., help="Run namespaces (e.g. bt.r20261124t120000.) or run ids."),  # noqa: B008
+) -> None:
+    """Delete runs: their rows (executor and paper venue), topics, consumer groups and run record."""
+    from ops.pipeline import LiveNamespaceRefused
+    from ops.runs import delete_run
+
+    engine, admin = _engine_admin()
+    for run in runs:
+        try:
+            rows, topics, groups = delete_run(engine, admin, run)  # type: ignore[arg-type]
+        except LiveNamespaceRefused as exc:
+            typer.echo(f"[ops] {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        typer.echo(f"[ops] deleted {run}: {rows:,} rows, {len(topics)} topics, {len(groups)} consumer groups")
+
+
+@app.command()
+def backfill(
+    namespace: str = typer.Option(..., help="Replay namespace (topic prefix) whose bars to answer."),
+    strategy: str = typer.Option(..., help="Registry strategy to run over the retained bars."),
+    out: str = typer.Option(None, help="Write the namespace's signals (all --with strategies) as .npz."),
+    with_: list[str] = typer.Option(None, "--with", help="Strategies already in the namespace to include."),  # noqa: B008
+    logs: str = typer.Option("out/backfill", help="Folder for the strategy consumer's log."),
+    timeout: float = typer.Option(1800.0, help="Give up after this many seconds."),
+) -> None:
+    """Backfill one strategy's recommendations over a namespace's retained bars (a new consumer group)."""
+    from pathlib import Path
+
+    from common.db.session import make_engine
+    from common.logging import configure_logging
+    from ops.backfill import backfill as run_backfill
+    from ops.backfill import signals_from_namespace
+
+    configure_logging("ops.backfill", json=False)
+    result = run_backfill(
+        namespace, strategy, Path(logs), timeout_s=timeout, say=lambda m: typer.echo(f"[ops] {m}")
+    )
+    typer.echo(f"[ops] {result.strategy}: {result.stored:,} recommendations for {result.bars:,} bars "
+               f"in {result.seconds:.0f}s")
+    if out:
+        engine = make_engine(load_settings().database_url.get_secret_value())
+        arrays = signals_from_namespace(engine, namespace, [*(with_ or []), strategy])
+        arrays.save(out)
+        typer.echo(f"[ops] signals of {', '.join(arrays.strategies)} over {len(arrays):,} bars -> {out}")

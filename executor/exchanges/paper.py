@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -246,41 +246,64 @@ class PaperExchange:
             last = s.scalar(
                 select(func.max(FundingPayment.funding_time)).where(FundingPayment.namespace == ns)
             )
-            first_fill = s.scalar(select(func.min(Fill.filled_at)).where(Fill.namespace == ns))
-            if first_fill is None:
+            if last is None:
+                first_fill = s.scalar(select(func.min(Fill.filled_at)).where(Fill.namespace == ns))
+                if first_fill is None:
+                    return
+                last = first_fill.replace(minute=0, second=0, microsecond=0)
+            hour = max(last + timedelta(hours=1), last_hour - MAX_FUNDING_CATCHUP)
+            if hour > last_hour:
                 return
-            start = last if last is not None else first_fill.replace(minute=0, second=0, microsecond=0)
-            hour = max(start + timedelta(hours=1), last_hour - MAX_FUNDING_CATCHUP)
+            # The position at each hour: fills up to the first hour summed in the database, then
+            # the few fills inside the settled span applied hour by hour (two queries, not two per hour).
+            position = self._position_at(s, hour)
+            later = (
+                []
+                if hour == last_hour
+                else list(
+                    s.execute(
+                        select(Fill.filled_at, Order.side, Fill.quantity)
+                        .join(
+                            Order,
+                            (Order.namespace == Fill.namespace)
+                            & (Order.client_order_id == Fill.client_order_id),
+                        )
+                        .where(Fill.namespace == ns, Fill.filled_at > hour, Fill.filled_at <= last_hour)
+                        .order_by(Fill.filled_at)
+                    ).all()
+                )
+            )
+            rows = []
+            k = 0
             while hour <= last_hour:
-                position = self._position_at(s, hour)
+                while k < len(later) and later[k][0] <= hour:
+                    qty = later[k][2]
+                    position = round(position + (qty if later[k][1] == "buy" else -qty), 8)
+                    k += 1
                 price = self._prices.price_at(hour) if position else 0.0
                 if price is None:
                     break  # no price: settle later rather than invent one
-                s.execute(
-                    pg_insert(FundingPayment)
-                    .values(
-                        namespace=ns,
-                        symbol=self._symbol,
-                        funding_time=hour,
-                        rate=self._funding_rate,
-                        position_quantity=position,
-                        amount=funding_amount(position, price, self._funding_rate),
-                    )
-                    .on_conflict_do_nothing()
+                rows.append(
+                    {
+                        "namespace": ns,
+                        "symbol": self._symbol,
+                        "funding_time": hour,
+                        "rate": self._funding_rate,
+                        "position_quantity": position,
+                        "amount": funding_amount(position, price, self._funding_rate),
+                    }
                 )
                 hour += timedelta(hours=1)
+            if rows:
+                s.execute(pg_insert(FundingPayment).values(rows).on_conflict_do_nothing())
 
     def _position_at(self, s: Session, when: datetime) -> float:
-        buys = self._sum_side(s, "buy", when)
-        sells = self._sum_side(s, "sell", when)
-        return round(buys - sells, 8)
-
-    def _sum_side(self, s: Session, side: str, when: datetime) -> float:
+        signed = case((Order.side == "buy", Fill.quantity), else_=-Fill.quantity)
         total = s.scalar(
-            select(func.coalesce(func.sum(Fill.quantity), 0.0))
+            select(func.coalesce(func.sum(signed), 0.0))
             .join(
                 Order, (Order.namespace == Fill.namespace) & (Order.client_order_id == Fill.client_order_id)
             )
-            .where(Fill.namespace == self.namespace, Order.side == side, Fill.filled_at <= when)
+            .where(Fill.namespace == self.namespace, Fill.filled_at <= when)
         )
-        return float(total or 0.0)
+        return round(float(total or 0.0), 8)

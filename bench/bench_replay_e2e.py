@@ -1,0 +1,107 @@
+"""The real dataset replayed through the whole pipeline, end to end, as separate processes.
+
+``python -m training replay-backtest --fallback`` on the bundled data: tick emitter replay ->
+5 strategy consumers -> meta consumer -> executor (paper venue), each its own process on the real
+broker and database, then the comparison with the vectorized backtest. Measures ticks per second
+from the services' start to the last tick's execution, and when each stage finished its last
+message (the slowest stage is the bottleneck). Writes ``bench/results/replay_e2e.md``.
+
+    .venv/bin/python bench/bench_replay_e2e.py            # the whole dataset (~37,400 ticks)
+    .venv/bin/python bench/bench_replay_e2e.py --days 365 # the last year only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from confluent_kafka.admin import AdminClient  # noqa: E402
+
+from common.dataset import load_bundled_candles  # noqa: E402
+from common.db.session import make_engine  # noqa: E402
+from common.kafka.configuration import admin_config  # noqa: E402
+from common.logging import configure_logging  # noqa: E402
+from ops.pipeline import settings_for  # noqa: E402
+from ops.runs import delete_run  # noqa: E402
+from training.replay_backtest import run_replay_backtest  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=None, help="last N days (default: the whole dataset)")
+    parser.add_argument("--keep", action="store_true", help="keep the run's topics and rows")
+    parser.add_argument("--timeout", type=float, default=4 * 3600)
+    args = parser.parse_args()
+    configure_logging("bench-replay-e2e", "WARNING", json=False)
+    candles = load_bundled_candles()
+    end = candles.index[-1].to_pydatetime() + timedelta(hours=1)
+    first_tick = candles.index[0].to_pydatetime() + timedelta(hours=1)
+    start = (
+        first_tick
+        if args.days is None
+        else max(first_tick, end - timedelta(days=args.days) + timedelta(hours=1))
+    )
+    prefix = f"bench.e2e{datetime.now(UTC):%Y%m%dt%H%M%S}."
+    load = os.getloadavg()[0]
+    out = Path(tempfile.mkdtemp(prefix="replay_e2e_"))
+    began = time.monotonic()
+    cmp = run_replay_backtest(
+        start,
+        end,
+        out,
+        prefix=prefix,
+        timeout_s=args.timeout,
+        say=lambda m: print(f"[bench] {m}", flush=True),
+    )
+    total = time.monotonic() - began
+
+    result = json.loads((out / "comparison.json").read_text())
+    stages = result["stage_done_s"]
+    ticks = result["ticks"]
+    seconds = result["pipeline_seconds"]
+    lines = [
+        "# bench_replay_e2e",
+        "",
+        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  ",
+        f"Machine: {platform.node()} {platform.machine()}, nproc={os.cpu_count()}, Python "
+        f"{platform.python_version()}; Kafka and Postgres on the same machine; load average at start "
+        f"{load:.1f} (shared machine: other work was running).",
+        "",
+        "| whole pipeline, separate processes (majority-vote fallback, paper venue) | value |",
+        "|---|---|",
+        f"| window | {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC |",
+        f"| ticks (each: plan, 1h bar, 5 recommendations, decision, intent, execution) | {ticks:,} |",
+        f"| **end to end: services started -> last tick executed** | **{seconds:,.0f} s, "
+        f"{ticks / seconds:,.1f} ticks/s** (target: whole dataset < 300 s) |",
+        f"| replay job done (paced <= 24 ticks ahead of the slowest strategy) | "
+        f"{stages.get('tick_emitter.replay', 0):,.0f} s |",
+        f"| meta consumer decided the last tick | {stages.get('meta_consumer', 0):,.0f} s |",
+        f"| executor executed the last intent | {stages.get('executor', 0):,.0f} s |",
+        f"| comparison with the vectorized backtest | {'identical' if cmp.identical else 'DIFFERENT'} "
+        f"({result['checks']['fills']['compared']:,} fills, "
+        f"{result['checks']['funding']['compared']:,} funding hours) |",
+        f"| whole command incl. start-up, read-back and comparison | {total:,.0f} s |",
+        "",
+    ]
+    path = REPO / "bench" / "results" / "replay_e2e.md"
+    path.write_text("\n".join(lines))
+    print("\n".join(lines))
+    if not args.keep:
+        settings = settings_for(prefix)
+        delete_run(
+            make_engine(settings.database_url.get_secret_value()), AdminClient(admin_config(settings)), prefix
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""A new strategy's consumer group backfills over a replay's retained bars; training reads the result.
+
+The window's bars are replayed into a fresh namespace with no strategy running (as if the strategy
+did not exist yet). ``ops.backfill`` then runs ``strategy_consumers run <name>`` as its own process
+(a new consumer group, so it starts at the oldest retained bar) and stores every answer; the
+stored answers must equal the strategy over the full history, and ``signals_from_namespace`` must
+give the training engine the same arrays as ``training.signals.compute_signals``. Deleting the
+run removes its rows and topics.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from common.dataset import BUNDLED_CSV, load_bundled_candles
+from common.db.session import make_engine
+from common.kafka.configuration import admin_config
+from common.registry import load_registry
+from ops.backfill import backfill, retained_bars, signals_from_namespace
+from ops.pipeline import import_candles, settings_for
+from ops.runs import delete_run, list_runs
+from producers import store
+from tick_emitter.core import BaseCandles
+from tick_emitter.replay import replay
+from training.signals import compute_signals
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+START = datetime(2022, 6, 1, 0, tzinfo=UTC)
+END = START + timedelta(hours=149)  # 150 ticks
+
+
+@pytest.fixture(scope="module")
+def env(database_url: str, kafka_bootstrap: str) -> Iterator[str]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BTCMETA_DATABASE_URL", database_url)
+        mp.setenv("BTCMETA_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
+        import_candles(BUNDLED_CSV)
+        yield database_url
+
+
+@pytest.fixture
+def bars_only(env: str) -> Iterator[str]:
+    """A namespace holding only the replayed bars and ticks: no strategy has answered yet."""
+    prefix = f"bf.t{uuid.uuid4().hex[:8]}."
+    settings = settings_for(prefix)
+    registry = load_registry(settings.registry_path, max_lookback_hours=settings.max_lookback_hours)
+    lookback = timedelta(hours=max(s.lookback_hours for s in registry.enabled))
+    engine = make_engine(env)
+    base = BaseCandles(*store.load_arrays(engine, settings.symbol, "1h", START - lookback, END), 60)
+    stats = replay(settings, registry, base, START, END)
+    assert stats.ticks == 150
+    yield prefix
+    delete_run(engine, AdminClient(admin_config(settings)), prefix)
+
+
+def test_new_strategy_backfills_from_retained_bars(bars_only: str, env: str, tmp_path: Path) -> None:
+    prefix = bars_only
+    engine = make_engine(env)
+    assert retained_bars(prefix, "1h") == 150
+    result = backfill(prefix, "ott", tmp_path / "logs", timeout_s=600)
+    assert (result.bars, result.stored) == (150, 150)
+    again = backfill(prefix, "supertrend", tmp_path / "logs2", timeout_s=600)
+    assert again.stored == 150
+
+    arrays = signals_from_namespace(engine, prefix, ["ott", "supertrend"])
+    history = load_bundled_candles()
+    history = history[history.index < pd.Timestamp(END)]
+    registry = load_registry()
+    expected = compute_signals(history, registry)
+    rows = expected.index.get_indexer(arrays.index)
+    assert len(arrays) == 150 and (rows >= 0).all()
+    assert arrays.index[0] == pd.Timestamp(START) - pd.Timedelta(hours=1)
+    for j, name in enumerate(arrays.strategies):
+        k = expected.strategies.index(name)
+        assert np.array_equal(arrays.target[:, j], expected.target[rows, k]), name
+        assert np.array_equal(arrays.event[:, j], expected.event[rows, k]), name
+        np.testing.assert_allclose(arrays.confidence[:, j], expected.confidence[rows, k], rtol=0, atol=1e-12)
+    assert len(set(arrays.target[:, 0])) > 1, "a window where the strategy never moves proves little"
+
+    out = tmp_path / "signals.npz"
+    arrays.save(out)
+    assert type(arrays).load(out).strategies == ("ott", "supertrend")
+
+    admin = AdminClient(admin_config(settings_for(prefix)))
+    assert prefix in {r.prefix for r in list_runs(engine, admin)}
+    rows_deleted, topics, _groups = delete_run(engine, admin, prefix)
+    assert rows_deleted >= 300 and topics
+    assert prefix not in {r.prefix for r in list_runs(engine, admin)}
