@@ -92,7 +92,7 @@ class BtcPerpVecEnv:
     def step(self, action: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         a = np.asarray(action).reshape(self.num_envs)
         t = self.t
-        new = apply_actions(a, self.exposure, self.step_size, self.max_exposure)
+        new = self.next_exposure(a)
         self.entry = next_entry_price(self.exposure, self.entry, new, self.market.close[t])
         gross, fees, funding, net = step_terms(self.exposure, new, self._ret[t], self._hours[t], self.costs)
         pnl = self.equity * net
@@ -113,6 +113,10 @@ class BtcPerpVecEnv:
             self._reset_envs(done)
             obs[done] = self.market.observe(self.t[done], self.exposure[done], self.entry[done])
         return obs, (reward * self.reward_scale).astype(np.float32), terminated, truncated, info
+
+    def next_exposure(self, action: np.ndarray) -> np.ndarray:
+        """Exposure after ``action`` (indices into ``ACTIONS``); a subclass may read actions otherwise."""
+        return apply_actions(action, self.exposure, self.step_size, self.max_exposure)
 
     def _dsr(self, r: np.ndarray) -> np.ndarray:
         """Differential Sharpe ratio (Moody & Saffell 2001) with EMA rate ``dsr_eta``."""
