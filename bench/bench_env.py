@@ -3,8 +3,15 @@
 Run: ``.venv/bin/python bench/bench_env.py`` (about a minute). Real bundled data and the real
 strategy signals; random actions drawn up front so only the env is timed (observation building with
 the live builder, action rule, portfolio, ledger, auto-reset). Target: > 1,000,000 steps/s on 2
-cores. Writes ``bench/results/env.md``. A FinRL comparison needs the ``training`` group (finrl,
-torch), which this round does not install; it is left for the round that adds the agents.
+cores. Writes ``bench/results/env.md``.
+
+Next to it, FinRL 0.3.7's crypto env (``finrl/meta/env_cryptocurrency_trading/env_multiple_crypto.py``,
+``CryptoEnv``) on the same bars: price array = the bundled closes, tech array = our observation
+features at zero exposure (so its state, 45 wide, carries what ours carries), random continuous
+actions, one env (FinRL's env is not vectorized), stepped from its reset through the training
+window. ``import finrl...`` runs ``finrl/__init__.py``, which imports FinRL's train/trade/test
+stack (gymnasium, stable-baselines3, ...: not installed, and FinRL's wheel declares no
+dependencies); the env module itself needs only numpy, so it is loaded alone from its file.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import importlib.util  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 from training.data import load_candles  # noqa: E402
@@ -32,12 +41,13 @@ from training.split import time_split  # noqa: E402
 
 STEPS = 200
 REPEATS = 5
+FINRL_STEPS = 5_000
 
 
-def measure(market: Market, window, num_envs: int, reward: str) -> list[float]:
+def measure(market: Market, window, num_envs: int, reward: str, steps: int = STEPS) -> list[float]:
     env = BtcPerpVecEnv(market, window, num_envs=num_envs, max_step=720, seed=0, reward=reward)  # type: ignore[arg-type]
     env.reset()
-    actions = np.random.default_rng(0).integers(0, env.action_dim, size=(STEPS, num_envs))
+    actions = np.random.default_rng(0).integers(0, env.action_dim, size=(steps, num_envs))
     for a in actions[:20]:  # warm-up
         env.step(a)
     rates = []
@@ -45,7 +55,38 @@ def measure(market: Market, window, num_envs: int, reward: str) -> list[float]:
         t0 = time.perf_counter()
         for a in actions:
             env.step(a)
-        rates.append(num_envs * STEPS / (time.perf_counter() - t0))
+        rates.append(num_envs * steps / (time.perf_counter() - t0))
+    return rates
+
+
+def load_finrl_crypto_env() -> type:
+    """FinRL's ``CryptoEnv`` class, from its module file alone (see the module doc)."""
+    spec = importlib.util.find_spec("finrl")  # locates the package without running its __init__
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("finrl is not installed (training dependency group)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "meta" / "env_cryptocurrency_trading" / (
+        "env_multiple_crypto.py")
+    mod_spec = importlib.util.spec_from_file_location("finrl_env_multiple_crypto", path)
+    assert mod_spec is not None and mod_spec.loader is not None
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module.CryptoEnv  # type: ignore[no-any-return]
+
+
+def measure_finrl(market: Market, window, steps: int) -> list[float]:
+    close = market.close[window.as_slice()]
+    t = np.arange(window.start, window.end)
+    tech = market.observe(t, np.zeros(len(t)), np.full(len(t), np.nan)).astype(np.float64)
+    crypto_env = load_finrl_crypto_env()
+    env = crypto_env({"price_array": close[:, None], "tech_array": tech}, lookback=1)
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(steps, 1))
+    rates = []
+    for _ in range(REPEATS):
+        env.reset()
+        t0 = time.perf_counter()
+        for a in actions:
+            env.step(a.copy())  # CryptoEnv scales its action argument in place
+        rates.append(steps / (time.perf_counter() - t0))
     return rates
 
 
@@ -62,6 +103,13 @@ def main() -> None:
             rows.append(f"| {n:,} | {reward} | {statistics.median(r):,.0f} | {max(r):,.0f} | "
                         f"{1e6 * n / statistics.median(r):,.0f} |")
             print(rows[-1], flush=True)
+    single = measure(market, fold.train, 1, "pnl", steps=FINRL_STEPS)
+    finrl = measure_finrl(market, fold.train, FINRL_STEPS)
+    finrl_rows = [f"| ours (`BtcPerpVecEnv`), num_envs=1, pnl | {statistics.median(single):,.0f} | "
+                  f"{1e6 / statistics.median(single):,.1f} |",
+                  f"| FinRL `CryptoEnv` (one env) | {statistics.median(finrl):,.0f} | "
+                  f"{1e6 / statistics.median(finrl):,.1f} |"]
+    print("\n".join(finrl_rows), flush=True)
     machine = subprocess.run(["uname", "-srmo"], capture_output=True, text=True).stdout.strip()
     text = (
         f"# bench_env\n\nDate: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  \n"
@@ -72,8 +120,18 @@ def main() -> None:
         f"episodes of 720 steps with auto-reset. Target: > 1,000,000 env steps/s.\n\n"
         "| num_envs | reward | median env steps/s | best env steps/s | µs per vector step |\n"
         "|---:|---|---:|---:|---:|\n" + "\n".join(rows) + "\n\n"
-        "FinRL's env was not measured: finrl and torch belong to the `training` dependency group, "
-        "which this round does not install.\n"
+        f"## Next to FinRL's crypto env\n\n"
+        f"FinRL 0.3.7 `CryptoEnv` (finrl/meta/env_cryptocurrency_trading/env_multiple_crypto.py, loaded "
+        f"from its file alone) on the same training window: price array = bundled closes, tech array = "
+        f"our {market.spec.dim} observation features, random continuous actions, {FINRL_STEPS:,} "
+        f"steps x {REPEATS} repeats, median. FinRL's env is one episode at a time (no vector form); "
+        f"its state is cash, holdings and the tech row; it is long-only (it sells only what it holds), "
+        f"has no funding and starts every episode at the window's first bar. Per step it reads a "
+        f"precomputed tech row and does its cash/holdings arithmetic in plain Python; ours builds the "
+        f"observation with the live builder (exposure, unrealized PnL, signal ages) and the ledger terms, "
+        f"numpy calls whose fixed cost is why one env alone is slower and why the vector form (table "
+        f"above) is what training uses.\n\n"
+        "| env | env steps/s | µs per step |\n|---|---:|---:|\n" + "\n".join(finrl_rows) + "\n"
     )
     out = REPO / "bench" / "results" / "env.md"
     out.write_text(text)
