@@ -82,6 +82,7 @@ def backfill(
     if expected == 0:
         raise ValueError(f"{prefix}{bars_topic(spec.timeframe)} retains no bars: replay the window first")
     engine = make_engine(settings.database_url.get_secret_value())
+    # The sink never commits: storing is idempotent, so a re-run simply reads the topic again.
     sink = Consumer(consumer_config(settings, f"{prefix}backfill.{strategy}"))
     sink.subscribe([settings.topic(RECOMMENDATIONS)])
     started = time.monotonic()
@@ -106,7 +107,6 @@ def backfill(
                         f"backfill of {strategy}: {stored_count(engine, prefix, strategy)} of {expected} "
                         f"stored after {timeout_s:.0f}s; see {log_dir}"
                     )
-        sink.commit(asynchronous=False)
     finally:
         sink.close()
     return BackfillResult(

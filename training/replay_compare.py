@@ -388,7 +388,7 @@ def compare(
         | (merged["action_vec"] != merged["action_rep"])
         | (merged["target_exposure_vec"] != merged["target_exposure_rep"])
         | (merged["current_exposure_vec"] != merged["current_exposure_rep"])
-        | merged["degraded"].fillna(True).astype(bool)
+        | pd.Series([d is not False and d != 0 for d in merged["degraded"]], index=merged.index)
     )
     obs_bad = np.zeros(len(merged), dtype=bool)
     for i, (t, feats) in enumerate(

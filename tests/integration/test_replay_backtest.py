@@ -129,7 +129,7 @@ def test_perturbed_vectorized_run_reports_the_first_differing_tick(fallback_run:
         -changed.loc[k, "target_exposure"] if changed.loc[k, "target_exposure"] else 0.5
     )
     later = changed.copy()
-    later.loc[k + 500, "action"] = "REVERSE"
+    later.loc[k + 500, "action"] = "NOT_AN_ACTION"
     bad = compare(replay, later, vec.observations, vec.spec, vec.sim, {})
     assert not bad.identical
     first = bad.first_difference()

@@ -1,0 +1,93 @@
+"""The executor-unit execution simulation on hand-computed cases, and the comparison's reporting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.observation import FeatureSpec
+from training.replay_compare import ExecutionModel, Prices, _legs, compare, equity_curve, simulate_execution
+
+H = pd.Timedelta(hours=1)
+T0 = pd.Timestamp("2021-01-01 00:00", tz="UTC")
+MODEL = ExecutionModel(
+    max_position_btc=1.0, max_order_btc=0.5, taker_fee=0.0005, slippage_bps=1.0, funding_rate_hourly=0.0000125
+)
+
+
+def _prices(n: int = 10) -> Prices:
+    opens = 100.0 + np.arange(n, dtype=float)
+    index = pd.date_range(T0, periods=n, freq="h")
+    return Prices(index.asi8, opens, opens + 0.5)
+
+
+def test_legs_split_in_lots_and_round_down() -> None:
+    assert _legs(1.75, 0.5) == [0.5, 0.5, 0.5, 0.25]
+    assert _legs(-2.0, 0.5) == [-0.5, -0.5, -0.5, -0.5]
+    assert _legs(0.00019, 0.5) == [0.0001]
+    assert _legs(0.00005, 0.5) == []
+
+
+def test_fills_funding_and_equity_by_hand() -> None:
+    prices = _prices()
+    ticks = [T0 + H, T0 + 2 * H, T0 + 4 * H]  # a gap at T0 + 3h: funding still charged for it
+    decisions = pd.DataFrame({"tick_time": ticks, "target_exposure": [1.0, -0.5, 0.0]})
+    sim = simulate_execution(decisions, prices, MODEL)
+    fills = sim["fills"]
+    # tick 1: buy 1 BTC in two legs at open(T0+1h) = 101 slipped up 1 bp
+    assert list(fills["side"]) == ["buy", "buy", "sell", "sell", "sell", "buy"]
+    assert list(fills["quantity"]) == [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    assert fills["price"].iloc[0] == pytest.approx(101 * 1.0001, rel=1e-15)
+    assert fills["price"].iloc[2] == pytest.approx(102 * 0.9999, rel=1e-15)
+    assert fills["price"].iloc[5] == pytest.approx(104 * 1.0001, rel=1e-15)
+    assert fills["fee"].iloc[0] == pytest.approx(0.5 * 101 * 1.0001 * 0.0005, rel=1e-15)
+    funding = sim["funding"]
+    # hours after the first fill's tick up to the last tick; position before each hour's tick
+    assert list(funding["funding_time"]) == [T0 + 2 * H, T0 + 3 * H, T0 + 4 * H]
+    assert list(funding["position"]) == [1.0, -0.5, -0.5]
+    assert funding["amount"].iloc[0] == pytest.approx(-1.0 * 102 * 0.0000125)
+    assert funding["amount"].iloc[1] == pytest.approx(0.5 * 103 * 0.0000125)
+    equity = sim["equity"]
+    assert list(equity["position"]) == [1.0, -0.5, 0.0]
+    cash = (
+        -(fills["price"] * np.where(fills["side"] == "buy", 1, -1) * fills["quantity"]).sum()
+        - fills["fee"].sum()
+    )
+    assert equity["equity"].iloc[-1] == pytest.approx(cash + funding["amount"].sum(), abs=1e-9)
+    again = equity_curve(pd.DatetimeIndex(ticks), fills, funding, prices)
+    assert np.array_equal(again["equity"].to_numpy(), equity["equity"].to_numpy())
+
+
+def test_price_after_the_last_candle_is_the_last_close() -> None:
+    prices = _prices(3)
+    assert prices.at(np.array([(T0 + 5 * H).value]))[0] == 102.5
+    assert prices.at(np.array([(T0 + H).value - 1]))[0] == 101.0
+
+
+def test_compare_reports_a_missing_tick_and_a_changed_decision() -> None:
+    spec = FeatureSpec(strategies=("a",))
+    ticks = [T0 + H, T0 + 2 * H, T0 + 3 * H]
+    vec = pd.DataFrame(
+        {
+            "tick_time": ticks,
+            "action": ["INCREASE", "HOLD", "FLAT"],
+            "current_exposure": [0.0, 1.0, 1.0],
+            "target_exposure": [1.0, 1.0, 0.0],
+        }
+    )
+    obs = np.zeros((3, spec.dim), dtype=np.float32)
+    features = dict.fromkeys(spec.feature_names(), 0.0)
+    rep = vec.iloc[:2].copy()
+    rep["degraded"] = False
+    rep["features"] = [features, features]
+    rep.loc[1, "target_exposure"] = 0.75
+    sim = simulate_execution(vec, _prices(), MODEL)
+    replay = {"decisions": rep, "fills": sim["fills"], "funding": sim["funding"], "equity": sim["equity"]}
+    cmp = compare(replay, vec, obs, spec, sim, {})
+    assert not cmp.identical
+    assert cmp.checks["decisions (action, target exposure)"]["differences"] == 2
+    first = cmp.first_difference()
+    assert first is not None and pd.Timestamp(first.tick_time) == ticks[1]
+    assert first.replay["target_exposure"] == 0.75 and first.vectorized["target_exposure"] == 1.0
+    assert "First difference" in cmp.to_markdown("t")
