@@ -94,9 +94,19 @@ def main() -> None:
         decided = decided_at(url, prefix)
     finally:
         delete_topics_with_prefix(admin, prefix)
+        _delete_groups(admin, prefix)
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     report(rows, decided, cpu, load_start, os.getloadavg(), args.out, args.note)
+
+
+def _delete_groups(admin: AdminClient, prefix: str) -> None:
+    """The namespace's consumer groups (strategies, meta consumer) go with its topics."""
+    listed = admin.list_consumer_groups(request_timeout=10).result()
+    groups = [g.group_id for g in listed.valid if g.group_id.startswith(prefix)]
+    if groups:
+        for future in admin.delete_consumer_groups(groups, request_timeout=10).values():
+            future.result()
 
 
 def _cpu_seconds(pid: int) -> float:
