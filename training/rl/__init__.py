@@ -32,7 +32,7 @@ from training.split import Window
 ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn", "sac")
 SUPPORTED: tuple[str, ...] = (*ALGOS, "td3")
 #: Env steps per algo: about 2 minutes each on the shared 2-core machine (see the ADR 0011 table).
-DEFAULT_BUDGETS: dict[str, int] = {"ppo": 2_000_000, "a2c": 5_000_000, "dqn": 1_500_000, "sac": 500_000,
+DEFAULT_BUDGETS: dict[str, int] = {"ppo": 1_500_000, "a2c": 2_500_000, "dqn": 1_500_000, "sac": 500_000,
                                    "td3": 1_500_000}
 
 

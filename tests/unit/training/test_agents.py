@@ -6,6 +6,7 @@ checkpoints, the action mappings), not trading quality.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -219,3 +220,26 @@ def test_unknown_algo_and_empty_budget_refused(market: Market, tmp_path: Path) -
         train_agent("ddpg", market, TRAIN, budget_steps=10, seed=0, out_dir=tmp_path)
     with pytest.raises(ValueError, match="budget_steps"):
         train_agent("ppo", market, TRAIN, budget_steps=0, seed=0, out_dir=tmp_path)
+
+
+def test_training_reads_no_bar_after_the_window(market: Market, tmp_path: Path) -> None:
+    """Scrambling every bar from ``TRAIN.end`` on (prices, volatility, strategy answers) changes nothing."""
+    rng = np.random.default_rng(3)
+    cut = TRAIN.end
+    close, vol = market.close.copy(), market.volatility.copy()
+    close[cut:] = close[cut:] * rng.uniform(0.5, 1.5, size=len(close) - cut)
+    vol[cut:] = rng.uniform(0.0, 1.0, size=len(vol) - cut)
+    target = market.signals.target.copy()
+    target[cut:] = rng.integers(-1, 2, size=target[cut:].shape)
+    scrambled = dataclasses.replace(market, close=close, volatility=vol,
+                                    signals=dataclasses.replace(market.signals, target=target))
+    runs = [train_agent(algo, m, TRAIN, budget_steps=2_048, seed=3, out_dir=tmp_path / f"{algo}{k}",
+                        progress=False)
+            for k, m in enumerate((market, scrambled)) for algo in ("a2c", "td3")]
+    assert runs[0].artifact == runs[2].artifact and runs[1].artifact == runs[3].artifact
+    # ... while the same scrambling inside the window does change the result.
+    close_in = market.close.copy()
+    close_in[TRAIN.start:cut] = close_in[TRAIN.start:cut] * rng.uniform(0.9, 1.1, size=cut - TRAIN.start)
+    inside = train_agent("a2c", dataclasses.replace(market, close=close_in), TRAIN, budget_steps=2_048,
+                         seed=3, out_dir=tmp_path / "inside", progress=False)
+    assert inside.artifact != runs[0].artifact
