@@ -187,15 +187,16 @@ def run(settings: Settings, n: int) -> tuple[list[dict[str, float | str]], CpuMe
         strategies = [sup.start(f"strategy.{spec.name}", "strategy_consumers", "run", spec.name)
                       for spec in registry.enabled]
         meta = sup.start("meta_consumer", "meta_consumer", "run")
-        cpu = CpuMeter({
-            "5 strategy processes": [s.proc.pid for s in strategies if s.proc],
-            "meta consumer": [meta.proc.pid] if meta.proc else [],
-            "this benchmark (publisher + readers)": [os.getpid()],
-            "Kafka broker (shared with other work)": _pids_matching("kafka.Kafka"),
-            "PostgreSQL (all backends, shared)": _pids_matching("postgres:", "bin/postgres"),
-        })
+        cpu = CpuMeter({})
         for i, t in enumerate(times):
-            if i == WARMUP:
+            if i == WARMUP:  # processes listed now: the services' Postgres backends exist by then
+                cpu = CpuMeter({
+                    "5 strategy processes": [s.proc.pid for s in strategies if s.proc],
+                    "meta consumer": [meta.proc.pid] if meta.proc else [],
+                    "this benchmark (publisher + readers)": [os.getpid()],
+                    "Kafka broker (shared with other work)": _pids_matching("kafka.Kafka"),
+                    "PostgreSQL (all backends, shared)": _pids_matching("postgres:", "bin/postgres"),
+                })
                 cpu.start()
             plan = plan_tick(t, registry)
             windows = prepare_bars(base, t, plan)
@@ -283,6 +284,11 @@ def report(rows: list[dict[str, float | str]], decided: dict[str, float], cpu: C
     def ms(a: str, b: str) -> list[float]:
         return [(float(r[b]) - float(r[a])) * 1000 for r in rows]
 
+    def per(group: str) -> float:
+        return cpu.used[group] / len(rows) * 1000
+
+    whole = "whole machine (every process)"
+    other = per(whole) - sum(per(g) for g in cpu.used if g != whole)
     dec = [(decided[str(r["tick_id"])] - float(r["last_rec_ts"])) * 1000 for r in rows]
     total = ms("start", "read")
     arch = platform.processor() or platform.machine()
@@ -323,6 +329,14 @@ def report(rows: list[dict[str, float | str]], decided: dict[str, float], cpu: C
         "| processes | CPU ms per tick |",
         "|---|---|",
         *[f"| {g} | {sec / len(rows) * 1000:.1f} |" for g, sec in cpu.used.items()],
+        f"| everything else on the machine (other work) | {other:.1f} |",
+        "",
+        f"Reading this: the five strategies need {per('5 strategy processes'):.1f} core-ms per tick and all "
+        "five must answer before the meta consumer can decide, so on 2 cores that part alone takes at "
+        f"least {per('5 strategy processes') / 2:.1f} ms of wall time when nothing else runs; the meta "
+        f"consumer ({per('meta consumer'):.1f} core-ms per tick: ingest, join, decision row, intent) and the "
+        f"broker ({per('Kafka broker (shared with other work)'):.1f}) come on top. Other work on this shared "
+        f"machine took {other:.1f} core-ms per tick during the run.",
         "",
     ]
     text = "\n".join(lines)
