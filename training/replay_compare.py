@@ -210,7 +210,9 @@ def _funding(
     if fills.empty:
         return pd.DataFrame(columns=cols)
     first = pd.Timestamp(fills["tick_time"].iloc[0]).value
-    hours = np.arange(first + HOUR_NS, tick_ns[-1] + 1, HOUR_NS, dtype=np.int64)
+    # integer arithmetic: np.arange on int64 nanoseconds sizes itself in float64 and can drop the last hour
+    count = (int(tick_ns[-1]) - first) // HOUR_NS
+    hours = first + HOUR_NS * np.arange(1, count + 1, dtype=np.int64)
     before = np.searchsorted(tick_ns, hours, side="left") - 1
     position = position_after[before]
     price = np.where(position != 0.0, prices.at(hours), 0.0)

@@ -91,3 +91,14 @@ def test_compare_reports_a_missing_tick_and_a_changed_decision() -> None:
     assert first is not None and pd.Timestamp(first.tick_time) == ticks[1]
     assert first.replay["target_exposure"] == 0.75 and first.vectorized["target_exposure"] == 1.0
     assert "First difference" in cmp.to_markdown("t")
+
+
+def test_funding_reaches_the_last_tick_over_long_spans() -> None:
+    """np.arange over int64 nanoseconds sizes itself in float64 and dropped the last hour here."""
+    first, last = pd.Timestamp("2022-02-24 21:00", tz="UTC"), pd.Timestamp("2022-08-20 01:00", tz="UTC")
+    ticks = pd.date_range(first, last, freq="h")
+    decisions = pd.DataFrame({"tick_time": ticks, "target_exposure": [1.0] + [0.0] * (len(ticks) - 1)})
+    prices = Prices(ticks.asi8, np.full(len(ticks), 100.0), np.full(len(ticks), 100.0))
+    funding = simulate_execution(decisions, prices, MODEL)["funding"]
+    assert len(funding) == len(ticks) - 1
+    assert funding["funding_time"].iloc[-1] == last
