@@ -19,7 +19,7 @@ Per hop (all wall clock on one machine, so the processes' clocks agree):
 millisecond resolution) minus the start;
 ``meta`` = the intent handed to the meta consumer's producer (CreateTime) minus that last
 recommendation; ``decided`` = the decision row's ``decided_at`` minus the last recommendation
-(ingest + join + decision, before the intent is produced);
+(ingest + join + decision; stamped before the row is inserted and committed);
 ``readback`` = the intent read here minus its CreateTime.
 Writes ``bench/results/tick_to_intent.md``.
 """
@@ -316,12 +316,13 @@ def report(rows: list[dict[str, float | str]], decided: dict[str, float], cpu: C
         *[f"| tick handed -> recommendation of {k[4:]} produced | {_stats(ms('start', k))} |"
           for k in sorted(rows[0]) if k.startswith("rec:")],
         f"| tick handed -> last of 5 recommendations produced | {_stats(ms('start', 'last_rec_ts'))} |",
-        f"| last recommendation -> decision row committed | {_stats(dec)} |",
+        f"| last recommendation -> decision computed (row about to be inserted) | {_stats(dec)} |",
         f"| last recommendation -> intent produced | {_stats(ms('last_rec_ts', 'intent_ts'))} |",
         f"| intent produced -> read back here | {_stats(ms('intent_ts', 'read'))} |",
         "",
         "Recommendation and intent times are their Kafka CreateTime (set when handed to the producer, "
-        "millisecond resolution); the decision time is the row's `decided_at`.",
+        "millisecond resolution); the decision time is the row's `decided_at`, stamped after the model "
+        "ran and before the row is inserted and committed.",
         "",
         f"CPU time over the {len(rows)} timed ticks ({cpu.wall:.1f} s wall, {os.cpu_count()} cores = "
         f"{cpu.wall * (os.cpu_count() or 1) / len(rows) * 1000:.1f} core-ms available per tick):",
