@@ -1,12 +1,14 @@
-"""``python -m training <step>``: the offline steps that exist in this build.
+"""``python -m training <step>``: the offline training project, one command per step, and ``all``.
 
-Steps: ``signals`` (strategy answers over history -> .npz), ``split`` (print the walk-forward
-windows), ``baselines`` (every baseline on one window, as a table), ``walkforward`` (folds ->
-report.json), ``features`` (normalized market features), ``download`` (candles from a CSV or CCXT).
-Results (``training.results``): ``retrain`` (train hook + baselines -> a recorded run with a
-proposal), ``runs``, ``leaderboard``, ``report`` (HTML + PNGs), ``select`` (upload a model to the
-live ``models`` table and select it), ``retrain-check`` (exit 1 when the registry changed).
-Agent training itself plugs into ``retrain --hook``; it has no command of its own yet.
+Data and features: ``download`` (candles from a CSV or CCXT), ``signals`` (strategy answers over
+history -> .npz), ``features`` (market features normalized on the train window), ``split`` (print
+the walk-forward windows). Training: ``train`` (ElegantRL agents on the train window, evaluated with
+the baselines, recorded, best proposed), ``walkforward`` (folds -> report.json), ``baselines``.
+Results (``training.results``): ``runs``, ``leaderboard``, ``report`` (HTML + PNGs), ``select``
+(upload a model to the live ``models`` table and select it), ``retrain-check`` (exit 1 when the
+registry changed), ``retrain`` (the scheduled entry point: train, evaluate, propose, never select).
+``all`` runs every step once on one chronological split. ``replay-backtest`` (issue 9) replays the
+data through the real services and compares with the vectorized backtest.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from training.data import InputError, download_ccxt, load_candles
 from training.features import fit_stats, market_features
 from training.ledger import CostModel
 from training.market import Market
+from training.pipeline import TrainHook, agents_hook
 from training.report import build_report
 from training.results import LOWER_IS_BETTER, ResultsDB, ResultsError, who
 from training.results_live import SelectError, retrain_check, select_model
-from training.retrain import load_hook, run_pipeline
+from training.retrain import PipelineResult, load_hook, run_pipeline
 from training.signals import SignalArrays, compute_signals
 from training.split import Window, time_split, walk_forward
 from training.walkforward import run_walkforward
@@ -135,22 +138,43 @@ def baselines(data: DataOpt = "bundled",
         json_out.write_text(json.dumps(results, indent=2, sort_keys=True))
 
 
+AlgosOpt = Annotated[str, typer.Option(
+    "--algos", help="comma-separated agents to train (ppo, a2c, dqn, sac, td3), or 'none' (baselines "
+    "only)")]
+
+
+def _algos(text: str) -> tuple[str, ...]:
+    from training.rl import SUPPORTED
+
+    names = tuple(dict.fromkeys(a.strip().lower() for a in text.split(",") if a.strip()))
+    if names in ((), ("none",)):
+        return ()
+    unknown = [a for a in names if a not in SUPPORTED]
+    if unknown:
+        raise typer.BadParameter(f"unknown agent(s) {', '.join(unknown)}; choose from {', '.join(SUPPORTED)}",
+                                 param_hint="--algos")
+    return names
+
+
 @app.command()
 def walkforward(data: DataOpt = "bundled",
                 folds: Annotated[int, typer.Option("--folds", min=1)] = 4,
                 budget_steps: Annotated[int, typer.Option("--budget-steps", min=0,
-                                                          help="agent training budget per fold (recorded; "
-                                                               "no agents in this build)")] = 0,
+                                                          help="env steps per agent and fold; 0 = baselines "
+                                                               "only")] = 0,
                 out: Annotated[Path, typer.Option(help="output directory")] = Path("out/walkforward"),
+                algos: AlgosOpt = "ppo,a2c,dqn,sac",
+                seed: Annotated[int, typer.Option("--seed")] = 0,
                 mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
                 embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24) -> None:
-    """Walk-forward folds: select on validation, score on test; writes OUT/report.json."""
+    """Walk-forward folds: train agents per fold, select on validation, score on test; OUT/report.json."""
     if mode not in ("expanding", "rolling"):
         raise typer.BadParameter("expanding or rolling", param_hint="--mode")
+    agents = _algos(algos) if budget_steps > 0 else ()
     candles, sig = _load(data)
     try:
         report = run_walkforward(candles, sig, folds=folds, budget_steps=budget_steps, mode=mode,  # type: ignore[arg-type]
-                                 embargo=embargo)
+                                 embargo=embargo, algos=agents, seed=seed, out_dir=out, progress=True)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
@@ -321,8 +345,9 @@ def retrain_check_cmd(database_url: LiveOpt = None,
 @app.command()
 def retrain(data: DataOpt = "bundled",
             hook: Annotated[str | None, typer.Option(
-                "--hook", help="train hook package.module:function (TrainContext -> trained models); "
-                "none: baselines only")] = None,
+                "--hook", help="custom train hook package.module:function (TrainContext -> trained "
+                "models), instead of --algos")] = None,
+            algos: AlgosOpt = "ppo,a2c,dqn,sac",
             folds: Annotated[int, typer.Option("--folds", min=1)] = 1,
             last_days: Annotated[int | None, typer.Option("--last-days", min=30, help="use only the newest "
                                                           "days of data")] = None,
@@ -341,22 +366,46 @@ def retrain(data: DataOpt = "bundled",
     """
     if mode not in ("expanding", "rolling"):
         raise typer.BadParameter("expanding or rolling", param_hint="--mode")
-    try:
-        train_hook = load_hook(hook) if hook else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--hook") from None
     candles, _ = _load_only(data)
     if last_days is not None:
         candles = candles[candles.index >= candles.index[-1] - pd.Timedelta(days=last_days)]
-    sig = compute_signals(candles)
+    _train_and_record(candles, data=data, hook=hook, algos=algos, folds=folds, budget_steps=budget_steps,
+                      seed=seed, metric=metric, mode=mode, embargo=embargo, with_report=with_report,
+                      results_db=results_db, artifacts=artifacts, kind="retrain",
+                      extra={"last_days": last_days})
+
+
+def _train_and_record(candles: pd.DataFrame, *, data: str, hook: str | None, algos: str, folds: int,
+                      budget_steps: int, seed: int, metric: str, mode: str, embargo: int, with_report: bool,
+                      results_db: str | None, artifacts: Path | None, kind: str,
+                      extra: dict[str, object] | None = None) -> tuple[ResultsDB, PipelineResult]:
+    """Train (hook or agents), evaluate, record, propose, report: shared by train, retrain and all."""
     db = _results(results_db, artifacts)
+    train_hook: TrainHook | None
+    if hook:
+        try:
+            train_hook = load_hook(hook)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--hook") from None
+        hook_name: str | None = hook
+    else:
+        agents = _algos(algos)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        where = db.artifacts_dir / "checkpoints" / f"{kind}-{stamp}"
+        train_hook = agents_hook(agents, where) if agents else None
+        hook_name = f"agents:{','.join(agents)}" if agents else None
+    sig = compute_signals(candles)
     try:
-        res = run_pipeline(db, candles, sig, hook=train_hook, hook_name=hook, folds=folds, mode=mode,  # type: ignore[arg-type]
-                           embargo=embargo, seed=seed, budget_steps=budget_steps, metric=metric,
-                           extra_config={"data": data, "last_days": last_days})
+        res = run_pipeline(db, candles, sig, hook=train_hook, hook_name=hook_name, folds=folds, mode=mode,  # type: ignore[arg-type]
+                           embargo=embargo, seed=seed, budget_steps=budget_steps, metric=metric, kind=kind,
+                           extra_config={"data": data, **(extra or {})})
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"run {res.run_id}: {res.evaluations} evaluations of {len(res.candidates)} candidates")
+    for o in res.overfitting:
+        typer.echo(f"fold {o['fold']}: validation chose {o['chosen']}; probability of backtest overfitting "
+                   f"{o['pbo']:.0%} (CSCV, {o['splits']} splits); deflated Sharpe of the choice on test "
+                   f"{o['deflated_sharpe_selected_test']:.2f} (P[true Sharpe > 0])")
     if with_report:
         page = build_report(db, res.run_id, db.run_dir(res.run_id) / "report", metric=metric)
         typer.echo(f"report: {page}")
@@ -368,6 +417,64 @@ def retrain(data: DataOpt = "bundled",
     else:
         typer.echo(f"proposed: {res.proposed}, a baseline (best mean validation {metric}): no trained model "
                    "beat it, nothing to select")
+    return db, res
+
+
+@app.command()
+def train(data: DataOpt = "bundled",
+          algos: AlgosOpt = "ppo,a2c,dqn,sac",
+          budget_steps: Annotated[int, typer.Option(
+              "--budget-steps", min=0, help="env steps per agent; 0 = each agent's default "
+              "(training.rl.DEFAULT_BUDGETS)")] = 0,
+          seed: Annotated[int, typer.Option("--seed")] = 0,
+          folds: Annotated[int, typer.Option("--folds", min=1)] = 1,
+          metric: Annotated[str, typer.Option("--metric")] = "sharpe",
+          embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
+          with_report: Annotated[bool, typer.Option("--report/--no-report")] = True,
+          results_db: ResultsOpt = None, artifacts: ArtifactsOpt = None) -> None:
+    """Train agents on the train window, evaluate with the baselines, record the run, propose the best."""
+    candles, _ = _load_only(data)
+    _train_and_record(candles, data=data, hook=None, algos=algos, folds=folds, budget_steps=budget_steps,
+                      seed=seed, metric=metric, mode="expanding", embargo=embargo, with_report=with_report,
+                      results_db=results_db, artifacts=artifacts, kind="manual")
+
+
+@app.command(name="all")
+def all_steps(data: DataOpt = "bundled",
+              out: Annotated[Path, typer.Option("--out", help="working folder")] = Path("out/training"),
+              algos: AlgosOpt = "ppo,a2c,dqn,sac",
+              budget_steps: Annotated[int, typer.Option("--budget-steps", min=0, help="env steps per agent; "
+                                                        "0 = each agent's default")] = 0,
+              seed: Annotated[int, typer.Option("--seed")] = 0,
+              metric: Annotated[str, typer.Option("--metric")] = "sharpe",
+              results_db: ResultsOpt = None) -> None:
+    """Every step once: data, signals, features, split, train, evaluate, record, leaderboard, report."""
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / "candles.csv"
+    typer.echo(f"[1/7] data: {data} -> {csv}")
+    if data == "bundled":
+        frame = load_candles(None)
+        frame.reset_index()[["date", "open", "high", "low", "close", "volume"]].to_csv(csv, index=False)
+    else:
+        download(out=csv, csv=Path(data), exchange=None, symbol="BTC/USD:USD", since=None, until=None,
+                 base_url=None)
+    typer.echo("[2/7] signals")
+    signals(data=str(csv), out=out / "signals.npz")
+    typer.echo("[3/7] features (normalized on the train window)")
+    features(data=str(csv), out=out / "features.npz", train_fraction=0.6, vol_window=24)
+    typer.echo("[4/7] split")
+    split(data=str(csv), folds=1, mode="expanding", embargo=24)
+    typer.echo("[5/7] train and evaluate (validation chooses, test only reports)")
+    candles = load_candles(csv)
+    db, res = _train_and_record(candles, data=str(csv), hook=None, algos=algos, folds=1,
+                                budget_steps=budget_steps, seed=seed, metric=metric, mode="expanding",
+                                embargo=24, with_report=False, results_db=results_db, artifacts=out,
+                                kind="all")
+    typer.echo(f"[6/7] leaderboard (test window, by {metric})")
+    leaderboard(metric=metric, window="test", run=res.run_id, results_db=results_db or db.url)
+    typer.echo("[7/7] report")
+    page = build_report(db, res.run_id, out / "report", metric=metric)
+    typer.echo(f"report: {page}")
 
 
 def _load_only(data: str) -> tuple[pd.DataFrame, None]:

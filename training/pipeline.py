@@ -1,45 +1,138 @@
-"""The training procedure on one split: train agents on train, choose on validation, score on test.
+"""The training procedure on one split: train on train, choose on validation, score on test.
 
-One function, :func:`run_fold`, is the whole honest procedure, used by ``all`` (one chronological
-split), ``walkforward`` (one call per fold) and scheduled retraining:
+One function, :func:`run_fold`, is the whole honest procedure, used by ``all`` and ``retrain``
+(recorded in the results DB by ``training.retrain``) and by ``walkforward`` (report.json):
 
 1. normalization statistics are fitted on the train window only (``features.fit_stats``) and become
    the models' ``FeatureSpec``;
-2. each agent trains on an environment whose window is the train window (``training.agents``);
-3. every candidate (trained models and baselines) is backtested on validation and test with the
-   same ledger; the choice uses validation results only;
+2. a *train hook* (``TrainContext -> trained models``) trains on that context; the default one,
+   :func:`agents_hook`, trains the ElegantRL agents on an environment whose window is the train
+   window (``training.rl``). Tests plug in hooks that return small fixed-weight models;
+3. every candidate (trained models and baselines) is backtested on validation and test by the same
+   ledger, models through their exported numpy policy (the live code path); the choice uses
+   validation results only;
 4. the test window is scored and reported, never consulted.
 
 Which candidates can be *selected*: the trained models and the two rule-based policies the live
 meta consumer can run without a model (``majority_vote``, its fallback, and ``flat``). The other
 baselines (``buy_and_hold``, ``equal_weight``, ``single:*``) are references to beat, not something
-the live system can deploy, so choosing one would name a policy nobody can switch on.
+the live system can switch on.
 
-Agents are imported lazily: this module (and ``walkforward`` with no agents) stays torch-free.
+torch is imported only inside :func:`agents_hook`'s training call: this module stays torch-free.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from meta_consumer.policy import Policy, load_policy
 from training.backtest import evaluate, ledger_for, policy_exposure, run_baselines
 from training.features import FeatureStats, fit_stats
 from training.ledger import CostModel, Ledger
 from training.market import Market
+from training.metrics import deflated_sharpe, pbo_cscv
 from training.signals import SignalArrays
 from training.split import Fold, Window
 
-if TYPE_CHECKING:
-    from training.agents import TrainedAgent
-
 #: Baselines the live meta consumer can run as its fallback (``BTCMETA_META_FALLBACK``).
 DEPLOYABLE_BASELINES = ("majority_vote", "flat")
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """What a train hook gets for one fold: fit on ``fold.train`` only, never look past it."""
+
+    candles: pd.DataFrame
+    signals: SignalArrays
+    market: Market  # FeatureSpec fitted on fold.train
+    fold: Fold
+    fold_index: int
+    costs: CostModel
+    seed: int
+    budget_steps: int
+    step: float = 0.25
+    max_exposure: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The minimal trained-model shape (``training.rl.TrainedAgent`` is a richer one)."""
+
+    algo: str
+    artifact: bytes
+    name: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+TrainHook = Callable[[TrainContext], Iterable[Any]]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trained model as the pipeline sees it: name, artifact, loaded policy, recorded params."""
+
+    name: str
+    algo: str
+    artifact: bytes
+    policy: Policy
+    params: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.artifact).hexdigest()
+
+
+def as_policy(artifact: bytes, name: str, algo: str, *, step: float = 0.25,
+              max_exposure: float = 1.0) -> Policy:
+    """Load an artifact with the live loader (refuses what the meta consumer would refuse)."""
+    row = SimpleNamespace(model_id=name, algo=algo, artifact=artifact,
+                          artifact_sha256=hashlib.sha256(artifact).hexdigest(), feature_spec={})
+    return load_policy(row, step=step, max_exposure=max_exposure)
+
+
+def describe(obj: Any, *, step: float, max_exposure: float) -> Candidate:
+    """A hook's return value -> :class:`Candidate` (needs ``.artifact`` bytes and ``.algo``)."""
+    artifact = getattr(obj, "artifact", None)
+    algo = getattr(obj, "algo", None)
+    if not isinstance(artifact, bytes) or not isinstance(algo, str):
+        raise TypeError(f"train hook returned {type(obj).__name__}: needs .artifact (bytes) and .algo (str)")
+    name = getattr(obj, "name", None) or algo
+    params = dict(getattr(obj, "params", None) or {})
+    for key in ("seed", "budget_steps", "steps", "steps_per_second", "seconds", "checkpoint", "agent_class"):
+        value = getattr(obj, key, None)
+        if value is not None:
+            params[key] = str(value) if key == "checkpoint" else value
+    policy = as_policy(artifact, name, algo, step=step, max_exposure=max_exposure)
+    return Candidate(name, algo, artifact, policy, params)
+
+
+def agents_hook(algos: Sequence[str], out_dir: Path, *, budgets: dict[str, int] | None = None,
+                progress: bool = True) -> TrainHook:
+    """The default hook: train each ElegantRL agent of ``algos`` on the fold's train window.
+
+    Budget per algo: the context's ``budget_steps`` when positive, else ``budgets`` (default
+    ``training.rl.DEFAULT_BUDGETS``). Files go to ``out_dir/fold<k>/<algo>/``.
+    """
+
+    def hook(ctx: TrainContext) -> list[Any]:
+        from training.rl import DEFAULT_BUDGETS, train_agent
+
+        table = budgets or DEFAULT_BUDGETS
+        return [train_agent(algo, ctx.market, ctx.fold.train,
+                            budget_steps=ctx.budget_steps if ctx.budget_steps > 0 else table[algo],
+                            seed=ctx.seed, out_dir=out_dir / f"fold{ctx.fold_index}" / algo, step=ctx.step,
+                            max_exposure=ctx.max_exposure, costs=ctx.costs, progress=progress)
+                for algo in algos]
+
+    return hook
 
 
 @dataclass
@@ -47,9 +140,10 @@ class FoldResult:
     """Everything one fold produced (ledgers per candidate name, in a stable order)."""
 
     fold: Fold
+    fold_index: int
     stats: FeatureStats
     market: Market
-    agents: dict[str, TrainedAgent] = field(default_factory=dict)
+    models: dict[str, Candidate] = field(default_factory=dict)
     validation: dict[str, Ledger] = field(default_factory=dict)
     test: dict[str, Ledger] = field(default_factory=dict)
     selected: str = ""
@@ -60,17 +154,24 @@ class FoldResult:
         return list(self.validation)
 
     def kind(self, name: str) -> str:
-        return "model" if name in self.agents else "baseline"
+        return "model" if name in self.models else "baseline"
+
+    def window(self, part: str) -> Window:
+        return self.fold.validation if part == "validation" else self.fold.test
+
+    def ledgers(self, part: str) -> dict[str, Ledger]:
+        return self.validation if part == "validation" else self.test
 
     def metrics(self, part: str) -> dict[str, dict[str, float | int]]:
-        return evaluate(self.validation if part == "validation" else self.test)
+        return evaluate(self.ledgers(part))
 
 
-def model_ledger(agent: TrainedAgent, market: Market, window: Window, costs: CostModel, *,
-                 step: float, max_exposure: float) -> Ledger:
-    """Backtest of a trained model: its exported numpy policy, bar by bar (the live code path)."""
-    exposure = policy_exposure(agent.policy(), market, window, step=step, max_exposure=max_exposure)
-    return ledger_for(exposure, market, window, costs)
+def model_ledger(policy: Policy, candles: pd.DataFrame, signals: SignalArrays, market: Market, window: Window,
+                 costs: CostModel) -> Ledger:
+    """Backtest of a policy bar by bar (the live code path), on the market as its own spec sees it."""
+    m = market if policy.spec == market.spec else Market.build(candles, signals, policy.spec)
+    exposure = policy_exposure(policy, m, window, step=policy.step, max_exposure=policy.max_exposure)
+    return ledger_for(exposure, m, window, costs)
 
 
 def choose(validation: dict[str, dict[str, Any]], deployable: Sequence[str], metric: str = "sharpe") -> str:
@@ -81,29 +182,42 @@ def choose(validation: dict[str, dict[str, Any]], deployable: Sequence[str], met
     return max(pool, key=lambda n: validation[n][metric])
 
 
-def run_fold(candles: pd.DataFrame, signals: SignalArrays, fold: Fold, *, algos: Sequence[str] = (),
-             budget_steps: int = 0, seed: int = 0, out_dir: Path | None = None,
-             costs: CostModel | None = None, step: float = 0.25, max_exposure: float = 1.0,
-             vol_window: int = 24, metric: str = "sharpe", progress: bool = False) -> FoldResult:
-    """Train ``algos`` on ``fold.train``, evaluate everything on validation and test, choose on validation."""
+def run_fold(candles: pd.DataFrame, signals: SignalArrays, fold: Fold, *, hook: TrainHook | None = None,
+             fold_index: int = 0, budget_steps: int = 0, seed: int = 0, costs: CostModel | None = None,
+             step: float = 0.25, max_exposure: float = 1.0, vol_window: int = 24,
+             metric: str = "sharpe") -> FoldResult:
+    """Train (``hook``) on ``fold.train``, evaluate all on validation and test, choose on validation."""
     c = costs or CostModel()
     close = candles["close"].to_numpy(dtype=np.float64)
     stats = fit_stats(close, fold.train, vol_window=vol_window, funding_rate_hourly=c.funding_rate_hourly)
     market = Market.build(candles, signals, stats.spec(signals.strategies))
-    result = FoldResult(fold, stats, market, selection_metric=metric)
-    if algos:
-        if budget_steps <= 0 or out_dir is None:
-            raise ValueError("training agents needs budget_steps > 0 and an output directory")
-        from training.agents import train_agent  # torch: only when agents are asked for
-
-        for algo in algos:
-            result.agents[algo] = train_agent(algo, market, fold.train, budget_steps=budget_steps, seed=seed,
-                                              out_dir=out_dir / algo, step=step, max_exposure=max_exposure,
-                                              costs=c, progress=progress)
-    for part, window in (("validation", fold.validation), ("test", fold.test)):
-        ledgers = {name: model_ledger(agent, market, window, c, step=step, max_exposure=max_exposure)
-                   for name, agent in result.agents.items()}
+    result = FoldResult(fold, fold_index, stats, market, selection_metric=metric)
+    if hook is not None:
+        ctx = TrainContext(candles, signals, market, fold, fold_index, c, seed + fold_index, budget_steps,
+                           step, max_exposure)
+        for obj in hook(ctx):
+            model = describe(obj, step=step, max_exposure=max_exposure)
+            if model.name in result.models:
+                raise ValueError(f"train hook returned two models named {model.name!r}")
+            result.models[model.name] = model
+    for part in ("validation", "test"):
+        window = result.window(part)
+        ledgers = {name: model_ledger(m.policy, candles, signals, market, window, c)
+                   for name, m in result.models.items()}
         ledgers.update(run_baselines(market, window, c, step=step, max_exposure=max_exposure))
         setattr(result, part, ledgers)
-    result.selected = choose(result.metrics("validation"), [*result.agents, *DEPLOYABLE_BASELINES], metric)
+    result.selected = choose(result.metrics("validation"), [*result.models, *DEPLOYABLE_BASELINES], metric)
     return result
+
+
+def overfitting(res: FoldResult, *, blocks: int = 8) -> dict[str, float]:
+    """How likely the fold's choice is overfitted: PBO by CSCV over every candidate's validation
+    returns, and the deflated Sharpe ratio of the chosen candidate's test returns given how many
+    candidates were tried (the variance of their per-period validation Sharpe ratios)."""
+    names = res.candidates
+    val = np.stack([res.validation[n].net for n in names], axis=1)
+    std = val.std(axis=0, ddof=1)
+    per_period = val.mean(axis=0) / np.where(std > 0, std, np.inf)
+    return {**pbo_cscv(val, blocks=blocks),
+            "deflated_sharpe_selected_test": deflated_sharpe(res.test[res.selected].net, trials=len(names),
+                                                             sharpe_variance=float(np.var(per_period)))}

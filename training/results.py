@@ -28,7 +28,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -427,12 +427,15 @@ class ResultsDB:
         metric: str = "sharpe",
         window: str = "validation",
         kinds: tuple[str, ...] = KINDS,
+        only: Collection[str] | None = None,
     ) -> str | None:
         """Mark the best candidate of a run (mean ``metric`` over folds on ``window``) as proposed.
 
         Only marks: selecting for live trading is always a person's ``select``. Returns the name.
+        ``only`` limits the pool (the pipeline passes the deployable candidates).
         """
-        rows = [r for r in self.evaluations(run_id=run_id, window=window) if r.kind in kinds]
+        rows = [r for r in self.evaluations(run_id=run_id, window=window)
+                if r.kind in kinds and (only is None or r.candidate in only)]
         scores: dict[str, list[float]] = {}
         for r in rows:
             v = r.metrics.get(metric)

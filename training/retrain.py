@@ -16,56 +16,29 @@ anything with ``artifact`` (``btcmeta.mlp.v1`` bytes) and ``algo`` (``name``, ``
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
-from meta_consumer.policy import Policy, load_policy
-from training.backtest import ledger_for, policy_exposure, run_baselines
-from training.features import fit_stats
-from training.ledger import CostModel, Ledger
-from training.market import Market
+from training.ledger import CostModel
 from training.metrics import summarize
+from training.pipeline import (
+    DEPLOYABLE_BASELINES,
+    TrainContext,
+    TrainedModel,
+    TrainHook,
+    overfitting,
+    run_fold,
+)
 from training.results import ResultsDB, data_fingerprint
 from training.signals import SignalArrays
-from training.split import Fold, Window, walk_forward
+from training.split import walk_forward
+
+__all__ = ["PipelineResult", "TrainContext", "TrainHook", "TrainedModel", "load_hook", "run_pipeline"]
 
 WINDOWS = ("validation", "test")
-
-
-@dataclass(frozen=True)
-class TrainContext:
-    """What a train hook gets for one fold: fit on ``fold.train`` only, never look past it."""
-
-    candles: pd.DataFrame
-    signals: SignalArrays
-    market: Market  # FeatureSpec fitted on fold.train
-    fold: Fold
-    fold_index: int
-    costs: CostModel
-    seed: int
-    budget_steps: int
-    step: float = 0.25
-    max_exposure: float = 1.0
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    """The minimal trained-model shape the pipeline records (agents may return richer objects)."""
-
-    algo: str
-    artifact: bytes
-    name: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-TrainHook = Callable[[TrainContext], Iterable[Any]]
 
 
 @dataclass(frozen=True)
@@ -75,6 +48,8 @@ class PipelineResult:
     proposed_kind: str | None
     candidates: tuple[str, ...]
     evaluations: int
+    #: per fold: PBO (CSCV over validation returns) and deflated Sharpe of the fold's choice on test
+    overfitting: tuple[dict[str, Any], ...] = ()
 
 
 def load_hook(path: str) -> TrainHook:
@@ -89,46 +64,6 @@ def load_hook(path: str) -> TrainHook:
     if not callable(fn):
         raise ValueError(f"hook {path!r} is not callable")
     return fn  # type: ignore[no-any-return]
-
-
-def as_policy(
-    artifact: bytes, name: str, algo: str, *, step: float = 0.25, max_exposure: float = 1.0
-) -> Policy:
-    row = SimpleNamespace(
-        model_id=name,
-        algo=algo,
-        artifact=artifact,
-        artifact_sha256=hashlib.sha256(artifact).hexdigest(),
-        feature_spec={},
-    )
-    return load_policy(row, step=step, max_exposure=max_exposure)
-
-
-def evaluate_policy(
-    policy: Policy,
-    candles: pd.DataFrame,
-    signals: SignalArrays,
-    market: Market,
-    window: Window,
-    costs: CostModel,
-) -> Ledger:
-    """Backtest ledger of a policy on ``window``, on the market as the policy's own spec sees it."""
-    m = market if policy.spec == market.spec else Market.build(candles, signals, policy.spec)
-    return ledger_for(policy_exposure(policy, m, window), m, window, costs)
-
-
-def _describe(obj: Any) -> tuple[str, str, bytes, dict[str, Any]]:
-    artifact = getattr(obj, "artifact", None)
-    algo = getattr(obj, "algo", None)
-    if not isinstance(artifact, bytes) or not isinstance(algo, str):
-        raise TypeError(f"train hook returned {type(obj).__name__}: needs .artifact (bytes) and .algo (str)")
-    name = getattr(obj, "name", None) or algo
-    params = dict(getattr(obj, "params", None) or {})
-    for key in ("seed", "budget_steps", "checkpoint"):
-        value = getattr(obj, key, None)
-        if value is not None:
-            params[key] = str(value) if key == "checkpoint" else value
-    return name, algo, artifact, params
 
 
 def run_pipeline(
@@ -179,64 +114,38 @@ def run_pipeline(
     )
     count = 0
     names: list[str] = []
+    models_seen: set[str] = set()
+    overfit: list[dict[str, Any]] = []
     try:
-        close = candles["close"].to_numpy(dtype=np.float64)
         for k, fold in enumerate(split):
-            stats = fit_stats(
-                close, fold.train, vol_window=vol_window, funding_rate_hourly=c.funding_rate_hourly
-            )
-            market = Market.build(candles, signals, stats.spec(signals.strategies))
-            ctx = TrainContext(
-                candles, signals, market, fold, k, c, seed + k, budget_steps, step, max_exposure
-            )
-            trained = [_describe(obj) for obj in (hook(ctx) if hook is not None else ())]
-            models = []
-            for name, algo, artifact, params in trained:
-                policy = as_policy(artifact, name, algo, step=step, max_exposure=max_exposure)
-                path, sha = results.save_model(run_id, name, artifact, fold=k)
-                models.append((name, algo, policy, path, sha, params))
+            res = run_fold(candles, signals, fold, hook=hook, fold_index=k, budget_steps=budget_steps,
+                           seed=seed, costs=c, step=step, max_exposure=max_exposure, vol_window=vol_window,
+                           metric=metric)
+            models_seen.update(res.models)
+            overfit.append({"fold": k, "chosen": res.selected, **overfitting(res)})
+            saved = {name: results.save_model(run_id, name, m.artifact, fold=k)
+                     for name, m in res.models.items()}
             for wname in WINDOWS:
-                window: Window = getattr(fold, wname)
-                index = signals.index[window.as_slice()]
-                for bname, ledger in run_baselines(
-                    market, window, c, step=step, max_exposure=max_exposure
-                ).items():
-                    results.record_evaluation(
-                        run_id,
-                        bname,
-                        kind="baseline",
-                        window=wname,
-                        fold=k,
-                        metrics=summarize(ledger),
-                        ledger=ledger,
-                        index=index,
-                    )
-                    count += 1
-                    names.append(bname)
-                for name, algo, policy, path, sha, params in models:
-                    ledger = evaluate_policy(policy, candles, signals, market, window, c)
-                    results.record_evaluation(
-                        run_id,
-                        name,
-                        kind="model",
-                        algo=algo,
-                        window=wname,
-                        fold=k,
-                        metrics=summarize(ledger),
-                        ledger=ledger,
-                        index=index,
-                        model_path=path,
-                        model_sha256=sha,
-                        params=params,
-                    )
+                index = signals.index[res.window(wname).as_slice()]
+                for name, ledger in res.ledgers(wname).items():
+                    model = res.models.get(name)
+                    extra: dict[str, Any] = {}
+                    if model is not None:
+                        path, sha = saved[name]
+                        extra = {"algo": model.algo, "model_path": path, "model_sha256": sha,
+                                 "params": model.params}
+                    results.record_evaluation(run_id, name, kind=res.kind(name), window=wname, fold=k,
+                                              metrics=summarize(ledger), ledger=ledger, index=index, **extra)
                     count += 1
                     names.append(name)
-        proposed = results.propose(run_id, metric=metric, window="validation")
+        deployable = [n for n in dict.fromkeys(names) if n in DEPLOYABLE_BASELINES or n in models_seen]
+        proposed = results.propose(run_id, metric=metric, window="validation", only=deployable)
     except BaseException:
         results.finish_run(run_id, status="failed")
         raise
     results.finish_run(run_id)
     kind_of = {r.candidate: r.kind for r in results.evaluations(run_id=run_id)}
     return PipelineResult(
-        run_id, proposed, kind_of.get(proposed) if proposed else None, tuple(dict.fromkeys(names)), count
+        run_id, proposed, kind_of.get(proposed) if proposed else None, tuple(dict.fromkeys(names)), count,
+        tuple(overfit),
     )

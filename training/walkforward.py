@@ -12,7 +12,6 @@ the deflated Sharpe ratio of the chosen candidate's test returns given the numbe
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -21,8 +20,7 @@ import numpy as np
 import pandas as pd
 
 from training.ledger import CostModel
-from training.metrics import deflated_sharpe, pbo_cscv
-from training.pipeline import DEPLOYABLE_BASELINES, FoldResult, run_fold
+from training.pipeline import DEPLOYABLE_BASELINES, FoldResult, agents_hook, overfitting, run_fold
 from training.signals import SignalArrays
 from training.split import Window, walk_forward
 
@@ -33,10 +31,6 @@ def _span(index: pd.DatetimeIndex, w: Window) -> list[str]:
 
 def _fold_entry(res: FoldResult, index: pd.DatetimeIndex, cscv_blocks: int) -> dict[str, Any]:
     val, test = res.metrics("validation"), res.metrics("test")
-    names = res.candidates
-    val_matrix = np.stack([res.validation[n].net for n in names], axis=1)
-    std = val_matrix.std(axis=0, ddof=1)
-    per_period = val_matrix.mean(axis=0) / np.where(std > 0, std, np.inf)
     fold = res.fold
     return {
         "train": _span(index, fold.train),
@@ -47,15 +41,9 @@ def _fold_entry(res: FoldResult, index: pd.DatetimeIndex, cscv_blocks: int) -> d
         "selected": res.selected,
         "validation_results": val,
         "results": {**test, "selected": {**test[res.selected], "name": res.selected}},
-        "models": {name: {"algo": a.algo, "seed": a.seed, "budget_steps": a.budget_steps,
-                          "artifact_sha256": hashlib.sha256(a.artifact).hexdigest(),
-                          "checkpoint": str(a.checkpoint)}
-                   for name, a in res.agents.items()},
-        "overfitting": {
-            **pbo_cscv(val_matrix, blocks=cscv_blocks),
-            "deflated_sharpe_selected_test": deflated_sharpe(
-                res.test[res.selected].net, trials=len(names), sharpe_variance=float(np.var(per_period))),
-        },
+        "models": {name: {"algo": m.algo, "artifact_sha256": m.sha256, **m.params}
+                   for name, m in res.models.items()},
+        "overfitting": overfitting(res, blocks=cscv_blocks),
     }
 
 
@@ -68,15 +56,17 @@ def run_walkforward(candles: pd.DataFrame, signals: SignalArrays, *, folds: int,
     """The ``report.json`` document (see the module doc for the selection rule)."""
     c = costs or CostModel()
     out_folds: list[dict[str, Any]] = []
+    if algos and (budget_steps <= 0 or out_dir is None):
+        raise ValueError("training agents needs --budget-steps > 0 and an output directory")
+    hook = agents_hook(algos, out_dir / "models", progress=progress) if algos and out_dir else None
     for k, fold in enumerate(walk_forward(len(candles), folds=folds, start=signals.warmup, mode=mode,
                                           embargo=embargo)):
-        res = run_fold(candles, signals, fold, algos=algos, budget_steps=budget_steps, seed=seed,
-                       out_dir=None if out_dir is None else out_dir / f"fold{k}", costs=c, step=step,
-                       max_exposure=max_exposure, vol_window=vol_window, progress=progress)
+        res = run_fold(candles, signals, fold, hook=hook, fold_index=k, budget_steps=budget_steps, seed=seed,
+                       costs=c, step=step, max_exposure=max_exposure, vol_window=vol_window)
         out_folds.append(_fold_entry(res, signals.index, cscv_blocks))
     names = list(out_folds[0]["validation_results"])
     mean_val = {n: float(np.mean([f["validation_results"][n]["sharpe"] for f in out_folds])) for n in names}
-    deployable = [n for n in names if n in algos or n in DEPLOYABLE_BASELINES]
+    deployable = [n for n in names if n in out_folds[0]["models"] or n in DEPLOYABLE_BASELINES]
     return {
         "folds": out_folds,
         "selected": max(deployable, key=lambda n: mean_val[n]),
