@@ -2,13 +2,16 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: help demo test test-exhaustive env infra-up infra-down infra-status infra-reset migrate topics lint bench
+.PHONY: help demo train test test-exhaustive env infra-up infra-down infra-status infra-reset migrate topics lint bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 demo: ## Main job: full pipeline on the bundled real data (paper trading), writes out/demo/
 	@scripts/demo.sh
+
+train: env ## Offline training: every step once on the bundled data (agents, results DB, report in out/training)
+	@$(PY) -m training all
 
 test: ## All tests on real Kafka + Postgres (installs and starts what they need)
 	@scripts/test.sh
