@@ -16,7 +16,6 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from common.dataset import BUNDLED_CSV, load_bundled_candles
-from common.db.namespaces import delete_namespaces, list_namespaces
 from common.db.session import make_engine
 from common.kafka.configuration import admin_config
 from common.kafka.topics import delete_topics_with_prefix
@@ -25,6 +24,7 @@ from common.registry import load_registry
 from config import Settings
 from ops.pipeline import PipelineSpec, import_candles, run_pipeline, settings_for
 from ops.report import write_report
+from ops.runs import delete_run, list_runs
 from ops.supervisor import REPO
 
 log = get_logger(__name__)
@@ -36,17 +36,16 @@ def say(text: str) -> None:
 
 
 def _cleanup_previous(settings: Settings, engine_url: str) -> None:
+    """Delete every earlier demo run (rows, topics, consumer groups, run record)."""
     admin = AdminClient(admin_config(settings))
-    removed = delete_topics_with_prefix(admin, DEMO_ROOT)
     engine = make_engine(engine_url)
-    old = [
-        ns
-        for ns in list_namespaces(engine)
-        if ns.startswith(DEMO_ROOT) or ns.startswith(f"paper:{DEMO_ROOT}")
-    ]
-    rows = delete_namespaces(engine, old) if old else 0
-    if removed or rows:
-        say(f"removed the previous demo run ({len(removed)} topics, {rows} rows)")
+    rows = topics = 0
+    for run in [r.prefix for r in list_runs(engine, admin) if r.prefix.startswith(DEMO_ROOT)]:
+        deleted_rows, deleted_topics, _groups = delete_run(engine, admin, run)
+        rows, topics = rows + deleted_rows, topics + len(deleted_topics)
+    topics += len(delete_topics_with_prefix(admin, DEMO_ROOT))  # runs that died before writing a row
+    if rows or topics:
+        say(f"removed the previous demo run ({topics} topics, {rows} rows)")
 
 
 def run_demo(days: int, out: Path, timeout_s: float) -> Path:
