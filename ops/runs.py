@@ -8,6 +8,7 @@ A run is a namespace: topics named ``<prefix>*``, consumer groups named ``<prefi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient
@@ -44,8 +45,18 @@ def prefix_of(run: str) -> str:
     return check_prefix(name if name.endswith(".") else f"{name}.")
 
 
+_TOPIC = re.compile(r"^(.+\.)(?:meta\.ticks|signals\.recommendations|orders\.intents|orders\.executions"
+                    r"|dead\.letters|market\.bars\.[0-9]+[mhdw])$")
+
+
+def _topic_prefix(topic: str) -> str | None:
+    """The namespace of a pipeline topic (``bt.r1.meta.ticks`` -> ``bt.r1.``); None for live or foreign."""
+    found = _TOPIC.match(topic)
+    return found.group(1) if found else None
+
+
 def list_runs(engine: Engine, admin: AdminClient) -> list[RunInfo]:
-    """Every namespace with rows, topics or a ``replay_runs`` row (live excluded), oldest first."""
+    """Every namespace with rows, pipeline topics or a ``replay_runs`` row (live excluded), oldest first."""
     counts: dict[str, int] = {}
     for ns, n in list_namespaces(engine).items():
         base = ns.removeprefix(PAPER)
@@ -57,7 +68,7 @@ def list_runs(engine: Engine, admin: AdminClient) -> list[RunInfo]:
             r.namespace: (r.status, str(r.params.get("kind", "")), r.started_at.isoformat())
             for r in s.scalars(select(ReplayRun))
         }
-    prefixes = set(counts) | set(recorded)
+    prefixes = set(counts) | set(recorded) | {p for p in map(_topic_prefix, topics) if p}
     out = []
     for p in prefixes:
         status, kind, started = recorded.get(p, ("unrecorded", "", ""))

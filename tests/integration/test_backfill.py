@@ -94,3 +94,20 @@ def test_new_strategy_backfills_from_retained_bars(bars_only: str, env: str, tmp
     rows_deleted, topics, _groups = delete_run(engine, admin, prefix)
     assert rows_deleted >= 300 and topics
     assert prefix not in {r.prefix for r in list_runs(engine, admin)}
+
+
+def test_runs_cli_lists_and_refuses_live(bars_only: str, env: str) -> None:
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["runs", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert bars_only in listed.output and "\nlive " not in listed.output
+    for live in ("live", "paper:live"):
+        refused = runner.invoke(app, ["runs", "delete", live])
+        assert refused.exit_code == 2 and "refusing" in refused.output
+    deleted = runner.invoke(app, ["runs", "delete", bars_only])
+    assert deleted.exit_code == 0 and "6 topics" in deleted.output, deleted.output
+    assert bars_only not in runner.invoke(app, ["runs", "list"]).output
