@@ -5,10 +5,13 @@ also be decided when its deadline passes while nothing arrives. The loop thread 
 TickPlan and Recommendation (committing offsets only after the row is in Postgres); the main
 thread waits for "ready" ticks, decides them in tick order and emits their intents.
 
-Exactly-once per tick, outbox style: the decision row (unique per namespace and tick) is committed
-first, then the intent rebuilt from that row is produced and flushed before the next tick is
-decided. A crash between the two leaves at most the newest decision unsent; start-up re-sends it,
-byte-identical (same id, same created_at), and the executor refuses the copy if it had the first.
+Exactly-once per tick, outbox style: the decision rows (unique per namespace and tick) of the ready
+ticks are committed in one transaction, then the intents rebuilt from them are produced and flushed
+before the next tick is decided. Live, one tick is ready at a time; under a backlog up to
+``decide_batch`` ticks share the transaction and the flush. A crash between commit and flush leaves
+at most the last commit's intents unsent; start-up re-sends all of them, byte-identical (same ids,
+same created_at; each row records its place in its commit), and the executor refuses the copies
+it already had.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ LATENCY = Histogram("btcmeta_meta_tick_to_decision_seconds", "TickPlan arrival t
 RETRAIN = Gauge("btcmeta_meta_retrain_needed", "1 while the model's strategy set differs from the registry")
 
 
+class _AlreadyDecided(Exception):
+    """A batch met a tick decided by an earlier incarnation: roll back, decide one by one."""
+
+
 class MetaConsumer:
     def __init__(self, settings: Settings, meta: MetaSettings, *, live: tuple[str, ...] | None = None,
                  shutdown: GracefulShutdown | None = None) -> None:
@@ -80,7 +87,9 @@ class MetaConsumer:
         if last is not None:
             self.carry = Carry.from_dict(last.observation.get("state"))
             self.joiner.last_decided = self.carry.tick_time
-            self._send(self._intent_from_row(last))
+            batch = int((last.observation.get("commit") or {}).get("of", 1))
+            self._send_many([self._intent_from_row(r)
+                             for r in store.last_decisions(self.engine, self.namespace, batch)])
         now = time.time()
         rows = store.pending_ticks(self.engine, self.namespace, self.settings.symbol, self.carry.tick_time)
         for row in rows:
@@ -154,18 +163,63 @@ class MetaConsumer:
             wait = max_wait if deadline is None else max(0.0, min(max_wait, deadline - time.time()))
             self._cond.wait(wait)
         assert self.bars is not None, "recover() first"
-        for mark in self.bars.poll():
+        for mark in self.bars.poll(max_messages=2 * self.meta.decide_batch):
             self.marks[mark.tick_id] = mark
             with self._cond:
                 self.joiner.add_bar(mark.tick_id)
         with self._cond:
             ready = self.joiner.ready(time.time())
-        for item in ready:
-            self._decide(item)
+        size = self.meta.decide_batch
+        for first in range(0, len(ready), size):
+            self._decide_batch(ready[first:first + size])
         return len(ready)
 
+    def _decide_batch(self, items: list[Ready]) -> None:
+        """Decide consecutive ready ticks in one transaction, then send their intents in one flush.
+
+        All or nothing: if any of them was already decided (a second replica, or a restart that
+        re-delivered), the transaction is rolled back and they are decided one by one, adopting
+        the existing rows.
+        """
+        try:
+            with self.engine.begin() as conn:
+                choice = self.models.current(conn)  # a new selection takes effect at the next batch
+                RETRAIN.set(int(choice.retrain_needed))
+                recs = store.recs_for_ticks(conn, self.namespace, [i.tick.tick_id for i in items])
+                created = utc(datetime.now(UTC))
+                carry, outs, rows = self.carry, [], []
+                for index, item in enumerate(items):
+                    tick = item.tick
+                    inputs = TickInput(tick.tick_id, tick.tick_time, tick.due, recs[tick.tick_id],
+                                       self.marks.get(tick.tick_id) if tick.needs_bar else None,
+                                       tick.needs_bar)
+                    out = decide_tick(inputs, carry, choice, self.live, step=self.settings.exposure_step,
+                                      max_exposure=self.settings.max_exposure)
+                    rows.append(self._row(tick.tick_id, choice, inputs, out, created,
+                                          commit={"index": index, "of": len(items)}))
+                    outs.append(out)
+                    carry = out.carry
+                if store.insert_decisions(conn, rows) != len(rows):
+                    raise _AlreadyDecided
+        except _AlreadyDecided:
+            for item in items:
+                self._decide(item)
+            return
+        self.carry = carry
+        self._send_many([self._intent(item.tick.tick_id, choice.model_id, out, created)
+                         for item, out in zip(items, outs, strict=True)])
+        last = items[-1].tick
+        with self._cond:
+            self.joiner.mark_decided(last.tick_id, last.tick_time)
+        self.marks = {t: m for t, m in self.marks.items() if tick_time_of(t) > last.tick_time}
+        now = time.time()
+        for item, out in zip(items, outs, strict=True):
+            LATENCY.observe(max(0.0, now - item.tick.arrived_at))
+            self._account(item, out, choice.model_id, drift=False)
+        self.check_drift(outs[-1].current_exposure)
+
     def _decide(self, item: Ready) -> None:
-        # One transaction (one connection checkout) per tick: model poll, answers, decision row.
+        """One tick on its own: the path that adopts a row an earlier incarnation committed."""
         with self.engine.begin() as conn:
             inserted, choice, out, created = self._decide_in(conn, item)
         tick = item.tick
@@ -196,16 +250,23 @@ class MetaConsumer:
         out = decide_tick(inputs, self.carry, choice, self.live, step=self.settings.exposure_step,
                           max_exposure=self.settings.max_exposure)
         created = utc(datetime.now(UTC))
-        values = {
-            "namespace": self.namespace, "tick_id": tick.tick_id, "model_id": choice.model_id,
-            "observation": {"features": out.features, "reason": out.reason,
-                            "retrain_needed": choice.retrain_needed, "state": out.carry.to_dict(),
-                            "present": sorted(inputs.recs), "bars_topic": self._bars_topic()},
-            "action": out.action.value, "current_exposure": out.current_exposure,
+        values = self._row(tick.tick_id, choice, inputs, out, created)
+        return store.insert_decision(conn, values), choice, out, created
+
+    def _row(self, tick_id: str, choice: Choice, inputs: TickInput, out: Outcome, created: datetime,
+             commit: dict[str, int] | None = None) -> dict[str, object]:
+        observation: dict[str, object] = {
+            "features": out.features, "reason": out.reason, "retrain_needed": choice.retrain_needed,
+            "state": out.carry.to_dict(), "present": sorted(inputs.recs), "bars_topic": self._bars_topic(),
+        }
+        if commit is not None:  # place in its commit: a restart re-sends the whole last commit
+            observation["commit"] = commit
+        return {
+            "namespace": self.namespace, "tick_id": tick_id, "model_id": choice.model_id,
+            "observation": observation, "action": out.action.value, "current_exposure": out.current_exposure,
             "target_exposure": out.target_exposure, "degraded": out.degraded, "late_strategies": out.late,
             "decided_at": created,
         }
-        return store.insert_decision(conn, values), choice, out, created
 
     def _intent(self, tick_id: str, model_id: str, out: Outcome, created: datetime) -> OrderIntent:
         return OrderIntent.create(tick_id, model_id, self.settings.symbol, out.action, out.current_exposure,
@@ -217,10 +278,15 @@ class MetaConsumer:
                                   degraded=row.degraded, reason=row.observation.get("reason", ""))
 
     def _send(self, intent: OrderIntent) -> None:
-        self.producer.send(self.settings.topic(INTENTS), intent, key=intent.intent_id)
+        self._send_many([intent])
+
+    def _send_many(self, intents: list[OrderIntent]) -> None:
+        """Produce in order and flush: returns once the broker has every one of them."""
+        for intent in intents:
+            self.producer.send(self.settings.topic(INTENTS), intent, key=intent.intent_id)
         self.producer.flush()
 
-    def _account(self, item: Ready, out: Outcome, model_id: str) -> None:
+    def _account(self, item: Ready, out: Outcome, model_id: str, *, drift: bool = True) -> None:
         kind = "fallback" if model_id.startswith("fallback:") else "model"
         DECISIONS.labels(kind, out.action.value).inc()
         if out.degraded:
@@ -228,7 +294,8 @@ class MetaConsumer:
         log.info("tick_decided", tick_id=item.tick.tick_id, model_id=model_id, action=out.action.value,
                  current=out.current_exposure, target=out.target_exposure, degraded=out.degraded,
                  late=out.late, timed_out=item.timed_out, reason=out.reason)
-        self.check_drift(out.current_exposure)
+        if drift:
+            self.check_drift(out.current_exposure)
 
     def check_drift(self, model_exposure: float) -> float | None:
         """The executor's exposure when it drifted from the model's beyond the tolerance, else None.

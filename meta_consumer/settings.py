@@ -47,6 +47,11 @@ class MetaSettings(BaseSettings):
     #: shared loop hands over what has arrived without waiting for the batch to fill, so a large
     #: value costs no latency; it only bounds the batch under a backlog (catch-up, replays).
     batch_size: int = Field(default=100, ge=1, le=10_000)
+    #: Most ready ticks decided in one transaction, their intents flushed together. Live, one tick
+    #: is ready at a time; under a backlog (catch-up, replays) this turns per-tick round trips
+    #: (model poll, answers, insert, commit, flush) into per-batch ones. A restart re-sends the
+    #: whole last batch's intents (the executor refuses the copies by id).
+    decide_batch: int = Field(default=100, ge=1, le=1_000)
     group_id: str = "meta-consumer"
     #: Pin this model (by ``models.model_id``) instead of the selected one: topic-replay backtests
     #: run a given model without touching the live selection. Empty: the selected model decides.

@@ -116,6 +116,27 @@ def recs_for_tick(bind: Bind, namespace: str, tick_id: str) -> dict[str, RecValu
         return {r[0]: (Target(r[1]), SignalEvent(r[2]), float(r[3])) for r in rows}
 
 
+def recs_for_ticks(bind: Bind, namespace: str, tick_ids: Sequence[str]) -> dict[str, dict[str, RecValue]]:
+    """:func:`recs_for_tick` for several ticks in one query (a batch decided under a backlog)."""
+    out: dict[str, dict[str, RecValue]] = {t: {} for t in tick_ids}
+    with _tx(bind) as conn:
+        rows = conn.execute(select(
+            Recommendation.tick_id, Recommendation.strategy, Recommendation.target, Recommendation.event,
+            Recommendation.confidence,
+        ).where(Recommendation.namespace == namespace, Recommendation.tick_id.in_(list(tick_ids))))
+        for r in rows:
+            out[r[0]][r[1]] = (Target(r[2]), SignalEvent(r[3]), float(r[4]))
+    return out
+
+
+def last_decisions(engine: Engine, namespace: str, count: int) -> list[Decision]:
+    """The newest ``count`` decisions, oldest first (the last commit's batch, re-sent on start)."""
+    with Session(engine) as session:
+        rows = list(session.scalars(select(Decision).where(Decision.namespace == namespace)
+                                    .order_by(Decision.id.desc()).limit(count)))
+    return rows[::-1]
+
+
 def last_decision(engine: Engine, namespace: str) -> Decision | None:
     """The newest decision; ids grow in decision order because one decider inserts them in tick order."""
     with Session(engine) as session:
@@ -140,6 +161,15 @@ def insert_decision(bind: Bind, values: dict[str, Any]) -> bool:
         result = conn.execute(insert(Decision).values(**values).on_conflict_do_nothing(
             constraint="uq_decisions_namespace_tick_id").returning(Decision.id))
         return result.first() is not None
+
+
+_INSERT_DECISIONS = (insert(Decision).on_conflict_do_nothing(constraint="uq_decisions_namespace_tick_id")
+                     .returning(Decision.tick_id))
+
+
+def insert_decisions(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert a batch of decisions in the caller's transaction; how many were new (the rest existed)."""
+    return len(conn.execute(_INSERT_DECISIONS, list(rows)).all())
 
 
 def decision_for(engine: Engine, namespace: str, tick_id: str) -> Decision | None:

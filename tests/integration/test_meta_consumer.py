@@ -281,7 +281,8 @@ def test_model_hot_reload_and_strategy_set_mismatch(own_db: Settings) -> None:
 
 
 def test_crash_between_decision_commit_and_intent_send_is_repaired_on_start(settings: Settings) -> None:
-    """The outbox window, hit on purpose: the decision row is committed, the intent never leaves."""
+    """The outbox window, hit on purpose with a batch: three decisions committed together, no intent
+    leaves; the next start re-sends all three (in tick order) before deciding anything new."""
     bus = Bus(settings)
     all_long = dict.fromkeys(LIVE, Target.LONG)
     first = MetaConsumer(settings, meta_settings(), live=LIVE)
@@ -289,28 +290,39 @@ def test_crash_between_decision_commit_and_intent_send_is_repaired_on_start(sett
     consume = threading.Thread(target=first._consume, args=(first.build_loop(),), daemon=True)
     consume.start()
 
-    def crash(_intent: OrderIntent) -> None:
-        raise RuntimeError("process died before the intent was flushed")
+    def crash(_intents: list[OrderIntent]) -> None:
+        raise RuntimeError("process died before the intents were flushed")
 
-    first._send = crash  # type: ignore[method-assign]
-    bus.tick(1)
-    bus.recs(1, all_long)
+    first._send_many = crash  # type: ignore[method-assign]
+    for i in (1, 2, 3):
+        bus.tick(i)
+        bus.recs(i, all_long)
+    # A backlog of three complete ticks (answers stored, bars read) before the decider runs.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+            len(first.joiner.bars) == 3 and len(first.joiner.ready(time.time())) == 3):
+        for mark in first.bars.poll():  # type: ignore[union-attr]
+            first.marks[mark.tick_id] = mark
+            with first._cond:
+                first.joiner.add_bar(mark.tick_id)
+        time.sleep(0.05)
     with pytest.raises(RuntimeError, match="died"):
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            first.step()
+        first.step()
     first.shutdown.request()
     consume.join(timeout=30)
     first.bars.close()  # type: ignore[union-attr]
     first.engine.dispose()
-    assert [d.tick_id for d in decisions(settings)] == [tick_id(1)]
+    rows = decisions(settings)
+    assert [d.tick_id for d in rows] == [tick_id(k) for k in (1, 2, 3)]
+    assert [d.observation["commit"] for d in rows] == [{"index": k, "of": 3} for k in range(3)]
+    assert [d.target_exposure for d in rows] == [1.0, 1.0, 1.0]
     assert read_intents(settings, 0, timeout=2) == []
 
-    with running(settings, meta_settings()):  # start-up re-sends the newest decision's intent
-        bus.tick(2)
-        bus.recs(2, all_long)
-        rows = wait_decisions(settings, 2)
-    intents = read_intents(settings, 2)
-    assert [i.intent_id for _, i in intents] == [make_intent_id(tick_id(k), VOTE) for k in (1, 2)]
-    assert [(i.action.value, i.target_exposure) for _, i in intents] == [
-        (d.action, d.target_exposure) for d in rows]
+    with running(settings, meta_settings()):  # start-up re-sends the last commit's three intents
+        bus.tick(4)
+        bus.recs(4, all_long)
+        rows = wait_decisions(settings, 4)
+    intents = read_intents(settings, 4)
+    assert [i.intent_id for _, i in intents] == [make_intent_id(tick_id(k), VOTE) for k in (1, 2, 3, 4)]
+    assert [(i.action.value, i.target_exposure, i.current_exposure) for _, i in intents] == [
+        (d.action, d.target_exposure, d.current_exposure) for d in rows]
