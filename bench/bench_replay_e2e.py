@@ -21,6 +21,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -34,6 +35,27 @@ from common.logging import configure_logging  # noqa: E402
 from ops.pipeline import settings_for  # noqa: E402
 from ops.runs import delete_run  # noqa: E402
 from training.replay_backtest import run_replay_backtest  # noqa: E402
+
+
+def cpu_table(result: dict[str, Any], ticks: int) -> list[str]:
+    """Where the machine's CPU went, per tick: the services' own counters, and the rest
+    (Kafka, Postgres, the replay job's last half second, anything else running) as the remainder."""
+    cpu: dict[str, float] = result.get("cpu_s") or {}
+    busy = result.get("machine_busy_s")
+    if not cpu or not ticks:
+        return []
+    strategies = sum(v for k, v in cpu.items() if k.startswith("strategy."))
+    rows = [("five strategy consumers", strategies),
+            *[(k, v) for k, v in sorted(cpu.items()) if not k.startswith("strategy.")]]
+    lines = ["| CPU (user + system), whole run | core-seconds | core-ms per tick |", "|---|---:|---:|"]
+    lines += [f"| {name} | {sec:,.1f} | {1000 * sec / ticks:,.1f} |" for name, sec in rows]
+    if busy is not None:
+        rest = busy - sum(cpu.values())
+        lines.append(f"| everything else (Kafka, Postgres, other work on the machine) | {rest:,.1f} | "
+                     f"{1000 * rest / ticks:,.1f} |")
+        lines.append(f"| **machine busy** ({os.cpu_count()} cores) | {busy:,.1f} | "
+                     f"{1000 * busy / ticks:,.1f} |")
+    return [*lines, ""]
 
 
 def main() -> None:
@@ -92,6 +114,7 @@ def main() -> None:
         f"{result['checks']['funding']['compared']:,} funding hours) |",
         f"| whole command incl. start-up, read-back and comparison | {total:,.0f} s |",
         "",
+        *cpu_table(result, ticks),
     ]
     path = REPO / "bench" / "results" / "replay_e2e.md"
     path.write_text("\n".join(lines))

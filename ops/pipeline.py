@@ -38,7 +38,7 @@ from common.kafka.topics import ensure_topics, topic_specs
 from common.logging import get_logger
 from common.registry import Registry, load_registry
 from config import Settings, load_settings
-from ops.supervisor import REPO, Supervisor
+from ops.supervisor import REPO, Supervisor, machine_busy_seconds
 
 log = get_logger(__name__)
 _TICKS_LINE = re.compile(rb"^(\d+) ticks, (\d+) bars", re.MULTILINE)
@@ -76,6 +76,10 @@ class PipelineResult:
     seconds: float
     #: When each stage finished its last message, seconds after the services started.
     stage_done_s: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds per service process (Linux; the replay job as of its last sample).
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds the whole machine was busy meanwhile (every process: Kafka, Postgres, others).
+    machine_busy_s: float | None = None
 
     @property
     def ticks_per_s(self) -> float:
@@ -191,6 +195,7 @@ def run_pipeline(
             sup.start("executor", "executor", "run")
             groups = [a for name in names for a in ("--group", f"{prefix}strategy.{name}")]
             started = time.monotonic()
+            busy_before = machine_busy_seconds()
             sup.start(
                 REPLAY_JOB,
                 "tick_emitter",
@@ -218,6 +223,9 @@ def run_pipeline(
                     stage_done["meta_consumer"] = time.monotonic() - started
                 if expected is not None and decided >= expected and executed >= decided:
                     stage_done["executor"] = time.monotonic() - started
+                    sup.sample_cpu()
+                    cpu = sup.cpu_seconds()
+                    busy_after = machine_busy_seconds()
                     break
                 sup.check_alive(allow_exited={REPLAY_JOB})
                 if time.monotonic() - started > spec.timeout_s:
@@ -230,7 +238,8 @@ def run_pipeline(
                     last_note = time.monotonic()
                 time.sleep(0.5)
             seconds = time.monotonic() - started
-        result = PipelineResult(expected, decided, executed, seconds, stage_done)
+        busy = None if busy_before is None or busy_after is None else busy_after - busy_before
+        result = PipelineResult(expected, decided, executed, seconds, stage_done, cpu, busy)
     except BaseException as exc:
         finish_run(settings, run_id, "failed", {"error": str(exc)[:500]})
         raise

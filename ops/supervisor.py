@@ -22,6 +22,30 @@ log = get_logger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 
 
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a running process from /proc (Linux); None where that is not readable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine spent not idle since boot, summed over cores (Linux)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    values = [int(v) for v in first[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values[:8]) - idle) / _TICKS_PER_S
+
+
 @dataclass
 class ServiceProcess:
     name: str
@@ -35,6 +59,7 @@ class Supervisor:
         self._env = os.environ | {"PYTHONPATH": str(REPO)} | env
         self._log_dir = log_dir
         self._services: list[ServiceProcess] = []
+        self._cpu: dict[str, float] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str, *args: str) -> ServiceProcess:
@@ -47,8 +72,22 @@ class Supervisor:
         log.info("service_started", service=name, pid=svc.proc.pid)
         return svc
 
+    def sample_cpu(self) -> None:
+        """Remember each running service's CPU time (user + system); called while they run, since
+        an exited child's counters are gone once it is reaped."""
+        for svc in self._services:
+            if svc.proc is not None and svc.proc.poll() is None:
+                seconds = process_cpu_seconds(svc.proc.pid)
+                if seconds is not None:
+                    self._cpu[svc.name] = seconds
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """Latest CPU seconds per service (for a finished job: as of its last sample)."""
+        return dict(self._cpu)
+
     def exited(self, name: str) -> bool:
         """True once ``name`` finished with exit code 0 (a job such as a replay); raises if it failed."""
+        self.sample_cpu()
         for svc in self._services:
             if svc.name == name and svc.proc is not None:
                 code = svc.proc.poll()

@@ -317,6 +317,8 @@ def run_replay_backtest(
         "pipeline_seconds": round(result.seconds, 1),
         "ticks_per_s": round(result.ticks_per_s, 2),
         "stage_done_s": result.stage_done_s,
+        "cpu_s": {k: round(v, 2) for k, v in result.cpu_s.items()},
+        "machine_busy_s": None if result.machine_busy_s is None else round(result.machine_busy_s, 1),
         "daily_loss_cap": "configured" if live_risk_limits else "lifted",
     }
     write_outputs(out, replay, vec, cmp, meta)
