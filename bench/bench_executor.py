@@ -5,11 +5,12 @@ to head): dedup, reconciliation, risk, venue transaction, booking, P&L; the repo
 not sent to Kafka (the Kafka round trip is measured by the chaos test). Writes
 ``bench/results/executor.md`` with the machine and date.
 
-    .venv/bin/python bench/bench_executor.py [--intents 500] [--profile] [--replay]
+    .venv/bin/python bench/bench_executor.py [--intents 500] [--profile] [--replay] [--hold 0.97]
 
 ``--replay`` measures the topic-replay configuration instead: real hourly candles (bundled data)
 as the price feed, the replayed clock following the intents' tick times (one per hour), hourly
 funding settled by the paper venue, as ``python -m training replay-backtest`` runs it.
+``--hold S``: a share S of intents keeps the previous target (no order), as most ticks of a replay do.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument("--intents", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--replay", action="store_true", help="candle prices, replayed clock, hourly ticks")
+    parser.add_argument("--hold", type=float, default=0.0,
+                        help="share of intents that keep the previous target (a replay: ~0.97 hold)")
     args = parser.parse_args()
     configure_logging("bench-executor", "WARNING", json=True)
     name = f"bench_{uuid.uuid4().hex[:8]}"
@@ -109,6 +112,10 @@ def main() -> None:
         )
         ex = Executor(settings, engine, venue, clock, "bench")
         rng = random.Random(1)
+        targets: list[float] = []
+        for _ in range(args.intents):
+            hold = targets and rng.random() < args.hold
+            targets.append(targets[-1] if hold else rng.choice([-1, -0.5, 0, 0.5, 1]))
         intents = [
             OrderIntent.create(
                 make_tick_id(settings.symbol, start + step * i),
@@ -116,10 +123,10 @@ def main() -> None:
                 settings.symbol,
                 IntentAction.INCREASE,
                 0.0,
-                rng.choice([-1, -0.5, 0, 0.5, 1]),
+                target,
                 datetime.now(UTC),
             )
-            for i in range(args.intents)
+            for i, target in enumerate(targets)
         ]
         profiler = cProfile.Profile() if args.profile else None
         orders = 0

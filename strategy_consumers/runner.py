@@ -5,11 +5,18 @@ module plus a registry line. The target state machine is carried across bars in 
 mode, exact by construction); after a restart, or when a bar is missing, the first bar is
 computed cold from the window alone, which equals the full history on the real data for the
 registry's lookbacks (docs/decisions/0004-strategy-parity.md).
+
+Bars are answered per consume batch: live, a batch is one bar; under a backlog (catch-up, topic
+replays) consecutive bars whose windows agree are answered from one frame
+(:meth:`Strategy.recommend_run`) instead of one frame each, which is what lets a replay run
+faster than the strategies' per-window cost. Recommendations are produced and flushed before the
+loop commits the batch's offsets.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +24,7 @@ import numpy as np
 import pandas as pd
 from confluent_kafka import Message
 
-from common.events import BarClosed, Recommendation, SignalEvent, Target
+from common.events import BarClosed, Recommendation, SignalEvent, Target, to_epoch_ms
 from common.kafka.consumer import ConsumerLoop, PoisonMessage
 from common.kafka.producer import EventProducer
 from common.kafka.topics import RECOMMENDATIONS, bars_topic
@@ -25,7 +32,7 @@ from common.logging import get_logger
 from common.registry import StrategySpec, load_registry
 from common.serde_bars import COLUMNS, BarWindow, decode_bar_window
 from config import Settings
-from strategy_consumers.strategies.base import Strategy
+from strategy_consumers.strategies.base import RecommendationResult, Strategy
 
 log = get_logger(__name__)
 
@@ -75,8 +82,12 @@ class StrategyRunner:
         self._tf = timedelta(minutes=spec.timeframe_minutes)
         self._bars = self.strategy.bars_needed(spec.timeframe_minutes)
         self._targets: OrderedDict[datetime, int] = OrderedDict()
+        self._pending: list[tuple[BarWindow, Message | None]] = []
+        #: Set by :func:`make_loop`: the loop's dead-letter step for a bar that failed on its own.
+        self.dead_letter: Callable[[Message, str, str], None] | None = None
 
-    def recommendation_for(self, bar: BarClosed | BarWindow) -> Recommendation:
+    def check(self, bar: BarClosed | BarWindow) -> None:
+        """Refuse a bar this strategy cannot answer (it goes to the dead-letter topic)."""
         if bar.timeframe != self.spec.timeframe:
             raise PoisonMessage(
                 f"bar timeframe {bar.timeframe} is not {self.spec.name}'s {self.spec.timeframe}"
@@ -85,12 +96,70 @@ class StrategyRunner:
             raise PoisonMessage(f"bar symbol {bar.symbol!r} is not the configured {self.settings.symbol!r}")
         if len(bar) == 0:
             raise PoisonMessage("bar window is empty")
+
+    def recommendation_for(self, bar: BarClosed | BarWindow) -> Recommendation:
+        self.check(bar)
         window = window_frame(bar, self._bars)
         prev = self._targets.get(bar.bar_open_time - self._tf)
         if prev is None:
             log.info("cold_start", strategy=self.spec.name, bar_open_time=bar.bar_open_time.isoformat())
         result = self.strategy.recommend(window, prev_target=prev)
         self._remember(bar.bar_open_time, result.target)
+        return self._recommendation(bar, result)
+
+    def recommendations_for(self, bars: Sequence[BarWindow]) -> list[Recommendation]:
+        """One Recommendation per bar, in order: runs of consecutive bars from one frame each."""
+        out: list[Recommendation] = []
+        start = 0
+        while start < len(bars):
+            end = self._run_end(bars, start)
+            prev = self._targets.get(bars[start].bar_open_time - self._tf)
+            if end - start < 2 or prev is None:
+                out.append(self.recommendation_for(bars[start]))
+                start += 1
+                continue
+            run, last = bars[start:end], bars[end - 1]
+            frame = window_frame(last, self.strategy.warmup_bars + len(run))
+            for bar, result in zip(run, self.strategy.recommend_run(frame, len(run), prev), strict=True):
+                self._remember(bar.bar_open_time, result.target)
+                out.append(self._recommendation(bar, result))
+            start = end
+        return out
+
+    def _run_end(self, bars: Sequence[BarWindow], start: int) -> int:
+        """End (exclusive) of the longest run from ``start`` that one frame answers exactly as the
+        bar-by-bar path would: consecutive bars, each with a full warm tail, whose tails are the
+        same bars with the same values in the run's last window."""
+        warm = self.strategy.warmup_bars + 1
+        tf_ms = int(self._tf.total_seconds() * 1000)
+        end = start + 1
+        while end < len(bars):
+            bar = bars[end]
+            if (bar.symbol != bars[start].symbol or len(bar) < warm or len(bars[end - 1]) < warm
+                    or to_epoch_ms(bar.bar_open_time) != to_epoch_ms(bars[end - 1].bar_open_time) + tf_ms
+                    or end + 1 - start > len(bar) - self.strategy.warmup_bars):
+                break
+            end += 1
+        # Every earlier bar's own tail must be the matching slice of the last bar's window.
+        while end - start >= 2 and not self._tails_agree(bars[start:end]):
+            end -= 1
+        return end
+
+    def _tails_agree(self, run: Sequence[BarWindow]) -> bool:
+        warm = self.strategy.warmup_bars + 1
+        last = run[-1]
+        n = len(last)
+        for j, bar in enumerate(run[:-1]):
+            stop = n - (len(run) - 1 - j)
+            if not np.array_equal(bar.times[-warm:], last.times[stop - warm:stop]):
+                return False
+            for c in COLUMNS:
+                mine, theirs = bar.columns[c][-warm:], last.columns[c][stop - warm:stop]
+                if not np.array_equal(mine, theirs, equal_nan=True):
+                    return False
+        return True
+
+    def _recommendation(self, bar: BarClosed | BarWindow, result: RecommendationResult) -> Recommendation:
         return Recommendation(
             tick_id=bar.tick_id,
             strategy=self.spec.name,
@@ -112,9 +181,35 @@ class StrategyRunner:
         while len(self._targets) > STATE_BARS:
             self._targets.popitem(last=False)
 
-    def handle(self, bar: BarClosed | BarWindow, _msg: Message | None = None) -> None:
-        rec = self.recommendation_for(bar)
-        self.producer.send(self.topic_out, rec, key=rec.tick_id)
+    def handle(self, bar: BarClosed | BarWindow, msg: Message | None = None) -> None:
+        """Check the bar now (a bad one is dead-lettered alone); answer it with its batch."""
+        self.check(bar)
+        self._pending.append((bar if isinstance(bar, BarWindow) else BarWindow.from_event(bar), msg))
+
+    def answer_batch(self) -> None:
+        """The loop's after-batch step: answer the batch's bars, produce and flush, before the commit.
+
+        Should the one-frame path fail, the bars are answered one by one, so that a bar the
+        strategy cannot compute is dead-lettered alone, as the loop does for a per-message error.
+        """
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            recs = self.recommendations_for([bar for bar, _ in pending])
+        except Exception as exc:
+            log.warning("batch_path_failed", strategy=self.spec.name, bars=len(pending), error=repr(exc))
+            recs = []
+            for bar, msg in pending:
+                try:
+                    recs.append(self.recommendation_for(bar))
+                except Exception as one:
+                    if self.dead_letter is None or msg is None:
+                        raise
+                    self.dead_letter(msg, f"{type(one).__name__}: {one}", type(one).__name__)
+        for rec in recs:
+            self.producer.send(self.topic_out, rec, key=rec.tick_id)
+        self.producer.flush()
 
 
 def make_loop(settings: Settings, name: str, **loop_kwargs: Any) -> tuple[ConsumerLoop, StrategyRunner]:
@@ -131,6 +226,8 @@ def make_loop(settings: Settings, name: str, **loop_kwargs: Any) -> tuple[Consum
         producer=producer,
         expected=BarClosed,
         decoder=decode_bar_window,
+        after_batch=runner.answer_batch,
         **loop_kwargs,
     )
+    runner.dead_letter = loop.dead_letter
     return loop, runner

@@ -153,6 +153,13 @@ class ConsumerLoop:
                     self._after_batch()
                 self._commit(done)
 
+    def dead_letter(self, msg: Message, reason: str, error_type: str) -> None:
+        """Dead-letter a message the handler accepted but the after-batch step could not process
+        (a handler that answers per batch); it is counted as dead-lettered instead of handled."""
+        self._dlq.send(msg, reason, error_type)
+        self.stats.dead_lettered += 1
+        self.stats.handled -= 1
+
     def _is_transport_event(self, msg: Message) -> bool:
         err = msg.error()
         if err is None:

@@ -154,6 +154,43 @@ class Strategy(ABC):
         )
 
 
+    def recommend_run(self, frame: pd.DataFrame, count: int, prev_target: int) -> list[RecommendationResult]:
+        """Warm recommendations for each of the last ``count`` bars of ``frame``, from one computation.
+
+        The consumer's catch-up path (a backlog after downtime, a topic replay): instead of
+        ``count`` frames of ``warmup_bars + 1`` bars, one frame of ``warmup_bars + count`` bars.
+        Every one of those bars sits at position >= ``warmup_bars`` of the frame, where (ADR 0004)
+        signals and indicators no longer depend on where the frame starts, so each result is the
+        one :meth:`recommend` gives for that bar's own window with the carried target.
+        """
+        if count < 1 or len(frame) < self.warmup_bars + count:
+            raise ValueError(f"{self.name}: a run of {count} needs >= {self.warmup_bars + count} bars, "
+                             f"got {len(frame)}")
+        if prev_target not in (-1, 0, 1):
+            raise ValueError(f"prev_target must be -1, 0 or 1, got {prev_target!r}")
+        cols = self._columns(frame.iloc[-(self.warmup_bars + count):])
+        first = self.warmup_bars
+        prev = int(prev_target)
+        targets, events, out = [], [], []
+        for p in range(first, first + count):
+            target = transition(prev, *(bool(cols[c][p]) for c in SIGNAL_COLUMNS))
+            targets.append(target)
+            events.append(event_of(prev, target))
+            prev = target
+        rows = {k: v[first:] for k, v in cols.items()}
+        conf = self._confidence(rows, np.array(targets), np.array(events, dtype=object))
+        for j in range(count):
+            conf_j = float(conf[j])
+            out.append(RecommendationResult(
+                target=targets[j],
+                event=events[j],
+                confidence=0.0 if math.isnan(conf_j) else conf_j,
+                horizon_bars=self.horizon_bars,
+                indicators={c: float(cols[c][first + j]) for c in self.indicator_columns},
+            ))
+        return out
+
+
 def ohlcv_arrays(df: pd.DataFrame) -> tuple[np.ndarray, ...]:
     """float64 numpy views of open, high, low, close, volume."""
     return tuple(df[c].to_numpy(dtype=np.float64) for c in OHLCV_COLUMNS)

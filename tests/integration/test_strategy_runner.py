@@ -15,6 +15,7 @@ from confluent_kafka import Consumer
 from common import serde
 from common.dataset import load_bundled_candles
 from common.events import DeadLetter, Recommendation
+from common.ids import make_tick_id
 from common.kafka.configuration import consumer_config
 from common.kafka.producer import EventProducer
 from common.kafka.topics import DEAD_LETTERS, RECOMMENDATIONS, bars_topic
@@ -109,3 +110,34 @@ def test_unknown_or_disabled_strategy_refuses_to_start(settings: Settings, tmp_p
     disabled = settings.model_copy(update={"registry_path": str(path)})
     with pytest.raises(RunnerError, match="disabled"):
         make_loop(disabled, doc["strategies"][0]["name"])
+
+
+def test_a_bar_the_strategy_fails_on_is_dead_lettered_alone(settings: Settings, monkeypatch) -> None:
+    """Bars are answered per consume batch; when that fails, bar by bar, so only the bar the
+    strategy cannot compute goes to the dead letters and its neighbours are answered."""
+    producer = EventProducer(settings, "test")
+    topic = settings.topic(bars_topic("1h"))
+    bars = [sample_bar_closed(bars=40, tick_id=make_tick_id("BTC/USD:USD", datetime(2024, 1, k, tzinfo=UTC)))
+            for k in (1, 2, 3)]
+    for bar in bars:
+        producer.send(topic, bar, key=bar.tick_id)
+    producer.flush()
+    loop, runner = make_loop(settings, "bband_rsi")
+    real = runner.recommendation_for
+
+    def failing(bar):  # a strategy bug that only this bar's data triggers
+        if bar.tick_id == bars[1].tick_id:
+            raise FloatingPointError("indicator blew up")
+        return real(bar)
+
+    def batch_fails(bars_):
+        raise FloatingPointError("indicator blew up")
+
+    monkeypatch.setattr(runner, "recommendation_for", failing)
+    monkeypatch.setattr(runner, "recommendations_for", batch_fails)
+    stats = loop.run(max_messages=3, idle_timeout=30)
+    assert (stats.handled, stats.dead_lettered) == (2, 1)
+    [letter] = read_all(settings, settings.topic(DEAD_LETTERS), DeadLetter, 1)
+    assert "FloatingPointError: indicator blew up" in letter.reason
+    recs = read_all(settings, settings.topic(RECOMMENDATIONS), Recommendation, 2, timeout=10)
+    assert sorted(r.tick_id for r in recs) == sorted([bars[0].tick_id, bars[2].tick_id])
