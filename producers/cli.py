@@ -97,6 +97,8 @@ def import_csv_cmd(
     engine = make_engine(settings.database_url.get_secret_value())
     source = CsvSource(path)
     typer.echo(f"timeframe={source.timeframe}")
+    for line, reason in source.unreadable:
+        typer.echo(f"rejected line {line}: {reason}", err=True)
     _summary(import_csv(settings, engine, source, symbol=symbol))
 
 

@@ -14,6 +14,7 @@ import ccxt
 import pytest
 from sqlalchemy import func, select
 
+from common.dataset import read_ohlcv_csv
 from common.db.models import Candle, CandleRejection
 from common.db.session import make_engine
 from common.events import to_epoch_ms
@@ -182,3 +183,26 @@ def test_import_bundled_dataset_idempotent_and_gap_free(cfg: Settings, engine: A
     assert report_gaps(engine, cfg.symbol, "1h", start, datetime(2022, 8, 20, 0, tzinfo=UTC)) == []
     holes = report_gaps(engine, cfg.symbol, "1h", start - timedelta(hours=5), start + timedelta(hours=1))
     assert [(g.start, g.bars) for g in holes] == [(start - timedelta(hours=5), 5)]
+
+
+def test_csv_rows_that_are_not_candles_are_rejected(cfg: Settings, engine: Any, tmp_path: Any) -> None:
+    """A broken line loses only itself: an unreadable date is reported by line, a non-number in a
+    price is stored as a non-finite rejection; every good row is imported."""
+    start = datetime(2021, 1, 1, tzinfo=UTC)
+    lines = ["date,open,high,low,close,volume"]
+    lines += [f"{(start + timedelta(hours=i)).isoformat()},10,11,9,10,1" for i in range(6)]
+    lines[3] = "2021-13-45T00:00:00+00:00,10,11,9,10,1"  # third bar: no such date
+    lines[5] = lines[5].replace(",10,1", ",abc,1")  # fifth bar: close is not a number
+    csv = tmp_path / "broken.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    source = CsvSource(csv)
+    assert source.unreadable == [(4, "unreadable date '2021-13-45T00:00:00+00:00'")]
+    hourly = load_settings(**{**cfg.model_dump(), "min_timeframe": "1h"})
+    report = import_csv(hourly, engine, source)
+    assert report.inserted == 4
+    assert [r.reason for r in report.rejected] == [Reason.NON_FINITE]
+    assert [r for r, _ in rejections(engine, cfg.symbol)] == ["non_finite"]
+    stored = [row[0] for row in snapshot(engine, cfg.symbol)]
+    assert stored == [start + timedelta(hours=i) for i in (0, 1, 3, 5)]
+    with pytest.raises(ValueError, match="line 4: unreadable date"):
+        read_ohlcv_csv(csv)  # the strict reader (bundled data, training) refuses the file instead
