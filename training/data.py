@@ -68,9 +68,12 @@ def download_ccxt(
     while start < stop:
         batch = client.fetch_ohlcv(symbol, timeframe="1h", since=start, limit=limit)
         if not batch:
-            break
+            # An empty page is a hole in the venue's history (before the listing, maintenance),
+            # not the end of it: step over the page and go on until ``until``.
+            start += limit * 3_600_000
+            continue
         rows.extend(r for r in batch if r[0] < stop)
-        start = int(batch[-1][0]) + 3_600_000
+        start = max(start + 3_600_000, int(batch[-1][0]) + 3_600_000)
     frame = pd.DataFrame(rows, columns=["ts", "open", "high", "low", "close", "volume"]).drop_duplicates("ts")
     frame["date"] = pd.to_datetime(frame.pop("ts"), unit="ms", utc=True)
     path = Path(out)

@@ -216,6 +216,25 @@ def test_download_through_ccxt_from_the_standin(
     assert f"{len(part)} bars" in text
 
 
+def test_download_steps_over_a_hole_in_the_venue_history(
+    venue: KrakenFuturesStandIn, real_candles: pd.DataFrame, tmp_path: Path
+) -> None:
+    """1,200 hours missing in the middle: a whole page comes back empty, and the bars after the
+    hole are still downloaded (the hole stays a gap; nothing is invented)."""
+    part = real_candles.iloc[-2_500:]
+    venue.state.candles = venue.state.candles[:500] + venue.state.candles[1_700:]
+    out = tmp_path / "holed.csv"
+    code, text = _invoke(
+        "download", "--exchange", "krakenfutures", "--base-url", venue.base_url, "--out", str(out),
+        "--since", part.index[0].isoformat(),
+        "--until", (part.index[-1] + pd.Timedelta(hours=1)).isoformat(),
+    )
+    assert code == 0, text
+    got = pd.read_csv(out, parse_dates=["date"]).set_index("date")
+    expected = part.index[:500].append(part.index[1_700:])
+    assert got.index.equals(expected)
+
+
 def test_racing_selections_leave_exactly_one_selected(live_url: str, tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
