@@ -14,6 +14,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import pool, text
 
+from common.db.migrate import include_object
 from common.db.models import metadata
 from common.db.session import make_engine
 
@@ -66,6 +67,7 @@ def run_migrations_online() -> None:
                 connection=connection,
                 target_metadata=target_metadata,
                 compare_type=True,
+                include_object=include_object,
                 # SQLite cannot ALTER most things; batch mode recreates tables there.
                 render_as_batch=connection.dialect.name == "sqlite",
             )

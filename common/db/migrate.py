@@ -26,6 +26,17 @@ ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 _ALEMBIC_LOCK = threading.Lock()
 
 
+#: Tables in the same database that these migrations do not own: the training engine's results
+#: (``training/results.py`` creates them itself when its results database is the team's Postgres).
+FOREIGN_TABLE_PREFIXES = ("results_",)
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's filter: autogenerate must not propose dropping tables another component owns."""
+    return not (type_ == "table" and reflected and compare_to is None
+                and (name or "").startswith(FOREIGN_TABLE_PREFIXES))
+
+
 def alembic_config(url: str, options: Mapping[str, str] | None = None) -> Config:
     """Config bound to `url`; `options` are what the CLI takes as `-x key=value`.
 

@@ -68,6 +68,24 @@ def test_database_after_upgrade_equals_models(empty_database_url: str, engine: E
     assert _schema_diff(engine) == []
 
 
+def test_training_results_tables_in_the_same_database_are_not_drift(
+        empty_database_url: str, engine: Engine, tmp_path) -> None:
+    """The training engine may keep its results_* tables in the live database; autogenerate
+    (with the filter migrations/env.py uses) must not propose to drop them, and does without it."""
+    from training.results import ResultsDB
+
+    migrate.upgrade(empty_database_url)
+    ResultsDB(empty_database_url, tmp_path / "artifacts")
+    assert {"results_runs", "results_evaluations"} <= _tables(engine)
+    with engine.connect() as conn:
+        unfiltered = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        filtered = compare_metadata(MigrationContext.configure(conn, opts={
+            "compare_type": True, "include_object": migrate.include_object}), metadata)
+    removed = {d[1].name for d in unfiltered if d[0] == "remove_table"}
+    assert removed and all(name.startswith("results_") for name in removed)
+    assert filtered == []
+
+
 def test_schema_comparison_detects_drift(empty_database_url: str, engine: Engine) -> None:
     """Guards the check above against being vacuous: a model change without a migration shows up."""
     migrate.upgrade(empty_database_url)
