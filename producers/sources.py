@@ -105,17 +105,17 @@ class CsvSource:
     """Candles from a ``date,open,high,low,close,volume`` file, read once and served by range."""
 
     def __init__(self, path: str | Path, *, name: str = "csv") -> None:
+        self.path = Path(path)
         #: Rows that could not become candles at all (no readable date): (line, reason), logged.
         self.unreadable: list[tuple[int, str]] = []
         frame = read_ohlcv_csv(path, on_bad_row=self._unreadable)
-        self.path = Path(path)
         self.name = name
         self._times = frame.index.as_unit("ms").asi8.astype(np.int64)
         self._values = frame.to_numpy(dtype=np.float64)
 
     def _unreadable(self, line: int, reason: str) -> None:
         self.unreadable.append((line, reason))
-        log.warning("csv_row_rejected", path=str(getattr(self, "path", "")) or None, line=line, reason=reason)
+        log.warning("csv_row_rejected", path=str(self.path), line=line, reason=reason)
 
     @property
     def timeframe(self) -> str:

@@ -135,7 +135,7 @@ class StrategyRunner:
         end = start + 1
         while end < len(bars):
             bar = bars[end]
-            if (bar.symbol != bars[start].symbol or len(bar) < warm or len(bars[end - 1]) < warm
+            if (len(bar) < warm or len(bars[end - 1]) < warm
                     or to_epoch_ms(bar.bar_open_time) != to_epoch_ms(bars[end - 1].bar_open_time) + tf_ms
                     or end + 1 - start > len(bar) - self.strategy.warmup_bars):
                 break

@@ -76,6 +76,20 @@ def kafka_bootstrap(infra: None) -> str:
     return bootstrap
 
 
+@pytest.fixture(scope="module")
+def pipeline_env(database_url: str, kafka_bootstrap: str) -> Iterator[str]:
+    """For tests that start the services as processes (which read settings from the environment):
+    point them at the test database and broker, with the bundled candles imported once."""
+    from common.dataset import BUNDLED_CSV
+    from ops.pipeline import import_candles
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BTCMETA_DATABASE_URL", database_url)
+        mp.setenv("BTCMETA_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
+        import_candles(BUNDLED_CSV)
+        yield database_url
+
+
 @pytest.fixture
 def settings(kafka_bootstrap: str, database_url: str) -> Iterator[Settings]:
     """Settings for one test: real broker and database, a topic prefix of its own, topics created."""

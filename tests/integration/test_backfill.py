@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from common.dataset import BUNDLED_CSV, load_bundled_candles
+from common.dataset import load_bundled_candles
 from common.db.session import make_engine
 from common.kafka.configuration import admin_config
 from common.registry import load_registry
 from ops.backfill import backfill, retained_bars, signals_from_namespace
-from ops.pipeline import import_candles, settings_for
+from ops.pipeline import settings_for
 from ops.runs import delete_run, list_runs
 from producers import store
 from tick_emitter.core import BaseCandles
@@ -37,23 +37,14 @@ START = datetime(2022, 6, 1, 0, tzinfo=UTC)
 END = START + timedelta(hours=149)  # 150 ticks
 
 
-@pytest.fixture(scope="module")
-def env(database_url: str, kafka_bootstrap: str) -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BTCMETA_DATABASE_URL", database_url)
-        mp.setenv("BTCMETA_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
-        import_candles(BUNDLED_CSV)
-        yield database_url
-
-
 @pytest.fixture
-def bars_only(env: str) -> Iterator[str]:
+def bars_only(pipeline_env: str) -> Iterator[str]:
     """A namespace holding only the replayed bars and ticks: no strategy has answered yet."""
     prefix = f"bf.t{uuid.uuid4().hex[:8]}."
     settings = settings_for(prefix)
     registry = load_registry(settings.registry_path, max_lookback_hours=settings.max_lookback_hours)
     lookback = timedelta(hours=max(s.lookback_hours for s in registry.enabled))
-    engine = make_engine(env)
+    engine = make_engine(pipeline_env)
     base = BaseCandles(*store.load_arrays(engine, settings.symbol, "1h", START - lookback, END), 60)
     stats = replay(settings, registry, base, START, END)
     assert stats.ticks == 150
@@ -61,9 +52,9 @@ def bars_only(env: str) -> Iterator[str]:
     delete_run(engine, AdminClient(admin_config(settings)), prefix)
 
 
-def test_new_strategy_backfills_from_retained_bars(bars_only: str, env: str, tmp_path: Path) -> None:
+def test_new_strategy_backfills_from_retained_bars(bars_only: str, pipeline_env: str, tmp_path: Path) -> None:
     prefix = bars_only
-    engine = make_engine(env)
+    engine = make_engine(pipeline_env)
     assert retained_bars(prefix, "1h") == 150
     result = backfill(prefix, "fsupertrend", tmp_path / "logs", timeout_s=600)
     assert (result.bars, result.stored) == (150, 150)
@@ -96,7 +87,7 @@ def test_new_strategy_backfills_from_retained_bars(bars_only: str, env: str, tmp
     assert prefix not in {r.prefix for r in list_runs(engine, admin)}
 
 
-def test_runs_cli_lists_and_refuses_live(bars_only: str, env: str) -> None:
+def test_runs_cli_lists_and_refuses_live(bars_only: str, pipeline_env: str) -> None:
     from typer.testing import CliRunner
 
     from ops.cli import app

@@ -25,7 +25,6 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import func, select
 
-from common.dataset import BUNDLED_CSV
 from common.db.models import Model, Position
 from common.db.namespaces import namespaced_tables
 from common.db.session import make_engine, session_scope
@@ -35,7 +34,7 @@ from common.observation import FeatureSpec
 from common.registry import load_registry
 from config import load_settings
 from meta_consumer.policy import export_policy
-from ops.pipeline import LiveNamespaceRefused, import_candles, settings_for
+from ops.pipeline import LiveNamespaceRefused, settings_for
 from ops.runs import delete_run, list_runs
 from training.replay_backtest import compare_run, insert_model, run_replay_backtest
 from training.replay_compare import compare
@@ -55,16 +54,6 @@ class Run:
     start: datetime
     end: datetime
     comparison: object
-
-
-@pytest.fixture(scope="module")
-def env(database_url: str, kafka_bootstrap: str) -> Iterator[str]:
-    """Services and settings of this module use the test database; candles imported once."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BTCMETA_DATABASE_URL", database_url)
-        mp.setenv("BTCMETA_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
-        import_candles(BUNDLED_CSV)
-        yield database_url
 
 
 def _live_offsets(bootstrap: str) -> dict[str, int]:
@@ -90,17 +79,19 @@ def _live_rows(url: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def fallback_run(env: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    engine = make_engine(env)
+def fallback_run(
+    pipeline_env: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Run]:
+    engine = make_engine(pipeline_env)
     with session_scope(engine) as s:  # a live book that must survive the replay untouched
         if s.get(Position, ("live", "BTC/USD:USD")) is None:
             s.add(Position(namespace="live", symbol="BTC/USD:USD", quantity=0.25, avg_entry_price=20_000.0))
-    rows_before, offsets_before = _live_rows(env), _live_offsets(kafka_bootstrap)
+    rows_before, offsets_before = _live_rows(pipeline_env), _live_offsets(kafka_bootstrap)
     prefix = f"bt.t{uuid.uuid4().hex[:8]}."
     out = tmp_path_factory.mktemp("fallback")
     cmp = run_replay_backtest(*FALLBACK_WINDOW, out, prefix=prefix, timeout_s=1500)
     run = Run(prefix, out, *FALLBACK_WINDOW, cmp)
-    run.live = (rows_before, _live_rows(env), offsets_before, _live_offsets(kafka_bootstrap))  # type: ignore[attr-defined]
+    run.live = (rows_before, _live_rows(pipeline_env), offsets_before, _live_offsets(kafka_bootstrap))  # type: ignore[attr-defined]
     yield run
     delete_run(engine, AdminClient(admin_config(settings_for(prefix))), prefix)
 
@@ -119,7 +110,9 @@ def test_fallback_replay_identical_to_vectorized(fallback_run: Run) -> None:
     assert set(decisions["model_id"]) == {"fallback:majority_vote"}
 
 
-def test_perturbed_vectorized_run_reports_the_first_differing_tick(fallback_run: Run, env: str) -> None:
+def test_perturbed_vectorized_run_reports_the_first_differing_tick(
+    fallback_run: Run, pipeline_env: str
+) -> None:
     settings = settings_for(fallback_run.prefix)
     replay, vec, cmp = compare_run(settings, fallback_run.prefix, fallback_run.start, fallback_run.end, None)
     assert cmp.identical
@@ -153,16 +146,16 @@ def test_perturbed_vectorized_run_reports_the_first_differing_tick(fallback_run:
     ).to_markdown("x")
 
 
-def test_replay_never_touches_live_topics_or_rows(fallback_run: Run, env: str) -> None:
+def test_replay_never_touches_live_topics_or_rows(fallback_run: Run, pipeline_env: str) -> None:
     rows_before, rows_after, offsets_before, offsets_after = fallback_run.live  # type: ignore[attr-defined]
     assert rows_after == rows_before
     assert rows_before["positions"] >= 1
     assert offsets_after == offsets_before
-    with session_scope(make_engine(env)) as s:
+    with session_scope(make_engine(pipeline_env)) as s:
         live = s.get(Position, ("live", "BTC/USD:USD"))
         assert live is not None and live.quantity == 0.25
     admin = AdminClient(admin_config(settings_for(fallback_run.prefix)))
-    engine = make_engine(env)
+    engine = make_engine(pipeline_env)
     listed = {r.prefix: r for r in list_runs(engine, admin)}
     assert fallback_run.prefix in listed and listed[fallback_run.prefix].status == "done"
     assert "live" not in listed and "" not in listed
@@ -171,7 +164,7 @@ def test_replay_never_touches_live_topics_or_rows(fallback_run: Run, env: str) -
             delete_run(engine, admin, refused)
 
 
-def test_model_replay_identical_to_vectorized(env: str, tmp_path: Path) -> None:
+def test_model_replay_identical_to_vectorized(pipeline_env: str, tmp_path: Path) -> None:
     registry = load_registry(os.environ.get("BTCMETA_REGISTRY_PATH", "strategies_registry.json"))
     spec = FeatureSpec(strategies=tuple(s.name for s in registry.enabled), vol_scale=0.008)
     rng = np.random.default_rng(20261124)
@@ -181,7 +174,7 @@ def test_model_replay_identical_to_vectorized(env: str, tmp_path: Path) -> None:
     ]
     artifact = export_policy(layers, ["tanh", "identity"], algo="random-mlp", spec=spec)
     model_id = f"test-random-mlp-{uuid.uuid4().hex[:6]}"
-    engine = make_engine(env)
+    engine = make_engine(pipeline_env)
     insert_model(engine, model_id, artifact, spec)
     prefix = f"bt.m{uuid.uuid4().hex[:8]}."
     try:
