@@ -85,8 +85,11 @@ def test_sse_delivers_kafka_events_and_replays_after_reconnect(settings: Setting
         assert first["event"] == "recommendation" and first["id"] == f"{instance}-1"
         assert json.loads(first["data"])["strategy"] == "ott"
 
-        # Disconnected: two more events happen.
+        # Disconnected: two more events happen. They are on two topics, and Kafka orders nothing
+        # across topics, so the second is sent only once the bridge has numbered the first.
         producer.send(settings.topic(topics.INTENTS), sample_order_intent())
+        producer.flush()
+        wait_for_last_id(client, bridge_url, 2)
         producer.send(settings.topic(topics.EXECUTIONS), sample_execution_report())
         producer.flush()
         wait_for_last_id(client, bridge_url, 3)
