@@ -143,6 +143,19 @@ AlgosOpt = Annotated[str, typer.Option(
     "only)")]
 
 
+RewardOpt = Annotated[str, typer.Option(
+    "--reward", help="training reward: pnl (equity change net of costs) or dsr (differential Sharpe "
+    "ratio); every candidate is still chosen and scored on the same ledger metrics")]
+
+
+def _reward(text: str) -> str:
+    from training.rl import REWARDS  # torch-free
+
+    if text not in REWARDS:
+        raise typer.BadParameter(f"{text!r}: choose from {', '.join(REWARDS)}", param_hint="--reward")
+    return text
+
+
 def _algos(text: str) -> tuple[str, ...]:
     from training.rl import SUPPORTED
 
@@ -166,15 +179,18 @@ def walkforward(data: DataOpt = "bundled",
                 algos: AlgosOpt = "ppo,a2c,dqn,sac",
                 seed: Annotated[int, typer.Option("--seed")] = 0,
                 mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
-                embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24) -> None:
+                embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
+                reward: RewardOpt = "pnl") -> None:
     """Walk-forward folds: train agents per fold, select on validation, score on test; OUT/report.json."""
     if mode not in ("expanding", "rolling"):
         raise typer.BadParameter("expanding or rolling", param_hint="--mode")
+    reward = _reward(reward)
     agents = _algos(algos) if budget_steps > 0 else ()
     candles, sig = _load(data)
     try:
         report = run_walkforward(candles, sig, folds=folds, budget_steps=budget_steps, mode=mode,  # type: ignore[arg-type]
-                                 embargo=embargo, algos=agents, seed=seed, out_dir=out, progress=True)
+                                 embargo=embargo, algos=agents, seed=seed, out_dir=out, progress=True,
+                                 reward=reward)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
@@ -359,6 +375,7 @@ def retrain(data: DataOpt = "bundled",
             embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
             with_report: Annotated[bool, typer.Option("--report/--no-report", help="also write the HTML "
                                                       "report of the run")] = True,
+            reward: RewardOpt = "pnl",
             results_db: ResultsOpt = None, artifacts: ArtifactsOpt = None) -> None:
     """Scheduled retraining: train (hook), evaluate models and baselines, record a run, propose the best.
 
@@ -371,15 +388,16 @@ def retrain(data: DataOpt = "bundled",
         candles = candles[candles.index >= candles.index[-1] - pd.Timedelta(days=last_days)]
     _train_and_record(candles, data=data, hook=hook, algos=algos, folds=folds, budget_steps=budget_steps,
                       seed=seed, metric=metric, mode=mode, embargo=embargo, with_report=with_report,
-                      results_db=results_db, artifacts=artifacts, kind="retrain",
+                      results_db=results_db, artifacts=artifacts, kind="retrain", reward=reward,
                       extra={"last_days": last_days})
 
 
 def _train_and_record(candles: pd.DataFrame, *, data: str, hook: str | None, algos: str, folds: int,
                       budget_steps: int, seed: int, metric: str, mode: str, embargo: int, with_report: bool,
-                      results_db: str | None, artifacts: Path | None, kind: str,
+                      results_db: str | None, artifacts: Path | None, kind: str, reward: str = "pnl",
                       extra: dict[str, object] | None = None) -> tuple[ResultsDB, PipelineResult]:
     """Train (hook or agents), evaluate, record, propose, report: shared by train, retrain and all."""
+    reward = _reward(reward)
     db = _results(results_db, artifacts)
     train_hook: TrainHook | None
     if hook:
@@ -392,13 +410,14 @@ def _train_and_record(candles: pd.DataFrame, *, data: str, hook: str | None, alg
         agents = _algos(algos)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         where = db.artifacts_dir / "checkpoints" / f"{kind}-{stamp}"
-        train_hook = agents_hook(agents, where) if agents else None
+        train_hook = agents_hook(agents, where, reward=reward) if agents else None
         hook_name = f"agents:{','.join(agents)}" if agents else None
     sig = compute_signals(candles)
     try:
         res = run_pipeline(db, candles, sig, hook=train_hook, hook_name=hook_name, folds=folds, mode=mode,  # type: ignore[arg-type]
                            embargo=embargo, seed=seed, budget_steps=budget_steps, metric=metric, kind=kind,
-                           extra_config={"data": data, **(extra or {})})
+                           extra_config={"data": data, **({"reward": reward} if not hook else {}),
+                                         **(extra or {})})
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"run {res.run_id}: {res.evaluations} evaluations of {len(res.candidates)} candidates")
@@ -431,12 +450,13 @@ def train(data: DataOpt = "bundled",
           metric: Annotated[str, typer.Option("--metric")] = "sharpe",
           embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
           with_report: Annotated[bool, typer.Option("--report/--no-report")] = True,
+          reward: RewardOpt = "pnl",
           results_db: ResultsOpt = None, artifacts: ArtifactsOpt = None) -> None:
     """Train agents on the train window, evaluate with the baselines, record the run, propose the best."""
     candles, _ = _load_only(data)
     _train_and_record(candles, data=data, hook=None, algos=algos, folds=folds, budget_steps=budget_steps,
                       seed=seed, metric=metric, mode="expanding", embargo=embargo, with_report=with_report,
-                      results_db=results_db, artifacts=artifacts, kind="manual")
+                      results_db=results_db, artifacts=artifacts, kind="manual", reward=reward)
 
 
 @app.command(name="all")
@@ -447,6 +467,7 @@ def all_steps(data: DataOpt = "bundled",
                                                         "0 = each agent's default")] = 0,
               seed: Annotated[int, typer.Option("--seed")] = 0,
               metric: Annotated[str, typer.Option("--metric")] = "sharpe",
+              reward: RewardOpt = "pnl",
               results_db: ResultsOpt = None) -> None:
     """Every step once: data, signals, features, split, train, evaluate, record, leaderboard, report."""
     out.mkdir(parents=True, exist_ok=True)
@@ -469,7 +490,7 @@ def all_steps(data: DataOpt = "bundled",
     db, res = _train_and_record(candles, data=str(csv), hook=None, algos=algos, folds=1,
                                 budget_steps=budget_steps, seed=seed, metric=metric, mode="expanding",
                                 embargo=24, with_report=False, results_db=results_db, artifacts=out,
-                                kind="all")
+                                kind="all", reward=reward)
     typer.echo(f"[6/7] leaderboard (test window, by {metric})")
     leaderboard(metric=metric, window="test", run=res.run_id, results_db=results_db or db.url)
     typer.echo("[7/7] report")

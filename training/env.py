@@ -66,6 +66,12 @@ class BtcPerpVecEnv:
         self.equity: np.ndarray = np.ones(n)
         self._a: np.ndarray = np.zeros(n)  # differential Sharpe: EMA of returns
         self._b: np.ndarray = np.zeros(n)  # ... and of squared returns
+        # Variance floor of the differential Sharpe ratio: the hourly variance of holding one
+        # exposure step, from the env's own window (no bar after it). Without it the ratio divides
+        # by a near-zero EMA variance after a flat stretch or at an episode's start and spikes to
+        # 10^4, which swamps every other reward an agent sees.
+        w = self._ret[window.start:max(window.start + 1, window.end - 1)]
+        self.dsr_var_floor = float((step * np.std(w)) ** 2) if len(w) > 1 else 1e-12
 
     def _starts(self, k: int) -> np.ndarray:
         last = self.window.end - 1 - self.max_step  # an episode needs max_step bars after its start
@@ -119,12 +125,11 @@ class BtcPerpVecEnv:
         return apply_actions(action, self.exposure, self.step_size, self.max_exposure)
 
     def _dsr(self, r: np.ndarray) -> np.ndarray:
-        """Differential Sharpe ratio (Moody & Saffell 2001) with EMA rate ``dsr_eta``."""
+        """Differential Sharpe ratio (Moody & Saffell 2001) with EMA rate ``dsr_eta``, its variance
+        floored at ``dsr_var_floor``."""
         da, db = r - self._a, r * r - self._b
-        var = self._b - self._a * self._a
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.power(np.maximum(var, 1e-12), 1.5)
-            d = np.where(var > 1e-12, (self._b * da - 0.5 * self._a * db) / scale, 0.0)
+        var = np.maximum(self._b - self._a * self._a, max(self.dsr_var_floor, 1e-12))
+        d = (self._b * da - 0.5 * self._a * db) / np.power(var, 1.5)
         self._a = self._a + self.dsr_eta * da
         self._b = self._b + self.dsr_eta * db
         return d

@@ -106,7 +106,8 @@ def describe(obj: Any, *, step: float, max_exposure: float) -> Candidate:
         raise TypeError(f"train hook returned {type(obj).__name__}: needs .artifact (bytes) and .algo (str)")
     name = getattr(obj, "name", None) or algo
     params = dict(getattr(obj, "params", None) or {})
-    for key in ("seed", "budget_steps", "steps", "steps_per_second", "seconds", "checkpoint", "agent_class"):
+    for key in ("seed", "budget_steps", "steps", "steps_per_second", "seconds", "checkpoint", "agent_class",
+                "reward"):
         value = getattr(obj, key, None)
         if value is not None:
             params[key] = str(value) if key == "checkpoint" else value
@@ -115,8 +116,11 @@ def describe(obj: Any, *, step: float, max_exposure: float) -> Candidate:
 
 
 def agents_hook(algos: Sequence[str], out_dir: Path, *, budgets: dict[str, int] | None = None,
-                progress: bool = True) -> TrainHook:
+                progress: bool = True, reward: str = "pnl") -> TrainHook:
     """The default hook: train each ElegantRL agent of ``algos`` on the fold's train window.
+
+    ``reward`` is the training reward (``"pnl"`` or ``"dsr"``, ``training.env``); candidates are
+    chosen and scored on the same ledger whichever reward trained them.
 
     Budget per algo: the context's ``budget_steps`` when positive, else ``budgets`` (default
     ``training.rl.DEFAULT_BUDGETS``). Files go to ``out_dir/fold<k>/<algo>/``.
@@ -129,7 +133,7 @@ def agents_hook(algos: Sequence[str], out_dir: Path, *, budgets: dict[str, int] 
         return [train_agent(algo, ctx.market, ctx.fold.train,
                             budget_steps=ctx.budget_steps if ctx.budget_steps > 0 else table[algo],
                             seed=ctx.seed, out_dir=out_dir / f"fold{ctx.fold_index}" / algo, step=ctx.step,
-                            max_exposure=ctx.max_exposure, costs=ctx.costs, progress=progress)
+                            max_exposure=ctx.max_exposure, costs=ctx.costs, progress=progress, reward=reward)
                 for algo in algos]
 
     return hook

@@ -52,13 +52,14 @@ def run_walkforward(candles: pd.DataFrame, signals: SignalArrays, *, folds: int,
                     mode: Literal["expanding", "rolling"] = "expanding", embargo: int = 24,
                     vol_window: int = 24, costs: CostModel | None = None, step: float = 0.25,
                     max_exposure: float = 1.0, cscv_blocks: int = 8,
-                    progress: bool = False) -> dict[str, Any]:
+                    progress: bool = False, reward: str = "pnl") -> dict[str, Any]:
     """The ``report.json`` document (see the module doc for the selection rule)."""
     c = costs or CostModel()
     out_folds: list[dict[str, Any]] = []
     if algos and (budget_steps <= 0 or out_dir is None):
         raise ValueError("training agents needs --budget-steps > 0 and an output directory")
-    hook = agents_hook(algos, out_dir / "models", progress=progress) if algos and out_dir else None
+    hook = (agents_hook(algos, out_dir / "models", progress=progress, reward=reward)
+            if algos and out_dir else None)
     for k, fold in enumerate(walk_forward(len(candles), folds=folds, start=signals.warmup, mode=mode,
                                           embargo=embargo)):
         res = run_fold(candles, signals, fold, hook=hook, fold_index=k, budget_steps=budget_steps, seed=seed,
@@ -76,6 +77,7 @@ def run_walkforward(candles: pd.DataFrame, signals: SignalArrays, *, folds: int,
         "candidates": names,
         "agents": list(algos),
         "budget_steps": budget_steps,
+        "reward": reward,
         "seed": seed,
         "costs": {"taker_fee": c.taker_fee, "slippage_bps": c.slippage_bps,
                   "funding_rate_hourly": c.funding_rate_hourly},

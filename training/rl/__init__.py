@@ -31,6 +31,8 @@ from training.split import Window
 
 ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn", "sac")
 SUPPORTED: tuple[str, ...] = (*ALGOS, "td3")
+#: Training rewards of ``training.env.BtcPerpVecEnv``.
+REWARDS: tuple[str, ...] = ("pnl", "dsr")
 #: Env steps per algo: about 2 minutes each on the shared 2-core machine (see the ADR 0011 table).
 DEFAULT_BUDGETS: dict[str, int] = {"ppo": 1_500_000, "a2c": 2_500_000, "dqn": 1_500_000, "sac": 500_000,
                                    "td3": 1_500_000}
@@ -53,6 +55,7 @@ class TrainedAgent:
     step: float = 0.25
     max_exposure: float = 1.0
     final_episode_return: float = float("nan")
+    reward: str = "pnl"
 
     @property
     def sha256(self) -> str:
@@ -71,8 +74,11 @@ class TrainedAgent:
 
 def train_agent(algo: str, market: Market, train: Window, *, budget_steps: int, seed: int, out_dir: Path,
                 step: float = 0.25, max_exposure: float = 1.0, costs: CostModel | None = None,
-                progress: bool = True) -> TrainedAgent:
+                progress: bool = True, reward: str = "pnl") -> TrainedAgent:
     """Train ``algo`` on ``train``'s bars for at least ``budget_steps`` env steps (whole iterations).
+
+    ``reward``: ``"pnl"`` (equity change net of costs) or ``"dsr"`` (differential Sharpe ratio), see
+    ``training.env``. Either way the agent is scored afterwards on the same ledger metrics.
 
     Deterministic: the same arguments give bit-identical weights and artifact bytes.
     """
@@ -80,13 +86,15 @@ def train_agent(algo: str, market: Market, train: Window, *, budget_steps: int, 
         raise ValueError(f"unknown algo {algo!r}; choose from {', '.join(SUPPORTED)}")
     if budget_steps < 1:
         raise ValueError("budget_steps must be >= 1")
+    if reward not in REWARDS:
+        raise ValueError(f"unknown reward {reward!r}; choose from {', '.join(REWARDS)}")
     from training.rl.loop import run_training  # torch and ElegantRL load here, not on import
 
     out: dict[str, Any] = run_training(algo, market, train, budget_steps=budget_steps, seed=seed,
                                        out_dir=Path(out_dir), step=step, max_exposure=max_exposure,
-                                       costs=costs, progress=progress)
+                                       costs=costs, progress=progress, reward=reward)
     return TrainedAgent(algo=algo, seed=seed, budget_steps=budget_steps, steps=out["steps"],
                         artifact=out["artifact"], spec=market.spec, checkpoint=out["checkpoint"],
                         steps_per_second=out["steps_per_second"], seconds=out["seconds"],
                         agent_class=out["agent_class"], step=step, max_exposure=max_exposure,
-                        final_episode_return=out["final_episode_return"])
+                        final_episode_return=out["final_episode_return"], reward=reward)

@@ -220,6 +220,18 @@ def test_unknown_algo_and_empty_budget_refused(market: Market, tmp_path: Path) -
         train_agent("ddpg", market, TRAIN, budget_steps=10, seed=0, out_dir=tmp_path)
     with pytest.raises(ValueError, match="budget_steps"):
         train_agent("ppo", market, TRAIN, budget_steps=0, seed=0, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown reward"):
+        train_agent("ppo", market, TRAIN, budget_steps=10, seed=0, out_dir=tmp_path, reward="sortino")
+
+
+def test_differential_sharpe_reward_trains_another_policy(trained: dict[str, TrainedAgent], market: Market,
+                                                          tmp_path: Path) -> None:
+    """``reward="dsr"`` reaches the env: same algo, seed and budget, other weights; it is recorded."""
+    dsr = train_agent("a2c", market, TRAIN, budget_steps=BUDGET["a2c"], seed=7, out_dir=tmp_path,
+                      progress=False, reward="dsr")
+    assert (dsr.reward, trained["a2c"].reward) == ("dsr", "pnl")
+    assert dsr.artifact != trained["a2c"].artifact
+    assert torch.load(dsr.checkpoint, weights_only=True)["reward"] == "dsr"
 
 
 def test_training_reads_no_bar_after_the_window(market: Market, tmp_path: Path) -> None:

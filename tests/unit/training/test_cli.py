@@ -54,7 +54,8 @@ def test_all_runs_every_step_and_records_a_trained_model(real_candles: pd.DataFr
 def test_bad_arguments_print_usage(tmp_path: Path) -> None:
     for args in (["walkforward", "--folds", "x"], ["walkforward", "--folds", "0"],
                  ["baselines", "--data", str(tmp_path / "missing.csv")], ["split", "--mode", "sideways"],
-                 ["split", "--folds", "5000"]):
+                 ["split", "--folds", "5000"], ["train", "--reward", "sharpe"],
+                 ["walkforward", "--reward", "sortino"], ["all", "--reward", ""]):
         res = runner.invoke(app, args)
         assert res.exit_code == 2, args
         assert "Usage" in res.output, args
@@ -65,7 +66,7 @@ def test_walkforward_writes_report(real_candles: pd.DataFrame, tmp_path: Path) -
     real_candles.iloc[-12_000:].reset_index().to_csv(csv, index=False)
     out = tmp_path / "wf"
     res = runner.invoke(app, ["walkforward", "--data", str(csv), "--folds", "2", "--budget-steps", "1000",
-                              "--out", str(out)])
+                              "--out", str(out), "--reward", "dsr"])
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
     assert len(report["folds"]) == 2
@@ -77,9 +78,11 @@ def test_walkforward_writes_report(real_candles: pd.DataFrame, tmp_path: Path) -
         assert set(fold["results"]) == names | agents | {"selected"}
         assert fold["results"]["selected"]["name"] == fold["selected"] in agents | {"majority_vote", "flat"}
         assert set(fold["models"]) == agents and all(m["steps"] >= 1000 for m in fold["models"].values())
+        assert {m["reward"] for m in fold["models"].values()} == {"dsr"}  # the option reached every agent
         for row in fold["results"].values():
             assert {"sharpe", "max_drawdown", "total_return", "win_rate", "trades"} <= set(row)
     assert report["selected"] in agents | {"majority_vote", "flat"} and report["budget_steps"] == 1000
+    assert report["reward"] == "dsr"
 
 
 def test_module_entry_point() -> None:

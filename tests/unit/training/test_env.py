@@ -113,7 +113,24 @@ def test_dsr_reward_is_finite_and_bad_arguments_refused(market: Market) -> None:
         env.step(np.array([0, 7]))
 
 
-def test_env_never_reads_bars_after_its_window(market: Market) -> None:
+def test_dsr_reward_does_not_spike_after_a_flat_stretch(market: Market) -> None:
+    """Flat for 150 bars, then long: the first trades' DSR stays on the scale of later ones.
+
+    Without the variance floor, the EMA variance is ~0 after the flat stretch and the first
+    trades' ratio came out in the tens of thousands.
+    """
+    env = BtcPerpVecEnv(market, WINDOW, num_envs=1, max_step=1_000, reward="dsr", random_start=False)
+    env.reset()
+    rewards = [env.step(np.array([a]))[1][0] for a in [3] * 150 + [1] * 4 + [0] * 600]
+    assert rewards[:150] == [0.0] * 150
+    first, later = np.abs(rewards[150:170]), np.abs(rewards[300:])
+    assert first.max() < 10 * np.quantile(later, 0.99), (first.max(), np.quantile(later, 0.99))
+    assert 0 < env.dsr_var_floor < np.var(market.close[WINDOW.start + 1:WINDOW.end] /
+                                          market.close[WINDOW.start:WINDOW.end - 1] - 1)
+
+
+@pytest.mark.parametrize("reward", ["pnl", "dsr"])
+def test_env_never_reads_bars_after_its_window(market: Market, reward: str) -> None:
     """Scrambling every price after the window leaves every episode bit-identical."""
     from dataclasses import replace
 
@@ -125,7 +142,7 @@ def test_env_never_reads_bars_after_its_window(market: Market) -> None:
     other = replace(market, close=close, volatility=rolling_volatility(close, market.spec.vol_window))
 
     def run(m: Market) -> list[np.ndarray]:
-        env = BtcPerpVecEnv(m, window, num_envs=64, max_step=100, seed=9)
+        env = BtcPerpVecEnv(m, window, num_envs=64, max_step=100, seed=9, reward=reward)  # type: ignore[arg-type]
         obs, _ = env.reset()
         out = [obs]
         for a in np.random.default_rng(1).integers(0, 5, size=(350, 64)):
