@@ -14,8 +14,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from config import Settings, load_settings
+
+# Property tests: no per-example time limit (a shared 2-core box stalls now and then, which is
+# not a failure of the property). Under CI the examples are derived from each test, so a run is
+# repeatable; locally they stay random and keep exploring.
+hypothesis_settings.register_profile("btcmeta", deadline=None)
+hypothesis_settings.register_profile("btcmeta-ci", deadline=None, derandomize=True)
+hypothesis_settings.load_profile("btcmeta-ci" if os.environ.get("CI") else "btcmeta")
 
 REPO = Path(__file__).resolve().parent.parent
 PG_PORT = int(os.environ.get("BTCMETA_PG_PORT", "55432"))

@@ -26,12 +26,11 @@ def _reset_frame(hub: EventHub) -> str:
 
 
 async def _frames(
-    hub: EventHub, last_id: int | None, wanted: set[str], follow: bool, keepalive: float
+    hub: EventHub, cursor: int, wanted: set[str], follow: bool, keepalive: float
 ) -> AsyncIterator[str]:
     flag = hub.register()
     try:
         yield "retry: 3000\n\n"
-        cursor = hub.last_id if last_id is None else last_id
         while True:
             flag.clear()  # before reading, so a publish racing with the read still wakes us
             events, reset = hub.since(cursor)
@@ -70,7 +69,11 @@ async def stream(
 ) -> StreamingResponse:
     wanted = set(types.split(",")) if types else set(EVENT_TYPES)
     since = parse_last_event_id([last_event_id_header, last_event_id], state.hub.instance)
-    frames = _frames(state.hub, since, wanted, follow, state.bridge.stream_keepalive_s)
+    # A new client's starting point is fixed here, before the response headers go out: read in the
+    # generator, it would skip an event published between the client seeing the headers and the
+    # body's first frame.
+    cursor = state.hub.last_id if since is None else since
+    frames = _frames(state.hub, cursor, wanted, follow, state.bridge.stream_keepalive_s)
     return StreamingResponse(
         frames,
         media_type="text/event-stream",

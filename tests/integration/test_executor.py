@@ -26,7 +26,15 @@ from executor.ids import client_order_id
 from executor.runner import run
 from executor.service import Executor
 from tests.conftest import REPO
-from tests.standin.kit import SYMBOL, count_rows, drain_reports, fills_position, make_intent, publish
+from tests.standin.kit import (
+    SYMBOL,
+    clear_of_hour_turn,
+    count_rows,
+    drain_reports,
+    fills_position,
+    make_intent,
+    publish,
+)
 
 pytestmark = pytest.mark.integration
 LIMITS = RiskLimits(max_position_btc=1.0, max_order_btc=0.5, daily_loss_cap_usd=500.0, max_orders_per_hour=20)
@@ -46,6 +54,7 @@ def _run(ex: Executor, n: int) -> None:
 
 
 def test_intents_fill_and_move_the_position(settings: Settings) -> None:
+    clear_of_hour_turn()  # hourly order budget / daily PnL row on the wall clock
     ex, _ = _executor(settings)
     intents = [make_intent(0, 0.5), make_intent(1, 1.0), make_intent(2, -0.25)]
     publish(settings, intents)
@@ -85,6 +94,7 @@ def test_duplicate_intent_refused(settings: Settings) -> None:
 
 
 def test_each_risk_refusal_is_reported_with_its_limit(settings: Settings) -> None:
+    clear_of_hour_turn()  # hourly order budget / daily PnL row on the wall clock
     ex, feed = _executor(settings, max_orders_per_hour=3)
     ns = ex.namespace
     old = datetime.now(UTC) - timedelta(hours=1)

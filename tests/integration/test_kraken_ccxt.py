@@ -68,8 +68,9 @@ def _handle(ex: Executor, intent) -> ExecutionReport:  # type: ignore[no-untyped
 
 def test_intents_trade_through_ccxt(settings: Settings, venue: KrakenFuturesStandIn) -> None:
     ex = _executor(settings, venue)
-    r1 = _handle(ex, make_intent(0, 0.5))
-    r2 = _handle(ex, make_intent(1, -0.5))
+    first, second = make_intent(0, 0.5), make_intent(1, -0.5)  # built once: an hour may turn meanwhile
+    r1 = _handle(ex, first)
+    r2 = _handle(ex, second)
     assert (r1.status, r2.status) == (ExecutionStatus.FILLED, ExecutionStatus.FILLED)
     assert len(r2.orders) == 2 and all(o.side is OrderSide.SELL for o in r2.orders)
     assert r1.orders[0].price == 20_000.0 and r1.orders[0].fee == pytest.approx(0.5 * 20_000 * 0.0005)
@@ -78,7 +79,7 @@ def test_intents_trade_through_ccxt(settings: Settings, venue: KrakenFuturesStan
     cids = {f["cliOrdId"] for f in venue.state.fills}
     assert cids == {
         client_order_id(ex.namespace, i.intent_id, n)
-        for i, n in [(make_intent(0, 0), 0), (make_intent(1, 0), 0), (make_intent(1, 0), 1)]
+        for i, n in [(first, 0), (second, 0), (second, 1)]
     }
     assert count_rows(ex.engine, Order, ex.namespace) == 3
 

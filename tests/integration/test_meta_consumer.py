@@ -135,6 +135,23 @@ def wait_decisions(settings: Settings, n: int, timeout: float = 30.0) -> list[De
         time.sleep(0.1)
 
 
+def wait_recs(settings: Settings, tick: int, n: int, timeout: float = 30.0) -> None:
+    """Until the meta consumer has stored ``n`` answers for ``tick`` (what a fixed sleep only hoped for)."""
+    engine = make_engine(settings.database_url.get_secret_value())
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with session_scope(engine) as s:
+                stored = len(s.scalars(select(RecRow.strategy).where(RecRow.namespace == namespace(settings),
+                                                               RecRow.tick_id == tick_id(tick))).all())
+            if stored >= n:
+                return
+            assert time.monotonic() < deadline, f"{stored} of {n} answers for tick {tick} stored"
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
 def read_intents(settings: Settings, at_least: int, timeout: float = 30.0) -> list[tuple[bytes, OrderIntent]]:
     """Every message on the intents topic (raw bytes and decoded), from the beginning."""
     c = Consumer(consumer_config(settings, f"reader-{time.monotonic_ns()}"))
@@ -191,10 +208,11 @@ def meta_settings(**kw: Any) -> MetaSettings:
 def test_join_complete_degraded_late_and_early(settings: Settings) -> None:
     bus = Bus(settings)
     L, S, F = Target.LONG, Target.SHORT, Target.FLAT
-    with running(settings, meta_settings(deadline_s=2.0)):
-        # Tick 1: every recommendation arrives before its TickPlan.
+    # The deadline only has to outlast a loaded machine's consume-and-store of three answers.
+    with running(settings, meta_settings(deadline_s=4.0)):
+        # Tick 1: every recommendation arrives (and is stored) before its TickPlan.
         bus.recs(1, {"volatility_system": L, "supertrend": L, "fsupertrend": L, "ott": S, "bband_rsi": F})
-        time.sleep(0.3)
+        wait_recs(settings, 1, 5)
         bus.tick(1)
         [d1] = wait_decisions(settings, 1)
         # Tick 2: two of five never answer before the deadline.
@@ -203,7 +221,7 @@ def test_join_complete_degraded_late_and_early(settings: Settings) -> None:
         rows = wait_decisions(settings, 2, timeout=10)
         # Their answers arrive late, voting SHORT; then tick 3 where only supertrend is due.
         bus.recs(2, {"ott": S, "bband_rsi": S})
-        time.sleep(0.5)
+        wait_recs(settings, 2, 5)
         bus.tick(3, due=["supertrend"])
         bus.recs(3, {"supertrend": S})
         rows = wait_decisions(settings, 3)
@@ -299,8 +317,10 @@ def test_crash_between_decision_commit_and_intent_send_is_repaired_on_start(sett
         bus.recs(i, all_long)
     # A backlog of three complete ticks (answers stored, bars read) before the decider runs.
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (
-            len(first.joiner.bars) == 3 and len(first.joiner.ready(time.time())) == 3):
+    while time.monotonic() < deadline:
+        with first._cond:  # the consume thread adds pending ticks under this lock
+            if len(first.joiner.bars) == 3 and len(first.joiner.ready(time.time())) == 3:
+                break
         for mark in first.bars.poll():  # type: ignore[union-attr]
             first.marks[mark.tick_id] = mark
             with first._cond:

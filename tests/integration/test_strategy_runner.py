@@ -95,7 +95,7 @@ def test_poison_bars_go_to_dead_letters_and_the_runner_keeps_going(settings: Set
     assert (stats.handled, stats.dead_lettered) == (1, 2)
     letters = read_all(settings, settings.topic(DEAD_LETTERS), DeadLetter, 2)
     assert "timeframe 4h" in letters[0].reason
-    [rec] = read_all(settings, settings.topic(RECOMMENDATIONS), Recommendation, 1, timeout=10)
+    [rec] = read_all(settings, settings.topic(RECOMMENDATIONS), Recommendation, 1)
     assert rec.tick_id == good.tick_id and rec.strategy == "bband_rsi"
 
 
@@ -139,5 +139,5 @@ def test_a_bar_the_strategy_fails_on_is_dead_lettered_alone(settings: Settings, 
     assert (stats.handled, stats.dead_lettered) == (2, 1)
     [letter] = read_all(settings, settings.topic(DEAD_LETTERS), DeadLetter, 1)
     assert "FloatingPointError: indicator blew up" in letter.reason
-    recs = read_all(settings, settings.topic(RECOMMENDATIONS), Recommendation, 2, timeout=10)
+    recs = read_all(settings, settings.topic(RECOMMENDATIONS), Recommendation, 2)
     assert sorted(r.tick_id for r in recs) == sorted([bars[0].tick_id, bars[2].tick_id])

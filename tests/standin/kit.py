@@ -22,6 +22,19 @@ from config import Settings
 SYMBOL = "BTC/USD:USD"
 
 
+def clear_of_hour_turn(margin_s: float = 90.0) -> None:
+    """Wait out the last ``margin_s`` seconds of a UTC hour.
+
+    Tests on the wall clock that count orders per hour, book the day's PnL or derive tick ids from
+    "this hour" would see two hours (or two days) if one turned mid-test; starting just after the
+    turn costs at most ``margin_s`` now and then.
+    """
+    now = datetime.now(UTC)
+    left = 3600.0 - (now.minute * 60 + now.second + now.microsecond / 1e6)
+    if left < margin_s:
+        time.sleep(left + 1.0)
+
+
 def make_intent(
     n: int,
     target: float,
