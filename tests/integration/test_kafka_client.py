@@ -201,6 +201,7 @@ def test_sigterm_finishes_batch_commits_and_exits_cleanly(settings: Settings, tm
     )
     env = os.environ | {
         "BTCMETA_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "BTCMETA_DATABASE_URL": settings.database_url.get_secret_value(),  # heartbeats: the test's DB
         "PYTHONPATH": str(REPO),
     }
     proc = subprocess.Popen(
@@ -211,7 +212,7 @@ def test_sigterm_finishes_batch_commits_and_exits_cleanly(settings: Settings, tm
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a subprocess's imports and group join, on a loaded box
     while time.monotonic() < deadline and (not marker.exists() or len(marker.read_text().split()) < 3):
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
