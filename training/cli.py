@@ -35,7 +35,7 @@ from training.data import InputError, download_ccxt, load_candles
 from training.features import fit_stats, market_features
 from training.ledger import CostModel
 from training.market import Market
-from training.pipeline import TrainHook, agents_hook
+from training.pipeline import TrainHook, agents_hook, proposal_caution
 from training.report import build_report
 from training.results import LOWER_IS_BETTER, ResultsDB, ResultsError, who
 from training.results_live import SelectError, retrain_check, select_model
@@ -423,7 +423,8 @@ def _train_and_record(candles: pd.DataFrame, *, data: str, hook: str | None, alg
     typer.echo(f"run {res.run_id}: {res.evaluations} evaluations of {len(res.candidates)} candidates")
     for o in res.overfitting:
         typer.echo(f"fold {o['fold']}: validation chose {o['chosen']}; probability of backtest overfitting "
-                   f"{o['pbo']:.0%} (CSCV, {o['splits']} splits); deflated Sharpe of the choice on test "
+                   f"{o['pbo']:.0%} (CSCV, {o['splits']} splits); deflated Sharpe of the choice on "
+                   f"validation {o['deflated_sharpe_validation'][o['chosen']]:.2f}, on test "
                    f"{o['deflated_sharpe_selected_test']:.2f} (P[true Sharpe > 0])")
     if with_report:
         page = build_report(db, res.run_id, db.run_dir(res.run_id) / "report", metric=metric)
@@ -433,6 +434,9 @@ def _train_and_record(candles: pd.DataFrame, *, data: str, hook: str | None, alg
     elif res.proposed_kind == "model":
         typer.echo(f"proposed: {res.proposed} (best mean validation {metric}); to trade it: "
                    f"python -m training select {res.run_id}:{res.proposed}")
+        caution = proposal_caution(res.proposed, res.overfitting, len(res.candidates))
+        if caution:
+            typer.echo(f"caution: {caution}")
     else:
         typer.echo(f"proposed: {res.proposed}, a baseline (best mean validation {metric}): no trained model "
                    "beat it, nothing to select")

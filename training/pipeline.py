@@ -214,14 +214,39 @@ def run_fold(candles: pd.DataFrame, signals: SignalArrays, fold: Fold, *, hook: 
     return result
 
 
-def overfitting(res: FoldResult, *, blocks: int = 8) -> dict[str, float]:
+#: A proposed model whose validation deflated Sharpe ratio is below this is flagged: its validation
+#: Sharpe is within what the best of that many candidates reaches by luck (P[true SR > 0] < 95 %).
+SIGNIFICANT_DEFLATED_SHARPE = 0.95
+
+
+def proposal_caution(proposed: str, folds: Sequence[dict[str, Any]], candidates: int) -> str | None:
+    """Why a proposed model should not be selected on this run alone, or None.
+
+    ``folds``: :func:`overfitting` per fold. Judged on validation only (the weakest fold), so the
+    warning itself never consults a test window.
+    """
+    weakest = min(o["deflated_sharpe_validation"][proposed] for o in folds)
+    if weakest >= SIGNIFICANT_DEFLATED_SHARPE:
+        return None
+    return (f"{proposed}'s validation Sharpe is not significant after {candidates} candidates (deflated "
+            f"Sharpe {weakest:.2f} < {SIGNIFICANT_DEFLATED_SHARPE}): it may be the luck of the pick. "
+            "Check it over walk-forward folds (walkforward --folds K) before selecting it.")
+
+
+def overfitting(res: FoldResult, *, blocks: int = 8) -> dict[str, Any]:
     """How likely the fold's choice is overfitted: PBO by CSCV over every candidate's validation
-    returns, and the deflated Sharpe ratio of the chosen candidate's test returns given how many
-    candidates were tried (the variance of their per-period validation Sharpe ratios)."""
+    returns; the deflated Sharpe ratio of the chosen candidate's test returns given how many
+    candidates were tried (the variance of their per-period validation Sharpe ratios); and each
+    candidate's deflated Sharpe ratio on validation under the same deflation, which is what a
+    proposal may be judged on without looking at the test window."""
     names = res.candidates
     val = np.stack([res.validation[n].net for n in names], axis=1)
     std = val.std(axis=0, ddof=1)
     per_period = val.mean(axis=0) / np.where(std > 0, std, np.inf)
+    variance = float(np.var(per_period))
     return {**pbo_cscv(val, blocks=blocks),
             "deflated_sharpe_selected_test": deflated_sharpe(res.test[res.selected].net, trials=len(names),
-                                                             sharpe_variance=float(np.var(per_period)))}
+                                                             sharpe_variance=variance),
+            "deflated_sharpe_validation": {
+                n: deflated_sharpe(res.validation[n].net, trials=len(names), sharpe_variance=variance)
+                for n in names}}
