@@ -32,6 +32,7 @@ from executor.exchanges.kraken import api_urls
 from strategy_consumers.cli import read_candles
 from training.backtest import evaluate, format_table, run_baselines
 from training.data import InputError, download_ccxt, load_candles
+from training.env import REWARDS
 from training.features import fit_stats, market_features
 from training.ledger import CostModel
 from training.market import Market
@@ -149,8 +150,6 @@ RewardOpt = Annotated[str, typer.Option(
 
 
 def _reward(text: str) -> str:
-    from training.rl import REWARDS  # torch-free
-
     if text not in REWARDS:
         raise typer.BadParameter(f"{text!r}: choose from {', '.join(REWARDS)}", param_hint="--reward")
     return text

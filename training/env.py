@@ -31,6 +31,9 @@ from training.ledger import CostModel, step_terms
 from training.market import Market
 from training.split import Window
 
+#: The rewards this env can pay (module doc); the training CLI offers exactly these.
+REWARDS: tuple[str, ...] = ("pnl", "dsr")
+
 
 class BtcPerpVecEnv:
     env_name = "BtcPerpVecEnv-v1"
@@ -42,8 +45,8 @@ class BtcPerpVecEnv:
                  reward_scale: float = 1.0, dsr_eta: float = 0.01, random_start: bool = True) -> None:
         if window.end > len(market):
             raise ValueError(f"window {window} beyond the {len(market)} bars of the market")
-        if reward not in ("pnl", "dsr"):
-            raise ValueError(f"reward must be 'pnl' or 'dsr', got {reward!r}")
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {reward!r}")
         self.market, self.window, self.num_envs = market, window, int(num_envs)
         self.max_step = int(min(max_step, len(window) - 1))
         if self.max_step < 1:
@@ -70,8 +73,8 @@ class BtcPerpVecEnv:
         # exposure step, from the env's own window (no bar after it). Without it the ratio divides
         # by a near-zero EMA variance after a flat stretch or at an episode's start and spikes to
         # 10^4, which swamps every other reward an agent sees.
-        w = self._ret[window.start:max(window.start + 1, window.end - 1)]
-        self.dsr_var_floor = float((step * np.std(w)) ** 2) if len(w) > 1 else 1e-12
+        in_window = self._ret[window.start:window.end - 1]  # the last bar's return lies past the window
+        self.dsr_var_floor = max(float((step * np.std(in_window)) ** 2), 1e-12)
 
     def _starts(self, k: int) -> np.ndarray:
         last = self.window.end - 1 - self.max_step  # an episode needs max_step bars after its start
@@ -128,7 +131,7 @@ class BtcPerpVecEnv:
         """Differential Sharpe ratio (Moody & Saffell 2001) with EMA rate ``dsr_eta``, its variance
         floored at ``dsr_var_floor``."""
         da, db = r - self._a, r * r - self._b
-        var = np.maximum(self._b - self._a * self._a, max(self.dsr_var_floor, 1e-12))
+        var = np.maximum(self._b - self._a * self._a, self.dsr_var_floor)
         d = (self._b * da - 0.5 * self._a * db) / np.power(var, 1.5)
         self._a = self._a + self.dsr_eta * da
         self._b = self._b + self.dsr_eta * db

@@ -222,10 +222,13 @@ SIGNIFICANT_DEFLATED_SHARPE = 0.95
 def proposal_caution(proposed: str, folds: Sequence[dict[str, Any]], candidates: int) -> str | None:
     """Why a proposed model should not be selected on this run alone, or None.
 
-    ``folds``: :func:`overfitting` per fold. Judged on validation only (the weakest fold), so the
+    ``folds``: :func:`overfitting` per fold. Judged on validation only (the weakest fold the
+    candidate took part in; a custom hook may name its models differently per fold), so the
     warning itself never consults a test window.
     """
-    weakest = min(o["deflated_sharpe_validation"][proposed] for o in folds)
+    scores = [o["deflated_sharpe_validation"][proposed] for o in folds
+              if proposed in o["deflated_sharpe_validation"]]
+    weakest = min(scores, default=0.0)
     if weakest >= SIGNIFICANT_DEFLATED_SHARPE:
         return None
     return (f"{proposed}'s validation Sharpe is not significant after {candidates} candidates (deflated "

@@ -25,14 +25,13 @@ from typing import Any
 
 from common.observation import FeatureSpec
 from meta_consumer.policy import Policy, load_policy
+from training.env import REWARDS
 from training.ledger import CostModel
 from training.market import Market
 from training.split import Window
 
 ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn", "sac")
 SUPPORTED: tuple[str, ...] = (*ALGOS, "td3")
-#: Training rewards of ``training.env.BtcPerpVecEnv``.
-REWARDS: tuple[str, ...] = ("pnl", "dsr")
 #: Env steps per algo: about 2 minutes each on the shared 2-core machine (see the ADR 0011 table).
 DEFAULT_BUDGETS: dict[str, int] = {"ppo": 1_500_000, "a2c": 2_500_000, "dqn": 1_500_000, "sac": 500_000,
                                    "td3": 1_500_000}

@@ -54,4 +54,5 @@ def test_a_proposal_is_judged_on_its_validation_significance(real_candles: pd.Da
     assert caution is not None and f"after {len(report['candidates'])} candidates" in caution
     sure = [{"deflated_sharpe_validation": {"m": 0.99}}, {"deflated_sharpe_validation": {"m": 0.97}}]
     assert proposal_caution("m", sure, 12) is None
+    assert proposal_caution("m", [*sure, {"deflated_sharpe_validation": {}}], 12) is None  # not in that fold
     assert proposal_caution("m", [*sure, {"deflated_sharpe_validation": {"m": 0.5}}], 12) is not None
