@@ -43,5 +43,5 @@ topics: env infra-up ## Create Kafka topics (idempotent)
 lint: env ## ruff and mypy
 	@.venv/bin/ruff check . && .venv/bin/mypy config.py common ops producers tick_emitter strategy_consumers meta_consumer executor training bridge
 
-bench: env ## Run every benchmark under bench/ (results in docs/BENCHMARKS.md)
+bench: env migrate topics ## Run every benchmark under bench/ (results in docs/BENCHMARKS.md)
 	@for b in bench/bench_*.py; do echo "==> $$b"; $(PY) $$b || exit 1; done; $(PY) bench/collect.py

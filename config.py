@@ -82,7 +82,13 @@ class RiskLimits(BaseModel):
     max_order_btc: float = Field(default=0.5, gt=0)
     daily_loss_cap_usd: float = Field(default=2_000.0, gt=0)
     max_orders_per_hour: int = Field(default=20, gt=0)
+    #: Oldest tick an intent may still trade: seconds from the tick time (the bar close the intent
+    #: decides) to the executor's clock (wall clock live, replayed time in a replay).
     max_intent_age_s: float = Field(default=120.0, gt=0)
+    #: How far a tick may lie ahead of the executor's clock (host clock skew) before it is refused.
+    max_clock_skew_s: float = Field(default=5.0, ge=0, le=300)
+    #: Oldest venue mark (by the venue's own timestamp, when it gives one) that may value the book.
+    max_mark_age_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _order_within_position(self) -> RiskLimits:
@@ -194,7 +200,11 @@ class Settings(BaseSettings):
             }
         )
         db = resolve_secret(self.database_url, "BTCMETA_DATABASE_URL")
-        return self.model_copy(update={"exchange": exchange, "database_url": db})
+        resolved = self.model_copy(update={"exchange": exchange, "database_url": db})
+        from common.logging import register_secrets_from  # every log path masks these values
+
+        register_secrets_from(resolved)
+        return resolved
 
 
 def env_name(loc: tuple[Any, ...]) -> str:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from common import serde  # noqa: E402
 from common.db.migrate import upgrade  # noqa: E402
-from common.db.session import make_engine  # noqa: E402
+from common.db.session import make_engine, with_local_passfile  # noqa: E402
 from common.events import IntentAction, OrderIntent  # noqa: E402
 from common.ids import make_tick_id  # noqa: E402
 from common.logging import configure_logging  # noqa: E402
@@ -44,7 +44,7 @@ from executor.exchanges.paper import PaperExchange  # noqa: E402
 from executor.service import Executor  # noqa: E402
 
 PG_PORT = int(os.environ.get("BTCMETA_PG_PORT", "55432"))
-ADMIN = f"postgresql://btcmeta@127.0.0.1:{PG_PORT}/postgres"
+ADMIN = with_local_passfile(f"postgresql://btcmeta@127.0.0.1:{PG_PORT}/postgres")
 
 
 def _cpu() -> str:
@@ -69,7 +69,7 @@ def main() -> None:
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://btcmeta@127.0.0.1:{PG_PORT}/{name}"
+    url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:{PG_PORT}/{name}")
     try:
         upgrade(url, "head")
         settings = load_settings(
@@ -79,12 +79,14 @@ def main() -> None:
             ),
         )
         engine = make_engine(url)
+        # Live: ticks that just happened (the executor ages an intent by its tick, against its clock;
+        # minute ticks running into the future would all be refused as max_clock_skew_s).
         start = (
             datetime(2021, 1, 1, tzinfo=UTC)
             if args.replay
-            else datetime.now(UTC).replace(second=0, microsecond=0)
+            else datetime.now(UTC).replace(microsecond=0) - timedelta(milliseconds=args.intents)
         )
-        step = timedelta(hours=1) if args.replay else timedelta(minutes=1)
+        step = timedelta(hours=1) if args.replay else timedelta(milliseconds=1)
         prices: PriceFeed = FixedPriceFeed(20_000.0)
         clock: Clock = SystemClock()
         if args.replay:

@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
 from common.db.migrate import upgrade  # noqa: E402
+from common.db.session import with_local_passfile  # noqa: E402
 from common.events import Target  # noqa: E402
 from common.kafka.configuration import admin_config, consumer_config  # noqa: E402
 from common.kafka.topics import INTENTS, delete_topics_with_prefix, ensure_topics, topic_specs  # noqa: E402
@@ -38,7 +39,7 @@ from meta_consumer.service import MetaConsumer  # noqa: E402
 from meta_consumer.settings import MetaSettings  # noqa: E402
 from tests.integration.test_meta_consumer import LIVE, Bus, bar, plan, rec, tick_id  # noqa: E402
 
-ADMIN_DSN = "postgresql://btcmeta@127.0.0.1:55432/postgres"
+ADMIN_DSN = with_local_passfile("postgresql://btcmeta@127.0.0.1:55432/postgres")
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
     db = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
-    url = f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}"
+    url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}")
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
     settings = load_settings(kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix},
                              database_url=url)

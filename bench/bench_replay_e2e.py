@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
-from common.dataset import load_bundled_candles  # noqa: E402
+from common.dataset import BUNDLED_CSV, load_bundled_candles  # noqa: E402
 from common.db.session import make_engine  # noqa: E402
 from common.kafka.configuration import admin_config  # noqa: E402
 from common.logging import configure_logging  # noqa: E402
@@ -82,6 +82,7 @@ def main() -> None:
         end,
         out,
         prefix=prefix,
+        csv=BUNDLED_CSV,  # a fresh database has no candles: import them (idempotent upsert)
         timeout_s=args.timeout,
         say=lambda m: print(f"[bench] {m}", flush=True),
     )

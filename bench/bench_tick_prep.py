@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from common import serde  # noqa: E402
+from common.db.session import with_local_passfile  # noqa: E402
 from common.events import BarClosed, TickPlan, to_epoch_ms  # noqa: E402
 from tick_emitter.core import BarPayload, BaseCandles, build_events, plan_tick, prepare_bars  # noqa: E402
 from tick_emitter.synthetic import random_walk_candles, registry_of  # noqa: E402
@@ -34,7 +35,7 @@ REGISTRY = registry_of([
     ("a1", "1h", 720), ("a2", "1h", 480), ("a3", "1h", 240), ("b1", "4h", 720), ("b2", "4h", 360),
     ("b3", "4h", 96), ("c1", "12h", 720), ("c2", "12h", 240), ("d1", "1d", 720), ("d2", "1d", 480),
 ])
-ADMIN_DSN = "postgresql://btcmeta@127.0.0.1:55432/postgres"
+ADMIN_DSN = with_local_passfile("postgresql://btcmeta@127.0.0.1:55432/postgres")
 
 
 def timed(fn: Callable[[], object], n: int) -> list[float]:
@@ -114,7 +115,7 @@ def db_rows(base: BaseCandles, n: int) -> list[str]:
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{name}"
+    url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{name}")
     try:
         upgrade(url, "head")
         engine = make_engine(url)

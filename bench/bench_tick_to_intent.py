@@ -46,6 +46,7 @@ from confluent_kafka.admin import AdminClient  # noqa: E402
 
 from common import serde  # noqa: E402
 from common.dataset import BUNDLED_CSV  # noqa: E402
+from common.db.session import with_local_passfile  # noqa: E402
 from common.events import OrderIntent, Recommendation  # noqa: E402
 from common.kafka.configuration import admin_config, consumer_config  # noqa: E402
 from common.kafka.producer import EventProducer  # noqa: E402
@@ -64,7 +65,7 @@ from tick_emitter.core import build_events, plan_tick, prepare_bars, tick_times 
 from tick_emitter.emitter import publish_tick  # noqa: E402
 from tick_emitter.replay import base_from_csv  # noqa: E402
 
-ADMIN_DSN = "postgresql://btcmeta@127.0.0.1:55432/postgres"
+ADMIN_DSN = with_local_passfile("postgresql://btcmeta@127.0.0.1:55432/postgres")
 WARMUP = 20  # ticks not timed: group joins, first fetches, cold strategy starts (stated in the result)
 OUT = REPO / "bench" / "results" / "tick_to_intent.md"
 
@@ -81,7 +82,7 @@ def main() -> None:
     prefix = f"bench.{run_id}."
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
-    url = f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}"
+    url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}")
     settings = load_settings(min_timeframe="1h", database_url=url,
                              kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix})
     admin = AdminClient(admin_config(settings))

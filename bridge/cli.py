@@ -36,8 +36,8 @@ def run(
     import uvicorn
 
     from bridge.app import create_app
+    from common import health
     from common.logging import configure_logging
-    from common.metrics import start_metrics_server
     from config import get_settings
 
     settings = get_settings().resolved()
@@ -57,7 +57,7 @@ def run(
             "warning: no tokens configured, every request will get 401 (see BTCMETA_BRIDGE_*_TOKENS)",
             err=True,
         )
-    start_metrics_server(settings.metrics_port)
+    health.start(settings, kafka=bridge.stream_enabled)  # metrics + /healthz on BTCMETA_METRICS_PORT
     app = create_app(settings, bridge)
     uvicorn.run(
         app,
@@ -66,6 +66,7 @@ def run(
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=5,
+        **bridge.uvicorn_ssl_options(),  # HTTPS when BTCMETA_BRIDGE_TLS_CERTFILE/KEYFILE are set
     )
 
 

@@ -7,6 +7,7 @@ apart from the database models: a column rename must not silently change what th
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -258,8 +259,17 @@ class TripIn(BaseModel):
         min_length=1, max_length=500, pattern=FREE_TEXT, description="Why trading is being stopped."
     )
     flatten: bool = Field(
-        default=True, description="Also publish a FLAT intent so the executor flattens now."
+        default=True,
+        description="Also publish a FLAT intent: a request the executor acts on (see flatten_status).",
     )
+
+
+class FlattenStatus(StrEnum):
+    """What a kill-switch trip did about flattening: at most publish a request, never a fill."""
+
+    PUBLISHED = "published"
+    NOT_PUBLISHED = "not_published"
+    NOT_REQUESTED = "not_requested"
 
 
 class ControlResult(BaseModel):
@@ -268,7 +278,23 @@ class ControlResult(BaseModel):
     audit_id: int
     risk: RiskStateOut | None = None
     selected_model_id: str | None = None
-    flatten_intent_id: str | None = Field(default=None, description="The FLAT intent published on trip.")
+    flatten_status: FlattenStatus | None = Field(
+        default=None,
+        description=(
+            "Kill-switch trips only. 'published': a FLAT intent is on orders.intents; NOTHING has been "
+            "flattened yet, the executor decides (its outcome is the intent's row in /api/intents and "
+            "its report on orders.executions). 'not_published': no FLAT intent (see flatten_error); the "
+            "switch still refuses new risk and the executor flattens on the next intent it handles. "
+            "'not_requested': the trip asked for no flatten."
+        ),
+    )
+    flatten_intent_id: str | None = Field(
+        default=None,
+        description=(
+            "The FLAT intent published on trip (an order REQUEST, not a fill): look its outcome up by "
+            "this id; the executor flattens even while trading is paused."
+        ),
+    )
     flatten_error: str | None = Field(default=None, description="Why no FLAT intent was published.")
 
 

@@ -1,4 +1,4 @@
-"""Settings of the bridge alone (port, API tokens, stream buffer), apart from the shared ``config.py``.
+"""Settings of the bridge alone (port, TLS, API tokens, rate limits, stream buffer), apart from ``config.py``.
 
 Tokens are configured as ``name:secret`` entries, one list per role, because the audit log must say
 *who* pressed the kill switch, not merely that some operator token did. A secret part may be a
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.db.base import LIVE_NAMESPACE
+from common.logging import register_secret
 from config import resolve_secret
 
 BRIDGE_ENV_PREFIX = "BTCMETA_BRIDGE_"
@@ -59,6 +62,16 @@ class BridgeSettings(BaseSettings):
     flatten_on_trip: bool = True
     #: A service whose last heartbeat is older than this is reported as stale.
     heartbeat_stale_s: float = Field(default=120.0, gt=0)
+    #: Control endpoints (kill switch, pause/resume, model select): each client gets a bucket of
+    #: ``control_burst`` requests refilled at ``control_rate_per_min``; 0 switches limiting off.
+    control_rate_per_min: float = Field(default=30.0, ge=0)
+    control_burst: int = Field(default=10, ge=1, le=10_000)
+    #: Serve HTTPS: PEM certificate (chain) and private key files; both or neither. Without them
+    #: the bridge speaks plain HTTP, fit only behind a TLS-terminating ingress or on 127.0.0.1.
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    #: Password of an encrypted private key (may be a 1Password reference).
+    tls_keyfile_password: SecretStr | None = None
 
     @field_validator("default_namespace")
     @classmethod
@@ -66,6 +79,35 @@ class BridgeSettings(BaseSettings):
         if not value or len(value) > 64:
             raise ValueError("must be 1..64 characters")
         return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> BridgeSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both (HTTPS) or neither")
+        for path in (self.tls_certfile, self.tls_keyfile):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"TLS file not found: {path}")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certfile is not None
+
+    def uvicorn_ssl_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``uvicorn.Config``/``uvicorn.run``: empty for plain HTTP.
+
+        uvicorn's default context is TLS-server with Python's defaults (TLS 1.2 or newer).
+        """
+        if not self.tls:
+            return {}
+        password = resolve_secret(self.tls_keyfile_password, f"{BRIDGE_ENV_PREFIX}TLS_KEYFILE_PASSWORD")
+        if password is not None:
+            register_secret(password)
+        return {
+            "ssl_certfile": self.tls_certfile,
+            "ssl_keyfile": self.tls_keyfile,
+            "ssl_keyfile_password": password.get_secret_value() if password else None,
+        }
 
     def api_tokens(self) -> list[ApiToken]:
         """Parse and resolve every configured token (1Password references included)."""
@@ -91,4 +133,5 @@ def parse_token(entry: SecretStr, role: Role, index: int) -> ApiToken:
     resolved = resolve_secret(SecretStr(secret), setting)
     if not name or resolved is None or len(resolved.get_secret_value()) < 8:
         raise ValueError(f"{setting}: expected 'name:secret' with a secret of at least 8 characters")
+    register_secret(resolved)  # masked in every log line from now on
     return ApiToken(name=name, role=role, secret=resolved)

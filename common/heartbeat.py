@@ -43,7 +43,7 @@ class Heartbeat:
         now = datetime.now(UTC)
         try:
             if self._engine is None:
-                self._engine = make_engine(self._url)
+                self._engine = make_engine(self._url, connect_timeout_s=3, statement_timeout_ms=5_000)
             values = {
                 "service": self.service,
                 "instance": self.instance,

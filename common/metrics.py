@@ -6,7 +6,7 @@ written once) and avoids duplicate-registration errors when tests start several 
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_CONSUMED = Counter(
     "btcmeta_messages_consumed_total", "Messages consumed and handled", ["service", "topic"]
@@ -29,6 +29,9 @@ HEARTBEAT = Gauge("btcmeta_heartbeat_timestamp_seconds", "Last time the service'
 
 
 def start_metrics_server(port: int) -> None:
-    """Expose /metrics on ``port``; 0 means disabled (tests, side-by-side local processes)."""
-    if port:
-        start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped by Prometheus inside the cluster
+    """Expose /metrics (and the /healthz/* probes of ``common.health``) on ``port``; 0 means disabled
+    (tests, side-by-side local processes). Services call ``common.health.start`` instead, which
+    also probes their dependencies."""
+    from common.health import serve
+
+    serve(port)  # 0.0.0.0: scraped by Prometheus and probed by the kubelet inside the cluster

@@ -6,6 +6,11 @@ binary body. The fingerprint lets a reader find the exact writer schema without 
 service; decoding resolves that writer schema to the current reader schema, so messages written
 by an older service version (kept in ``schemas/avro/history/``) still decode.
 
+A fingerprint this process does not ship (a NEWER service version wrote it, mid rolling deploy)
+raises :class:`UnknownSchema`. The consume loop then asks the schema store (every producer
+registers its schemas there, ``common/schema_store.py``) and teaches the writer schema to this
+process with :func:`learn_schema`; see docs/decisions/0014-unknown-schema-fingerprints.md.
+
 The ``.avsc`` files are the source of truth: they are read from disk once, parsed once, and every
 encode/decode after that is a dict lookup plus fastavro's compiled reader/writer.
 Any failure to decode raises ``SerdeError`` (a ValueError), never a stray exception type, so a
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
@@ -23,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
@@ -35,14 +42,18 @@ __all__ = [
     "SchemaSet",
     "SchemaVersion",
     "SerdeError",
+    "UnknownSchema",
     "decode",
     "decode_raw",
     "encode",
     "encode_raw",
     "fingerprint_of",
+    "learn_schema",
+    "learned_schemas",
     "load_schema_set",
     "parse_header",
     "schema_fingerprint",
+    "shipped_schemas",
 ]
 
 #: Folder holding the current ``<Name>.avsc`` files and ``history/<Name>/v<k>.avsc``.
@@ -57,6 +68,19 @@ T = TypeVar("T", bound=Event)
 
 class SerdeError(ValueError):
     """A message that cannot be encoded or decoded; the text says why (for the dead-letter record)."""
+
+
+class UnknownSchema(SerdeError):
+    """The writer schema is not one this process can read YET: not shipped, not learned, or learned
+    but not resolvable to this version's reader schema (e.g. a newer enum symbol without default).
+
+    Not the message's fault: a newer service version wrote it. Consumers that must not lose
+    messages wait (and re-read the schema store) instead of dead-lettering; see ConsumerLoop.
+    """
+
+    def __init__(self, message: str, fingerprint: bytes) -> None:
+        super().__init__(message)
+        self.fingerprint = fingerprint
 
 
 def schema_fingerprint(schema: dict[str, Any] | str | list[Any]) -> bytes:
@@ -79,10 +103,14 @@ class SchemaVersion:
     parsed: Any
     canonical: str
     fingerprint: bytes
+    #: False for a writer schema learned at run time from the schema store (not in this build).
+    shipped: bool = True
 
     @property
     def label(self) -> str:
         """Human-readable version for messages."""
+        if not self.shipped:
+            return f"{self.name} (schema store {self.fingerprint.hex()})"
         return f"{self.name} {'current' if self.version is None else f'v{self.version}'}"
 
 
@@ -91,6 +119,10 @@ def _load_file(path: Path, version: int | None) -> SchemaVersion:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SerdeError(f"{path}: cannot read schema: {exc}") from exc
+    return _from_raw(raw, path, version)
+
+
+def _from_raw(raw: Any, path: Path, version: int | None, *, shipped: bool = True) -> SchemaVersion:
     if not isinstance(raw, dict) or raw.get("type") != "record":
         raise SerdeError(f"{path}: top-level schema must be a record")
     if raw.get("namespace") != NAMESPACE:
@@ -109,6 +141,7 @@ def _load_file(path: Path, version: int | None) -> SchemaVersion:
         parsed=parsed,
         canonical=to_parsing_canonical_form(raw),
         fingerprint=schema_fingerprint(raw),
+        shipped=shipped,
     )
 
 
@@ -210,10 +243,60 @@ def parse_header(data: bytes | bytearray | memoryview) -> SchemaVersion:
         got = bytes(data[:2]).hex()
         raise SerdeError(f"bad magic 0x{got}, expected 0x{MAGIC.hex()} (Avro single-object encoding)")
     fp = bytes(data[2:HEADER_SIZE])
-    sv = load_schema_set().by_fingerprint.get(fp)
+    sv = load_schema_set().by_fingerprint.get(fp) or _LEARNED.get(fp)
     if sv is None:
-        raise SerdeError(f"unknown schema fingerprint {fp.hex()} (not a current or kept schema version)")
+        raise UnknownSchema(
+            f"unknown schema fingerprint {fp.hex()} (not a current or kept schema version)", fp
+        )
     return sv
+
+
+# ---------------------------------------------------------------------------- learned schemas
+# Writer schemas of newer service versions, taught at run time from the schema store. A
+# fingerprint names exactly one schema forever, so what was learned never needs forgetting.
+_LEARNED: dict[bytes, SchemaVersion] = {}
+_LEARN_LOCK = threading.Lock()
+_STORE_PATH = Path("<schema store>")
+
+
+def learn_schema(schema_json: str | dict[str, Any], fingerprint: bytes | None = None) -> SchemaVersion:
+    """Accept a writer schema this build does not ship (from the schema store), for decoding.
+
+    Refused (SerdeError) unless it parses, is a record of a message type this build knows (a
+    reader schema exists to resolve it to) and, when ``fingerprint`` is given, really has that
+    fingerprint: a store row must not be able to pass one schema off as another.
+    """
+    try:
+        raw = json.loads(schema_json) if isinstance(schema_json, str) else schema_json
+    except ValueError as exc:
+        raise SerdeError(f"schema store entry is not JSON: {exc}") from exc
+    sv = _from_raw(raw, _STORE_PATH, None, shipped=False)
+    if fingerprint is not None and sv.fingerprint != fingerprint:
+        raise SerdeError(
+            f"schema store entry for {fingerprint.hex()} has fingerprint {sv.fingerprint.hex()}"
+        )
+    schemas = load_schema_set()
+    if sv.name not in schemas.current:
+        raise SerdeError(f"schema store entry {sv.name} is not a message type this version reads")
+    known = schemas.by_fingerprint.get(sv.fingerprint)
+    if known is not None:
+        return known
+    with _LEARN_LOCK:
+        return _LEARNED.setdefault(sv.fingerprint, sv)
+
+
+def learned_schemas() -> dict[bytes, SchemaVersion]:
+    """Writer schemas learned from the store by this process (for status pages and tests)."""
+    return dict(_LEARNED)
+
+
+def shipped_schemas() -> list[SchemaVersion]:
+    """Every schema this build ships (current and kept history): what a producer registers."""
+    schemas = load_schema_set()
+    out = list(schemas.current.values())
+    for versions in schemas.history.values():
+        out += versions
+    return out
 
 
 def _read_body(data: bytes | bytearray | memoryview, writer: SchemaVersion) -> tuple[str, dict[str, Any]]:
@@ -225,6 +308,14 @@ def _read_body(data: bytes | bytearray | memoryview, writer: SchemaVersion) -> t
         record = schemaless_reader(
             buf, writer.parsed, None if reader.fingerprint == writer.fingerprint else reader.parsed
         )
+    except SchemaResolutionError as exc:
+        if not writer.shipped:
+            # A newer writer this version cannot map onto its reader schema (e.g. an enum symbol
+            # added without a default): not the message's fault, a newer reader will read it.
+            raise UnknownSchema(
+                f"{writer.label} does not resolve to this version's {reader.label}: {exc}", writer.fingerprint
+            ) from exc
+        raise SerdeError(f"body does not decode as {writer.label}: SchemaResolutionError: {exc}") from exc
     except Exception as exc:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (body truncated?)"
         raise SerdeError(f"body does not decode as {writer.label}: {detail}") from exc

@@ -105,7 +105,8 @@ def record_order(
     status: str,
     now: datetime,
     fills: tuple[ExchangeFill, ...],
-) -> None:
+) -> tuple[ExchangeFill, ...]:
+    """Write the order and those of its fills the book lacks (idempotent by venue fill id); return those."""
     s.add(
         Order(
             namespace=namespace,
@@ -122,7 +123,8 @@ def record_order(
         )
     )
     s.flush()  # orders before fills (foreign key)
-    for f in fills:
+    new = tuple(f for f in fills if s.get(Fill, (namespace, f.fill_id)) is None)
+    for f in new:
         s.add(
             Fill(
                 namespace=namespace,
@@ -135,6 +137,7 @@ def record_order(
                 filled_at=f.filled_at,
             )
         )
+    return new
 
 
 def last_funding_time(s: Session, namespace: str) -> datetime | None:
@@ -190,6 +193,16 @@ def daily_pnl(s: Session, namespace: str, day: date, unrealized_now: float) -> f
     )
     base = (row.realized - row.fees + row.funding) if row is not None else 0.0
     return base + unrealized_now - float(prev or 0.0)
+
+
+def last_unrealized(s: Session, namespace: str) -> float | None:
+    """The unrealized P&L stored by the latest update (None: never valued)."""
+    return s.scalar(
+        select(PnlDaily.unrealized)
+        .where(PnlDaily.namespace == namespace)
+        .order_by(PnlDaily.day.desc())
+        .limit(1)
+    )
 
 
 def update_pnl(

@@ -8,21 +8,24 @@ policy tick; the operator never trades around the executor.
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime
 
 import typer
 
-from common.db.models import PnlDaily
+from common import health
+from common.db.models import Intent, PnlDaily
 from common.db.session import make_engine, session_scope
 from common.events import IntentAction, OrderIntent
 from common.ids import make_tick_id
 from common.kafka.producer import EventProducer
 from common.kafka.topics import INTENTS
 from common.logging import configure_logging
-from common.metrics import start_metrics_server
 from common.shutdown import GracefulShutdown
 from config import load_settings
-from executor import book
+from executor import book, repair
+from executor.reconcile import max_legs
 from executor.runner import SERVICE, ExecutorOptions, build_executor, namespace_for, run, startup_reconcile
 
 app = typer.Typer(
@@ -44,7 +47,7 @@ def run_cmd(
     """Consume orders.intents one at a time until SIGTERM."""
     settings = load_settings().resolved()
     configure_logging(SERVICE, settings.log_level, settings.log_json)
-    start_metrics_server(settings.metrics_port)
+    health.start(settings)  # metrics + /healthz/live, /healthz/ready (Postgres, Kafka)
     run(settings, max_messages=max_messages, idle_timeout=idle_timeout, shutdown=GracefulShutdown().install())
 
 
@@ -80,8 +83,16 @@ def kill_switch(
     actor: str = typer.Option(..., help="Who engages it (name or on-call handle)."),
     reason: str = typer.Option(..., help="Why (kept in audit_log)."),
     flatten: bool = typer.Option(True, help="Publish a FLAT intent so the executor flattens now."),
+    wait_s: float = typer.Option(
+        0.0, "--wait-s", help="Wait for the executor's outcome of the FLAT intent (exit 1 if not flat)."
+    ),
 ) -> None:
-    """Engage the kill switch: flatten, then refuse every intent until `resume`."""
+    """Engage the kill switch: request a flatten, then refuse every intent until `resume`.
+
+    This command only sets the switch and PUBLISHES a FLAT intent; the executor does the
+    flattening (even while trading is paused), and its outcome is what counts: `--wait-s` waits
+    for it and prints it, otherwise check `status`.
+    """
     settings = load_settings()
     ns, url = _ns()
     with session_scope(make_engine(url)) as s:
@@ -102,7 +113,26 @@ def kill_switch(
         producer = EventProducer(settings, "executor-cli")
         producer.send(settings.topic(INTENTS), intent, key=intent.intent_id)
         producer.flush()
-        typer.echo(f"flatten intent published: {intent.intent_id}")
+        typer.echo(f"flatten REQUESTED (not executed yet): FLAT intent {intent.intent_id} published")
+        if wait_s > 0:
+            _await_flatten(url, ns, settings.symbol, intent.intent_id, wait_s)
+
+
+def _await_flatten(url: str, ns: str, symbol: str, intent_id: str, wait_s: float) -> None:
+    """Print the executor's outcome for the FLAT intent; exit 1 unless the book ends flat."""
+    engine = make_engine(url)
+    deadline = time.monotonic() + wait_s
+    while True:
+        with session_scope(engine) as s:
+            row = s.get(Intent, (ns, intent_id))
+            position = book.load_holding(s, ns, symbol).quantity
+        if row is not None:
+            typer.echo(f"executor outcome: {row.status}: {row.reason}   position {position:g} BTC")
+            raise typer.Exit(0 if abs(position) < 1e-9 else 1)
+        if time.monotonic() >= deadline:
+            typer.echo(f"no executor outcome after {wait_s:g}s: position {position:g} BTC, NOT known flat")
+            raise typer.Exit(1)
+        time.sleep(0.5)
 
 
 @app.command()
@@ -137,3 +167,44 @@ def reconcile_cmd() -> None:
     rec = startup_reconcile(build_executor(load_settings().resolved()))
     typer.echo(rec.describe())
     raise typer.Exit(0 if rec.ok else 1)
+
+
+@app.command()
+def adopt(
+    reason: str = typer.Option(..., help="Why the venue's state is the truth (kept in audit_log)."),
+    actor: str = typer.Option(
+        os.environ.get("USER") or "operator", help="Who adopts (name or on-call handle)."
+    ),
+    cancel_foreign_orders: bool = typer.Option(
+        False, help="Cancel working orders we did not place first (otherwise adopt refuses)."
+    ),
+) -> None:
+    """Book the venue's fills and position as the truth, after a halt the venue's fills did not explain.
+
+    Our own late fills are booked as usual; fills we cannot attribute are booked under an
+    ``adopt|<time>`` intent, and any position the fill history does not reach is one adjustment
+    fill at the mark. Nothing is traded. Logged (``reconcile_adopted``) and audited (``adopt``).
+    """
+    settings = load_settings().resolved()
+    configure_logging(SERVICE, settings.log_level, settings.log_json)
+    executor = build_executor(settings)
+    try:
+        with session_scope(executor.engine) as s:
+            done = repair.adopt(
+                s,
+                executor.exchange,
+                executor.namespace,
+                executor.symbol,
+                actor=actor,
+                reason=reason,
+                now=datetime.now(UTC),
+                legs=max_legs(settings.risk.max_position_btc, settings.risk.max_order_btc),
+                cancel_foreign_orders=cancel_foreign_orders,
+            )
+    except repair.AdoptRefused as exc:
+        typer.echo(f"adopt refused: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"adopted for {executor.namespace} by {actor}: book {done.book_before:g} -> venue "
+        f"{done.venue_position:g} BTC ({done.fills_booked} fill(s), adjustment {done.adjustment:g} BTC)"
+    )

@@ -28,7 +28,12 @@ class SystemClock:
 
 class ReplayClock:
     """Replayed time: the caller moves it, or (``follow_intents``) each intent moves it to its
-    tick's time, so hourly order counts and funding hours are those of the replayed past."""
+    tick's time, so hourly order counts and funding hours are those of the replayed past.
+
+    The risk engine ages intents against this clock too (tick time vs ``now``): a replay decided
+    in order is always fresh, while an intent for a tick well behind the replay's present (sent
+    late, or again) is refused as stale, exactly as the wall clock would refuse it live.
+    """
 
     def __init__(self, start: datetime, *, follow_intents: bool = True) -> None:
         self._now = start

@@ -19,7 +19,17 @@ Decisions taken here (see docs/decisions/0007-executor-exactly-once.md):
   still running), risk may only be reduced until the next UTC midnight: the target is clipped
   between zero and the current position; an intent that only adds risk is refused.
 * Kill switch: every intent becomes "flatten"; once flat, every intent is refused until an operator
-  resumes. Paused trading refuses everything and flattens nothing (pausing is not panic).
+  resumes. The kill switch is checked FIRST: getting out is never blocked, not by a pause, the
+  intent's age or symbol, the hourly budget or an unknown mark. Paused trading (without the kill
+  switch) refuses everything and flattens nothing (pausing is not panic).
+* Staleness: an intent is judged by the TICK it decides (the bar close in its ``tick_id``), not by
+  its ``created_at`` (the wall clock of whoever wrote it, trivially fresh on a replayed or delayed
+  message). Age = executor clock - tick time; older than ``max_intent_age_s`` is refused, and a
+  tick more than ``max_clock_skew_s`` ahead of the executor's clock (negative age) is refused too:
+  nobody can have decided a bar that has not closed.
+* Unknown mark (``Book.mark_error``: missing, NaN, non-positive or stale): today's P&L cannot be
+  known, so it must not look better than it is: new risk is refused, only moves towards flat pass
+  (and they still need a valid fill price on the venue).
 * Quantities are rounded to the venue's lot (0.0001 BTC) towards the current position, so rounding
   can never push the book past a limit.
 """
@@ -32,6 +42,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from common.events import OrderIntent
+from common.ids import parse_tick_id
 from config import RiskLimits
 
 #: Kraken Futures PF_XBTUSD contract size step (BTC); also what the paper exchange accepts.
@@ -65,6 +76,8 @@ class Book:
     position_btc: float
     daily_pnl_usd: float
     orders_last_hour: int
+    #: Why the venue's mark is unusable (None: the mark was valid, ``daily_pnl_usd`` is current).
+    mark_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +94,11 @@ class Plan:
     @property
     def position_after(self) -> float:
         return self.target_position
+
+
+def _towards_flat(target: float, cur: float) -> float:
+    """``target`` clipped between zero and ``cur``: the largest move that only reduces risk."""
+    return min(max(target, min(0.0, cur)), max(0.0, cur))
 
 
 def next_utc_midnight(now: datetime) -> datetime:
@@ -123,19 +141,19 @@ class RiskEngine:
         """Decide the legs for ``intent``; every refusal names the limit that caused it."""
         cur = book.position_btc
         lim = self.limits
+        if state.kill_switch:
+            return self._flatten(cur, state)  # before every other check: getting out is never blocked
         if intent.symbol != self.symbol:
             return Plan(Verdict.REJECTED, f"symbol: executor trades {self.symbol}, not {intent.symbol}", cur)
         if state.trading_paused:
             return Plan(Verdict.REFUSED, "trading_paused: an operator paused trading", cur)
-        if state.kill_switch:
-            return self._flatten(cur, state)
-        age = (now - intent.created_at).total_seconds()
-        if age > lim.max_intent_age_s:
-            return Plan(
-                Verdict.REFUSED,
-                f"max_intent_age_s: intent is {age:.1f}s old, limit {lim.max_intent_age_s:g}s",
-                cur,
-            )
+        try:
+            _, tick_time = parse_tick_id(intent.tick_id)
+        except ValueError as exc:
+            return Plan(Verdict.REJECTED, f"tick_id: {exc}", cur)
+        stale = self.staleness(tick_time, now)
+        if stale is not None:
+            return Plan(Verdict.REFUSED, stale, cur)
         exposure = min(max(intent.target_exposure, -self.max_exposure), self.max_exposure)
         target = round(exposure * lim.max_position_btc, 8)
         notes: list[str] = []
@@ -151,12 +169,40 @@ class RiskEngine:
                 f"daily_loss_cap_usd: daily P&L {book.daily_pnl_usd:.2f} vs cap -{lim.daily_loss_cap_usd:g}, "
                 f"only risk reduction until {until.isoformat() if until else '?'}"
             )
-            reduced = min(max(target, min(0.0, cur)), max(0.0, cur))  # between 0 and cur
+            reduced = _towards_flat(target, cur)
             if abs(reduced) >= abs(cur) - _EPS:
                 return Plan(Verdict.REFUSED, cap, cur, halt_until=halt_until)
             target = reduced
             notes.append(cap)
+        if book.mark_error is not None:
+            # Unknown mark: today's P&L is unknown, so the loss cap cannot vouch for new risk.
+            bad = f"bad_mark: {book.mark_error}; only risk reduction until the venue's mark is valid"
+            reduced = _towards_flat(target, cur)
+            if abs(reduced) >= abs(cur) - _EPS:
+                return Plan(Verdict.REFUSED, "; ".join([bad, *notes]), cur, halt_until=halt_until)
+            target = reduced
+            notes.append(bad)
         return self._legs(cur, target, book, notes, halt_until=halt_until)
+
+    def staleness(self, tick_time: datetime, now: datetime) -> str | None:
+        """Why an intent for ``tick_time`` may not trade at ``now`` (None: fresh enough).
+
+        The tick time is when the decided bar closed; ``now`` is the executor's clock. Both limits
+        are named in the reason so a refusal says which one fired.
+        """
+        lim = self.limits
+        age = (now - tick_time).total_seconds()
+        if age < -lim.max_clock_skew_s:
+            return (
+                f"max_clock_skew_s: tick {tick_time.isoformat()} is {-age:.1f}s ahead of the executor "
+                f"clock {now.isoformat()}, tolerance {lim.max_clock_skew_s:g}s"
+            )
+        if age > lim.max_intent_age_s:
+            return (
+                f"max_intent_age_s: tick {tick_time.isoformat()} is {age:.1f}s old by the executor "
+                f"clock, limit {lim.max_intent_age_s:g}s"
+            )
+        return None
 
     def _flatten(self, cur: float, state: RiskState) -> Plan:
         why = f"kill_switch: {state.kill_reason or 'engaged'}; halted until an operator resumes"

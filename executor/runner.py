@@ -13,9 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine
 
 from common.db.base import LIVE_NAMESPACE
-from common.db.session import make_engine, session_scope
+from common.db.session import make_engine
 from common.events import ExecutionReport, OrderIntent
-from common.kafka.consumer import ConsumerLoop, LoopStats, OnError
+from common.kafka.consumer import ConsumerLoop, LoopStats, OnError, OnUnknownSchema
 from common.kafka.producer import EventProducer
 from common.kafka.topics import EXECUTIONS, INTENTS
 from common.logging import get_logger
@@ -24,8 +24,9 @@ from config import ExchangeMode, Settings
 from executor.clock import CandlePriceFeed, Clock, FixedPriceFeed, PriceFeed, ReplayClock, SystemClock
 from executor.exchanges.base import Exchange
 from executor.exchanges.paper import DEFAULT_FUNDING_RATE_HOURLY, PaperExchange
-from executor.reconcile import Reconciliation, reconcile
+from executor.reconcile import Reconciliation
 from executor.service import Executor
+from executor.validate import ModelCheck, ModelGate, check_intent
 
 log = get_logger(__name__)
 SERVICE = "executor"
@@ -48,6 +49,28 @@ class ExecutorOptions(BaseSettings):
     replay_clock: bool = False
     #: Kafka static membership id (Kafka group.instance.id); one executor per namespace, so one id.
     instance_id: str = "executor-0"
+    #: CCXT's pause between venue calls in ms; unset keeps the exchange's own (Kraken Futures:
+    #: 600). Only for the local stand-in (the chaos suite), which has no rate limit to respect.
+    ccxt_rate_limit_ms: int | None = None
+    #: Which model ids may trade (executor/validate.py). Default: 'registry' in the live namespace
+    #: (selected model, fallbacks, operator), 'off' in replay/test namespaces (pinned models).
+    model_check: ModelCheck | None = None
+    #: Extra model ids allowed under 'registry', comma-separated (e.g. a pinned replay model).
+    allowed_models: str = ""
+
+
+def model_gate(executor: Executor, options: ExecutorOptions) -> ModelGate | None:
+    """The gate for this namespace, or None when any model id may trade here (logged either way)."""
+    check = options.model_check or (
+        ModelCheck.REGISTRY if executor.namespace == LIVE_NAMESPACE else ModelCheck.OFF
+    )
+    extra = [m.strip() for m in options.allowed_models.split(",") if m.strip()]
+    log.info("model_check", namespace=executor.namespace, check=check.value, extra_allowed=extra)
+    if check is ModelCheck.OFF:
+        if executor.settings.exchange.mode is ExchangeMode.KRAKEN:
+            log.warning("model_check_off_on_kraken", namespace=executor.namespace)
+        return None
+    return ModelGate(executor.engine, extra)
 
 
 def namespace_for(settings: Settings, options: ExecutorOptions | None = None) -> str:
@@ -59,7 +82,8 @@ def build_exchange(settings: Settings, engine: Engine, namespace: str, options: 
     if settings.exchange.mode is ExchangeMode.KRAKEN:
         from executor.exchanges.kraken import KrakenFutures  # ccxt import only when trading for real
 
-        return KrakenFutures.from_settings(settings)
+        pace = None if options.ccxt_rate_limit_ms is None else {"rateLimit": options.ccxt_rate_limit_ms}
+        return KrakenFutures.from_settings(settings, client_options=pace)
     prices: PriceFeed = (
         FixedPriceFeed(options.fixed_price)
         if options.fixed_price is not None
@@ -83,17 +107,21 @@ def build_exchange(settings: Settings, engine: Engine, namespace: str, options: 
 
 def build_executor(settings: Settings, options: ExecutorOptions | None = None) -> Executor:
     options = options or ExecutorOptions()
-    engine = make_engine(settings.database_url.get_secret_value())
+    engine = make_engine(settings.database_url.get_secret_value(), statement_timeout_ms=60_000)
     namespace = namespace_for(settings, options)
     exchange = build_exchange(settings, engine, namespace, options)
     clock: Clock = ReplayClock(_EPOCH) if options.replay_clock else SystemClock()
     return Executor(settings, engine, exchange, clock, namespace)
 
 
-def startup_reconcile(executor: Executor) -> Reconciliation:
-    """Log whether venue and book agree; disagreement is then refused intent by intent."""
-    with session_scope(executor.engine) as s:
-        rec = reconcile(s, executor.exchange, executor.namespace, executor.symbol)
+def startup_reconcile(executor: Executor, *, repair: bool = False) -> Reconciliation:
+    """Log whether venue and book agree; disagreement is then refused intent by intent.
+
+    With ``repair`` (the service at start) our own late fills are booked and our stale working
+    remainders cancelled at once (executor/reconcile.py); without it (``python -m executor
+    reconcile``) nothing is changed, only shown.
+    """
+    rec = executor.reconcile_now(repair=repair)
     if rec.ok:
         log.info("reconcile_ok", position=rec.venue_position, namespace=executor.namespace)
     else:
@@ -109,10 +137,14 @@ def run(
     idle_timeout: float | None = None,
     shutdown: GracefulShutdown | None = None,
 ) -> LoopStats:
-    """Consume intents strictly one at a time; unexpected errors stop the loop (nothing skipped)."""
+    """Consume intents strictly one at a time; unexpected errors stop the loop (nothing skipped).
+
+    Poison intents (executor/validate.py) are dead-lettered and the loop goes on; an unknown
+    writer schema makes it wait without committing (``ConsumerLoop.ready`` is False meanwhile).
+    """
     options = ExecutorOptions()
     executor = executor or build_executor(settings, options)
-    startup_reconcile(executor)
+    startup_reconcile(executor, repair=True)
     producer = EventProducer(settings, SERVICE)
     out_topic = settings.topic(EXECUTIONS)
 
@@ -120,7 +152,14 @@ def run(
         producer.send(out_topic, report, key=report.intent_id)
         producer.flush()  # delivered BEFORE the DB commit: a crash after it re-sends, never loses
 
+    gate = model_gate(executor, options)
+
     def on_intent(intent: OrderIntent, _msg: object) -> None:
+        # Poison (never handleable) is refused before anything is touched: dead-lettered with the
+        # reason and committed. Anything raised later stops the loop uncommitted (ADR 0007).
+        check_intent(intent)
+        if gate is not None:
+            gate.check(intent)
         executor.handle(intent, publish)
 
     # Static membership: a restarted executor takes the intents partition back at once instead of
@@ -135,6 +174,9 @@ def run(
         producer=producer,
         expected=OrderIntent,
         on_error=OnError.STOP,
+        # An intent written by a newer contract version is never skipped: resolved from the schema
+        # store, else the loop waits uncommitted (and not ready) until it can read it (ADR 0014).
+        on_unknown_schema=OnUnknownSchema.WAIT,
         batch_size=1,
         shutdown=shutdown,
     )

@@ -33,12 +33,16 @@ from executor.clock import Clock
 from executor.exchanges.base import Exchange, ExchangeOrder, NoPrice, OrderRefused, OrderRequest
 from executor.ids import client_order_id
 from executor.ledger import Holding, apply_fill
-from executor.reconcile import max_legs, reconcile
+from executor.reconcile import Reconciliation, max_legs, reconcile
+from executor.repair import HALTS, book_repairs
 from executor.risk import Book, Plan, RiskEngine, Verdict
 
 log = get_logger(__name__)
 EXECUTIONS = Counter("btcmeta_executor_intents_total", "Intents handled by outcome", ["status"])
 REFUSALS = Counter("btcmeta_executor_refusals_total", "Refusals by limit", ["limit"])
+BAD_MARKS = Counter(
+    "btcmeta_executor_bad_marks_total", "Venue marks refused (missing, NaN, <= 0 or stale): no new risk"
+)
 
 Publish = Callable[[ExecutionReport], None]
 
@@ -65,6 +69,11 @@ class Executor:
         self.risk = RiskEngine(settings.risk, symbol=settings.symbol, max_exposure=settings.max_exposure)
         self._legs = max_legs(settings.risk.max_position_btc, settings.risk.max_order_btc)
         self._funding_hour: datetime | None = None
+        #: How often a position the fills do not yet explain is asked again (lagging fill history).
+        self.settle_attempts = 3
+        self.settle_wait_s = 0.5
+        #: Client order ids whose working remainder the current intent's reconciliation cancelled.
+        self._cancelled_now: set[str] = set()
 
     def handle(self, intent: OrderIntent, publish: Publish) -> ExecutionReport:
         """Handle one intent; ``publish`` must deliver (flush) the report before we commit."""
@@ -84,9 +93,10 @@ class Executor:
                 REFUSALS.labels("duplicate_intent").inc()
                 publish(report)
                 return report
+            rec = self._reconcile(s, intent, now)  # books our late fills BEFORE the holding is read
             holding = book.load_holding(s, self.namespace, self.symbol)
             funding = self._funding(s, now)
-            outcome = self._decide_and_place(s, intent, holding, now)
+            outcome = self._decide_and_place(s, intent, holding, now, rec)
             report = self._book(s, intent, outcome, holding, funding, now)
             EXECUTIONS.labels(report.status.value).inc()
             log.info(
@@ -112,24 +122,97 @@ class Executor:
 
     # ------------------------------------------------------------------ decision and placement
 
-    def _decide_and_place(self, s: Session, intent: OrderIntent, holding: Holding, now: datetime) -> _Outcome:
+    def _reconcile(self, s: Session, intent: OrderIntent, now: datetime) -> Reconciliation:
+        """Reconcile with the venue and heal what its fills explain (executor/reconcile.py).
+
+        Our own late fills (delayed, partial rest, lost answer) are booked now, in this intent's
+        transaction; our stale working remainders were cancelled. Only what the venue's fills
+        cannot explain is left in ``problems``: it refuses this intent and, as long as it stays,
+        every following one, until an operator runs ``python -m executor adopt``.
+        """
         rec = reconcile(
-            s, self.exchange, self.namespace, self.symbol, intent_id=intent.intent_id, legs=self._legs
+            s,
+            self.exchange,
+            self.namespace,
+            self.symbol,
+            now=now,
+            intent_id=intent.intent_id,
+            legs=self._legs,
+            act=True,
+            settle_attempts=self.settle_attempts,
+            settle_wait_s=self.settle_wait_s,
         )
+        self._cancelled_now = {cid for cid, _ in rec.cancelled}
+        if rec.repairs or rec.cancelled:
+            book_repairs(
+                s,
+                self.namespace,
+                self.symbol,
+                self.exchange.name,
+                rec,
+                now,
+                lambda h: self._unrealized(s, h, now)[0],
+            )
+        if not rec.ok:
+            HALTS.inc()
+            log.error(
+                "reconcile_halt",
+                namespace=self.namespace,
+                intent_id=intent.intent_id,
+                problems=list(rec.problems),
+                hint="the venue's fills do not explain its state: check it, then `python -m executor adopt`",
+            )
+        return rec
+
+    def reconcile_now(self, *, repair: bool) -> Reconciliation:
+        """Reconcile outside an intent (start-up, ``python -m executor reconcile``).
+
+        With ``repair``, our late fills are booked and our stale remainders cancelled, under the
+        namespace lock like an intent; fills of an intent not yet handled (a crash before its
+        commit) stay unexplained here: its re-delivery adopts them.
+        """
+        now = self.clock.now()
+        with session_scope(self.engine) as s:
+            if repair:
+                book.lock_namespace(s, self.namespace)
+            rec = reconcile(
+                s,
+                self.exchange,
+                self.namespace,
+                self.symbol,
+                now=now,
+                legs=self._legs,
+                act=repair,
+                settle_attempts=self.settle_attempts if repair else 1,
+                settle_wait_s=self.settle_wait_s,
+            )
+            if repair and (rec.repairs or rec.cancelled):
+                book_repairs(
+                    s,
+                    self.namespace,
+                    self.symbol,
+                    self.exchange.name,
+                    rec,
+                    now,
+                    lambda h: self._unrealized(s, h, now)[0],
+                )
+        return rec
+
+    def _decide_and_place(
+        self, s: Session, intent: OrderIntent, holding: Holding, now: datetime, rec: Reconciliation
+    ) -> _Outcome:
         if not rec.ok:
             REFUSALS.labels("reconcile").inc()
             return _Outcome(ExecutionStatus.REFUSED, rec.describe(), [])
         adopted = {f.client_order_id for f in rec.adoptable}
         if adopted:
             log.warning("adopting_orders", intent_id=intent.intent_id, client_order_ids=sorted(adopted))
-        try:
-            mark = self.exchange.mark_price(now) if holding.quantity else 0.0
-        except NoPrice as exc:
-            return self._with_adopted(_Outcome(ExecutionStatus.REFUSED, f"no_price: {exc}", []), adopted)
-        daily = book.daily_pnl(s, self.namespace, now.date(), holding.unrealized(mark))
+        # The mark is asked for even when flat: a venue without a valid mark gets no new risk.
+        unrealized, mark_error = self._unrealized(s, holding, now)
+        daily = book.daily_pnl(s, self.namespace, now.date(), unrealized)
         state = book.load_risk_state(s, self.namespace)
         orders_hour = book.orders_since(s, self.namespace, book.hour_ago(now))
-        plan = self.risk.evaluate(intent, Book(holding.quantity, daily, orders_hour), state, now)
+        plan = self.risk.evaluate(intent, Book(holding.quantity, daily, orders_hour, mark_error), state, now)
         if plan.halt_until is not None:
             book.set_risk_state(
                 s, self.namespace, "executor", "daily_loss_halt", plan.reason, halted_until=plan.halt_until
@@ -141,6 +224,27 @@ class Executor:
             )
             return self._with_adopted(_Outcome(status, plan.reason, []), adopted)
         return self._with_adopted(self._place_legs(intent, plan), adopted)
+
+    def _unrealized(
+        self, s: Session, holding: Holding, now: datetime, *, fill_price: float = 0.0
+    ) -> tuple[float, str | None]:
+        """Unrealized P&L of ``holding`` at the venue's mark, and why the mark is unusable (or None).
+
+        Without a valid mark the value must not look better than what we know (it feeds the daily
+        loss cap): the price the venue just filled us at when there is one, otherwise the last
+        stored unrealized P&L, counted only when it is a loss (an unverifiable gain counts as 0).
+        """
+        try:
+            mark = self.exchange.mark_price(now)
+        except NoPrice as exc:
+            BAD_MARKS.inc()
+            log.warning("mark_unusable", namespace=self.namespace, error=str(exc), position=holding.quantity)
+            if not holding.quantity:
+                return 0.0, str(exc)
+            if fill_price > 0:
+                return holding.unrealized(fill_price), str(exc)
+            return min(0.0, book.last_unrealized(s, self.namespace) or 0.0), str(exc)
+        return holding.unrealized(mark), None
 
     def _place_legs(self, intent: OrderIntent, plan: Plan) -> _Outcome:
         _, tick_time = parse_tick_id(intent.tick_id)
@@ -169,6 +273,11 @@ class Executor:
         if found is not None:
             log.warning("order_already_on_venue", client_order_id=req.client_order_id, status=found.status)
             return found
+        if req.client_order_id in self._cancelled_now:
+            # This intent's order from a run that crashed, cancelled by reconciliation just now and
+            # no longer visible: it is done (its id cannot be sent again), not to be re-placed.
+            log.warning("order_cancelled_by_reconcile", client_order_id=req.client_order_id)
+            return ExchangeOrder(req.client_order_id, None, req.side, req.quantity, "canceled")
         return self.exchange.place_order(req)
 
     def _with_adopted(self, outcome: _Outcome, adopted: set[str]) -> _Outcome:
@@ -212,7 +321,7 @@ class Executor:
         s.flush()
         realized = fees = 0.0
         for o in outcome.orders:
-            book.record_order(
+            new = book.record_order(
                 s,
                 self.namespace,
                 intent_id=intent.intent_id,
@@ -227,15 +336,15 @@ class Executor:
                 now=now,
                 fills=o.fills,
             )
-            for f in o.fills:
+            for f in new:  # a fill booked before (repaired or adopted) is never counted twice
                 holding, r = apply_fill(holding, f.signed_quantity, f.price)
                 realized += r
                 fees += f.fee
         if outcome.orders or funding:
-            try:
-                mark = self.exchange.mark_price(now) if holding.quantity else 0.0
-            except NoPrice:
-                mark = outcome.orders[-1].average_price if outcome.orders else holding.avg_price or 0.0
+            unrealized = 0.0
+            if holding.quantity:
+                last_fill = next((o.average_price for o in reversed(outcome.orders) if o.filled > 0), 0.0)
+                unrealized, _ = self._unrealized(s, holding, now, fill_price=last_fill)
             book.save_holding(s, self.namespace, self.symbol, holding)
             book.update_pnl(
                 s,
@@ -244,7 +353,7 @@ class Executor:
                 realized=realized,
                 fees=fees,
                 funding=funding,
-                unrealized=holding.unrealized(mark),
+                unrealized=unrealized,
                 holding=holding,
             )
         return self._report(intent, outcome.status, outcome.reason, outcome.orders, holding.quantity, now)

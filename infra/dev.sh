@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Local real infrastructure for development and tests: Apache Kafka (KRaft, single node) and a
 # project-local PostgreSQL cluster, both on 127.0.0.1, all state under .local/ (git-ignored).
+# PostgreSQL authenticates with scram-sha-256 and a generated password kept in .local/pg/password
+# and the libpq passfile .local/pg/pgpass (both mode 0600, never printed), which every local
+# client reads (common/db/session.py). A cluster made with the old `trust` auth is converted.
 #
 #   infra/dev.sh deps     install/resolve what is missing (Postgres via apt, Kafka jars via Maven)
 #   infra/dev.sh start    start Kafka and Postgres (idempotent), create the database
@@ -19,6 +22,8 @@ PG_PORT="${BTCMETA_PG_PORT:-55432}"
 PG_USER="btcmeta"
 PG_DB="btcmeta"
 PG_OS_USER="${BTCMETA_PG_OS_USER:-postgres}"
+PG_PASSWORD_FILE="$PG_DIR/password"
+PG_PASSFILE="$PG_DIR/pgpass"
 
 say() { printf '[infra] %s\n' "$*"; }
 die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -68,12 +73,49 @@ pg_deps() {
   fi
 }
 
+pg_secret() {
+  # The role's password: generated once (40 random alphanumerics), mode 0600, never printed; and
+  # the libpq passfile (host:port:db:user:password) that clients and psql read it from.
+  mkdir -p "$PG_DIR"
+  if [ ! -s "$PG_PASSWORD_FILE" ]; then
+    (umask 077; head -c 48 /dev/urandom | base64 | tr -d '/+=\n' | head -c 40 >"$PG_PASSWORD_FILE.tmp")
+    mv "$PG_PASSWORD_FILE.tmp" "$PG_PASSWORD_FILE"
+    say "generated the password of PostgreSQL role $PG_USER into $PG_PASSWORD_FILE (mode 0600)"
+  fi
+  chmod 600 "$PG_PASSWORD_FILE"
+  local pw; pw="$(cat "$PG_PASSWORD_FILE")"
+  (umask 077; printf '127.0.0.1:%s:*:%s:%s\nlocalhost:%s:*:%s:%s\n' \
+    "$PG_PORT" "$PG_USER" "$pw" "$PG_PORT" "$PG_USER" "$pw" >"$PG_PASSFILE.tmp")
+  mv "$PG_PASSFILE.tmp" "$PG_PASSFILE"
+  chmod 600 "$PG_PASSFILE"
+}
+
+pg_secure() {
+  # Idempotent: a cluster still on `trust` gets the role's password (set while trust lets us in,
+  # sent on stdin, output discarded: an error would echo the statement) and scram-sha-256 in
+  # pg_hba.conf; then a login with the passfile must work, or we stop and say why.
+  local bin="$1" hba="$PG_DIR/data/pg_hba.conf"
+  if pg_as_owner grep -Eq '^[[:space:]]*[^#[:space:]].*[[:space:]]trust[[:space:]]*$' "$hba"; then
+    say "switching PostgreSQL auth from trust to scram-sha-256 (password in $PG_PASSWORD_FILE)"
+    { printf "SET password_encryption = 'scram-sha-256';\n"
+      printf "ALTER ROLE %s PASSWORD '%s';\n" "$PG_USER" "$(cat "$PG_PASSWORD_FILE")"
+    } | psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -f - >/dev/null 2>&1 \
+      || die "could not set the password of role $PG_USER (psql output withheld: it would show it)"
+    pg_as_owner sed -i -E '/^[[:space:]]*#/! s/[[:space:]]trust[[:space:]]*$/ scram-sha-256/' "$hba"
+    pg_as_owner "$bin/pg_ctl" -D "$PG_DIR/data" reload >/dev/null
+  fi
+  if ! PGCONNECT_TIMEOUT=10 psql_admin -tAc 'SELECT 1' >/dev/null 2>&1; then
+    die "cannot log in to PostgreSQL as $PG_USER with $PG_PASSFILE (password changed or lost? 'infra/dev.sh reset' starts over)"
+  fi
+}
+
 pg_running() { [ -f "$PG_DIR/data/postmaster.pid" ] && pg_as_owner "$(pg_bindir)/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; }
 
 pg_start() {
   pg_deps
   local bin; bin="$(pg_bindir)"
   mkdir -p "$PG_DIR/run"
+  pg_secret
   if is_root; then chown -R "$PG_OS_USER" "$PG_DIR"; fi
   if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
     say "initialising PostgreSQL cluster in $PG_DIR/data"
@@ -87,7 +129,8 @@ pg_start() {
       done
     fi
     pg_as_owner test -x "$PG_DIR" || die "user $PG_OS_USER cannot reach $PG_DIR (a parent folder is not traversable)"
-    pg_as_owner "$bin/initdb" -D "$PG_DIR/data" -U "$PG_USER" --auth=trust -E UTF8 --no-locale >"$PG_DIR/initdb.log" 2>&1 \
+    pg_as_owner "$bin/initdb" -D "$PG_DIR/data" -U "$PG_USER" --auth-local=scram-sha-256 --auth-host=scram-sha-256 \
+      --pwfile="$PG_PASSWORD_FILE" -E UTF8 --no-locale >"$PG_DIR/initdb.log" 2>&1 \
       || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
   fi
   if pg_running; then
@@ -99,13 +142,14 @@ pg_start() {
       -o "-p $PG_PORT -k $PG_DIR/run -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on" start >/dev/null \
       || { tail -n 30 "$PG_DIR/postgres.log" >&2; die "PostgreSQL did not start"; }
   fi
+  pg_secure "$bin"
   if ! psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" | grep -q 1; then
     say "creating database $PG_DB"
     psql_admin -qc "CREATE DATABASE $PG_DB"
   fi
 }
 
-psql_admin() { psql -X -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres "$@"; }
+psql_admin() { PGPASSFILE="$PG_PASSFILE" psql -X -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres "$@"; }
 
 pg_stop() {
   if pg_bindir >/dev/null && pg_running; then
@@ -192,7 +236,9 @@ kafka_stop() {
 
 status() {
   if kafka_running; then say "Kafka      running  127.0.0.1:$KAFKA_PORT (pid $(kafka_pid))"; else say "Kafka      stopped"; fi
-  if pg_bindir >/dev/null && pg_running; then say "PostgreSQL running  127.0.0.1:$PG_PORT (db $PG_DB, user $PG_USER)"; else say "PostgreSQL stopped"; fi
+  if pg_bindir >/dev/null && pg_running; then
+    say "PostgreSQL running  127.0.0.1:$PG_PORT (db $PG_DB, user $PG_USER, password in $PG_PASSFILE)"
+  else say "PostgreSQL stopped"; fi
 }
 
 case "${1:-}" in

@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 from confluent_kafka.admin import AdminClient
 
+from common import health
 from common.db.session import make_engine
 from common.kafka.configuration import admin_config
 from common.kafka.topics import ensure_topics, topic_specs
 from common.logging import configure_logging
-from common.metrics import start_metrics_server
 from common.registry import load_registry
 from config import Settings, get_settings
 from meta_consumer import store
@@ -34,10 +34,10 @@ def run() -> None:
     Settings come from BTCMETA_* (shared) and BTCMETA_META_* (this service) environment variables.
     """
     settings, meta = _setup()
+    health.start(settings)  # metrics + /healthz/live, /healthz/ready; waits for Postgres and Kafka
     registry = load_registry(settings.registry_path, import_classes=False)
     timeframes = {*registry.timeframes, meta.decision_timeframe}
     ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, timeframes))
-    start_metrics_server(settings.metrics_port)
     MetaConsumer(settings, meta, live=tuple(s.name for s in registry.enabled)).run()
 
 

@@ -62,7 +62,7 @@ class MetaConsumer:
         self.settings = settings
         self.meta = meta
         self.namespace = settings.kafka.topic_prefix or LIVE_NAMESPACE
-        self.engine = make_engine(settings.database_url.get_secret_value())
+        self.engine = make_engine(settings.database_url.get_secret_value(), statement_timeout_ms=60_000)
         if live is None:
             live = tuple(s.name for s in load_registry(settings.registry_path, import_classes=False).enabled)
         self.live = live

@@ -44,9 +44,17 @@ def migrate(revision: str = typer.Argument("head", help="Alembic revision to upg
     """Apply database migrations (Alembic) up to REVISION. Safe to repeat."""
     from common.db.migrate import current, upgrade
 
-    url = load_settings().database_url.get_secret_value()
+    settings = load_settings()
+    url = settings.database_url.get_secret_value()
     upgrade(url, revision)
     typer.echo(f"[ops] database at revision {current(url)}")
+    if revision == "head":
+        # Before a release's pods roll (this is the pre-upgrade Job): older consumers still running
+        # must be able to read what the new producers write (docs/decisions/0014-...).
+        from common.schema_store import register_shipped
+
+        added = register_shipped(settings, "ops-migrate")
+        typer.echo(f"[ops] schema store: {added} new writer schema(s) registered")
 
 
 @app.command()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from common import health
 from common.logging import configure_logging
-from common.metrics import start_metrics_server
 from config import get_settings
 from strategy_consumers.runner import RunnerError, make_loop
 
@@ -16,7 +16,7 @@ def run_service(name: str) -> None:
     except RunnerError as exc:
         log.error("cannot_start", reason=str(exc))
         raise SystemExit(2) from exc
-    start_metrics_server(settings.metrics_port)
+    health.start(settings, postgres=False)  # metrics + /healthz; strategies only need Kafka
     loop.shutdown.install()
     log.info(
         "strategy_service_started",

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from common.db.session import with_local_passfile
 from config import Settings, load_settings
 
 # Property tests: no per-example time limit (a shared 2-core box stalls now and then, which is
@@ -28,11 +29,13 @@ hypothesis_settings.load_profile("btcmeta-ci" if os.environ.get("CI") else "btcm
 REPO = Path(__file__).resolve().parent.parent
 PG_PORT = int(os.environ.get("BTCMETA_PG_PORT", "55432"))
 KAFKA_PORT = int(os.environ.get("BTCMETA_KAFKA_PORT", "39092"))
-ADMIN_DSN = f"postgresql://btcmeta@127.0.0.1:{PG_PORT}/postgres"
+# The local cluster authenticates with scram-sha-256; its generated password lives in the libpq
+# passfile infra/dev.sh keeps under .local/ (a missing file is ignored: a trust cluster works too).
+ADMIN_DSN = with_local_passfile(f"postgresql://btcmeta@127.0.0.1:{PG_PORT}/postgres")
 
 
 def _url(db: str) -> str:
-    return f"postgresql+psycopg://btcmeta@127.0.0.1:{PG_PORT}/{db}"
+    return with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:{PG_PORT}/{db}")
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from common import health
 from common.db.session import make_engine
 from common.logging import configure_logging
-from common.metrics import start_metrics_server
 from common.shutdown import GracefulShutdown
 from config import KafkaSettings, Settings, get_settings
 from producers import store
@@ -42,7 +42,7 @@ def run(
 ) -> None:
     """Run the cron service until SIGTERM."""
     settings = _setup()
-    start_metrics_server(settings.metrics_port)
+    health.start(settings)  # metrics + /healthz/live, /healthz/ready (Postgres, Kafka)
     run_forever(build_emitter(settings, sync=sync, prune=prune, catchup_hours=catchup_hours), delay_s=delay)
 
 
@@ -82,6 +82,7 @@ def replay_cmd(
     except ValidationError as exc:
         raise typer.BadParameter(exc.errors()[0]["msg"], param_hint="--prefix") from None
     settings = base_settings.model_copy(update={"kafka": kafka})
+    health.start(settings, postgres=csv is None)
     registry = load_emitter_registry(settings)
     t0, t1 = parse_when(start), parse_when(end)
     minutes = settings.min_timeframe_minutes

@@ -22,6 +22,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from common.health import HEALTH
 from common.kafka.configuration import admin_config, consumer_config
 from common.kafka.producer import EventProducer
 from common.kafka.topics import bars_topic, ensure_topics, topic_specs
@@ -109,7 +110,15 @@ class FlowControl:
         for topic in self.topics:
             produced = self._base[topic] + self._sent[topic]
             while produced - self._floor[topic] > self.max_ahead and not shutdown.requested:
-                self._floor[topic] = max(self._floor[topic], self._committed_floor(topic))
+                HEALTH.beat()  # waiting for slow consumers on purpose is not being wedged
+                try:
+                    floor = self._committed_floor(topic)
+                except KafkaException as exc:
+                    # The broker stalls (an outage): keep waiting rather than die; the replay
+                    # goes on by itself once the group's commits can be read again.
+                    log.warning("replay_flow_control_unavailable", topic=topic, error=str(exc))
+                    floor = self._floor[topic]
+                self._floor[topic] = max(self._floor[topic], floor)
                 if produced - self._floor[topic] > self.max_ahead:
                     time.sleep(0.02)
                     waited += 0.02
@@ -152,6 +161,7 @@ def replay(
     started = time.perf_counter()
     try:
         for t in tick_times(start, end, candidate_step(registry, settings.global_tick_minutes)):
+            HEALTH.beat()  # liveness (/healthz/live): the replay loop is turning
             if shutdown.requested:
                 log.warning("replay_interrupted", at=t.isoformat())
                 break

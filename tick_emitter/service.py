@@ -15,6 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 from confluent_kafka.admin import AdminClient
 
 from common.db.session import make_engine
+from common.health import HEALTH
 from common.heartbeat import Heartbeat
 from common.kafka.configuration import admin_config
 from common.kafka.producer import EventProducer
@@ -53,7 +54,7 @@ def build_emitter(
 ) -> TickEmitter:
     registry = load_emitter_registry(settings)
     ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, registry.timeframes))
-    engine = make_engine(settings.database_url.get_secret_value())
+    engine = make_engine(settings.database_url.get_secret_value(), statement_timeout_ms=120_000)
     producer = EventProducer(settings, "tick-emitter")
     # A tick cannot wait a minute for a dead exchange: few short tries, then publish from stored data.
     source = None
@@ -78,6 +79,7 @@ def run_forever(emitter: TickEmitter, *, delay_s: int = 5, shutdown: GracefulShu
     heartbeat = Heartbeat(emitter.settings, "tick_emitter", every_s=15.0)
     try:
         while not shutdown.wait(1.0):
+            HEALTH.beat()
             if heartbeat.due():
                 heartbeat.beat(None, {"global_tick": emitter.settings.global_tick})
     finally:

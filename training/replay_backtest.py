@@ -101,6 +101,11 @@ def vectorized(
 ) -> Vectorized:
     """The training engine's decisions and the simulated execution of the ticks in ``[start, end]``."""
     candles = stored_candles(engine, settings.symbol)
+    if candles.empty:
+        raise RuntimeError(
+            f"no {settings.symbol} candles stored in the database: import them first "
+            "(python -m producers import-csv, or pass --csv)"
+        )
     history = candles[candles.index < pd.Timestamp(end)]  # bars closing at or before the last tick
     registry = load_registry(settings.registry_path, max_lookback_hours=settings.max_lookback_hours)
     signals = compute_signals(history, registry)
@@ -308,6 +313,11 @@ def run_replay_backtest(
         f"({model_id or 'majority-vote fallback'})"
     )
     result = run_pipeline(spec, say=say)
+    if result.ticks == 0:
+        raise RuntimeError(
+            f"the pipeline decided no tick in {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}: "
+            f"see the service logs in {out / 'logs'} (are candles imported, migrations applied?)"
+        )
     say(f"pipeline: {result.ticks:,} ticks in {result.seconds:.0f}s ({result.ticks_per_s:.1f} ticks/s)")
     replay, vec, cmp = compare_run(settings, prefix, start, end, policy)
     meta = {

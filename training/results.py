@@ -251,8 +251,8 @@ class ResultsDB:
         self.artifacts_dir = Path(artifacts_dir)
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = make_engine(
-            url, **({"connect_args": {"timeout": 60}} if "sqlite" in url else {})
+        self.engine: Engine = (
+            make_engine(url, connect_args={"timeout": 60}) if "sqlite" in url else make_engine(url)
         )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_wal)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from bridge.dependencies import CurrentPrincipal, DbSession, Namespace, Principal, State
 from bridge.queries import risk_state
-from bridge.schemas import IDENT, ControlResult, ErrorOut, ReasonIn, TripIn
+from bridge.schemas import IDENT, ControlResult, ErrorOut, FlattenStatus, ReasonIn, TripIn
 from bridge.state import BridgeState
 from common.db.models import AuditLog, Model, RiskState
 from common.events import IntentAction, OrderIntent
@@ -102,14 +102,31 @@ def _publish_flatten(
 def trip_kill_switch(
     session: DbSession, ns: Namespace, who: CurrentPrincipal, body: TripIn, state: State
 ) -> ControlResult:
+    """Engage the kill switch now; with ``flatten``, also REQUEST a flatten (a FLAT intent).
+
+    The answer is honest about what happened here: the switch is set (durably, audited) and, at
+    most, an intent was published. Whether the book is flat is the executor's outcome for
+    ``flatten_intent_id`` (``/api/intents``, ``orders.executions``); the executor flattens under
+    the kill switch even while trading is paused.
+    """
     result = _risk_action(
         session, ns, who, "kill_switch", body.reason, kill_switch=True, kill_reason=body.reason
     )
     session.commit()  # the switch is durable before anything is published
-    if body.flatten:
-        intent_id, error = _publish_flatten(state, ns, who, body.reason)
-        result = result.model_copy(update={"flatten_intent_id": intent_id, "flatten_error": error})
-    return result
+    if not body.flatten:
+        return result.model_copy(update={"flatten_status": FlattenStatus.NOT_REQUESTED})
+    intent_id, error = _publish_flatten(state, ns, who, body.reason)
+    status_ = FlattenStatus.PUBLISHED if intent_id is not None else FlattenStatus.NOT_PUBLISHED
+    log.warning(
+        "kill_switch_flatten_requested" if intent_id else "kill_switch_flatten_not_published",
+        namespace=ns,
+        actor=who.name,
+        intent_id=intent_id,
+        error=error,
+    )
+    return result.model_copy(
+        update={"flatten_status": status_, "flatten_intent_id": intent_id, "flatten_error": error}
+    )
 
 
 @router.post("/kill-switch/reset", response_model=ControlResult, summary="Reset the kill switch")

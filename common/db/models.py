@@ -17,7 +17,7 @@ from common.db.market import (
     Tick,
 )
 from common.db.ml import Evaluation, Model, TrainingRun
-from common.db.ops import ReplayRun, ServiceHeartbeat
+from common.db.ops import AvroSchema, ReplayRun, ServiceHeartbeat
 from common.db.trading import AuditLog, Fill, FundingPayment, Intent, Order, PnlDaily, Position, RiskState
 
 metadata = Base.metadata
@@ -28,6 +28,7 @@ __all__ = [
     "RECOMMENDATION_EVENTS",
     "RECOMMENDATION_TARGETS",
     "AuditLog",
+    "AvroSchema",
     "Base",
     "BigId",
     "Candle",

@@ -38,3 +38,20 @@ class ReplayRun(Base):
     finished_at: Mapped[datetime | None]
     status: Mapped[str]
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AvroSchema(Base):
+    """A writer schema some service version produces with, by its single-object fingerprint.
+
+    Filled idempotently by every producer at start (and by ``ops migrate`` before a deploy rolls),
+    read by consumers that meet a fingerprint their build does not ship: a rolling deploy's newer
+    writers stay readable by older readers. Rows are never updated: a fingerprint names one schema.
+    """
+
+    __tablename__ = "avro_schemas"
+
+    fingerprint: Mapped[str] = mapped_column(primary_key=True)  # 16 hex chars, wire byte order
+    name: Mapped[str]  # full record name, e.g. btcmeta.OrderIntent
+    schema_json: Mapped[str]  # the full schema (with defaults: resolution needs them), as written
+    registered_by: Mapped[str]
+    registered_at: Mapped[datetime] = created_column()

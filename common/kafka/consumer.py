@@ -5,32 +5,75 @@ every message it produced are acknowledged, so a crash at any moment re-delivers
 input; outputs carry deterministic ids so downstream ignores the re-delivery. Input that can never
 be processed (undecodable bytes, a :class:`PoisonMessage`) goes to the dead-letter topic with its
 original bytes and the reason, and the loop keeps going.
+
+A message whose writer schema this build does not know (a newer service version wrote it, mid
+rolling deploy) is not bad input: the loop resolves the fingerprint from the schema store and, if
+the store lacks it too, by default WAITS: it seeks back, backs off, retries, and never commits past
+it; meanwhile it reports not ready (:func:`unknown_schema_waits`, metric
+``btcmeta_unknown_schema_waiting``). See docs/decisions/0014-unknown-schema-fingerprints.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import Counter, Gauge
 
 from common import serde
+from common.health import HEALTH
 from common.heartbeat import Heartbeat
 from common.kafka.configuration import consumer_config
 from common.kafka.dead_letter import DeadLetterSink
 from common.kafka.producer import EventProducer
 from common.logging import get_logger
 from common.metrics import CONSUMER_LAG, HANDLE_SECONDS, HEARTBEAT, MESSAGES_CONSUMED
+from common.schema_store import SchemaStore
 from common.shutdown import GracefulShutdown
 from config import Settings
 
 log = get_logger(__name__)
 
 Handler = Callable[[Any, Message], None]
+
+UNKNOWN_SCHEMA = Counter(
+    "btcmeta_unknown_schema_total",
+    "Reads of a writer schema fingerprint neither the build nor the schema store resolved (each retry)",
+    ["service", "topic"],
+)
+UNKNOWN_SCHEMA_WAITING = Gauge(
+    "btcmeta_unknown_schema_waiting",
+    "1 while a consume loop waits (without committing) for an unknown writer schema",
+    ["service"],
+)
+
+# Loops of this process currently waiting on an unknown schema: id(loop) -> "service: why".
+_WAITS: dict[int, str] = {}
+_WAITS_LOCK = threading.Lock()
+
+
+def unknown_schema_waits() -> list[str]:
+    """Why this process' consume loops are waiting on an unknown schema; empty when none is.
+
+    The readiness check reads this: a service that is waiting must not be ready.
+    """
+    with _WAITS_LOCK:
+        return sorted(_WAITS.values())
+
+
+def schema_probe() -> None:
+    """Readiness probe for ``common.health.HEALTH.watch("schemas", schema_probe)``: raises while
+    any consume loop of this process waits on an unknown writer schema (it makes no progress)."""
+    waits = unknown_schema_waits()
+    if waits:
+        raise RuntimeError("unknown_schema_waiting: " + "; ".join(waits))
 
 
 class PoisonMessage(Exception):
@@ -45,10 +88,62 @@ class OnError(StrEnum):
     STOP = "stop"
 
 
+class OnUnknownSchema(StrEnum):
+    """What to do with a message whose writer schema neither the build nor the store knows."""
+
+    #: Seek back, back off, retry; never commit past it; not ready meanwhile (the default: the
+    #: message is fine, this reader is just older than its writer, and the deploy will catch up).
+    WAIT = "wait"
+    #: Dead-letter it and go on: only for consumers whose input is analytics, never trading.
+    DEAD_LETTER = "dead_letter"
+
+
+class _SchemaWait(Exception):
+    """Internal: the message at hand needs a schema nobody can give us yet."""
+
+    def __init__(self, msg: Message, error: serde.UnknownSchema) -> None:
+        super().__init__(str(error))
+        self.msg = msg
+        self.error = error
+
+
 @dataclass
 class LoopStats:
     handled: int = 0
     dead_lettered: int = 0
+
+
+def nul_field(event: Any, path: str = "") -> str | None:
+    """Where a decoded event holds a NUL character in text (field path), else None.
+
+    Every consumer stores what it reads in Postgres, whose text and JSON types cannot hold NUL:
+    such a message would fail the handler's (or after-batch) database write on every re-delivery,
+    a crash loop under ``OnError.STOP``. No field of ours legitimately holds one, so it is refused
+    here, before any handler runs, as bad input (dead-lettered). Walks text, nested records,
+    sequences of text or records, and mapping keys/values; sequences of numbers or times (bar
+    windows) are skipped after one look at their first item.
+    """
+    if isinstance(event, str):
+        return (path or "text") if "\x00" in event else None
+    if dataclasses.is_dataclass(event) and not isinstance(event, type):
+        for f in dataclasses.fields(event):
+            found = nul_field(getattr(event, f.name, None), f"{path}.{f.name}" if path else f.name)
+            if found:
+                return found
+        return None
+    if isinstance(event, tuple | list):
+        if event and (isinstance(event[0], str) or dataclasses.is_dataclass(event[0])):
+            for i, item in enumerate(event):
+                found = nul_field(item, f"{path}[{i}]")
+                if found:
+                    return found
+        return None
+    if isinstance(event, Mapping):
+        for key, item in event.items():
+            found = nul_field(key, f"{path} key") or nul_field(item, f"{path}[{key!r}]")
+            if found:
+                return found
+    return None
 
 
 class ConsumerLoop:
@@ -71,11 +166,16 @@ class ConsumerLoop:
         poll_timeout: float = 0.05,
         heartbeat: bool = True,
         decoder: Callable[[bytes], Any] | None = None,
+        on_unknown_schema: OnUnknownSchema = OnUnknownSchema.WAIT,
+        schema_store: SchemaStore | None = None,
+        schema_backoff: tuple[float, float] = (0.5, 30.0),
     ) -> None:
         # decoder: bytes -> event, raising serde.SerdeError for bad input (dead-lettered); default
         # is the generic serde.decode with ``expected``. Strategies pass the array bar decoder.
         # extra_config: e.g. group.instance.id (static membership) so a restarted singleton gets
         # its partitions back at once instead of waiting out the old session.
+        # schema_store: where unknown fingerprints are looked up (default: the settings' database;
+        # no connection is made until one is met). schema_backoff: first and longest wait (s).
         conf = consumer_config(settings, group_id, from_beginning=from_beginning) | (extra_config or {})
         self._consumer = Consumer(conf)
         self._poll_timeout = poll_timeout
@@ -94,6 +194,17 @@ class ConsumerLoop:
         self._last_lag_check = 0.0
         self._heartbeat = Heartbeat(settings, service) if heartbeat else None
         self._last_msg_ts: float | None = None
+        self._on_unknown_schema = on_unknown_schema
+        self._schema_store = schema_store or SchemaStore.from_settings(settings)
+        self._schema_backoff = schema_backoff
+        self._schema_attempts = 0
+        #: Why the loop is waiting on an unknown writer schema (None: it is not). Readiness reads it.
+        self.waiting_for_schema: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """False while the loop waits on an unknown writer schema (it makes no progress then)."""
+        return self.waiting_for_schema is None
 
     def run(self, *, max_messages: int | None = None, idle_timeout: float | None = None) -> LoopStats:
         """Consume until shutdown, ``max_messages`` handled, or nothing arrived for ``idle_timeout`` s."""
@@ -109,6 +220,7 @@ class ConsumerLoop:
                     want = min(want, max_messages - self.stats.handled - self.stats.dead_lettered)
                 batch = self._next_batch(want)
                 HEARTBEAT.labels(self._service).set_to_current_time()
+                HEALTH.beat()  # liveness: /healthz/live (common/health.py)
                 self._beat()
                 if not batch:
                     if idle_timeout is not None and time.monotonic() - last_activity > idle_timeout:
@@ -140,10 +252,16 @@ class ConsumerLoop:
     def _process_batch(self, batch: list[Message]) -> None:
         done: list[Message] = []
         try:
-            for msg in batch:
+            for i, msg in enumerate(batch):
                 if self._is_transport_event(msg):
                     continue
-                self._process_one(msg)
+                try:
+                    self._process_one(msg)
+                except _SchemaWait as wait:
+                    # Nothing from here on is committed; fetch it all again after the wait.
+                    self._rewind(batch[i:])
+                    self._wait_for_schema(wait)
+                    break
                 done.append(msg)
         finally:
             # Commit what is fully done even when a later message stops the loop.
@@ -175,9 +293,31 @@ class ConsumerLoop:
         topic = msg.topic() or "?"
         started = time.perf_counter()
         try:
-            event = self._decode(msg.value() or b"")
+            event = self._decode_resolving(msg.value() or b"")
+        except serde.UnknownSchema as exc:
+            claimed = self._claimed_schema(msg)
+            if claimed is None:
+                # Not a message of ours at all (no producer of this system leaves out the header):
+                # random bytes that happen to start with the magic must not block the loop.
+                why = f"{exc}; no 'schema' header naming a type this service reads: not one of our messages"
+                self._dlq.send(msg, why, "SerdeError")
+                self.stats.dead_lettered += 1
+                return
+            UNKNOWN_SCHEMA.labels(self._service, topic).inc()
+            if self._on_unknown_schema is OnUnknownSchema.WAIT:
+                raise _SchemaWait(msg, exc) from exc
+            self._dlq.send(msg, str(exc), "UnknownSchema")
+            self.stats.dead_lettered += 1
+            return
         except serde.SerdeError as exc:
             self._dlq.send(msg, str(exc), "SerdeError")
+            self.stats.dead_lettered += 1
+            return
+        if self.waiting_for_schema is not None:
+            self._schema_resolved(msg)  # decoded: whatever the handler says, the wait is over
+        where = nul_field(event)
+        if where is not None:
+            self._dlq.send(msg, f"invalid value: NUL character in {where}", "SerdeError")
             self.stats.dead_lettered += 1
             return
         try:
@@ -203,6 +343,102 @@ class ConsumerLoop:
 
     def _decode_generic(self, data: bytes) -> Any:
         return serde.decode(data, self._expected)
+
+    def _claimed_schema(self, msg: Message) -> str | None:
+        """The record name the producer's ``schema`` header claims, if it is one this loop reads.
+
+        Every producer of this system sets the header (``EventProducer``); it is what tells a
+        newer contract version of a message we read (wait for it) from garbage (dead-letter it).
+        """
+        raw_headers = cast(list[tuple[str, Any]], msg.headers() or [])
+        for key, value in raw_headers:
+            if key != "schema" or value is None:
+                continue
+            name = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            if name not in serde.load_schema_set().current:
+                return None
+            if self._expected is not None and name != getattr(self._expected, "SCHEMA_NAME", None):
+                return None
+            return name
+        return None
+
+    def _decode_resolving(self, data: bytes) -> Any:
+        """Decode; on a fingerprint this build does not ship, learn it from the store and retry once."""
+        try:
+            return self._decode(data)
+        except serde.UnknownSchema as exc:
+            if serde.learned_schemas().get(exc.fingerprint) is not None:
+                raise  # learned already, still unreadable: a newer reader must read it
+            try:
+                learned = self._schema_store.resolve(exc.fingerprint)
+            except serde.SerdeError as bad:
+                # A store row that does not hash to its key or names a type we do not read: the
+                # message itself may be fine; a human must look, so wait (and say why) instead.
+                why = f"{exc}; schema store entry refused: {bad}"
+                raise serde.UnknownSchema(why, exc.fingerprint) from bad
+            except Exception as down:
+                raise serde.UnknownSchema(
+                    f"{exc}; schema store unreachable: {type(down).__name__}: {down}", exc.fingerprint
+                ) from down
+            if learned is None:
+                raise serde.UnknownSchema(f"{exc}; not in the schema store either", exc.fingerprint) from exc
+        return self._decode(data)
+
+    def _rewind(self, rest: list[Message]) -> None:
+        """Seek each partition back to its first message not handled, so none is skipped."""
+        first: dict[tuple[str, int], int] = {}
+        for msg in rest:
+            if msg.error() is not None:
+                continue
+            tp = (msg.topic() or "", msg.partition() or 0)
+            first[tp] = min(first.get(tp, msg.offset() or 0), msg.offset() or 0)
+        for (topic, partition), offset in first.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _wait_for_schema(self, wait: _SchemaWait) -> None:
+        """Back off (exponentially, capped) without committing, reporting not ready meanwhile."""
+        base, cap = self._schema_backoff
+        delay = min(cap, base * (2 ** min(self._schema_attempts, 20)))
+        self._schema_attempts += 1
+        why = f"{self._service}: {wait.error}"
+        self.waiting_for_schema = str(wait.error)
+        with _WAITS_LOCK:
+            _WAITS[id(self)] = why
+        UNKNOWN_SCHEMA_WAITING.labels(self._service).set(1)
+        log.warning(
+            "unknown_schema_waiting",
+            topic=wait.msg.topic(),
+            partition=wait.msg.partition(),
+            offset=wait.msg.offset(),
+            fingerprint=wait.error.fingerprint.hex(),
+            attempt=self._schema_attempts,
+            retry_in_s=delay,
+            reason=str(wait.error),
+        )
+        deadline = time.monotonic() + delay
+        while not self.shutdown.requested and time.monotonic() < deadline:
+            # Alive (a restart would not help: the schema must come from the store or a deploy),
+            # just not ready (unknown_schema_waits / schema_probe).
+            HEALTH.beat()
+            HEARTBEAT.labels(self._service).set_to_current_time()
+            self._beat()
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def _schema_resolved(self, msg: Message) -> None:
+        log.info(
+            "unknown_schema_resolved",
+            topic=msg.topic(),
+            offset=msg.offset(),
+            attempts=self._schema_attempts,
+        )
+        self._clear_schema_wait()
+
+    def _clear_schema_wait(self) -> None:
+        self.waiting_for_schema = None
+        self._schema_attempts = 0
+        with _WAITS_LOCK:
+            _WAITS.pop(id(self), None)
+        UNKNOWN_SCHEMA_WAITING.labels(self._service).set(0)
 
     def _commit(self, done: list[Message]) -> None:
         latest: dict[tuple[str, int], int] = {}
@@ -232,6 +468,7 @@ class ConsumerLoop:
                 "handled": self.stats.handled,
                 "dead_lettered": self.stats.dead_lettered,
                 "topics": self._topics,
+                "waiting_for_schema": self.waiting_for_schema,
             },
         )
 
@@ -247,6 +484,7 @@ class ConsumerLoop:
                 CONSUMER_LAG.labels(self._service, tp.topic).set(max(0, high - pos))
 
     def _close(self) -> None:
+        self._clear_schema_wait()
         try:
             self._producer.flush()
         finally:

@@ -14,6 +14,7 @@ from common import serde
 from common.kafka.configuration import producer_config
 from common.logging import get_logger
 from common.metrics import MESSAGES_PRODUCED, PRODUCE_ERRORS
+from common.schema_store import register_in_background
 from config import Settings
 
 log = get_logger(__name__)
@@ -39,6 +40,8 @@ class EventProducer:
         self._producer = Producer(conf)
         self._service = service
         self._failures: list[str] = []
+        # Consumers older than this build must be able to resolve what it writes (schema store).
+        register_in_background(settings, service)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         topic = msg.topic() or "?"

@@ -73,7 +73,7 @@ def ensure_topics(admin: AdminClient, specs: Iterable[TopicSpec], timeout: float
         )
         for name, fut in futures.items():
             try:
-                fut.result()
+                fut.result(timeout=timeout)  # a broker that stops answering must not hang the start
                 created.append(name)
             except Exception as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
@@ -104,8 +104,8 @@ def delete_topics_with_prefix(admin: AdminClient, prefix: str, timeout: float = 
         raise ValueError("refusing to delete topics with an empty prefix (that is the live namespace)")
     names = [t for t in admin.list_topics(timeout=timeout).topics if t.startswith(prefix)]
     if names:
-        for fut in admin.delete_topics(names, operation_timeout=timeout).values():
-            fut.result()
+        for fut in admin.delete_topics(names, operation_timeout=timeout, request_timeout=timeout).values():
+            fut.result(timeout=timeout)
     return names
 
 

@@ -57,8 +57,8 @@ USER ${UID}:${UID}
 # 9100: Prometheus /metrics of every long-running service (also its liveness signal);
 # 8080: the bridge's HTTP API.
 EXPOSE 9100 8080
-# Health: any HTTP answer on BTCMETA_HEALTH_URL (default: the metrics endpoint). The bridge sets
+# Health: a 2xx from BTCMETA_HEALTH_URL (default: /healthz/live of common/health.py). The bridge sets
 # BTCMETA_HEALTH_URL to its own health route; one-shot commands (ops) do not need one.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ.get('BTCMETA_HEALTH_URL') or 'http://127.0.0.1:%s/metrics' % os.environ['BTCMETA_METRICS_PORT'], timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ.get('BTCMETA_HEALTH_URL') or 'http://127.0.0.1:%s/healthz/live' % os.environ['BTCMETA_METRICS_PORT'], timeout=4)"]
 CMD ["python", "-m", "meta_consumer", "run"]

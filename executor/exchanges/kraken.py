@@ -8,9 +8,12 @@ What this adapter adds on top of CCXT, and why:
 * Kraken Futures reports an order through ``orders/status`` only while it is working or briefly
   after; a market order is usually gone by the time we ask. So an empty lookup is confirmed
   against ``fills`` (which carry ``cliOrdId``) before we conclude the venue never saw the order.
-* Retries with exponential backoff (tenacity) only for transport trouble: NetworkError (which in
-  CCXT includes RequestTimeout, RateLimitExceeded/DDoSProtection, ExchangeNotAvailable). Refusals
-  (InsufficientFunds, InvalidOrder and its subclasses) are never retried: they will not change.
+* Retries with exponential backoff (tenacity), within ``deadline_s`` per call, only for transport
+  trouble: NetworkError (which in CCXT includes RequestTimeout, RateLimitExceeded/DDoSProtection,
+  ExchangeNotAvailable, lost answers) and errors CCXT cannot classify (Kraken's HTTP 500 "Server
+  Error"). On ``sendorder`` these are "unknown outcome" and the retry starts with the lookup.
+  Refusals (InsufficientFunds, InvalidOrder and its subclasses) are never retried: they will not
+  change. Every HTTP request carries the client's explicit ``timeout`` (required > 0).
 * ``base_url`` points every API family at another host (the local stand-in in tests).
 
 Fees: Kraken's ``fills`` carry no fee; the fee is CCXT's estimate from the market's taker rate
@@ -23,26 +26,34 @@ none, so the book's funding column stays empty on Kraken: known gap).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import ccxt
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from common.events import OrderSide
-from common.logging import get_logger
+from common.logging import get_logger, register_secret
 from config import Settings
 from executor.exchanges.base import (
     ExchangeError,
     ExchangeFill,
     ExchangeOrder,
     FundingEvent,
-    NoPrice,
     OrderRefused,
     OrderRequest,
     TransientExchangeError,
 )
+from executor.prices import checked_price
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -50,6 +61,13 @@ T = TypeVar("T")
 RETRYABLE = (ccxt.NetworkError, ccxt.RateLimitExceeded, ccxt.RequestTimeout)
 #: CCXT errors that are a definitive "no" from the venue.
 REFUSALS = (ccxt.InsufficientFunds, ccxt.InvalidOrder, ccxt.BadRequest, ccxt.PermissionDenied)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: transport trouble, or an error CCXT could not classify (Kraken's HTTP 500
+    "Server Error", "unknownError"). Every call this adapter makes is safe to repeat: reads and
+    cancels are idempotent, and a placement looks its client order id up before each attempt."""
+    return isinstance(exc, RETRYABLE) or type(exc) is ccxt.ExchangeError
 
 
 def api_urls(base_url: str) -> dict[str, str]:
@@ -64,6 +82,11 @@ def api_urls(base_url: str) -> dict[str, str]:
     }
 
 
+def _ccxt_verbose_log(*args: Any) -> None:
+    """Stands in for ``Exchange.log`` (a bare print): a DEBUG record, scrubbed of credentials."""
+    logging.getLogger("ccxt.verbose").debug(" ".join(str(a) for a in args))
+
+
 def _ts(ms: int | None) -> datetime:
     return datetime.fromtimestamp((ms or 0) / 1000, tz=UTC)
 
@@ -72,6 +95,9 @@ class KrakenFutures:
     """The :class:`executor.exchanges.base.Exchange` for Kraken Futures."""
 
     name = "kraken"
+    #: Wall-clock budget of one call including its retries (each HTTP request also has the client's
+    #: own timeout): past it the call gives up and the intent stops, uncommitted, to be re-delivered.
+    deadline_s = 60.0
 
     def __init__(
         self,
@@ -81,8 +107,11 @@ class KrakenFutures:
         attempts: int = 5,
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
+        max_mark_age_s: float | None = None,
     ) -> None:
         self._x = client
+        #: Marks older than this (by the ticker's timestamp) are refused; None: no age check.
+        self._max_mark_age = max_mark_age_s
         self._symbol = symbol
         self._attempts = attempts
         self._backoff = backoff_s
@@ -96,6 +125,8 @@ class KrakenFutures:
         ex = settings.exchange
         if ex.api_key is None or ex.api_secret is None:
             raise ExchangeError("kraken needs api_key and api_secret")
+        register_secret(ex.api_key)  # masked in every log line, whichever library writes it
+        register_secret(ex.api_secret)
         options: dict[str, Any] = {
             "apiKey": ex.api_key.get_secret_value(),
             "secret": ex.api_secret.get_secret_value(),
@@ -103,9 +134,17 @@ class KrakenFutures:
             "timeout": 10_000,
             **(client_options or {}),
         }
+        if not float(options.get("timeout") or 0) > 0:
+            # CCXT applies this to every HTTP call it makes (load_markets included); without it a
+            # wedged connection would hold the executor, and its namespace lock, forever
+            raise ExchangeError("kraken: the CCXT client needs an explicit timeout (ms) > 0")
         client = getattr(ccxt, ex.ccxt_id)(options)
+        # CCXT's verbose mode print()s request headers (APIKey, Authent) to stdout: route it
+        # through stdlib logging, where common.logging masks them like every other record.
+        client.log = _ccxt_verbose_log
         if ex.base_url:
             client.urls["api"] = api_urls(ex.base_url)
+        kwargs.setdefault("max_mark_age_s", settings.risk.max_mark_age_s)
         return cls(client, settings.symbol, **kwargs)
 
     # ------------------------------------------------------------------ retry plumbing
@@ -113,8 +152,8 @@ class KrakenFutures:
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` with backoff on transport errors; translate CCXT errors into ours."""
         retrying = Retrying(
-            retry=retry_if_exception_type(RETRYABLE),
-            stop=stop_after_attempt(self._attempts),
+            retry=retry_if_exception(_transient),
+            stop=stop_after_attempt(self._attempts) | stop_after_delay(self.deadline_s),
             wait=wait_exponential(multiplier=self._backoff, max=self._max_backoff),
             before_sleep=lambda rs: log.warning(
                 "kraken_retry",
@@ -156,8 +195,24 @@ class KrakenFutures:
                 # the venue already has this id (an earlier attempt got through): use that order
                 found = self._lookup(request.client_order_id)
                 if found is None:
-                    raise
+                    # It exists (the venue said so) but shows neither status nor fills yet (its
+                    # fill history lags). Never send it again; book it as working with nothing
+                    # filled: reconciliation books its fills, by this id, when they show.
+                    log.warning("kraken_order_outcome_unknown", client_order_id=request.client_order_id)
+                    cid, side, qty = request.client_order_id, request.side, request.quantity
+                    return ExchangeOrder(cid, None, side, qty, "unknown")
                 return found
+            except (*REFUSALS, ccxt.NetworkError, ccxt.AuthenticationError):
+                raise  # refusals stop; transport errors are retried, the next attempt looks up first
+            except ccxt.ExchangeError as exc:
+                # e.g. HTTP 500 {"error": "Server Error"}: CCXT makes it a plain ExchangeError, yet
+                # the venue may have executed. Unknown outcome: retry, i.e. look it up first.
+                log.warning(
+                    "kraken_order_outcome_unknown",
+                    client_order_id=request.client_order_id,
+                    error=type(exc).__name__,
+                )
+                raise ccxt.NetworkError(f"sendorder outcome unknown: {exc}") from exc
             fills = self._fills_for(request.client_order_id, sent.get("id"))
             return self._order(request.client_order_id, sent, fills, request.side, request.quantity)
 
@@ -252,11 +307,18 @@ class KrakenFutures:
         self._call("cancel_order", cancel)
 
     def mark_price(self, at: datetime) -> float:
+        """The venue's mark, validated (see ``executor.prices``): missing, NaN, <= 0 or older than
+        ``max_mark_age_s`` by the ticker's own time raises NoPrice. No fallback to the last trade:
+        a venue without a mark is a venue whose prices we should not trust for risk."""
         ticker = self._call("mark_price", lambda: self._x.fetch_ticker(self._symbol))
-        price = ticker.get("markPrice") or ticker.get("last")
-        if not price:
-            raise NoPrice(f"kraken: no mark price for {self._symbol}")
-        return float(price)
+        stamp = ticker.get("timestamp")
+        return checked_price(
+            ticker.get("markPrice"),
+            f"kraken mark {self._symbol}",
+            stamped_at=_ts(stamp) if stamp else None,
+            now=at if at is not None else datetime.now(UTC),
+            max_age_s=self._max_mark_age,
+        )
 
     def fetch_funding(self, since: datetime | None, now: datetime) -> list[FundingEvent]:
         return []  # see the module doc: funding is settled by the venue and read from its account log

@@ -8,7 +8,9 @@ and the chaos test exercises. A restart continues from the stored state.
 
 Models (documented so tests can recompute them independently):
 
-* Price: ``PriceFeed.price_at(ref_time)`` (next candle open, or a price the caller supplies).
+* Price: ``PriceFeed.price_at(ref_time)`` (next candle open, or a price the caller supplies),
+  checked by ``executor.prices.checked_price``: missing, NaN/inf or <= 0 raises ``NoPrice`` and
+  nothing is filled or booked.
 * Slippage: a fixed adverse move of ``slippage_bps``: buys fill at ``p * (1 + bps/1e4)``, sells at
   ``p * (1 - bps/1e4)``. Fixed rather than size-dependent because our orders (< 1 BTC) are far
   below top-of-book depth on BTC perpetuals; the knob exists to keep backtests honest, not exact.
@@ -39,6 +41,7 @@ from executor.exchanges.base import (
     OrderRefused,
     OrderRequest,
 )
+from executor.prices import checked_price
 
 DEFAULT_FUNDING_RATE_HOURLY = 0.0000125
 #: A replay can jump months between intents; funding is settled at most this far back per call.
@@ -94,10 +97,15 @@ class PaperExchange:
     def place_order(self, request: OrderRequest) -> ExchangeOrder:
         if request.quantity <= 0:
             raise OrderRefused(f"invalid order: quantity {request.quantity} must be positive")
-        price = self._prices.price_at(request.ref_time)
-        if price is None or price <= 0:
-            raise NoPrice(f"paper: no price for {request.symbol} at {request.ref_time.isoformat()}")
-        fill_price = slipped_price(price, request.side, self._slippage)
+        # Validated BEFORE anything is booked: a NaN or negative price must never become a fill
+        # (the venue would hold a fill the executor's book cannot value, and the two drift apart).
+        price = checked_price(
+            self._prices.price_at(request.ref_time),
+            f"paper: {request.symbol} at {request.ref_time.isoformat()}",
+        )
+        fill_price = checked_price(
+            slipped_price(price, request.side, self._slippage), f"paper: fill price of {request.symbol}"
+        )
         fee = taker_fee(request.quantity, fill_price, self._fee)
         ns = self.namespace
         with session_scope(self._engine) as s:
@@ -220,10 +228,7 @@ class PaperExchange:
         return None  # nothing ever rests on the paper venue
 
     def mark_price(self, at: datetime) -> float:
-        price = self._prices.price_at(at)
-        if price is None or price <= 0:
-            raise NoPrice(f"paper: no price for {self._symbol} at {at.isoformat()}")
-        return price
+        return checked_price(self._prices.price_at(at), f"paper: {self._symbol} at {at.isoformat()}")
 
     # ------------------------------------------------------------------ funding
 
@@ -280,9 +285,12 @@ class PaperExchange:
                     qty = later[k][2]
                     position = round(position + (qty if later[k][1] == "buy" else -qty), 8)
                     k += 1
-                price = self._prices.price_at(hour) if position else 0.0
-                if price is None:
-                    break  # no price: settle later rather than invent one
+                price = 0.0
+                if position:
+                    try:
+                        price = checked_price(self._prices.price_at(hour), f"paper funding at {hour}")
+                    except NoPrice:
+                        break  # no usable price: settle later rather than invent one
                 rows.append(
                     {
                         "namespace": ns,

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(1800)  # the first test may build the tools (se
 
 KRAKEN = ["exchange.mode=kraken", "serviceAccount.roleArn=arn:aws:iam::123456789012:role/btcmeta-test"]
 MINIMAL = ["bridge.enabled=false", "metaConsumer.enabled=false", "pdb.enabled=false", "setup.enabled=false",
-           "serviceAccount.create=false", "serviceAccount.name=existing",
+           "serviceAccount.create=false", "serviceAccount.name=existing", "networkPolicy.enabled=false",
            "externalSecrets.clusterSecretStore.create=false", "strategies.overrides.ott.replicas=2",
            "strategies.overrides.ott.resources.requests.cpu=1", "extraEnv.BTCMETA_EXPOSURE_STEP=0.5"]
 #: Value sets the lint, schema and secret checks run under: defaults, live trading with an IAM
@@ -294,14 +294,39 @@ def test_every_container_has_probes_resources_and_a_locked_down_context(render):
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["automountServiceAccountToken"] is False
         for c in pod["containers"]:
-            port = "http" if component(dep) == "bridge" else "metrics"
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                assert c[probe]["httpGet"]["port"] == port, (dep["metadata"]["name"], probe)
+                assert c[probe]["httpGet"]["port"] == "metrics", (dep["metadata"]["name"], probe)
             assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
             assert c["resources"]["limits"]["memory"]
             assert c["securityContext"]["readOnlyRootFilesystem"] is True
             assert c["securityContext"]["allowPrivilegeEscalation"] is False
             assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_probes_ask_the_health_endpoints_not_metrics(render, variant):
+    """/metrics answers while a service is wedged (its server is a thread of its own): liveness and
+    startup ask /healthz/live (the main loop turned), readiness /healthz/ready (and Postgres/Kafka
+    answered), served by common/health.py on the metrics port of every service, the bridge too."""
+    from common.health import LIVE_PATH, READY_PATH
+
+    rendered = render(VARIANTS[variant])
+    seen = set()
+    for dep in rendered.of_kind("Deployment"):
+        seen.add(component(dep))
+        for c in dep["spec"]["template"]["spec"]["containers"]:
+            ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+            assert "metrics" in ports, dep["metadata"]["name"]
+            paths = {probe: c[probe]["httpGet"]["path"] for probe in ("startupProbe", "readinessProbe",
+                                                                      "livenessProbe")}
+            assert paths == {"startupProbe": LIVE_PATH, "livenessProbe": LIVE_PATH,
+                             "readinessProbe": READY_PATH}, dep["metadata"]["name"]
+            # A readiness failure only takes the pod out of rotation; liveness must tolerate a
+            # dependency outage longer than readiness does (it restarts the pod).
+            live, ready = c["livenessProbe"], c["readinessProbe"]
+            assert live["periodSeconds"] * live["failureThreshold"] >= ready["periodSeconds"] * ready[
+                "failureThreshold"]
+    assert {"tick-emitter", "executor", "strategy"} <= seen
 
 
 def test_every_deployment_has_exactly_one_disruption_budget(render):
@@ -425,3 +450,64 @@ def test_pods_use_the_irsa_service_account_for_msk(render):
     plain = render()
     for account in plain.of_kind("ServiceAccount"):
         assert "eks.amazonaws.com/role-arn" not in (account["metadata"].get("annotations") or {})
+
+
+# ----------------------------------------------------------------------------- network policies
+
+
+def _pod_templates(rendered) -> dict[str, dict[str, str]]:
+    """Workload name -> the labels of its pods (Deployments and the set-up Job)."""
+    return {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+            for d in rendered.docs if d["kind"] in ("Deployment", "Job")}
+
+
+def _selecting(policies: list[dict[str, Any]], labels: dict[str, str], kind: str) -> list[dict[str, Any]]:
+    """The policies of type ``kind`` (Ingress/Egress) whose podSelector picks a pod with ``labels``."""
+    def picks(policy):
+        selector = policy["spec"]["podSelector"]
+        assert set(selector) <= {"matchLabels"}, "only matchLabels selectors are understood here"
+        return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+    return [p for p in policies if kind in p["spec"]["policyTypes"] and picks(p)]
+
+
+def test_network_policies_close_every_pod_and_open_only_what_is_needed(render):
+    rendered = render(["networkPolicy.bridge.allowedCidrs={203.0.113.0/24}"])
+    policies = rendered.of_kind("NetworkPolicy")
+    deny = rendered.named("NetworkPolicy", "btcmeta-default-deny")["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert not deny.get("ingress") and not deny.get("egress")  # selects everything, allows nothing
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    pods = _pod_templates(rendered)
+    assert {"btcmeta-bridge", "btcmeta-executor", "btcmeta-setup"} <= set(pods)
+    for name, labels in pods.items():
+        ingress = [rule for p in _selecting(policies, labels, "Ingress")
+                   for rule in p["spec"].get("ingress") or []]
+        opened: dict[int, list[dict[str, Any]]] = {}
+        for rule in ingress:  # every rule names its sources and its ports: nothing open to all
+            assert rule.get("from") and rule.get("ports"), (name, rule)
+            for port in rule["ports"]:
+                opened.setdefault(port["port"], []).extend(rule["from"])
+        expected = {9100} | ({8080} if labels["app.kubernetes.io/component"] == "bridge" else set())
+        assert set(opened) == expected, name
+        assert opened[9100] == [monitoring], name  # metrics and health: the monitoring namespace only
+        egress = [rule for p in _selecting(policies, labels, "Egress")
+                  for rule in p["spec"].get("egress") or []]
+        ports = {p["port"] for rule in egress for p in rule["ports"]}
+        assert {53, 9098, 5432} <= ports, name  # DNS, MSK, the database
+        internet = [peer for rule in egress for peer in rule["to"]
+                    if peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0"]
+        is_executor = labels["app.kubernetes.io/component"] == "executor"
+        assert bool(internet) == is_executor, name  # only the executor reaches Kraken
+    bridge = rendered.named("NetworkPolicy", "btcmeta-bridge-ingress")["spec"]["ingress"]
+    ingress_nginx = {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    cidr = {"ipBlock": {"cidr": "203.0.113.0/24"}}
+    assert bridge == [{"from": [{"namespaceSelector": ingress_nginx}, cidr],
+                       "ports": [{"port": 8080, "protocol": "TCP"}]}]
+
+
+def test_network_policies_switch_off(render):
+    assert not render(["networkPolicy.enabled=false"]).of_kind("NetworkPolicy")
+    ingress_only = render(["networkPolicy.egress.enabled=false"])
+    assert {p["metadata"]["name"] for p in ingress_only.of_kind("NetworkPolicy")} == {
+        "btcmeta-default-deny", "btcmeta-bridge-ingress", "btcmeta-metrics-ingress"}
+    assert ingress_only.named("NetworkPolicy", "btcmeta-default-deny")["spec"]["policyTypes"] == ["Ingress"]

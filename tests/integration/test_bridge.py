@@ -54,6 +54,9 @@ def bridge_settings(**overrides: object) -> BridgeSettings:
         "stream_enabled": False,
         # These tests talk to the developer's broker without a topic prefix: never publish there.
         "flatten_on_trip": False,
+        # Many control calls in a row from one test client; throttling has its own test
+        # (test_bridge_security.py).
+        "control_rate_per_min": 0,
     }
     return BridgeSettings(**(values | overrides))  # type: ignore[arg-type]
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from common.db.models import AuditLog, Candle, Fill, Intent, Order, PnlDaily
 from common.db.session import make_engine, session_scope
-from common.events import ExecutionStatus, OrderSide
+from common.events import ExecutionReport, ExecutionStatus, OrderIntent, OrderSide
 from common.ids import parse_tick_id
 from config import RiskLimits, Settings
 from executor import book
@@ -97,20 +97,23 @@ def test_each_risk_refusal_is_reported_with_its_limit(settings: Settings) -> Non
     clear_of_hour_turn()  # hourly order budget / daily PnL row on the wall clock
     ex, feed = _executor(settings, max_orders_per_hour=3)
     ns = ex.namespace
-    old = datetime.now(UTC) - timedelta(hours=1)
-    publish(settings, [make_intent(0, 0.5, created_at=old), make_intent(1, 0.5, symbol="ETH/USD:USD")])
+    old = datetime.now(UTC) - timedelta(hours=1)  # staleness is judged by the tick, not created_at
+    sent = {0: make_intent(0, 0.5, base=old), 1: make_intent(1, 0.5, symbol="ETH/USD:USD")}
+    publish(settings, [sent[0], sent[1]])
     _run(ex, 2)
     with session_scope(ex.engine) as s:
         book.set_risk_state(s, ns, "test", "pause", "maintenance", trading_paused=True)
-    publish(settings, [make_intent(2, 0.5)])
+    sent[2] = make_intent(2, 0.5)
+    publish(settings, [sent[2]])
     _run(ex, 1)
     with session_scope(ex.engine) as s:
         book.set_risk_state(s, ns, "test", "resume", "done", trading_paused=False)
     # three orders use the hourly budget; the fourth intent's move is refused
-    publish(settings, [make_intent(3, 1.0), make_intent(4, -0.5), make_intent(5, 0.0)])
+    sent.update({n: make_intent(n, t) for n, t in ((3, 1.0), (4, -0.5), (5, 0.0))})
+    publish(settings, [sent[3], sent[4], sent[5]])
     _run(ex, 3)
     reports = drain_reports(settings, 6)
-    by_tick = {parse_tick_id(r.tick_id)[1].minute: r for r in reports}
+    by_tick = _by_n(reports, sent)
     assert by_tick[0].status is ExecutionStatus.REFUSED and by_tick[0].reason.startswith("max_intent_age_s")
     assert by_tick[1].status is ExecutionStatus.REJECTED and by_tick[1].reason.startswith("symbol")
     assert by_tick[2].status is ExecutionStatus.REFUSED and by_tick[2].reason.startswith("trading_paused")
@@ -122,11 +125,12 @@ def test_each_risk_refusal_is_reported_with_its_limit(settings: Settings) -> Non
     # daily loss cap: the long 0.5 BTC loses > 500 USD; a fresh hourly budget isolates the cap
     assert ex.exchange.fetch_position() == 0.5
     feed.set(20_000.0 - 1_300.0)
-    publish(settings, [make_intent(6, 1.0), make_intent(7, 0.0)])
+    sent.update({6: make_intent(6, 1.0), 7: make_intent(7, 0.0)})
+    publish(settings, [sent[6], sent[7]])
     ex3 = Executor(ex.settings.model_copy(update={"risk": LIMITS}), ex.engine, ex.exchange, SystemClock(), ns)
     _run(ex3, 2)
     reports = drain_reports(settings, 8)
-    last = {parse_tick_id(r.tick_id)[1].minute: r for r in reports}
+    last = _by_n(reports, sent)
     assert last[6].status is ExecutionStatus.REFUSED and last[6].reason.startswith("daily_loss_cap_usd")
     assert (
         last[7].status is ExecutionStatus.FILLED and "daily_loss_cap_usd" in last[7].reason
@@ -134,6 +138,12 @@ def test_each_risk_refusal_is_reported_with_its_limit(settings: Settings) -> Non
     assert last[7].position_after == 0.0
     with session_scope(ex.engine) as s:
         assert book.load_risk_state(s, ns).halted_until is not None
+
+
+def _by_n(reports: list[ExecutionReport], sent: dict[int, OrderIntent]) -> dict[int, ExecutionReport]:
+    """Reports by the number ``n`` of the intent they answer (tick ids no longer encode it)."""
+    ids = {i.intent_id: n for n, i in sent.items()}
+    return {ids[r.intent_id]: r for r in reports if r.intent_id in ids}
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -68,10 +68,12 @@ def _start(settings: Settings, log: Path, idle: float | None = None) -> subproce
 def test_sigkill_chaos_keeps_exactly_once(settings: Settings, tmp_path: Path) -> None:
     rng = random.Random(SEED)
     grid = [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0]
-    stale = datetime.now(UTC) - timedelta(hours=3)  # ~5 % refused by max_intent_age_s, every time
+    # ~5 % refused by max_intent_age_s, every time: intents for ticks hours old (the executor ages
+    # an intent by its tick, not its created_at); the rest are for ticks that just happened
+    stale = datetime.now(UTC) - timedelta(hours=3, minutes=INTENTS)
     intents = [
         make_intent(
-            i, rng.choice(grid), model=f"chaos{i // 60}", created_at=stale if rng.random() < 0.05 else None
+            i, rng.choice(grid), model=f"chaos{i // 60}", base=stale if rng.random() < 0.05 else None
         )
         for i in range(INTENTS)
     ]

@@ -20,6 +20,8 @@ from common.kafka.topics import EXECUTIONS, INTENTS
 from config import Settings
 
 SYMBOL = "BTC/USD:USD"
+#: Wall-clock ticks make_intent has handed out (see there).
+_ISSUED: set[datetime] = set()
 
 
 def clear_of_hour_turn(margin_s: float = 90.0) -> None:
@@ -44,10 +46,24 @@ def make_intent(
     symbol: str = SYMBOL,
     base: datetime | None = None,
 ) -> OrderIntent:
-    """Intent ``n``: ticks one minute apart from ``base`` (default: this hour), created now."""
-    base = base or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    """Intent ``n``, created now: for the tick ``base + n`` minutes, or without ``base`` for a tick
+    that just happened on the wall clock (``now - 1 s + n`` ms).
+
+    The executor judges an intent's age by its TICK (not ``created_at``), so tests on the wall
+    clock need ticks that just closed: in the past (for n < 1000) and seconds old. Ticks built
+    without ``base`` are unique in this process (a rare clash is moved on by a millisecond), so
+    two intents never share an id by accident.
+    """
+    if base is not None:
+        tick = base + timedelta(minutes=n)
+    else:
+        now = datetime.now(UTC)
+        tick = now.replace(microsecond=now.microsecond // 1000 * 1000) + timedelta(milliseconds=n - 1000)
+        while tick in _ISSUED:
+            tick += timedelta(milliseconds=1)
+        _ISSUED.add(tick)
     return OrderIntent.create(
-        tick_id=make_tick_id(symbol, base + timedelta(minutes=n)),
+        tick_id=make_tick_id(symbol, tick),
         model_id=model,
         symbol=symbol,
         action=IntentAction.INCREASE,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.ids import make_intent_id, make_tick_id
 from common.testkit import sample_order_intent
 from config import RiskLimits
 from executor.risk import LOT_BTC, Book, RiskEngine, RiskState, Verdict, next_utc_midnight, split_legs
@@ -30,7 +31,15 @@ def limits(draw: st.DrawFn) -> RiskLimits:
 
 
 def intent(target: float, age_s: float = 1.0):  # type: ignore[no-untyped-def]
-    return sample_order_intent(target_exposure=target, created_at=NOW - timedelta(seconds=age_s))
+    """An intent for the tick ``age_s`` seconds before NOW (staleness is judged by the tick)."""
+    tick = NOW - timedelta(seconds=age_s)
+    return sample_order_intent(
+        target_exposure=target,
+        tick_id=make_tick_id(SYMBOL, tick),
+        model_id="m",
+        intent_id=make_intent_id(make_tick_id(SYMBOL, tick), "m"),
+        created_at=tick,
+    )
 
 
 targets = st.floats(-3.0, 3.0, allow_nan=False)
@@ -64,11 +73,11 @@ def test_limits_always_hold(
         assert plan.legs == ()
     else:
         assert plan.legs
-    if state.trading_paused:
-        assert plan.verdict is Verdict.REFUSED and plan.reason.startswith("trading_paused")
-    elif state.kill_switch:
+    if state.kill_switch:  # wins over a pause: flattening is always allowed
         assert abs(after) <= abs(pos) + TOL and after * pos >= -TOL  # only towards flat
         assert abs(after) < LOT_BTC or plan.verdict is Verdict.TRADE
+    elif state.trading_paused:
+        assert plan.verdict is Verdict.REFUSED and plan.reason.startswith("trading_paused")
     else:
         # hourly budget (kill-switch flattening is exempt)
         assert len(plan.legs) <= max(0, lim.max_orders_per_hour - orders)
@@ -122,7 +131,10 @@ def test_daily_loss_cap_halts_new_risk_until_midnight() -> None:
     assert plan.verdict is Verdict.TRADE and plan.target_position == 0.0  # reversal clipped to flat
     later = RiskState(halted_until=plan.halt_until)
     assert engine.evaluate(intent(1.0), Book(0.0, 0.0, 0), later, NOW).verdict is Verdict.REFUSED
-    fresh = sample_order_intent(target_exposure=1.0, created_at=plan.halt_until)
+    assert plan.halt_until is not None
+    fresh = sample_order_intent(
+        target_exposure=1.0, tick_id=make_tick_id(SYMBOL, plan.halt_until), created_at=plan.halt_until
+    )
     assert engine.evaluate(fresh, Book(0.0, 0.0, 0), later, plan.halt_until).verdict is Verdict.TRADE
 
 
@@ -137,7 +149,7 @@ def test_kill_switch_flattens_then_refuses() -> None:
 
 def test_other_symbol_rejected_and_noop() -> None:
     engine = RiskEngine(LIM, symbol=SYMBOL)
-    bad = sample_order_intent(symbol="ETH/USD:USD", created_at=NOW)
+    bad = sample_order_intent(symbol="ETH/USD:USD", tick_id=make_tick_id(SYMBOL, NOW), created_at=NOW)
     assert engine.evaluate(bad, Book(0, 0, 0), RiskState(), NOW).verdict is Verdict.REJECTED
     assert engine.evaluate(intent(0.5), Book(0.5, 0, 0), RiskState(), NOW).verdict is Verdict.NOOP
 

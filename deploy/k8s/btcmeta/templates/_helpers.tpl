@@ -129,7 +129,7 @@ helm.sh/hook-delete-policy: before-hook-creation
 {{/* One Deployment. Call with a dict:
   root, component, name, kind (services|meta), module, args, replicas, singleton (bool: Recreate),
   resources, secrets (list of Secret names for envFrom), annotations (dict), labels (dict),
-  http (dict port/path: an HTTP server the probes call instead of /metrics), extraEnv (dict).
+  http (dict port/path: the service's own HTTP server, exposed as port \"http\"), extraEnv (dict).
 Every long-running service serves Prometheus /metrics on metricsPort (BTCMETA_METRICS_PORT). */}}
 {{- define "btcmeta.deployment" -}}
 {{- $root := .root -}}
@@ -223,16 +223,17 @@ spec:
               containerPort: {{ .http.port }}
               protocol: TCP
             {{- end }}
-          {{- $probe := dict "httpGet" (dict "path" "/metrics" "port" "metrics") -}}
-          {{- if .http }}
-          {{- $probe = dict "httpGet" (dict "path" .http.path "port" "http") -}}
-          {{- end }}
+          {{- /* common/health.py, served on the metrics port by every service (the bridge too):
+               live = the main loop turned recently; ready = live and Postgres/Kafka answered
+               recently. /metrics alone stayed green while a service was wedged. */ -}}
+          {{- $live := dict "httpGet" (dict "path" "/healthz/live" "port" "metrics") -}}
+          {{- $ready := dict "httpGet" (dict "path" "/healthz/ready" "port" "metrics") }}
           startupProbe:
-            {{- toYaml (merge (dict) $probe $v.probes.startup) | nindent 12 }}
+            {{- toYaml (merge (dict) $live $v.probes.startup) | nindent 12 }}
           readinessProbe:
-            {{- toYaml (merge (dict) $probe $v.probes.readiness) | nindent 12 }}
+            {{- toYaml (merge (dict) $ready $v.probes.readiness) | nindent 12 }}
           livenessProbe:
-            {{- toYaml (merge (dict) $probe $v.probes.liveness) | nindent 12 }}
+            {{- toYaml (merge (dict) $live $v.probes.liveness) | nindent 12 }}
           resources:
             {{- toYaml .resources | nindent 12 }}
           securityContext:
