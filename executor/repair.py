@@ -85,25 +85,10 @@ def book_repairs(
     booked = _book_fills(
         s, namespace, symbol, exchange, by_cid, intent_of, {c for c, _ in rec.cancelled}, now
     )
-    realized = fees = 0.0
-    for f in fills:
-        if f.fill_id not in booked:
-            continue
-        holding, r = apply_fill(holding, f.signed_quantity, f.price)
-        realized += r
-        fees += f.fee
+    holding = _apply_fills(
+        s, namespace, symbol, holding, [f for f in fills if f.fill_id in booked], now, value
+    )
     if booked:
-        book.save_holding(s, namespace, symbol, holding)
-        book.update_pnl(
-            s,
-            namespace,
-            now.date(),
-            realized=realized,
-            fees=fees,
-            funding=0.0,
-            unrealized=value(holding),
-            holding=holding,
-        )
         REPAIRED.inc(len(booked))
     cancelled_ids = {c for c, _ in rec.cancelled}
     for intent_id in sorted(set(intent_of.values())):
@@ -272,57 +257,28 @@ def adopt(
             )
         )
     before = holding.quantity
-    realized = fees = 0.0
     by_cid: dict[str, list[ExchangeFill]] = defaultdict(list)
     for f in extra:
         by_cid[f"adopted:{tag}:{f.client_order_id}"].append(f)
     for cid, fills in by_cid.items():
-        signed = sum(f.signed_quantity for f in fills)
-        s.add(
-            Order(
-                namespace=namespace,
-                client_order_id=cid,
-                intent_id=intent_id,
-                exchange=exchange.name,
-                exchange_order_id=None,
-                symbol=symbol,
-                side="buy" if signed >= 0 else "sell",
-                quantity=round(sum(f.quantity for f in fills), 8),
-                price=None,
-                status="adopted",
-                created_at=now,
-            )
-        )
-        s.flush()
-        for f in fills:
-            s.add(
-                Fill(
-                    namespace=namespace,
-                    fill_id=f.fill_id,
-                    client_order_id=cid,
-                    quantity=f.quantity,
-                    price=f.price,
-                    fee=f.fee,
-                    liquidity=f.liquidity,
-                    filled_at=f.filled_at,
-                )
-            )
-    for f in sorted(extra, key=lambda f: (f.filled_at, f.fill_id)):
-        holding, r = apply_fill(holding, f.signed_quantity, f.price)
-        realized += r
-        fees += f.fee
-    if extra:
-        book.save_holding(s, namespace, symbol, holding)
-        book.update_pnl(
+        book.record_order(
             s,
             namespace,
-            now.date(),
-            realized=realized,
-            fees=fees,
-            funding=0.0,
-            unrealized=value(holding),
-            holding=holding,
+            intent_id=intent_id,
+            exchange=exchange.name,
+            client_order_id=cid,
+            exchange_order_id=None,
+            symbol=symbol,
+            side="buy" if sum(f.signed_quantity for f in fills) >= 0 else "sell",
+            quantity=round(sum(f.quantity for f in fills), 8),
+            price=None,
+            status="adopted",
+            now=now,
+            fills=tuple(fills),
         )
+    holding = _apply_fills(
+        s, namespace, symbol, holding, sorted(extra, key=lambda f: (f.filled_at, f.fill_id)), now, value
+    )
     result = Adoption(intent_id, rec.book_position, rec.venue_position, len(extra) + len(rec.repairs), left)
     s.add(
         AuditLog(
@@ -362,6 +318,37 @@ def adopt(
     )
     return result
 
+
+
+def _apply_fills(
+    s: Session,
+    namespace: str,
+    symbol: str,
+    holding: Holding,
+    fills: list[ExchangeFill],
+    now: datetime,
+    value: Valuer,
+) -> Holding:
+    """Move the holding through newly booked fills (in order) and persist it with today's P&L."""
+    if not fills:
+        return holding
+    realized = fees = 0.0
+    for f in fills:
+        holding, r = apply_fill(holding, f.signed_quantity, f.price)
+        realized += r
+        fees += f.fee
+    book.save_holding(s, namespace, symbol, holding)
+    book.update_pnl(
+        s,
+        namespace,
+        now.date(),
+        realized=realized,
+        fees=fees,
+        funding=0.0,
+        unrealized=value(holding),
+        holding=holding,
+    )
+    return holding
 
 def _mark_or(exchange: Exchange, now: datetime, fallback: float) -> float:
     try:

@@ -143,16 +143,7 @@ class Executor:
             settle_wait_s=self.settle_wait_s,
         )
         self._cancelled_now = {cid for cid, _ in rec.cancelled}
-        if rec.repairs or rec.cancelled:
-            book_repairs(
-                s,
-                self.namespace,
-                self.symbol,
-                self.exchange.name,
-                rec,
-                now,
-                lambda h: self._unrealized(s, h, now)[0],
-            )
+        self._book_repairs(s, rec, now)
         if not rec.ok:
             HALTS.inc()
             log.error(
@@ -163,6 +154,19 @@ class Executor:
                 hint="the venue's fills do not explain its state: check it, then `python -m executor adopt`",
             )
         return rec
+
+    def _book_repairs(self, s: Session, rec: Reconciliation, now: datetime) -> None:
+        """Book the late fills and cancelled remainders a reconciliation found (no-op when none)."""
+        if rec.repairs or rec.cancelled:
+            book_repairs(
+                s,
+                self.namespace,
+                self.symbol,
+                self.exchange.name,
+                rec,
+                now,
+                lambda h: self._unrealized(s, h, now)[0],
+            )
 
     def reconcile_now(self, *, repair: bool) -> Reconciliation:
         """Reconcile outside an intent (start-up, ``python -m executor reconcile``).
@@ -186,16 +190,8 @@ class Executor:
                 settle_attempts=self.settle_attempts if repair else 1,
                 settle_wait_s=self.settle_wait_s,
             )
-            if repair and (rec.repairs or rec.cancelled):
-                book_repairs(
-                    s,
-                    self.namespace,
-                    self.symbol,
-                    self.exchange.name,
-                    rec,
-                    now,
-                    lambda h: self._unrealized(s, h, now)[0],
-                )
+            if repair:
+                self._book_repairs(s, rec, now)
         return rec
 
     def _decide_and_place(

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from common.db.models import Fill, Order
 from common.db.session import make_engine
@@ -25,9 +24,9 @@ from config import RiskLimits, Settings
 from executor.clock import FixedPriceFeed, SystemClock
 from executor.exchanges.base import NoPrice, OrderRequest
 from executor.exchanges.kraken import KrakenFutures
-from executor.exchanges.paper import PaperExchange, venue_namespace
+from executor.exchanges.paper import venue_namespace
 from executor.service import Executor
-from tests.standin.kit import SYMBOL, count_rows, fills_position, make_intent
+from tests.standin.kit import SYMBOL, count_rows, fills_position, kraken_settings, make_intent, paper_executor
 from tests.standin.kraken_futures import KrakenFuturesStandIn
 
 pytestmark = pytest.mark.integration
@@ -46,11 +45,7 @@ def _handle(ex: Executor, intent: OrderIntent) -> ExecutionReport:
 
 
 def _paper(settings: Settings, feed: FixedPriceFeed) -> Executor:
-    s = settings.model_copy(update={"risk": LIMITS})
-    engine = make_engine(s.database_url.get_secret_value())
-    ns = s.kafka.topic_prefix
-    venue = PaperExchange(engine, ns, feed, symbol=SYMBOL, taker_fee_rate=0.0005, slippage_bps=1.0)
-    return Executor(s, engine, venue, SystemClock(), ns)
+    return paper_executor(settings, LIMITS, feed)
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -20_000.0, 0.0, None])
@@ -99,15 +94,7 @@ def test_paper_nan_mark_refuses_new_risk_and_reduction_needs_a_price(settings: S
 @pytest.fixture
 def kraken(settings: Settings) -> Iterator[tuple[Executor, KrakenFuturesStandIn]]:
     with KrakenFuturesStandIn(API_KEY, delay_s=1.5) as venue:
-        exchange = settings.exchange.model_copy(
-            update={
-                "mode": "kraken",
-                "api_key": SecretStr(API_KEY),
-                "api_secret": SecretStr(API_SECRET),
-                "base_url": venue.base_url,
-            }
-        )
-        s = settings.model_copy(update={"exchange": exchange, "risk": LIMITS})
+        s = kraken_settings(settings, venue.base_url, API_KEY, API_SECRET, LIMITS)
         adapter = KrakenFutures.from_settings(
             s,
             client_options={"timeout": 700, "enableRateLimit": False},

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 
 import pytest
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
@@ -34,7 +33,7 @@ from executor import book
 from executor.clock import SystemClock
 from executor.exchanges.kraken import KrakenFutures
 from executor.service import Executor
-from tests.standin.kit import count_rows, fills_position, make_intent
+from tests.standin.kit import count_rows, fills_position, kraken_settings, make_intent
 from tests.standin.kraken_futures import KrakenFuturesStandIn
 
 pytestmark = pytest.mark.integration
@@ -52,16 +51,8 @@ def venue() -> Iterator[KrakenFuturesStandIn]:
 
 
 def _settings(settings: Settings, venue: KrakenFuturesStandIn) -> Settings:
-    exchange = settings.exchange.model_copy(
-        update={
-            "mode": "kraken",
-            "api_key": SecretStr(API_KEY),
-            "api_secret": SecretStr(API_SECRET),
-            "base_url": venue.base_url,
-        }
-    )
     risk = RiskLimits(max_position_btc=1.0, max_order_btc=0.5, max_orders_per_hour=10_000)
-    return settings.model_copy(update={"exchange": exchange, "risk": risk})
+    return kraken_settings(settings, venue.base_url, API_KEY, API_SECRET, risk)
 
 
 def _executor(settings: Settings, venue: KrakenFuturesStandIn) -> Executor:

@@ -11,7 +11,6 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from pydantic import SecretStr
 
 from common.db.models import Intent, Order
 from common.db.session import make_engine
@@ -23,7 +22,7 @@ from executor.exchanges.base import ExchangeError, OrderRefused, OrderRequest, T
 from executor.exchanges.kraken import KrakenFutures
 from executor.ids import client_order_id
 from executor.service import Executor
-from tests.standin.kit import SYMBOL, count_rows, fills_position, make_intent
+from tests.standin.kit import SYMBOL, count_rows, fills_position, kraken_settings, make_intent
 from tests.standin.kraken_futures import KrakenFuturesStandIn
 
 pytestmark = pytest.mark.integration
@@ -39,16 +38,8 @@ def venue() -> Iterator[KrakenFuturesStandIn]:
 
 
 def _kraken_settings(settings: Settings, venue: KrakenFuturesStandIn, key: str = API_KEY) -> Settings:
-    exchange = settings.exchange.model_copy(
-        update={
-            "mode": "kraken",
-            "api_key": SecretStr(key),
-            "api_secret": SecretStr(API_SECRET),
-            "base_url": venue.base_url,
-        }
-    )
     risk = RiskLimits(max_position_btc=1.0, max_order_btc=0.5, max_orders_per_hour=50)
-    return settings.model_copy(update={"exchange": exchange, "risk": risk})
+    return kraken_settings(settings, venue.base_url, key, API_SECRET, risk)
 
 
 def _adapter(s: Settings) -> KrakenFutures:

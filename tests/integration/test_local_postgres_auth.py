@@ -8,6 +8,7 @@ which every local client uses (common/db/session.py); it is never printed.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import subprocess
 from pathlib import Path
@@ -31,7 +32,7 @@ def test_a_login_without_the_password_is_refused(infra: None, tmp_path: Path) ->
     with pytest.raises(psycopg.OperationalError, match="password"):
         psycopg.connect(BARE_DSN, passfile=str(empty), password="")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(BARE_DSN, passfile=str(empty), password="not-the-password")
+        psycopg.connect(BARE_DSN, passfile=str(empty), password=secrets.token_urlsafe(24))
 
 
 def test_the_generated_password_is_private_and_lets_clients_in(infra: None) -> None:

@@ -31,23 +31,16 @@ from common.kafka.producer import EventProducer
 from common.kafka.topics import INTENTS
 from common.shutdown import GracefulShutdown
 from config import RiskLimits, Settings
-from executor.clock import FixedPriceFeed, SystemClock
-from executor.exchanges.paper import PaperExchange
 from executor.runner import SERVICE, run
 from executor.service import Executor
-from tests.standin.kit import SYMBOL, clear_of_hour_turn, drain_reports, make_intent, publish
+from tests.standin.kit import clear_of_hour_turn, drain_reports, make_intent, paper_executor, publish
 
 pytestmark = pytest.mark.integration
 LIMITS = RiskLimits(max_position_btc=1.0, max_order_btc=0.5, daily_loss_cap_usd=500.0, max_orders_per_hour=40)
 
 
 def _executor(settings: Settings) -> Executor:
-    s = settings.model_copy(update={"risk": LIMITS})
-    engine = make_engine(s.database_url.get_secret_value())
-    ns = s.kafka.topic_prefix
-    venue = PaperExchange(engine, ns, FixedPriceFeed(20_000.0), symbol=SYMBOL, taker_fee_rate=0.0005,
-                          slippage_bps=1.0)
-    return Executor(s, engine, venue, SystemClock(), ns)
+    return paper_executor(settings, LIMITS)
 
 
 class NewerContract:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from confluent_kafka import Consumer
+from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
 from common import serde
@@ -17,7 +18,7 @@ from common.ids import make_tick_id
 from common.kafka.configuration import consumer_config
 from common.kafka.producer import EventProducer
 from common.kafka.topics import EXECUTIONS, INTENTS
-from config import Settings
+from config import RiskLimits, Settings
 
 SYMBOL = "BTC/USD:USD"
 #: Wall-clock ticks make_intent has handed out (see there).
@@ -129,3 +130,35 @@ def intent_statuses(engine: Engine, namespace: str) -> dict[str, str]:
             select(Intent.intent_id, Intent.status).where(Intent.namespace == namespace)
         ).all()
     return dict(rows)  # type: ignore[arg-type]
+
+
+def paper_executor(settings: Settings, limits: RiskLimits, prices: Any = None) -> Any:
+    """An executor on the paper venue in the test's own namespace (its topic prefix); ``prices``
+    is the venue's price feed, by default a fixed 20,000 USD."""
+    from common.db.session import make_engine
+    from executor.clock import FixedPriceFeed, SystemClock
+    from executor.exchanges.paper import PaperExchange
+    from executor.service import Executor
+
+    s = settings.model_copy(update={"risk": limits})
+    engine = make_engine(s.database_url.get_secret_value())
+    ns = s.kafka.topic_prefix
+    venue = PaperExchange(
+        engine, ns, prices or FixedPriceFeed(20_000.0), symbol=SYMBOL, taker_fee_rate=0.0005, slippage_bps=1.0
+    )
+    return Executor(s, engine, venue, SystemClock(), ns)
+
+
+def kraken_settings(
+    settings: Settings, base_url: str, api_key: str, api_secret: str, limits: RiskLimits
+) -> Settings:
+    """The test's settings pointed at a Kraken Futures stand-in (real CCXT client path)."""
+    exchange = settings.exchange.model_copy(
+        update={
+            "mode": "kraken",
+            "api_key": SecretStr(api_key),
+            "api_secret": SecretStr(api_secret),
+            "base_url": base_url,
+        }
+    )
+    return settings.model_copy(update={"exchange": exchange, "risk": limits})
