@@ -122,6 +122,36 @@ class TrainingSettings(BaseModel):
     artifacts_dir: str = "out/training"
 
 
+class ExogenousSettings(BaseModel):
+    """Exogenous (non-price) data: where the shared files are and the live sources' URLs.
+
+    Each live source is behind its own URL so tests point it at a local stand-in and an operator
+    can switch one off (empty value) without touching the others.
+    """
+
+    #: Folder of the shared exogenous CSV files (``python -m producers exogenous import``).
+    data_dir: str = "../shared/data/exogenous"
+    #: alternative.me Crypto Fear & Greed API (``/fng/`` endpoint; ``?limit=N&format=json`` is added).
+    fear_greed_url: str = "https://api.alternative.me/fng/"
+    #: How many days of Fear & Greed one poll asks for (a short outage is caught up on the next poll).
+    fear_greed_limit: int = Field(default=10, ge=1, le=5000)
+    #: A crypto news RSS/Atom feed.
+    news_rss_url: str = "https://cointelegraph.com/rss/tag/bitcoin"
+    #: A JSON source of daily BTC mentions and sentiment (``{"data": [{"date": ..., ...}]}``);
+    #: empty: not polled (there is no free public default).
+    sentiment_url: str = ""
+    #: Per request timeout, and attempts before a source counts as unreachable.
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    attempts: int = Field(default=3, ge=1, le=10)
+
+    @field_validator("fear_greed_url", "news_rss_url", "sentiment_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL or empty")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -144,6 +174,7 @@ class Settings(BaseSettings):
     exchange: ExchangeSettings = ExchangeSettings()
     risk: RiskLimits = RiskLimits()
     training: TrainingSettings = TrainingSettings()
+    exogenous: ExogenousSettings = ExogenousSettings()
     #: Meta consumer action grid: one INCREASE/DECREASE moves exposure by this fraction of the max.
     exposure_step: float = Field(default=0.25, gt=0, le=1)
     max_exposure: float = Field(default=1.0, gt=0, le=1)

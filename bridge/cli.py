@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from bridge.settings import BridgeSettings
+# Start-up imports only typer: bridge.settings drags in SQLAlchemy and bridge.app FastAPI, so
+# each command imports them itself and `--help` answers at once.
 
 SPEC_PATH = Path(__file__).resolve().parent / "openapi.json"
 cli = typer.Typer(
@@ -19,6 +20,7 @@ cli = typer.Typer(
 def spec_json() -> str:
     """The OpenAPI document as committed: stable key order, trailing newline."""
     from bridge.app import create_app
+    from bridge.settings import BridgeSettings
     from config import load_settings
 
     app = create_app(load_settings(), BridgeSettings(viewer_tokens=[], operator_tokens=[]))
@@ -36,6 +38,7 @@ def run(
     import uvicorn
 
     from bridge.app import create_app
+    from bridge.settings import BridgeSettings
     from common import health
     from common.logging import configure_logging
     from config import get_settings

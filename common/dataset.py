@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
+# numpy and pandas are imported where a file is read: CLIs import this module for BUNDLED_CSV, a
+# path shown in their `--help`, which must not wait for pandas.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CSV = REPO_ROOT / "data" / "btcusd_1h_bitstamp.csv.gz"
 OHLCV = ["open", "high", "low", "close", "volume"]
@@ -25,6 +28,9 @@ def read_ohlcv_csv(path: str | Path, *, on_bad_row: Callable[[int, str], None] |
     whose date cannot be read cannot become a candle at all: with ``on_bad_row`` it is reported
     as (file line number, reason) and left out; without, the read fails naming the line.
     """
+    import numpy as np
+    import pandas as pd
+
     frame = pd.read_csv(path, dtype={"date": str}, keep_default_na=False, na_values=[""])
     missing = [c for c in ["date", *OHLCV] if c not in frame.columns]
     if missing:

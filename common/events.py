@@ -33,6 +33,7 @@ __all__ = [
     "Event",
     "ExecutionReport",
     "ExecutionStatus",
+    "ExogenousFrame",
     "IntentAction",
     "Order",
     "OrderIntent",
@@ -305,6 +306,69 @@ class TickPlan(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ExogenousFrame:
+    """One exogenous series as a BarClosed carries it: observations cut at the tick, columnar.
+
+    Times are epoch milliseconds (UTC) rather than datetimes: a window can hold hundreds of news
+    items and the consumers turn them into numpy arrays anyway. ``numbers`` and ``texts`` are
+    (column, values) pairs in catalog order, one value per observation.
+    """
+
+    series: str
+    about_ts: tuple[int, ...]
+    published_at: tuple[int, ...]
+    numbers: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    texts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        _str(self.series, "ExogenousFrame.series", empty_ok=False)
+        about = tuple(_int(v, "ExogenousFrame.about_ts") for v in self.about_ts)
+        published = tuple(_int(v, "ExogenousFrame.published_at") for v in self.published_at)
+        n = len(about)
+        if len(published) != n:
+            raise ValueError(f"ExogenousFrame {self.series}: {len(published)} published_at but {n} about_ts")
+        # Sorted by publication: a reader cuts "known at t" with one binary search.
+        if any(cur < prev for prev, cur in pairwise(published)):
+            raise ValueError(f"ExogenousFrame {self.series}: published_at is not non-decreasing")
+        numbers = tuple((_str(c, "ExogenousFrame column"), _floats(v, f"ExogenousFrame {self.series}.{c}"))
+                        for c, v in self.numbers)
+        texts = tuple((_str(c, "ExogenousFrame column"),
+                       tuple(_str(x, f"ExogenousFrame {self.series}.{c}") for x in v)) for c, v in self.texts)
+        for c, v in (*numbers, *texts):
+            if len(v) != n:
+                raise ValueError(f"ExogenousFrame {self.series}.{c}: {len(v)} values but {n} observations")
+        names = [c for c, _ in (*numbers, *texts)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ExogenousFrame {self.series}: duplicate column in {names}")
+        _set(self, "about_ts", about)
+        _set(self, "published_at", published)
+        _set(self, "numbers", numbers)
+        _set(self, "texts", texts)
+
+    def __len__(self) -> int:
+        return len(self.about_ts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "series": self.series,
+            "about_ts": list(self.about_ts),
+            "published_at": list(self.published_at),
+            "numbers": [{"column": c, "values": list(v)} for c, v in self.numbers],
+            "texts": [{"column": c, "values": list(v)} for c, v in self.texts],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExogenousFrame:
+        return cls(
+            series=data["series"],
+            about_ts=tuple(data["about_ts"]),
+            published_at=tuple(data["published_at"]),
+            numbers=tuple((d["column"], tuple(d["values"])) for d in data.get("numbers", ())),
+            texts=tuple((d["column"], tuple(d["values"])) for d in data.get("texts", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class BarClosed(Event):
     """A closed bar plus the OHLCV window a strategy needs, columnar and oldest first."""
 
@@ -321,6 +385,8 @@ class BarClosed(Event):
     low: tuple[float, ...]
     close: tuple[float, ...]
     volume: tuple[float, ...]
+    #: Exogenous inputs of the strategies due on this timeframe, cut at the tick (added in v2).
+    exogenous: tuple[ExogenousFrame, ...] = ()
 
     def __post_init__(self) -> None:
         _str(self.tick_id, "BarClosed.tick_id", empty_ok=False)
@@ -344,6 +410,13 @@ class BarClosed(Event):
                 f"BarClosed.bar_open_time {self.bar_open_time.isoformat()} is not the last open_time "
                 f"{times[-1].isoformat()}"
             )
+        frames = tuple(self.exogenous)
+        if not all(isinstance(f, ExogenousFrame) for f in frames):
+            raise TypeError("BarClosed.exogenous: expected ExogenousFrame items")
+        names = [f.series for f in frames]
+        if len(set(names)) != len(names):
+            raise ValueError(f"BarClosed.exogenous: duplicate series in {names}")
+        _set(self, "exogenous", frames)
 
     def __len__(self) -> int:
         return len(self.open_time)
@@ -360,6 +433,7 @@ class BarClosed(Event):
             "low": list(self.low),
             "close": list(self.close),
             "volume": list(self.volume),
+            "exogenous": [f.to_dict() for f in self.exogenous],
         }
 
     @classmethod
@@ -375,6 +449,7 @@ class BarClosed(Event):
             low=tuple(data["low"]),
             close=tuple(data["close"]),
             volume=tuple(data["volume"]),
+            exogenous=tuple(ExogenousFrame.from_dict(f) for f in data.get("exogenous", ())),
         )
 
 
@@ -399,9 +474,17 @@ class Recommendation(Event):
     horizon_bars: int
     produced_at: datetime
     indicators: Mapping[str, float] = field(default_factory=dict)
+    #: Why the strategy has no opinion on this bar ("stale:funding_binance_8h"); "" otherwise (v3).
+    reason: str = ""
+    #: A news-related high-attention bar (True/False); None when the strategy does not say (v3).
+    attention: bool | None = None
 
     def __post_init__(self) -> None:
         _str(self.tick_id, "Recommendation.tick_id", empty_ok=False)
+        _str(self.reason, "Recommendation.reason")
+        if self.attention is not None and not isinstance(self.attention, bool):
+            got = type(self.attention).__name__
+            raise TypeError(f"Recommendation.attention: expected bool or None, got {got}")
         _str(self.strategy, "Recommendation.strategy", empty_ok=False)
         _str(self.strategy_version, "Recommendation.strategy_version", empty_ok=False)
         _str(self.symbol, "Recommendation.symbol", empty_ok=False)
@@ -437,6 +520,8 @@ class Recommendation(Event):
             "horizon_bars": self.horizon_bars,
             "indicators": dict(self.indicators),
             "produced_at": self.produced_at,
+            "reason": self.reason,
+            "attention": self.attention,
         }
 
     @classmethod
@@ -454,6 +539,8 @@ class Recommendation(Event):
             horizon_bars=data["horizon_bars"],
             indicators=data.get("indicators", {}),
             produced_at=data["produced_at"],
+            reason=data.get("reason", ""),
+            attention=data.get("attention"),
         )
 
 

@@ -227,10 +227,17 @@ def kafka_probe(conf: dict[str, Any], *, timeout_s: float = 3.0) -> Probe:
     """A metadata round-trip to the brokers (an open port is not enough: the broker must answer)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(conf)
+    # One client, replaced after a failed probe: after a broker stall (SIGSTOP in the chaos suite)
+    # a librdkafka handle can keep a connection that never comes back, so the probe would stay red
+    # for good although the broker answers everyone else. A fresh handle reconnects from scratch.
+    admin = [AdminClient(conf)]
 
     def probe() -> None:
-        admin.list_topics(timeout=timeout_s)
+        try:
+            admin[0].list_topics(timeout=timeout_s)
+        except Exception:
+            admin[0] = AdminClient(conf)
+            raise
 
     return probe
 

@@ -17,21 +17,105 @@ raises :class:`common.serde.SerdeError`, like the generic decoder, so consumers 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from common import serde
-from common.events import BarClosed, to_epoch_ms
+from common.events import BarClosed, ExogenousFrame, to_epoch_ms
 from common.timeframes import parse_timeframe
 
-__all__ = ["COLUMNS", "BarWindow", "decode_bar_window"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["COLUMNS", "BarWindow", "ExogenousArrays", "decode_bar_window"]
 
 COLUMNS = BarClosed._COLUMNS
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+_NS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExogenousArrays:
+    """One exogenous series of a bar message as arrays (the fast twin of ``ExogenousFrame``).
+
+    ``about_ms``/``published_ms``: int64 epoch ms, sorted by publication; ``numbers``: column ->
+    float64 array; ``texts``: column -> list of str; both in catalog order.
+    """
+
+    series: str
+    about_ms: np.ndarray
+    published_ms: np.ndarray
+    numbers: dict[str, np.ndarray] = field(default_factory=dict)
+    texts: dict[str, list[str]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.about_ms.shape[0])
+
+    @classmethod
+    def from_event(cls, frame: ExogenousFrame) -> ExogenousArrays:
+        return cls(frame.series, np.asarray(frame.about_ts, dtype=np.int64),
+                   np.asarray(frame.published_at, dtype=np.int64),
+                   {c: np.asarray(v, dtype=np.float64) for c, v in frame.numbers},
+                   {c: list(v) for c, v in frame.texts})
+
+    def to_event(self) -> ExogenousFrame:
+        return ExogenousFrame(self.series, tuple(self.about_ms.tolist()), tuple(self.published_ms.tolist()),
+                              tuple((c, tuple(v.tolist())) for c, v in self.numbers.items()),
+                              tuple((c, tuple(v)) for c, v in self.texts.items()))
+
+    @classmethod
+    def from_frame(cls, series: str, frame: pd.DataFrame) -> ExogenousArrays:
+        """From the loader/store layout (``about_ts``, ``published_at`` tz-aware, value columns).
+
+        Times are truncated to the millisecond (what the wire carries); the exogenous sources
+        are at minute resolution, so nothing is lost.
+        """
+        about = frame["about_ts"].array.as_unit("ns").asi8 // _NS_PER_MS  # type: ignore[attr-defined]
+        published = frame["published_at"].array.as_unit("ns").asi8 // _NS_PER_MS  # type: ignore[attr-defined]
+        numbers: dict[str, np.ndarray] = {}
+        texts: dict[str, list[str]] = {}
+        for c in frame.columns:
+            if c in ("about_ts", "published_at"):
+                continue
+            col = frame[c]
+            if col.dtype == np.float64:
+                numbers[c] = col.to_numpy()
+            else:
+                texts[c] = ["" if v is None else str(v) for v in col.tolist()]
+        return cls(series, np.asarray(about, dtype=np.int64), np.asarray(published, dtype=np.int64),
+                   numbers, texts)
+
+    def slice(self, start: int, stop: int) -> ExogenousArrays:
+        """Observations ``start:stop`` (views of the arrays)."""
+        return ExogenousArrays(self.series, self.about_ms[start:stop], self.published_ms[start:stop],
+                               {c: v[start:stop] for c, v in self.numbers.items()},
+                               {c: v[start:stop] for c, v in self.texts.items()})
+
+    def to_frame(self) -> pd.DataFrame:
+        """The loader's frame layout, columns in catalog order (unknown series: numbers, then texts)."""
+        import pandas as pd
+
+        from common.exogenous.catalog import get_series
+
+        def utc_ns(ms: np.ndarray) -> pd.DatetimeIndex:
+            return pd.DatetimeIndex(ms.astype("datetime64[ms]"), tz="UTC").as_unit("ns")
+
+        data: dict[str, Any] = {"about_ts": utc_ns(self.about_ms), "published_at": utc_ns(self.published_ms)}
+        cols: dict[str, Any] = {c: np.array(v, dtype=np.float64) for c, v in self.numbers.items()}
+        cols.update({c: np.array(v, dtype=object) for c, v in self.texts.items()})
+        try:
+            order = [c for c in get_series(self.series).value_columns if c in cols]
+        except KeyError:
+            order = []
+        for c in (*order, *(c for c in cols if c not in order)):
+            data[c] = cols[c]
+        return pd.DataFrame(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +131,8 @@ class BarWindow:
     bar_open_time: datetime
     times: np.ndarray
     columns: dict[str, np.ndarray]
+    #: Exogenous series by name (empty for price-only timeframes and pre-v2 writers).
+    exogenous: dict[str, ExogenousArrays] = field(default_factory=dict)
 
     SCHEMA_NAME = BarClosed.SCHEMA_NAME
 
@@ -61,13 +147,19 @@ class BarWindow:
     def from_event(cls, bar: BarClosed) -> BarWindow:
         times = np.fromiter((to_epoch_ms(t) for t in bar.open_time), dtype=np.int64, count=len(bar))
         cols = {c: np.asarray(getattr(bar, c), dtype=np.float64) for c in COLUMNS}
-        return cls(bar.tick_id, bar.symbol, bar.timeframe, bar.bar_open_time, times, cols)
+        exo = {f.series: ExogenousArrays.from_event(f) for f in bar.exogenous}
+        return cls(bar.tick_id, bar.symbol, bar.timeframe, bar.bar_open_time, times, cols, exo)
 
     def to_event(self) -> BarClosed:
         open_time = tuple(_EPOCH + timedelta(milliseconds=int(t)) for t in self.times.tolist())
         return BarClosed(tick_id=self.tick_id, symbol=self.symbol, timeframe=self.timeframe,
                          bar_open_time=self.bar_open_time, open_time=open_time,
-                         **{c: tuple(self.columns[c].tolist()) for c in COLUMNS})
+                         **{c: tuple(self.columns[c].tolist()) for c in COLUMNS},
+                         exogenous=tuple(a.to_event() for a in self.exogenous.values()))
+
+    def exogenous_frames(self) -> dict[str, pd.DataFrame]:
+        """Every carried series in the loader's frame layout (what ``Strategy.recommend`` takes)."""
+        return {name: arrays.to_frame() for name, arrays in self.exogenous.items()}
 
 
 class _Reader:
@@ -129,6 +221,16 @@ class _Reader:
             return parts[0]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
 
+    def strings(self) -> list[str]:
+        out: list[str] = []
+        while (n := self.block_count()) != 0:
+            out += [self.string() for _ in range(n)]
+        return out
+
+    def records(self) -> int:
+        """Item count of the next block of an array of records (0 ends the array)."""
+        return self.block_count()
+
     def longs(self) -> np.ndarray:
         parts: list[np.ndarray] = []
         while (n := self.block_count()) != 0:
@@ -166,17 +268,64 @@ class _Reader:
 
 
 #: The field layout this reader is written for; a different current schema turns the fast path off.
+_EXOGENOUS = ("array<record{series:string,about_ts:array<long>,published_at:array<long>,"
+              "numbers:array<record{column:string,values:array<double>}>,"
+              "texts:array<record{column:string,values:array<string>}>}>")
 _LAYOUT = (("tick_id", "string"), ("symbol", "string"), ("timeframe", "string"),
            ("bar_open_time", "long"), ("open_time", "array<long>"),
-           *((c, "array<double>") for c in COLUMNS))
+           *((c, "array<double>") for c in COLUMNS), ("exogenous", _EXOGENOUS))
 
 
 def _type_name(t: Any) -> str:
     if isinstance(t, dict):
         if t.get("type") == "array":
             return f"array<{_type_name(t['items'])}>"
+        if t.get("type") == "record":
+            return "record{" + ",".join(f"{f['name']}:{_type_name(f['type'])}" for f in t["fields"]) + "}"
         return _type_name(t["type"])
     return str(t)
+
+
+def _read_exogenous(r: _Reader) -> dict[str, ExogenousArrays]:
+    out: dict[str, ExogenousArrays] = {}
+    while (n := r.records()) != 0:
+        for _ in range(n):
+            series = r.string()
+            about, published = r.longs(), r.longs()
+            numbers: dict[str, np.ndarray] = {}
+            while (k := r.records()) != 0:
+                for _ in range(k):
+                    col = r.string()
+                    numbers[col] = r.doubles()
+            texts: dict[str, list[str]] = {}
+            while (k := r.records()) != 0:
+                for _ in range(k):
+                    col = r.string()
+                    texts[col] = r.strings()
+            _check_exogenous(series, about, published, numbers, texts, out, r)
+            out[series] = ExogenousArrays(series, about, published, numbers, texts)
+    return out
+
+
+def _check_exogenous(series: str, about: np.ndarray, published: np.ndarray, numbers: dict[str, np.ndarray],
+                     texts: dict[str, list[str]], seen: dict[str, ExogenousArrays], r: _Reader) -> None:
+    """The invariants ``ExogenousFrame.__post_init__`` and ``BarClosed`` enforce, on arrays."""
+    if not series:
+        raise r.fail("invalid value: ExogenousFrame.series: must not be empty")
+    if series in seen:
+        raise r.fail(f"invalid value: BarClosed.exogenous: duplicate series {series!r}")
+    n = about.shape[0]
+    if published.shape[0] != n:
+        got = published.shape[0]
+        raise r.fail(f"invalid value: ExogenousFrame {series}: {got} published_at but {n} about_ts")
+    if n > 1 and not bool(np.all(published[1:] >= published[:-1])):
+        raise r.fail(f"invalid value: ExogenousFrame {series}: published_at is not non-decreasing")
+    if set(numbers) & set(texts):
+        raise r.fail(f"invalid value: ExogenousFrame {series}: duplicate column")
+    lengths = [(c, int(v.shape[0])) for c, v in numbers.items()] + [(c, len(v)) for c, v in texts.items()]
+    for c, got in lengths:
+        if got != n:
+            raise r.fail(f"invalid value: ExogenousFrame {series}.{c}: {got} values but {n} observations")
 
 
 @cache
@@ -200,6 +349,7 @@ def decode_bar_window(data: bytes | bytearray | memoryview) -> BarWindow:
     bar_open_ms = r.long()
     times = r.longs()
     cols = {c: r.doubles() for c in COLUMNS}
+    exogenous = _read_exogenous(r)
     if r.pos != r.end:
         raise r.fail(f"{r.end - r.pos} trailing bytes")
     _check(tick_id, symbol, timeframe, bar_open_ms, times, cols, r)
@@ -207,7 +357,7 @@ def decode_bar_window(data: bytes | bytearray | memoryview) -> BarWindow:
         bar_open_time = _EPOCH + timedelta(milliseconds=bar_open_ms)
     except OverflowError as exc:
         raise r.fail(f"invalid value: bar_open_time {bar_open_ms} ms is out of range") from exc
-    return BarWindow(tick_id, symbol, timeframe, bar_open_time, times, cols)
+    return BarWindow(tick_id, symbol, timeframe, bar_open_time, times, cols, exogenous)
 
 
 def _check(tick_id: str, symbol: str, timeframe: str, bar_open_ms: int, times: np.ndarray,

@@ -14,19 +14,8 @@ from datetime import UTC, datetime
 
 import typer
 
-from common import health
-from common.db.models import Intent, PnlDaily
-from common.db.session import make_engine, session_scope
-from common.events import IntentAction, OrderIntent
-from common.ids import make_tick_id
-from common.kafka.producer import EventProducer
-from common.kafka.topics import INTENTS
-from common.logging import configure_logging
-from common.shutdown import GracefulShutdown
-from config import load_settings
-from executor import book, repair
-from executor.reconcile import max_legs
-from executor.runner import SERVICE, ExecutorOptions, build_executor, namespace_for, run, startup_reconcile
+# Start-up imports only typer: the book, the venue clients (ccxt), Kafka and SQLAlchemy are
+# imported by the commands that use them, so `--help` and a mistyped option answer at once.
 
 app = typer.Typer(
     help="Executor: risk-checked orders from intents.", no_args_is_help=True, add_completion=False
@@ -35,6 +24,9 @@ OPERATOR_MODEL = "operator"
 
 
 def _ns() -> tuple[str, str]:
+    from config import load_settings
+    from executor.runner import ExecutorOptions, namespace_for
+
     settings = load_settings()
     return namespace_for(settings, ExecutorOptions()), settings.database_url.get_secret_value()
 
@@ -45,6 +37,12 @@ def run_cmd(
     idle_timeout: float = typer.Option(None, help="Stop after this many idle seconds."),
 ) -> None:
     """Consume orders.intents one at a time until SIGTERM."""
+    from common import health
+    from common.logging import configure_logging
+    from common.shutdown import GracefulShutdown
+    from config import load_settings
+    from executor.runner import SERVICE, run
+
     settings = load_settings().resolved()
     configure_logging(SERVICE, settings.log_level, settings.log_json)
     health.start(settings)  # metrics + /healthz/live, /healthz/ready (Postgres, Kafka)
@@ -54,6 +52,11 @@ def run_cmd(
 @app.command()
 def status() -> None:
     """Print position, P&L, limits and switches of this namespace."""
+    from common.db.models import PnlDaily
+    from common.db.session import make_engine, session_scope
+    from config import load_settings
+    from executor import book
+
     settings = load_settings()
     ns, url = _ns()
     with session_scope(make_engine(url)) as s:
@@ -93,6 +96,14 @@ def kill_switch(
     flattening (even while trading is paused), and its outcome is what counts: `--wait-s` waits
     for it and prints it, otherwise check `status`.
     """
+    from common.db.session import make_engine, session_scope
+    from common.events import IntentAction, OrderIntent
+    from common.ids import make_tick_id
+    from common.kafka.producer import EventProducer
+    from common.kafka.topics import INTENTS
+    from config import load_settings
+    from executor import book
+
     settings = load_settings()
     ns, url = _ns()
     with session_scope(make_engine(url)) as s:
@@ -120,6 +131,10 @@ def kill_switch(
 
 def _await_flatten(url: str, ns: str, symbol: str, intent_id: str, wait_s: float) -> None:
     """Print the executor's outcome for the FLAT intent; exit 1 unless the book ends flat."""
+    from common.db.models import Intent
+    from common.db.session import make_engine, session_scope
+    from executor import book
+
     engine = make_engine(url)
     deadline = time.monotonic() + wait_s
     while True:
@@ -141,6 +156,9 @@ def resume(
     reason: str = typer.Option(..., help="Why it is safe again (kept in audit_log)."),
 ) -> None:
     """Release the kill switch and un-pause (a daily-loss halt still runs to UTC midnight)."""
+    from common.db.session import make_engine, session_scope
+    from executor import book
+
     ns, url = _ns()
     with session_scope(make_engine(url)) as s:
         book.set_risk_state(
@@ -155,6 +173,9 @@ def pause(
     reason: str = typer.Option(..., help="Why (kept in audit_log)."),
 ) -> None:
     """Refuse every intent (without flattening) until `resume`."""
+    from common.db.session import make_engine, session_scope
+    from executor import book
+
     ns, url = _ns()
     with session_scope(make_engine(url)) as s:
         book.set_risk_state(s, ns, actor, "pause", reason, trading_paused=True)
@@ -164,6 +185,9 @@ def pause(
 @app.command("reconcile")
 def reconcile_cmd() -> None:
     """Compare the venue's open orders, fills and position with the book; exit 1 if they disagree."""
+    from config import load_settings
+    from executor.runner import build_executor, startup_reconcile
+
     rec = startup_reconcile(build_executor(load_settings().resolved()))
     typer.echo(rec.describe())
     raise typer.Exit(0 if rec.ok else 1)
@@ -185,6 +209,13 @@ def adopt(
     ``adopt|<time>`` intent, and any position the fill history does not reach is one adjustment
     fill at the mark. Nothing is traded. Logged (``reconcile_adopted``) and audited (``adopt``).
     """
+    from common.db.session import session_scope
+    from common.logging import configure_logging
+    from config import load_settings
+    from executor import repair
+    from executor.reconcile import max_legs
+    from executor.runner import SERVICE, build_executor
+
     settings = load_settings().resolved()
     configure_logging(SERVICE, settings.log_level, settings.log_json)
     executor = build_executor(settings)

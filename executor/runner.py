@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine
 
 from common.db.base import LIVE_NAMESPACE
+from common.db.retry import with_db_retry
 from common.db.session import make_engine
 from common.events import ExecutionReport, OrderIntent
 from common.kafka.consumer import ConsumerLoop, LoopStats, OnError, OnUnknownSchema
@@ -144,7 +145,9 @@ def run(
     """
     options = ExecutorOptions()
     executor = executor or build_executor(settings, options)
-    startup_reconcile(executor, repair=True)
+    # Started during a Postgres outage, the first connect times out: retry (the repair books by
+    # venue fill id, so a repeated attempt after a rolled-back one changes nothing twice).
+    with_db_retry(lambda: startup_reconcile(executor, repair=True), what="startup reconcile")
     producer = EventProducer(settings, SERVICE)
     out_topic = settings.topic(EXECUTIONS)
 

@@ -4,6 +4,13 @@
 # PostgreSQL authenticates with scram-sha-256 and a generated password kept in .local/pg/password
 # and the libpq passfile .local/pg/pgpass (both mode 0600, never printed), which every local
 # client reads (common/db/session.py). A cluster made with the old `trust` auth is converted.
+# The cluster preloads TimescaleDB 2.23.1, built once from ../shared/vendor by infra/timescale.sh
+# (cached under ~/.cache/btcmeta). BTCMETA_TIMESCALE=off starts plain PostgreSQL instead.
+# TimescaleDB's job scheduler is off here unless BTCMETA_TIMESCALE_JOBS=on: the local databases hold
+# the bundled history (2018-2022), which a retention policy would delete on its first run; tests run
+# the policy jobs explicitly (CALL run_job). Both settings take effect when the server starts.
+# (With the scheduler on, TimescaleDB 2.23.1 on Debian's PostgreSQL 15.20 commits each job's work
+# but then fails the run with 'cannot drop portal "" while it is being set up'; CALL run_job is fine.)
 #
 #   infra/dev.sh deps     install/resolve what is missing (Postgres via apt, Kafka jars via Maven)
 #   infra/dev.sh start    start Kafka and Postgres (idempotent), create the database
@@ -24,6 +31,8 @@ PG_DB="btcmeta"
 PG_OS_USER="${BTCMETA_PG_OS_USER:-postgres}"
 PG_PASSWORD_FILE="$PG_DIR/password"
 PG_PASSFILE="$PG_DIR/pgpass"
+TIMESCALE="${BTCMETA_TIMESCALE:-on}"
+TIMESCALE_JOBS="${BTCMETA_TIMESCALE_JOBS:-off}"
 
 say() { printf '[infra] %s\n' "$*"; }
 die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -109,11 +118,57 @@ pg_secure() {
   fi
 }
 
+on_off() {
+  # Normalises an on/off setting, or stops with its name: a typo must not pick a mode silently.
+  case "$2" in
+    on|1|true|yes) echo on ;;
+    off|0|false|no) echo off ;;
+    *) die "$1 must be on or off (got '$2')" ;;
+  esac
+}
+TIMESCALE="$(on_off BTCMETA_TIMESCALE "$TIMESCALE")"
+TIMESCALE_JOBS="$(on_off BTCMETA_TIMESCALE_JOBS "$TIMESCALE_JOBS")"
+timescale_on() { [ "$TIMESCALE" = on ]; }
+
+pg_server_options() {
+  # Server settings on the command line rather than in postgresql.conf: they apply to new and
+  # existing clusters alike, and ALTER SYSTEM cannot silently override them.
+  local opts="-p $PG_PORT -k $PG_DIR/run -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on"
+  if timescale_on; then
+    opts+=" -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
+    if [ "$TIMESCALE_JOBS" = on ]; then opts+=" -c timescaledb.max_background_workers=8 -c max_worker_processes=16"
+    else opts+=" -c timescaledb.max_background_workers=0"; fi
+  fi
+  echo "$opts"
+}
+
+pg_start_bindir() {
+  # The binaries the server starts from: the system's, or a private copy with TimescaleDB
+  # (infra/timescale.sh decides; it builds and installs TimescaleDB first when needed).
+  if timescale_on; then
+    "$REPO/infra/timescale.sh" ensure >&2 || die "TimescaleDB could not be built or installed (BTCMETA_TIMESCALE=off starts plain PostgreSQL)"
+    "$REPO/infra/timescale.sh" bindir
+  else
+    pg_bindir
+  fi
+}
+
+pg_check_preload() {
+  # A server started before TimescaleDB was set up (or with BTCMETA_TIMESCALE=off) keeps running
+  # without it: say how to restart it rather than restart it under clients' feet.
+  timescale_on || return 0
+  local loaded
+  loaded="$(psql_admin -tAc 'SHOW shared_preload_libraries' 2>/dev/null || true)"
+  if [[ "$loaded" != *timescaledb* ]]; then
+    say "WARNING: PostgreSQL on 127.0.0.1:$PG_PORT runs without TimescaleDB preloaded; restart it to load it: infra/dev.sh stop && infra/dev.sh start"
+  fi
+}
+
 pg_running() { [ -f "$PG_DIR/data/postmaster.pid" ] && pg_as_owner "$(pg_bindir)/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; }
 
 pg_start() {
   pg_deps
-  local bin; bin="$(pg_bindir)"
+  local bin; bin="$(pg_start_bindir)"
   mkdir -p "$PG_DIR/run"
   pg_secret
   if is_root; then chown -R "$PG_OS_USER" "$PG_DIR"; fi
@@ -137,12 +192,14 @@ pg_start() {
     say "PostgreSQL already running on 127.0.0.1:$PG_PORT"
   else
     if port_open "$PG_PORT"; then die "port $PG_PORT is taken by another program (set BTCMETA_PG_PORT)"; fi
-    say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    if timescale_on; then say "starting PostgreSQL on 127.0.0.1:$PG_PORT (TimescaleDB preloaded, job scheduler $TIMESCALE_JOBS)"
+    else say "starting PostgreSQL on 127.0.0.1:$PG_PORT (without TimescaleDB: BTCMETA_TIMESCALE=off)"; fi
     pg_as_owner "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
-      -o "-p $PG_PORT -k $PG_DIR/run -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on" start >/dev/null \
+      -o "$(pg_server_options)" start >/dev/null \
       || { tail -n 30 "$PG_DIR/postgres.log" >&2; die "PostgreSQL did not start"; }
   fi
   pg_secure "$bin"
+  pg_check_preload
   if ! psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" | grep -q 1; then
     say "creating database $PG_DB"
     psql_admin -qc "CREATE DATABASE $PG_DB"
@@ -238,11 +295,13 @@ status() {
   if kafka_running; then say "Kafka      running  127.0.0.1:$KAFKA_PORT (pid $(kafka_pid))"; else say "Kafka      stopped"; fi
   if pg_bindir >/dev/null && pg_running; then
     say "PostgreSQL running  127.0.0.1:$PG_PORT (db $PG_DB, user $PG_USER, password in $PG_PASSFILE)"
+    local preload; preload="$(psql_admin -tAc 'SHOW shared_preload_libraries' 2>/dev/null || true)"
+    if [[ "$preload" == *timescaledb* ]]; then say "TimescaleDB preloaded"; else say "TimescaleDB not preloaded"; fi
   else say "PostgreSQL stopped"; fi
 }
 
 case "${1:-}" in
-  deps) pg_deps; kafka_deps; say "dependencies present" ;;
+  deps) pg_deps; if timescale_on; then "$REPO/infra/timescale.sh" ensure; fi; kafka_deps; say "dependencies present" ;;
   start) pg_start; kafka_start; status ;;
   stop) kafka_stop; pg_stop ;;
   status) status ;;

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import typer
-from confluent_kafka.admin import AdminClient
+from typing import TYPE_CHECKING
 
-from common import health
-from common.db.session import make_engine
-from common.kafka.configuration import admin_config
-from common.kafka.topics import ensure_topics, topic_specs
-from common.logging import configure_logging
-from common.registry import load_registry
-from config import Settings, get_settings
-from meta_consumer import store
-from meta_consumer.service import MetaConsumer
-from meta_consumer.settings import MetaSettings, load_meta_settings
+import typer
+
+if TYPE_CHECKING:
+    from config import Settings
+    from meta_consumer.settings import MetaSettings
+
+# Start-up imports only typer: the service (confluent_kafka, SQLAlchemy, the policy's libraries)
+# is imported by the command that runs it, so `--help` answers at once.
 
 app = typer.Typer(help="Meta consumer: joins recommendations per tick, runs the selected policy, "
                        "publishes one OrderIntent per tick.", no_args_is_help=True, add_completion=False)
 
 
 def _setup() -> tuple[Settings, MetaSettings]:
+    from common.logging import configure_logging
+    from config import get_settings
+    from meta_consumer.settings import load_meta_settings
+
     settings = get_settings().resolved()
     meta = load_meta_settings()
     configure_logging("meta-consumer", settings.log_level, settings.log_json)
@@ -33,6 +34,14 @@ def run() -> None:
 
     Settings come from BTCMETA_* (shared) and BTCMETA_META_* (this service) environment variables.
     """
+    from confluent_kafka.admin import AdminClient
+
+    from common import health
+    from common.kafka.configuration import admin_config
+    from common.kafka.topics import ensure_topics, topic_specs
+    from common.registry import load_registry
+    from meta_consumer.service import MetaConsumer
+
     settings, meta = _setup()
     health.start(settings)  # metrics + /healthz/live, /healthz/ready; waits for Postgres and Kafka
     registry = load_registry(settings.registry_path, import_classes=False)
@@ -44,6 +53,9 @@ def run() -> None:
 @app.command()
 def status() -> None:
     """The newest decision of this namespace (what an operator checks first)."""
+    from common.db.session import make_engine
+    from meta_consumer import store
+
     settings, _meta = _setup()
     service_ns = settings.kafka.topic_prefix or "live"
     row = store.last_decision(make_engine(settings.database_url.get_secret_value()), service_ns)

@@ -25,6 +25,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Connection
 
 from common.db.models import LIVE_NAMESPACE, Decision
+from common.db.retry import with_db_retry
 from common.db.session import make_engine
 from common.events import OrderIntent, Recommendation, TickPlan, utc
 from common.kafka.consumer import ConsumerLoop, OnError, PoisonMessage
@@ -83,7 +84,8 @@ class MetaConsumer:
     # ------------------------------------------------------------------ start-up
     def recover(self) -> None:
         """Continue from the newest decision; re-arm the undecided ticks; re-send the newest intent."""
-        last = store.last_decision(self.engine, self.namespace)
+        # The first query of a process (re)started during a Postgres outage: retried, not fatal.
+        last = with_db_retry(lambda: store.last_decision(self.engine, self.namespace), what="meta recover")
         if last is not None:
             self.carry = Carry.from_dict(last.observation.get("state"))
             self.joiner.last_decided = self.carry.tick_time

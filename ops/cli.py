@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from common.kafka.topics import ensure_topics, topic_specs, wait_for_broker
-from common.registry import load_registry
-from config import Settings, load_settings
+if TYPE_CHECKING:
+    from config import Settings
+
+# Start-up imports only typer: every command imports what it uses, so `--help` and a mistyped
+# option answer at once instead of after loading confluent_kafka, pydantic and jsonschema.
 
 app = typer.Typer(
     help="Operations: migrate the database, create Kafka topics, wait for infrastructure.",
@@ -16,6 +20,8 @@ app = typer.Typer(
 
 
 def registry_timeframes(settings: Settings) -> list[str]:
+    from common.registry import load_registry
+
     registry = load_registry(
         settings.registry_path, max_lookback_hours=settings.max_lookback_hours, import_classes=False
     )
@@ -27,6 +33,9 @@ def topics(
     prefix: str = typer.Option(None, help="Topic prefix (default: BTCMETA_KAFKA__TOPIC_PREFIX)."),
 ) -> None:
     """Create every topic with its partition count (intents: exactly 1). Safe to repeat."""
+    from common.kafka.topics import ensure_topics, topic_specs, wait_for_broker
+    from config import load_settings
+
     settings = load_settings()
     if prefix is not None:
         settings = settings.model_copy(
@@ -43,6 +52,7 @@ def topics(
 def migrate(revision: str = typer.Argument("head", help="Alembic revision to upgrade to.")) -> None:
     """Apply database migrations (Alembic) up to REVISION. Safe to repeat."""
     from common.db.migrate import current, upgrade
+    from config import load_settings
 
     settings = load_settings()
     url = settings.database_url.get_secret_value()
@@ -60,6 +70,9 @@ def migrate(revision: str = typer.Argument("head", help="Alembic revision to upg
 @app.command()
 def wait(timeout: float = typer.Option(60.0, help="Seconds to wait.")) -> None:
     """Wait until Kafka answers metadata requests."""
+    from common.kafka.topics import wait_for_broker
+    from config import load_settings
+
     wait_for_broker(load_settings(), timeout)
     typer.echo("[ops] Kafka ready")
 
@@ -90,6 +103,7 @@ def _engine_admin() -> tuple[object, object]:
 
     from common.db.session import make_engine
     from common.kafka.configuration import admin_config
+    from config import load_settings
 
     settings = load_settings()
     return make_engine(settings.database_url.get_secret_value()), AdminClient(admin_config(settings))
@@ -140,6 +154,7 @@ def backfill(
 
     from common.db.session import make_engine
     from common.logging import configure_logging
+    from config import load_settings
     from ops.backfill import backfill as run_backfill
     from ops.backfill import signals_from_namespace
 

@@ -10,23 +10,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import ccxt
 import typer
 
 from common.dataset import BUNDLED_CSV
-from common.db.session import make_engine
-from common.logging import configure_logging
-from config import Settings, get_settings
-from producers.sources import CcxtSource, CsvSource
-from producers.sync import (
-    SyncReport,
-    import_csv,
-    initialize_market_data,
-    report_gaps,
-    sync_market_data,
-)
+
+if TYPE_CHECKING:
+    from config import Settings
+    from producers.exogenous import ImportReport
+    from producers.sync import SyncReport
+
+# Start-up imports only typer and a path: ccxt alone takes seconds to import, so it, SQLAlchemy,
+# pandas and the sources are imported by the commands that use them (`--help` answers at once).
+
+# The live exogenous sources, named in `poll --source`'s help; the same tuple as
+# producers.exogenous.SOURCE_NAMES (a unit test keeps them equal) without importing that module.
+SOURCE_NAMES = ("fear_greed", "news", "sentiment")
 
 app = typer.Typer(help="Market data: candles exchange/CSV -> Postgres.", no_args_is_help=True,
                   add_completion=False)
@@ -42,6 +42,9 @@ def parse_when(value: str) -> datetime:
 
 
 def _setup(service: str) -> Settings:
+    from common.logging import configure_logging
+    from config import get_settings
+
     settings = get_settings().resolved()
     configure_logging(service, settings.log_level, settings.log_json)
     return settings
@@ -50,6 +53,8 @@ def _setup(service: str) -> Settings:
 @contextmanager
 def _exchange_errors() -> Iterator[None]:
     """An unreachable exchange is an operational condition: one clear line and exit 1, no traceback."""
+    import ccxt
+
     try:
         yield
     except ccxt.BaseError as exc:
@@ -70,6 +75,10 @@ Prune = Annotated[bool, typer.Option("--prune/--no-prune", help="Delete this sou
 @app.command()
 def init(prune: Prune = True) -> None:
     """Fetch the whole MAX_LOOKBACK_HOURS window from the exchange (idempotent)."""
+    from common.db.session import make_engine
+    from producers.sources import CcxtSource
+    from producers.sync import initialize_market_data
+
     settings = _setup("producers")
     engine = make_engine(settings.database_url.get_secret_value())
     with _exchange_errors():
@@ -80,6 +89,10 @@ def init(prune: Prune = True) -> None:
 @app.command()
 def sync(prune: Prune = True) -> None:
     """Fetch only candles newer than the last stored one (idempotent)."""
+    from common.db.session import make_engine
+    from producers.sources import CcxtSource
+    from producers.sync import sync_market_data
+
     settings = _setup("producers")
     engine = make_engine(settings.database_url.get_secret_value())
     with _exchange_errors():
@@ -93,6 +106,10 @@ def import_csv_cmd(
     symbol: Annotated[str | None, typer.Option(help="Default: BTCMETA_SYMBOL.")] = None,
 ) -> None:
     """Import a CSV's history at its own timeframe (never pruned; demos and training)."""
+    from common.db.session import make_engine
+    from producers.sources import CsvSource
+    from producers.sync import import_csv
+
     settings = _setup("producers")
     engine = make_engine(settings.database_url.get_secret_value())
     source = CsvSource(path)
@@ -110,6 +127,9 @@ def gaps(
     symbol: Annotated[str | None, typer.Option(help="Default: BTCMETA_SYMBOL.")] = None,
 ) -> None:
     """List missing candle ranges in [start, end); exit code 1 when there are any."""
+    from common.db.session import make_engine
+    from producers.sync import report_gaps
+
     settings = _setup("producers")
     engine = make_engine(settings.database_url.get_secret_value())
     found = report_gaps(engine, symbol or settings.symbol, timeframe or settings.min_timeframe,
@@ -118,3 +138,77 @@ def gaps(
         typer.echo(f"{g.start.isoformat()}\t{g.end.isoformat()}\t{g.bars} bars missing")
     typer.echo(f"{len(found)} gap(s)")
     raise typer.Exit(1 if found else 0)
+
+
+# ------------------------------------------------------------------------------------ exogenous
+
+exogenous_app = typer.Typer(help="Exogenous (non-price) series: shared files and live sources -> Postgres.",
+                            no_args_is_help=True, add_completion=False)
+app.add_typer(exogenous_app, name="exogenous")
+
+
+def _known_series(values: list[str] | None) -> list[str] | None:
+    from common.exogenous.catalog import TIME_SERIES
+
+    for name in values or []:
+        if name not in TIME_SERIES:
+            raise typer.BadParameter(f"unknown series {name!r}; known: {', '.join(TIME_SERIES)}")
+    return values or None
+
+
+def _known_sources(values: list[str] | None) -> list[str] | None:
+    for name in values or []:
+        if name not in SOURCE_NAMES:
+            raise typer.BadParameter(f"unknown source {name!r}; known: {', '.join(SOURCE_NAMES)}")
+    return values or None
+
+
+def _exo_summary(reports: list[ImportReport]) -> None:
+    for report in reports:
+        typer.echo(report.line(), err=report.error is not None)
+    failed = [r for r in reports if r.error is not None]
+    if failed:
+        typer.echo(f"{len(failed)} of {len(reports)} failed", err=True)
+        raise typer.Exit(1)
+
+
+@exogenous_app.command("import")
+def exogenous_import(
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", exists=True, file_okay=False, help="Folder of the shared exogenous CSVs "
+        "(default: BTCMETA_EXOGENOUS__DATA_DIR).")] = None,
+    series: Annotated[list[str] | None, typer.Option(
+        "--series", callback=_known_series, help="Only this series (repeatable); default: all.")] = None,
+) -> None:
+    """Load the shared files, validated, idempotent: a re-run inserts nothing new.
+
+    Prints per series the rows read, taken, newly inserted, already stored, and refused per reason.
+    """
+    from common.db.session import make_engine
+    from producers import exogenous
+
+    settings = _setup("producers")
+    folder = directory or Path(settings.exogenous.data_dir)
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder} is not a folder", param_hint="--dir")
+    engine = make_engine(settings.database_url.get_secret_value())
+    _exo_summary(exogenous.import_dir(engine, folder, series))
+
+
+@exogenous_app.command("poll")
+def exogenous_poll(
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", callback=_known_sources,
+        help=f"Only this source (repeatable): {', '.join(SOURCE_NAMES)}; default: all configured.")
+    ] = None,
+) -> None:
+    """Fetch the live sources (URLs from BTCMETA_EXOGENOUS__*) once and store what is new.
+
+    A source that is unreachable or answers garbage is reported (exit 1); its stored data is kept.
+    """
+    from common.db.session import make_engine
+    from producers import exogenous
+
+    settings = _setup("producers")
+    engine = make_engine(settings.database_url.get_secret_value())
+    _exo_summary(exogenous.poll(engine, settings.exogenous, source))

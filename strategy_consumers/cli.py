@@ -7,15 +7,17 @@ date, enter_long, exit_long, enter_short, exit_short (0/1) and target (1, -1, 0)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import pandas as pd
 import typer
 
 from strategy_consumers.strategies import BUILTIN, builtin_strategy
-from strategy_consumers.strategies.base import OHLCV_COLUMNS
-from strategy_consumers.strategies.targets import SIGNAL_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Start-up imports only typer and the built-in names (for `--help`): numpy, pandas and the
+# strategies are imported by the command that computes, so `--help` answers at once.
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="BTC strategy consumers.")
 
@@ -31,6 +33,11 @@ class InputError(ValueError):
 
 def read_candles(path: Path) -> pd.DataFrame:
     """Read and validate ``date,open,high,low,close,volume``: UTC, strictly increasing, numeric."""
+    import numpy as np
+    import pandas as pd
+
+    from strategy_consumers.strategies.base import OHLCV_COLUMNS
+
     try:
         frame = pd.read_csv(path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -67,6 +74,11 @@ def signals(
     output_path: Annotated[Path, typer.Option("--output", help="CSV to write.")],
 ) -> None:
     """Compute a strategy's signals and standalone target for every bar of a CSV."""
+    import numpy as np
+    import pandas as pd
+
+    from strategy_consumers.strategies.targets import SIGNAL_COLUMNS
+
     try:
         strat = builtin_strategy(strategy)
         candles = read_candles(input_path)

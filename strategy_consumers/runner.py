@@ -30,7 +30,7 @@ from common.kafka.producer import EventProducer
 from common.kafka.topics import RECOMMENDATIONS, bars_topic
 from common.logging import get_logger
 from common.registry import StrategySpec, load_registry
-from common.serde_bars import COLUMNS, BarWindow, decode_bar_window
+from common.serde_bars import COLUMNS, BarWindow, ExogenousArrays, decode_bar_window
 from config import Settings
 from strategy_consumers.strategies.base import RecommendationResult, Strategy
 
@@ -81,6 +81,8 @@ class StrategyRunner:
         self.topic_out = settings.topic(RECOMMENDATIONS)
         self._tf = timedelta(minutes=spec.timeframe_minutes)
         self._bars = self.strategy.bars_needed(spec.timeframe_minutes)
+        self._reads_exogenous = bool(self.strategy.exogenous_inputs)
+        self._reach_ms = int(self.strategy.exogenous_reach() / timedelta(milliseconds=1))
         self._targets: OrderedDict[datetime, int] = OrderedDict()
         self._pending: list[tuple[BarWindow, Message | None]] = []
         #: Set by :func:`make_loop`: the loop's dead-letter step for a bar that failed on its own.
@@ -103,9 +105,24 @@ class StrategyRunner:
         prev = self._targets.get(bar.bar_open_time - self._tf)
         if prev is None:
             log.info("cold_start", strategy=self.spec.name, bar_open_time=bar.bar_open_time.isoformat())
-        result = self.strategy.recommend(window, prev_target=prev)
+        result = self.strategy.recommend(window, prev_target=prev, exogenous=self._exogenous(bar, window))
         self._remember(bar.bar_open_time, result.target)
         return self._recommendation(bar, result)
+
+    def _exogenous(self, bar: BarClosed | BarWindow, window: pd.DataFrame) -> dict[str, pd.DataFrame] | None:
+        """The bar's exogenous series, cut for ``window`` exactly as the full-history path cuts them.
+
+        The message carries each series from the earliest publication any strategy due on the
+        timeframe can use; ``Strategy.cut_exogenous`` keeps what this strategy's window can use.
+        A series the message lacks stays absent (the strategy then says why it has no opinion).
+        """
+        if not self._reads_exogenous:
+            return None
+        if isinstance(bar, BarClosed):
+            bar = BarWindow.from_event(bar)
+        frames = {name: bar.exogenous[name].to_frame()
+                  for name in self.strategy.exogenous_inputs if name in bar.exogenous}
+        return self.strategy.cut_exogenous(frames, window)
 
     def recommendations_for(self, bars: Sequence[BarWindow]) -> list[Recommendation]:
         """One Recommendation per bar, in order: runs of consecutive bars from one frame each."""
@@ -120,7 +137,9 @@ class StrategyRunner:
                 continue
             run, last = bars[start:end], bars[end - 1]
             frame = window_frame(last, self.strategy.warmup_bars + len(run))
-            for bar, result in zip(run, self.strategy.recommend_run(frame, len(run), prev), strict=True):
+            exo = self._exogenous(last, frame)
+            results = self.strategy.recommend_run(frame, len(run), prev, exogenous=exo)
+            for bar, result in zip(run, results, strict=True):
                 self._remember(bar.bar_open_time, result.target)
                 out.append(self._recommendation(bar, result))
             start = end
@@ -157,6 +176,33 @@ class StrategyRunner:
                 mine, theirs = bar.columns[c][-warm:], last.columns[c][stop - warm:stop]
                 if not np.array_equal(mine, theirs, equal_nan=True):
                     return False
+        return self._exogenous_agree(run)
+
+    def _exogenous_agree(self, run: Sequence[BarWindow]) -> bool:
+        """Would each earlier bar of the run see, from the last bar's inputs, what its own carried?
+
+        The run is answered from the last message's observations; an earlier bar may only be
+        answered that way if the observations usable for it (published from the run frame's
+        reach up to its own close) are the same rows in its own message. They differ when a row
+        was stored after that bar's tick with an earlier ``published_at`` (a late import): then
+        the bar gets what was known at its tick, bar by bar.
+        """
+        if not self._reads_exogenous:
+            return True
+        last = run[-1]
+        tf_ms = int(self._tf.total_seconds() * 1000)
+        frame_start = int(last.times[len(last) - (self.strategy.warmup_bars + len(run))])
+        lo = frame_start + tf_ms - self._reach_ms
+        for bar in run[:-1]:
+            close = to_epoch_ms(bar.bar_open_time) + tf_ms
+            for name in self.strategy.exogenous_inputs:
+                theirs, mine = last.exogenous.get(name), bar.exogenous.get(name)
+                if (theirs is None) != (mine is None):
+                    return False
+                if theirs is None or mine is None:
+                    continue
+                if not _same_rows(_published_in(mine, lo, close), _published_in(theirs, lo, close)):
+                    return False
         return True
 
     def _recommendation(self, bar: BarClosed | BarWindow, result: RecommendationResult) -> Recommendation:
@@ -173,6 +219,8 @@ class StrategyRunner:
             horizon_bars=result.horizon_bars,
             indicators={k: v for k, v in result.indicators.items() if np.isfinite(v)},
             produced_at=datetime.now(UTC),
+            reason=result.reason,
+            attention=_attention(result.indicators),
         )
 
     def _remember(self, bar_open_time: datetime, target: int) -> None:
@@ -210,6 +258,32 @@ class StrategyRunner:
         for rec in recs:
             self.producer.send(self.topic_out, rec, key=rec.tick_id)
         self.producer.flush()
+
+
+#: The indicator a strategy publishes to flag a news-related high-attention bar.
+ATTENTION_INDICATOR = "high_attention"
+
+
+def _attention(indicators: dict[str, float]) -> bool | None:
+    """The Recommendation's attention flag: the strategy's ``high_attention`` indicator, if it has one."""
+    value = indicators.get(ATTENTION_INDICATOR)
+    if value is None or not np.isfinite(value):
+        return None
+    return bool(value)
+
+
+def _published_in(arrays: ExogenousArrays, lo: int, hi: int) -> ExogenousArrays:
+    pub = arrays.published_ms
+    return arrays.slice(int(np.searchsorted(pub, lo, "left")), int(np.searchsorted(pub, hi, "right")))
+
+
+def _same_rows(a: ExogenousArrays, b: ExogenousArrays) -> bool:
+    if not (np.array_equal(a.about_ms, b.about_ms) and np.array_equal(a.published_ms, b.published_ms)):
+        return False
+    if a.numbers.keys() != b.numbers.keys() or a.texts.keys() != b.texts.keys():
+        return False
+    return (all(np.array_equal(v, b.numbers[c], equal_nan=True) for c, v in a.numbers.items())
+            and all(list(v) == list(b.texts[c]) for c, v in a.texts.items()))
 
 
 def make_loop(settings: Settings, name: str, **loop_kwargs: Any) -> tuple[ConsumerLoop, StrategyRunner]:

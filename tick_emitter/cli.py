@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
-from common import health
-from common.db.session import make_engine
-from common.logging import configure_logging
-from common.shutdown import GracefulShutdown
-from config import KafkaSettings, Settings, get_settings
-from producers import store
 from producers.cli import parse_when
-from tick_emitter.core import BaseCandles
-from tick_emitter.emitter import db_namespace, last_recorded_tick
-from tick_emitter.replay import base_from_csv, replay
-from tick_emitter.service import build_emitter, load_emitter_registry, run_forever
+
+if TYPE_CHECKING:
+    from config import Settings
+
+# Start-up imports only typer (and producers.cli, as light): the emitter, Kafka, SQLAlchemy and
+# pydantic are imported by the commands that use them, so `--help` answers at once.
 
 app = typer.Typer(help="Tick emitter: publishes TickPlan + BarClosed at every GLOBAL_TICK.",
                   no_args_is_help=True, add_completion=False)
@@ -29,6 +24,9 @@ Prune = Annotated[bool, typer.Option("--prune/--no-prune", help="Prune synced ca
 
 
 def _setup() -> Settings:
+    from common.logging import configure_logging
+    from config import get_settings
+
     settings = get_settings().resolved()
     configure_logging("tick-emitter", settings.log_level, settings.log_json)
     return settings
@@ -41,6 +39,9 @@ def run(
     catchup_hours: Annotated[float, typer.Option(min=0, help="Most downtime to catch up.")] = 24.0,
 ) -> None:
     """Run the cron service until SIGTERM."""
+    from common import health
+    from tick_emitter.service import build_emitter, run_forever
+
     settings = _setup()
     health.start(settings)  # metrics + /healthz/live, /healthz/ready (Postgres, Kafka)
     run_forever(build_emitter(settings, sync=sync, prune=prune, catchup_hours=catchup_hours), delay_s=delay)
@@ -52,6 +53,8 @@ def once(
     at: Annotated[str | None, typer.Option(help="Pretend it is this time (ISO, UTC).")] = None,
 ) -> None:
     """One tick (with catch-up) now, then exit."""
+    from tick_emitter.service import build_emitter
+
     settings = _setup()
     emitter = build_emitter(settings, sync=sync, prune=prune)
     result = emitter.run_once(parse_when(at) if at else None)
@@ -76,6 +79,18 @@ def replay_cmd(
     """Publish a historical range into a separate topic namespace."""
     if not prefix:
         raise typer.BadParameter("the empty prefix is the live namespace", param_hint="--prefix")
+    from pydantic import ValidationError
+
+    from common import health
+    from common.db.retry import with_db_retry
+    from common.db.session import make_engine
+    from common.shutdown import GracefulShutdown
+    from config import KafkaSettings
+    from producers import store
+    from tick_emitter.core import BaseCandles
+    from tick_emitter.replay import base_from_csv, replay
+    from tick_emitter.service import load_emitter_registry
+
     base_settings = _setup()
     try:
         kafka = KafkaSettings.model_validate({**base_settings.kafka.model_dump(), "topic_prefix": prefix})
@@ -91,7 +106,10 @@ def replay_cmd(
     else:
         engine = make_engine(settings.database_url.get_secret_value())
         lookback = timedelta(hours=max((s.lookback_hours for s in registry.enabled), default=0))
-        arrays = store.load_arrays(engine, settings.symbol, settings.min_timeframe, t0 - lookback, t1)
+        arrays = with_db_retry(
+            lambda: store.load_arrays(engine, settings.symbol, settings.min_timeframe, t0 - lookback, t1),
+            what="replay candles",
+        )
         base = BaseCandles(*arrays, minutes)
     stats = replay(settings, registry, base, t0, t1, speed=speed, max_ahead=max_ahead, groups=group or (),
                    shutdown=GracefulShutdown().install())
@@ -102,6 +120,10 @@ def replay_cmd(
 @app.command()
 def status() -> None:
     """Last published tick and last stored candle (what an operator checks first)."""
+    from common.db.session import make_engine
+    from producers import store
+    from tick_emitter.emitter import db_namespace, last_recorded_tick
+
     settings = _setup()
     engine = make_engine(settings.database_url.get_secret_value())
     last_tick = last_recorded_tick(engine, db_namespace(settings), settings.symbol)

@@ -25,6 +25,7 @@ import numpy as np
 from common.events import BarClosed, DueStrategy, TickPlan, to_epoch_ms
 from common.ids import make_tick_id
 from common.registry import Registry, StrategySpec
+from common.serde_bars import ExogenousArrays
 from common.timeframes import parse_timeframe
 
 MINUTE_MS = 60_000
@@ -210,6 +211,8 @@ class BarPayload:
     timeframe: str
     times: np.ndarray
     values: np.ndarray
+    #: Exogenous inputs of the strategies due on this timeframe, cut at the tick (see tick_emitter.exogenous).
+    exogenous: tuple[ExogenousArrays, ...] = ()
 
     @property
     def bar_open_time(self) -> datetime:
@@ -223,7 +226,8 @@ class BarPayload:
         open_times = _to_datetimes(self.times.tolist())
         return BarClosed(tick_id=self.tick_id, symbol=self.symbol, timeframe=self.timeframe,
                          bar_open_time=open_times[-1], open_time=open_times, open=cols[0], high=cols[1],
-                         low=cols[2], close=cols[3], volume=cols[4])
+                         low=cols[2], close=cols[3], volume=cols[4],
+                         exogenous=tuple(a.to_event() for a in self.exogenous))
 
 
 def build_events(

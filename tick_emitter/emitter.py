@@ -43,6 +43,7 @@ from tick_emitter.core import (
     prepare_bars,
     tick_times,
 )
+from tick_emitter.exogenous import DbFeed, ExogenousFeed, attach_exogenous, exogenous_needs
 from tick_emitter.wire import encode_bar
 
 log = get_logger(__name__)
@@ -139,6 +140,7 @@ class TickEmitter:
         catchup_hours: float = 24.0,
         prune: bool = True,
         clock: Callable[[], datetime] | None = None,
+        exogenous: ExogenousFeed | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -157,6 +159,9 @@ class TickEmitter:
             ),
             settings.min_timeframe_minutes,
         )
+        #: Strategies that read exogenous series, and where their observations come from (Postgres).
+        self.exogenous_needs = exogenous_needs(registry)
+        self.exogenous: ExogenousFeed | None = exogenous or (DbFeed(engine) if self.exogenous_needs else None)
         for spec in registry.enabled:
             if spec.timeframe_minutes % settings.min_timeframe_minutes:
                 raise ValueError(
@@ -255,6 +260,8 @@ class TickEmitter:
             if not bars:
                 log.warning("tick_not_published", tick_id=tick.tick_id, detail="no timeframe publishable")
                 continue
+            if self.exogenous is not None:
+                bars = attach_exogenous(bars, plan, self.exogenous_needs, self.exogenous)
             publish_tick(self.producer, self.settings, tick, bars)
             self.producer.flush()
             record_tick(self.engine, self.namespace, tick)

@@ -35,6 +35,7 @@ from producers.sources import CsvSource
 from producers.validation import validate_candles
 from tick_emitter.core import BaseCandles, build_events, candidate_step, plan_tick, prepare_bars, tick_times
 from tick_emitter.emitter import publish_tick
+from tick_emitter.exogenous import DbFeed, ExogenousFeed, attach_exogenous, exogenous_needs
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -147,10 +148,20 @@ def replay(
     settings: Settings, registry: Registry, base: BaseCandles, start: datetime, end: datetime, *,
     producer: EventProducer | None = None, speed: float | None = None, max_ahead: int | None = None,
     groups: Sequence[str] = (), deadline: timedelta = timedelta(seconds=30),
-    shutdown: GracefulShutdown | None = None,
+    shutdown: GracefulShutdown | None = None, exogenous: ExogenousFeed | None = None,
 ) -> ReplayStats:
-    """Publish every tick with something due in ``[start, end]`` into the settings' namespace."""
+    """Publish every tick with something due in ``[start, end]`` into the settings' namespace.
+
+    Strategies that declare exogenous inputs get them on their bars, cut at each tick, from
+    ``exogenous`` (default: the settings' database, one query per series and tick, as live).
+    """
     namespace = check_namespace(settings)
+    needs = exogenous_needs(registry)
+    owned_feed: DbFeed | None = None
+    if needs and exogenous is None:
+        from common.db.session import make_engine
+
+        exogenous = owned_feed = DbFeed(make_engine(settings.database_url.get_secret_value()))
     ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, registry.timeframes))
     shutdown = shutdown or GracefulShutdown()
     own = producer is None
@@ -174,6 +185,8 @@ def replay(
             stats.degraded += bool(degraded)
             if not bars:
                 continue
+            if needs and exogenous is not None:
+                bars = attach_exogenous(bars, plan, needs, exogenous)
             if flow is not None:
                 stats.waited_s += flow.wait(shutdown)
             publish_tick(producer, settings, tick, bars, fast=True)
@@ -192,6 +205,8 @@ def replay(
         stats.seconds = time.perf_counter() - started
         if flow is not None:
             flow.close()
+        if owned_feed is not None:
+            owned_feed.engine.dispose()
         if own:
             producer.close()
     log.info("replay_done", namespace=namespace, ticks=stats.ticks, bars=stats.bars, degraded=stats.degraded,

@@ -14,6 +14,7 @@ import numpy as np
 
 from common import serde
 from common.events import BarClosed
+from common.serde_bars import ExogenousArrays
 from tick_emitter.core import BarPayload
 
 
@@ -73,13 +74,55 @@ class BarEncoder:
         cols = np.ascontiguousarray(bar.values.T, dtype="<f8")
         for i in range(5):
             parts += [count, cols[i].tobytes(), b"\x00"]
+        if bar.exogenous:
+            parts.append(_varint(len(bar.exogenous)))
+            for frame in bar.exogenous:
+                parts += self._exogenous(frame)
+        parts.append(b"\x00")
         return b"".join(parts)
+
+    def _longs(self, values: np.ndarray) -> list[bytes]:
+        if not values.size:
+            return [b"\x00"]
+        return [_varint(int(values.size)), self._times(values), b"\x00"]
+
+    def _exogenous(self, frame: ExogenousArrays) -> list[bytes]:
+        """One ExogenousFrame record: series, the two time arrays, numeric then text columns."""
+        n = len(frame)
+        count = _varint(n)
+        parts = [_string(frame.series), *self._longs(frame.about_ms), *self._longs(frame.published_ms)]
+        if frame.numbers:
+            parts.append(_varint(len(frame.numbers)))
+            for column, values in frame.numbers.items():
+                parts.append(_string(column))
+                if n:
+                    parts += [count, np.ascontiguousarray(values, dtype="<f8").tobytes()]
+                parts.append(b"\x00")
+        parts.append(b"\x00")
+        if frame.texts:
+            parts.append(_varint(len(frame.texts)))
+            for column, texts in frame.texts.items():
+                parts.append(_string(column))
+                if n:
+                    parts += [count, *(_string(t) for t in texts)]
+                parts.append(b"\x00")
+        parts.append(b"\x00")
+        return parts
 
     def _self_check(self) -> bool:
         times = np.array([1_600_000_000_000, 1_600_003_600_000, 1_600_007_200_000], dtype=np.int64)
         values = np.array([[1.5, 2.0, 1.0, 1.25, 0.0], [1.25, 3.0, 1.0, 2.5, 7.0], [2.5, 3.5, 0.5, 2.0, 1e9]])
         sample = BarPayload("S|2020-09-13T12:26Z", "S", "1h", times, values)
-        return self.encode(sample) == serde.encode(sample.to_event())
+        exo = (
+            ExogenousArrays("funding_binance_8h", times[:2] - 3_600_000, times[:2],
+                            {"funding_rate": np.array([1e-4, -2.5e-4])}),
+            ExogenousArrays("news_headlines", times[:1].copy(), times[1:2].copy(),
+                            {"sentiment_polarity": np.array([np.nan])},
+                            {"title": ["Bitcoin é up"], "url": [""]}),
+            ExogenousArrays("exchange_reserves", times[:0], times[:0], {"exchange_reserves": np.empty(0)}),
+        )
+        with_exo = BarPayload(sample.tick_id, "S", "1h", times, values, exo)
+        return all(self.encode(p) == serde.encode(p.to_event()) for p in (sample, with_exo))
 
 
 BAR_ENCODER = BarEncoder()

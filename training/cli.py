@@ -17,33 +17,22 @@ import json
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import numpy as np
-import pandas as pd
 import typer
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from common.db.session import make_engine
-from common.registry import RegistryError, load_registry
-from config import load_settings
-from executor.exchanges.kraken import api_urls
-from strategy_consumers.cli import read_candles
-from training.backtest import evaluate, format_table, run_baselines
-from training.data import InputError, download_ccxt, load_candles
-from training.env import REWARDS
-from training.features import fit_stats, market_features
-from training.ledger import CostModel
-from training.market import Market
-from training.pipeline import TrainHook, agents_hook, proposal_caution
-from training.report import build_report
-from training.results import LOWER_IS_BETTER, ResultsDB, ResultsError, who
-from training.results_live import SelectError, retrain_check, select_model
-from training.retrain import PipelineResult, load_hook, run_pipeline
-from training.signals import SignalArrays, compute_signals
-from training.split import Window, time_split, walk_forward
-from training.walkforward import run_walkforward
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy import Engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from training.results import ResultsDB
+    from training.retrain import PipelineResult
+    from training.signals import SignalArrays
+
+# Start-up imports only typer: every command imports the training modules it runs (pandas,
+# SQLAlchemy, gymnasium, torch, matplotlib, ccxt behind them), so `--help` and a mistyped option
+# answer at once instead of after ~1,600 modules.
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline training of the BTC meta policy.")
 
@@ -58,6 +47,9 @@ def main() -> None:
 
 
 def _load(data: str) -> tuple[pd.DataFrame, SignalArrays]:
+    from training.data import InputError, load_candles
+    from training.signals import compute_signals
+
     try:
         candles = load_candles(data)
     except (InputError, OSError) as exc:
@@ -66,6 +58,8 @@ def _load(data: str) -> tuple[pd.DataFrame, SignalArrays]:
 
 
 def _position(index: pd.DatetimeIndex, when: str | None, default: int, hint: str) -> int:
+    import pandas as pd
+
     if when is None:
         return default
     try:
@@ -78,12 +72,46 @@ def _position(index: pd.DatetimeIndex, when: str | None, default: int, hint: str
 
 @app.command()
 def signals(data: DataOpt = "bundled",
-            out: Annotated[Path, typer.Option("--out", help="output .npz")] = Path("signals.npz")) -> None:
-    """Run every enabled registry strategy over the history; write target/event/confidence/age/present."""
-    _, sig = _load(data)
-    sig.save(out)
-    typer.echo(f"{len(sig)} bars x {len(sig.strategies)} strategies ({', '.join(sig.strategies)}), "
-               f"warm-up {sig.warmup} bars -> {out}")
+            out: Annotated[Path, typer.Option("--out", help="FILE.csv: each registered strategy's target "
+                                                           "(-1/0/1) per 1h bar, known at its close; "
+                                                           "otherwise the training arrays (.npz)")
+                           ] = Path("signals.npz"),
+            exogenous: Annotated[Path | None, typer.Option(
+                "--exogenous", help="folder of exogenous series (shared layout); without it, strategies "
+                                    "that read them say 'no opinion' (flat)")] = None,
+            until: Annotated[str | None, typer.Option(
+                "--until", help="ISO timestamp: cut every input at this time first (1h bars closed by "
+                                "then, observations published by then)")] = None) -> None:
+    """Run every enabled registry strategy over the history (.csv: target per 1h bar; .npz: arrays)."""
+    if out.suffix.lower() != ".csv":
+        if exogenous is not None or until is not None:
+            raise typer.BadParameter("--exogenous and --until need a .csv --out", param_hint="--out")
+        _, sig = _load(data)
+        sig.save(out)
+        typer.echo(f"{len(sig)} bars x {len(sig.strategies)} strategies ({', '.join(sig.strategies)}), "
+                   f"warm-up {sig.warmup} bars -> {out}")
+        return
+    from training.data import InputError, load_candles
+    from training.signals import parse_until, write_positions_csv  # the .csv path (issue 15)
+
+    cut = None
+    if until is not None:
+        try:
+            cut = parse_until(until)
+        except ValueError:
+            raise typer.BadParameter(f"not an ISO timestamp: {until!r}", param_hint="--until") from None
+    if exogenous is not None and not exogenous.is_dir():
+        raise typer.BadParameter(f"{exogenous} is not a folder", param_hint="--exogenous")
+    try:
+        candles = load_candles(data)
+    except (InputError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+    try:
+        table = write_positions_csv(candles, out, exogenous_dir=exogenous, until=cut)
+    except (OSError, ValueError) as exc:  # an unreadable/mismatching series file, a bad registry entry
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"{len(table)} bars x {len(table.columns) - 1} strategies "
+               f"({', '.join(table.columns[1:])}) -> {out}")
 
 
 @app.command()
@@ -92,6 +120,8 @@ def split(data: DataOpt = "bundled",
           mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
           embargo: Annotated[int, typer.Option("--embargo", min=0, help="bars between parts")] = 24) -> None:
     """Print the walk-forward train / validation / test windows (dates, bar counts)."""
+    from training.split import walk_forward
+
     if mode not in ("expanding", "rolling"):
         raise typer.BadParameter("expanding or rolling", param_hint="--mode")
     candles, sig = _load(data)
@@ -116,6 +146,15 @@ def baselines(data: DataOpt = "bundled",
               json_out: Annotated[Path | None, typer.Option("--json", help="also write metrics here")] = None,
               ) -> None:
     """Evaluate every baseline on one window (default: the data's last year) and print a table."""
+    import numpy as np
+    import pandas as pd
+
+    from training.backtest import evaluate, format_table, run_baselines
+    from training.features import fit_stats
+    from training.ledger import CostModel
+    from training.market import Market
+    from training.split import Window
+
     candles, sig = _load(data)
     idx = sig.index
     stop = _position(idx, end, len(idx), "--end")
@@ -150,6 +189,8 @@ RewardOpt = Annotated[str, typer.Option(
 
 
 def _reward(text: str) -> str:
+    from training.env import REWARDS
+
     if text not in REWARDS:
         raise typer.BadParameter(f"{text!r}: choose from {', '.join(REWARDS)}", param_hint="--reward")
     return text
@@ -181,6 +222,8 @@ def walkforward(data: DataOpt = "bundled",
                 embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
                 reward: RewardOpt = "pnl") -> None:
     """Walk-forward folds: train agents per fold, select on validation, score on test; OUT/report.json."""
+    from training.walkforward import run_walkforward
+
     if mode not in ("expanding", "rolling"):
         raise typer.BadParameter("expanding or rolling", param_hint="--mode")
     reward = _reward(reward)
@@ -217,6 +260,10 @@ LEADERBOARD_COLS = (("sharpe", "{:.2f}"), ("sortino", "{:.2f}"), ("total_return"
 
 
 def _results(url: str | None, artifacts: Path | None = None) -> ResultsDB:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from training.results import ResultsDB
+
     try:
         return ResultsDB.open(url, artifacts)
     except SQLAlchemyError as exc:
@@ -230,6 +277,9 @@ def _db_error(exc: SQLAlchemyError) -> str:
 
 
 def _live_engine(url: str | None) -> Engine:
+    from common.db.session import make_engine
+    from config import load_settings
+
     return make_engine(url or load_settings().database_url.get_secret_value())
 
 
@@ -253,6 +303,8 @@ def leaderboard(metric: Annotated[str, typer.Option("--metric", help="rank by th
                 = "latest",
                 results_db: ResultsOpt = None) -> None:
     """Print every candidate's metrics on a window; the best by --metric is marked with '*'."""
+    from training.results import LOWER_IS_BETTER, ResultsError
+
     db = _results(results_db)
     try:
         run_id = None if run == "all" else db.run(run)["run_id"]
@@ -308,6 +360,11 @@ def select_cmd(model: Annotated[str, typer.Argument(help="<evaluation id> or <ru
                = None,
                ) -> None:
     """Upload a trained model to the live database and make it the selected one (hot-reloaded)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from training.results import who
+    from training.results_live import SelectError, select_model
+
     db = _results(results_db)
     user, host = who()
     try:
@@ -327,6 +384,9 @@ def report(run: Annotated[str, typer.Option("--run", help="run id, unique prefix
            metric: Annotated[str, typer.Option("--metric")] = "sharpe",
            results_db: ResultsOpt = None, artifacts: ArtifactsOpt = None) -> None:
     """HTML report of a run: equity and drawdown per model and baseline, and the metrics table."""
+    from training.report import build_report
+    from training.results import ResultsError
+
     db = _results(results_db, artifacts)
     try:
         run_id = db.run(run)["run_id"]
@@ -342,6 +402,12 @@ def retrain_check_cmd(database_url: LiveOpt = None,
                           "--registry", help="strategies registry (default: BTCMETA_REGISTRY_PATH)")] = None,
                       ) -> None:
     """Exit 1 when the selected model's strategies differ from the registry's enabled ones (retrain)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from common.registry import RegistryError, load_registry
+    from config import load_settings
+    from training.results_live import retrain_check
+
     try:
         reg = load_registry(registry or load_settings().registry_path, import_classes=False)
     except RegistryError as exc:
@@ -380,6 +446,8 @@ def retrain(data: DataOpt = "bundled",
 
     Never selects: a person runs `select` after looking at the leaderboard or report.
     """
+    import pandas as pd
+
     if mode not in ("expanding", "rolling"):
         raise typer.BadParameter("expanding or rolling", param_hint="--mode")
     candles, _ = _load_only(data)
@@ -396,6 +464,11 @@ def _train_and_record(candles: pd.DataFrame, *, data: str, hook: str | None, alg
                       results_db: str | None, artifacts: Path | None, kind: str, reward: str = "pnl",
                       extra: dict[str, object] | None = None) -> tuple[ResultsDB, PipelineResult]:
     """Train (hook or agents), evaluate, record, propose, report: shared by train, retrain and all."""
+    from training.pipeline import TrainHook, agents_hook, proposal_caution
+    from training.report import build_report
+    from training.retrain import load_hook, run_pipeline
+    from training.signals import compute_signals
+
     reward = _reward(reward)
     db = _results(results_db, artifacts)
     train_hook: TrainHook | None
@@ -473,6 +546,9 @@ def all_steps(data: DataOpt = "bundled",
               reward: RewardOpt = "pnl",
               results_db: ResultsOpt = None) -> None:
     """Every step once: data, signals, features, split, train, evaluate, record, leaderboard, report."""
+    from training.data import load_candles
+    from training.report import build_report
+
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "candles.csv"
     typer.echo(f"[1/7] data: {data} -> {csv}")
@@ -502,6 +578,8 @@ def all_steps(data: DataOpt = "bundled",
 
 
 def _load_only(data: str) -> tuple[pd.DataFrame, None]:
+    from training.data import InputError, load_candles
+
     try:
         return load_candles(data), None
     except (InputError, OSError) as exc:
@@ -523,6 +601,9 @@ def download(out: Annotated[Path, typer.Option("--out", help="CSV to write "
                                                           "stand-in); krakenfutures only")] = None,
              ) -> None:
     """Hourly candles into the project's CSV format: from a CSV file, or from an exchange through CCXT."""
+    from strategy_consumers.cli import read_candles
+    from training.data import InputError
+
     if (csv is None) == (exchange is None):
         raise typer.BadParameter("give exactly one of --csv PATH or --exchange ID")
     if csv is not None:
@@ -533,6 +614,9 @@ def download(out: Annotated[Path, typer.Option("--out", help="CSV to write "
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.reset_index()[["date", "open", "high", "low", "close", "volume"]].to_csv(out, index=False)
     else:
+        from executor.exchanges.kraken import api_urls  # ccxt: only on the exchange path
+        from training.data import download_ccxt
+
         assert exchange is not None
         stop = _utc(until, "--until") or datetime.now(UTC)
         start = _utc(since, "--since") or stop - timedelta(days=365)
@@ -573,6 +657,11 @@ def features(data: DataOpt = "bundled",
              train_fraction: Annotated[float, typer.Option("--train-fraction", min=0.1, max=0.9)] = 0.6,
              vol_window: Annotated[int, typer.Option("--vol-window", min=2)] = 24) -> None:
     """Market features normalized with statistics fitted on the train window (first --train-fraction)."""
+    import numpy as np
+
+    from training.features import fit_stats, market_features
+    from training.split import time_split
+
     candles, sig = _load(data)
     try:
         fold = time_split(len(candles), start=sig.warmup, train=train_fraction,
@@ -588,7 +677,37 @@ def features(data: DataOpt = "bundled",
                f"(vol_scale {stats.vol_scale:.5f}); {', '.join(feats)} -> {out}")
 
 
-# Backtest by topic replay (issue 9) lives in its own module; registered here.
-from training.replay_backtest import replay_backtest_cmd  # noqa: E402
+# Backtest by topic replay (issue 9) lives in training.replay_backtest; its options are repeated
+# here so that registering the command does not import that module (pandas, SQLAlchemy, the
+# policy). tests/unit/test_cli_imports.py checks that both declare the same options and help.
+@app.command("replay-backtest")
+def replay_backtest(
+    out: Annotated[Path, typer.Option("--out", help="Folder for CSVs, comparison.json/md and service logs.")],
+    start: Annotated[
+        str | None, typer.Option("--from", help="First tick (ISO, UTC); default: --days before the end.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Last tick, inclusive (ISO, UTC); default: last bar's close.")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, help="Window length when --from is not given.")] = 90,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            exists=True,
+            dir_okay=False,
+            help="Candle CSV to import first (default: the bundled data).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="models.model_id to run (pinned, not selected).")
+    ] = None,
+    fallback: Annotated[bool, typer.Option("--fallback", help="Run the majority-vote fallback.")] = False,
+    live_risk_limits: Annotated[bool, typer.Option(help="Keep the configured daily loss cap.")] = False,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600.0,
+) -> None:
+    """Backtest by topic replay through every service, compared tick by tick with the vectorized one."""
+    from training.replay_backtest import replay_backtest_cmd
 
-app.command("replay-backtest")(replay_backtest_cmd)
+    replay_backtest_cmd(out=out, start=start, end=end, days=days, data=data, model=model, fallback=fallback,
+                        live_risk_limits=live_risk_limits, timeout=timeout)

@@ -13,8 +13,10 @@ some strategy's target is flat by construction, so windows for training start af
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -95,3 +97,139 @@ def compute_signals(candles: pd.DataFrame, registry: Registry | None = None) -> 
         target=target, event=event, confidence=confidence,
         age=np.zeros((n, s), dtype=np.int64), present=np.ones((n, s), dtype=bool), warmup=warmup,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Target positions per 1h bar for every registered strategy, any timeframe, with exogenous inputs
+# (``python -m training signals --out FILE.csv``). Kept import-light: the tick emitter's resampler
+# and the exogenous loader are imported where used.
+
+HOUR = pd.Timedelta(hours=1)
+
+
+def resample_candles(candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """Hourly candles -> complete ``timeframe`` bars, exactly as the tick emitter builds them.
+
+    Bins are aligned to the epoch (4h at 00/04/.../20 UTC, 1d at 00:00 UTC) and a bin missing any
+    hour is left out, never filled (``tick_emitter.core.resample``): the live windows of a 4h or
+    1d strategy are cut from the same bins.
+    """
+    from common.timeframes import parse_timeframe
+    from tick_emitter.core import MINUTE_MS, resample
+
+    minutes = parse_timeframe(timeframe)
+    if minutes == 60:
+        return candles
+    if minutes % 60:
+        raise ValueError(f"timeframe {timeframe} is not a whole number of hours")
+    idx = pd.DatetimeIndex(candles.index)
+    times = idx.as_unit("ms").asi8.astype(np.int64)
+    values = candles[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
+    tf_ms = minutes * MINUTE_MS
+    start = int(times[0] // tf_ms * tf_ms) if len(times) else 0
+    rt, rv = resample(times, values, 60, minutes, start)
+    index = pd.DatetimeIndex(pd.to_datetime(rt, unit="ms", utc=True), name="date")
+    return pd.DataFrame(rv, index=index, columns=["open", "high", "low", "close", "volume"])
+
+
+def hourly_targets(
+    strategy: Any, candles: pd.DataFrame, exogenous: Mapping[str, pd.DataFrame] | None = None
+) -> np.ndarray:
+    """The strategy's target at each 1h bar's close (int8), as the live service would have said it.
+
+    A 4h/1d strategy answers when its own bar closes; at a 1h bar the value is the target of the
+    last ``timeframe`` bar closed by that 1h bar's close (flat before the first), never a bar that
+    closes later.
+    """
+    from common.timeframes import parse_timeframe
+
+    frame = resample_candles(candles, strategy.timeframe)
+    target = strategy.evaluate(frame, exogenous=exogenous)["target"].to_numpy(dtype=np.int8)
+    if frame is candles:
+        return target
+    tf = pd.Timedelta(minutes=parse_timeframe(strategy.timeframe))
+    tf_close = (pd.DatetimeIndex(frame.index) + tf).asi8
+    hour_close = (pd.DatetimeIndex(candles.index) + HOUR).asi8
+    last = np.searchsorted(tf_close, hour_close, side="right") - 1
+    return np.where(last >= 0, target[np.maximum(last, 0)], 0).astype(np.int8)
+
+
+def cut_inputs(
+    candles: pd.DataFrame, exogenous: Mapping[str, pd.DataFrame], until: pd.Timestamp
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Everything known at ``until``: 1h bars closed by then, observations published by then."""
+    kept = candles.loc[pd.DatetimeIndex(candles.index) + HOUR <= until]
+    cut = {}
+    for name, frame in exogenous.items():
+        published = pd.to_datetime(frame["published_at"], utc=True) if len(frame) else frame["published_at"]
+        cut[name] = frame.loc[(published <= until).to_numpy(dtype=bool)] if len(frame) else frame
+    return kept, cut
+
+
+def positions_table(
+    candles: pd.DataFrame,
+    registry: Registry | None = None,
+    exogenous: Mapping[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """One row per 1h bar: ``ts`` (open time, ISO UTC) and each enabled strategy's target (-1/0/1)."""
+    reg = registry if registry is not None else load_registry()
+    out: dict[str, Any] = {
+        "ts": pd.DatetimeIndex(candles.index).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    }
+    for spec in reg.enabled:
+        strategy = spec.load_class()(params=dict(spec.params), lookback_hours=spec.lookback_hours,
+                                     version=spec.version)
+        if spec.timeframe != strategy.timeframe:
+            raise ValueError(f"registry entry {spec.name!r}: timeframe {spec.timeframe} differs from the "
+                             f"class's {strategy.timeframe}")
+        out[spec.name] = hourly_targets(strategy, candles, exogenous or {})
+    return pd.DataFrame(out)
+
+
+def exogenous_needed(registry: Registry) -> tuple[str, ...]:
+    """Names of the exogenous series the enabled strategies of ``registry`` declare."""
+    names: set[str] = set()
+    for spec in registry.enabled:
+        names.update(getattr(spec.load_class(), "exogenous_inputs", {}) or {})
+    return tuple(sorted(names))
+
+
+def load_exogenous(directory: Path, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """The named series from a folder in the shared layout (``common.exogenous`` loader)."""
+    from common.exogenous.files import load_dir
+
+    return load_dir(directory, names) if names else {}
+
+
+def parse_until(text: str) -> pd.Timestamp:
+    """An ISO timestamp as UTC (a naive one is read as UTC); ValueError when it is not one."""
+    ts = pd.Timestamp(text)
+    if ts is pd.NaT:
+        raise ValueError(f"not an ISO timestamp: {text!r}")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def write_positions_csv(
+    candles: pd.DataFrame,
+    out: Path,
+    *,
+    exogenous_dir: Path | None = None,
+    until: pd.Timestamp | None = None,
+    registry: Registry | None = None,
+) -> pd.DataFrame:
+    """``positions_table`` over the inputs known at ``until`` (all of them without it) -> ``out``.
+
+    The registry is the configured one (``BTCMETA_REGISTRY_PATH``, as the services read it).
+    """
+    if registry is None:
+        from config import load_settings
+
+        registry = load_registry(load_settings().registry_path)
+    reg = registry
+    exo = load_exogenous(exogenous_dir, exogenous_needed(reg)) if exogenous_dir is not None else {}
+    if until is not None:
+        candles, exo = cut_inputs(candles, exo, until)
+    table = positions_table(candles, reg, exo)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    return table

@@ -19,6 +19,7 @@ from common.db.market import (
 from common.db.ml import Evaluation, Model, TrainingRun
 from common.db.ops import AvroSchema, ReplayRun, ServiceHeartbeat
 from common.db.trading import AuditLog, Fill, FundingPayment, Intent, Order, PnlDaily, Position, RiskState
+from common.exogenous.models import ExogenousObservation, ExogenousSeries
 
 metadata = Base.metadata
 
@@ -35,6 +36,8 @@ __all__ = [
     "CandleRejection",
     "Decision",
     "Evaluation",
+    "ExogenousObservation",
+    "ExogenousSeries",
     "Fill",
     "FundingPayment",
     "Intent",

@@ -15,17 +15,21 @@ it; meanwhile it reports not ready (:func:`unknown_schema_waits`, metric
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from common import serde
 from common.health import HEALTH
@@ -53,6 +57,73 @@ UNKNOWN_SCHEMA_WAITING = Gauge(
     "1 while a consume loop waits (without committing) for an unknown writer schema",
     ["service"],
 )
+
+COMMITS_LOST = Counter(
+    "btcmeta_commits_lost_total",
+    "Offset commits refused because the group moved on (the input is re-delivered, handled idempotently)",
+    ["service"],
+)
+#: How long one commit may take before the client is considered wedged (seconds); well under
+#: max.poll.interval.ms so the group does not evict us while we wait.
+COMMIT_TIMEOUT_S = 45.0
+#: A static member fenced twice within this many seconds is a real second consumer: stop.
+FENCED_REPLACE_EVERY_S = 60.0
+#: Clients replaced because a commit never returned: kept referenced (closing one blocks).
+_PARKED: list[tuple[Any, ThreadPoolExecutor]] = []
+
+
+def _leave_quietly(client: Consumer) -> None:
+    with contextlib.suppress(Exception):  # best effort; the member expires anyway
+        client.unsubscribe()
+
+
+class _CommitWedged(Exception):
+    """A synchronous commit did not return within COMMIT_TIMEOUT_S."""
+
+
+#: How long a commit is retried while the group coordinator is loading / moving (seconds).
+COMMIT_RETRY_S = 60.0
+#: Commit errors worth retrying: the coordinator is busy, moving or unreachable for now.
+_COMMIT_RETRY_CODES = frozenset({
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._WAIT_COORD,
+})
+#: Commit errors meaning this member no longer owns the partitions: the commit is lost for good.
+_COMMIT_LOST_CODES = frozenset({
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError._ASSIGNMENT_LOST,
+})
+
+
+def _commit_error_kind(exc: BaseException) -> str:
+    """'retry', 'lost' (group moved on), 'fenced' (static id taken over), 'nothing' or 'fatal'."""
+    if not isinstance(exc, KafkaException) or not exc.args:
+        return "fatal"
+    err = exc.args[0]
+    if not isinstance(err, KafkaError):
+        return "fatal"
+    code = err.code()
+    if code == KafkaError.FENCED_INSTANCE_ID:
+        # Fatal for this client handle; after a broker stall librdkafka rejoins with the same static
+        # id and fences its own previous member. A fresh handle is the way back (see the loop).
+        return "fenced"
+    if err.fatal():
+        return "fatal"
+    if code == KafkaError._NO_OFFSET:
+        return "nothing"
+    if code in _COMMIT_LOST_CODES:
+        return "lost"
+    if code in _COMMIT_RETRY_CODES or err.retriable():
+        return "retry"
+    return "fatal"
+
 
 # Loops of this process currently waiting on an unknown schema: id(loop) -> "service: why".
 _WAITS: dict[int, str] = {}
@@ -177,7 +248,11 @@ class ConsumerLoop:
         # schema_store: where unknown fingerprints are looked up (default: the settings' database;
         # no connection is made until one is met). schema_backoff: first and longest wait (s).
         conf = consumer_config(settings, group_id, from_beginning=from_beginning) | (extra_config or {})
+        self._conf = conf
+        self._last_fenced = -FENCED_REPLACE_EVERY_S
         self._consumer = Consumer(conf)
+        # Commits run on this worker so a wedged client (see _commit_offsets) cannot hang the loop.
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-commit")
         self._poll_timeout = poll_timeout
         self._topics = topics
         self._handler = handler
@@ -446,7 +521,108 @@ class ConsumerLoop:
             tp = (msg.topic() or "", msg.partition() or 0)
             latest[tp] = max(latest.get(tp, -1), msg.offset() or 0)
         offsets = [TopicPartition(t, p, off + 1) for (t, p), off in latest.items()]
-        self._consumer.commit(offsets=offsets, asynchronous=False)
+        self._commit_offsets(offsets)
+
+    def _commit_offsets(self, offsets: list[TopicPartition]) -> None:
+        """Commit synchronously, riding out a broker that is busy or just came back.
+
+        After a broker outage the group coordinator answers "load in progress" / "not coordinator"
+        for a while: those are retried (backing off, beating liveness) for up to
+        ``COMMIT_RETRY_S``. When the group has moved on meanwhile (this member was evicted: unknown
+        member, illegal generation, rebalance in progress) the commit cannot succeed any more; the
+        partitions go to whoever joins next, which re-reads from the last committed offset. That
+        re-delivery is the at-least-once case every handler already absorbs (deterministic output
+        ids, idempotent book), so it is logged and counted, not fatal. Anything else still raises.
+        """
+
+        def _retry(exc: BaseException) -> bool:
+            return _commit_error_kind(exc) == "retry" and not self.shutdown.requested
+
+        def _beat(state: RetryCallState) -> None:
+            HEALTH.beat()
+            exc = state.outcome.exception() if state.outcome is not None else None
+            log.warning("commit_retry", attempt=state.attempt_number, error=str(exc))
+
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception(_retry),
+                wait=wait_exponential(multiplier=0.2, max=5.0),
+                stop=stop_after_delay(COMMIT_RETRY_S),
+                before_sleep=_beat,
+                reraise=True,
+            ):
+                with attempt:
+                    self._commit_once(offsets)
+        except _CommitWedged:
+            self._replace_wedged_client(offsets, why="commit_timeout")
+        except KafkaException as exc:
+            kind = _commit_error_kind(exc)
+            if kind == "nothing":
+                return
+            if kind == "fenced":
+                now = time.monotonic()
+                if now - self._last_fenced < FENCED_REPLACE_EVERY_S:
+                    # Fenced again at once: another live process holds this static id. Two
+                    # consumers must not take turns; stop and let the operator see why.
+                    log.error("consumer_fenced_twice", error=str(exc),
+                              note="another consumer uses the same group.instance.id")
+                    raise
+                self._last_fenced = now
+                self._replace_wedged_client(offsets, why="fenced")
+                return
+            if kind != "lost":
+                raise
+            COMMITS_LOST.labels(self._service).inc()
+            log.warning(
+                "commit_lost_to_rebalance",
+                error=str(exc),
+                offsets={f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets},
+                note="partitions re-read from the last committed offset; handlers are idempotent",
+            )
+
+    def _commit_once(self, offsets: list[TopicPartition]) -> None:
+        """One synchronous commit, waited on for at most ``COMMIT_TIMEOUT_S``.
+
+        librdkafka's synchronous commit has no timeout: when the client's connection to the group
+        coordinator never comes back after a broker stall (seen in the chaos suite: requests sit
+        in the coordinator's out-queue for good while every other client of the broker recovered)
+        it waits forever. Waiting on a worker thread bounds that.
+        """
+        future = self._committer.submit(self._consumer.commit, offsets=offsets, asynchronous=False)
+        deadline = time.monotonic() + COMMIT_TIMEOUT_S
+        while True:
+            try:
+                future.result(timeout=1.0)
+                return
+            except FutureTimeout:
+                HEALTH.beat()  # waiting on the broker, not hung in our own code
+                if time.monotonic() > deadline:
+                    raise _CommitWedged from None
+
+    def _replace_wedged_client(self, offsets: list[TopicPartition], *, why: str) -> None:
+        """Drop a client whose commit never returns (or whose static membership was fenced, which
+        leaves the handle unusable) and join the group again with a fresh one.
+
+        The stuck client cannot be closed (close waits on the same coordinator), so it is parked,
+        never used again; its membership expires and the fresh client is assigned the partitions,
+        reading from the last committed offset. What this loop handled since then is re-delivered
+        and absorbed by the idempotent handlers, as after a crash.
+        """
+        COMMITS_LOST.labels(self._service).inc()
+        log.error(
+            "kafka_client_replaced",
+            why=why,
+            timeout_s=COMMIT_TIMEOUT_S,
+            offsets={f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets},
+        )
+        old = self._consumer
+        _PARKED.append((old, self._committer))
+        # Leave the group on the way out (in the background: on a wedged client it may block too),
+        # so the fresh client is not kept waiting for the old member's session to expire.
+        threading.Thread(target=_leave_quietly, args=(old,), name="kafka-leave", daemon=True).start()
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-commit")
+        self._consumer = Consumer(self._conf)
+        self._consumer.subscribe(self._topics)
 
     def _beat(self) -> None:
         """Liveness row for the bridge: seconds behind = age of the last message while a backlog exists."""
@@ -489,4 +665,5 @@ class ConsumerLoop:
             self._producer.flush()
         finally:
             self._consumer.close()
+            self._committer.shutdown(wait=False)
             log.info("consumer_stopped", handled=self.stats.handled, dead_lettered=self.stats.dead_lettered)

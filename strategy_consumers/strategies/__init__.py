@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
-from strategy_consumers.strategies.base import RecommendationResult, Strategy
+if TYPE_CHECKING:
+    from strategy_consumers.strategies.base import RecommendationResult, Strategy
 
 BUILTIN: dict[str, str] = {
     "volatility_system": "strategy_consumers.strategies.volatility_system:VolatilitySystem",
@@ -17,6 +19,8 @@ BUILTIN: dict[str, str] = {
 
 def load_strategy_class(class_path: str) -> type[Strategy]:
     """Resolve ``"package.module:Class"`` to a Strategy subclass; raise ValueError otherwise."""
+    from strategy_consumers.strategies.base import Strategy
+
     module_name, sep, class_name = class_path.partition(":")
     if not sep or not module_name or not class_name:
         raise ValueError(f"class_path must look like 'package.module:Class', got {class_path!r}")
@@ -35,6 +39,16 @@ def builtin_strategy(name: str) -> Strategy:
     if name not in BUILTIN:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(BUILTIN)}")
     return load_strategy_class(BUILTIN[name])()
+
+
+def __getattr__(name: str) -> Any:
+    """``Strategy`` and ``RecommendationResult`` on first use: importing the package (for BUILTIN,
+    which the CLI's `--help` names) must not import numpy and pandas through ``base``."""
+    if name in ("Strategy", "RecommendationResult"):
+        from strategy_consumers.strategies import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["BUILTIN", "RecommendationResult", "Strategy", "builtin_strategy", "load_strategy_class"]

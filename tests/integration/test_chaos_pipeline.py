@@ -496,7 +496,7 @@ def test_pipeline_survives_kills_and_outages(chaos_settings: Settings, tmp_path:
     reports = _read_topic(settings, settings.topic(EXECUTIONS), lambda b: serde.decode(b, ExecutionReport))
     assert {r.intent_id for r in reports} == distinct
     traded = Counter(r[1] for r in rows)
-    assert traded["filled"] + traded["partially_filled"] > 0, traded
+    assert traded["FILLED"] + traded["PARTIALLY_FILLED"] > 0, traded
 
     # --- nothing placed twice on the venue; positions = sum of fills, book and venue alike
     assert snap["executions_by_cid"] and max(snap["executions_by_cid"].values()) == 1

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -295,3 +296,45 @@ def test_loop_hands_over_a_lone_message_at_once_and_still_batches_a_backlog(sett
     finally:
         loop.shutdown.request()
         thread.join(timeout=15)
+
+
+def test_a_commit_that_never_returns_replaces_the_client_and_loses_nothing(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """librdkafka's synchronous commit can wait forever on a coordinator connection that never
+    recovers (chaos suite, after a frozen broker). The loop must give up on that client, join again
+    with a fresh one and re-read from the last committed offset: every message handled, none lost.
+    """
+    from common.kafka import consumer as consumer_mod
+
+    topic = settings.topic(INTENTS)
+    producer = EventProducer(settings, "test")
+    for i in range(6):
+        producer.send(topic, sample_order_intent(intent_id=f"w{i}"), key="k")
+    producer.flush()
+    seen: list[str] = []
+    loop = ConsumerLoop(
+        settings,
+        service="test-wedge",
+        group_id="g-wedge",
+        topics=[topic],
+        handler=lambda e, _m: seen.append(e.intent_id),
+        producer=producer,
+        expected=OrderIntent,
+        batch_size=3,
+    )
+    monkeypatch.setattr(consumer_mod, "COMMIT_TIMEOUT_S", 2.0)
+    # The commit worker is busy with something that never ends: the first commit cannot return,
+    # exactly what a wedged client looks like from the loop.
+    stuck = threading.Event()
+    first_client = loop._consumer
+    loop._committer.submit(stuck.wait)
+    try:
+        loop.run(max_messages=9, idle_timeout=20)  # 3 handled then re-read after the switch, +6
+    finally:
+        stuck.set()
+    assert loop._consumer is not first_client
+    assert set(seen) == {f"w{i}" for i in range(6)}
+    assert seen[:3] == seen[3:6] == ["w0", "w1", "w2"]  # the uncommitted batch came back once
+    assert _committed(settings, "g-wedge", topic) == 6
+    assert consumer_mod.COMMITS_LOST.labels("test-wedge")._value.get() == 1

@@ -201,10 +201,12 @@ def _strip_docs(schema: Any) -> Any:
 
 def test_evolved_schemas_really_evolved() -> None:
     """Recommendation and OrderIntent have a genuinely different v1, so the tests below bite."""
-    for name in ("btcmeta.Recommendation", "btcmeta.OrderIntent"):
+    for name in ("btcmeta.Recommendation", "btcmeta.OrderIntent", "btcmeta.BarClosed"):
         v1 = SCHEMAS.get(name, 1)
         assert v1.fingerprint != SCHEMAS.current[name].fingerprint
     assert "indicators" not in _field_names(SCHEMAS.get("btcmeta.Recommendation", 1).raw)
+    assert {"reason", "attention"}.isdisjoint(_field_names(SCHEMAS.get("btcmeta.Recommendation", 2).raw))
+    assert "exogenous" not in _field_names(SCHEMAS.get("btcmeta.BarClosed", 1).raw)
     assert {"degraded", "reason"}.isdisjoint(_field_names(SCHEMAS.get("btcmeta.OrderIntent", 1).raw))
 
 
@@ -261,6 +263,31 @@ def test_v1_recommendation_becomes_current_event() -> None:
     old = {k: v for k, v in testkit.sample_recommendation().to_dict().items() if k != "indicators"}
     event = serde.decode(serde.encode_raw(old, "btcmeta.Recommendation", 1))
     assert event == testkit.sample_recommendation(indicators={})
+
+
+def test_v2_recommendation_becomes_current_event_and_v3_reads_as_v2() -> None:
+    """reason / attention (v3): old messages read with their defaults; old readers skip them."""
+    sample = replace(testkit.sample_recommendation(), reason="stale:funding_binance_8h", attention=True)
+    old = {k: v for k, v in sample.to_dict().items() if k not in ("reason", "attention")}
+    event = serde.decode(serde.encode_raw(old, "btcmeta.Recommendation", 2))
+    assert event == replace(sample, reason="", attention=None)
+    assert _norm(_read_with(SCHEMAS.get("btcmeta.Recommendation", 2), serde.encode(sample))) == _norm(old)
+    for attention in (None, False, True):
+        rec = replace(sample, attention=attention)
+        assert serde.decode(serde.encode(rec)) == rec
+
+
+def test_bar_closed_exogenous_field_both_ways() -> None:
+    """exogenous (v2): a v1 bar reads as a bar without inputs; a v1 reader skips the inputs."""
+    from common.events import ExogenousFrame
+
+    frame = ExogenousFrame("news_headlines", (1_600_000_000_000,), (1_600_003_600_000,),
+                           (("sentiment_polarity", (0.25,)),), (("title", ("Bitcoin up",)),))
+    sample = replace(testkit.sample_bar_closed(bars=5), exogenous=(frame,))
+    old = {k: v for k, v in sample.to_dict().items() if k != "exogenous"}
+    assert serde.decode(serde.encode_raw(old, "btcmeta.BarClosed", 1)) == replace(sample, exogenous=())
+    assert _norm(_read_with(SCHEMAS.get("btcmeta.BarClosed", 1), serde.encode(sample))) == _norm(old)
+    assert serde.decode(serde.encode(sample)) == sample
 
 
 def test_v1_order_intent_becomes_current_event() -> None:

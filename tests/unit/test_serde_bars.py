@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -11,12 +12,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common import serde
-from common.events import BarClosed
+from common.events import BarClosed, ExogenousFrame
 from common.serde_bars import COLUMNS, BarWindow, decode_bar_window
 from common.testkit import sample_bar_closed, sample_order_intent
 from tick_emitter.wire import _string, _varint
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _frames(bar: BarClosed, n: int) -> tuple[ExogenousFrame, ...]:
+    """A numeric series, a news-like series (text) and an empty one (NaN: see test_exogenous_wire)."""
+    last = int((bar.bar_open_time - EPOCH) / timedelta(milliseconds=1))
+    pub = [last - 3_600_000 * (n - i) // 2 for i in range(n)]
+    return (
+        ExogenousFrame("funding_binance_8h", tuple(p - 8 * 3_600_000 for p in pub), tuple(pub),
+                       (("funding_rate", tuple(1e-4 * (i - 11) for i in range(n))),)),
+        ExogenousFrame("news_headlines", tuple(p - 60_000 for p in pub), tuple(pub),
+                       (("sentiment_polarity", tuple(-0.25 if i % 3 else 0.5 for i in range(n))),),
+                       (("title", tuple(f"BTC ünïcode {i}" * (i % 4) for i in range(n))),
+                        ("url", ("",) * n))),
+        ExogenousFrame("exchange_reserves", (), (), (("exchange_reserves", ()),)),
+    )
 
 
 def _same(window: BarWindow, bar: BarClosed) -> None:
@@ -79,12 +95,22 @@ def _body(bar: BarClosed, block: int, negative: bool) -> bytes:
     parts = [serde.MAGIC, serde.fingerprint_of(BarClosed.SCHEMA_NAME), _string(bar.tick_id),
              _string(bar.symbol), _string(bar.timeframe), _varint(ms[-1]), blocks([_varint(t) for t in ms])]
     parts += [blocks([struct.pack("<d", v) for v in getattr(bar, c)]) for c in COLUMNS]
+    frames = []
+    for f in bar.exogenous:
+        numbers = [_string(c) + blocks([struct.pack("<d", v) for v in vs]) for c, vs in f.numbers]
+        texts = [_string(c) + blocks([_string(v) for v in vs]) for c, vs in f.texts]
+        frames.append(_string(f.series) + blocks([_varint(t) for t in f.about_ts])
+                      + blocks([_varint(t) for t in f.published_at]) + blocks(numbers) + blocks(texts))
+    parts.append(blocks(frames))
     return b"".join(parts)
 
 
+@pytest.mark.parametrize("exogenous", [False, True])
 @pytest.mark.parametrize("negative", [False, True])
-def test_every_array_block_form_of_the_avro_spec(negative: bool) -> None:
+def test_every_array_block_form_of_the_avro_spec(negative: bool, exogenous: bool) -> None:
     bar = sample_bar_closed(bars=50)
+    if exogenous:
+        bar = replace(bar, exogenous=_frames(bar, 23))
     data = _body(bar, 7, negative)
     assert serde.decode(data, BarClosed) == bar  # fastavro agrees these bytes are that record
     _same(decode_bar_window(data), bar)
