@@ -273,6 +273,10 @@ class Strategy(ABC):
         lookback_hours: int | None = None,
         version: str | None = None,
     ) -> None:
+        if self.exogenous_inputs and not isinstance(self, ExogenousStrategy):
+            # Only ExogenousStrategy aligns inputs and goes flat when they are unusable; elsewhere
+            # the declaration would be silently ignored.
+            raise TypeError(f"{type(self).__name__} declares exogenous_inputs: subclass ExogenousStrategy")
         unknown = set(params or {}) - set(self.default_params)
         if unknown:
             raise ValueError(f"{self.name}: unknown params {sorted(unknown)}")
@@ -302,10 +306,16 @@ class Strategy(ABC):
     def _columns(
         self, df: pd.DataFrame, exogenous: Mapping[str, pd.DataFrame] | None = None
     ) -> dict[str, np.ndarray]:
-        cols = self._exogenous_columns(df, exogenous or {}) if self.exogenous_inputs else self._signals(df)
+        cols = self._raw_columns(df, exogenous)
         for col in SIGNAL_COLUMNS:
             cols[col] = np.nan_to_num(np.asarray(cols[col], dtype=np.float64), nan=0.0).astype(np.int8)
         return cols
+
+    def _raw_columns(
+        self, df: pd.DataFrame, exogenous: Mapping[str, pd.DataFrame] | None
+    ) -> dict[str, np.ndarray]:
+        """The rule's own columns before the int8 cast (price-only: ``_signals``)."""
+        return self._signals(df)
 
     # ------------------------------------------------------------------ exogenous inputs
     def align(self, df: pd.DataFrame, exogenous: Mapping[str, pd.DataFrame]) -> dict[str, AlignedInput]:
@@ -314,52 +324,6 @@ class Strategy(ABC):
         close = bar_close_ns(index, self.timeframe)
         return {name: align_exogenous(name, spec, exogenous.get(name), close)
                 for name, spec in self.exogenous_inputs.items()}
-
-    def _exogenous_columns(
-        self, df: pd.DataFrame, exogenous: Mapping[str, pd.DataFrame]
-    ) -> dict[str, np.ndarray]:
-        """The strategy's columns, forced flat (with the reason) wherever it has no opinion."""
-        inputs = self.align(df, exogenous)
-        cols = self._exogenous_signals(df, inputs)
-        n = len(df)
-        code: np.ndarray = np.zeros(n, dtype=np.int8)
-        which: np.ndarray = np.full(n, "", dtype=object)
-        required = [a for a in inputs.values() if a.spec.required]
-        if required:
-            for a in required:
-                first = (code == OPINION) & (a.status != OPINION)
-                code[first] = a.status[first]
-                which[first] = a.name
-        else:  # alternatives: no opinion only when none of them is usable
-            alive = np.zeros(n, dtype=bool)
-            for a in inputs.values():
-                alive |= a.status == OPINION
-            first_input = next(iter(inputs.values()))
-            code = np.where(alive, OPINION, first_input.status).astype(np.int8)
-            which = np.where(alive, "", first_input.name).astype(object)
-        own = np.asarray(cols.pop(NO_OPINION, np.zeros(n)), dtype=np.int8)
-        use_own = (code == OPINION) & (own != OPINION)
-        code[use_own] = own[use_own]
-        which[use_own] = self.name
-        quiet = code != OPINION
-        if quiet.any():
-            for col in SIGNAL_COLUMNS:
-                cols[col] = np.where(quiet, col.startswith("exit"), np.asarray(cols[col], dtype=bool))
-        cols[NO_OPINION] = code.astype(np.float64)
-        reasons = np.full(n, "", dtype=object)
-        for i in np.flatnonzero(quiet):
-            reasons[i] = f"{REASON_NAMES[int(code[i])]}:{which[i]}"
-        cols[REASON] = reasons
-        return cols
-
-    def _exogenous_signals(
-        self, df: pd.DataFrame, inputs: Mapping[str, AlignedInput]
-    ) -> dict[str, np.ndarray]:
-        """Signals and indicators from the price frame and the aligned inputs (exogenous strategies).
-
-        May return a ``no_opinion`` array with the strategy's own reason code (e.g. WARMING) per bar.
-        """
-        raise NotImplementedError(f"{self.name} declares exogenous_inputs but not _exogenous_signals")
 
     def exogenous_reach(self) -> pd.Timedelta:
         """How long before a window's first bar close its exogenous observations must start.
@@ -537,6 +501,48 @@ class ExogenousStrategy(Strategy):
 
     def _signals(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
         return self._exogenous_columns(df, {})
+
+    def _raw_columns(
+        self, df: pd.DataFrame, exogenous: Mapping[str, pd.DataFrame] | None
+    ) -> dict[str, np.ndarray]:
+        return self._exogenous_columns(df, exogenous or {})
+
+    def _exogenous_columns(
+        self, df: pd.DataFrame, exogenous: Mapping[str, pd.DataFrame]
+    ) -> dict[str, np.ndarray]:
+        """The strategy's columns, forced flat (with the reason) wherever it has no opinion."""
+        inputs = self.align(df, exogenous)
+        cols = self._exogenous_signals(df, inputs)
+        n = len(df)
+        code: np.ndarray = np.zeros(n, dtype=np.int8)
+        which: np.ndarray = np.full(n, "", dtype=object)
+        required = [a for a in inputs.values() if a.spec.required]
+        if required:
+            for a in required:
+                first = (code == OPINION) & (a.status != OPINION)
+                code[first] = a.status[first]
+                which[first] = a.name
+        else:  # alternatives: no opinion only when none of them is usable
+            alive = np.zeros(n, dtype=bool)
+            for a in inputs.values():
+                alive |= a.status == OPINION
+            first_input = next(iter(inputs.values()))
+            code = np.where(alive, OPINION, first_input.status).astype(np.int8)
+            which = np.where(alive, "", first_input.name).astype(object)
+        own = np.asarray(cols.pop(NO_OPINION, np.zeros(n)), dtype=np.int8)
+        use_own = (code == OPINION) & (own != OPINION)
+        code[use_own] = own[use_own]
+        which[use_own] = self.name
+        quiet = code != OPINION
+        if quiet.any():
+            for col in SIGNAL_COLUMNS:
+                cols[col] = np.where(quiet, col.startswith("exit"), np.asarray(cols[col], dtype=bool))
+        cols[NO_OPINION] = code.astype(np.float64)
+        reasons = np.full(n, "", dtype=object)
+        for i in np.flatnonzero(quiet):
+            reasons[i] = f"{REASON_NAMES[int(code[i])]}:{which[i]}"
+        cols[REASON] = reasons
+        return cols
 
     @abstractmethod
     def _exogenous_signals(

@@ -213,3 +213,15 @@ def test_price_only_strategies_ignore_exogenous(candles: pd.DataFrame, name: str
     assert strategy.bars_needed() == strategy.lookback_hours  # 1h: unchanged default
     res = strategy.recommend(part.iloc[-strategy.bars_needed():])
     assert res.reason == ""
+
+
+def test_inputs_on_a_price_only_strategy_are_refused_not_ignored() -> None:
+    """Only ExogenousStrategy aligns inputs and forces "no opinion"; a plain Strategy declaring
+    inputs would trade as if it had them."""
+    from strategy_consumers.strategies.supertrend import Supertrend
+
+    class _PriceWithInputs(Supertrend):
+        exogenous_inputs: ClassVar[Mapping[str, ExogenousInput]] = {"s": SPEC}
+
+    with pytest.raises(TypeError, match="subclass ExogenousStrategy"):
+        _PriceWithInputs()
