@@ -13,11 +13,8 @@ and the same with the validated BarClosed events and their Avro encoding. Prints
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +32,9 @@ from tick_emitter.core import BaseCandles, build_events, plan_tick, prepare_bars
 from tick_emitter.exogenous import DbFeed, FrameFeed, attach_exogenous, exogenous_needs  # noqa: E402
 from tick_emitter.wire import encode_bar  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_tick_prep import row, timed  # noqa: E402  (same timing and table row as the tick-prep bench)
+
 TICK = datetime(2022, 3, 2, tzinfo=UTC)
 DATA = REPO.parent / "shared" / "data" / "exogenous"
 ADMIN_DSN = with_local_passfile("postgresql://btcmeta@127.0.0.1:55432/postgres")
@@ -44,21 +44,6 @@ STRATEGIES = [
     ("news_attention", "strategy_consumers.strategies.news_attention:NewsAttention", "1h", 48),
     ("bband_rsi", "strategy_consumers.strategies.bband_rsi:BbandRsi", "1h", 1200),
 ]
-
-
-def timed(fn: Callable[[], object], n: int) -> list[float]:
-    fn()  # warm-up
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
-
-
-def row(name: str, ms: list[float]) -> str:
-    q = statistics.quantiles(ms, n=20)
-    return f"| {name} | {statistics.median(ms):.2f} | {q[18]:.2f} | {min(ms):.2f} | {len(ms)} |"
 
 
 def main() -> None:
