@@ -140,11 +140,20 @@ class ExogenousSettings(BaseModel):
     #: A JSON source of daily BTC mentions and sentiment (``{"data": [{"date": ..., ...}]}``);
     #: empty: not polled (there is no free public default).
     sentiment_url: str = ""
+    #: Kraken Futures REST root (``https://futures.kraken.com``), read through CCXT's
+    #: ``krakenfutures`` (public endpoints, no keys): funding-rate history and open interest of
+    #: ``kraken_symbol``. Empty (the default): both Kraken sources are off.
+    kraken_futures_url: str = ""
+    #: CCXT unified symbol of the perpetual (``BTC/USD:USD`` is Kraken's PF_XBTUSD); empty: off.
+    kraken_symbol: str = "BTC/USD:USD"
+    #: Funding rates older than this many days are not asked for again. A poll re-reads this window
+    #: (stored rates count as unchanged), and after a longer outage resumes at the last stored rate.
+    kraken_funding_days: int = Field(default=7, ge=1, le=3650)
     #: Per request timeout, and attempts before a source counts as unreachable.
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     attempts: int = Field(default=3, ge=1, le=10)
 
-    @field_validator("fear_greed_url", "news_rss_url", "sentiment_url")
+    @field_validator("fear_greed_url", "news_rss_url", "sentiment_url", "kraken_futures_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):

@@ -126,6 +126,16 @@ class RecommendationOut(_Out):
     confidence: float
     horizon_bars: int
     indicators: dict[str, Any]
+    reason: str | None = Field(
+        default=None,
+        description="Why the strategy has no opinion on this bar (e.g. stale:funding_binance_8h); "
+        "null when it has one or does not say (answers before Recommendation v3).",
+    )
+    attention: bool | None = Field(
+        default=None,
+        description="True on a news-related high-attention bar, false when the strategy says it is "
+        "not one; null when the strategy does not say.",
+    )
     received_at: datetime
 
 

@@ -62,6 +62,8 @@ class StrategySpec:
     enabled: bool
     version: str
     params: Mapping[str, Any]
+    #: Exogenous series the strategy reads (catalog names); the tick emitter attaches them to its bars.
+    exogenous_inputs: tuple[str, ...] = ()
 
     @property
     def timeframe_minutes(self) -> int:
@@ -202,10 +204,11 @@ def parse_registry(
             enabled=entry["enabled"],
             version=entry["version"],
             params=MappingProxyType(dict(entry["params"])),
+            exogenous_inputs=tuple(entry.get("exogenous_inputs", ())),
         )
         errors.extend(f"{label}: {problem}" for problem in _semantic_problems(spec, max_lookback_hours))
         if import_classes:
-            errors.extend(f"{label}: {problem}" for problem in _class_problems(spec.class_path))
+            errors.extend(f"{label}: {problem}" for problem in _class_problems(spec))
         specs.append(spec)
 
     if errors:
@@ -228,7 +231,8 @@ def _semantic_problems(spec: StrategySpec, max_lookback_hours: int | None) -> li
     return problems
 
 
-def _class_problems(class_path: str) -> list[str]:
+def _class_problems(spec: StrategySpec) -> list[str]:
+    class_path = spec.class_path
     try:
         cls = import_class(class_path)
     except Exception as exc:  # any import-time failure is a registry problem to report, not a crash
@@ -237,6 +241,12 @@ def _class_problems(class_path: str) -> list[str]:
     if missing:
         return [f"class_path {class_path!r}: {getattr(cls, '__name__', cls)!r} has no callable "
                 f"{', '.join(missing)}"]
+    # The entry is what the emitter reads; the class is what the strategy uses. They must agree, or
+    # the strategy would get no data for an input (and say "no opinion" forever) without anyone noticing.
+    declared = tuple(getattr(cls, "exogenous_inputs", None) or ())
+    if sorted(declared) != sorted(spec.exogenous_inputs):
+        return [f"exogenous_inputs {sorted(spec.exogenous_inputs)} differ from what "
+                f"{getattr(cls, '__name__', cls)!r} reads: {sorted(declared)}"]
     return []
 
 

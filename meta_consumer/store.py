@@ -47,10 +47,16 @@ class Saved:
 
 
 def _rec_row(namespace: str, rec: RecommendationEvent) -> dict[str, Any]:
+    """The row of one answer, v3's ``reason`` and ``attention`` included.
+
+    The wire's empty reason (what v1/v2 messages decode to) is stored as NULL, so "no reason" has
+    one spelling in the table and the old and new writers read back alike.
+    """
     return dict(namespace=namespace, tick_id=rec.tick_id, strategy=rec.strategy,
                 strategy_version=rec.strategy_version, symbol=rec.symbol, timeframe=rec.timeframe,
                 bar_close_time=rec.bar_close_time, target=rec.target.value, event=rec.event.value,
-                confidence=rec.confidence, horizon_bars=rec.horizon_bars, indicators=dict(rec.indicators))
+                confidence=rec.confidence, horizon_bars=rec.horizon_bars, indicators=dict(rec.indicators),
+                reason=rec.reason or None, attention=rec.attention)
 
 
 def _tick_row(namespace: str, plan: TickPlan) -> dict[str, Any]:

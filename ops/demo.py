@@ -2,7 +2,8 @@
 
 Every stage runs as its own process on the real broker and database, exactly as deployed: the
 tick emitter replays the last ``days`` of the bundled Bitstamp hourly candles into a namespace of
-its own, five strategy consumers answer, the meta consumer decides (the selected model, or the
+its own, every registered strategy consumer answers (1h, 4h and 1d; the exogenous ones read the
+shared series imported first), the meta consumer decides (the selected model, or the
 documented majority-vote fallback when none is selected) and the executor trades the paper
 venue on replayed time. Re-running deletes the previous demo namespace first, so the result is
 the same every time.
@@ -22,7 +23,7 @@ from common.kafka.topics import delete_topics_with_prefix
 from common.logging import get_logger
 from common.registry import load_registry
 from config import Settings
-from ops.pipeline import PipelineSpec, import_candles, run_pipeline, settings_for
+from ops.pipeline import PipelineSpec, import_candles, import_exogenous, run_pipeline, settings_for
 from ops.report import write_report
 from ops.runs import delete_run, list_runs
 from ops.supervisor import REPO
@@ -60,6 +61,8 @@ def run_demo(days: int, out: Path, timeout_s: float) -> Path:
 
     say(f"importing the bundled real dataset ({len(candles):,} hourly candles) into Postgres")
     import_candles(BUNDLED_CSV)
+    say("importing the shared exogenous series (funding, flows, open interest, news, social) into Postgres")
+    import_exogenous()
     _cleanup_previous(settings, url)
 
     logs = out / "logs"

@@ -128,6 +128,19 @@ def import_candles(csv: Path) -> None:
     )
 
 
+def import_exogenous(directory: Path | None = None) -> None:
+    """The shared exogenous series (no namespace, like candles): what the emitter attaches to bars.
+
+    Idempotent (``producers exogenous import`` stores only new rows); ``directory`` defaults to
+    the configured ``exogenous.data_dir``. Without the folder the strategies reading it say "no
+    opinion" all run long, which the producer's error makes visible here rather than silently.
+    """
+    cmd = [sys.executable, "-m", "producers", "exogenous", "import"]
+    if directory is not None:
+        cmd += ["--dir", str(directory)]
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+
+
 def _count(engine: Any, model: Any, namespace: str) -> int:
     with session_scope(engine) as s:
         return int(s.scalar(select(func.count()).select_from(model).where(model.namespace == namespace)) or 0)

@@ -95,9 +95,11 @@ def _frames(url: str, ns: str, start: datetime, end: datetime) -> dict[str, pd.D
                     Recommendation.bar_close_time,
                     Recommendation.target,
                     Recommendation.event,
+                    Recommendation.reason,
+                    Recommendation.attention,
                 ).where(Recommendation.namespace == ns)
             ).all(),
-            columns=["strategy", "bar_close_time", "target", "event"],
+            columns=["strategy", "bar_close_time", "target", "event", "reason", "attention"],
         )
     return {"candles": candles, "decisions": decisions, "fills": fills, "funding": funding, "recs": recs}
 
@@ -181,7 +183,8 @@ def write_report(url: str, ns: str, start: datetime, end: datetime, out: Path, r
         f"- degraded ticks: {int(f['decisions']['degraded'].sum())}",
         "",
     ]
-    lines += _parity_section(recs, registry)
+    lines += _annotations_section(recs, registry)
+    lines += _parity_section(recs, registry, url)
 
     fig, axes = plt.subplots(3, 1, figsize=(12, 10), sharex=True, gridspec_kw={"height_ratios": [2, 1, 2]})
     axes[0].plot(closes.index, closes.to_numpy(), color="#555", lw=0.8)
@@ -219,11 +222,44 @@ def write_report(url: str, ns: str, start: datetime, end: datetime, out: Path, r
     return path
 
 
-def _parity_section(recs: pd.DataFrame, registry: Registry) -> list[str]:
-    """Recommendations that travelled through Kafka vs the same strategy run over the full history."""
+def _annotations_section(recs: pd.DataFrame, registry: Registry) -> list[str]:
+    """Per strategy, how often it had no opinion (a stored reason) and flagged a high-attention bar.
+
+    Read from the stored v3 fields, so it shows what actually reached the meta consumer: a strategy
+    whose inputs went stale says so here instead of looking like a run of FLATs.
+    """
+    lines = [
+        "## Strategy annotations",
+        "",
+        "| strategy | recommendations | no opinion (with a reason) | most frequent reason "
+        "| attention-flagged |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for spec in registry.enabled:
+        r = recs[recs["strategy"] == spec.name]
+        if r.empty:
+            continue
+        reasons = r["reason"].dropna()
+        top = f"`{reasons.value_counts().index[0]}`".replace("|", "\\|") if len(reasons) else ""
+        flagged = int(r["attention"].eq(True).sum())
+        lines.append(f"| {spec.name} | {len(r)} | {len(reasons)} | {top} | {flagged} |")
+    return [*lines, ""]
+
+
+def _parity_section(recs: pd.DataFrame, registry: Registry, url: str) -> list[str]:
+    """Recommendations that travelled through Kafka vs the same strategy run over the full history.
+
+    A 4h/1d strategy runs over its own bars (resampled as the emitter does) and an exogenous one
+    over the stored series the emitter attached (each strategy cuts them by publication time).
+    """
     from common.dataset import load_bundled_candles
+    from common.db.session import make_engine
+    from common.exogenous.store import read_series
+    from training.signals import resample_candles
 
     history = load_bundled_candles()
+    engine = make_engine(url)
+    series: dict[str, pd.DataFrame] = {}
     lines = [
         "## Parity: live path vs full-history computation",
         "",
@@ -234,11 +270,18 @@ def _parity_section(recs: pd.DataFrame, registry: Registry) -> list[str]:
         r = recs[recs["strategy"] == spec.name]
         if r.empty:
             continue
-        full = build_strategy(spec).evaluate(history)
+        for name in spec.exogenous_inputs:
+            if name not in series:
+                series[name] = read_series(engine, name)
+        exogenous = {name: series[name] for name in spec.exogenous_inputs}
+        frame = resample_candles(history, spec.timeframe)
+        strategy = build_strategy(spec)
+        full = strategy.evaluate(frame, exogenous=exogenous) if exogenous else strategy.evaluate(frame)
         opens = pd.DatetimeIndex(r["bar_close_time"]) - pd.Timedelta(minutes=spec.timeframe_minutes)
         exp = full.loc[opens]
         same = (r["target"].map(TARGET_SIGN).to_numpy() == exp["target"].to_numpy()) & (
             r["event"].to_numpy() == exp["event"].to_numpy()
         )
         lines.append(f"| {spec.name} | {len(r)} | {int(same.sum())} |")
+    engine.dispose()
     return [*lines, ""]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # The live exogenous sources, named in `poll --source`'s help; the same tuple as
 # producers.exogenous.SOURCE_NAMES (a unit test keeps them equal) without importing that module.
-SOURCE_NAMES = ("fear_greed", "news", "sentiment")
+SOURCE_NAMES = ("fear_greed", "news", "sentiment", "kraken_funding", "kraken_open_interest")
 
 app = typer.Typer(help="Market data: candles exchange/CSV -> Postgres.", no_args_is_help=True,
                   add_completion=False)

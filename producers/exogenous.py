@@ -9,7 +9,13 @@ Live sources, each behind a URL in ``Settings.exogenous``:
 * Fear & Greed (alternative.me ``/fng/?limit=N&format=json``) -> series ``fear_greed``;
 * a news RSS/Atom feed (parsed with feedparser) -> ``news_headlines`` (no upstream scores);
 * a mentions/sentiment JSON source (``{"data": [{"date": "YYYY-MM-DD", <social_sentiment
-  columns>...}]}``) -> ``social_sentiment``.
+  columns>...}]}``) -> ``social_sentiment``;
+* Kraken Futures through CCXT's ``krakenfutures`` (public endpoints, no keys), at
+  ``kraken_futures_url``: the funding-rate history (``fetch_funding_rate_history``, Kraken's
+  ``/derivatives/api/v4/historicalfundingrates``) -> ``kraken_funding``, and the open interest the
+  ticker shows (``fetch_ticker``, ``/derivatives/api/v3/tickers/<id>``; krakenfutures has no
+  ``fetch_open_interest``) -> ``kraken_open_interest``, one snapshot per poll stamped with the
+  answer's ``serverTime``. Both are live-only series (``catalog.LIVE_SERIES``): no shared file.
 
 A source that cannot be reached or answers something unreadable raises ``SourceError`` with the
 source's name and what went wrong; nothing of it is written, so the last good data stays as it is.
@@ -23,20 +29,21 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import feedparser
 import pandas as pd
 from prometheus_client import Counter
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from common.exogenous.catalog import TIME_SERIES, Series, get_series
 from common.exogenous.files import SeriesFileError, load_series, parse_rows
+from common.exogenous.models import ExogenousObservation
 from common.exogenous.store import CONFLICTS_WITH_STORED, store_frame
-from common.logging import get_logger
+from common.logging import get_logger, register_secret
 from config import ExogenousSettings
 
 log = get_logger(__name__)
@@ -45,6 +52,7 @@ EXO_STORED = Counter("btcmeta_exogenous_stored_total", "New exogenous observatio
 EXO_REJECTED = Counter("btcmeta_exogenous_rejected_total", "Exogenous rows refused", ["series", "reason"])
 EXO_SOURCE_ERRORS = Counter("btcmeta_exogenous_source_errors_total", "Live source failures", ["source"])
 USER_AGENT = "btcmeta-producers/1 (+exogenous)"
+T = TypeVar("T")
 
 
 @dataclass
@@ -228,14 +236,160 @@ def parse_sentiment_json(body: bytes) -> list[dict[str, str]]:
     return rows
 
 
+# ------------------------------------------------------------------- Kraken Futures via CCXT
+
+KRAKEN_FUNDING_PATH = "/derivatives/api/v4/historicalfundingrates"
+KRAKEN_TICKERS_PATH = "/derivatives/api/v3/tickers"
+_DETAIL_CHARS = 300  # a venue's error body can be a whole page: enough of it to see what went wrong
+
+
+def _kraken_client(settings: ExogenousSettings) -> Any:
+    """A CCXT ``krakenfutures`` client re-rooted at ``kraken_futures_url`` (no keys: public data).
+
+    It keeps the last JSON answer (``last_json_response``) because CCXT turns a body that is not
+    JSON, or JSON without the expected list, into an empty result: the caller checks the answer.
+    """
+    import ccxt  # seconds to import: only when a Kraken source is polled
+
+    from common.kraken import api_urls  # the one place that knows CCXT's URL families
+
+    root = settings.kraken_futures_url
+    if urlsplit(root).password:
+        register_secret(root)  # CCXT debug-logs request URLs
+    client = ccxt.krakenfutures({"enableRateLimit": True, "timeout": int(settings.timeout_s * 1000)})
+    client.enableLastJsonResponse = True
+    client.urls["api"] = api_urls(root)
+    return client
+
+
+def _ccxt_call(source: str, origin: str, settings: ExogenousSettings, call: Callable[[], T]) -> T:
+    """Run ``call`` with ``settings.attempts`` tries; a clear ``SourceError`` when all fail.
+
+    Retried: transport trouble, rate limits, and the errors CCXT cannot classify (Kraken's HTTP 500
+    "Server Error"); a definitive answer (bad symbol, refused request) is not.
+    """
+    import ccxt
+
+    last, attempt = "", 0
+    for attempt in range(1, settings.attempts + 1):
+        try:
+            return call()
+        except ccxt.BaseError as exc:
+            detail = str(exc).replace(settings.kraken_futures_url.rstrip("/"),
+                                      public_url(settings.kraken_futures_url).rstrip("/"))
+            detail = detail if len(detail) <= _DETAIL_CHARS else detail[:_DETAIL_CHARS] + "..."
+            kind = "unreachable" if type(exc) is ccxt.NetworkError else type(exc).__name__
+            last = f"{kind} ({detail})"
+            if not isinstance(exc, ccxt.NetworkError) and type(exc) is not ccxt.ExchangeError:
+                break  # a definitive answer will not change by asking again
+        if attempt < settings.attempts:
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
+    raise SourceError(f"{source}: {origin} failed after {attempt} attempt(s): {last}")
+
+
+def _latest_about(engine: Engine, series: str) -> datetime | None:
+    """The newest stored ``about_ts`` of ``series`` (None: nothing stored yet)."""
+    query = select(func.max(ExogenousObservation.about_ts)).where(ExogenousObservation.series == series)
+    with engine.connect() as conn:
+        latest = conn.execute(query).scalar_one()
+    return None if latest is None else (latest.replace(tzinfo=UTC) if latest.tzinfo is None else latest)
+
+
+def _json_answer(client: Any, key: str, kind: type) -> dict[str, Any]:
+    """The last raw answer, checked to hold ``key`` of ``kind`` (else ``ValueError``: malformed)."""
+    raw = client.last_json_response
+    if not isinstance(raw, dict):
+        raise ValueError("the answer is not a JSON object")
+    if not isinstance(raw.get(key), kind):
+        raise ValueError(f"no {key!r} {'list' if kind is list else 'object'} in the answer")
+    return raw
+
+
+def fetch_kraken_funding(engine: Engine, settings: ExogenousSettings, now: datetime) -> list[dict[str, str]]:
+    """Kraken's funding-rate history through CCXT -> ``kraken_funding`` rows (``funding_rate``).
+
+    Kraken answers the whole history; CCXT keeps the rates from ``since`` on: the last
+    ``kraken_funding_days`` (re-read, so they count as unchanged), or from the last stored rate
+    when that is older (an outage is caught up). CCXT's ``fundingRate`` is Kraken's
+    ``relativeFundingRate`` (a fraction per funding period).
+    """
+    origin = public_url(settings.kraken_futures_url.rstrip("/") + KRAKEN_FUNDING_PATH)
+    since = now - timedelta(days=settings.kraken_funding_days)
+    latest = _latest_about(engine, "kraken_funding")
+    if latest is not None and latest < since:
+        since = latest
+    client = _kraken_client(settings)
+
+    def call() -> list[dict[str, Any]]:
+        client.load_markets()
+        return list(client.fetch_funding_rate_history(settings.kraken_symbol,
+                                                      since=int(since.timestamp() * 1000)))
+
+    history = _ccxt_call("kraken_funding", origin, settings, call)
+    _json_answer(client, "rates", list)
+    rows = []
+    for item in history:
+        ms = item.get("timestamp")
+        # a whole-second instant in the row format; anything else as sent, refused by the row rules
+        ts = (_iso(datetime.fromtimestamp(ms / 1000, tz=UTC)) if isinstance(ms, int) and ms % 1000 == 0
+              else str(item.get("datetime")))
+        rows.append({"ts": ts, "funding_rate": _number_text(item.get("fundingRate"), "fundingRate")})
+    return rows
+
+
+def _snapshot_ts(server_time: object) -> str:
+    """Kraken's ``serverTime`` (``2022-02-18T14:16:29.440Z``) cut to the second, in the row format.
+
+    Cut, not rounded: the series publishes at ts + 1 s, so the reading is never visible before it
+    was taken. Unreadable: returned as sent and refused by the row rules (``bad_timestamp``).
+    """
+    try:
+        taken = datetime.fromisoformat(str(server_time))
+    except ValueError:
+        return str(server_time)
+    if taken.tzinfo is None:
+        return str(server_time)
+    return _iso(taken.replace(microsecond=0))
+
+
+def fetch_kraken_open_interest(engine: Engine, settings: ExogenousSettings, now: datetime
+                               ) -> list[dict[str, str]]:
+    """The open interest on Kraken's ticker through CCXT -> one ``kraken_open_interest`` row.
+
+    The snapshot is stamped with the answer's ``serverTime`` (when the venue took it), not the
+    ticker's ``lastTime`` (the last trade, possibly earlier than the reading) nor our clock: the
+    same answer twice stores one row, a later one adds a row.
+    """
+    del engine, now  # a snapshot has no window to ask for
+    origin = public_url(settings.kraken_futures_url.rstrip("/") + KRAKEN_TICKERS_PATH)
+    client = _kraken_client(settings)
+
+    def call() -> dict[str, Any]:
+        client.load_markets()
+        return dict(client.fetch_ticker(settings.kraken_symbol))
+
+    ticker = _ccxt_call("kraken_open_interest", origin, settings, call)
+    raw = _json_answer(client, "ticker", dict)
+    info = ticker.get("info")
+    if not isinstance(info, dict) or "openInterest" not in info:
+        raise ValueError("the ticker has no 'openInterest'")
+    return [{"ts": _snapshot_ts(raw.get("serverTime")),
+             "open_interest": _number_text(info["openInterest"], "openInterest")}]
+
+
 @dataclass(frozen=True)
 class LiveSource:
-    """One live source: its name, the series it feeds, its URL and how to read its answer."""
+    """One live source: its name, the series it feeds, its URL and how to read it.
+
+    Either ``parse`` (one GET of ``url``, the body parsed) or ``fetch`` (a client library does the
+    requests, e.g. CCXT; ``url`` then only names where, for reports and the rows' ``source``).
+    """
 
     name: str
     series: str
     url: str
-    parse: Callable[[bytes], list[dict[str, str]]]
+    parse: Callable[[bytes], list[dict[str, str]]] | None = None
+    fetch: Callable[[Engine, ExogenousSettings, datetime], list[dict[str, str]]] | None = None
 
 
 def live_sources(settings: ExogenousSettings) -> list[LiveSource]:
@@ -249,6 +403,14 @@ def live_sources(settings: ExogenousSettings) -> list[LiveSource]:
         LiveSource("news", "news_headlines", settings.news_rss_url, parse_news_feed),
         LiveSource("sentiment", "social_sentiment", settings.sentiment_url, parse_sentiment_json),
     ]
+    kraken = settings.kraken_futures_url.rstrip("/") if settings.kraken_symbol else ""
+    if kraken:
+        candidates += [
+            LiveSource("kraken_funding", "kraken_funding", kraken + KRAKEN_FUNDING_PATH,
+                       fetch=fetch_kraken_funding),
+            LiveSource("kraken_open_interest", "kraken_open_interest", kraken + KRAKEN_TICKERS_PATH,
+                       fetch=fetch_kraken_open_interest),
+        ]
     return [s for s in candidates if s.url]
 
 
@@ -256,9 +418,14 @@ def poll_source(engine: Engine, source: LiveSource, settings: ExogenousSettings,
                 now: datetime | None = None) -> ImportReport:
     """Fetch, validate and store one source; ``SourceError`` before anything is written on failure."""
     origin = public_url(source.url)
-    body = http_get(source.url, timeout_s=settings.timeout_s, attempts=settings.attempts, source=source.name)
     try:
-        records = source.parse(body)
+        if source.fetch is not None:
+            records = source.fetch(engine, settings, now or datetime.now(UTC))
+        else:
+            assert source.parse is not None, f"{source.name}: a live source needs parse or fetch"
+            body = http_get(source.url, timeout_s=settings.timeout_s, attempts=settings.attempts,
+                            source=source.name)
+            records = source.parse(body)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # json.JSONDecodeError is a ValueError
         raise SourceError(f"{source.name}: malformed answer from {origin}: {exc}") from None
     series = get_series(source.series)
@@ -288,4 +455,4 @@ def poll(engine: Engine, settings: ExogenousSettings, names: Iterable[str] | Non
     return reports
 
 
-SOURCE_NAMES = ("fear_greed", "news", "sentiment")
+SOURCE_NAMES = ("fear_greed", "news", "sentiment", "kraken_funding", "kraken_open_interest")

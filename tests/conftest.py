@@ -90,14 +90,16 @@ def kafka_bootstrap(infra: None) -> str:
 @pytest.fixture(scope="module")
 def pipeline_env(database_url: str, kafka_bootstrap: str) -> Iterator[str]:
     """For tests that start the services as processes (which read settings from the environment):
-    point them at the test database and broker, with the bundled candles imported once."""
+    point them at the test database and broker, with the bundled candles and the shared exogenous
+    series imported once."""
     from common.dataset import BUNDLED_CSV
-    from ops.pipeline import import_candles
+    from ops.pipeline import import_candles, import_exogenous
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BTCMETA_DATABASE_URL", database_url)
         mp.setenv("BTCMETA_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
         import_candles(BUNDLED_CSV)
+        import_exogenous()
         yield database_url
 
 
@@ -116,6 +118,10 @@ def settings(kafka_bootstrap: str, database_url: str) -> Iterator[Settings]:
         registry_path=str(REPO / "strategies_registry.json"),
     )
     admin = AdminClient(admin_config(s))
-    ensure_topics(admin, topic_specs(s, ["1h"]))
+    # Every timeframe of the registry (1h, 4h, 1d), as `ops topics` creates them for live.
+    from common.registry import load_registry
+
+    timeframes = load_registry(s.registry_path, import_classes=False).timeframes
+    ensure_topics(admin, topic_specs(s, timeframes))
     yield s
     delete_topics_with_prefix(admin, prefix)

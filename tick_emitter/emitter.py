@@ -43,7 +43,7 @@ from tick_emitter.core import (
     prepare_bars,
     tick_times,
 )
-from tick_emitter.exogenous import DbFeed, ExogenousFeed, attach_exogenous, exogenous_needs
+from tick_emitter.exogenous import CachedDbFeed, ExogenousFeed, attach_exogenous, exogenous_needs
 from tick_emitter.wire import encode_bar
 
 log = get_logger(__name__)
@@ -159,9 +159,11 @@ class TickEmitter:
             ),
             settings.min_timeframe_minutes,
         )
-        #: Strategies that read exogenous series, and where their observations come from (Postgres).
+        #: Strategies that read exogenous series, and where their observations come from (Postgres,
+        #: held in memory and refreshed in the background: see CachedDbFeed).
         self.exogenous_needs = exogenous_needs(registry)
-        self.exogenous: ExogenousFeed | None = exogenous or (DbFeed(engine) if self.exogenous_needs else None)
+        self.exogenous: ExogenousFeed | None = exogenous or (
+            CachedDbFeed(engine, self.exogenous_needs) if self.exogenous_needs else None)
         for spec in registry.enabled:
             if spec.timeframe_minutes % settings.min_timeframe_minutes:
                 raise ValueError(

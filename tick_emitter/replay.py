@@ -12,7 +12,7 @@ group's committed offset on the bars topics; ``speed`` caps the rate in ticks pe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -35,7 +35,7 @@ from producers.sources import CsvSource
 from producers.validation import validate_candles
 from tick_emitter.core import BaseCandles, build_events, candidate_step, plan_tick, prepare_bars, tick_times
 from tick_emitter.emitter import publish_tick
-from tick_emitter.exogenous import DbFeed, ExogenousFeed, attach_exogenous, exogenous_needs
+from tick_emitter.exogenous import CachedDbFeed, ExogenousFeed, attach_exogenous, exogenous_needs
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -76,15 +76,32 @@ def _retry(call: Callable[[], T], seconds: float = 15.0) -> T:
             time.sleep(0.2)
 
 
+def _topics_read_by(
+    settings: Settings, registry: Registry, groups: Sequence[str]
+) -> dict[str, frozenset[str]]:
+    """The bars topic each strategy group reads (its registry timeframe's); other groups: all topics."""
+    out = {}
+    for spec in registry.enabled:
+        topic = frozenset({settings.topic(bars_topic(spec.timeframe))})
+        for group in groups:
+            if group.endswith(f"strategy.{spec.name}"):
+                out[group] = topic
+    return out
+
+
 class FlowControl:
     """Waits while the replay is more than ``max_ahead`` messages ahead of any named group's commits."""
 
     def __init__(
-        self, settings: Settings, groups: Sequence[str], topics: Sequence[str], max_ahead: int
+        self, settings: Settings, groups: Sequence[str], topics: Sequence[str], max_ahead: int,
+        reads: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.max_ahead = max_ahead
         self.topics = list(topics)
         self._consumers = [Consumer(consumer_config(settings, g)) for g in groups]
+        #: Per group, the topics it consumes (default: all). A 1d strategy's group never commits on
+        #: the 1h topic, so waiting for it there would stall the replay after ``max_ahead`` ticks.
+        self._reads = [(reads or {}).get(g, frozenset(self.topics)) for g in groups]
         self._base: dict[str, int] = {}
         self._sent: dict[str, int] = dict.fromkeys(self.topics, 0)
         self._floor: dict[str, int] = {}
@@ -100,7 +117,9 @@ class FlowControl:
 
     def _committed_floor(self, topic: str) -> int:
         lows = []
-        for c in self._consumers:
+        for c, reads in zip(self._consumers, self._reads, strict=True):
+            if topic not in reads:
+                continue
             (tp,) = _retry(partial(c.committed, [TopicPartition(topic, 0)], timeout=10))
             lows.append(max(tp.offset, 0))
         return min(lows, default=1 << 62)
@@ -153,21 +172,24 @@ def replay(
     """Publish every tick with something due in ``[start, end]`` into the settings' namespace.
 
     Strategies that declare exogenous inputs get them on their bars, cut at each tick, from
-    ``exogenous`` (default: the settings' database, one query per series and tick, as live).
+    ``exogenous`` (default: the settings' database, held in memory and read ahead a month of
+    publications at a time; the stored history is not re-checked for late rows: ``CachedDbFeed``).
     """
     namespace = check_namespace(settings)
     needs = exogenous_needs(registry)
-    owned_feed: DbFeed | None = None
+    owned_feed: CachedDbFeed | None = None
     if needs and exogenous is None:
         from common.db.session import make_engine
 
-        exogenous = owned_feed = DbFeed(make_engine(settings.database_url.get_secret_value()))
+        exogenous = owned_feed = CachedDbFeed(make_engine(settings.database_url.get_secret_value()), needs,
+                                              refresh_s=None, ahead=timedelta(days=30))
     ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, registry.timeframes))
     shutdown = shutdown or GracefulShutdown()
     own = producer is None
     producer = producer or EventProducer(settings, "tick-emitter-replay", linger_ms=50, compression="zstd")
     topics = [settings.topic(bars_topic(tf)) for tf in registry.timeframes]
-    flow = FlowControl(settings, groups, topics, max_ahead) if groups and max_ahead is not None else None
+    flow = (FlowControl(settings, groups, topics, max_ahead, _topics_read_by(settings, registry, groups))
+            if groups and max_ahead is not None else None)
     stats = ReplayStats()
     started = time.perf_counter()
     try:

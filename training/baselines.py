@@ -36,7 +36,11 @@ def baseline_exposure(name: str, signals: SignalArrays, window: Window, *, step:
     if name == "flat":
         return np.zeros(n)
     if name == "majority_vote":
-        return np.array([majority_vote([_TARGETS[int(v)] for v in row], max_exposure) for row in tgt])
+        # As the live fallback: only strategies that have answered vote (a 1d strategy before its
+        # first bar of a run is absent, not a flat vote).
+        present = signals.present[rows]
+        return np.array([majority_vote([_TARGETS[int(v)] for v, p in zip(row, seen, strict=True) if p],
+                                       max_exposure) for row, seen in zip(tgt, present, strict=True)])
     if name == "equal_weight":
         wanted = tgt.mean(axis=1) * max_exposure
         return apply_actions(np.zeros(n, dtype=np.int64), wanted, step, max_exposure)

@@ -46,15 +46,18 @@ def main() -> None:
     """Offline training of the BTC meta policy (torch-free steps)."""
 
 
-def _load(data: str) -> tuple[pd.DataFrame, SignalArrays]:
+def _load(data: str, exogenous: Path | None = None) -> tuple[pd.DataFrame, SignalArrays]:
     from training.data import InputError, load_candles
-    from training.signals import compute_signals
+    from training.signals import compute_signals, training_exogenous
 
     try:
         candles = load_candles(data)
     except (InputError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--data") from None
-    return candles, compute_signals(candles)
+    try:
+        return candles, compute_signals(candles, exogenous=training_exogenous(directory=exogenous))
+    except (OSError, ValueError) as exc:  # an unreadable/mismatching series file, a bad registry entry
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _position(index: pd.DatetimeIndex, when: str | None, default: int, hint: str) -> int:
@@ -77,16 +80,17 @@ def signals(data: DataOpt = "bundled",
                                                            "otherwise the training arrays (.npz)")
                            ] = Path("signals.npz"),
             exogenous: Annotated[Path | None, typer.Option(
-                "--exogenous", help="folder of exogenous series (shared layout); without it, strategies "
-                                    "that read them say 'no opinion' (flat)")] = None,
+                "--exogenous", help="folder of exogenous series (shared layout); without it: the "
+                                    "configured exogenous.data_dir for .npz, none for .csv (strategies "
+                                    "that read them then say 'no opinion', flat)")] = None,
             until: Annotated[str | None, typer.Option(
                 "--until", help="ISO timestamp: cut every input at this time first (1h bars closed by "
                                 "then, observations published by then)")] = None) -> None:
     """Run every enabled registry strategy over the history (.csv: target per 1h bar; .npz: arrays)."""
     if out.suffix.lower() != ".csv":
-        if exogenous is not None or until is not None:
-            raise typer.BadParameter("--exogenous and --until need a .csv --out", param_hint="--out")
-        _, sig = _load(data)
+        if until is not None:
+            raise typer.BadParameter("--until needs a .csv --out", param_hint="--out")
+        _, sig = _load(data, exogenous)
         sig.save(out)
         typer.echo(f"{len(sig)} bars x {len(sig.strategies)} strategies ({', '.join(sig.strategies)}), "
                    f"warm-up {sig.warmup} bars -> {out}")
@@ -467,7 +471,7 @@ def _train_and_record(candles: pd.DataFrame, *, data: str, hook: str | None, alg
     from training.pipeline import TrainHook, agents_hook, proposal_caution
     from training.report import build_report
     from training.retrain import load_hook, run_pipeline
-    from training.signals import compute_signals
+    from training.signals import compute_signals, training_exogenous
 
     reward = _reward(reward)
     db = _results(results_db, artifacts)
@@ -484,7 +488,7 @@ def _train_and_record(candles: pd.DataFrame, *, data: str, hook: str | None, alg
         where = db.artifacts_dir / "checkpoints" / f"{kind}-{stamp}"
         train_hook = agents_hook(agents, where, reward=reward) if agents else None
         hook_name = f"agents:{','.join(agents)}" if agents else None
-    sig = compute_signals(candles)
+    sig = compute_signals(candles, exogenous=training_exogenous())
     try:
         res = run_pipeline(db, candles, sig, hook=train_hook, hook_name=hook_name, folds=folds, mode=mode,  # type: ignore[arg-type]
                            embargo=embargo, seed=seed, budget_steps=budget_steps, metric=metric, kind=kind,
@@ -614,7 +618,7 @@ def download(out: Annotated[Path, typer.Option("--out", help="CSV to write "
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.reset_index()[["date", "open", "high", "low", "close", "volume"]].to_csv(out, index=False)
     else:
-        from executor.exchanges.kraken import api_urls  # ccxt: only on the exchange path
+        from common.kraken import api_urls
         from training.data import download_ccxt
 
         assert exchange is not None

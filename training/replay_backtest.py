@@ -34,6 +34,7 @@ from sqlalchemy import Engine, func, select
 
 from common.db.models import Decision, Fill, FundingPayment, Model, Order, PnlDaily, Position
 from common.db.session import make_engine, session_scope
+from common.exogenous.store import read_series
 from common.ids import parse_tick_id
 from common.observation import FeatureSpec
 from common.registry import load_registry
@@ -52,7 +53,7 @@ from training.replay_compare import (
     simulate_execution,
     vectorized_decisions,
 )
-from training.signals import compute_signals
+from training.signals import compute_signals, exogenous_needed, restarted_at
 
 NO_LOSS_CAP = "1e15"
 _FAR = datetime(2200, 1, 1, tzinfo=UTC)
@@ -108,7 +109,12 @@ def vectorized(
         )
     history = candles[candles.index < pd.Timestamp(end)]  # bars closing at or before the last tick
     registry = load_registry(settings.registry_path, max_lookback_hours=settings.max_lookback_hours)
-    signals = compute_signals(history, registry)
+    # The exogenous series as the emitter read them (the stored rows; each strategy cuts them by
+    # publication time), and the answers as a meta consumer starting at ``start`` holds them.
+    exogenous = {name: read_series(engine, name) for name in exogenous_needed(registry)}
+    signals = compute_signals(history, registry, exogenous)
+    first = int(pd.DatetimeIndex(history.index).searchsorted(pd.Timestamp(start) - pd.Timedelta(hours=1)))
+    signals = restarted_at(signals, first)
     spec = policy.spec if policy is not None else FeatureSpec(strategies=signals.strategies)
     market = Market.build(history, signals, spec)
     bars = decision_bars(market, start, end)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Double, Index, Integer, UniqueConstraint, false
+from sqlalchemy import Boolean, CheckConstraint, Double, Index, Integer, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db.base import Base, BigId, JSONDoc, created_column, namespace_column
@@ -112,6 +112,13 @@ class Recommendation(Base):
     confidence: Mapped[float] = mapped_column(Double)
     horizon_bars: Mapped[int] = mapped_column(Integer)
     indicators: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    # Recommendation v3 (revision 0006). NULL when there is nothing to say: a v1/v2 message, a
+    # strategy that does not set the field (the wire's empty reason is stored as NULL, so "no
+    # reason" has one spelling), or a row stored before the columns existed.
+    #: Why the strategy has no opinion on this bar, e.g. "stale:funding_binance_8h".
+    reason: Mapped[str | None] = mapped_column(Text)
+    #: True on a news-related high-attention bar, False when the strategy says it is not one.
+    attention: Mapped[bool | None] = mapped_column(Boolean)
     received_at: Mapped[datetime] = created_column()
 
 

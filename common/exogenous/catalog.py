@@ -23,13 +23,18 @@ from pandas.tseries.holiday import USFederalHolidayCalendar
 
 
 class Frequency(StrEnum):
-    """How often a series has a row (``EVENT``: irregular; ``STATIC``: no time axis)."""
+    """How often a series has a row (``EVENT``: irregular; ``STATIC``: no time axis).
+
+    ``SNAPSHOT``: irregular times (whenever a live poll took the reading), at most one row per
+    ``ts``, so a changed value at a stored ``ts`` is still refused (unlike ``EVENT`` items).
+    """
 
     HOURLY = "1h"
     EIGHT_HOURLY = "8h"
     DAILY = "1d"
     MONTHLY = "1mo"
     EVENT = "event"
+    SNAPSHOT = "snapshot"
     STATIC = "static"
 
 
@@ -333,9 +338,32 @@ SERIES: tuple[Series, ...] = (
         caveat="built from StockTwits messages that overlap the backtest period"),
 )
 
-_BY_NAME: dict[str, Series] = {s.name: s for s in SERIES}
+KRAKEN_CCXT = "Kraken Futures public REST API via CCXT krakenfutures (live polls only)"
+
+#: Series that only live sources fill (``python -m producers exogenous poll``): no shared file
+#: (``file`` is empty), so they are not in ``SERIES``/``TIME_SERIES`` and a backtest has no history
+#: of them. Why series of their own: one venue's funding or one contract's open interest is not
+#: another venue's, nor the all-exchange daily aggregate, and a strategy's thresholds are fitted
+#: to one of them.
+LIVE_SERIES: tuple[Series, ...] = (
+    Series(
+        "kraken_funding", "", Category.DERIVATIVES, Frequency.HOURLY,
+        (Column("funding_rate", "fraction per funding period (Kraken relativeFundingRate; 1h on "
+                "perpetuals)"),),
+        PublicationRule(RuleKind.AT_TS, "ts (the funding period's timestamp on Kraken)"),
+        KRAKEN_CCXT, "Kraken Futures perpetual funding-rate history (historicalfundingrates)"),
+    Series(
+        "kraken_open_interest", "", Category.DERIVATIVES, Frequency.SNAPSHOT,
+        (Column("open_interest", "contracts (PF_XBTUSD: 1 contract = 1 BTC)", minimum=0.0),),
+        PublicationRule(RuleKind.DELAY, "ts + 1 s (ts = the ticker answer's serverTime, cut to the "
+                        "second: the snapshot is known by then)", timedelta(seconds=1)),
+        KRAKEN_CCXT, "Kraken Futures open interest of one contract, as the ticker showed it when polled"),
+)
+
+_BY_NAME: dict[str, Series] = {s.name: s for s in (*SERIES, *LIVE_SERIES)}
 _BY_FILE: dict[str, Series] = {s.file: s for s in SERIES}
-assert len(_BY_NAME) == len(SERIES) and len(_BY_FILE) == len(SERIES), "duplicate name or file in the catalog"
+assert len(_BY_NAME) == len(SERIES) + len(LIVE_SERIES) and len(_BY_FILE) == len(SERIES), \
+    "duplicate name or file in the catalog"
 
 #: Names of the series with a time axis (everything but the lexicon): what ``load_dir`` loads.
 TIME_SERIES: tuple[str, ...] = tuple(s.name for s in SERIES if not s.is_static)

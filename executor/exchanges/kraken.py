@@ -42,6 +42,7 @@ from tenacity import (
 )
 
 from common.events import OrderSide
+from common.kraken import api_urls
 from common.logging import get_logger, register_secret
 from config import Settings
 from executor.exchanges.base import (
@@ -68,18 +69,6 @@ def _transient(exc: BaseException) -> bool:
     "Server Error", "unknownError"). Every call this adapter makes is safe to repeat: reads and
     cancels are idempotent, and a placement looks its client order id up before each attempt."""
     return isinstance(exc, RETRYABLE) or type(exc) is ccxt.ExchangeError
-
-
-def api_urls(base_url: str) -> dict[str, str]:
-    """Every API family CCXT's krakenfutures signs against, re-rooted at ``base_url``."""
-    root = base_url.rstrip("/")
-    return {
-        "public": f"{root}/derivatives/api/",
-        "private": f"{root}/derivatives/api/",
-        "charts": f"{root}/api/charts/",
-        "history": f"{root}/api/history/",
-        "feeschedules": f"{root}/api/feeschedules/",
-    }
 
 
 def _ccxt_verbose_log(*args: Any) -> None:

@@ -71,7 +71,8 @@ def _registry_doc() -> dict[str, Any]:
         cls = import_class(class_path)
         entries.append({"name": name, "class_path": class_path, "timeframe": timeframe,
                         "lookback_hours": int(cls.default_lookback_hours), "enabled": True,
-                        "version": "1.0.0", "params": {}})
+                        "version": "1.0.0", "params": {},
+                        "exogenous_inputs": sorted(getattr(cls, "exogenous_inputs", {}))})
     return {"strategies": entries}
 
 

@@ -242,3 +242,45 @@ def test_constraints_and_nan_safe_json(empty_database_url: str, engine: Engine) 
     )
     with pytest.raises(IntegrityError, match="ck_candles_ohlc_consistent"), session_scope(engine) as s:
         s.add(bad)
+
+
+_OLD_REC = (
+    "INSERT INTO recommendations (tick_id, strategy, strategy_version, symbol, timeframe, bar_close_time, "
+    "target, event, confidence, horizon_bars, indicators) VALUES (:t, :s, '1.0.0', 'BTC/USD:USD', '1h', "
+    "'2023-03-01T00:00:00Z', 'FLAT', 'NONE', 0.5, 4, '{}')"
+)
+
+
+def _rec_columns(engine: Engine) -> dict[str, dict]:
+    return {c["name"]: c for c in inspect(engine).get_columns("recommendations")}
+
+
+def test_0006_recommendation_reason_and_attention_round_trip(empty_database_url: str, engine: Engine) -> None:
+    """0006 adds two nullable columns: rows stored before read NULL, downgrade drops them and keeps rows."""
+    migrate.upgrade(empty_database_url, "0005")
+    assert not {"reason", "attention"} & set(_rec_columns(engine))
+    with engine.begin() as conn:
+        conn.execute(text(_OLD_REC), {"t": "t-old", "s": "ott"})
+
+    migrate.upgrade(empty_database_url, "0006")
+    cols = _rec_columns(engine)
+    assert cols["reason"]["nullable"] and cols["attention"]["nullable"]
+    assert (str(cols["reason"]["type"]), str(cols["attention"]["type"])) == ("TEXT", "BOOLEAN")
+    with engine.begin() as conn:
+        conn.execute(text(_OLD_REC), {"t": "t-new", "s": "news_attention"})
+        conn.execute(text("UPDATE recommendations SET reason = 'stale:x', attention = true "
+                          "WHERE tick_id = 't-new'"))
+        got = dict(conn.execute(text("SELECT tick_id, (reason, attention)::text FROM recommendations")).all())
+    assert got == {"t-old": "(,)", "t-new": "(stale:x,t)"}
+
+    migrate.downgrade(empty_database_url, "0005")
+    assert not {"reason", "attention"} & set(_rec_columns(engine))
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT tick_id FROM recommendations ORDER BY tick_id")).scalars().all()
+    assert kept == ["t-new", "t-old"]
+
+    migrate.upgrade(empty_database_url)
+    assert _schema_diff(engine) == []
+    with session_scope(engine) as s:
+        old = s.get(Recommendation, ("live", "t-old", "ott"))
+        assert old is not None and (old.reason, old.attention) == (None, None)

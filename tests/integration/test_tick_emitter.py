@@ -17,6 +17,7 @@ from common.kafka.producer import EventProducer
 from common.kafka.topics import TICKS, bars_topic
 from common.registry import Registry, load_registry
 from common.shutdown import GracefulShutdown
+from common.timeframes import parse_timeframe
 from config import Settings
 from producers.sources import CsvSource
 from tick_emitter.emitter import TickEmitter
@@ -83,16 +84,26 @@ def test_catch_up_after_outage_publishes_each_missed_tick_once_in_order(
     assert [k for k, _ in bars] == expected_ids
     assert len(read_topic(cfg, cfg.topic(TICKS), idle=1.0)) == 7  # nothing beyond the 7
     frame = CsvSource(BUNDLED_CSV)
-    # The 1h window carries the longest lookback among the due 1h strategies (the real registry's).
-    longest = max(s.lookback_hours for s in load_registry(cfg.registry_path, import_classes=False).enabled)
+    # The 1h window carries the longest lookback among the 1h strategies (the real registry's); a
+    # tick that also closes a 4h/1d bar makes those strategies due too.
+    reg = load_registry(cfg.registry_path, import_classes=False)
+    longest = max(s.lookback_hours for s in reg.for_timeframe("1h"))
+    closing_4h = 0
     for (_, plan), (_, bar) in zip(ticks, bars, strict=True):
         assert isinstance(plan, TickPlan) and isinstance(bar, BarClosed)
-        assert plan.due_timeframes == ("1h",) and len(plan.due_strategies) == 5
+        minute = int(plan.tick_time.timestamp()) // 60
+        closing = tuple(tf for tf in reg.timeframes if minute % parse_timeframe(tf) == 0)
+        closing_4h += "4h" in closing
+        assert plan.due_timeframes == closing
+        due = {s.name for s in reg.enabled if s.timeframe in closing}
+        assert {d.name for d in plan.due_strategies} == due
         assert plan.deadline == plan.tick_time + timedelta(seconds=30)
         assert plan.namespace == cfg.kafka.topic_prefix
         assert len(bar) == longest and bar.bar_open_time == plan.tick_time - timedelta(hours=1)
         last = frame.fetch("", "1h", bar.bar_open_time, plan.tick_time)[0]
         assert (bar.open[-1], bar.high[-1], bar.low[-1], bar.close[-1], bar.volume[-1]) == last.values()
+    assert closing_4h >= 1, "the window should include a 4h close (the 4h bars are published too)"
+    assert len(read_topic(cfg, cfg.topic(bars_topic("4h")), expect=closing_4h, timeout=20)) == closing_4h
 
 
 def test_gap_in_closing_bar_degrades_tick_and_lock_prevents_overlap(

@@ -20,11 +20,35 @@ Bad days, configurable per test (``BadDay``, ``fail_next``; the how-to is in
 
 Private calls must carry ``APIKey`` and ``Authent`` headers; their values are checked for
 presence and the key for equality, and are never logged or stored.
+
+Recorded market history (``serve_recorded(as_of)``, off by default; what the exogenous pollers
+read through CCXT, issue 15). The stand-in then replays real recorded data up to its clock
+``as_of`` (``state.as_of``), never anything later:
+
+* ``GET /derivatives/api/v4/historicalfundingrates?symbol=PF_XBTUSD`` (CCXT
+  ``fetch_funding_rate_history``): ``{"result", "serverTime", "rates": [{"timestamp",
+  "relativeFundingRate"}]}``, oldest first, every rate up to ``as_of`` (Kraken sends the whole
+  history; CCXT filters by ``since``). The rates are the **Deribit BTC-PERPETUAL hourly funding**
+  of the shared file ``funding_deribit_btc_perpetual_1h.csv`` (column ``interest_1h``, the
+  funding accrued in the hour ending at ``ts``): there is no recorded Kraken funding, and that
+  file is the only hourly one, as Kraken's perpetual funding is. Kraken's absolute
+  ``fundingRate`` (USD per contract) needs a mark price the shared data does not have, so it is
+  left out; CCXT reads only ``relativeFundingRate``.
+* ``GET /derivatives/api/v3/tickers/PF_XBTUSD`` (CCXT ``fetch_ticker``) and ``.../tickers`` gain
+  ``openInterest`` and the answer a ``serverTime`` (= ``as_of``, when the snapshot is taken). The
+  value is the last row of the shared file ``open_interest_allexchanges_daily.csv``
+  (``open_interest_usd``, the aggregate of all exchanges in USD: so the scale is not Kraken's
+  per-contract one) published by ``as_of`` (a daily row about day D at D+1 00:00 UTC).
+
+Two body faults serve the pollers' bad days (``fail_next`` on any endpoint, ``FAULTS_BODY``):
+``"garbage"`` (HTTP 200, an HTML page, not JSON) and ``"malformed"`` (HTTP 200, JSON of the wrong
+shape: ``result`` and ``serverTime`` only). Without ``serve_recorded`` every answer stays as above.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import random
@@ -34,12 +58,15 @@ import time
 import uuid
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 API = "/derivatives/api/v3/"
+API_V4 = "/derivatives/api/v4/"  # CCXT asks for historicalfundingrates on v4 (options['versions'])
+V4_ENDPOINTS = {"historicalfundingrates"}  # the only v4 call CCXT makes (public)
 CHARTS = "/api/charts/v1/"  # CCXT fetch_ohlcv: GET {price_type}/{symbol}/{interval}?from=s&to=s
 CONTROL = "/__standin/"  # test controls (no auth: the stand-in only ever listens on 127.0.0.1)
 CHART_LIMIT = 2000
@@ -49,6 +76,13 @@ FAULTS_BEFORE = {"429", "rate_limit", "unavailable", "500", "lost_before", "insu
 #: Faults where the venue DID act and the client does not hear so (the ambiguous outcome).
 FAULTS_AFTER = {"timeout", "lost", "500_after"}
 DEFAULT_FAULT_KINDS = ("429", "rate_limit", "unavailable", "500", "timeout", "lost")
+#: Faults in the body of a 200 answer (only by ``fail_next``): not JSON, or JSON of the wrong shape.
+FAULTS_BODY = {"garbage", "malformed"}
+GARBAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+#: The shared real data ``serve_recorded`` replays (see the module docstring for why these files).
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "exogenous"
+FUNDING_FILE, FUNDING_COLUMN = "funding_deribit_btc_perpetual_1h.csv", "interest_1h"
+OPEN_INTEREST_FILE, OPEN_INTEREST_COLUMN = "open_interest_allexchanges_daily.csv", "open_interest_usd"
 _EPS = 1e-9
 INSTRUMENT = {
     "symbol": "PF_XBTUSD",
@@ -71,6 +105,16 @@ INSTRUMENT = {
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(t * 1000) % 1000:03d}Z"
+
+
+def _file_ts(text: str) -> datetime:
+    """A shared file's ``YYYY-MM-DDTHH:MM:SSZ`` as an aware UTC datetime."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 def _public(d: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +197,12 @@ class VenueState:
     #: Bad-mark days (issue 18, hole 6): fields merged into every ticker answer, e.g.
     #: {"markPrice": float("nan")}, {"markPrice": -5.0}, {"markPrice": None}, or a stale "lastTime".
     ticker_override: dict[str, Any] = field(default_factory=dict)
+    #: Recorded history (``serve_recorded``): (ts, relative funding rate) and (ts published,
+    #: open interest), oldest first, as the files' literal texts; ``as_of`` is the replay clock
+    #: (None: no history served, the answers are as without it).
+    funding: list[tuple[datetime, str]] = field(default_factory=list)
+    open_interest: list[tuple[datetime, str]] = field(default_factory=list)
+    as_of: datetime | None = None
 
 
 class KrakenFuturesStandIn:
@@ -194,12 +244,27 @@ class KrakenFuturesStandIn:
     # ------------------------------------------------------------------ test controls
 
     def fail_next(self, endpoint: str, *kinds: str) -> None:
-        """Queue faults for the next calls of ``endpoint`` (kinds: see FAULTS_BEFORE / FAULTS_AFTER)."""
-        unknown = set(kinds) - FAULTS_BEFORE - FAULTS_AFTER
+        """Queue faults for the next calls of ``endpoint`` (kinds: FAULTS_BEFORE / _AFTER / _BODY)."""
+        unknown = set(kinds) - FAULTS_BEFORE - FAULTS_AFTER - FAULTS_BODY
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
         with self.lock:
             self.state.faults.setdefault(endpoint, deque()).extend(kinds)
+
+    def serve_recorded(self, as_of: datetime, data: Path = DATA) -> None:
+        """Serve the recorded funding history and open interest (module docstring) up to ``as_of``.
+
+        Move the clock with ``state.as_of`` (under ``lock``); nothing after it is ever served.
+        """
+        if as_of.tzinfo is None:
+            raise ValueError("as_of must be timezone-aware (UTC)")
+        funding = [(_file_ts(r["ts"]), r[FUNDING_COLUMN]) for r in _csv_rows(data / FUNDING_FILE)]
+        # a daily aggregate about day D is known at D+1 00:00 UTC (the shared README's rule)
+        oi = [(_file_ts(r["ts"]) + timedelta(days=1), r[OPEN_INTEREST_COLUMN])
+              for r in _csv_rows(data / OPEN_INTEREST_FILE)]
+        with self.lock:
+            self.state.funding, self.state.open_interest = funding, oi
+            self.state.as_of = as_of.astimezone(UTC)
 
     def set_bad_day(self, **changes: Any) -> BadDay:
         """Change some ``BadDay`` fields from now on (others keep their value)."""
@@ -265,6 +330,9 @@ class KrakenFuturesStandIn:
             if action == "fail_next":
                 self.fail_next(str(doc["endpoint"]), *[str(k) for k in doc.get("kinds", [])])
                 return 200, {"ok": True}
+            if action == "recorded":
+                self.serve_recorded(datetime.fromisoformat(str(doc["as_of"])))
+                return 200, {"as_of": _iso(self.state.as_of.timestamp()) if self.state.as_of else None}
             if action == "release":
                 return 200, {"released": self.release_fills()}
             if action == "trade_by_hand":
@@ -382,6 +450,10 @@ class KrakenFuturesStandIn:
                 return 500, {"result": "error", "error": "Server Error"}, None
             if fault == "lost_before":
                 return 0, {}, "drop"
+            if fault == "garbage":
+                return 200, {}, "garbage"
+            if fault == "malformed":
+                return 200, {"result": "success", "serverTime": _iso(time.time())}, None
             status, payload = self._answer(endpoint, q, fault)
         after = {"timeout": "sleep", "lost": "drop", "500_after": "500"}.get(fault or "")
         return status, payload, after
@@ -403,13 +475,16 @@ class KrakenFuturesStandIn:
                 "vol24h": 1.0,
                 "lastTime": _iso(now),
                 "suspended": False,
+                **self._recorded_ticker(),
                 **self.state.ticker_override,
             }
             return 200, (
-                {"result": "success", "ticker": t}
+                {"result": "success", "ticker": t, **self._server_time()}
                 if endpoint != "tickers"
-                else {"result": "success", "tickers": [t]}
+                else {"result": "success", "tickers": [t], **self._server_time()}
             )
+        if endpoint == "historicalfundingrates":
+            return self._funding_history(q.get("symbol", ""))
         if endpoint == "sendorder":
             return self._send(q, fault)
         if endpoint == "orders/status":
@@ -448,6 +523,30 @@ class KrakenFuturesStandIn:
                 },
             }
         return 404, {"result": "error", "error": "notFound"}
+
+    def _recorded_ticker(self) -> dict[str, Any]:
+        """``openInterest`` as of the replay clock (nothing without ``serve_recorded``)."""
+        as_of = self.state.as_of
+        if as_of is None:
+            return {}
+        known = [value for published, value in self.state.open_interest if published <= as_of]
+        return {"openInterest": float(known[-1])} if known else {}
+
+    def _server_time(self) -> dict[str, Any]:
+        """The answer's ``serverTime`` on the replay clock (nothing without ``serve_recorded``)."""
+        as_of = self.state.as_of
+        return {} if as_of is None else {"serverTime": _iso(as_of.timestamp())}
+
+    def _funding_history(self, symbol: str) -> tuple[int, dict[str, Any]]:
+        """Kraken's historicalfundingrates: every recorded rate up to the replay clock, oldest first."""
+        if symbol != "PF_XBTUSD":
+            return 400, {"result": "error", "error": "invalidArgument", "serverTime": _iso(time.time())}
+        as_of = self.state.as_of
+        rates = [] if as_of is None else [
+            {"timestamp": _iso(ts.timestamp()), "relativeFundingRate": float(rate)}
+            for ts, rate in self.state.funding if ts <= as_of
+        ]
+        return 200, {"result": "success", "rates": rates, **self._server_time()}
 
     def charts(self, path: str, q: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """Candles with open time in [from, to] (seconds), oldest first, at most CHART_LIMIT."""
@@ -637,9 +736,12 @@ class KrakenFuturesStandIn:
                             url.path[len(CHARTS) :], {k: v[0] for k, v in parse_qs(url.query).items()}
                         )
                     )
-                if not url.path.startswith(API):
+                v4 = url.path[len(API_V4) :] if url.path.startswith(API_V4) else None
+                if v4 is not None and v4 not in V4_ENDPOINTS:
                     return self._reply(404, {"result": "error", "error": "notFound"})
-                endpoint = url.path[len(API) :]
+                if v4 is None and not url.path.startswith(API):
+                    return self._reply(404, {"result": "error", "error": "notFound"})
+                endpoint = url.path[len(API) :] if v4 is None else v4
                 q = {k: v[0] for k, v in parse_qs(url.query or body).items()}
                 if endpoint in PRIVATE:
                     key, sig = self.headers.get("APIKey"), self.headers.get("Authent")
@@ -654,13 +756,17 @@ class KrakenFuturesStandIn:
                     time.sleep(venue.delay_s)  # done, but the client gives up before hearing so
                 if after == "500":
                     status, payload = 500, {"result": "error", "error": "Server Error"}
+                if after == "garbage":
+                    return self._reply_raw(status, GARBAGE, "text/html")
                 self._reply(status, payload)
 
             def _reply(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
+                self._reply_raw(status, json.dumps(payload).encode(), "application/json")
+
+            def _reply_raw(self, status: int, data: bytes, content_type: str) -> None:
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)

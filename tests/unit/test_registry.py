@@ -19,6 +19,15 @@ EXPECTED_CLASSES = {
     "fsupertrend": "strategy_consumers.strategies.fsupertrend:FSupertrend",
     "ott": "strategy_consumers.strategies.ott:OTT",
     "bband_rsi": "strategy_consumers.strategies.bband_rsi:BbandRsi",
+    "ma_trend": "strategy_consumers.strategies.ma_trend:MaTrend",
+    "vwap_reversion": "strategy_consumers.strategies.vwap_reversion:VwapReversion",
+    "exchange_inflow": "strategy_consumers.strategies.exchange_inflow:ExchangeInflow",
+    "exchange_reserves": "strategy_consumers.strategies.exchange_reserves:ExchangeReserves",
+    "funding_extremes": "strategy_consumers.strategies.funding_extremes:FundingExtremes",
+    "open_interest": "strategy_consumers.strategies.open_interest:OpenInterest",
+    "news_attention": "strategy_consumers.strategies.news_attention:NewsAttention",
+    "headline_sentiment": "strategy_consumers.strategies.headline_sentiment:HeadlineSentiment",
+    "social_mentions": "strategy_consumers.strategies.social_mentions:SocialMentions",
 }
 
 
@@ -80,11 +89,35 @@ def test_repo_registry_loads_without_imports() -> None:
     registry = load_registry(max_lookback_hours=load_settings().max_lookback_hours, import_classes=False)
     assert {s.name: s.class_path for s in registry} == EXPECTED_CLASSES
     for spec in registry:
-        assert spec.timeframe == "1h"
         assert spec.enabled
         assert spec.version == "1.0.0"
-        assert spec.bars == spec.lookback_hours
-    assert registry.timeframes == ("1h",)
+        assert spec.bars * spec.timeframe_minutes == spec.lookback_hours * 60
+    assert registry.timeframes == ("1h", "4h", "1d")
+    assert {s.name for s in registry if s.exogenous_inputs} == {
+        "exchange_inflow", "exchange_reserves", "funding_extremes", "open_interest", "news_attention",
+        "headline_sentiment", "social_mentions"}
+
+
+def test_repo_registry_loads_with_imports() -> None:
+    """Every class imports and reads exactly the exogenous series its entry declares."""
+    registry = load_registry(max_lookback_hours=load_settings().max_lookback_hours)
+    assert len(registry) == len(EXPECTED_CLASSES)
+
+
+def test_declared_inputs_must_match_the_class(tmp_path: Path) -> None:
+    exo = "strategy_consumers.strategies.funding_extremes:FundingExtremes"
+    errors = _errors(tmp_path, _doc(_entry("f", class_path=exo, timeframe="4h", lookback_hours=1600,
+                                           params={}, exogenous_inputs=["funding_binance_8h"])))
+    assert len(errors) == 1 and "exogenous_inputs ['funding_binance_8h'] differ" in errors[0]
+    assert "funding_bitmex_8h" in errors[0]
+    errors = _errors(tmp_path, _doc(_entry("g", exogenous_inputs=["news_headlines"])))
+    assert len(errors) == 1 and "differ from what 'GoodStrategy' reads: []" in errors[0]
+    errors = _errors(tmp_path, _doc(_entry("h", exogenous_inputs=["Bad-Name"])))
+    assert len(errors) == 1 and "does not match" in errors[0]
+    ok = load_registry(_write(tmp_path, _doc(_entry("f", class_path=exo, timeframe="4h", lookback_hours=1600,
+                                                    params={}, exogenous_inputs=["funding_bitmex_8h",
+                                                                                 "funding_binance_8h"]))))
+    assert ok.get("f").exogenous_inputs == ("funding_bitmex_8h", "funding_binance_8h")
 
 
 def test_repo_registry_points_at_its_schema() -> None:

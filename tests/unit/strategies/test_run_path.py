@@ -24,7 +24,9 @@ from strategy_consumers.runner import StrategyRunner
 
 SETTINGS = load_settings()
 REGISTRY = load_registry(SETTINGS.registry_path, max_lookback_hours=SETTINGS.max_lookback_hours)
-NAMES = [s.name for s in REGISTRY.enabled]
+# The 1h price strategies (the windows below are 1h bars without exogenous inputs); the 4h/1d and
+# exogenous ones take the same runner path in tests/integration/test_exogenous_pipeline.py.
+NAMES = [s.name for s in REGISTRY.enabled if s.timeframe == "1h" and not s.exogenous_inputs]
 WINDOW = 4_200
 
 

@@ -16,7 +16,7 @@ from common.dataset import load_bundled_candles
 from meta_consumer.policy import Policy, export_policy, load_policy
 from training.features import fit_stats
 from training.market import Market
-from training.signals import SignalArrays, compute_signals
+from training.signals import SignalArrays, compute_signals, training_exogenous
 from training.split import Window
 
 
@@ -26,8 +26,16 @@ def real_candles() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def real_signals(real_candles: pd.DataFrame) -> SignalArrays:
-    return compute_signals(real_candles)
+def real_exogenous() -> dict[str, pd.DataFrame]:
+    """The shared exogenous series the registered strategies read (real data)."""
+    exo = training_exogenous()
+    assert exo, "the shared exogenous folder is missing"
+    return exo
+
+
+@pytest.fixture(scope="session")
+def real_signals(real_candles: pd.DataFrame, real_exogenous: dict[str, pd.DataFrame]) -> SignalArrays:
+    return compute_signals(real_candles, exogenous=real_exogenous)
 
 
 @pytest.fixture(scope="session")

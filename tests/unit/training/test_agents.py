@@ -63,17 +63,27 @@ def _torch_output(algo: str, actor: torch.nn.Module, obs: np.ndarray) -> np.ndar
     return actor(s)[:, :1 if algo in ("sac", "td3") else None].numpy()
 
 
-def _spread(algo: str, actor: torch.nn.Module) -> torch.nn.Module:
-    """Make decisions vary (tiny budgets leave actors near their flat start): scale a continuous
-    actor's last layer so outputs cover [-1, 1]; add seeded noise to a discrete one's."""
+def _spread(algo: str, actor: torch.nn.Module, obs: np.ndarray) -> torch.nn.Module:
+    """Make decisions vary (tiny budgets leave actors near their flat start): give the last layer
+    seeded random weights scaled so each output varies by about 2 over ``obs`` and centred on 0, so
+    a continuous actor's tanh covers [-1, 1] on both sides of flat and a discrete one's argmax moves
+    between actions. Fitted to the hidden features the real observations produce, so it holds
+    whatever the observation's width (the number of registered strategies)."""
     last = {"sac": "net_a", "dqn": "net_val1"}.get(algo, "net")
     layer = getattr(actor, last)[-1]
+    seen: list[torch.Tensor] = []
+    hook = layer.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].detach()))
     with torch.no_grad():
-        if algo in ("sac", "td3"):
-            layer.weight.mul_(40.0)
-        else:
-            gen = torch.Generator().manual_seed(0)
-            layer.weight.add_(torch.randn(layer.weight.shape, generator=gen))
+        actor(torch.as_tensor(obs))
+    hook.remove()
+    hidden = seen[0]
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        weight = torch.randn(layer.weight.shape, generator=gen, dtype=layer.weight.dtype)
+        pre = hidden @ weight.T
+        weight = weight / pre.std(dim=0).clamp_min(1e-6)[:, None] * 2.0
+        layer.weight.copy_(weight)
+        layer.bias.copy_(-(hidden @ weight.T).mean(dim=0))
     return actor
 
 
@@ -125,7 +135,7 @@ def test_exported_policy_acts_as_the_torch_actor(trained: dict[str, TrainedAgent
     assert np.array_equal(got, want)
     np.testing.assert_allclose(agent.policy().forward(obs), _torch_output(algo, actor, obs),
                                rtol=1e-4, atol=1e-5)
-    spread = _spread(algo, actor)
+    spread = _spread(algo, actor, obs)
     policy = _load(export_actor(algo, spread, market.spec), algo)
     want = torch_greedy(algo, spread, obs)
     assert np.array_equal(policy.act(obs), want)
@@ -140,9 +150,9 @@ def test_state_normalization_is_folded_into_the_first_layer(trained: dict[str, T
     with torch.no_grad():
         actor.state_avg.copy_(torch.as_tensor(rng.normal(0, 1.0, market.spec.dim), dtype=torch.float32))
         actor.state_std.copy_(torch.as_tensor(rng.uniform(0.2, 5.0, market.spec.dim), dtype=torch.float32))
-    art = export_actor(algo, _spread(algo, actor), market.spec)
-    assert art != trained[algo].artifact
     obs = _observations(market, seed=2)
+    art = export_actor(algo, _spread(algo, actor, obs), market.spec)
+    assert art != trained[algo].artifact
     policy = _load(art, algo)
     assert np.array_equal(policy.act(obs), torch_greedy(algo, actor, obs))
     np.testing.assert_allclose(policy.forward(obs), _torch_output(algo, actor, obs), rtol=1e-4, atol=1e-5)
@@ -198,7 +208,7 @@ def test_live_backtest_reproduces_the_torch_actor_in_its_env(trained: dict[str, 
                                                              market: Market, algo: str) -> None:
     """The exported policy run bar by bar as live == the torch actor stepping its training env."""
     window = Window(9_000, 9_300)
-    actor = _spread(algo, load_checkpoint(trained[algo].checkpoint).act)
+    actor = _spread(algo, load_checkpoint(trained[algo].checkpoint).act, _observations(market))
     policy = _load(export_actor(algo, actor, market.spec), algo)
     env_class = ExposureTargetEnv if algo == "td3" else BtcPerpVecEnv
     env = env_class(market, window, num_envs=1, max_step=len(window) - 1, random_start=False)

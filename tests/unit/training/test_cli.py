@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
+from common.registry import load_registry
 from training.cli import app
 
 runner = CliRunner()
@@ -70,8 +71,9 @@ def test_walkforward_writes_report(real_candles: pd.DataFrame, tmp_path: Path) -
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
     assert len(report["folds"]) == 2
-    names = {"buy_and_hold", "flat", "majority_vote", "equal_weight", "single:volatility_system",
-             "single:supertrend", "single:fsupertrend", "single:ott", "single:bband_rsi"}
+    names = {"buy_and_hold", "flat", "majority_vote", "equal_weight",
+             *(f"single:{s}" for s in load_registry().names)}  # every registered strategy, new families too
+    assert "single:funding_extremes" in names and "single:ma_trend" in names
     agents = {"ppo", "a2c", "dqn", "sac"}  # trained per fold, named by algorithm
     for fold in report["folds"]:
         assert fold["train"][0] < fold["train"][1] < fold["validation"][0] < fold["test"][0] < fold["test"][1]
