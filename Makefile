@@ -40,8 +40,8 @@ migrate: env infra-up ## Apply database migrations
 topics: env infra-up ## Create Kafka topics (idempotent)
 	@$(PY) -m ops topics
 
-lint: env ## ruff and mypy
-	@.venv/bin/ruff check . && .venv/bin/mypy config.py common ops producers tick_emitter strategy_consumers meta_consumer executor training bridge
+lint: env ## the pre-commit hooks: ruff check, ruff format --check, mypy (--strict on common and executor)
+	@.venv/bin/pre-commit run --all-files
 
 bench: env migrate topics ## Run every benchmark under bench/ (results in docs/BENCHMARKS.md)
 	@for b in bench/bench_*.py; do echo "==> $$b"; $(PY) $$b || exit 1; done; $(PY) bench/collect.py

@@ -36,9 +36,19 @@ TARGET_S = 1.0
 #: (label, argv after ``python``): every service's entry point, then subcommands whose commands
 #: need the heaviest libraries when they run (so their help is where an eager import would show).
 COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    *((f"{pkg} --help", ("-m", pkg, "--help")) for pkg in (
-        "ops", "producers", "tick_emitter", "strategy_consumers", "meta_consumer", "executor", "bridge",
-        "training")),
+    *(
+        (f"{pkg} --help", ("-m", pkg, "--help"))
+        for pkg in (
+            "ops",
+            "producers",
+            "tick_emitter",
+            "strategy_consumers",
+            "meta_consumer",
+            "executor",
+            "bridge",
+            "training",
+        )
+    ),
     ("producers init --help", ("-m", "producers", "init", "--help")),
     ("tick_emitter replay --help", ("-m", "tick_emitter", "replay", "--help")),
     ("executor run --help", ("-m", "executor", "run", "--help")),
@@ -74,9 +84,26 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 #: Libraries a CLI must not load to print its help (reported per command when one is loaded).
-HEAVY = ("torch", "ccxt", "sklearn", "gymnasium", "matplotlib", "pandas", "numpy", "scipy", "fastapi",
-         "uvicorn", "sqlalchemy", "confluent_kafka", "jsonschema", "structlog", "elegantrl", "feedparser",
-         "config", "pydantic_settings")
+HEAVY = (
+    "torch",
+    "ccxt",
+    "sklearn",
+    "gymnasium",
+    "matplotlib",
+    "pandas",
+    "numpy",
+    "scipy",
+    "fastapi",
+    "uvicorn",
+    "sqlalchemy",
+    "confluent_kafka",
+    "jsonschema",
+    "structlog",
+    "elegantrl",
+    "feedparser",
+    "config",
+    "pydantic_settings",
+)
 
 # Runs argv as ``python <argv>`` would (``-m`` module or ``-c`` code) and reports, at exit, how many
 # modules were loaded and which of HEAVY; a SystemExit from the CLI still reaches the atexit hook.
@@ -105,8 +132,9 @@ def _env() -> dict[str, str]:
 def time_once(argv: tuple[str, ...], tree: Path = REPO) -> float:
     """Wall seconds of one ``python <argv>`` in a fresh process; a non-zero exit stops the bench."""
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, *argv], cwd=tree, env=_env(), capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, *argv], cwd=tree, env=_env(), capture_output=True, text=True, check=False
+    )
     elapsed = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"`python {' '.join(argv[:3])}...` exited {done.returncode}:\n{done.stderr[-2000:]}")
@@ -116,8 +144,9 @@ def time_once(argv: tuple[str, ...], tree: Path = REPO) -> float:
 def count_modules(argv: tuple[str, ...], tree: Path = REPO) -> tuple[int, str]:
     """(modules in sys.modules at exit, heavy libraries among them) for ``python <argv>``."""
     code = _COUNTER.format(heavy=HEAVY, argv=argv)
-    done = subprocess.run([sys.executable, "-c", code], cwd=tree, env=_env(), capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tree, env=_env(), capture_output=True, text=True, check=False
+    )
     for line in reversed(done.stderr.splitlines()):
         if line.startswith("MODULES "):
             _, count, heavy = line.split(" ", 2)
@@ -136,8 +165,12 @@ def measure(argv: tuple[str, ...], repeat: int, tree: Path = REPO) -> tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=5, help="fresh processes per command (default 5)")
-    parser.add_argument("--baseline", type=Path, default=None,
-                        help="another checkout (e.g. a git worktree of an older revision) to compare with")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a git worktree of an older revision) to compare with",
+    )
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -172,12 +205,18 @@ def main() -> None:
     rule = "|---|---:|---:|---:|---|---|"
     baseline_note = ""
     if args.baseline is not None:
-        rev = subprocess.run(["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=False).stdout.strip() or str(args.baseline)
+        rev = subprocess.run(
+            ["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip() or str(args.baseline)
         head += " before: median s | before: modules |"
         rule += "---:|---:|"
-        baseline_note = (f" Before: the same commands in a checkout of {rev} (eager imports), same "
-                         f"interpreter and repeats, interleaved with the new ones.")
+        baseline_note = (
+            f" Before: the same commands in a checkout of {rev} (eager imports), same "
+            f"interpreter and repeats, interleaved with the new ones."
+        )
     text = (
         "# bench_cli_startup\n\n"
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  \n"

@@ -64,8 +64,12 @@ def load_finrl_crypto_env() -> type:
     spec = importlib.util.find_spec("finrl")  # locates the package without running its __init__
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("finrl is not installed (training dependency group)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "meta" / "env_cryptocurrency_trading" / (
-        "env_multiple_crypto.py")
+    path = (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "meta"
+        / "env_cryptocurrency_trading"
+        / ("env_multiple_crypto.py")
+    )
     mod_spec = importlib.util.spec_from_file_location("finrl_env_multiple_crypto", path)
     assert mod_spec is not None and mod_spec.loader is not None
     module = importlib.util.module_from_spec(mod_spec)
@@ -100,15 +104,19 @@ def main() -> None:
     for reward in ("pnl", "dsr"):
         for n in (256, 1024, 4096, 16384):
             r = measure(market, fold.train, n, reward)
-            rows.append(f"| {n:,} | {reward} | {statistics.median(r):,.0f} | {max(r):,.0f} | "
-                        f"{1e6 * n / statistics.median(r):,.0f} |")
+            rows.append(
+                f"| {n:,} | {reward} | {statistics.median(r):,.0f} | {max(r):,.0f} | "
+                f"{1e6 * n / statistics.median(r):,.0f} |"
+            )
             print(rows[-1], flush=True)
     single = measure(market, fold.train, 1, "pnl", steps=FINRL_STEPS)
     finrl = measure_finrl(market, fold.train, FINRL_STEPS)
-    finrl_rows = [f"| ours (`BtcPerpVecEnv`), num_envs=1, pnl | {statistics.median(single):,.0f} | "
-                  f"{1e6 / statistics.median(single):,.1f} |",
-                  f"| FinRL `CryptoEnv` (one env) | {statistics.median(finrl):,.0f} | "
-                  f"{1e6 / statistics.median(finrl):,.1f} |"]
+    finrl_rows = [
+        f"| ours (`BtcPerpVecEnv`), num_envs=1, pnl | {statistics.median(single):,.0f} | "
+        f"{1e6 / statistics.median(single):,.1f} |",
+        f"| FinRL `CryptoEnv` (one env) | {statistics.median(finrl):,.0f} | "
+        f"{1e6 / statistics.median(finrl):,.1f} |",
+    ]
     print("\n".join(finrl_rows), flush=True)
     machine = subprocess.run(["uname", "-srmo"], capture_output=True, text=True).stdout.strip()
     text = (

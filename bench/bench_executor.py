@@ -62,8 +62,12 @@ def main() -> None:
     parser.add_argument("--intents", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--replay", action="store_true", help="candle prices, replayed clock, hourly ticks")
-    parser.add_argument("--hold", type=float, default=0.0,
-                        help="share of intents that keep the previous target (a replay: ~0.97 hold)")
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        help="share of intents that keep the previous target (a replay: ~0.97 hold)",
+    )
     args = parser.parse_args()
     configure_logging("bench-executor", "WARNING", json=True)
     name = f"bench_{uuid.uuid4().hex[:8]}"

@@ -52,8 +52,9 @@ def main() -> None:
         conn.execute(f'CREATE DATABASE "{db}"')
     url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}")
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
-    settings = load_settings(kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix},
-                             database_url=url)
+    settings = load_settings(
+        kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix}, database_url=url
+    )
     admin = AdminClient(admin_config(settings))
     try:
         upgrade(url)
@@ -121,8 +122,10 @@ def report(runs: dict[int, list[float]]) -> None:
     ]
     for batch, ms in runs.items():
         q = statistics.quantiles(ms, n=100)
-        lines.append(f"| {batch} | {len(ms)} | {statistics.median(ms):.1f} | {q[89]:.1f} | {q[98]:.1f} "
-                     f"| {max(ms):.1f} |")
+        lines.append(
+            f"| {batch} | {len(ms)} | {statistics.median(ms):.1f} | {q[89]:.1f} | {q[98]:.1f} "
+            f"| {max(ms):.1f} |"
+        )
     lines += [
         "",
         "The shared ConsumerLoop hands over whatever has arrived as soon as one message is there (it no",

@@ -62,24 +62,29 @@ def main() -> None:
     stats = runs[len(runs) // 2]
     all_rates = ", ".join(f"{s.ticks_per_s:,.0f}" for s in runs)
     mb = stats.bytes / 1e6
-    table = "\n".join([
-        f"| replay (real dataset, 5 x 1h strategies, {window}-bar windows, zstd) | value |",
-        "|---|---|",
-        f"| range | {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC |",
-        f"| ticks published (TickPlan + BarClosed each) | {stats.ticks:,} |",
-        f"| messages | {stats.ticks + stats.bars:,} |",
-        f"| wall time incl. final flush (median run) | {stats.seconds:.2f} s |",
-        f"| **rate (median of {len(runs)} runs)** | **{stats.ticks_per_s:,.0f} ticks/s** (target >= 2,000) |",
-        f"| all runs (ticks/s) | {all_rates} |",
-        f"| bar payload (approx., uncompressed) | {mb:,.1f} MB |",
-        f"| CSV load + validation (once, not in the rate) | {load_s:.2f} s |",
-    ])
+    table = "\n".join(
+        [
+            f"| replay (real dataset, 5 x 1h strategies, {window}-bar windows, zstd) | value |",
+            "|---|---|",
+            f"| range | {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC |",
+            f"| ticks published (TickPlan + BarClosed each) | {stats.ticks:,} |",
+            f"| messages | {stats.ticks + stats.bars:,} |",
+            f"| wall time incl. final flush (median run) | {stats.seconds:.2f} s |",
+            f"| **rate (median of {len(runs)} runs)** | **{stats.ticks_per_s:,.0f} ticks/s** "
+            "(target >= 2,000) |",
+            f"| all runs (ticks/s) | {all_rates} |",
+            f"| bar payload (approx., uncompressed) | {mb:,.1f} MB |",
+            f"| CSV load + validation (once, not in the rate) | {load_s:.2f} s |",
+        ]
+    )
     machine = subprocess.run(["uname", "-srmo"], capture_output=True, text=True).stdout.strip()
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    header = (f"# bench_replay\n\nDate: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  \nMachine: {machine}, "
-              f"nproc={nproc}, Python {platform.python_version()}; Kafka 3.9 single node on localhost "
-              f"(same machine, lz4, acks=all, idempotent producer, linger 50 ms); load average at start "
-              f"{load:.1f} (shared machine).\n\n")
+    header = (
+        f"# bench_replay\n\nDate: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  \nMachine: {machine}, "
+        f"nproc={nproc}, Python {platform.python_version()}; Kafka 3.9 single node on localhost "
+        f"(same machine, lz4, acks=all, idempotent producer, linger 50 ms); load average at start "
+        f"{load:.1f} (shared machine).\n\n"
+    )
     print(table)
     out = REPO / "bench" / "results" / "replay.md"
     out.write_text(header + table + "\n")

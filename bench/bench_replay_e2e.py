@@ -45,16 +45,21 @@ def cpu_table(result: dict[str, Any], ticks: int) -> list[str]:
     if not cpu or not ticks:
         return []
     strategies = sum(v for k, v in cpu.items() if k.startswith("strategy."))
-    rows = [("five strategy consumers", strategies),
-            *[(k, v) for k, v in sorted(cpu.items()) if not k.startswith("strategy.")]]
+    rows = [
+        ("five strategy consumers", strategies),
+        *[(k, v) for k, v in sorted(cpu.items()) if not k.startswith("strategy.")],
+    ]
     lines = ["| CPU (user + system), whole run | core-seconds | core-ms per tick |", "|---|---:|---:|"]
     lines += [f"| {name} | {sec:,.1f} | {1000 * sec / ticks:,.1f} |" for name, sec in rows]
     if busy is not None:
         rest = busy - sum(cpu.values())
-        lines.append(f"| everything else (Kafka, Postgres, other work on the machine) | {rest:,.1f} | "
-                     f"{1000 * rest / ticks:,.1f} |")
-        lines.append(f"| **machine busy** ({os.cpu_count()} cores) | {busy:,.1f} | "
-                     f"{1000 * busy / ticks:,.1f} |")
+        lines.append(
+            f"| everything else (Kafka, Postgres, other work on the machine) | {rest:,.1f} | "
+            f"{1000 * rest / ticks:,.1f} |"
+        )
+        lines.append(
+            f"| **machine busy** ({os.cpu_count()} cores) | {busy:,.1f} | {1000 * busy / ticks:,.1f} |"
+        )
     return [*lines, ""]
 
 

@@ -76,9 +76,11 @@ def stats() -> None:
     for name in BUILTIN:
         positions[name] = hourly_targets(builtin_strategy(name), candles).astype(np.float64)
     split = int(len(candles) * 0.6)
-    print(f"data: {candles.index[0]} .. {candles.index[-1]} ({len(candles)} 1h bars); last 40 % from "
-          f"{candles.index[split]}; costs: taker {costs.taker_fee:.4%} + slippage {costs.slippage_bps:g} bp "
-          f"per fill, funding {costs.funding_rate_hourly:.5%}/h on longs")
+    print(
+        f"data: {candles.index[0]} .. {candles.index[-1]} ({len(candles)} 1h bars); last 40 % from "
+        f"{candles.index[split]}; costs: taker {costs.taker_fee:.4%} + slippage {costs.slippage_bps:g} bp "
+        f"per fill, funding {costs.funding_rate_hourly:.5%}/h on longs"
+    )
     print("| strategy | tf | Sharpe, all | Sharpe, last 40 % | turnover (sides/yr) | in market | coverage |")
     print("|---|---|---:|---:|---:|---:|---:|")
     years = len(candles) / (24 * 365)
@@ -90,8 +92,10 @@ def stats() -> None:
         net = ledger.net
         turnover = float(np.abs(np.diff(np.concatenate([[0.0], pos]))).sum()) / years
         cover = hourly_opinion(strategy, candles, exo).mean()
-        print(f"| {name} | {strategy.timeframe} | {sharpe(net):.2f} | {sharpe(net[split:]):.2f} "
-              f"| {turnover:.0f} | {np.mean(pos != 0):.0%} | {cover:.0%} |")
+        print(
+            f"| {name} | {strategy.timeframe} | {sharpe(net):.2f} | {sharpe(net[split:]):.2f} "
+            f"| {turnover:.0f} | {np.mean(pos != 0):.0%} | {cover:.0%} |"
+        )
     corr = pd.DataFrame(positions).corr().round(2)
     print()
     print("Correlation of hourly positions (new strategies in rows):")
@@ -119,8 +123,9 @@ def main() -> None:
         batch = min(timed(strategy.evaluate, df, exogenous=exo) for _ in range(3))
         target = full["target"].to_numpy()
         # Windows where the strategy has an opinion (inputs present) when it reads any, else anywhere.
-        usable = [t for t in range(need, len(df))
-                  if not strategy.exogenous_inputs or full["reason"].iloc[t] == ""]
+        usable = [
+            t for t in range(need, len(df)) if not strategy.exogenous_inputs or full["reason"].iloc[t] == ""
+        ]
         step = max(1, len(usable) // args.windows)
         warm: list[float] = []
         cold: list[float] = []
@@ -132,20 +137,39 @@ def main() -> None:
             prev = int(target[t - 1])
             warm.append(timed(strategy.recommend, window, prev_target=prev, exogenous=delivered))
             cold.append(timed(strategy.recommend, window, exogenous=delivered))
-        rows.append((name, strategy.timeframe, need, len(warm), statistics.median(warm), p95(warm),
-                     statistics.median(cold), p95(cold), statistics.median(cut_t), batch, len(df)))
+        rows.append(
+            (
+                name,
+                strategy.timeframe,
+                need,
+                len(warm),
+                statistics.median(warm),
+                p95(warm),
+                statistics.median(cold),
+                p95(cold),
+                statistics.median(cut_t),
+                batch,
+                len(df),
+            )
+        )
     try:
         load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
         load = "n/a"
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, load average {load}; "
-          f"python {platform.python_version()}")
-    print("| strategy | tf | window bars | windows | warm median (ms) | warm p95 | cold median | cold p95 "
-          "| cut inputs (ms) | whole history (ms, bars) |")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} CPUs, load average {load}; "
+        f"python {platform.python_version()}"
+    )
+    print(
+        "| strategy | tf | window bars | windows | warm median (ms) | warm p95 | cold median | cold p95 "
+        "| cut inputs (ms) | whole history (ms, bars) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, tf, need, k, wm, wp, cm, cp, cut_ms, batch, n in rows:
-        print(f"| {name} | {tf} | {need} | {k} | {wm * 1e3:.2f} | {wp * 1e3:.2f} | {cm * 1e3:.2f} "
-              f"| {cp * 1e3:.2f} | {cut_ms * 1e3:.2f} | {batch * 1e3:.0f} ({n}) |")
+        print(
+            f"| {name} | {tf} | {need} | {k} | {wm * 1e3:.2f} | {wp * 1e3:.2f} | {cm * 1e3:.2f} "
+            f"| {cp * 1e3:.2f} | {cut_ms * 1e3:.2f} | {batch * 1e3:.0f} ({n}) |"
+        )
 
 
 if __name__ == "__main__":

@@ -73,8 +73,9 @@ def row(name: str, ms: list[float]) -> str:
     return f"| {name} | {statistics.median(ms):.2f} | {q[94]:.2f} | {q[98]:.2f} | {max(ms):.2f} | {len(ms)} |"
 
 
-def walk(steps: list[tuple[DuePlan, list[BarPayload]]], needs: tuple[ExogenousNeed, ...],
-         feed: ExogenousFeed) -> list[float]:
+def walk(
+    steps: list[tuple[DuePlan, list[BarPayload]]], needs: tuple[ExogenousNeed, ...], feed: ExogenousFeed
+) -> list[float]:
     """Attach time per tick over consecutive ticks; the first tick (the cold load) is not counted."""
     import time
 
@@ -92,8 +93,15 @@ def registry() -> Registry:
     entries = []
     for n, c, tf, h in STRATEGIES:
         inputs = sorted(getattr(import_class(c), "exogenous_inputs", None) or ())
-        entry = {"name": n, "class_path": c, "timeframe": tf, "lookback_hours": h, "enabled": True,
-                 "version": "1.0.0", "params": {}}
+        entry = {
+            "name": n,
+            "class_path": c,
+            "timeframe": tf,
+            "lookback_hours": h,
+            "enabled": True,
+            "version": "1.0.0",
+            "params": {},
+        }
         if inputs:
             entry["exogenous_inputs"] = inputs
         entries.append(entry)
@@ -124,8 +132,9 @@ def main() -> None:
 
     def bars_at(t: datetime) -> tuple[DuePlan, list[BarPayload]]:
         plan = plan_tick(t, reg)
-        _, bars, _ = build_events("BTC/USD:USD", plan, prepare_bars(base, t, plan), published_at=t,
-                                  deadline=timedelta(seconds=30))
+        _, bars, _ = build_events(
+            "BTC/USD:USD", plan, prepare_bars(base, t, plan), published_at=t, deadline=timedelta(seconds=30)
+        )
         return plan, bars
 
     steps = [bars_at(TICK + timedelta(hours=i)) for i in range(args.walk)]
@@ -149,8 +158,9 @@ def main() -> None:
         sizes = {b.timeframe: {a.series: len(a) for a in b.exogenous} for b in attached}
         for feed in (live, replay_feed, memory):  # same rows from every feed
             for a, b in zip(attach_exogenous(bars, plan, needs, feed), attached, strict=True):
-                assert [(x.series, x.published_ms.tolist()) for x in a.exogenous] == \
-                       [(y.series, y.published_ms.tolist()) for y in b.exogenous]
+                assert [(x.series, x.published_ms.tolist()) for x in a.exogenous] == [
+                    (y.series, y.published_ms.tolist()) for y in b.exogenous
+                ]
 
         def exogenous_only(feed: ExogenousFeed) -> Callable[[], object]:
             return lambda: attach_exogenous(bars, plan, needs, feed)
@@ -161,15 +171,25 @@ def main() -> None:
 
         def prepare_and_encode_live() -> object:
             p = plan_tick(TICK, reg)
-            tick, b, _ = build_events("BTC/USD:USD", p, prepare_bars(base, TICK, p), published_at=TICK,
-                                      deadline=timedelta(seconds=30))
+            tick, b, _ = build_events(
+                "BTC/USD:USD",
+                p,
+                prepare_bars(base, TICK, p),
+                published_at=TICK,
+                deadline=timedelta(seconds=30),
+            )
             events = [x.to_event() for x in attach_exogenous(b, p, needs, live)]
             return [serde.encode(tick), *(serde.encode(e) for e in events)]
 
         def prepare_and_encode_replay() -> object:
             p = plan_tick(TICK, reg)
-            tick, b, _ = build_events("BTC/USD:USD", p, prepare_bars(base, TICK, p), published_at=TICK,
-                                      deadline=timedelta(seconds=30))
+            tick, b, _ = build_events(
+                "BTC/USD:USD",
+                p,
+                prepare_bars(base, TICK, p),
+                published_at=TICK,
+                deadline=timedelta(seconds=30),
+            )
             return [serde.encode(tick), *(encode_bar(x) for x in attach_exogenous(b, p, needs, replay_feed))]
 
         def cold() -> object:
@@ -178,20 +198,34 @@ def main() -> None:
         walk_live = CachedDbFeed(engine, needs)
         walk_replay = CachedDbFeed(engine, needs, refresh_s=None, ahead=timedelta(days=30))
         rows = [
-            row(f"exogenous only, DbFeed: {len(series)} DB reads + cut + attach (old path)",
-                timed(exogenous_only(db), args.db_n)),
-            row("exogenous only, FrameFeed (whole series in memory: the floor)",
-                timed(exogenous_only(memory), args.n)),
-            row("**exogenous only, CachedDbFeed live (emitter; background refresh running)**",
-                timed(exogenous_only(live), args.n)),
-            row("exogenous only, CachedDbFeed replay (read ahead 30 d)",
-                timed(exogenous_only(replay_feed), args.n)),
-            row(f"**walk, {len(steps)} consecutive hourly ticks, CachedDbFeed live: exogenous step**",
-                walk(steps, needs, walk_live)),
-            row(f"walk, {len(steps)} consecutive hourly ticks, CachedDbFeed replay: exogenous step",
-                walk(steps, needs, walk_replay)),
-            row("**tick preparation: plan + resample + payloads + exogenous (CachedDbFeed live)**",
-                timed(lambda: prepare(live), args.n)),
+            row(
+                f"exogenous only, DbFeed: {len(series)} DB reads + cut + attach (old path)",
+                timed(exogenous_only(db), args.db_n),
+            ),
+            row(
+                "exogenous only, FrameFeed (whole series in memory: the floor)",
+                timed(exogenous_only(memory), args.n),
+            ),
+            row(
+                "**exogenous only, CachedDbFeed live (emitter; background refresh running)**",
+                timed(exogenous_only(live), args.n),
+            ),
+            row(
+                "exogenous only, CachedDbFeed replay (read ahead 30 d)",
+                timed(exogenous_only(replay_feed), args.n),
+            ),
+            row(
+                f"**walk, {len(steps)} consecutive hourly ticks, CachedDbFeed live: exogenous step**",
+                walk(steps, needs, walk_live),
+            ),
+            row(
+                f"walk, {len(steps)} consecutive hourly ticks, CachedDbFeed replay: exogenous step",
+                walk(steps, needs, walk_replay),
+            ),
+            row(
+                "**tick preparation: plan + resample + payloads + exogenous (CachedDbFeed live)**",
+                timed(lambda: prepare(live), args.n),
+            ),
             row("tick preparation, DbFeed (old path)", timed(lambda: prepare(db), args.db_n)),
             row("... + validated events + Avro encode (live path)", timed(prepare_and_encode_live, args.n)),
             row("... + direct bar encoder (replay path)", timed(prepare_and_encode_replay, args.n)),
@@ -206,13 +240,17 @@ def main() -> None:
     finally:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    print(f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.platform()}, "
-          f"nproc={os.cpu_count()}, Python {platform.python_version()}; "
-          f"load average at end {os.getloadavg()[0]:.1f}")
+    print(
+        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.platform()}, "
+        f"nproc={os.cpu_count()}, Python {platform.python_version()}; "
+        f"load average at end {os.getloadavg()[0]:.1f}"
+    )
     print(f"tick {TICK.isoformat()}; rows attached per timeframe and series: {sizes}")
     print(f"database queries by the caches: {queries}; rows held after the walk: {held}")
-    print("| step (4 strategies on 1h/4h/1d, 3 with exogenous inputs) "
-          "| p50 ms | p95 ms | p99 ms | max ms | runs |")
+    print(
+        "| step (4 strategies on 1h/4h/1d, 3 with exogenous inputs) "
+        "| p50 ms | p95 ms | p99 ms | max ms | runs |"
+    )
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
     print("target: tick preparation with exogenous inputs < 5 ms per tick")

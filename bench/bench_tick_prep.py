@@ -31,10 +31,20 @@ from tick_emitter.wire import encode_bar  # noqa: E402
 
 TICK = datetime(2024, 3, 1, tzinfo=UTC)  # midnight: all four timeframes close
 LOOKBACK_H = 720
-REGISTRY = registry_of([
-    ("a1", "1h", 720), ("a2", "1h", 480), ("a3", "1h", 240), ("b1", "4h", 720), ("b2", "4h", 360),
-    ("b3", "4h", 96), ("c1", "12h", 720), ("c2", "12h", 240), ("d1", "1d", 720), ("d2", "1d", 480),
-])
+REGISTRY = registry_of(
+    [
+        ("a1", "1h", 720),
+        ("a2", "1h", 480),
+        ("a3", "1h", 240),
+        ("b1", "4h", 720),
+        ("b2", "4h", 360),
+        ("b3", "4h", 96),
+        ("c1", "12h", 720),
+        ("c2", "12h", 240),
+        ("d1", "1d", 720),
+        ("d2", "1d", 480),
+    ]
+)
 ADMIN_DSN = with_local_passfile("postgresql://btcmeta@127.0.0.1:55432/postgres")
 
 
@@ -65,8 +75,9 @@ def main() -> None:
 
     def payloads() -> tuple[TickPlan, list[BarPayload], list[str]]:
         p = plan_tick(TICK, REGISTRY)
-        return build_events("BTC/USD:USD", p, prepare_bars(base, TICK, p), published_at=TICK,
-                            deadline=timedelta(seconds=30))
+        return build_events(
+            "BTC/USD:USD", p, prepare_bars(base, TICK, p), published_at=TICK, deadline=timedelta(seconds=30)
+        )
 
     def live_events() -> tuple[TickPlan, list[BarClosed]]:
         tick, bars, _ = payloads()
@@ -88,15 +99,21 @@ def main() -> None:
     ]
     if not args.no_db:
         rows += db_rows(base, args.n // 4 or 1)
-    table = "\n".join([
-        "| step (10 strategies, 1h/4h/12h/1d, 1m base, 720 h) | median ms | p95 ms | min ms | runs |",
-        "|---|---|---|---|---|", *rows])
+    table = "\n".join(
+        [
+            "| step (10 strategies, 1h/4h/12h/1d, 1m base, 720 h) | median ms | p95 ms | min ms | runs |",
+            "|---|---|---|---|---|",
+            *rows,
+        ]
+    )
     machine = subprocess.run(["uname", "-srmo"], capture_output=True, text=True).stdout.strip()
-    header = (f"# bench_tick_prep\n\nDate: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  \nMachine: {machine}, "
-              f"nproc={subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()}, "
-              f"Python {platform.python_version()}, load average at start {os.getloadavg()[0]:.1f} (shared)"
-              f"  \nBase: {len(base.times):,} synthetic 1m candles; target "
-              "< 50 ms per tick from an in-memory base.\n\n")
+    header = (
+        f"# bench_tick_prep\n\nDate: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  \nMachine: {machine}, "
+        f"nproc={subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()}, "
+        f"Python {platform.python_version()}, load average at start {os.getloadavg()[0]:.1f} (shared)"
+        f"  \nBase: {len(base.times):,} synthetic 1m candles; target "
+        "< 50 ms per tick from an in-memory base.\n\n"
+    )
     print(table)
     out = REPO / "bench" / "results" / "tick_prep.md"
     out.write_text(header + table + "\n")
@@ -130,8 +147,9 @@ def db_rows(base: BaseCandles, n: int) -> list[str]:
         def full() -> object:
             p = plan_tick(TICK, REGISTRY)
             b = BaseCandles(*store.load_arrays(engine, "BTC/USD:USD", "1m", p.earliest_start, TICK), 1)
-            tick, bars, _ = build_events("BTC/USD:USD", p, prepare_bars(b, TICK, p), published_at=TICK,
-                                         deadline=timedelta(seconds=30))
+            tick, bars, _ = build_events(
+                "BTC/USD:USD", p, prepare_bars(b, TICK, p), published_at=TICK, deadline=timedelta(seconds=30)
+            )
             return tick, [bar.to_event() for bar in bars]
 
         from tick_emitter.base_cache import BaseCandleCache
@@ -143,13 +161,16 @@ def db_rows(base: BaseCandles, n: int) -> list[str]:
             # Steady state: the emitter's cache holds the lookback and reads only new candles.
             p = plan_tick(TICK, REGISTRY)
             b = cache.get(p.earliest_start, TICK)
-            tick, bars, _ = build_events("BTC/USD:USD", p, prepare_bars(b, TICK, p), published_at=TICK,
-                                         deadline=timedelta(seconds=30))
+            tick, bars, _ = build_events(
+                "BTC/USD:USD", p, prepare_bars(b, TICK, p), published_at=TICK, deadline=timedelta(seconds=30)
+            )
             return tick, [bar.to_event() for bar in bars]
 
-        rows = [row("DB load of 43,200 1m candles", timed(load, n)),
-                row("DB load + plan + resample + events (first tick after start)", timed(full, n)),
-                row("live tick, emitter's candle cache (steady state, new rows only)", timed(cached, n))]
+        rows = [
+            row("DB load of 43,200 1m candles", timed(load, n)),
+            row("DB load + plan + resample + events (first tick after start)", timed(full, n)),
+            row("live tick, emitter's candle cache (steady state, new rows only)", timed(cached, n)),
+        ]
         engine.dispose()
         return rows
     finally:

@@ -83,8 +83,11 @@ def main() -> None:
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}")
-    settings = load_settings(min_timeframe="1h", database_url=url,
-                             kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix})
+    settings = load_settings(
+        min_timeframe="1h",
+        database_url=url,
+        kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix},
+    )
     admin = AdminClient(admin_config(settings))
     load_start = os.getloadavg()
     try:
@@ -188,24 +191,34 @@ def run(settings: Settings, n: int) -> tuple[list[dict[str, float | str]], CpuMe
     recs.assign([TopicPartition(settings.topic(RECOMMENDATIONS), p, 0) for p in range(3)])
     out: list[dict[str, float | str]] = []
     with tempfile.TemporaryDirectory(prefix="bench-t2i-") as logs, Supervisor(env, Path(logs)) as sup:
-        strategies = [sup.start(f"strategy.{spec.name}", "strategy_consumers", "run", spec.name)
-                      for spec in registry.enabled]
+        strategies = [
+            sup.start(f"strategy.{spec.name}", "strategy_consumers", "run", spec.name)
+            for spec in registry.enabled
+        ]
         meta = sup.start("meta_consumer", "meta_consumer", "run")
         cpu = CpuMeter({})
         for i, t in enumerate(times):
             if i == WARMUP:  # processes listed now: the services' Postgres backends exist by then
-                cpu = CpuMeter({
-                    "5 strategy processes": [s.proc.pid for s in strategies if s.proc],
-                    "meta consumer": [meta.proc.pid] if meta.proc else [],
-                    "this benchmark (publisher + readers)": [os.getpid()],
-                    "Kafka broker (shared with other work)": _pids_matching("kafka.Kafka"),
-                    "PostgreSQL (all backends, shared)": _pids_matching("postgres:", "bin/postgres"),
-                })
+                cpu = CpuMeter(
+                    {
+                        "5 strategy processes": [s.proc.pid for s in strategies if s.proc],
+                        "meta consumer": [meta.proc.pid] if meta.proc else [],
+                        "this benchmark (publisher + readers)": [os.getpid()],
+                        "Kafka broker (shared with other work)": _pids_matching("kafka.Kafka"),
+                        "PostgreSQL (all backends, shared)": _pids_matching("postgres:", "bin/postgres"),
+                    }
+                )
                 cpu.start()
             plan = plan_tick(t, registry)
             windows = prepare_bars(base, t, plan)
-            tick, bars, _ = build_events(settings.symbol, plan, windows, published_at=now,
-                                         deadline=timedelta(seconds=30), namespace=prefix)
+            tick, bars, _ = build_events(
+                settings.symbol,
+                plan,
+                windows,
+                published_at=now,
+                deadline=timedelta(seconds=30),
+                namespace=prefix,
+            )
             started = time.time()
             publish_tick(producer, settings, tick, bars, fast=True)
             producer.flush()
@@ -216,8 +229,16 @@ def run(settings: Settings, n: int) -> tuple[list[dict[str, float | str]], CpuMe
                 continue
             if i == len(times) - 1:
                 cpu.stop()
-            out.append({"tick_id": tick.tick_id, "start": started, "ack": acked, "read": got,
-                        "intent_ts": intent[1], "bars": float(max(len(b) for b in bars))})
+            out.append(
+                {
+                    "tick_id": tick.tick_id,
+                    "start": started,
+                    "ack": acked,
+                    "read": got,
+                    "intent_ts": intent[1],
+                    "bars": float(max(len(b) for b in bars)),
+                }
+            )
         rec_ts = recommendation_times(recs, {str(r["tick_id"]) for r in out}, len(registry.enabled))
     intents.close()
     recs.close()
@@ -283,8 +304,15 @@ def _stats(values: list[float], bold: bool = False) -> str:
     return " | ".join(f"**{v:.1f}**" if bold else f"{v:.1f}" for v in cells)
 
 
-def report(rows: list[dict[str, float | str]], decided: dict[str, float], cpu: CpuMeter,
-           load_start: tuple[float, ...], load_end: tuple[float, ...], out: Path, note: str) -> None:
+def report(
+    rows: list[dict[str, float | str]],
+    decided: dict[str, float],
+    cpu: CpuMeter,
+    load_start: tuple[float, ...],
+    load_end: tuple[float, ...],
+    out: Path,
+    note: str,
+) -> None:
     def ms(a: str, b: str) -> list[float]:
         return [(float(r[b]) - float(r[a])) * 1000 for r in rows]
 
@@ -317,8 +345,11 @@ def report(rows: list[dict[str, float | str]], decided: dict[str, float], cpu: C
         f"| **tick handed to producer -> intent read back** | {_stats(total, bold=True)} |",
         f"| tick handed -> acknowledged by the broker | {_stats(ms('start', 'ack'))} |",
         f"| tick handed -> first of 5 recommendations produced | {_stats(ms('start', 'first_rec_ts'))} |",
-        *[f"| tick handed -> recommendation of {k[4:]} produced | {_stats(ms('start', k))} |"
-          for k in sorted(rows[0]) if k.startswith("rec:")],
+        *[
+            f"| tick handed -> recommendation of {k[4:]} produced | {_stats(ms('start', k))} |"
+            for k in sorted(rows[0])
+            if k.startswith("rec:")
+        ],
         f"| tick handed -> last of 5 recommendations produced | {_stats(ms('start', 'last_rec_ts'))} |",
         f"| last recommendation -> decision computed (row about to be inserted) | {_stats(dec)} |",
         f"| last recommendation -> intent produced | {_stats(ms('last_rec_ts', 'intent_ts'))} |",

@@ -27,8 +27,10 @@ TARGET_S = 15 * 60
 
 def machine() -> str:
     load = os.getloadavg()
-    return (f"{platform.system()} {platform.machine()}, nproc={os.cpu_count()}, "
-            f"Python {platform.python_version()}, load average at start {load[0]:.1f}")
+    return (
+        f"{platform.system()} {platform.machine()}, nproc={os.cpu_count()}, "
+        f"Python {platform.python_version()}, load average at start {load[0]:.1f}"
+    )
 
 
 def main() -> None:
@@ -39,14 +41,27 @@ def main() -> None:
     started_at = datetime.now(UTC)
     head = machine()
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
-        cmd = [sys.executable, "-m", "training", "all", "--out", tmp, "--algos", args.algos,
-               "--budget-steps", str(args.budget_steps), "--results-db", f"sqlite:///{tmp}/results.db"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "training",
+            "all",
+            "--out",
+            tmp,
+            "--algos",
+            args.algos,
+            "--budget-steps",
+            str(args.budget_steps),
+            "--results-db",
+            f"sqlite:///{tmp}/results.db",
+        ]
         env = {**os.environ, "TQDM_DISABLE": "1"}
         t0 = time.perf_counter()
         marks: list[tuple[str, float]] = []
         lines: list[str] = []
-        with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) as proc:
+        with subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc:
             assert proc.stdout is not None
             for line in proc.stdout:
                 print(line, end="", flush=True)
@@ -63,27 +78,29 @@ def main() -> None:
         steps.append(f"| {label} | {end - at:,.1f} |")
     board = [ln for ln in lines if ln.startswith(("*", " ", "-", "window")) and "|" not in ln]
     verdict = "met" if total < TARGET_S else "**not met**"
-    text = "\n".join([
-        "# training_all",
-        "",
-        f"Date: {started_at:%Y-%m-%d %H:%M} UTC  ",
-        f"Machine: {head}, {load_end:.1f} at the end  ",
-        f"Command: `python -m training all --algos {args.algos} --budget-steps {args.budget_steps}` "
-        "(0 = default budgets of training.rl.DEFAULT_BUDGETS) on the bundled real BTC/USD 1h data "
-        "(37,387 bars), one chronological split.  ",
-        f"Wall time: **{total:,.0f} s ({total / 60:.1f} min)**; target under 15 min: {verdict}.",
-        "",
-        "| step | seconds |",
-        "|---|---:|",
-        *steps,
-        "",
-        "Leaderboard of that run (test window; the proposal was made on validation only):",
-        "",
-        "```",
-        *board,
-        "```",
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# training_all",
+            "",
+            f"Date: {started_at:%Y-%m-%d %H:%M} UTC  ",
+            f"Machine: {head}, {load_end:.1f} at the end  ",
+            f"Command: `python -m training all --algos {args.algos} --budget-steps {args.budget_steps}` "
+            "(0 = default budgets of training.rl.DEFAULT_BUDGETS) on the bundled real BTC/USD 1h data "
+            "(37,387 bars), one chronological split.  ",
+            f"Wall time: **{total:,.0f} s ({total / 60:.1f} min)**; target under 15 min: {verdict}.",
+            "",
+            "| step | seconds |",
+            "|---|---:|",
+            *steps,
+            "",
+            "Leaderboard of that run (test window; the proposal was made on validation only):",
+            "",
+            "```",
+            *board,
+            "```",
+            "",
+        ]
+    )
     OUT.write_text(text)
     print(f"\n{total:,.0f} s -> {OUT}")
 

@@ -64,6 +64,12 @@ class StatusOut(BaseModel):
     selected_model_id: str | None
     risk: RiskStateOut
     stream: StreamStatus
+    run_clock: datetime | None = Field(
+        default=None,
+        description="The run's own clock: the newest tick time (data time) the namespace decided or "
+        "recommended on. A replay lives in the past, so clients window their views on this, "
+        "not on the wall clock; null before the first tick.",
+    )
 
 
 class WhoAmI(BaseModel):

@@ -330,10 +330,14 @@ class ExogenousFrame:
         # Sorted by publication: a reader cuts "known at t" with one binary search.
         if any(cur < prev for prev, cur in pairwise(published)):
             raise ValueError(f"ExogenousFrame {self.series}: published_at is not non-decreasing")
-        numbers = tuple((_str(c, "ExogenousFrame column"), _floats(v, f"ExogenousFrame {self.series}.{c}"))
-                        for c, v in self.numbers)
-        texts = tuple((_str(c, "ExogenousFrame column"),
-                       tuple(_str(x, f"ExogenousFrame {self.series}.{c}") for x in v)) for c, v in self.texts)
+        numbers = tuple(
+            (_str(c, "ExogenousFrame column"), _floats(v, f"ExogenousFrame {self.series}.{c}"))
+            for c, v in self.numbers
+        )
+        texts = tuple(
+            (_str(c, "ExogenousFrame column"), tuple(_str(x, f"ExogenousFrame {self.series}.{c}") for x in v))
+            for c, v in self.texts
+        )
         for c, v in (*numbers, *texts):
             if len(v) != n:
                 raise ValueError(f"ExogenousFrame {self.series}.{c}: {len(v)} values but {n} observations")

@@ -131,8 +131,9 @@ class Health:
                 ok = ok and good
         for name, info in deps.items():
             DEPENDENCY_UP.labels(name).set(1 if info["ok"] else 0)
-        return Verdict(ok, {"live": live.ok, **live.detail, "dependencies": deps,
-                            "limit_s": self.ready_within_s})
+        return Verdict(
+            ok, {"live": live.ok, **live.detail, "dependencies": deps, "limit_s": self.ready_within_s}
+        )
 
     # ------------------------------------------------------------------ probes
     def watch(self, dependency: str, probe: Probe, *, every_s: float = 2.0) -> None:
@@ -168,8 +169,9 @@ class Health:
                 verdict = self.live() if path == LIVE_PATH else self.ready()
                 body = json.dumps({"status": "ok" if verdict.ok else "fail", **verdict.detail}).encode()
                 status = "200 OK" if verdict.ok else "503 Service Unavailable"
-                start_response(status, [("Content-Type", "application/json"),
-                                        ("Content-Length", str(len(body)))])
+                start_response(
+                    status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+                )
                 return [body]
             return metrics(environ, start_response)
 
@@ -213,8 +215,13 @@ def postgres_probe(url: str, *, timeout_s: float = 3.0) -> Probe:
 
     from common.db.session import make_engine
 
-    engine = make_engine(url, pool_size=1, max_overflow=0, connect_timeout_s=max(1, int(timeout_s)),
-                         statement_timeout_ms=int(timeout_s * 1000))
+    engine = make_engine(
+        url,
+        pool_size=1,
+        max_overflow=0,
+        connect_timeout_s=max(1, int(timeout_s)),
+        statement_timeout_ms=int(timeout_s * 1000),
+    )
 
     def probe() -> None:
         with engine.connect() as conn:
@@ -257,8 +264,13 @@ def start(
     if kafka:
         HEALTH.watch("kafka", kafka_probe(admin_config(settings)), every_s=every_s)
     serve(settings.metrics_port)
-    log.info("health_serving", port=settings.metrics_port, live=LIVE_PATH, ready=READY_PATH,
-             dependencies=[d for d, on in (("postgres", postgres), ("kafka", kafka)) if on])
+    log.info(
+        "health_serving",
+        port=settings.metrics_port,
+        live=LIVE_PATH,
+        ready=READY_PATH,
+        dependencies=[d for d, on in (("postgres", postgres), ("kafka", kafka)) if on],
+    )
     if wait:
         wait_until_ready()
 

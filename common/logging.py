@@ -303,8 +303,10 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> s
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    return structlog.get_logger(service)
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(service)
+    return logger
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

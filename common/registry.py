@@ -125,9 +125,10 @@ def import_class(class_path: str) -> type:
         raise ValueError(f"class_path {class_path!r} is not of the form 'module:Class'")
     module = importlib.import_module(module_name)
     try:
-        return getattr(module, attr)
+        found: type = getattr(module, attr)
     except AttributeError:
         raise AttributeError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return found
 
 
 @cache
@@ -239,14 +240,18 @@ def _class_problems(spec: StrategySpec) -> list[str]:
         return [f"class_path {class_path!r} cannot be imported: {type(exc).__name__}: {exc}"]
     missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None))]
     if missing:
-        return [f"class_path {class_path!r}: {getattr(cls, '__name__', cls)!r} has no callable "
-                f"{', '.join(missing)}"]
+        return [
+            f"class_path {class_path!r}: {getattr(cls, '__name__', cls)!r} has no callable "
+            f"{', '.join(missing)}"
+        ]
     # The entry is what the emitter reads; the class is what the strategy uses. They must agree, or
     # the strategy would get no data for an input (and say "no opinion" forever) without anyone noticing.
     declared = tuple(getattr(cls, "exogenous_inputs", None) or ())
     if sorted(declared) != sorted(spec.exogenous_inputs):
-        return [f"exogenous_inputs {sorted(spec.exogenous_inputs)} differ from what "
-                f"{getattr(cls, '__name__', cls)!r} reads: {sorted(declared)}"]
+        return [
+            f"exogenous_inputs {sorted(spec.exogenous_inputs)} differ from what "
+            f"{getattr(cls, '__name__', cls)!r} reads: {sorted(declared)}"
+        ]
     return []
 
 

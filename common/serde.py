@@ -272,9 +272,7 @@ def learn_schema(schema_json: str | dict[str, Any], fingerprint: bytes | None = 
         raise SerdeError(f"schema store entry is not JSON: {exc}") from exc
     sv = _from_raw(raw, _STORE_PATH, None, shipped=False)
     if fingerprint is not None and sv.fingerprint != fingerprint:
-        raise SerdeError(
-            f"schema store entry for {fingerprint.hex()} has fingerprint {sv.fingerprint.hex()}"
-        )
+        raise SerdeError(f"schema store entry for {fingerprint.hex()} has fingerprint {sv.fingerprint.hex()}")
     schemas = load_schema_set()
     if sv.name not in schemas.current:
         raise SerdeError(f"schema store entry {sv.name} is not a message type this version reads")

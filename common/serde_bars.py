@@ -23,6 +23,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from common import serde
 from common.events import BarClosed, ExogenousFrame, to_epoch_ms
@@ -49,9 +50,9 @@ class ExogenousArrays:
     """
 
     series: str
-    about_ms: np.ndarray
-    published_ms: np.ndarray
-    numbers: dict[str, np.ndarray] = field(default_factory=dict)
+    about_ms: npt.NDArray[Any]
+    published_ms: npt.NDArray[Any]
+    numbers: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
     texts: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -59,15 +60,22 @@ class ExogenousArrays:
 
     @classmethod
     def from_event(cls, frame: ExogenousFrame) -> ExogenousArrays:
-        return cls(frame.series, np.asarray(frame.about_ts, dtype=np.int64),
-                   np.asarray(frame.published_at, dtype=np.int64),
-                   {c: np.asarray(v, dtype=np.float64) for c, v in frame.numbers},
-                   {c: list(v) for c, v in frame.texts})
+        return cls(
+            frame.series,
+            np.asarray(frame.about_ts, dtype=np.int64),
+            np.asarray(frame.published_at, dtype=np.int64),
+            {c: np.asarray(v, dtype=np.float64) for c, v in frame.numbers},
+            {c: list(v) for c, v in frame.texts},
+        )
 
     def to_event(self) -> ExogenousFrame:
-        return ExogenousFrame(self.series, tuple(self.about_ms.tolist()), tuple(self.published_ms.tolist()),
-                              tuple((c, tuple(v.tolist())) for c, v in self.numbers.items()),
-                              tuple((c, tuple(v)) for c, v in self.texts.items()))
+        return ExogenousFrame(
+            self.series,
+            tuple(self.about_ms.tolist()),
+            tuple(self.published_ms.tolist()),
+            tuple((c, tuple(v.tolist())) for c, v in self.numbers.items()),
+            tuple((c, tuple(v)) for c, v in self.texts.items()),
+        )
 
     @classmethod
     def from_frame(cls, series: str, frame: pd.DataFrame) -> ExogenousArrays:
@@ -76,9 +84,9 @@ class ExogenousArrays:
         Times are truncated to the millisecond (what the wire carries); the exogenous sources
         are at minute resolution, so nothing is lost.
         """
-        about = frame["about_ts"].array.as_unit("ns").asi8 // _NS_PER_MS  # type: ignore[attr-defined]
-        published = frame["published_at"].array.as_unit("ns").asi8 // _NS_PER_MS  # type: ignore[attr-defined]
-        numbers: dict[str, np.ndarray] = {}
+        about = frame["about_ts"].array.as_unit("ns").asi8 // _NS_PER_MS
+        published = frame["published_at"].array.as_unit("ns").asi8 // _NS_PER_MS
+        numbers: dict[str, npt.NDArray[Any]] = {}
         texts: dict[str, list[str]] = {}
         for c in frame.columns:
             if c in ("about_ts", "published_at"):
@@ -88,14 +96,19 @@ class ExogenousArrays:
                 numbers[c] = col.to_numpy()
             else:
                 texts[c] = ["" if v is None else str(v) for v in col.tolist()]
-        return cls(series, np.asarray(about, dtype=np.int64), np.asarray(published, dtype=np.int64),
-                   numbers, texts)
+        return cls(
+            series, np.asarray(about, dtype=np.int64), np.asarray(published, dtype=np.int64), numbers, texts
+        )
 
     def slice(self, start: int, stop: int) -> ExogenousArrays:
         """Observations ``start:stop`` (views of the arrays)."""
-        return ExogenousArrays(self.series, self.about_ms[start:stop], self.published_ms[start:stop],
-                               {c: v[start:stop] for c, v in self.numbers.items()},
-                               {c: v[start:stop] for c, v in self.texts.items()})
+        return ExogenousArrays(
+            self.series,
+            self.about_ms[start:stop],
+            self.published_ms[start:stop],
+            {c: v[start:stop] for c, v in self.numbers.items()},
+            {c: v[start:stop] for c, v in self.texts.items()},
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """The loader's frame layout, columns in catalog order (unknown series: numbers, then texts)."""
@@ -103,7 +116,7 @@ class ExogenousArrays:
 
         from common.exogenous.catalog import get_series
 
-        def utc_ns(ms: np.ndarray) -> pd.DatetimeIndex:
+        def utc_ns(ms: npt.NDArray[Any]) -> pd.DatetimeIndex:
             return pd.DatetimeIndex(ms.astype("datetime64[ms]"), tz="UTC").as_unit("ns")
 
         data: dict[str, Any] = {"about_ts": utc_ns(self.about_ms), "published_at": utc_ns(self.published_ms)}
@@ -129,8 +142,8 @@ class BarWindow:
     symbol: str
     timeframe: str
     bar_open_time: datetime
-    times: np.ndarray
-    columns: dict[str, np.ndarray]
+    times: npt.NDArray[Any]
+    columns: dict[str, npt.NDArray[Any]]
     #: Exogenous series by name (empty for price-only timeframes and pre-v2 writers).
     exogenous: dict[str, ExogenousArrays] = field(default_factory=dict)
 
@@ -140,7 +153,7 @@ class BarWindow:
         return int(self.times.shape[0])
 
     @property
-    def close(self) -> np.ndarray:
+    def close(self) -> npt.NDArray[Any]:
         return self.columns["close"]
 
     @classmethod
@@ -152,10 +165,15 @@ class BarWindow:
 
     def to_event(self) -> BarClosed:
         open_time = tuple(_EPOCH + timedelta(milliseconds=int(t)) for t in self.times.tolist())
-        return BarClosed(tick_id=self.tick_id, symbol=self.symbol, timeframe=self.timeframe,
-                         bar_open_time=self.bar_open_time, open_time=open_time,
-                         **{c: tuple(self.columns[c].tolist()) for c in COLUMNS},
-                         exogenous=tuple(a.to_event() for a in self.exogenous.values()))
+        return BarClosed(
+            tick_id=self.tick_id,
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            bar_open_time=self.bar_open_time,
+            open_time=open_time,
+            **{c: tuple(self.columns[c].tolist()) for c in COLUMNS},
+            exogenous=tuple(a.to_event() for a in self.exogenous.values()),
+        )
 
     def exogenous_frames(self) -> dict[str, pd.DataFrame]:
         """Every carried series in the loader's frame layout (what ``Strategy.recommend`` takes)."""
@@ -193,7 +211,7 @@ class _Reader:
         n = self.long()
         if n < 0 or self.pos + n > self.end:
             raise self.fail("bad string length")
-        raw = bytes(self.buf[self.pos:self.pos + n])
+        raw = bytes(self.buf[self.pos : self.pos + n])
         self.pos += n
         try:
             return raw.decode("utf-8")
@@ -210,8 +228,8 @@ class _Reader:
                 raise self.fail("negative block size")
         return n
 
-    def doubles(self) -> np.ndarray:
-        parts: list[np.ndarray] = []
+    def doubles(self) -> npt.NDArray[Any]:
+        parts: list[npt.NDArray[Any]] = []
         while (n := self.block_count()) != 0:
             if self.pos + 8 * n > self.end:
                 raise self.fail("truncated double array")
@@ -231,15 +249,15 @@ class _Reader:
         """Item count of the next block of an array of records (0 ends the array)."""
         return self.block_count()
 
-    def longs(self) -> np.ndarray:
-        parts: list[np.ndarray] = []
+    def longs(self) -> npt.NDArray[Any]:
+        parts: list[npt.NDArray[Any]] = []
         while (n := self.block_count()) != 0:
             parts.append(self._varints(n))
         if len(parts) == 1:
             return parts[0]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
-    def _varints(self, n: int) -> np.ndarray:
+    def _varints(self, n: int) -> npt.NDArray[Any]:
         """``n`` zig-zag varints starting at the cursor, decoded with vector operations."""
         raw = np.frombuffer(self.buf, dtype=np.uint8, count=min(10 * n, self.end - self.pos), offset=self.pos)
         ends = np.flatnonzero(raw < 0x80)
@@ -264,16 +282,26 @@ class _Reader:
             parts = (body & 0x7F).astype(np.uint64) << (7 * pos_in_value).astype(np.uint64)
             z = np.bitwise_or.reduceat(parts, starts)
         self.pos += used
-        return ((z >> np.uint64(1)).astype(np.int64)) ^ -((z & np.uint64(1)).astype(np.int64))
+        sign = -((z & np.uint64(1)).astype(np.int64))
+        out: npt.NDArray[Any] = (z >> np.uint64(1)).astype(np.int64) ^ sign
+        return out
 
 
 #: The field layout this reader is written for; a different current schema turns the fast path off.
-_EXOGENOUS = ("array<record{series:string,about_ts:array<long>,published_at:array<long>,"
-              "numbers:array<record{column:string,values:array<double>}>,"
-              "texts:array<record{column:string,values:array<string>}>}>")
-_LAYOUT = (("tick_id", "string"), ("symbol", "string"), ("timeframe", "string"),
-           ("bar_open_time", "long"), ("open_time", "array<long>"),
-           *((c, "array<double>") for c in COLUMNS), ("exogenous", _EXOGENOUS))
+_EXOGENOUS = (
+    "array<record{series:string,about_ts:array<long>,published_at:array<long>,"
+    "numbers:array<record{column:string,values:array<double>}>,"
+    "texts:array<record{column:string,values:array<string>}>}>"
+)
+_LAYOUT = (
+    ("tick_id", "string"),
+    ("symbol", "string"),
+    ("timeframe", "string"),
+    ("bar_open_time", "long"),
+    ("open_time", "array<long>"),
+    *((c, "array<double>") for c in COLUMNS),
+    ("exogenous", _EXOGENOUS),
+)
 
 
 def _type_name(t: Any) -> str:
@@ -292,7 +320,7 @@ def _read_exogenous(r: _Reader) -> dict[str, ExogenousArrays]:
         for _ in range(n):
             series = r.string()
             about, published = r.longs(), r.longs()
-            numbers: dict[str, np.ndarray] = {}
+            numbers: dict[str, npt.NDArray[Any]] = {}
             while (k := r.records()) != 0:
                 for _ in range(k):
                     col = r.string()
@@ -307,8 +335,15 @@ def _read_exogenous(r: _Reader) -> dict[str, ExogenousArrays]:
     return out
 
 
-def _check_exogenous(series: str, about: np.ndarray, published: np.ndarray, numbers: dict[str, np.ndarray],
-                     texts: dict[str, list[str]], seen: dict[str, ExogenousArrays], r: _Reader) -> None:
+def _check_exogenous(
+    series: str,
+    about: npt.NDArray[Any],
+    published: npt.NDArray[Any],
+    numbers: dict[str, npt.NDArray[Any]],
+    texts: dict[str, list[str]],
+    seen: dict[str, ExogenousArrays],
+    r: _Reader,
+) -> None:
     """The invariants ``ExogenousFrame.__post_init__`` and ``BarClosed`` enforce, on arrays."""
     if not series:
         raise r.fail("invalid value: ExogenousFrame.series: must not be empty")
@@ -360,8 +395,15 @@ def decode_bar_window(data: bytes | bytearray | memoryview) -> BarWindow:
     return BarWindow(tick_id, symbol, timeframe, bar_open_time, times, cols, exogenous)
 
 
-def _check(tick_id: str, symbol: str, timeframe: str, bar_open_ms: int, times: np.ndarray,
-           cols: dict[str, Any], r: _Reader) -> None:
+def _check(
+    tick_id: str,
+    symbol: str,
+    timeframe: str,
+    bar_open_ms: int,
+    times: npt.NDArray[Any],
+    cols: dict[str, Any],
+    r: _Reader,
+) -> None:
     """The invariants ``BarClosed.__post_init__`` enforces, on arrays."""
     if not tick_id:
         raise r.fail("invalid value: BarClosed.tick_id: must not be empty")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.pnl import unrealized_pnl_scalar
+
 _EPS = 1e-12
 
 
@@ -19,9 +21,8 @@ class Holding:
     realized: float = 0.0
 
     def unrealized(self, mark: float) -> float:
-        if not self.quantity or self.avg_price is None:
-            return 0.0
-        return self.quantity * (mark - self.avg_price)
+        """``quantity * (mark - avg_price)``, 0 when flat: :func:`common.pnl.unrealized_pnl`."""
+        return unrealized_pnl_scalar(self.quantity, self.avg_price, mark)
 
 
 def apply_fill(h: Holding, signed_qty: float, price: float) -> tuple[Holding, float]:

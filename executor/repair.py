@@ -319,7 +319,6 @@ def adopt(
     return result
 
 
-
 def _apply_fills(
     s: Session,
     namespace: str,
@@ -349,6 +348,7 @@ def _apply_fills(
         holding=holding,
     )
     return holding
+
 
 def _mark_or(exchange: Exchange, now: datetime, fallback: float) -> float:
     try:

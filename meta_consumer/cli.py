@@ -13,8 +13,12 @@ if TYPE_CHECKING:
 # Start-up imports only typer: the service (confluent_kafka, SQLAlchemy, the policy's libraries)
 # is imported by the command that runs it, so `--help` answers at once.
 
-app = typer.Typer(help="Meta consumer: joins recommendations per tick, runs the selected policy, "
-                       "publishes one OrderIntent per tick.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Meta consumer: joins recommendations per tick, runs the selected policy, "
+    "publishes one OrderIntent per tick.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 def _setup() -> tuple[Settings, MetaSettings]:
@@ -62,7 +66,9 @@ def status() -> None:
     if row is None:
         typer.echo(f"namespace={service_ns}: no decision yet")
         return
-    typer.echo(f"namespace={service_ns} tick={row.tick_id} model={row.model_id} action={row.action} "
-               f"exposure={row.current_exposure}->{row.target_exposure} degraded={row.degraded} "
-               f"retrain_needed={row.observation.get('retrain_needed')} "
-               f"decided_at={row.decided_at.isoformat()}")
+    typer.echo(
+        f"namespace={service_ns} tick={row.tick_id} model={row.model_id} action={row.action} "
+        f"exposure={row.current_exposure}->{row.target_exposure} degraded={row.degraded} "
+        f"retrain_needed={row.observation.get('retrain_needed')} "
+        f"decided_at={row.decided_at.isoformat()}"
+    )

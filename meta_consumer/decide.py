@@ -41,13 +41,19 @@ class LatestRec:
     confidence: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tick_id": self.tick_id, "seq": self.seq, "target": self.target.value,
-                "event": self.event.value, "confidence": self.confidence}
+        return {
+            "tick_id": self.tick_id,
+            "seq": self.seq,
+            "target": self.target.value,
+            "event": self.event.value,
+            "confidence": self.confidence,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LatestRec:
-        return cls(d["tick_id"], int(d["seq"]), Target(d["target"]), SignalEvent(d["event"]),
-                   float(d["confidence"]))
+        return cls(
+            d["tick_id"], int(d["seq"]), Target(d["target"]), SignalEvent(d["event"]), float(d["confidence"])
+        )
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ class Mark:
     def volatility(self, window: int) -> float:
         if len(self.closes) < window + 1:
             return float("nan")
-        return float(rolling_volatility(np.asarray(self.closes[-(window + 1):]), window)[-1])
+        return float(rolling_volatility(np.asarray(self.closes[-(window + 1) :]), window)[-1])
 
     def to_dict(self) -> dict[str, Any]:
         return {"tick_id": self.tick_id, "closes": list(self.closes), "offset": self.offset}
@@ -143,8 +149,9 @@ class Outcome:
     carry: Carry
 
 
-def observe(spec: FeatureSpec, latest: Mapping[str, LatestRec], seq: int, portfolio: Portfolio,
-            mark: Mark | None) -> np.ndarray:
+def observe(
+    spec: FeatureSpec, latest: Mapping[str, LatestRec], seq: int, portfolio: Portfolio, mark: Mark | None
+) -> np.ndarray:
     """One observation row (shape (1, dim)) through the shared builder the training env uses."""
     recs = [latest.get(s) for s in spec.strategies]
     price = None if mark is None else mark.price
@@ -161,8 +168,9 @@ def observe(spec: FeatureSpec, latest: Mapping[str, LatestRec], seq: int, portfo
     )
 
 
-def decide_tick(tick: TickInput, carry: Carry, choice: Choice, live: Sequence[str], *, step: float,
-                max_exposure: float) -> Outcome:
+def decide_tick(
+    tick: TickInput, carry: Carry, choice: Choice, live: Sequence[str], *, step: float, max_exposure: float
+) -> Outcome:
     """The decision for ``tick`` and the state carried to the next one."""
     seq = carry.seq + 1
     latest = dict(carry.latest)
@@ -192,9 +200,14 @@ def decide_tick(tick: TickInput, carry: Carry, choice: Choice, live: Sequence[st
         action = label_for(current, target)
     features = dict(zip(choice.spec.feature_names(), (float(v) for v in obs[0]), strict=True))
     reason = "; ".join([r for r in (choice.reason, *notes) if r])
-    new_carry = replace(carry, seq=seq, tick_time=tick.tick_time,
-                        portfolio=carry.portfolio.moved_to(target, None if mark is None else mark.price),
-                        latest=latest, mark=_trim(mark))
+    new_carry = replace(
+        carry,
+        seq=seq,
+        tick_time=tick.tick_time,
+        portfolio=carry.portfolio.moved_to(target, None if mark is None else mark.price),
+        latest=latest,
+        mark=_trim(mark),
+    )
     degraded = bool(late) or (tick.needs_bar and tick.bar is None)
     return Outcome(action, current, float(target), degraded, late, reason, features, new_carry)
 

@@ -29,8 +29,16 @@ def fallback_id(meta: MetaSettings) -> str:
 
 
 class ModelManager:
-    def __init__(self, engine: Engine, meta: MetaSettings, live: Sequence[str], *, step: float,
-                 max_exposure: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        meta: MetaSettings,
+        live: Sequence[str],
+        *,
+        step: float,
+        max_exposure: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._engine = engine
         self._meta = meta
         self._live = tuple(live)
@@ -42,8 +50,14 @@ class ModelManager:
         self._choice = self._fallback("no model selected")
 
     def _fallback(self, reason: str, retrain: bool = False) -> Choice:
-        return Choice(fallback_id(self._meta), FeatureSpec(strategies=self._live), None,
-                      self._meta.fallback, reason, retrain)
+        return Choice(
+            fallback_id(self._meta),
+            FeatureSpec(strategies=self._live),
+            None,
+            self._meta.fallback,
+            reason,
+            retrain,
+        )
 
     def current(self, conn: Connection | None = None) -> Choice:
         """The policy for the next tick; ``conn``: run the poll in the caller's transaction."""
@@ -51,8 +65,11 @@ class ModelManager:
         if self._checked_at is None or now - self._checked_at >= self._meta.model_poll_s:
             self._checked_at = now
             bind = self._engine if conn is None else conn
-            key = (store.model_key(bind, self._meta.model_id) if self._meta.model_id
-                   else store.selected_model_key(bind))
+            key = (
+                store.model_key(bind, self._meta.model_id)
+                if self._meta.model_id
+                else store.selected_model_key(bind)
+            )
             if key != self._key:
                 self._choice = self._build(key)
                 self._key = key
@@ -76,10 +93,26 @@ class ModelManager:
             return Choice(row.model_id, policy.spec, policy, self._meta.fallback)
         detail = f"strategy set differs from the registry (missing {missing}, not in model {extra})"
         if self._meta.allow_subset:
-            log.warning("model_strategy_mismatch_subset", model_id=row.model_id, missing=missing, extra=extra,
-                        retrain_needed=True)
-            return Choice(row.model_id, policy.spec, policy, self._meta.fallback,
-                          f"{detail}: run on its own subset; retrain needed", True)
-        log.warning("model_strategy_mismatch_refused", model_id=row.model_id, missing=missing, extra=extra,
-                    retrain_needed=True)
+            log.warning(
+                "model_strategy_mismatch_subset",
+                model_id=row.model_id,
+                missing=missing,
+                extra=extra,
+                retrain_needed=True,
+            )
+            return Choice(
+                row.model_id,
+                policy.spec,
+                policy,
+                self._meta.fallback,
+                f"{detail}: run on its own subset; retrain needed",
+                True,
+            )
+        log.warning(
+            "model_strategy_mismatch_refused",
+            model_id=row.model_id,
+            missing=missing,
+            extra=extra,
+            retrain_needed=True,
+        )
         return self._fallback(f"model {row.model_id} refused: {detail}; retrain needed", True)

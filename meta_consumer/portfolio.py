@@ -2,7 +2,8 @@
 
 Why its own book and not the executor's fills: fills lag (and may be refused by risk limits), while
 the policy was trained on the exposure it *asked for*. Live and the training environment both use
-these functions, so "unrealized PnL" means one thing everywhere:
+these rules, and the PnL itself is :func:`common.pnl.unrealized_pnl` (``relative=True``), the one
+definition the executor's book uses too:
 
 * exposure ``e``: signed fraction of the maximum position (+1 max long, -1 max short);
 * entry price ``p0``: the volume-weighted price at which the current exposure was built, marked at
@@ -19,18 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
+from common.pnl import FloatArray, unrealized_pnl
 
-
-def unrealized_pnl(exposure: npt.ArrayLike, entry_price: npt.ArrayLike, price: npt.ArrayLike) -> FloatArray:
-    """``exposure * (price / entry_price - 1)``; 0 where flat or where a price is missing (NaN)."""
-    e = np.asarray(exposure, dtype=np.float64)
-    p0 = np.asarray(entry_price, dtype=np.float64)
-    p = np.asarray(price, dtype=np.float64)
-    ok = (e != 0.0) & np.isfinite(p0) & np.isfinite(p) & (p0 > 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(ok, e * (p / np.where(ok, p0, 1.0) - 1.0), 0.0)
-    return out + 0.0
+__all__ = ["Portfolio", "next_entry_price"]
 
 
 def next_entry_price(
@@ -58,7 +50,7 @@ class Portfolio:
     entry_price: float | None = None
 
     def pnl(self, price: float | None) -> float:
-        return float(unrealized_pnl(self.exposure, _nan(self.entry_price), _nan(price)))
+        return float(unrealized_pnl(self.exposure, _nan(self.entry_price), _nan(price), relative=True))
 
     def moved_to(self, new_exposure: float, price: float | None) -> Portfolio:
         entry = float(next_entry_price(self.exposure, _nan(self.entry_price), new_exposure, _nan(price)))

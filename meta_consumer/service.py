@@ -48,8 +48,11 @@ SERVICE = "meta-consumer"
 DECISIONS = Counter("btcmeta_meta_decisions_total", "Ticks decided", ["model_kind", "action"])
 DEGRADED = Counter("btcmeta_meta_degraded_total", "Ticks decided without every input (deadline)")
 LATE = Counter("btcmeta_meta_late_recommendations_total", "Recommendations after their tick was decided")
-LATENCY = Histogram("btcmeta_meta_tick_to_decision_seconds", "TickPlan arrival to intent flushed",
-                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+LATENCY = Histogram(
+    "btcmeta_meta_tick_to_decision_seconds",
+    "TickPlan arrival to intent flushed",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 RETRAIN = Gauge("btcmeta_meta_retrain_needed", "1 while the model's strategy set differs from the registry")
 
 
@@ -58,8 +61,14 @@ class _AlreadyDecided(Exception):
 
 
 class MetaConsumer:
-    def __init__(self, settings: Settings, meta: MetaSettings, *, live: tuple[str, ...] | None = None,
-                 shutdown: GracefulShutdown | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        meta: MetaSettings,
+        *,
+        live: tuple[str, ...] | None = None,
+        shutdown: GracefulShutdown | None = None,
+    ) -> None:
         self.settings = settings
         self.meta = meta
         self.namespace = settings.kafka.topic_prefix or LIVE_NAMESPACE
@@ -67,8 +76,9 @@ class MetaConsumer:
         if live is None:
             live = tuple(s.name for s in load_registry(settings.registry_path, import_classes=False).enabled)
         self.live = live
-        self.models = ModelManager(self.engine, meta, live, step=settings.exposure_step,
-                                   max_exposure=settings.max_exposure)
+        self.models = ModelManager(
+            self.engine, meta, live, step=settings.exposure_step, max_exposure=settings.max_exposure
+        )
         self.producer = EventProducer(settings, SERVICE)
         self.shutdown = shutdown or GracefulShutdown()
         self.joiner = Joiner()
@@ -90,21 +100,36 @@ class MetaConsumer:
             self.carry = Carry.from_dict(last.observation.get("state"))
             self.joiner.last_decided = self.carry.tick_time
             batch = int((last.observation.get("commit") or {}).get("of", 1))
-            self._send_many([self._intent_from_row(r)
-                             for r in store.last_decisions(self.engine, self.namespace, batch)])
+            self._send_many(
+                [self._intent_from_row(r) for r in store.last_decisions(self.engine, self.namespace, batch)]
+            )
         now = time.time()
         rows = store.pending_ticks(self.engine, self.namespace, self.settings.symbol, self.carry.tick_time)
         for row in rows:
-            tick = PendingTick(row.tick_id, row.tick_time, frozenset(row.due_strategies),
-                               self.meta.decision_timeframe in row.due_timeframes,
-                               deadline=now + self.meta.deadline_s, arrived_at=now)
+            tick = PendingTick(
+                row.tick_id,
+                row.tick_time,
+                frozenset(row.due_strategies),
+                self.meta.decision_timeframe in row.due_timeframes,
+                deadline=now + self.meta.deadline_s,
+                arrived_at=now,
+            )
             self.joiner.add_plan(tick, store.answered(self.engine, self.namespace, row.tick_id))
         mark = self.carry.mark
         same_topic = last is not None and last.observation.get("bars_topic") == self._bars_topic()
-        self.bars = BarReader(self.settings, self.meta.decision_timeframe, self._group(),
-                              mark.offset if mark is not None and same_topic else None)
-        log.info("meta_consumer_recovered", namespace=self.namespace, decided=self.carry.seq,
-                 pending=len(self.joiner.pending), last_tick=last.tick_id if last else None)
+        self.bars = BarReader(
+            self.settings,
+            self.meta.decision_timeframe,
+            self._group(),
+            mark.offset if mark is not None and same_topic else None,
+        )
+        log.info(
+            "meta_consumer_recovered",
+            namespace=self.namespace,
+            decided=self.carry.seq,
+            pending=len(self.joiner.pending),
+            last_tick=last.tick_id if last else None,
+        )
 
     def _group(self) -> str:
         return self.settings.topic(self.meta.group_id)
@@ -147,15 +172,24 @@ class MetaConsumer:
                     fresh.discard(key)
                     late.append(rec)
             for plan in plans:
-                tick = PendingTick(plan.tick_id, plan.tick_time, plan.expected_strategies,
-                                   self.meta.decision_timeframe in plan.due_timeframes,
-                                   deadline=now + self.meta.deadline_s, arrived_at=now)
+                tick = PendingTick(
+                    plan.tick_id,
+                    plan.tick_time,
+                    plan.expected_strategies,
+                    self.meta.decision_timeframe in plan.due_timeframes,
+                    deadline=now + self.meta.deadline_s,
+                    arrived_at=now,
+                )
                 self.joiner.add_plan(tick, saved.answered.get(plan.tick_id, set()))
             self._cond.notify()
         for rec in late:
             LATE.inc()
-            log.warning("late_recommendation", tick_id=rec.tick_id, strategy=rec.strategy,
-                        detail="stored, never applied: its tick was already decided")
+            log.warning(
+                "late_recommendation",
+                tick_id=rec.tick_id,
+                strategy=rec.strategy,
+                detail="stored, never applied: its tick was already decided",
+            )
 
     # ------------------------------------------------------------------ decide (main thread)
     def step(self, max_wait: float = 0.02) -> int:
@@ -173,7 +207,7 @@ class MetaConsumer:
             ready = self.joiner.ready(time.time())
         size = self.meta.decide_batch
         for first in range(0, len(ready), size):
-            self._decide_batch(ready[first:first + size])
+            self._decide_batch(ready[first : first + size])
         return len(ready)
 
     def _decide_batch(self, items: list[Ready]) -> None:
@@ -192,13 +226,32 @@ class MetaConsumer:
                 carry, outs, rows = self.carry, [], []
                 for index, item in enumerate(items):
                     tick = item.tick
-                    inputs = TickInput(tick.tick_id, tick.tick_time, tick.due, recs[tick.tick_id],
-                                       self.marks.get(tick.tick_id) if tick.needs_bar else None,
-                                       tick.needs_bar)
-                    out = decide_tick(inputs, carry, choice, self.live, step=self.settings.exposure_step,
-                                      max_exposure=self.settings.max_exposure)
-                    rows.append(self._row(tick.tick_id, choice, inputs, out, created,
-                                          commit={"index": index, "of": len(items)}))
+                    inputs = TickInput(
+                        tick.tick_id,
+                        tick.tick_time,
+                        tick.due,
+                        recs[tick.tick_id],
+                        self.marks.get(tick.tick_id) if tick.needs_bar else None,
+                        tick.needs_bar,
+                    )
+                    out = decide_tick(
+                        inputs,
+                        carry,
+                        choice,
+                        self.live,
+                        step=self.settings.exposure_step,
+                        max_exposure=self.settings.max_exposure,
+                    )
+                    rows.append(
+                        self._row(
+                            tick.tick_id,
+                            choice,
+                            inputs,
+                            out,
+                            created,
+                            commit={"index": index, "of": len(items)},
+                        )
+                    )
                     outs.append(out)
                     carry = out.carry
                 if store.insert_decisions(conn, rows) != len(rows):
@@ -208,8 +261,12 @@ class MetaConsumer:
                 self._decide(item)
             return
         self.carry = carry
-        self._send_many([self._intent(item.tick.tick_id, choice.model_id, out, created)
-                         for item, out in zip(items, outs, strict=True)])
+        self._send_many(
+            [
+                self._intent(item.tick.tick_id, choice.model_id, out, created)
+                for item, out in zip(items, outs, strict=True)
+            ]
+        )
         last = items[-1].tick
         with self._cond:
             self.joiner.mark_decided(last.tick_id, last.tick_time)
@@ -246,38 +303,83 @@ class MetaConsumer:
         tick = item.tick
         choice = self.models.current(conn)
         RETRAIN.set(int(choice.retrain_needed))
-        inputs = TickInput(tick.tick_id, tick.tick_time, tick.due,
-                           store.recs_for_tick(conn, self.namespace, tick.tick_id),
-                           self.marks.get(tick.tick_id) if tick.needs_bar else None, tick.needs_bar)
-        out = decide_tick(inputs, self.carry, choice, self.live, step=self.settings.exposure_step,
-                          max_exposure=self.settings.max_exposure)
+        inputs = TickInput(
+            tick.tick_id,
+            tick.tick_time,
+            tick.due,
+            store.recs_for_tick(conn, self.namespace, tick.tick_id),
+            self.marks.get(tick.tick_id) if tick.needs_bar else None,
+            tick.needs_bar,
+        )
+        out = decide_tick(
+            inputs,
+            self.carry,
+            choice,
+            self.live,
+            step=self.settings.exposure_step,
+            max_exposure=self.settings.max_exposure,
+        )
         created = utc(datetime.now(UTC))
         values = self._row(tick.tick_id, choice, inputs, out, created)
         return store.insert_decision(conn, values), choice, out, created
 
-    def _row(self, tick_id: str, choice: Choice, inputs: TickInput, out: Outcome, created: datetime,
-             commit: dict[str, int] | None = None) -> dict[str, object]:
+    def _row(
+        self,
+        tick_id: str,
+        choice: Choice,
+        inputs: TickInput,
+        out: Outcome,
+        created: datetime,
+        commit: dict[str, int] | None = None,
+    ) -> dict[str, object]:
         observation: dict[str, object] = {
-            "features": out.features, "reason": out.reason, "retrain_needed": choice.retrain_needed,
-            "state": out.carry.to_dict(), "present": sorted(inputs.recs), "bars_topic": self._bars_topic(),
+            "features": out.features,
+            "reason": out.reason,
+            "retrain_needed": choice.retrain_needed,
+            "state": out.carry.to_dict(),
+            "present": sorted(inputs.recs),
+            "bars_topic": self._bars_topic(),
         }
         if commit is not None:  # place in its commit: a restart re-sends the whole last commit
             observation["commit"] = commit
         return {
-            "namespace": self.namespace, "tick_id": tick_id, "model_id": choice.model_id,
-            "observation": observation, "action": out.action.value, "current_exposure": out.current_exposure,
-            "target_exposure": out.target_exposure, "degraded": out.degraded, "late_strategies": out.late,
+            "namespace": self.namespace,
+            "tick_id": tick_id,
+            "model_id": choice.model_id,
+            "observation": observation,
+            "action": out.action.value,
+            "current_exposure": out.current_exposure,
+            "target_exposure": out.target_exposure,
+            "degraded": out.degraded,
+            "late_strategies": out.late,
             "decided_at": created,
         }
 
     def _intent(self, tick_id: str, model_id: str, out: Outcome, created: datetime) -> OrderIntent:
-        return OrderIntent.create(tick_id, model_id, self.settings.symbol, out.action, out.current_exposure,
-                                  out.target_exposure, created, degraded=out.degraded, reason=out.reason)
+        return OrderIntent.create(
+            tick_id,
+            model_id,
+            self.settings.symbol,
+            out.action,
+            out.current_exposure,
+            out.target_exposure,
+            created,
+            degraded=out.degraded,
+            reason=out.reason,
+        )
 
     def _intent_from_row(self, row: Decision) -> OrderIntent:
-        return OrderIntent.create(row.tick_id, row.model_id, self.settings.symbol, row.action,
-                                  row.current_exposure, row.target_exposure, utc(row.decided_at),
-                                  degraded=row.degraded, reason=row.observation.get("reason", ""))
+        return OrderIntent.create(
+            row.tick_id,
+            row.model_id,
+            self.settings.symbol,
+            row.action,
+            row.current_exposure,
+            row.target_exposure,
+            utc(row.decided_at),
+            degraded=row.degraded,
+            reason=row.observation.get("reason", ""),
+        )
 
     def _send(self, intent: OrderIntent) -> None:
         self._send_many([intent])
@@ -293,9 +395,18 @@ class MetaConsumer:
         DECISIONS.labels(kind, out.action.value).inc()
         if out.degraded:
             DEGRADED.inc()
-        log.info("tick_decided", tick_id=item.tick.tick_id, model_id=model_id, action=out.action.value,
-                 current=out.current_exposure, target=out.target_exposure, degraded=out.degraded,
-                 late=out.late, timed_out=item.timed_out, reason=out.reason)
+        log.info(
+            "tick_decided",
+            tick_id=item.tick.tick_id,
+            model_id=model_id,
+            action=out.action.value,
+            current=out.current_exposure,
+            target=out.target_exposure,
+            degraded=out.degraded,
+            late=out.late,
+            timed_out=item.timed_out,
+            reason=out.reason,
+        )
         if drift:
             self.check_drift(out.current_exposure)
 
@@ -310,8 +421,12 @@ class MetaConsumer:
         executed = qty / self.settings.risk.max_position_btc
         if abs(executed - model_exposure) <= self.meta.drift_tolerance:
             return None
-        log.warning("model_portfolio_drift", model_exposure=model_exposure, executor_exposure=executed,
-                    tolerance=self.meta.drift_tolerance)
+        log.warning(
+            "model_portfolio_drift",
+            model_exposure=model_exposure,
+            executor_exposure=executed,
+            tolerance=self.meta.drift_tolerance,
+        )
         return executed
 
     # ------------------------------------------------------------------ run
@@ -328,11 +443,19 @@ class MetaConsumer:
 
     def build_loop(self) -> ConsumerLoop:
         extra = {"group.instance.id": self.meta.group_instance_id} if self.meta.group_instance_id else {}
-        loop = ConsumerLoop(self.settings, service=SERVICE, group_id=self._group(),
-                            topics=[self.settings.topic(TICKS), self.settings.topic(RECOMMENDATIONS)],
-                            handler=self.handle, producer=EventProducer(self.settings, SERVICE),
-                            on_error=OnError.STOP, batch_size=self.meta.batch_size, shutdown=self.shutdown,
-                            extra_config=extra, after_batch=self.store_batch)
+        loop = ConsumerLoop(
+            self.settings,
+            service=SERVICE,
+            group_id=self._group(),
+            topics=[self.settings.topic(TICKS), self.settings.topic(RECOMMENDATIONS)],
+            handler=self.handle,
+            producer=EventProducer(self.settings, SERVICE),
+            on_error=OnError.STOP,
+            batch_size=self.meta.batch_size,
+            shutdown=self.shutdown,
+            extra_config=extra,
+            after_batch=self.store_batch,
+        )
         return loop
 
     def run(self) -> None:

@@ -26,8 +26,9 @@ class FallbackMode(StrEnum):
 
 
 class MetaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=META_ENV_PREFIX, frozen=True, extra="ignore",
-                                      case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_prefix=META_ENV_PREFIX, frozen=True, extra="ignore", case_sensitive=False
+    )
 
     #: Wall-clock seconds, counted from the TickPlan's arrival here, before a tick is decided with
     #: what arrived (degraded). Not the plan's own ``deadline`` field: that one is data time, which
@@ -72,6 +73,8 @@ def load_meta_settings(**overrides: object) -> MetaSettings:
     try:
         return MetaSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = [f"  {META_ENV_PREFIX}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-                 for e in exc.errors()]
+        lines = [
+            f"  {META_ENV_PREFIX}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        ]
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

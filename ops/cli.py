@@ -93,8 +93,9 @@ def demo(
     main(days, out, timeout)
 
 
-runs_app = typer.Typer(help="Pipeline runs (replays, backtests, demos): list and delete; never live.",
-                       no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Pipeline runs (replays, backtests, demos): list and delete; never live.", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 
 
@@ -162,8 +163,10 @@ def backfill(
     result = run_backfill(
         namespace, strategy, Path(logs), timeout_s=timeout, say=lambda m: typer.echo(f"[ops] {m}")
     )
-    typer.echo(f"[ops] {result.strategy}: {result.stored:,} recommendations for {result.bars:,} bars "
-               f"in {result.seconds:.0f}s")
+    typer.echo(
+        f"[ops] {result.strategy}: {result.stored:,} recommendations for {result.bars:,} bars "
+        f"in {result.seconds:.0f}s"
+    )
     if out:
         engine = make_engine(load_settings().database_url.get_secret_value())
         arrays = signals_from_namespace(engine, namespace, [*(with_ or []), strategy])

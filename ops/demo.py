@@ -68,8 +68,9 @@ def run_demo(days: int, out: Path, timeout_s: float) -> Path:
     logs = out / "logs"
     say(f"namespace {prefix}  window {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC ({days} days)")
     say("starting: strategies, meta consumer (model or majority-vote fallback), executor (paper), replay")
-    spec = PipelineSpec(prefix, start, end - timedelta(hours=1), logs, kind="demo", timeout_s=timeout_s,
-                        params={"days": days})
+    spec = PipelineSpec(
+        prefix, start, end - timedelta(hours=1), logs, kind="demo", timeout_s=timeout_s, params={"days": days}
+    )
     result = run_pipeline(spec, registry=registry, say=say)
     say(
         f"pipeline done in {result.seconds:.0f}s: "

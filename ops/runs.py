@@ -45,8 +45,10 @@ def prefix_of(run: str) -> str:
     return check_prefix(name if name.endswith(".") else f"{name}.")
 
 
-_TOPIC = re.compile(r"^(.+\.)(?:meta\.ticks|signals\.recommendations|orders\.intents|orders\.executions"
-                    r"|dead\.letters|market\.bars\.[0-9]+[mhdw])$")
+_TOPIC = re.compile(
+    r"^(.+\.)(?:meta\.ticks|signals\.recommendations|orders\.intents|orders\.executions"
+    r"|dead\.letters|market\.bars\.[0-9]+[mhdw])$"
+)
 
 
 def _topic_prefix(topic: str) -> str | None:

@@ -31,7 +31,7 @@ def process_cpu_seconds(pid: int) -> float | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state is field 3
     return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
 
 

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 # producers.exogenous.SOURCE_NAMES (a unit test keeps them equal) without importing that module.
 SOURCE_NAMES = ("fear_greed", "news", "sentiment", "kraken_funding", "kraken_open_interest")
 
-app = typer.Typer(help="Market data: candles exchange/CSV -> Postgres.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="Market data: candles exchange/CSV -> Postgres.", no_args_is_help=True, add_completion=False
+)
 
 
 def parse_when(value: str) -> datetime:
@@ -63,13 +64,19 @@ def _exchange_errors() -> Iterator[None]:
 
 
 def _summary(report: SyncReport) -> None:
-    typer.echo(f"fetched={report.fetched} inserted={report.inserted} rejected={len(report.rejected)} "
-               f"pruned={report.pruned}")
+    typer.echo(
+        f"fetched={report.fetched} inserted={report.inserted} rejected={len(report.rejected)} "
+        f"pruned={report.pruned}"
+    )
 
 
 CSV_HELP = "date,open,high,low,close,volume CSV (.gz ok); default: the bundled dataset."
-Prune = Annotated[bool, typer.Option("--prune/--no-prune", help="Delete this source's candles "
-                                     "older than MAX_LOOKBACK_HOURS (+ margin).")]
+Prune = Annotated[
+    bool,
+    typer.Option(
+        "--prune/--no-prune", help="Delete this source's candles older than MAX_LOOKBACK_HOURS (+ margin)."
+    ),
+]
 
 
 @app.command()
@@ -96,8 +103,11 @@ def sync(prune: Prune = True) -> None:
     settings = _setup("producers")
     engine = make_engine(settings.database_url.get_secret_value())
     with _exchange_errors():
-        _summary(sync_market_data(settings, engine, CcxtSource.from_ccxt_id(settings.exchange.ccxt_id),
-                                  prune=prune))
+        _summary(
+            sync_market_data(
+                settings, engine, CcxtSource.from_ccxt_id(settings.exchange.ccxt_id), prune=prune
+            )
+        )
 
 
 @app.command("import-csv")
@@ -132,8 +142,13 @@ def gaps(
 
     settings = _setup("producers")
     engine = make_engine(settings.database_url.get_secret_value())
-    found = report_gaps(engine, symbol or settings.symbol, timeframe or settings.min_timeframe,
-                        parse_when(start), parse_when(end))
+    found = report_gaps(
+        engine,
+        symbol or settings.symbol,
+        timeframe or settings.min_timeframe,
+        parse_when(start),
+        parse_when(end),
+    )
     for g in found:
         typer.echo(f"{g.start.isoformat()}\t{g.end.isoformat()}\t{g.bars} bars missing")
     typer.echo(f"{len(found)} gap(s)")
@@ -142,8 +157,11 @@ def gaps(
 
 # ------------------------------------------------------------------------------------ exogenous
 
-exogenous_app = typer.Typer(help="Exogenous (non-price) series: shared files and live sources -> Postgres.",
-                            no_args_is_help=True, add_completion=False)
+exogenous_app = typer.Typer(
+    help="Exogenous (non-price) series: shared files and live sources -> Postgres.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 app.add_typer(exogenous_app, name="exogenous")
 
 
@@ -174,11 +192,19 @@ def _exo_summary(reports: list[ImportReport]) -> None:
 
 @exogenous_app.command("import")
 def exogenous_import(
-    directory: Annotated[Path | None, typer.Option(
-        "--dir", exists=True, file_okay=False, help="Folder of the shared exogenous CSVs "
-        "(default: BTCMETA_EXOGENOUS__DATA_DIR).")] = None,
-    series: Annotated[list[str] | None, typer.Option(
-        "--series", callback=_known_series, help="Only this series (repeatable); default: all.")] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            exists=True,
+            file_okay=False,
+            help="Folder of the shared exogenous CSVs (default: BTCMETA_EXOGENOUS__DATA_DIR).",
+        ),
+    ] = None,
+    series: Annotated[
+        list[str] | None,
+        typer.Option("--series", callback=_known_series, help="Only this series (repeatable); default: all."),
+    ] = None,
 ) -> None:
     """Load the shared files, validated, idempotent: a re-run inserts nothing new.
 
@@ -197,9 +223,13 @@ def exogenous_import(
 
 @exogenous_app.command("poll")
 def exogenous_poll(
-    source: Annotated[list[str] | None, typer.Option(
-        "--source", callback=_known_sources,
-        help=f"Only this source (repeatable): {', '.join(SOURCE_NAMES)}; default: all configured.")
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            callback=_known_sources,
+            help=f"Only this source (repeatable): {', '.join(SOURCE_NAMES)}; default: all configured.",
+        ),
     ] = None,
 ) -> None:
     """Fetch the live sources (URLs from BTCMETA_EXOGENOUS__*) once and store what is new.

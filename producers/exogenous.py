@@ -73,8 +73,10 @@ class ImportReport:
         if self.error is not None:
             return f"{self.series}: ERROR {self.error}"
         refused = sum(self.rejected.values())
-        parts = [f"{self.series}: read={self.rows_read} taken={self.taken} inserted={self.inserted} "
-                 f"unchanged={self.unchanged} rejected={refused}"]
+        parts = [
+            f"{self.series}: read={self.rows_read} taken={self.taken} inserted={self.inserted} "
+            f"unchanged={self.unchanged} rejected={refused}"
+        ]
         parts += [f"rejected[{reason}]={n}" for reason, n in sorted(self.rejected.items())]
         return " ".join(parts)
 
@@ -94,8 +96,9 @@ def _store(engine: Engine, series: Series, frame: pd.DataFrame, origin: str, rep
 # ------------------------------------------------------------------------------------------ files
 
 
-def import_dir(engine: Engine, directory: Path, names: Sequence[str] | None = None, *,
-               now: datetime | None = None) -> list[ImportReport]:
+def import_dir(
+    engine: Engine, directory: Path, names: Sequence[str] | None = None, *, now: datetime | None = None
+) -> list[ImportReport]:
     """Load the shared files of ``names`` (default: every time series) into the database.
 
     Idempotent and incremental: rows already stored alike are counted as unchanged, not written
@@ -103,7 +106,7 @@ def import_dir(engine: Engine, directory: Path, names: Sequence[str] | None = No
     with ``error`` set and the other series still load.
     """
     reports = []
-    for name in (TIME_SERIES if names is None else names):
+    for name in TIME_SERIES if names is None else names:
         series = get_series(name)
         report = ImportReport(name, str(Path(directory) / series.file))
         try:
@@ -140,8 +143,10 @@ def http_get(url: str, *, timeout_s: float, attempts: int, source: str) -> bytes
         raise SourceError(f"{source}: refusing non-http URL {public_url(url)!r}")
     last = ""
     for attempt in range(1, attempts + 1):
-        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT,  # noqa: S310 - scheme checked
-                                                       "Accept": "*/*"})
+        request = urllib.request.Request(  # noqa: S310 - scheme checked above
+            url,
+            headers={"User-Agent": USER_AGENT, "Accept": "*/*"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
                 return bytes(response.read())
@@ -194,8 +199,13 @@ def parse_fear_greed(body: bytes) -> list[dict[str, str]]:
             ts = _iso(datetime.fromtimestamp(int(str(stamp)), tz=UTC))
         except (TypeError, ValueError, OverflowError, OSError):
             ts = str(stamp)  # refused by the row rules as bad_timestamp, counted, logged
-        rows.append({"ts": ts, "value": _number_text(item.get("value"), "value"),
-                     "classification": str(item.get("value_classification") or "")})
+        rows.append(
+            {
+                "ts": ts,
+                "value": _number_text(item.get("value"), "value"),
+                "classification": str(item.get("value_classification") or ""),
+            }
+        )
     return rows
 
 
@@ -212,9 +222,19 @@ def parse_news_feed(body: bytes) -> list[dict[str, str]]:
     for entry in feed.entries:
         stamp = entry.get("published_parsed") or entry.get("updated_parsed")
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", stamp) if stamp else ""
-        rows.append({"ts": ts, "source": publisher, "subject": "", "title": str(entry.get("title") or ""),
-                     "text": str(entry.get("summary") or ""), "url": str(entry.get("link") or ""),
-                     "sentiment_class": "", "sentiment_polarity": "", "sentiment_subjectivity": ""})
+        rows.append(
+            {
+                "ts": ts,
+                "source": publisher,
+                "subject": "",
+                "title": str(entry.get("title") or ""),
+                "text": str(entry.get("summary") or ""),
+                "url": str(entry.get("link") or ""),
+                "sentiment_class": "",
+                "sentiment_polarity": "",
+                "sentiment_subjectivity": "",
+            }
+        )
     return rows
 
 
@@ -275,8 +295,9 @@ def _ccxt_call(source: str, origin: str, settings: ExogenousSettings, call: Call
         try:
             return call()
         except ccxt.BaseError as exc:
-            detail = str(exc).replace(settings.kraken_futures_url.rstrip("/"),
-                                      public_url(settings.kraken_futures_url).rstrip("/"))
+            detail = str(exc).replace(
+                settings.kraken_futures_url.rstrip("/"), public_url(settings.kraken_futures_url).rstrip("/")
+            )
             detail = detail if len(detail) <= _DETAIL_CHARS else detail[:_DETAIL_CHARS] + "..."
             kind = "unreachable" if type(exc) is ccxt.NetworkError else type(exc).__name__
             last = f"{kind} ({detail})"
@@ -322,8 +343,9 @@ def fetch_kraken_funding(engine: Engine, settings: ExogenousSettings, now: datet
 
     def call() -> list[dict[str, Any]]:
         client.load_markets()
-        return list(client.fetch_funding_rate_history(settings.kraken_symbol,
-                                                      since=int(since.timestamp() * 1000)))
+        return list(
+            client.fetch_funding_rate_history(settings.kraken_symbol, since=int(since.timestamp() * 1000))
+        )
 
     history = _ccxt_call("kraken_funding", origin, settings, call)
     _json_answer(client, "rates", list)
@@ -331,8 +353,11 @@ def fetch_kraken_funding(engine: Engine, settings: ExogenousSettings, now: datet
     for item in history:
         ms = item.get("timestamp")
         # a whole-second instant in the row format; anything else as sent, refused by the row rules
-        ts = (_iso(datetime.fromtimestamp(ms / 1000, tz=UTC)) if isinstance(ms, int) and ms % 1000 == 0
-              else str(item.get("datetime")))
+        ts = (
+            _iso(datetime.fromtimestamp(ms / 1000, tz=UTC))
+            if isinstance(ms, int) and ms % 1000 == 0
+            else str(item.get("datetime"))
+        )
         rows.append({"ts": ts, "funding_rate": _number_text(item.get("fundingRate"), "fundingRate")})
     return rows
 
@@ -352,8 +377,9 @@ def _snapshot_ts(server_time: object) -> str:
     return _iso(taken.replace(microsecond=0))
 
 
-def fetch_kraken_open_interest(engine: Engine, settings: ExogenousSettings, now: datetime
-                               ) -> list[dict[str, str]]:
+def fetch_kraken_open_interest(
+    engine: Engine, settings: ExogenousSettings, now: datetime
+) -> list[dict[str, str]]:
     """The open interest on Kraken's ticker through CCXT -> one ``kraken_open_interest`` row.
 
     The snapshot is stamped with the answer's ``serverTime`` (when the venue took it), not the
@@ -373,8 +399,12 @@ def fetch_kraken_open_interest(engine: Engine, settings: ExogenousSettings, now:
     info = ticker.get("info")
     if not isinstance(info, dict) or "openInterest" not in info:
         raise ValueError("the ticker has no 'openInterest'")
-    return [{"ts": _snapshot_ts(raw.get("serverTime")),
-             "open_interest": _number_text(info["openInterest"], "openInterest")}]
+    return [
+        {
+            "ts": _snapshot_ts(raw.get("serverTime")),
+            "open_interest": _number_text(info["openInterest"], "openInterest"),
+        }
+    ]
 
 
 @dataclass(frozen=True)
@@ -406,16 +436,22 @@ def live_sources(settings: ExogenousSettings) -> list[LiveSource]:
     kraken = settings.kraken_futures_url.rstrip("/") if settings.kraken_symbol else ""
     if kraken:
         candidates += [
-            LiveSource("kraken_funding", "kraken_funding", kraken + KRAKEN_FUNDING_PATH,
-                       fetch=fetch_kraken_funding),
-            LiveSource("kraken_open_interest", "kraken_open_interest", kraken + KRAKEN_TICKERS_PATH,
-                       fetch=fetch_kraken_open_interest),
+            LiveSource(
+                "kraken_funding", "kraken_funding", kraken + KRAKEN_FUNDING_PATH, fetch=fetch_kraken_funding
+            ),
+            LiveSource(
+                "kraken_open_interest",
+                "kraken_open_interest",
+                kraken + KRAKEN_TICKERS_PATH,
+                fetch=fetch_kraken_open_interest,
+            ),
         ]
     return [s for s in candidates if s.url]
 
 
-def poll_source(engine: Engine, source: LiveSource, settings: ExogenousSettings, *,
-                now: datetime | None = None) -> ImportReport:
+def poll_source(
+    engine: Engine, source: LiveSource, settings: ExogenousSettings, *, now: datetime | None = None
+) -> ImportReport:
     """Fetch, validate and store one source; ``SourceError`` before anything is written on failure."""
     origin = public_url(source.url)
     try:
@@ -423,23 +459,31 @@ def poll_source(engine: Engine, source: LiveSource, settings: ExogenousSettings,
             records = source.fetch(engine, settings, now or datetime.now(UTC))
         else:
             assert source.parse is not None, f"{source.name}: a live source needs parse or fetch"
-            body = http_get(source.url, timeout_s=settings.timeout_s, attempts=settings.attempts,
-                            source=source.name)
+            body = http_get(
+                source.url, timeout_s=settings.timeout_s, attempts=settings.attempts, source=source.name
+            )
             records = source.parse(body)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # json.JSONDecodeError is a ValueError
         raise SourceError(f"{source.name}: malformed answer from {origin}: {exc}") from None
     series = get_series(source.series)
     loaded = parse_rows(series, _text_table(series, records), now=now, origin=origin, first_line=1)
     if records and loaded.taken == 0:
-        raise SourceError(f"{source.name}: malformed answer from {origin}: every row refused "
-                          f"({', '.join(f'{k}={v}' for k, v in sorted(loaded.rejected.items()))})")
+        raise SourceError(
+            f"{source.name}: malformed answer from {origin}: every row refused "
+            f"({', '.join(f'{k}={v}' for k, v in sorted(loaded.rejected.items()))})"
+        )
     report = ImportReport(series.name, origin, loaded.rows_read, loaded.taken, rejected=loaded.rejected)
     _store(engine, series, loaded.frame, origin, report)
     return report
 
 
-def poll(engine: Engine, settings: ExogenousSettings, names: Iterable[str] | None = None, *,
-         now: datetime | None = None) -> list[ImportReport]:
+def poll(
+    engine: Engine,
+    settings: ExogenousSettings,
+    names: Iterable[str] | None = None,
+    *,
+    now: datetime | None = None,
+) -> list[ImportReport]:
     """Poll the chosen live sources (default: all configured); a failing one does not stop the others."""
     chosen = set(names) if names is not None else None
     reports = []

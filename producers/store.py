@@ -73,8 +73,14 @@ def record_rejections(
     if not rejections:
         return
     rows = [
-        {"symbol": symbol, "timeframe": timeframe, "open_time": _safe_time(r.candle.open_time_ms),
-         "raw": r.candle.as_raw(), "reason": r.reason.value, "source": source}
+        {
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "open_time": _safe_time(r.candle.open_time_ms),
+            "raw": r.candle.as_raw(),
+            "reason": r.reason.value,
+            "source": source,
+        }
         for r in rejections
     ]
     with engine.begin() as conn:
@@ -100,7 +106,9 @@ def prune(engine: Engine, symbol: str, timeframe: str, before: datetime, source:
     with engine.begin() as conn:
         result = conn.execute(
             delete(Candle).where(
-                Candle.symbol == symbol, Candle.timeframe == timeframe, Candle.source == source,
+                Candle.symbol == symbol,
+                Candle.timeframe == timeframe,
+                Candle.source == source,
                 Candle.open_time < before,
             )
         )

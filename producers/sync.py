@@ -47,8 +47,14 @@ def floor_time(when: datetime, minutes: int) -> datetime:
 
 
 def fetch_and_store(
-    engine: Engine, source: CandleSource, symbol: str, timeframe: str, timeframe_minutes: int,
-    since: datetime, until: datetime, now: datetime,
+    engine: Engine,
+    source: CandleSource,
+    symbol: str,
+    timeframe: str,
+    timeframe_minutes: int,
+    since: datetime,
+    until: datetime,
+    now: datetime,
 ) -> SyncReport:
     """One validated, idempotent load of ``[since, until)``; refusals are logged and stored."""
     raw = source.fetch(symbol, timeframe, since, until)
@@ -58,13 +64,28 @@ def fetch_and_store(
     store.record_rejections(engine, symbol, timeframe, rejected, source.name)
     for r in rejected:
         CANDLES_REJECTED.labels(source.name, r.reason.value).inc()
-        log.warning("candle_rejected", symbol=symbol, timeframe=timeframe, source=source.name,
-                    open_time_ms=r.candle.open_time_ms, reason=r.reason.value)
+        log.warning(
+            "candle_rejected",
+            symbol=symbol,
+            timeframe=timeframe,
+            source=source.name,
+            open_time_ms=r.candle.open_time_ms,
+            reason=r.reason.value,
+        )
     CANDLES_STORED.labels(source.name, timeframe).inc(inserted)
     report = SyncReport(fetched=len(raw), inserted=inserted, rejected=rejected, since=since, until=until)
-    log.info("candles_synced", symbol=symbol, timeframe=timeframe, source=source.name, fetched=len(raw),
-             inserted=inserted, rejected=len(rejected), open_bars=len(result.open_bars),
-             since=since.isoformat(), until=until.isoformat())
+    log.info(
+        "candles_synced",
+        symbol=symbol,
+        timeframe=timeframe,
+        source=source.name,
+        fetched=len(raw),
+        inserted=inserted,
+        rejected=len(rejected),
+        open_bars=len(result.open_bars),
+        since=since.isoformat(),
+        until=until.isoformat(),
+    )
     return report
 
 
@@ -83,8 +104,13 @@ def _prune(
 
 
 def initialize_market_data(
-    settings: Settings, engine: Engine, source: CandleSource, *, now: datetime | None = None,
-    prune: bool = True, keep_extra_hours: int = 24,
+    settings: Settings,
+    engine: Engine,
+    source: CandleSource,
+    *,
+    now: datetime | None = None,
+    prune: bool = True,
+    keep_extra_hours: int = 24,
 ) -> SyncReport:
     """Fetch the whole retention window (MAX_LOOKBACK_HOURS back from now) at MIN_TIMEFRAME.
 
@@ -94,39 +120,67 @@ def initialize_market_data(
     now = now or datetime.now(UTC)
     since = _retention_start(settings, now)
     until = floor_time(now, settings.min_timeframe_minutes)
-    report = fetch_and_store(engine, source, settings.symbol, settings.min_timeframe,
-                             settings.min_timeframe_minutes, since, until, now)
+    report = fetch_and_store(
+        engine,
+        source,
+        settings.symbol,
+        settings.min_timeframe,
+        settings.min_timeframe_minutes,
+        since,
+        until,
+        now,
+    )
     if prune:
         report.pruned = _prune(engine, settings, source, now, keep_extra_hours)
     return report
 
 
 def sync_market_data(
-    settings: Settings, engine: Engine, source: CandleSource, *, now: datetime | None = None,
-    prune: bool = True, keep_extra_hours: int = 24,
+    settings: Settings,
+    engine: Engine,
+    source: CandleSource,
+    *,
+    now: datetime | None = None,
+    prune: bool = True,
+    keep_extra_hours: int = 24,
 ) -> SyncReport:
     """Fetch only candles newer than the last stored one (the whole window when the store is empty)."""
     now = now or datetime.now(UTC)
     last = store.last_open_time(engine, settings.symbol, settings.min_timeframe)
     if last is None:
-        return initialize_market_data(settings, engine, source, now=now, prune=prune,
-                                      keep_extra_hours=keep_extra_hours)
+        return initialize_market_data(
+            settings, engine, source, now=now, prune=prune, keep_extra_hours=keep_extra_hours
+        )
     tf = timedelta(minutes=settings.min_timeframe_minutes)
     since = max(last + tf, _retention_start(settings, now))
     until = floor_time(now, settings.min_timeframe_minutes)
     if since >= until:
         report = SyncReport(since=since, until=until)
     else:
-        report = fetch_and_store(engine, source, settings.symbol, settings.min_timeframe,
-                                 settings.min_timeframe_minutes, since, until, now)
+        report = fetch_and_store(
+            engine,
+            source,
+            settings.symbol,
+            settings.min_timeframe,
+            settings.min_timeframe_minutes,
+            since,
+            until,
+            now,
+        )
     if prune:
         report.pruned = _prune(engine, settings, source, now, keep_extra_hours)
     return report
 
 
 def import_csv(
-    settings: Settings, engine: Engine, source: CsvSource, *, symbol: str | None = None,
-    start: datetime | None = None, end: datetime | None = None, now: datetime | None = None,
+    settings: Settings,
+    engine: Engine,
+    source: CsvSource,
+    *,
+    symbol: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    now: datetime | None = None,
 ) -> SyncReport:
     """Import a CSV's history at the file's own timeframe; never pruned (demos and training use it)."""
     now = now or datetime.now(UTC)
@@ -137,9 +191,7 @@ def import_csv(
     return fetch_and_store(engine, source, symbol or settings.symbol, tf, minutes, since, until, now)
 
 
-def report_gaps(
-    engine: Engine, symbol: str, timeframe: str, start: datetime, end: datetime
-) -> list[Gap]:
+def report_gaps(engine: Engine, symbol: str, timeframe: str, start: datetime, end: datetime) -> list[Gap]:
     """Missing candle ranges in ``[start, end)``: reported, never filled."""
     times = store.open_times_ms(engine, symbol, timeframe, start, end)
     return find_gaps(times, parse_timeframe(timeframe), start, end)

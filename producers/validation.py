@@ -77,9 +77,7 @@ def check_candle(candle: RawCandle, timeframe_ms: int, now_ms: int) -> Reason | 
     return None
 
 
-def validate_candles(
-    candles: Iterable[RawCandle], timeframe_minutes: int, now: datetime
-) -> ValidationResult:
+def validate_candles(candles: Iterable[RawCandle], timeframe_minutes: int, now: datetime) -> ValidationResult:
     """Split a source's batch into accepted closed candles and rejections, in arrival order.
 
     Sequence rules: a bar older than one already seen is ``out_of_order`` (sources page forwards,
@@ -133,7 +131,9 @@ class Gap:
 
 
 def find_gaps(
-    open_times_ms: Sequence[int], timeframe_minutes: int, start: datetime | None = None,
+    open_times_ms: Sequence[int],
+    timeframe_minutes: int,
+    start: datetime | None = None,
     end: datetime | None = None,
 ) -> list[Gap]:
     """Missing ranges among sorted open times, optionally also before the first / after the last.

@@ -10,9 +10,11 @@ step "Python environment"
 scripts/python-env.sh
 step "Infrastructure (Kafka, PostgreSQL)"
 infra/dev.sh start
-step "Lint (ruff) and types (mypy)"
+step "Lint and format (ruff), types (mypy; --strict on common and executor): the pre-commit hooks"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy config.py common ops producers tick_emitter strategy_consumers meta_consumer executor training bridge
+.venv/bin/mypy --strict common executor
 step "Migrations and topics (live namespace)"
 .venv/bin/python -m ops migrate
 .venv/bin/python -m ops topics

@@ -7,14 +7,11 @@ date, enter_long, exit_long, enter_short, exit_short (0/1) and target (1, -1, 0)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from strategy_consumers.strategies import BUILTIN, builtin_strategy
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 # Start-up imports only typer and the built-in names (for `--help`): numpy, pandas and the
 # strategies are imported by the command that computes, so `--help` answers at once.
@@ -27,46 +24,6 @@ def main() -> None:
     """BTC strategy consumers: batch signals now, the live runner later."""
 
 
-class InputError(ValueError):
-    """The input CSV breaks the ``signals`` contract."""
-
-
-def read_candles(path: Path) -> pd.DataFrame:
-    """Read and validate ``date,open,high,low,close,volume``: UTC, strictly increasing, numeric."""
-    import numpy as np
-    import pandas as pd
-
-    from strategy_consumers.strategies.base import OHLCV_COLUMNS
-
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from exc
-    missing = [c for c in ("date", *OHLCV_COLUMNS) if c not in frame.columns]
-    if missing:
-        raise InputError(f"{path}: missing columns {missing}")
-    if frame.empty:
-        raise InputError(f"{path}: no rows")
-    try:
-        dates = pd.to_datetime(frame["date"], utc=True)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{path}: unparseable date: {exc}") from exc
-    values = {}
-    for col in OHLCV_COLUMNS:
-        num = pd.to_numeric(frame[col], errors="coerce")
-        bad = num.isna() | ~np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(
-                f"{path}: column {col!r} is not numeric at line {row + 2}: {frame[col].iloc[row]!r}"
-            )
-        values[col] = num.to_numpy(dtype=np.float64)
-    index = pd.DatetimeIndex(dates, name="date")
-    if not index.is_monotonic_increasing or index.has_duplicates:
-        raise InputError(f"{path}: dates must be strictly increasing (oldest first, no duplicates)")
-    return pd.DataFrame(values, index=index)
-
-
 @app.command()
 def signals(
     strategy: Annotated[str, typer.Option("--strategy", help=f"One of: {', '.join(BUILTIN)}.")],
@@ -77,11 +34,13 @@ def signals(
     import numpy as np
     import pandas as pd
 
+    from common.dataset import read_ohlcv_csv
     from strategy_consumers.strategies.targets import SIGNAL_COLUMNS
 
     try:
         strat = builtin_strategy(strategy)
-        candles = read_candles(input_path)
+        # strict: every row must be a candle, oldest first (the output has one row per input bar)
+        candles = read_ohlcv_csv(input_path, strict=True)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc

@@ -120,8 +120,11 @@ class StrategyRunner:
             return None
         if isinstance(bar, BarClosed):
             bar = BarWindow.from_event(bar)
-        frames = {name: bar.exogenous[name].to_frame()
-                  for name in self.strategy.exogenous_inputs if name in bar.exogenous}
+        frames = {
+            name: bar.exogenous[name].to_frame()
+            for name in self.strategy.exogenous_inputs
+            if name in bar.exogenous
+        }
         return self.strategy.cut_exogenous(frames, window)
 
     def recommendations_for(self, bars: Sequence[BarWindow]) -> list[Recommendation]:
@@ -154,9 +157,12 @@ class StrategyRunner:
         end = start + 1
         while end < len(bars):
             bar = bars[end]
-            if (len(bar) < warm or len(bars[end - 1]) < warm
-                    or to_epoch_ms(bar.bar_open_time) != to_epoch_ms(bars[end - 1].bar_open_time) + tf_ms
-                    or end + 1 - start > len(bar) - self.strategy.warmup_bars):
+            if (
+                len(bar) < warm
+                or len(bars[end - 1]) < warm
+                or to_epoch_ms(bar.bar_open_time) != to_epoch_ms(bars[end - 1].bar_open_time) + tf_ms
+                or end + 1 - start > len(bar) - self.strategy.warmup_bars
+            ):
                 break
             end += 1
         # Every earlier bar's own tail must be the matching slice of the last bar's window.
@@ -170,10 +176,10 @@ class StrategyRunner:
         n = len(last)
         for j, bar in enumerate(run[:-1]):
             stop = n - (len(run) - 1 - j)
-            if not np.array_equal(bar.times[-warm:], last.times[stop - warm:stop]):
+            if not np.array_equal(bar.times[-warm:], last.times[stop - warm : stop]):
                 return False
             for c in COLUMNS:
-                mine, theirs = bar.columns[c][-warm:], last.columns[c][stop - warm:stop]
+                mine, theirs = bar.columns[c][-warm:], last.columns[c][stop - warm : stop]
                 if not np.array_equal(mine, theirs, equal_nan=True):
                     return False
         return self._exogenous_agree(run)
@@ -282,8 +288,9 @@ def _same_rows(a: ExogenousArrays, b: ExogenousArrays) -> bool:
         return False
     if a.numbers.keys() != b.numbers.keys() or a.texts.keys() != b.texts.keys():
         return False
-    return (all(np.array_equal(v, b.numbers[c], equal_nan=True) for c, v in a.numbers.items())
-            and all(list(v) == list(b.texts[c]) for c, v in a.texts.items()))
+    return all(np.array_equal(v, b.numbers[c], equal_nan=True) for c, v in a.numbers.items()) and all(
+        list(v) == list(b.texts[c]) for c, v in a.texts.items()
+    )
 
 
 def make_loop(settings: Settings, name: str, **loop_kwargs: Any) -> tuple[ConsumerLoop, StrategyRunner]:

@@ -67,9 +67,26 @@ def _candles(weeks: int) -> pd.DataFrame:
 
 
 def seed_demo(
-    engine: Engine, namespace: str = "demo", *, weeks: int = 4, model_prefix: str = "demo"
+    engine: Engine,
+    namespace: str = "demo",
+    *,
+    weeks: int = 4,
+    model_prefix: str = "demo",
+    like_replay: bool = False,
 ) -> DemoSummary:
-    """Insert the demo rows (candles idempotently; namespaced rows replaced)."""
+    """Insert the demo rows (candles idempotently; namespaced rows replaced).
+
+    Ticks, fills and daily P&L always sit in the candles' (2022) data time. ``like_replay`` makes
+    the rest look like what ``make demo`` leaves behind, which is what the desktop client must
+    cope with: decisions, recommendations and intents stamped with the wall clock they were
+    written at (so only tick ids and bar times tell the run's clock), and heartbeats named
+    ``<namespace><service>`` next to those of another, older run.
+    """
+    wall = datetime.now(UTC)
+
+    def written(data_time: datetime) -> datetime:
+        return wall if like_replay else data_time
+
     frame = _candles(weeks)
     close = frame["close"]
     candle_rows = [
@@ -122,7 +139,7 @@ def seed_demo(
                             "confidence": 0.55 + 0.08 * abs(int(vote[ts])),
                             "horizon_bars": 12,
                             "indicators": {"sma_fast": float(close.rolling(_LENGTHS[name][0]).mean()[ts])},
-                            "received_at": t + timedelta(seconds=1),
+                            "received_at": written(t + timedelta(seconds=1)),
                         }
                     )
             if ts < trade_from:
@@ -145,7 +162,7 @@ def seed_demo(
                     "target_exposure": target / TRADE_SIZE_BTC,
                     "degraded": degraded,
                     "late_strategies": ["ott"] if degraded else [],
-                    "decided_at": t + timedelta(seconds=2),
+                    "decided_at": written(t + timedelta(seconds=2)),
                 }
             )
             day = t.date()
@@ -164,8 +181,8 @@ def seed_demo(
                         "target_exposure": target / TRADE_SIZE_BTC,
                         "status": "FILLED",
                         "reason": None,
-                        "received_at": t + timedelta(seconds=2),
-                        "handled_at": t + timedelta(seconds=3),
+                        "received_at": written(t + timedelta(seconds=2)),
+                        "handled_at": written(t + timedelta(seconds=3)),
                     }
                 )
                 coid = f"{intent_id}#0"
@@ -234,7 +251,11 @@ def seed_demo(
                 )
             )
         s.add(RiskState(namespace=namespace, kill_switch=False, trading_paused=False, updated_by="demo"))
-        _seed_heartbeats(s)
+        if like_replay:
+            _seed_heartbeats(s, namespace)
+            _seed_heartbeats(s, "demo.r20220101t000000.")  # an older run's services
+        else:
+            _seed_heartbeats(s)
     return DemoSummary(
         len(candle_rows),
         len(fills),
@@ -323,7 +344,7 @@ def _seed_models(s: object, prefix: str) -> str:
     return s.scalar(select(Model.model_id).where(Model.selected.is_(True))) or selected
 
 
-def _seed_heartbeats(s: object) -> None:
+def _seed_heartbeats(s: object, prefix: str = "") -> None:
     from sqlalchemy import func
     from sqlalchemy.orm import Session
 
@@ -332,7 +353,7 @@ def _seed_heartbeats(s: object) -> None:
     beats += [(f"strategy:{n}", "pod-0", 0.8) for n in STRATEGIES]
     for service, instance, lag in beats:
         stmt = pg_insert(ServiceHeartbeat).values(
-            service=service, instance=instance, lag=lag, info={"version": "0.1.0"}
+            service=prefix + service, instance=instance, lag=lag, info={"version": "0.1.0"}
         )
         s.execute(
             stmt.on_conflict_do_update(

@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 # Start-up imports only typer (and producers.cli, as light): the emitter, Kafka, SQLAlchemy and
 # pydantic are imported by the commands that use them, so `--help` answers at once.
 
-app = typer.Typer(help="Tick emitter: publishes TickPlan + BarClosed at every GLOBAL_TICK.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Tick emitter: publishes TickPlan + BarClosed at every GLOBAL_TICK.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 Sync = Annotated[bool, typer.Option("--sync/--no-sync", help="Sync candles from the exchange first.")]
 Prune = Annotated[bool, typer.Option("--prune/--no-prune", help="Prune synced candles past the lookback.")]
@@ -34,7 +37,8 @@ def _setup() -> Settings:
 
 @app.command()
 def run(
-    sync: Sync = True, prune: Prune = True,
+    sync: Sync = True,
+    prune: Prune = True,
     delay: Annotated[int, typer.Option(min=0, max=59, help="Seconds after the boundary to fire.")] = 5,
     catchup_hours: Annotated[float, typer.Option(min=0, help="Most downtime to catch up.")] = 24.0,
 ) -> None:
@@ -49,7 +53,8 @@ def run(
 
 @app.command()
 def once(
-    sync: Sync = True, prune: Prune = True,
+    sync: Sync = True,
+    prune: Prune = True,
     at: Annotated[str | None, typer.Option(help="Pretend it is this time (ISO, UTC).")] = None,
 ) -> None:
     """One tick (with catch-up) now, then exit."""
@@ -61,8 +66,10 @@ def once(
     emitter.producer.close()
     for tick in result.published:
         typer.echo(f"published {tick.tick_id} {','.join(tick.due_timeframes)}")
-    typer.echo(f"{len(result.published)} tick(s) published, {result.skipped_recorded} already recorded, "
-               f"{len(result.degraded)} degraded")
+    typer.echo(
+        f"{len(result.published)} tick(s) published, {result.skipped_recorded} already recorded, "
+        f"{len(result.degraded)} degraded"
+    )
 
 
 @app.command("replay")
@@ -70,8 +77,10 @@ def replay_cmd(
     start: Annotated[str, typer.Option(help="First tick time (ISO, UTC).")],
     end: Annotated[str, typer.Option(help="Last tick time, inclusive (ISO, UTC).")],
     prefix: Annotated[str, typer.Option(help="Topic namespace, e.g. 'replay.r1.' (empty refused).")],
-    csv: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Read candles from this CSV "
-                                             "instead of Postgres.")] = None,
+    csv: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Read candles from this CSV instead of Postgres."),
+    ] = None,
     speed: Annotated[float | None, typer.Option(min=0.001, help="Ticks per second (default: max).")] = None,
     max_ahead: Annotated[int | None, typer.Option(min=1, help="Stay <= N ticks ahead of --group.")] = None,
     group: Annotated[list[str] | None, typer.Option(help="Consumer group to pace against (repeat).")] = None,
@@ -111,10 +120,21 @@ def replay_cmd(
             what="replay candles",
         )
         base = BaseCandles(*arrays, minutes)
-    stats = replay(settings, registry, base, t0, t1, speed=speed, max_ahead=max_ahead, groups=group or (),
-                   shutdown=GracefulShutdown().install())
-    typer.echo(f"{stats.ticks} ticks, {stats.bars} bars in {stats.seconds:.2f}s "
-               f"({stats.ticks_per_s:.0f} ticks/s), {stats.degraded} degraded")
+    stats = replay(
+        settings,
+        registry,
+        base,
+        t0,
+        t1,
+        speed=speed,
+        max_ahead=max_ahead,
+        groups=group or (),
+        shutdown=GracefulShutdown().install(),
+    )
+    typer.echo(
+        f"{stats.ticks} ticks, {stats.bars} bars in {stats.seconds:.2f}s "
+        f"({stats.ticks_per_s:.0f} ticks/s), {stats.degraded} degraded"
+    )
 
 
 @app.command()
@@ -130,6 +150,8 @@ def status() -> None:
     last_candle = store.last_open_time(engine, settings.symbol, settings.min_timeframe)
     now = datetime.now(UTC)
     typer.echo(f"namespace={db_namespace(settings)} symbol={settings.symbol}")
-    typer.echo(f"last_tick={last_tick.isoformat() if last_tick else None} "
-               f"behind_s={(now - last_tick).total_seconds() if last_tick else None}")
+    typer.echo(
+        f"last_tick={last_tick.isoformat() if last_tick else None} "
+        f"behind_s={(now - last_tick).total_seconds() if last_tick else None}"
+    )
     typer.echo(f"last_candle={last_candle.isoformat() if last_candle else None} ({settings.min_timeframe})")

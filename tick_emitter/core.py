@@ -224,10 +224,19 @@ class BarPayload:
     def to_event(self) -> BarClosed:
         cols = self.values.T.tolist()
         open_times = _to_datetimes(self.times.tolist())
-        return BarClosed(tick_id=self.tick_id, symbol=self.symbol, timeframe=self.timeframe,
-                         bar_open_time=open_times[-1], open_time=open_times, open=cols[0], high=cols[1],
-                         low=cols[2], close=cols[3], volume=cols[4],
-                         exogenous=tuple(a.to_event() for a in self.exogenous))
+        return BarClosed(
+            tick_id=self.tick_id,
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            bar_open_time=open_times[-1],
+            open_time=open_times,
+            open=cols[0],
+            high=cols[1],
+            low=cols[2],
+            close=cols[3],
+            volume=cols[4],
+            exogenous=tuple(a.to_event() for a in self.exogenous),
+        )
 
 
 def build_events(
@@ -249,8 +258,9 @@ def build_events(
     ok = [tf for tf in plan.timeframes if windows[tf].closing_bar_complete]
     degraded = [tf for tf in plan.timeframes if tf not in ok]
     due = [DueStrategy(s.name, s.version, s.timeframe) for s in plan.strategies if s.timeframe in ok]
-    tick = TickPlan.create(symbol, tick_time, due, deadline=tick_time + deadline, published_at=published_at,
-                           namespace=namespace)
+    tick = TickPlan.create(
+        symbol, tick_time, due, deadline=tick_time + deadline, published_at=published_at, namespace=namespace
+    )
     tick_id = make_tick_id(symbol, tick_time)
     bars = [BarPayload(tick_id, symbol, tf, windows[tf].times, windows[tf].values) for tf in ok]
     return tick, bars, degraded

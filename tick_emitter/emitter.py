@@ -163,7 +163,8 @@ class TickEmitter:
         #: held in memory and refreshed in the background: see CachedDbFeed).
         self.exogenous_needs = exogenous_needs(registry)
         self.exogenous: ExogenousFeed | None = exogenous or (
-            CachedDbFeed(engine, self.exogenous_needs) if self.exogenous_needs else None)
+            CachedDbFeed(engine, self.exogenous_needs) if self.exogenous_needs else None
+        )
         for spec in registry.enabled:
             if spec.timeframe_minutes % settings.min_timeframe_minutes:
                 raise ValueError(

@@ -73,17 +73,28 @@ def exogenous_needs(specs: Registry | Iterable[StrategySpec]) -> tuple[Exogenous
         try:
             cls = spec.load_class()
         except Exception as exc:  # the registry's own check reports it to whoever deploys
-            log.error("strategy_class_not_importable", strategy=spec.name, class_path=spec.class_path,
-                      error=f"{type(exc).__name__}: {exc}", detail="no exogenous inputs attached for it")
+            log.error(
+                "strategy_class_not_importable",
+                strategy=spec.name,
+                class_path=spec.class_path,
+                error=f"{type(exc).__name__}: {exc}",
+                detail="no exogenous inputs attached for it",
+            )
             continue
         inputs = getattr(cls, "exogenous_inputs", None)
         if not inputs:
             continue
         strategy = cls(params=spec.params, lookback_hours=spec.lookback_hours, version=spec.version)
         reach = strategy.exogenous_reach()
-        out.append(ExogenousNeed(spec.name, spec.timeframe, tuple(inputs),
-                                 int(reach / timedelta(milliseconds=1)),
-                                 strategy.bars_needed(spec.timeframe_minutes)))
+        out.append(
+            ExogenousNeed(
+                spec.name,
+                spec.timeframe,
+                tuple(inputs),
+                int(reach / timedelta(milliseconds=1)),
+                strategy.bars_needed(spec.timeframe_minutes),
+            )
+        )
     return tuple(out)
 
 
@@ -108,8 +119,10 @@ class DbFeed:
         from common.exogenous.store import read_published
 
         with self.engine.connect() as conn:
-            return {series: ExogenousArrays.from_frame(series, read_published(conn, series, _dt(lo), _dt(hi)))
-                    for series, (lo, hi) in wanted.items()}
+            return {
+                series: ExogenousArrays.from_frame(series, read_published(conn, series, _dt(lo), _dt(hi)))
+                for series, (lo, hi) in wanted.items()
+            }
 
 
 class FrameFeed:
@@ -176,18 +189,30 @@ class _Held:
         (a row published 0.5 ms after the tick is after the tick, though the wire shows whole ms)."""
         i0 = int(np.searchsorted(self.pub_us, lo_ms * 1000, side="left"))
         i1 = int(np.searchsorted(self.pub_us, hi_ms * 1000, side="right"))
-        return ExogenousArrays(series, self.about_us[i0:i1] // 1000, self.pub_us[i0:i1] // 1000,
-                               {c: v[i0:i1] for c, v in self.numbers.items()},
-                               {c: v[i0:i1].tolist() for c, v in self.texts.items()})
+        return ExogenousArrays(
+            series,
+            self.about_us[i0:i1] // 1000,
+            self.pub_us[i0:i1] // 1000,
+            {c: v[i0:i1] for c, v in self.numbers.items()},
+            {c: v[i0:i1].tolist() for c, v in self.texts.items()},
+        )
 
     def trimmed(self, lo_us: int) -> _Held:
         """Without the rows published before ``lo_us`` (views: the arrays are rebuilt on every merge)."""
         if lo_us <= self.lo_us:
             return self
         i = int(np.searchsorted(self.pub_us, lo_us, side="left"))
-        return _Held(lo_us, self.hi_us, self.pub_us[i:], self.about_us[i:], self.keys[i:],
-                     {c: v[i:] for c, v in self.numbers.items()}, {c: v[i:] for c, v in self.texts.items()},
-                     self.since, self.generation)
+        return _Held(
+            lo_us,
+            self.hi_us,
+            self.pub_us[i:],
+            self.about_us[i:],
+            self.keys[i:],
+            {c: v[i:] for c, v in self.numbers.items()},
+            {c: v[i:] for c, v in self.texts.items()},
+            self.since,
+            self.generation,
+        )
 
     def has(self, pub: int, about: int, key: str) -> bool:
         i0 = int(np.searchsorted(self.pub_us, pub, side="left"))
@@ -195,8 +220,9 @@ class _Held:
         return any(int(self.about_us[i]) == about and self.keys[i] == key for i in range(i0, i1))
 
 
-def _held(series: str, rows: Sequence[Any], lo_us: int, hi_us: int, since: datetime, generation: int
-          ) -> _Held:
+def _held(
+    series: str, rows: Sequence[Any], lo_us: int, hi_us: int, since: datetime, generation: int
+) -> _Held:
     """Rows (series, published_at, about_ts, item_key, value, fields) of one series as arrays.
 
     The same conversion as ``common.exogenous.store.read_published`` followed by
@@ -235,9 +261,12 @@ def _merged(held: _Held, new: _Held, since: datetime) -> _Held:
     already held is the same row), in ``DbFeed``'s order; ``new`` rows outside the held publication
     range are dropped."""
     last = int(held.pub_us[-1]) if len(held) else -_NO_END
-    keep = [i for i, pub in enumerate(new.pub_us.tolist())
-            if held.lo_us <= pub <= held.hi_us
-            and (pub > last or not held.has(pub, int(new.about_us[i]), new.keys[i]))]
+    keep = [
+        i
+        for i, pub in enumerate(new.pub_us.tolist())
+        if held.lo_us <= pub <= held.hi_us
+        and (pub > last or not held.has(pub, int(new.about_us[i]), new.keys[i]))
+    ]
     if not keep:
         return replace(held, since=since)
     idx = np.asarray(keep, dtype=np.int64)
@@ -271,13 +300,15 @@ WHERE datname = current_database() AND backend_type = 'client backend' AND pid <
 """
 
 
-def _rows_query(series: Sequence[str], lo_us: int, hi_us: int, ingested_after: datetime | None
-                ) -> Select[Any]:
+def _rows_query(
+    series: Sequence[str], lo_us: int, hi_us: int, ingested_after: datetime | None
+) -> Select[Any]:
     """Rows of ``series`` published in ``[lo_us, hi_us]`` (and inserted from ``ingested_after`` on)."""
     from common.exogenous.models import ExogenousObservation as Obs
 
     query = select(Obs.series, Obs.published_at, Obs.about_ts, Obs.item_key, Obs.value, Obs.fields).where(
-        Obs.series.in_(list(series)), Obs.published_at >= _dt_us(lo_us))
+        Obs.series.in_(list(series)), Obs.published_at >= _dt_us(lo_us)
+    )
     if hi_us < _NO_END:
         query = query.where(Obs.published_at <= _dt_us(hi_us))
     if ingested_after is not None:
@@ -336,17 +367,27 @@ class CachedDbFeed:
     """
 
     def __init__(
-        self, engine: Engine, needs: Sequence[ExogenousNeed] = (), *, refresh_s: float | None = 5.0,
-        late_margin: timedelta = timedelta(minutes=10), full_reload_s: float | None = 3600.0,
-        stale_after_s: float | None = None, ahead: timedelta | None = None, watch_transactions: bool = True,
+        self,
+        engine: Engine,
+        needs: Sequence[ExogenousNeed] = (),
+        *,
+        refresh_s: float | None = 5.0,
+        late_margin: timedelta = timedelta(minutes=10),
+        full_reload_s: float | None = 3600.0,
+        stale_after_s: float | None = None,
+        ahead: timedelta | None = None,
+        watch_transactions: bool = True,
     ) -> None:
         self.engine = engine
         self.refresh_s = refresh_s
         self.late_margin = late_margin
         self.watch_transactions = watch_transactions and engine.dialect.name == "postgresql"
         self.full_reload_s = full_reload_s
-        self.stale_after_s = stale_after_s if stale_after_s is not None else (
-            None if refresh_s is None else max(30.0, 6 * refresh_s))
+        self.stale_after_s = (
+            stale_after_s
+            if stale_after_s is not None
+            else (None if refresh_s is None else max(30.0, 6 * refresh_s))
+        )
         self.ahead_us = None if ahead is None else int(ahead / _US)
         self._span_us: dict[str, int] = {}
         for need in needs:
@@ -366,10 +407,16 @@ class CachedDbFeed:
     # ------------------------------------------------------------------ the tick path
     def read_all(self, wanted: Mapping[str, tuple[int, int]]) -> dict[str, ExogenousArrays]:
         """Per series its rows published in ``[lo, hi]`` (epoch ms), as ``DbFeed.read_all``."""
-        if self.stale_after_s is not None and self._held and \
-                time.monotonic() - self._refreshed > self.stale_after_s:
-            log.warning("exogenous_cache_stale", seconds=round(time.monotonic() - self._refreshed, 1),
-                        detail="background refresh late; refreshing on the tick path")
+        if (
+            self.stale_after_s is not None
+            and self._held
+            and time.monotonic() - self._refreshed > self.stale_after_s
+        ):
+            log.warning(
+                "exogenous_cache_stale",
+                seconds=round(time.monotonic() - self._refreshed, 1),
+                detail="background refresh late; refreshing on the tick path",
+            )
             self.refresh()
         with self._lock:
             if self.refresh_s is not None and self._thread is None:
@@ -413,8 +460,10 @@ class CachedDbFeed:
             if kind == "extend" and held is not None:
                 # Rows past the held range, all published after every held row: appended in order.
                 # A new generation all the same: a refresh that read before this has not seen them.
-                new = replace(_merged(replace(held, hi_us=s_hi), new, min(held.since, since)),
-                              generation=self._generation)
+                new = replace(
+                    _merged(replace(held, hi_us=s_hi), new, min(held.since, since)),
+                    generation=self._generation,
+                )
             self._held[series] = new
         if kind == "load" and not self._refreshed:
             self._refreshed = time.monotonic()  # the first data: the stale clock starts here
@@ -455,9 +504,17 @@ class CachedDbFeed:
         since = None if full else min(h.since for h in held.values())
         query = _rows_query(sorted(held), lo, hi, since)
         since_next, rows = self._query(query, "reload" if full else "refresh")
-        fresh = {series: _held(series, [r for r in rows.get(series, ()) if h.lo_us <= _us(r[1]) <= h.hi_us],
-                               h.lo_us, h.hi_us, since_next, h.generation)
-                 for series, h in held.items()}  # converted before taking the lock: the tick path waits less
+        fresh = {
+            series: _held(
+                series,
+                [r for r in rows.get(series, ()) if h.lo_us <= _us(r[1]) <= h.hi_us],
+                h.lo_us,
+                h.hi_us,
+                since_next,
+                h.generation,
+            )
+            for series, h in held.items()
+        }  # converted before taking the lock: the tick path waits less
         added = 0
         with self._lock:
             for series, new in fresh.items():
@@ -480,8 +537,12 @@ class CachedDbFeed:
         return added
 
     def _start_refresher(self, every_s: float) -> None:
-        self._thread = threading.Thread(target=_refresh_loop, args=(weakref.ref(self), self._stop, every_s),
-                                        name="exogenous-cache-refresh", daemon=True)
+        self._thread = threading.Thread(
+            target=_refresh_loop,
+            args=(weakref.ref(self), self._stop, every_s),
+            name="exogenous-cache-refresh",
+            daemon=True,
+        )
         self._thread.start()
 
     def close(self) -> None:
@@ -555,8 +616,10 @@ def attach_exogenous(
     read = feed.read_all({series: (lo, tick_ms) for series, lo in lows.items()})
     for series, arrays in read.items():
         if len(arrays) and int(arrays.published_ms[-1]) > tick_ms:
-            raise ExogenousLeak(f"{series}: feed returned an observation published after the tick "
-                                f"{plan.tick_time.isoformat()}")
+            raise ExogenousLeak(
+                f"{series}: feed returned an observation published after the tick "
+                f"{plan.tick_time.isoformat()}"
+            )
     out = []
     for bar in bars:
         cut = wanted.get(bar.timeframe)

@@ -93,7 +93,11 @@ class FlowControl:
     """Waits while the replay is more than ``max_ahead`` messages ahead of any named group's commits."""
 
     def __init__(
-        self, settings: Settings, groups: Sequence[str], topics: Sequence[str], max_ahead: int,
+        self,
+        settings: Settings,
+        groups: Sequence[str],
+        topics: Sequence[str],
+        max_ahead: int,
         reads: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.max_ahead = max_ahead
@@ -164,10 +168,19 @@ class ReplayStats:
 
 
 def replay(
-    settings: Settings, registry: Registry, base: BaseCandles, start: datetime, end: datetime, *,
-    producer: EventProducer | None = None, speed: float | None = None, max_ahead: int | None = None,
-    groups: Sequence[str] = (), deadline: timedelta = timedelta(seconds=30),
-    shutdown: GracefulShutdown | None = None, exogenous: ExogenousFeed | None = None,
+    settings: Settings,
+    registry: Registry,
+    base: BaseCandles,
+    start: datetime,
+    end: datetime,
+    *,
+    producer: EventProducer | None = None,
+    speed: float | None = None,
+    max_ahead: int | None = None,
+    groups: Sequence[str] = (),
+    deadline: timedelta = timedelta(seconds=30),
+    shutdown: GracefulShutdown | None = None,
+    exogenous: ExogenousFeed | None = None,
 ) -> ReplayStats:
     """Publish every tick with something due in ``[start, end]`` into the settings' namespace.
 
@@ -181,15 +194,22 @@ def replay(
     if needs and exogenous is None:
         from common.db.session import make_engine
 
-        exogenous = owned_feed = CachedDbFeed(make_engine(settings.database_url.get_secret_value()), needs,
-                                              refresh_s=None, ahead=timedelta(days=30))
+        exogenous = owned_feed = CachedDbFeed(
+            make_engine(settings.database_url.get_secret_value()),
+            needs,
+            refresh_s=None,
+            ahead=timedelta(days=30),
+        )
     ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, registry.timeframes))
     shutdown = shutdown or GracefulShutdown()
     own = producer is None
     producer = producer or EventProducer(settings, "tick-emitter-replay", linger_ms=50, compression="zstd")
     topics = [settings.topic(bars_topic(tf)) for tf in registry.timeframes]
-    flow = (FlowControl(settings, groups, topics, max_ahead, _topics_read_by(settings, registry, groups))
-            if groups and max_ahead is not None else None)
+    flow = (
+        FlowControl(settings, groups, topics, max_ahead, _topics_read_by(settings, registry, groups))
+        if groups and max_ahead is not None
+        else None
+    )
     stats = ReplayStats()
     started = time.perf_counter()
     try:
@@ -202,8 +222,9 @@ def replay(
             if not plan:
                 continue
             windows = prepare_bars(base, t, plan)
-            tick, bars, degraded = build_events(settings.symbol, plan, windows, published_at=t,
-                                                deadline=deadline, namespace=namespace)
+            tick, bars, degraded = build_events(
+                settings.symbol, plan, windows, published_at=t, deadline=deadline, namespace=namespace
+            )
             stats.degraded += bool(degraded)
             if not bars:
                 continue
@@ -231,6 +252,13 @@ def replay(
             owned_feed.engine.dispose()
         if own:
             producer.close()
-    log.info("replay_done", namespace=namespace, ticks=stats.ticks, bars=stats.bars, degraded=stats.degraded,
-             seconds=round(stats.seconds, 3), ticks_per_s=round(stats.ticks_per_s, 1))
+    log.info(
+        "replay_done",
+        namespace=namespace,
+        ticks=stats.ticks,
+        bars=stats.bars,
+        degraded=stats.degraded,
+        seconds=round(stats.seconds, 3),
+        ticks_per_s=round(stats.ticks_per_s, 1),
+    )
     return stats

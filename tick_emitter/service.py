@@ -44,12 +44,17 @@ def cron_trigger(tick_minutes: int, second: int = 0) -> CronTrigger:
 
 
 def load_emitter_registry(settings: Settings) -> Registry:
-    return load_registry(settings.registry_path, max_lookback_hours=settings.max_lookback_hours,
-                         import_classes=False)
+    return load_registry(
+        settings.registry_path, max_lookback_hours=settings.max_lookback_hours, import_classes=False
+    )
 
 
 def build_emitter(
-    settings: Settings, *, sync: bool = True, prune: bool = True, catchup_hours: float = 24.0,
+    settings: Settings,
+    *,
+    sync: bool = True,
+    prune: bool = True,
+    catchup_hours: float = 24.0,
     deadline_s: float = 30.0,
 ) -> TickEmitter:
     registry = load_emitter_registry(settings)
@@ -60,8 +65,16 @@ def build_emitter(
     source = None
     if sync:
         source = CcxtSource.from_ccxt_id(settings.exchange.ccxt_id, attempts=3, timeout_ms=5_000)
-    return TickEmitter(settings, registry, engine, producer, source=source, prune=prune,
-                       catchup_hours=catchup_hours, deadline=timedelta(seconds=deadline_s))
+    return TickEmitter(
+        settings,
+        registry,
+        engine,
+        producer,
+        source=source,
+        prune=prune,
+        catchup_hours=catchup_hours,
+        deadline=timedelta(seconds=deadline_s),
+    )
 
 
 def run_forever(emitter: TickEmitter, *, delay_s: int = 5, shutdown: GracefulShutdown | None = None) -> None:
@@ -69,13 +82,21 @@ def run_forever(emitter: TickEmitter, *, delay_s: int = 5, shutdown: GracefulShu
     shutdown = (shutdown or GracefulShutdown()).install()
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
-        emitter.run_once, cron_trigger(emitter.settings.global_tick_minutes, delay_s), id="tick",
-        max_instances=1, coalesce=True, misfire_grace_time=30,
+        emitter.run_once,
+        cron_trigger(emitter.settings.global_tick_minutes, delay_s),
+        id="tick",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=30,
         next_run_time=datetime.now(UTC),  # catch up right away after a restart
     )
     scheduler.start()
-    log.info("tick_emitter_started", global_tick=emitter.settings.global_tick,
-             strategies=len(emitter.registry.enabled), namespace=emitter.namespace)
+    log.info(
+        "tick_emitter_started",
+        global_tick=emitter.settings.global_tick,
+        strategies=len(emitter.registry.enabled),
+        namespace=emitter.namespace,
+    )
     heartbeat = Heartbeat(emitter.settings, "tick_emitter", every_s=15.0)
     try:
         while not shutdown.wait(1.0):

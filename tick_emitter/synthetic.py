@@ -12,11 +12,20 @@ from tick_emitter.core import MINUTE_MS, BaseCandles
 
 def registry_of(entries: Iterable[tuple[str, str, int]], *, enabled: bool = True) -> Registry:
     """A registry of (name, timeframe, lookback_hours) entries, validated like the real file."""
-    doc = {"strategies": [
-        {"name": name, "class_path": f"synthetic.{name}:S", "timeframe": tf, "lookback_hours": lookback,
-         "enabled": enabled, "version": "1.0.0", "params": {}}
-        for name, tf, lookback in entries
-    ]}
+    doc = {
+        "strategies": [
+            {
+                "name": name,
+                "class_path": f"synthetic.{name}:S",
+                "timeframe": tf,
+                "lookback_hours": lookback,
+                "enabled": enabled,
+                "version": "1.0.0",
+                "params": {},
+            }
+            for name, tf, lookback in entries
+        ]
+    }
     return parse_registry(doc, source="<synthetic>", import_classes=False)
 
 

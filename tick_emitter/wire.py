@@ -69,8 +69,16 @@ class BarEncoder:
     def encode(self, bar: BarPayload) -> bytes:
         times = bar.times.tolist()
         count = _varint(len(times))
-        parts = [self._header, _string(bar.tick_id), _string(bar.symbol), _string(bar.timeframe),
-                 _varint(times[-1]), count, self._times(bar.times), b"\x00"]
+        parts = [
+            self._header,
+            _string(bar.tick_id),
+            _string(bar.symbol),
+            _string(bar.timeframe),
+            _varint(times[-1]),
+            count,
+            self._times(bar.times),
+            b"\x00",
+        ]
         cols = np.ascontiguousarray(bar.values.T, dtype="<f8")
         for i in range(5):
             parts += [count, cols[i].tobytes(), b"\x00"]
@@ -114,11 +122,19 @@ class BarEncoder:
         values = np.array([[1.5, 2.0, 1.0, 1.25, 0.0], [1.25, 3.0, 1.0, 2.5, 7.0], [2.5, 3.5, 0.5, 2.0, 1e9]])
         sample = BarPayload("S|2020-09-13T12:26Z", "S", "1h", times, values)
         exo = (
-            ExogenousArrays("funding_binance_8h", times[:2] - 3_600_000, times[:2],
-                            {"funding_rate": np.array([1e-4, -2.5e-4])}),
-            ExogenousArrays("news_headlines", times[:1].copy(), times[1:2].copy(),
-                            {"sentiment_polarity": np.array([np.nan])},
-                            {"title": ["Bitcoin é up"], "url": [""]}),
+            ExogenousArrays(
+                "funding_binance_8h",
+                times[:2] - 3_600_000,
+                times[:2],
+                {"funding_rate": np.array([1e-4, -2.5e-4])},
+            ),
+            ExogenousArrays(
+                "news_headlines",
+                times[:1].copy(),
+                times[1:2].copy(),
+                {"sentiment_polarity": np.array([np.nan])},
+                {"title": ["Bitcoin é up"], "url": [""]},
+            ),
             ExogenousArrays("exchange_reserves", times[:0], times[:0], {"exchange_reserves": np.empty(0)}),
         )
         with_exo = BarPayload(sample.tick_id, "S", "1h", times, values, exo)

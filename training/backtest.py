@@ -25,9 +25,15 @@ from training.split import Window
 PolicyFn = Callable[[np.ndarray], Any]
 
 
-def policy_exposure(policy: Any, market: Market, window: Window, *,
-                    output: Literal["discrete", "target"] | None = None, step: float = 0.25,
-                    max_exposure: float = 1.0) -> np.ndarray:
+def policy_exposure(
+    policy: Any,
+    market: Market,
+    window: Window,
+    *,
+    output: Literal["discrete", "target"] | None = None,
+    step: float = 0.25,
+    max_exposure: float = 1.0,
+) -> np.ndarray:
     """Exposures a policy chooses at bars ``window.start .. window.end - 2``, starting flat.
 
     ``policy`` is a ``meta_consumer.policy.Policy`` (its ``targets`` is what the live consumer
@@ -59,13 +65,26 @@ def ledger_for(exposure: np.ndarray, market: Market, window: Window, costs: Cost
     return simulate(exposure, market.close[window.as_slice()], market.hours[window.as_slice()], costs)
 
 
-def run_baselines(market: Market, window: Window, costs: CostModel | None = None, *,
-                  step: float = 0.25, max_exposure: float = 1.0) -> dict[str, Ledger]:
+def run_baselines(
+    market: Market,
+    window: Window,
+    costs: CostModel | None = None,
+    *,
+    step: float = 0.25,
+    max_exposure: float = 1.0,
+) -> dict[str, Ledger]:
     """Ledger of every baseline on ``window`` (same bars, same costs)."""
     c = costs or CostModel()
     names = baseline_names(market.signals.strategies)
-    return {n: ledger_for(baseline_exposure(n, market.signals, window, step=step, max_exposure=max_exposure),
-                          market, window, c) for n in names}
+    return {
+        n: ledger_for(
+            baseline_exposure(n, market.signals, window, step=step, max_exposure=max_exposure),
+            market,
+            window,
+            c,
+        )
+        for n in names
+    }
 
 
 def evaluate(ledgers: dict[str, Ledger]) -> dict[str, dict[str, float | int]]:
@@ -75,10 +94,20 @@ def evaluate(ledgers: dict[str, Ledger]) -> dict[str, dict[str, float | int]]:
 
 def format_table(results: dict[str, dict[str, float | int]]) -> str:
     """A fixed-width text table (what the ``baselines`` command prints)."""
-    cols = [("total_return", "{:+.1%}"), ("cagr", "{:+.1%}"), ("sharpe", "{:.2f}"), ("sortino", "{:.2f}"),
-            ("calmar", "{:.2f}"), ("max_drawdown", "{:.1%}"), ("win_rate", "{:.0%}"), ("trades", "{:d}"),
-            ("turnover", "{:.1f}"), ("fees_paid", "{:.2%}"), ("funding_paid", "{:.2%}"),
-            ("time_in_market", "{:.0%}")]
+    cols = [
+        ("total_return", "{:+.1%}"),
+        ("cagr", "{:+.1%}"),
+        ("sharpe", "{:.2f}"),
+        ("sortino", "{:.2f}"),
+        ("calmar", "{:.2f}"),
+        ("max_drawdown", "{:.1%}"),
+        ("win_rate", "{:.0%}"),
+        ("trades", "{:d}"),
+        ("turnover", "{:.1f}"),
+        ("fees_paid", "{:.2%}"),
+        ("funding_paid", "{:.2%}"),
+        ("time_in_market", "{:.0%}"),
+    ]
     width = max(len(n) for n in results) + 2
     head = "name".ljust(width) + "".join(c.rjust(15) for c, _ in cols)
     lines = [head, "-" * len(head)]

@@ -25,8 +25,9 @@ def baseline_names(strategies: tuple[str, ...]) -> list[str]:
     return ["buy_and_hold", "flat", "majority_vote", "equal_weight", *(f"single:{s}" for s in strategies)]
 
 
-def baseline_exposure(name: str, signals: SignalArrays, window: Window, *, step: float = 0.25,
-                      max_exposure: float = 1.0) -> np.ndarray:
+def baseline_exposure(
+    name: str, signals: SignalArrays, window: Window, *, step: float = 0.25, max_exposure: float = 1.0
+) -> np.ndarray:
     """Exposures decided at bars ``window.start .. window.end - 2`` (held over the next bar)."""
     rows = slice(window.start, window.end - 1)
     tgt = signals.target[rows].astype(np.float64)
@@ -39,8 +40,12 @@ def baseline_exposure(name: str, signals: SignalArrays, window: Window, *, step:
         # As the live fallback: only strategies that have answered vote (a 1d strategy before its
         # first bar of a run is absent, not a flat vote).
         present = signals.present[rows]
-        return np.array([majority_vote([_TARGETS[int(v)] for v, p in zip(row, seen, strict=True) if p],
-                                       max_exposure) for row, seen in zip(tgt, present, strict=True)])
+        return np.array(
+            [
+                majority_vote([_TARGETS[int(v)] for v, p in zip(row, seen, strict=True) if p], max_exposure)
+                for row, seen in zip(tgt, present, strict=True)
+            ]
+        )
     if name == "equal_weight":
         wanted = tgt.mean(axis=1) * max_exposure
         return apply_actions(np.zeros(n, dtype=np.int64), wanted, step, max_exposure)

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline training of the BTC meta policy.")
 
-DataOpt = Annotated[str, typer.Option("--data", help="candle CSV (date,open,high,low,close,volume) "
-                                                    "or 'bundled'")]
+DataOpt = Annotated[
+    str, typer.Option("--data", help="candle CSV (date,open,high,low,close,volume) or 'bundled'")
+]
 Mode = Literal["expanding", "rolling"]
 
 
@@ -74,26 +75,45 @@ def _position(index: pd.DatetimeIndex, when: str | None, default: int, hint: str
 
 
 @app.command()
-def signals(data: DataOpt = "bundled",
-            out: Annotated[Path, typer.Option("--out", help="FILE.csv: each registered strategy's target "
-                                                           "(-1/0/1) per 1h bar, known at its close; "
-                                                           "otherwise the training arrays (.npz)")
-                           ] = Path("signals.npz"),
-            exogenous: Annotated[Path | None, typer.Option(
-                "--exogenous", help="folder of exogenous series (shared layout); without it: the "
-                                    "configured exogenous.data_dir for .npz, none for .csv (strategies "
-                                    "that read them then say 'no opinion', flat)")] = None,
-            until: Annotated[str | None, typer.Option(
-                "--until", help="ISO timestamp: cut every input at this time first (1h bars closed by "
-                                "then, observations published by then)")] = None) -> None:
+def signals(
+    data: DataOpt = "bundled",
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="FILE.csv: each registered strategy's target "
+            "(-1/0/1) per 1h bar, known at its close; "
+            "otherwise the training arrays (.npz)",
+        ),
+    ] = Path("signals.npz"),
+    exogenous: Annotated[
+        Path | None,
+        typer.Option(
+            "--exogenous",
+            help="folder of exogenous series (shared layout); without it: the "
+            "configured exogenous.data_dir for .npz, none for .csv (strategies "
+            "that read them then say 'no opinion', flat)",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="ISO timestamp: cut every input at this time first (1h bars closed by "
+            "then, observations published by then)",
+        ),
+    ] = None,
+) -> None:
     """Run every enabled registry strategy over the history (.csv: target per 1h bar; .npz: arrays)."""
     if out.suffix.lower() != ".csv":
         if until is not None:
             raise typer.BadParameter("--until needs a .csv --out", param_hint="--out")
         _, sig = _load(data, exogenous)
         sig.save(out)
-        typer.echo(f"{len(sig)} bars x {len(sig.strategies)} strategies ({', '.join(sig.strategies)}), "
-                   f"warm-up {sig.warmup} bars -> {out}")
+        typer.echo(
+            f"{len(sig)} bars x {len(sig.strategies)} strategies ({', '.join(sig.strategies)}), "
+            f"warm-up {sig.warmup} bars -> {out}"
+        )
         return
     from training.data import InputError, load_candles
     from training.signals import parse_until, write_positions_csv  # the .csv path (issue 15)
@@ -114,15 +134,18 @@ def signals(data: DataOpt = "bundled",
         table = write_positions_csv(candles, out, exogenous_dir=exogenous, until=cut)
     except (OSError, ValueError) as exc:  # an unreadable/mismatching series file, a bad registry entry
         raise typer.BadParameter(str(exc)) from None
-    typer.echo(f"{len(table)} bars x {len(table.columns) - 1} strategies "
-               f"({', '.join(table.columns[1:])}) -> {out}")
+    typer.echo(
+        f"{len(table)} bars x {len(table.columns) - 1} strategies ({', '.join(table.columns[1:])}) -> {out}"
+    )
 
 
 @app.command()
-def split(data: DataOpt = "bundled",
-          folds: Annotated[int, typer.Option("--folds", min=1)] = 4,
-          mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
-          embargo: Annotated[int, typer.Option("--embargo", min=0, help="bars between parts")] = 24) -> None:
+def split(
+    data: DataOpt = "bundled",
+    folds: Annotated[int, typer.Option("--folds", min=1)] = 4,
+    mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
+    embargo: Annotated[int, typer.Option("--embargo", min=0, help="bars between parts")] = 24,
+) -> None:
     """Print the walk-forward train / validation / test windows (dates, bar counts)."""
     from training.split import walk_forward
 
@@ -130,25 +153,32 @@ def split(data: DataOpt = "bundled",
         raise typer.BadParameter("expanding or rolling", param_hint="--mode")
     candles, sig = _load(data)
     try:
-        split_folds = walk_forward(len(candles), folds=folds, start=sig.warmup, mode=mode,  # type: ignore[arg-type]
-                                   embargo=embargo)
+        split_folds = walk_forward(
+            len(candles),
+            folds=folds,
+            start=sig.warmup,
+            mode=mode,  # type: ignore[arg-type]
+            embargo=embargo,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--folds") from None
     for k, fold in enumerate(split_folds):
-        parts = [f"{name} {sig.index[w.start]:%Y-%m-%d %H:%M}..{sig.index[w.end - 1]:%Y-%m-%d %H:%M} "
-                 f"({len(w)})"
-                 for name, w in (("train", fold.train), ("validation", fold.validation), ("test", fold.test))]
+        parts = [
+            f"{name} {sig.index[w.start]:%Y-%m-%d %H:%M}..{sig.index[w.end - 1]:%Y-%m-%d %H:%M} ({len(w)})"
+            for name, w in (("train", fold.train), ("validation", fold.validation), ("test", fold.test))
+        ]
         typer.echo(f"fold {k}: " + " | ".join(parts))
 
 
 @app.command()
-def baselines(data: DataOpt = "bundled",
-              start: Annotated[str | None, typer.Option(help="ISO date (default: --last-days)")] = None,
-              end: Annotated[str | None, typer.Option(help="ISO date, exclusive (default: data end)")] = None,
-              last_days: Annotated[int, typer.Option("--last-days", min=1)] = 365,
-              fit_days: Annotated[int, typer.Option(min=2, help="days before start for vol_scale")] = 365,
-              json_out: Annotated[Path | None, typer.Option("--json", help="also write metrics here")] = None,
-              ) -> None:
+def baselines(
+    data: DataOpt = "bundled",
+    start: Annotated[str | None, typer.Option(help="ISO date (default: --last-days)")] = None,
+    end: Annotated[str | None, typer.Option(help="ISO date, exclusive (default: data end)")] = None,
+    last_days: Annotated[int, typer.Option("--last-days", min=1)] = 365,
+    fit_days: Annotated[int, typer.Option(min=2, help="days before start for vol_scale")] = 365,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write metrics here")] = None,
+) -> None:
     """Evaluate every baseline on one window (default: the data's last year) and print a table."""
     import numpy as np
     import pandas as pd
@@ -174,22 +204,33 @@ def baselines(data: DataOpt = "bundled",
     stats = fit_stats(close, fit, funding_rate_hourly=costs.funding_rate_hourly)
     market = Market.build(candles, sig, stats.spec(sig.strategies))
     results = evaluate(run_baselines(market, window, costs))
-    typer.echo(f"window {idx[window.start]} .. {idx[window.end - 1]} ({len(window)} bars); taker fee "
-               f"{costs.taker_fee:.4%}, slippage {costs.slippage_bps:g} bp, "
-               f"funding {costs.funding_rate_hourly:.5%}/h")
+    typer.echo(
+        f"window {idx[window.start]} .. {idx[window.end - 1]} ({len(window)} bars); taker fee "
+        f"{costs.taker_fee:.4%}, slippage {costs.slippage_bps:g} bp, "
+        f"funding {costs.funding_rate_hourly:.5%}/h"
+    )
     typer.echo(format_table(results))
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2, sort_keys=True))
 
 
-AlgosOpt = Annotated[str, typer.Option(
-    "--algos", help="comma-separated agents to train (ppo, a2c, dqn, sac, td3), or 'none' (baselines "
-    "only)")]
+AlgosOpt = Annotated[
+    str,
+    typer.Option(
+        "--algos",
+        help="comma-separated agents to train (ppo, a2c, dqn, sac, td3), or 'none' (baselines only)",
+    ),
+]
 
 
-RewardOpt = Annotated[str, typer.Option(
-    "--reward", help="training reward: pnl (equity change net of costs) or dsr (differential Sharpe "
-    "ratio); every candidate is still chosen and scored on the same ledger metrics")]
+RewardOpt = Annotated[
+    str,
+    typer.Option(
+        "--reward",
+        help="training reward: pnl (equity change net of costs) or dsr (differential Sharpe "
+        "ratio); every candidate is still chosen and scored on the same ledger metrics",
+    ),
+]
 
 
 def _reward(text: str) -> str:
@@ -208,23 +249,26 @@ def _algos(text: str) -> tuple[str, ...]:
         return ()
     unknown = [a for a in names if a not in SUPPORTED]
     if unknown:
-        raise typer.BadParameter(f"unknown agent(s) {', '.join(unknown)}; choose from {', '.join(SUPPORTED)}",
-                                 param_hint="--algos")
+        raise typer.BadParameter(
+            f"unknown agent(s) {', '.join(unknown)}; choose from {', '.join(SUPPORTED)}", param_hint="--algos"
+        )
     return names
 
 
 @app.command()
-def walkforward(data: DataOpt = "bundled",
-                folds: Annotated[int, typer.Option("--folds", min=1)] = 4,
-                budget_steps: Annotated[int, typer.Option("--budget-steps", min=0,
-                                                          help="env steps per agent and fold; 0 = baselines "
-                                                               "only")] = 0,
-                out: Annotated[Path, typer.Option(help="output directory")] = Path("out/walkforward"),
-                algos: AlgosOpt = "ppo,a2c,dqn,sac",
-                seed: Annotated[int, typer.Option("--seed")] = 0,
-                mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
-                embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
-                reward: RewardOpt = "pnl") -> None:
+def walkforward(
+    data: DataOpt = "bundled",
+    folds: Annotated[int, typer.Option("--folds", min=1)] = 4,
+    budget_steps: Annotated[
+        int, typer.Option("--budget-steps", min=0, help="env steps per agent and fold; 0 = baselines only")
+    ] = 0,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/walkforward"),
+    algos: AlgosOpt = "ppo,a2c,dqn,sac",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
+    embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
+    reward: RewardOpt = "pnl",
+) -> None:
     """Walk-forward folds: train agents per fold, select on validation, score on test; OUT/report.json."""
     from training.walkforward import run_walkforward
 
@@ -234,33 +278,61 @@ def walkforward(data: DataOpt = "bundled",
     agents = _algos(algos) if budget_steps > 0 else ()
     candles, sig = _load(data)
     try:
-        report = run_walkforward(candles, sig, folds=folds, budget_steps=budget_steps, mode=mode,  # type: ignore[arg-type]
-                                 embargo=embargo, algos=agents, seed=seed, out_dir=out, progress=True,
-                                 reward=reward)
+        report = run_walkforward(
+            candles,
+            sig,
+            folds=folds,
+            budget_steps=budget_steps,
+            mode=mode,  # type: ignore[arg-type]
+            embargo=embargo,
+            algos=agents,
+            seed=seed,
+            out_dir=out,
+            progress=True,
+            reward=reward,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     for k, fold in enumerate(report["folds"]):
         sel = fold["results"][fold["selected"]]
-        typer.echo(f"fold {k}: test {fold['test'][0][:10]}..{fold['test'][1][:10]} "
-                   f"selected {fold['selected']} "
-                   f"(test sharpe {sel['sharpe']:.2f}, return {sel['total_return']:+.1%})")
+        typer.echo(
+            f"fold {k}: test {fold['test'][0][:10]}..{fold['test'][1][:10]} "
+            f"selected {fold['selected']} "
+            f"(test sharpe {sel['sharpe']:.2f}, return {sel['total_return']:+.1%})"
+        )
     typer.echo(f"selected overall: {report['selected']} -> {out / 'report.json'}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Results database, leaderboard, selection for live trading, report, retraining, data download.
 
-ResultsOpt = Annotated[str | None, typer.Option(
-    "--results-db", help="results database URL (default: BTCMETA_TRAINING__RESULTS_DATABASE_URL, a local "
-    "SQLite file)")]
-ArtifactsOpt = Annotated[Path | None, typer.Option("--artifacts", help="folder for model files and curves "
-                                                   "(default: BTCMETA_TRAINING__ARTIFACTS_DIR)")]
-LiveOpt = Annotated[str | None, typer.Option("--database-url", help="live database URL (default: "
-                                             "BTCMETA_DATABASE_URL)")]
-LEADERBOARD_COLS = (("sharpe", "{:.2f}"), ("sortino", "{:.2f}"), ("total_return", "{:+.1%}"),
-                    ("cagr", "{:+.1%}"), ("max_drawdown", "{:.1%}"), ("calmar", "{:.2f}"), ("trades", "{:d}"))
+ResultsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--results-db",
+        help="results database URL (default: BTCMETA_TRAINING__RESULTS_DATABASE_URL, a local SQLite file)",
+    ),
+]
+ArtifactsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--artifacts", help="folder for model files and curves (default: BTCMETA_TRAINING__ARTIFACTS_DIR)"
+    ),
+]
+LiveOpt = Annotated[
+    str | None, typer.Option("--database-url", help="live database URL (default: BTCMETA_DATABASE_URL)")
+]
+LEADERBOARD_COLS = (
+    ("sharpe", "{:.2f}"),
+    ("sortino", "{:.2f}"),
+    ("total_return", "{:+.1%}"),
+    ("cagr", "{:+.1%}"),
+    ("max_drawdown", "{:.1%}"),
+    ("calmar", "{:.2f}"),
+    ("trades", "{:d}"),
+)
 
 
 def _results(url: str | None, artifacts: Path | None = None) -> ResultsDB:
@@ -271,8 +343,10 @@ def _results(url: str | None, artifacts: Path | None = None) -> ResultsDB:
     try:
         return ResultsDB.open(url, artifacts)
     except SQLAlchemyError as exc:
-        raise typer.BadParameter(f"cannot open the results database: {exc.__class__.__name__}: "
-                                 f"{str(exc).splitlines()[0]}", param_hint="--results-db") from None
+        raise typer.BadParameter(
+            f"cannot open the results database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}",
+            param_hint="--results-db",
+        ) from None
 
 
 def _db_error(exc: SQLAlchemyError) -> str:
@@ -288,24 +362,26 @@ def _live_engine(url: str | None) -> Engine:
 
 
 @app.command()
-def runs(results_db: ResultsOpt = None,
-         limit: Annotated[int, typer.Option("--limit", min=1)] = 20) -> None:
+def runs(results_db: ResultsOpt = None, limit: Annotated[int, typer.Option("--limit", min=1)] = 20) -> None:
     """List the newest runs of the results database."""
     db = _results(results_db)
     rows = db.runs(limit)
     if not rows:
         typer.echo("no runs yet")
     for r in rows:
-        typer.echo(f"{r['run_id']}  {r['started_at']:%Y-%m-%d %H:%M}  {r['kind']:<8} {r['status']:<9} "
-                   f"{r['username']}@{r['host']}  seed={r['seed']}")
+        typer.echo(
+            f"{r['run_id']}  {r['started_at']:%Y-%m-%d %H:%M}  {r['kind']:<8} {r['status']:<9} "
+            f"{r['username']}@{r['host']}  seed={r['seed']}"
+        )
 
 
 @app.command()
-def leaderboard(metric: Annotated[str, typer.Option("--metric", help="rank by this metric")] = "sharpe",
-                window: Annotated[str, typer.Option("--window", help="train | validation | test")] = "test",
-                run: Annotated[str, typer.Option("--run", help="run id, unique prefix, 'latest' or 'all'")]
-                = "latest",
-                results_db: ResultsOpt = None) -> None:
+def leaderboard(
+    metric: Annotated[str, typer.Option("--metric", help="rank by this metric")] = "sharpe",
+    window: Annotated[str, typer.Option("--window", help="train | validation | test")] = "test",
+    run: Annotated[str, typer.Option("--run", help="run id, unique prefix, 'latest' or 'all'")] = "latest",
+    results_db: ResultsOpt = None,
+) -> None:
     """Print every candidate's metrics on a window; the best by --metric is marked with '*'."""
     from training.results import LOWER_IS_BETTER, ResultsError
 
@@ -317,23 +393,35 @@ def leaderboard(metric: Annotated[str, typer.Option("--metric", help="rank by th
     rows = db.evaluations(run_id=run_id, window=window)
     if not rows:
         windows = sorted({r.window for r in db.evaluations(run_id=run_id)})
-        raise typer.BadParameter(f"no evaluations on window {window!r} "
-                                 f"(windows: {', '.join(windows) or 'none'})", param_hint="--window")
+        raise typer.BadParameter(
+            f"no evaluations on window {window!r} (windows: {', '.join(windows) or 'none'})",
+            param_hint="--window",
+        )
     if not any(isinstance(r.metrics.get(metric), int | float) for r in rows):
         known = sorted({k for r in rows for k in r.metrics})
-        raise typer.BadParameter(f"unknown metric {metric!r}; known: {', '.join(known)}",
-                                 param_hint="--metric")
+        raise typer.BadParameter(
+            f"unknown metric {metric!r}; known: {', '.join(known)}", param_hint="--metric"
+        )
     sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
-    ranked = sorted(rows, key=lambda r: (sign * float(r.metrics[metric])
-                                         if isinstance(r.metrics.get(metric), int | float) else float("inf")))
+    ranked = sorted(
+        rows,
+        key=lambda r: (
+            sign * float(r.metrics[metric])
+            if isinstance(r.metrics.get(metric), int | float)
+            else float("inf")
+        ),
+    )
     best = ranked[0]
     chosen = db.latest_selection()
     cols = list(LEADERBOARD_COLS)
     if metric not in dict(cols):
         cols.insert(0, (metric, "{:.4g}"))
     width = max(len(r.candidate) for r in rows) + 2
-    head = (f"  {'id':>6} {'run':<9}{'candidate'.ljust(width)}{'kind':<9}{'fold':>4}"
-            + "".join(c.rjust(14) for c, _ in cols) + "  notes")
+    head = (
+        f"  {'id':>6} {'run':<9}{'candidate'.ljust(width)}{'kind':<9}{'fold':>4}"
+        + "".join(c.rjust(14) for c, _ in cols)
+        + "  notes"
+    )
     typer.echo(f"window {window}, ranked by {metric} ({'lower' if sign > 0 else 'higher'} is better)")
     typer.echo(head)
     typer.echo("-" * len(head))
@@ -345,8 +433,10 @@ def leaderboard(metric: Annotated[str, typer.Option("--metric", help="rank by th
             notes.append("selected")
         cells = "".join(_cell(r.metrics.get(c), f).rjust(14) for c, f in cols)
         mark = "*" if r is best else " "
-        typer.echo(f"{mark} {r.id:>6} {r.run_id[:8]:<9}{r.candidate.ljust(width)}{r.kind:<9}"
-                   f"{r.fold:>4}{cells}  {', '.join(notes)}")
+        typer.echo(
+            f"{mark} {r.id:>6} {r.run_id[:8]:<9}{r.candidate.ljust(width)}{r.kind:<9}"
+            f"{r.fold:>4}{cells}  {', '.join(notes)}"
+        )
     typer.echo(f"* best by {metric}: {best.candidate} (evaluation {best.id}, run {best.run_id})")
 
 
@@ -357,12 +447,17 @@ def _cell(value: object, fmt: str) -> str:
 
 
 @app.command(name="select")
-def select_cmd(model: Annotated[str, typer.Argument(help="<evaluation id> or <run>:<candidate>, run = id, "
-                                                   "unique prefix or 'latest' (e.g. latest:ppo)")],
-               results_db: ResultsOpt = None, database_url: LiveOpt = None,
-               by: Annotated[str | None, typer.Option("--by", help="who selects (default: user@host)")]
-               = None,
-               ) -> None:
+def select_cmd(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="<evaluation id> or <run>:<candidate>, run = id, unique prefix or 'latest' (e.g. latest:ppo)"
+        ),
+    ],
+    results_db: ResultsOpt = None,
+    database_url: LiveOpt = None,
+    by: Annotated[str | None, typer.Option("--by", help="who selects (default: user@host)")] = None,
+) -> None:
     """Upload a trained model to the live database and make it the selected one (hot-reloaded)."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -377,16 +472,22 @@ def select_cmd(model: Annotated[str, typer.Argument(help="<evaluation id> or <ru
         raise typer.BadParameter(str(exc), param_hint="MODEL") from None
     except SQLAlchemyError as exc:
         raise typer.BadParameter(_db_error(exc), param_hint="--database-url") from None
-    typer.echo(f"selected {sel.model_id} (sha256 {sel.sha256[:16]}..., strategies "
-               f"{', '.join(sel.strategies)})" + (f"; replaces {sel.previous}" if sel.previous else ""))
+    typer.echo(
+        f"selected {sel.model_id} (sha256 {sel.sha256[:16]}..., strategies "
+        f"{', '.join(sel.strategies)})" + (f"; replaces {sel.previous}" if sel.previous else "")
+    )
 
 
 @app.command()
-def report(run: Annotated[str, typer.Option("--run", help="run id, unique prefix or 'latest'")] = "latest",
-           out: Annotated[Path | None, typer.Option("--out", help="output folder (default: "
-                                                     "ARTIFACTS/runs/RUN/report)")] = None,
-           metric: Annotated[str, typer.Option("--metric")] = "sharpe",
-           results_db: ResultsOpt = None, artifacts: ArtifactsOpt = None) -> None:
+def report(
+    run: Annotated[str, typer.Option("--run", help="run id, unique prefix or 'latest'")] = "latest",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="output folder (default: ARTIFACTS/runs/RUN/report)")
+    ] = None,
+    metric: Annotated[str, typer.Option("--metric")] = "sharpe",
+    results_db: ResultsOpt = None,
+    artifacts: ArtifactsOpt = None,
+) -> None:
     """HTML report of a run: equity and drawdown per model and baseline, and the metrics table."""
     from training.report import build_report
     from training.results import ResultsError
@@ -401,10 +502,12 @@ def report(run: Annotated[str, typer.Option("--run", help="run id, unique prefix
 
 
 @app.command(name="retrain-check")
-def retrain_check_cmd(database_url: LiveOpt = None,
-                      registry: Annotated[Path | None, typer.Option(
-                          "--registry", help="strategies registry (default: BTCMETA_REGISTRY_PATH)")] = None,
-                      ) -> None:
+def retrain_check_cmd(
+    database_url: LiveOpt = None,
+    registry: Annotated[
+        Path | None, typer.Option("--registry", help="strategies registry (default: BTCMETA_REGISTRY_PATH)")
+    ] = None,
+) -> None:
     """Exit 1 when the selected model's strategies differ from the registry's enabled ones (retrain)."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -428,24 +531,35 @@ def retrain_check_cmd(database_url: LiveOpt = None,
 
 
 @app.command()
-def retrain(data: DataOpt = "bundled",
-            hook: Annotated[str | None, typer.Option(
-                "--hook", help="custom train hook package.module:function (TrainContext -> trained "
-                "models), instead of --algos")] = None,
-            algos: AlgosOpt = "ppo,a2c,dqn,sac",
-            folds: Annotated[int, typer.Option("--folds", min=1)] = 1,
-            last_days: Annotated[int | None, typer.Option("--last-days", min=30, help="use only the newest "
-                                                          "days of data")] = None,
-            budget_steps: Annotated[int, typer.Option("--budget-steps", min=0)] = 0,
-            seed: Annotated[int, typer.Option("--seed")] = 0,
-            metric: Annotated[str, typer.Option("--metric", help="proposal rule: best mean validation "
-                                                "metric")] = "sharpe",
-            mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
-            embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
-            with_report: Annotated[bool, typer.Option("--report/--no-report", help="also write the HTML "
-                                                      "report of the run")] = True,
-            reward: RewardOpt = "pnl",
-            results_db: ResultsOpt = None, artifacts: ArtifactsOpt = None) -> None:
+def retrain(
+    data: DataOpt = "bundled",
+    hook: Annotated[
+        str | None,
+        typer.Option(
+            "--hook",
+            help="custom train hook package.module:function (TrainContext -> trained "
+            "models), instead of --algos",
+        ),
+    ] = None,
+    algos: AlgosOpt = "ppo,a2c,dqn,sac",
+    folds: Annotated[int, typer.Option("--folds", min=1)] = 1,
+    last_days: Annotated[
+        int | None, typer.Option("--last-days", min=30, help="use only the newest days of data")
+    ] = None,
+    budget_steps: Annotated[int, typer.Option("--budget-steps", min=0)] = 0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    metric: Annotated[
+        str, typer.Option("--metric", help="proposal rule: best mean validation metric")
+    ] = "sharpe",
+    mode: Annotated[str, typer.Option("--mode", help="expanding | rolling")] = "expanding",
+    embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
+    with_report: Annotated[
+        bool, typer.Option("--report/--no-report", help="also write the HTML report of the run")
+    ] = True,
+    reward: RewardOpt = "pnl",
+    results_db: ResultsOpt = None,
+    artifacts: ArtifactsOpt = None,
+) -> None:
     """Scheduled retraining: train (hook), evaluate models and baselines, record a run, propose the best.
 
     Never selects: a person runs `select` after looking at the leaderboard or report.
@@ -457,16 +571,45 @@ def retrain(data: DataOpt = "bundled",
     candles, _ = _load_only(data)
     if last_days is not None:
         candles = candles[candles.index >= candles.index[-1] - pd.Timedelta(days=last_days)]
-    _train_and_record(candles, data=data, hook=hook, algos=algos, folds=folds, budget_steps=budget_steps,
-                      seed=seed, metric=metric, mode=mode, embargo=embargo, with_report=with_report,
-                      results_db=results_db, artifacts=artifacts, kind="retrain", reward=reward,
-                      extra={"last_days": last_days})
+    _train_and_record(
+        candles,
+        data=data,
+        hook=hook,
+        algos=algos,
+        folds=folds,
+        budget_steps=budget_steps,
+        seed=seed,
+        metric=metric,
+        mode=mode,
+        embargo=embargo,
+        with_report=with_report,
+        results_db=results_db,
+        artifacts=artifacts,
+        kind="retrain",
+        reward=reward,
+        extra={"last_days": last_days},
+    )
 
 
-def _train_and_record(candles: pd.DataFrame, *, data: str, hook: str | None, algos: str, folds: int,
-                      budget_steps: int, seed: int, metric: str, mode: str, embargo: int, with_report: bool,
-                      results_db: str | None, artifacts: Path | None, kind: str, reward: str = "pnl",
-                      extra: dict[str, object] | None = None) -> tuple[ResultsDB, PipelineResult]:
+def _train_and_record(
+    candles: pd.DataFrame,
+    *,
+    data: str,
+    hook: str | None,
+    algos: str,
+    folds: int,
+    budget_steps: int,
+    seed: int,
+    metric: str,
+    mode: str,
+    embargo: int,
+    with_report: bool,
+    results_db: str | None,
+    artifacts: Path | None,
+    kind: str,
+    reward: str = "pnl",
+    extra: dict[str, object] | None = None,
+) -> tuple[ResultsDB, PipelineResult]:
     """Train (hook or agents), evaluate, record, propose, report: shared by train, retrain and all."""
     from training.pipeline import TrainHook, agents_hook, proposal_caution
     from training.report import build_report
@@ -490,65 +633,107 @@ def _train_and_record(candles: pd.DataFrame, *, data: str, hook: str | None, alg
         hook_name = f"agents:{','.join(agents)}" if agents else None
     sig = compute_signals(candles, exogenous=training_exogenous())
     try:
-        res = run_pipeline(db, candles, sig, hook=train_hook, hook_name=hook_name, folds=folds, mode=mode,  # type: ignore[arg-type]
-                           embargo=embargo, seed=seed, budget_steps=budget_steps, metric=metric, kind=kind,
-                           extra_config={"data": data, **({"reward": reward} if not hook else {}),
-                                         **(extra or {})})
+        res = run_pipeline(
+            db,
+            candles,
+            sig,
+            hook=train_hook,
+            hook_name=hook_name,
+            folds=folds,
+            mode=mode,  # type: ignore[arg-type]
+            embargo=embargo,
+            seed=seed,
+            budget_steps=budget_steps,
+            metric=metric,
+            kind=kind,
+            extra_config={"data": data, **({"reward": reward} if not hook else {}), **(extra or {})},
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"run {res.run_id}: {res.evaluations} evaluations of {len(res.candidates)} candidates")
     for o in res.overfitting:
-        typer.echo(f"fold {o['fold']}: validation chose {o['chosen']}; probability of backtest overfitting "
-                   f"{o['pbo']:.0%} (CSCV, {o['splits']} splits); deflated Sharpe of the choice on "
-                   f"validation {o['deflated_sharpe_validation'][o['chosen']]:.2f}, on test "
-                   f"{o['deflated_sharpe_selected_test']:.2f} (P[true Sharpe > 0])")
+        typer.echo(
+            f"fold {o['fold']}: validation chose {o['chosen']}; probability of backtest overfitting "
+            f"{o['pbo']:.0%} (CSCV, {o['splits']} splits); deflated Sharpe of the choice on "
+            f"validation {o['deflated_sharpe_validation'][o['chosen']]:.2f}, on test "
+            f"{o['deflated_sharpe_selected_test']:.2f} (P[true Sharpe > 0])"
+        )
     if with_report:
         page = build_report(db, res.run_id, db.run_dir(res.run_id) / "report", metric=metric)
         typer.echo(f"report: {page}")
     if res.proposed is None:
         typer.echo("nothing proposed")
     elif res.proposed_kind == "model":
-        typer.echo(f"proposed: {res.proposed} (best mean validation {metric}); to trade it: "
-                   f"python -m training select {res.run_id}:{res.proposed}")
+        typer.echo(
+            f"proposed: {res.proposed} (best mean validation {metric}); to trade it: "
+            f"python -m training select {res.run_id}:{res.proposed}"
+        )
         caution = proposal_caution(res.proposed, res.overfitting, len(res.candidates))
         if caution:
             typer.echo(f"caution: {caution}")
     else:
-        typer.echo(f"proposed: {res.proposed}, a baseline (best mean validation {metric}): no trained model "
-                   "beat it, nothing to select")
+        typer.echo(
+            f"proposed: {res.proposed}, a baseline (best mean validation {metric}): no trained model "
+            "beat it, nothing to select"
+        )
     return db, res
 
 
 @app.command()
-def train(data: DataOpt = "bundled",
-          algos: AlgosOpt = "ppo,a2c,dqn,sac",
-          budget_steps: Annotated[int, typer.Option(
-              "--budget-steps", min=0, help="env steps per agent; 0 = each agent's default "
-              "(training.rl.DEFAULT_BUDGETS)")] = 0,
-          seed: Annotated[int, typer.Option("--seed")] = 0,
-          folds: Annotated[int, typer.Option("--folds", min=1)] = 1,
-          metric: Annotated[str, typer.Option("--metric")] = "sharpe",
-          embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
-          with_report: Annotated[bool, typer.Option("--report/--no-report")] = True,
-          reward: RewardOpt = "pnl",
-          results_db: ResultsOpt = None, artifacts: ArtifactsOpt = None) -> None:
+def train(
+    data: DataOpt = "bundled",
+    algos: AlgosOpt = "ppo,a2c,dqn,sac",
+    budget_steps: Annotated[
+        int,
+        typer.Option(
+            "--budget-steps",
+            min=0,
+            help="env steps per agent; 0 = each agent's default (training.rl.DEFAULT_BUDGETS)",
+        ),
+    ] = 0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    folds: Annotated[int, typer.Option("--folds", min=1)] = 1,
+    metric: Annotated[str, typer.Option("--metric")] = "sharpe",
+    embargo: Annotated[int, typer.Option("--embargo", min=0)] = 24,
+    with_report: Annotated[bool, typer.Option("--report/--no-report")] = True,
+    reward: RewardOpt = "pnl",
+    results_db: ResultsOpt = None,
+    artifacts: ArtifactsOpt = None,
+) -> None:
     """Train agents on the train window, evaluate with the baselines, record the run, propose the best."""
     candles, _ = _load_only(data)
-    _train_and_record(candles, data=data, hook=None, algos=algos, folds=folds, budget_steps=budget_steps,
-                      seed=seed, metric=metric, mode="expanding", embargo=embargo, with_report=with_report,
-                      results_db=results_db, artifacts=artifacts, kind="manual", reward=reward)
+    _train_and_record(
+        candles,
+        data=data,
+        hook=None,
+        algos=algos,
+        folds=folds,
+        budget_steps=budget_steps,
+        seed=seed,
+        metric=metric,
+        mode="expanding",
+        embargo=embargo,
+        with_report=with_report,
+        results_db=results_db,
+        artifacts=artifacts,
+        kind="manual",
+        reward=reward,
+    )
 
 
 @app.command(name="all")
-def all_steps(data: DataOpt = "bundled",
-              out: Annotated[Path, typer.Option("--out", help="working folder")] = Path("out/training"),
-              algos: AlgosOpt = "ppo,a2c,dqn,sac",
-              budget_steps: Annotated[int, typer.Option("--budget-steps", min=0, help="env steps per agent; "
-                                                        "0 = each agent's default")] = 0,
-              seed: Annotated[int, typer.Option("--seed")] = 0,
-              metric: Annotated[str, typer.Option("--metric")] = "sharpe",
-              reward: RewardOpt = "pnl",
-              results_db: ResultsOpt = None) -> None:
+def all_steps(
+    data: DataOpt = "bundled",
+    out: Annotated[Path, typer.Option("--out", help="working folder")] = Path("out/training"),
+    algos: AlgosOpt = "ppo,a2c,dqn,sac",
+    budget_steps: Annotated[
+        int, typer.Option("--budget-steps", min=0, help="env steps per agent; 0 = each agent's default")
+    ] = 0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    metric: Annotated[str, typer.Option("--metric")] = "sharpe",
+    reward: RewardOpt = "pnl",
+    results_db: ResultsOpt = None,
+) -> None:
     """Every step once: data, signals, features, split, train, evaluate, record, leaderboard, report."""
     from training.data import load_candles
     from training.report import build_report
@@ -560,8 +745,15 @@ def all_steps(data: DataOpt = "bundled",
         frame = load_candles(None)
         frame.reset_index()[["date", "open", "high", "low", "close", "volume"]].to_csv(csv, index=False)
     else:
-        download(out=csv, csv=Path(data), exchange=None, symbol="BTC/USD:USD", since=None, until=None,
-                 base_url=None)
+        download(
+            out=csv,
+            csv=Path(data),
+            exchange=None,
+            symbol="BTC/USD:USD",
+            since=None,
+            until=None,
+            base_url=None,
+        )
     typer.echo("[2/7] signals")
     signals(data=str(csv), out=out / "signals.npz")
     typer.echo("[3/7] features (normalized on the train window)")
@@ -570,10 +762,23 @@ def all_steps(data: DataOpt = "bundled",
     split(data=str(csv), folds=1, mode="expanding", embargo=24)
     typer.echo("[5/7] train and evaluate (validation chooses, test only reports)")
     candles = load_candles(csv)
-    db, res = _train_and_record(candles, data=str(csv), hook=None, algos=algos, folds=1,
-                                budget_steps=budget_steps, seed=seed, metric=metric, mode="expanding",
-                                embargo=24, with_report=False, results_db=results_db, artifacts=out,
-                                kind="all", reward=reward)
+    db, res = _train_and_record(
+        candles,
+        data=str(csv),
+        hook=None,
+        algos=algos,
+        folds=1,
+        budget_steps=budget_steps,
+        seed=seed,
+        metric=metric,
+        mode="expanding",
+        embargo=24,
+        with_report=False,
+        results_db=results_db,
+        artifacts=out,
+        kind="all",
+        reward=reward,
+    )
     typer.echo(f"[6/7] leaderboard (test window, by {metric})")
     leaderboard(metric=metric, window="test", run=res.run_id, results_db=results_db or db.url)
     typer.echo("[7/7] report")
@@ -591,35 +796,38 @@ def _load_only(data: str) -> tuple[pd.DataFrame, None]:
 
 
 @app.command()
-def download(out: Annotated[Path, typer.Option("--out", help="CSV to write "
-                                               "(date,open,high,low,close,volume)")],
-             csv: Annotated[Path | None, typer.Option("--csv", help="import this CSV offline (validated)")]
-             = None,
-             exchange: Annotated[str | None, typer.Option("--exchange", help="CCXT exchange id, e.g. "
-                                                          "krakenfutures")] = None,
-             symbol: Annotated[str, typer.Option("--symbol")] = "BTC/USD:USD",
-             since: Annotated[str | None, typer.Option("--since", help="ISO date (default: 365 days "
-                                                       "before --until)")] = None,
-             until: Annotated[str | None, typer.Option("--until", help="ISO date (default: now)")] = None,
-             base_url: Annotated[str | None, typer.Option("--base-url", help="exchange API root (a local "
-                                                          "stand-in); krakenfutures only")] = None,
-             ) -> None:
+def download(
+    out: Annotated[Path, typer.Option("--out", help="CSV to write (date,open,high,low,close,volume)")],
+    csv: Annotated[Path | None, typer.Option("--csv", help="import this CSV offline (validated)")] = None,
+    exchange: Annotated[
+        str | None, typer.Option("--exchange", help="CCXT exchange id, e.g. krakenfutures")
+    ] = None,
+    symbol: Annotated[str, typer.Option("--symbol")] = "BTC/USD:USD",
+    since: Annotated[
+        str | None, typer.Option("--since", help="ISO date (default: 365 days before --until)")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO date (default: now)")] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", help="exchange API root (a local stand-in); krakenfutures only"),
+    ] = None,
+) -> None:
     """Hourly candles into the project's CSV format: from a CSV file, or from an exchange through CCXT."""
-    from strategy_consumers.cli import read_candles
+    from common.dataset import read_ohlcv_csv
     from training.data import InputError
 
     if (csv is None) == (exchange is None):
         raise typer.BadParameter("give exactly one of --csv PATH or --exchange ID")
     if csv is not None:
         try:
-            frame = read_candles(csv)
+            frame = read_ohlcv_csv(csv, strict=True)
         except (InputError, OSError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--csv") from None
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.reset_index()[["date", "open", "high", "low", "close", "volume"]].to_csv(out, index=False)
     else:
+        from common.ccxt_history import download_csv
         from common.kraken import api_urls
-        from training.data import download_ccxt
 
         assert exchange is not None
         stop = _utc(until, "--until") or datetime.now(UTC)
@@ -629,19 +837,22 @@ def download(out: Annotated[Path, typer.Option("--out", help="CSV to write "
         options: dict[str, object] = {}
         if base_url:
             if exchange != "krakenfutures":
-                raise typer.BadParameter("--base-url is supported for krakenfutures only",
-                                         param_hint="--base-url")
+                raise typer.BadParameter(
+                    "--base-url is supported for krakenfutures only", param_hint="--base-url"
+                )
             options["urls"] = {"api": api_urls(base_url)}
         try:
-            download_ccxt(out, exchange=exchange, symbol=symbol, since=start, until=stop,
-                          client_options=options)
+            download_csv(
+                out, exchange=exchange, symbol=symbol, since=start, until=stop, client_options=options
+            )
         except AttributeError:
             raise typer.BadParameter(f"unknown CCXT exchange {exchange!r}", param_hint="--exchange") from None
         try:
-            frame = read_candles(out)
+            frame = read_ohlcv_csv(out, strict=True)
         except InputError as exc:
-            raise typer.BadParameter(f"the exchange returned unusable candles: {exc}",
-                                     param_hint="--exchange") from None
+            raise typer.BadParameter(
+                f"the exchange returned unusable candles: {exc}", param_hint="--exchange"
+            ) from None
     typer.echo(f"{len(frame)} bars {frame.index[0]} .. {frame.index[-1]} -> {out}")
 
 
@@ -656,10 +867,12 @@ def _utc(when: str | None, hint: str) -> datetime | None:
 
 
 @app.command()
-def features(data: DataOpt = "bundled",
-             out: Annotated[Path, typer.Option("--out", help="output .npz")] = Path("features.npz"),
-             train_fraction: Annotated[float, typer.Option("--train-fraction", min=0.1, max=0.9)] = 0.6,
-             vol_window: Annotated[int, typer.Option("--vol-window", min=2)] = 24) -> None:
+def features(
+    data: DataOpt = "bundled",
+    out: Annotated[Path, typer.Option("--out", help="output .npz")] = Path("features.npz"),
+    train_fraction: Annotated[float, typer.Option("--train-fraction", min=0.1, max=0.9)] = 0.6,
+    vol_window: Annotated[int, typer.Option("--vol-window", min=2)] = 24,
+) -> None:
     """Market features normalized with statistics fitted on the train window (first --train-fraction)."""
     import numpy as np
 
@@ -668,17 +881,27 @@ def features(data: DataOpt = "bundled",
 
     candles, sig = _load(data)
     try:
-        fold = time_split(len(candles), start=sig.warmup, train=train_fraction,
-                          validation=min(0.2, (1 - train_fraction) / 2))
+        fold = time_split(
+            len(candles),
+            start=sig.warmup,
+            train=train_fraction,
+            validation=min(0.2, (1 - train_fraction) / 2),
+        )
         stats = fit_stats(candles["close"].to_numpy(np.float64), fold.train, vol_window=vol_window)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--data") from None
     feats = market_features(candles["close"].to_numpy(np.float64), stats)
-    arrays: dict[str, np.ndarray] = {"index": sig.index.asi8, "stats": np.array(json.dumps(asdict(stats))),
-                                     "train": np.array([fold.train.start, fold.train.end]), **feats}
+    arrays: dict[str, np.ndarray] = {
+        "index": sig.index.asi8,
+        "stats": np.array(json.dumps(asdict(stats))),
+        "train": np.array([fold.train.start, fold.train.end]),
+        **feats,
+    }
     np.savez_compressed(out, **arrays)  # type: ignore[arg-type]
-    typer.echo(f"{len(candles)} bars; fitted on train bars {fold.train.start}..{fold.train.end - 1} "
-               f"(vol_scale {stats.vol_scale:.5f}); {', '.join(feats)} -> {out}")
+    typer.echo(
+        f"{len(candles)} bars; fitted on train bars {fold.train.start}..{fold.train.end - 1} "
+        f"(vol_scale {stats.vol_scale:.5f}); {', '.join(feats)} -> {out}"
+    )
 
 
 # Backtest by topic replay (issue 9) lives in training.replay_backtest; its options are repeated
@@ -713,5 +936,14 @@ def replay_backtest(
     """Backtest by topic replay through every service, compared tick by tick with the vectorized one."""
     from training.replay_backtest import replay_backtest_cmd
 
-    replay_backtest_cmd(out=out, start=start, end=end, days=days, data=data, model=model, fallback=fallback,
-                        live_risk_limits=live_risk_limits, timeout=timeout)
+    replay_backtest_cmd(
+        out=out,
+        start=start,
+        end=end,
+        days=days,
+        data=data,
+        model=model,
+        fallback=fallback,
+        live_risk_limits=live_risk_limits,
+        timeout=timeout,
+    )

@@ -39,10 +39,22 @@ class BtcPerpVecEnv:
     env_name = "BtcPerpVecEnv-v1"
     if_discrete = True
 
-    def __init__(self, market: Market, window: Window, *, num_envs: int = 1, max_step: int = 720,
-                 seed: int = 0, costs: CostModel | None = None, step: float = 0.25,
-                 max_exposure: float = 1.0, reward: Literal["pnl", "dsr"] = "pnl",
-                 reward_scale: float = 1.0, dsr_eta: float = 0.01, random_start: bool = True) -> None:
+    def __init__(
+        self,
+        market: Market,
+        window: Window,
+        *,
+        num_envs: int = 1,
+        max_step: int = 720,
+        seed: int = 0,
+        costs: CostModel | None = None,
+        step: float = 0.25,
+        max_exposure: float = 1.0,
+        reward: Literal["pnl", "dsr"] = "pnl",
+        reward_scale: float = 1.0,
+        dsr_eta: float = 0.01,
+        random_start: bool = True,
+    ) -> None:
         if window.end > len(market):
             raise ValueError(f"window {window} beyond the {len(market)} bars of the market")
         if reward not in REWARDS:
@@ -73,7 +85,7 @@ class BtcPerpVecEnv:
         # exposure step, from the env's own window (no bar after it). Without it the ratio divides
         # by a near-zero EMA variance after a flat stretch or at an episode's start and spikes to
         # 10^4, which swamps every other reward an agent sees.
-        in_window = self._ret[window.start:window.end - 1]  # the last bar's return lies past the window
+        in_window = self._ret[window.start : window.end - 1]  # the last bar's return lies past the window
         self.dsr_var_floor = max(float((step * np.std(in_window)) ** 2), 1e-12)
 
     def _starts(self, k: int) -> np.ndarray:
@@ -113,8 +125,14 @@ class BtcPerpVecEnv:
         terminated = self.equity <= 0.0
         truncated = (self.steps >= self.max_step) & ~terminated
         obs = self.market.observe(self.t, self.exposure, self.entry)
-        info: dict[str, Any] = {"equity": self.equity.copy(), "exposure": new.copy(), "fees": fees,
-                                "funding": funding, "gross": gross, "t": self.t.copy()}
+        info: dict[str, Any] = {
+            "equity": self.equity.copy(),
+            "exposure": new.copy(),
+            "fees": fees,
+            "funding": funding,
+            "gross": gross,
+            "t": self.t.copy(),
+        }
         done = terminated | truncated
         if done.any():
             info["final_observation"] = obs[done].copy()

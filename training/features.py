@@ -32,8 +32,12 @@ class FeatureStats:
 
     def spec(self, strategies: tuple[str, ...], max_age_ticks: int = 24) -> FeatureSpec:
         """The FeatureSpec a model trained with these statistics declares."""
-        return FeatureSpec(strategies=strategies, max_age_ticks=max_age_ticks, vol_window=self.vol_window,
-                           vol_scale=self.vol_scale)
+        return FeatureSpec(
+            strategies=strategies,
+            max_age_ticks=max_age_ticks,
+            vol_window=self.vol_window,
+            vol_scale=self.vol_scale,
+        )
 
 
 def log_returns(close: np.ndarray) -> np.ndarray:
@@ -43,19 +47,24 @@ def log_returns(close: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_stats(close: np.ndarray, train: Window, *, vol_window: int = 24,
-              funding_rate_hourly: float = 0.0) -> FeatureStats:
+def fit_stats(
+    close: np.ndarray, train: Window, *, vol_window: int = 24, funding_rate_hourly: float = 0.0
+) -> FeatureStats:
     """Fit on ``train`` only: nothing at or after ``train.end`` is read (not even indirectly)."""
     seen = np.asarray(close[: train.end], dtype=np.float64)  # the train window and its past, no future
-    vol = rolling_volatility(seen, vol_window)[train.start:]
-    rets = log_returns(seen)[max(train.start, 1):]
+    vol = rolling_volatility(seen, vol_window)[train.start :]
+    rets = log_returns(seen)[max(train.start, 1) :]
     vol, rets = vol[np.isfinite(vol)], rets[np.isfinite(rets)]
     if vol.size == 0 or rets.size < 2:
         raise ValueError(f"train window {train} is too short for vol_window {vol_window}")
     scale = float(np.median(vol))
-    return FeatureStats(vol_window=vol_window, vol_scale=scale if scale > 0 else 1e-6,
-                        ret_mean=float(rets.mean()), ret_std=float(rets.std(ddof=1)) or 1.0,
-                        funding_rate_hourly=funding_rate_hourly)
+    return FeatureStats(
+        vol_window=vol_window,
+        vol_scale=scale if scale > 0 else 1e-6,
+        ret_mean=float(rets.mean()),
+        ret_std=float(rets.std(ddof=1)) or 1.0,
+        funding_rate_hourly=funding_rate_hourly,
+    )
 
 
 def market_features(close: np.ndarray, stats: FeatureStats) -> dict[str, np.ndarray]:

@@ -52,8 +52,13 @@ class Ledger:
     equity: np.ndarray  # length steps + 1, starts at 1.0
 
 
-def step_terms(prev_exposure: np.ndarray, new_exposure: np.ndarray, price_return: np.ndarray,
-               hours: np.ndarray, costs: CostModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def step_terms(
+    prev_exposure: np.ndarray,
+    new_exposure: np.ndarray,
+    price_return: np.ndarray,
+    hours: np.ndarray,
+    costs: CostModel,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(gross, fees, funding, net) of one step, vectorized over any shape."""
     gross = new_exposure * price_return
     fees = np.abs(new_exposure - prev_exposure) * costs.cost_rate
@@ -61,8 +66,13 @@ def step_terms(prev_exposure: np.ndarray, new_exposure: np.ndarray, price_return
     return gross, fees, funding, gross - fees - funding
 
 
-def simulate(exposure: np.ndarray, close: np.ndarray, hours: np.ndarray, costs: CostModel,
-             initial_exposure: float = 0.0) -> Ledger:
+def simulate(
+    exposure: np.ndarray,
+    close: np.ndarray,
+    hours: np.ndarray,
+    costs: CostModel,
+    initial_exposure: float = 0.0,
+) -> Ledger:
     """Ledger of exposures decided at bars 0..n-2 of ``close`` and held over bars 1..n-1.
 
     ``exposure`` has length ``len(close) - 1`` (optionally a trailing config axis [n-1, C]);

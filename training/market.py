@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from common.observation import FeatureSpec, build_observations, rolling_volatility
-from meta_consumer.portfolio import unrealized_pnl
+from common.pnl import unrealized_pnl
 from training.data import hours_between
 from training.signals import SignalArrays
 
@@ -31,8 +31,14 @@ class Market:
         if tuple(spec.strategies) != tuple(signals.strategies):
             raise ValueError(f"spec strategies {spec.strategies} != signal strategies {signals.strategies}")
         close = candles["close"].to_numpy(dtype=np.float64)
-        return cls(spec, signals.index, close, hours_between(signals.index),
-                   rolling_volatility(close, spec.vol_window), signals)
+        return cls(
+            spec,
+            signals.index,
+            close,
+            hours_between(signals.index),
+            rolling_volatility(close, spec.vol_window),
+            signals,
+        )
 
     def __len__(self) -> int:
         return len(self.close)
@@ -45,8 +51,13 @@ class Market:
         """
         s = self.signals
         return build_observations(
-            self.spec, targets=s.target[t], events=s.event[t], confidence=s.confidence[t], age=s.age[t],
-            present=s.present[t], exposure=exposure,
-            unrealized_pnl=unrealized_pnl(exposure, entry_price, self.close[t]),
+            self.spec,
+            targets=s.target[t],
+            events=s.event[t],
+            confidence=s.confidence[t],
+            age=s.age[t],
+            present=s.present[t],
+            exposure=exposure,
+            unrealized_pnl=unrealized_pnl(exposure, entry_price, self.close[t], relative=True),
             volatility=self.volatility[t],
         )

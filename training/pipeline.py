@@ -90,11 +90,17 @@ class Candidate:
         return hashlib.sha256(self.artifact).hexdigest()
 
 
-def as_policy(artifact: bytes, name: str, algo: str, *, step: float = 0.25,
-              max_exposure: float = 1.0) -> Policy:
+def as_policy(
+    artifact: bytes, name: str, algo: str, *, step: float = 0.25, max_exposure: float = 1.0
+) -> Policy:
     """Load an artifact with the live loader (refuses what the meta consumer would refuse)."""
-    row = SimpleNamespace(model_id=name, algo=algo, artifact=artifact,
-                          artifact_sha256=hashlib.sha256(artifact).hexdigest(), feature_spec={})
+    row = SimpleNamespace(
+        model_id=name,
+        algo=algo,
+        artifact=artifact,
+        artifact_sha256=hashlib.sha256(artifact).hexdigest(),
+        feature_spec={},
+    )
     return load_policy(row, step=step, max_exposure=max_exposure)
 
 
@@ -106,8 +112,16 @@ def describe(obj: Any, *, step: float, max_exposure: float) -> Candidate:
         raise TypeError(f"train hook returned {type(obj).__name__}: needs .artifact (bytes) and .algo (str)")
     name = getattr(obj, "name", None) or algo
     params = dict(getattr(obj, "params", None) or {})
-    for key in ("seed", "budget_steps", "steps", "steps_per_second", "seconds", "checkpoint", "agent_class",
-                "reward"):
+    for key in (
+        "seed",
+        "budget_steps",
+        "steps",
+        "steps_per_second",
+        "seconds",
+        "checkpoint",
+        "agent_class",
+        "reward",
+    ):
         value = getattr(obj, key, None)
         if value is not None:
             params[key] = str(value) if key == "checkpoint" else value
@@ -115,8 +129,14 @@ def describe(obj: Any, *, step: float, max_exposure: float) -> Candidate:
     return Candidate(name, algo, artifact, policy, params)
 
 
-def agents_hook(algos: Sequence[str], out_dir: Path, *, budgets: dict[str, int] | None = None,
-                progress: bool = True, reward: str = "pnl") -> TrainHook:
+def agents_hook(
+    algos: Sequence[str],
+    out_dir: Path,
+    *,
+    budgets: dict[str, int] | None = None,
+    progress: bool = True,
+    reward: str = "pnl",
+) -> TrainHook:
     """The default hook: train each ElegantRL agent of ``algos`` on the fold's train window.
 
     ``reward`` is the training reward (``"pnl"`` or ``"dsr"``, ``training.env``); candidates are
@@ -130,11 +150,22 @@ def agents_hook(algos: Sequence[str], out_dir: Path, *, budgets: dict[str, int] 
         from training.rl import DEFAULT_BUDGETS, train_agent
 
         table = budgets or DEFAULT_BUDGETS
-        return [train_agent(algo, ctx.market, ctx.fold.train,
-                            budget_steps=ctx.budget_steps if ctx.budget_steps > 0 else table[algo],
-                            seed=ctx.seed, out_dir=out_dir / f"fold{ctx.fold_index}" / algo, step=ctx.step,
-                            max_exposure=ctx.max_exposure, costs=ctx.costs, progress=progress, reward=reward)
-                for algo in algos]
+        return [
+            train_agent(
+                algo,
+                ctx.market,
+                ctx.fold.train,
+                budget_steps=ctx.budget_steps if ctx.budget_steps > 0 else table[algo],
+                seed=ctx.seed,
+                out_dir=out_dir / f"fold{ctx.fold_index}" / algo,
+                step=ctx.step,
+                max_exposure=ctx.max_exposure,
+                costs=ctx.costs,
+                progress=progress,
+                reward=reward,
+            )
+            for algo in algos
+        ]
 
     return hook
 
@@ -170,8 +201,14 @@ class FoldResult:
         return evaluate(self.ledgers(part))
 
 
-def model_ledger(policy: Policy, candles: pd.DataFrame, signals: SignalArrays, market: Market, window: Window,
-                 costs: CostModel) -> Ledger:
+def model_ledger(
+    policy: Policy,
+    candles: pd.DataFrame,
+    signals: SignalArrays,
+    market: Market,
+    window: Window,
+    costs: CostModel,
+) -> Ledger:
     """Backtest of a policy bar by bar (the live code path), on the market as its own spec sees it."""
     m = market if policy.spec == market.spec else Market.build(candles, signals, policy.spec)
     exposure = policy_exposure(policy, m, window, step=policy.step, max_exposure=policy.max_exposure)
@@ -186,10 +223,21 @@ def choose(validation: dict[str, dict[str, Any]], deployable: Sequence[str], met
     return max(pool, key=lambda n: validation[n][metric])
 
 
-def run_fold(candles: pd.DataFrame, signals: SignalArrays, fold: Fold, *, hook: TrainHook | None = None,
-             fold_index: int = 0, budget_steps: int = 0, seed: int = 0, costs: CostModel | None = None,
-             step: float = 0.25, max_exposure: float = 1.0, vol_window: int = 24,
-             metric: str = "sharpe") -> FoldResult:
+def run_fold(
+    candles: pd.DataFrame,
+    signals: SignalArrays,
+    fold: Fold,
+    *,
+    hook: TrainHook | None = None,
+    fold_index: int = 0,
+    budget_steps: int = 0,
+    seed: int = 0,
+    costs: CostModel | None = None,
+    step: float = 0.25,
+    max_exposure: float = 1.0,
+    vol_window: int = 24,
+    metric: str = "sharpe",
+) -> FoldResult:
     """Train (``hook``) on ``fold.train``, evaluate all on validation and test, choose on validation."""
     c = costs or CostModel()
     close = candles["close"].to_numpy(dtype=np.float64)
@@ -197,8 +245,9 @@ def run_fold(candles: pd.DataFrame, signals: SignalArrays, fold: Fold, *, hook: 
     market = Market.build(candles, signals, stats.spec(signals.strategies))
     result = FoldResult(fold, fold_index, stats, market, selection_metric=metric)
     if hook is not None:
-        ctx = TrainContext(candles, signals, market, fold, fold_index, c, seed + fold_index, budget_steps,
-                           step, max_exposure)
+        ctx = TrainContext(
+            candles, signals, market, fold, fold_index, c, seed + fold_index, budget_steps, step, max_exposure
+        )
         for obj in hook(ctx):
             model = describe(obj, step=step, max_exposure=max_exposure)
             if model.name in result.models:
@@ -206,8 +255,10 @@ def run_fold(candles: pd.DataFrame, signals: SignalArrays, fold: Fold, *, hook: 
             result.models[model.name] = model
     for part in ("validation", "test"):
         window = result.window(part)
-        ledgers = {name: model_ledger(m.policy, candles, signals, market, window, c)
-                   for name, m in result.models.items()}
+        ledgers = {
+            name: model_ledger(m.policy, candles, signals, market, window, c)
+            for name, m in result.models.items()
+        }
         ledgers.update(run_baselines(market, window, c, step=step, max_exposure=max_exposure))
         setattr(result, part, ledgers)
     result.selected = choose(result.metrics("validation"), [*result.models, *DEPLOYABLE_BASELINES], metric)
@@ -226,14 +277,19 @@ def proposal_caution(proposed: str, folds: Sequence[dict[str, Any]], candidates:
     candidate took part in; a custom hook may name its models differently per fold), so the
     warning itself never consults a test window.
     """
-    scores = [o["deflated_sharpe_validation"][proposed] for o in folds
-              if proposed in o["deflated_sharpe_validation"]]
+    scores = [
+        o["deflated_sharpe_validation"][proposed]
+        for o in folds
+        if proposed in o["deflated_sharpe_validation"]
+    ]
     weakest = min(scores, default=0.0)
     if weakest >= SIGNIFICANT_DEFLATED_SHARPE:
         return None
-    return (f"{proposed}'s validation Sharpe is not significant after {candidates} candidates (deflated "
-            f"Sharpe {weakest:.2f} < {SIGNIFICANT_DEFLATED_SHARPE}): it may be the luck of the pick. "
-            "Check it over walk-forward folds (walkforward --folds K) before selecting it.")
+    return (
+        f"{proposed}'s validation Sharpe is not significant after {candidates} candidates (deflated "
+        f"Sharpe {weakest:.2f} < {SIGNIFICANT_DEFLATED_SHARPE}): it may be the luck of the pick. "
+        "Check it over walk-forward folds (walkforward --folds K) before selecting it."
+    )
 
 
 def overfitting(res: FoldResult, *, blocks: int = 8) -> dict[str, Any]:
@@ -247,9 +303,13 @@ def overfitting(res: FoldResult, *, blocks: int = 8) -> dict[str, Any]:
     std = val.std(axis=0, ddof=1)
     per_period = val.mean(axis=0) / np.where(std > 0, std, np.inf)
     variance = float(np.var(per_period))
-    return {**pbo_cscv(val, blocks=blocks),
-            "deflated_sharpe_selected_test": deflated_sharpe(res.test[res.selected].net, trials=len(names),
-                                                             sharpe_variance=variance),
-            "deflated_sharpe_validation": {
-                n: deflated_sharpe(res.validation[n].net, trials=len(names), sharpe_variance=variance)
-                for n in names}}
+    return {
+        **pbo_cscv(val, blocks=blocks),
+        "deflated_sharpe_selected_test": deflated_sharpe(
+            res.test[res.selected].net, trials=len(names), sharpe_variance=variance
+        ),
+        "deflated_sharpe_validation": {
+            n: deflated_sharpe(res.validation[n].net, trials=len(names), sharpe_variance=variance)
+            for n in names
+        },
+    }

@@ -37,6 +37,7 @@ from common.db.session import make_engine, session_scope
 from common.exogenous.store import read_series
 from common.ids import parse_tick_id
 from common.observation import FeatureSpec
+from common.pnl import unrealized_pnl_scalar
 from common.registry import load_registry
 from config import Settings
 from executor.ids import client_order_id
@@ -221,7 +222,7 @@ def read_replay(
     equity = equity_curve(ticks, fills, fund, prices)
     qty, avg, realized = book_pos
     mark = float(prices.at(ticks.asi8[-1:])[0]) if len(ticks) else 0.0
-    unrealized = qty * (mark - avg) if qty and avg is not None else 0.0
+    unrealized = unrealized_pnl_scalar(qty, avg, mark)  # the executor book's own valuation
     book = {
         "position": float(qty),
         "pnl": float(realized + unrealized - fees + funded),
@@ -372,7 +373,7 @@ def replay_backtest_cmd(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600.0,
 ) -> None:
     """Backtest by topic replay through every service, compared tick by tick with the vectorized one."""
-    from common.dataset import BUNDLED_CSV, load_bundled_candles
+    from common.dataset import BUNDLED_CSV, load_bundled_candles, read_ohlcv_csv
     from common.logging import configure_logging
 
     if (model is None) == (not fallback):
@@ -383,7 +384,7 @@ def replay_backtest_cmd(
         last = (
             load_bundled_candles().index[-1]
             if data is None
-            else pd.read_csv(csv)["date"].pipe(pd.to_datetime, utc=True).max()
+            else read_ohlcv_csv(csv, on_bad_row=lambda _line, _why: None).index.max()  # as imported
         )
         t1 = pd.Timestamp(last).to_pydatetime() + timedelta(hours=1)
     else:

@@ -434,8 +434,11 @@ class ResultsDB:
         Only marks: selecting for live trading is always a person's ``select``. Returns the name.
         ``only`` limits the pool (the pipeline passes the deployable candidates).
         """
-        rows = [r for r in self.evaluations(run_id=run_id, window=window)
-                if r.kind in kinds and (only is None or r.candidate in only)]
+        rows = [
+            r
+            for r in self.evaluations(run_id=run_id, window=window)
+            if r.kind in kinds and (only is None or r.candidate in only)
+        ]
         scores: dict[str, list[float]] = {}
         for r in rows:
             v = r.metrics.get(metric)

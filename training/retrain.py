@@ -118,13 +118,25 @@ def run_pipeline(
     overfit: list[dict[str, Any]] = []
     try:
         for k, fold in enumerate(split):
-            res = run_fold(candles, signals, fold, hook=hook, fold_index=k, budget_steps=budget_steps,
-                           seed=seed, costs=c, step=step, max_exposure=max_exposure, vol_window=vol_window,
-                           metric=metric)
+            res = run_fold(
+                candles,
+                signals,
+                fold,
+                hook=hook,
+                fold_index=k,
+                budget_steps=budget_steps,
+                seed=seed,
+                costs=c,
+                step=step,
+                max_exposure=max_exposure,
+                vol_window=vol_window,
+                metric=metric,
+            )
             models_seen.update(res.models)
             overfit.append({"fold": k, "chosen": res.selected, **overfitting(res)})
-            saved = {name: results.save_model(run_id, name, m.artifact, fold=k)
-                     for name, m in res.models.items()}
+            saved = {
+                name: results.save_model(run_id, name, m.artifact, fold=k) for name, m in res.models.items()
+            }
             for wname in WINDOWS:
                 index = signals.index[res.window(wname).as_slice()]
                 for name, ledger in res.ledgers(wname).items():
@@ -132,10 +144,23 @@ def run_pipeline(
                     extra: dict[str, Any] = {}
                     if model is not None:
                         path, sha = saved[name]
-                        extra = {"algo": model.algo, "model_path": path, "model_sha256": sha,
-                                 "params": model.params}
-                    results.record_evaluation(run_id, name, kind=res.kind(name), window=wname, fold=k,
-                                              metrics=summarize(ledger), ledger=ledger, index=index, **extra)
+                        extra = {
+                            "algo": model.algo,
+                            "model_path": path,
+                            "model_sha256": sha,
+                            "params": model.params,
+                        }
+                    results.record_evaluation(
+                        run_id,
+                        name,
+                        kind=res.kind(name),
+                        window=wname,
+                        fold=k,
+                        metrics=summarize(ledger),
+                        ledger=ledger,
+                        index=index,
+                        **extra,
+                    )
                     count += 1
                     names.append(name)
         deployable = [n for n in dict.fromkeys(names) if n in DEPLOYABLE_BASELINES or n in models_seen]
@@ -146,6 +171,10 @@ def run_pipeline(
     results.finish_run(run_id)
     kind_of = {r.candidate: r.kind for r in results.evaluations(run_id=run_id)}
     return PipelineResult(
-        run_id, proposed, kind_of.get(proposed) if proposed else None, tuple(dict.fromkeys(names)), count,
+        run_id,
+        proposed,
+        kind_of.get(proposed) if proposed else None,
+        tuple(dict.fromkeys(names)),
+        count,
         tuple(overfit),
     )

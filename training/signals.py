@@ -49,8 +49,14 @@ class SignalArrays:
     def save(self, path: str | Path) -> None:
         """``.npz`` without pickles, so a stored signal file cannot run code when read."""
         np.savez_compressed(
-            path, strategies=np.array(self.strategies), index=self.index.asi8, target=self.target,
-            event=self.event, confidence=self.confidence, age=self.age, present=self.present,
+            path,
+            strategies=np.array(self.strategies),
+            index=self.index.asi8,
+            target=self.target,
+            event=self.event,
+            confidence=self.confidence,
+            age=self.age,
+            present=self.present,
             warmup=np.array(self.warmup),
         )
 
@@ -60,8 +66,12 @@ class SignalArrays:
             return cls(
                 strategies=tuple(str(s) for s in z["strategies"]),
                 index=pd.DatetimeIndex(pd.to_datetime(z["index"], utc=True), name="date"),
-                target=z["target"], event=z["event"], confidence=z["confidence"], age=z["age"],
-                present=z["present"], warmup=int(z["warmup"]),
+                target=z["target"],
+                event=z["event"],
+                confidence=z["confidence"],
+                age=z["age"],
+                present=z["present"],
+                warmup=int(z["warmup"]),
             )
 
 
@@ -100,14 +110,20 @@ def compute_signals(
     hour_close = (pd.DatetimeIndex(candles.index) + HOUR).asi8
     warmup = 0
     for j, spec in enumerate(specs):
-        strategy = spec.load_class()(params=dict(spec.params), lookback_hours=spec.lookback_hours,
-                                     version=spec.version)
+        strategy = spec.load_class()(
+            params=dict(spec.params), lookback_hours=spec.lookback_hours, version=spec.version
+        )
         if spec.timeframe != strategy.timeframe:
-            raise ValueError(f"registry entry {spec.name!r}: timeframe {spec.timeframe} differs from the "
-                             f"class's {strategy.timeframe}")
+            raise ValueError(
+                f"registry entry {spec.name!r}: timeframe {spec.timeframe} differs from the "
+                f"class's {strategy.timeframe}"
+            )
         frame = resample_candles(candles, spec.timeframe)
-        out = (strategy.evaluate(frame, exogenous=exogenous or {}) if spec.exogenous_inputs
-               else strategy.evaluate(frame))
+        out = (
+            strategy.evaluate(frame, exogenous=exogenous or {})
+            if spec.exogenous_inputs
+            else strategy.evaluate(frame)
+        )
         tgt = out["target"].to_numpy(dtype=np.int8)
         evt = event_codes(out["event"].to_numpy())
         conf = out["confidence"].to_numpy(dtype=np.float64)
@@ -128,7 +144,12 @@ def compute_signals(
     return SignalArrays(
         strategies=tuple(spec.name for spec in specs),
         index=pd.DatetimeIndex(candles.index, name="date"),
-        target=target, event=event, confidence=confidence, age=age, present=present, warmup=warmup,
+        target=target,
+        event=event,
+        confidence=confidence,
+        age=age,
+        present=present,
+        warmup=warmup,
     )
 
 
@@ -142,11 +163,14 @@ def restarted_at(signals: SignalArrays, first: int) -> SignalArrays:
     rows = np.arange(len(signals))[:, None]
     before = (rows >= first) & (rows - signals.age < first)
     return SignalArrays(
-        strategies=signals.strategies, index=signals.index,
+        strategies=signals.strategies,
+        index=signals.index,
         target=np.where(before, 0, signals.target).astype(np.int8),
         event=np.where(before, 0, signals.event).astype(np.int8),
         confidence=np.where(before, 0.0, signals.confidence),
-        age=np.where(before, 0, signals.age), present=signals.present & ~before, warmup=signals.warmup,
+        age=np.where(before, 0, signals.age),
+        present=signals.present & ~before,
+        warmup=signals.warmup,
     )
 
 
@@ -245,8 +269,9 @@ def load_exogenous(directory: Path, names: tuple[str, ...]) -> dict[str, pd.Data
     return load_dir(directory, names) if names else {}
 
 
-def training_exogenous(registry: Registry | None = None, directory: Path | None = None
-                       ) -> dict[str, pd.DataFrame]:
+def training_exogenous(
+    registry: Registry | None = None, directory: Path | None = None
+) -> dict[str, pd.DataFrame]:
     """The series the registry's strategies read, for offline training and evaluation.
 
     From ``directory`` (default: the configured ``exogenous.data_dir``, the shared files). A missing
@@ -264,8 +289,12 @@ def training_exogenous(registry: Registry | None = None, directory: Path | None 
     if not directory.is_dir():
         from common.logging import get_logger
 
-        get_logger(__name__).warning("exogenous_data_missing", directory=str(directory), series=list(names),
-                                     effect="strategies reading them stay flat (no opinion)")
+        get_logger(__name__).warning(
+            "exogenous_data_missing",
+            directory=str(directory),
+            series=list(names),
+            effect="strategies reading them stay flat (no opinion)",
+        )
         return {}
     return load_exogenous(directory, names)
 

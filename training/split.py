@@ -41,8 +41,9 @@ class Fold:
     test: Window
 
 
-def time_split(n: int, *, start: int = 0, train: float = 0.6, validation: float = 0.2,
-               embargo: int = 24) -> Fold:
+def time_split(
+    n: int, *, start: int = 0, train: float = 0.6, validation: float = 0.2, embargo: int = 24
+) -> Fold:
     """One chronological train/validation/test split of bars ``start .. n-1`` (test gets the rest)."""
     if not (train > 0 and validation > 0 and train + validation < 1):
         raise ValueError("train and validation must be positive fractions summing below 1")
@@ -53,9 +54,16 @@ def time_split(n: int, *, start: int = 0, train: float = 0.6, validation: float 
     return Fold(tr, va, Window(va.end + embargo, n))
 
 
-def walk_forward(n: int, *, folds: int, start: int = 0, mode: Literal["expanding", "rolling"] = "expanding",
-                 min_train_blocks: int = 2, validation_fraction: float = 0.25,
-                 embargo: int = 24) -> list[Fold]:
+def walk_forward(
+    n: int,
+    *,
+    folds: int,
+    start: int = 0,
+    mode: Literal["expanding", "rolling"] = "expanding",
+    min_train_blocks: int = 2,
+    validation_fraction: float = 0.25,
+    embargo: int = 24,
+) -> list[Fold]:
     """``folds`` consecutive test blocks at the end of ``start .. n-1``, each preceded by its own
     train + validation history.
 

@@ -41,29 +41,58 @@ def _fold_entry(res: FoldResult, index: pd.DatetimeIndex, cscv_blocks: int) -> d
         "selected": res.selected,
         "validation_results": val,
         "results": {**test, "selected": {**test[res.selected], "name": res.selected}},
-        "models": {name: {"algo": m.algo, "artifact_sha256": m.sha256, **m.params}
-                   for name, m in res.models.items()},
+        "models": {
+            name: {"algo": m.algo, "artifact_sha256": m.sha256, **m.params} for name, m in res.models.items()
+        },
         "overfitting": overfitting(res, blocks=cscv_blocks),
     }
 
 
-def run_walkforward(candles: pd.DataFrame, signals: SignalArrays, *, folds: int, budget_steps: int = 0,
-                    algos: Sequence[str] = (), seed: int = 0, out_dir: Path | None = None,
-                    mode: Literal["expanding", "rolling"] = "expanding", embargo: int = 24,
-                    vol_window: int = 24, costs: CostModel | None = None, step: float = 0.25,
-                    max_exposure: float = 1.0, cscv_blocks: int = 8,
-                    progress: bool = False, reward: str = "pnl") -> dict[str, Any]:
+def run_walkforward(
+    candles: pd.DataFrame,
+    signals: SignalArrays,
+    *,
+    folds: int,
+    budget_steps: int = 0,
+    algos: Sequence[str] = (),
+    seed: int = 0,
+    out_dir: Path | None = None,
+    mode: Literal["expanding", "rolling"] = "expanding",
+    embargo: int = 24,
+    vol_window: int = 24,
+    costs: CostModel | None = None,
+    step: float = 0.25,
+    max_exposure: float = 1.0,
+    cscv_blocks: int = 8,
+    progress: bool = False,
+    reward: str = "pnl",
+) -> dict[str, Any]:
     """The ``report.json`` document (see the module doc for the selection rule)."""
     c = costs or CostModel()
     out_folds: list[dict[str, Any]] = []
     if algos and (budget_steps <= 0 or out_dir is None):
         raise ValueError("training agents needs --budget-steps > 0 and an output directory")
-    hook = (agents_hook(algos, out_dir / "models", progress=progress, reward=reward)
-            if algos and out_dir else None)
-    for k, fold in enumerate(walk_forward(len(candles), folds=folds, start=signals.warmup, mode=mode,
-                                          embargo=embargo)):
-        res = run_fold(candles, signals, fold, hook=hook, fold_index=k, budget_steps=budget_steps, seed=seed,
-                       costs=c, step=step, max_exposure=max_exposure, vol_window=vol_window)
+    hook = (
+        agents_hook(algos, out_dir / "models", progress=progress, reward=reward)
+        if algos and out_dir
+        else None
+    )
+    for k, fold in enumerate(
+        walk_forward(len(candles), folds=folds, start=signals.warmup, mode=mode, embargo=embargo)
+    ):
+        res = run_fold(
+            candles,
+            signals,
+            fold,
+            hook=hook,
+            fold_index=k,
+            budget_steps=budget_steps,
+            seed=seed,
+            costs=c,
+            step=step,
+            max_exposure=max_exposure,
+            vol_window=vol_window,
+        )
         out_folds.append(_fold_entry(res, signals.index, cscv_blocks))
     names = list(out_folds[0]["validation_results"])
     mean_val = {n: float(np.mean([f["validation_results"][n]["sharpe"] for f in out_folds])) for n in names}
@@ -72,14 +101,17 @@ def run_walkforward(candles: pd.DataFrame, signals: SignalArrays, *, folds: int,
         "folds": out_folds,
         "selected": max(deployable, key=lambda n: mean_val[n]),
         "selection": "deployable candidate (trained models, majority_vote, flat) with the highest mean "
-                     "validation Sharpe over folds; test windows never consulted",
+        "validation Sharpe over folds; test windows never consulted",
         "mean_validation_sharpe": mean_val,
         "candidates": names,
         "agents": list(algos),
         "budget_steps": budget_steps,
         "reward": reward,
         "seed": seed,
-        "costs": {"taker_fee": c.taker_fee, "slippage_bps": c.slippage_bps,
-                  "funding_rate_hourly": c.funding_rate_hourly},
+        "costs": {
+            "taker_fee": c.taker_fee,
+            "slippage_bps": c.slippage_bps,
+            "funding_rate_hourly": c.funding_rate_hourly,
+        },
         "split": {"mode": mode, "embargo": embargo, "folds": folds},
     }

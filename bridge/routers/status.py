@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Annotated
 
@@ -11,7 +12,8 @@ from sqlalchemy import func, select
 from bridge.dependencies import DbSession, Namespace, Principal, State, require_viewer
 from bridge.queries import risk_state, selected_model_id
 from bridge.schemas import AuditEntry, ServiceStatus, StatusOut, StreamStatus, WhoAmI
-from common.db.models import AuditLog, Decision, ServiceHeartbeat
+from common.db.models import AuditLog, Decision, Recommendation, ServiceHeartbeat
+from common.ids import parse_tick_id
 
 router = APIRouter(tags=["status"])
 
@@ -61,7 +63,27 @@ def get_status(session: DbSession, ns: Namespace, state: State) -> StatusOut:
             buffered=len(hub),
             error=hub.error,
         ),
+        run_clock=run_clock(session, ns),
     )
+
+
+def run_clock(session: DbSession, ns: str) -> datetime | None:
+    """Newest tick time of the namespace, from its decisions' tick ids and recommendations' bars.
+
+    Decision rows carry the wall-clock time they were written (``decided_at``); only the tick id
+    holds the data time, and for one symbol the greatest id is the newest tick (ISO times sort).
+    """
+    candidates: list[datetime] = []
+    newest_tick = session.scalar(select(func.max(Decision.tick_id)).where(Decision.namespace == ns))
+    if newest_tick:
+        with contextlib.suppress(ValueError):  # a malformed id must not break the status page
+            candidates.append(parse_tick_id(newest_tick)[1])
+    newest_bar = session.scalar(
+        select(func.max(Recommendation.bar_close_time)).where(Recommendation.namespace == ns)
+    )
+    if newest_bar is not None:
+        candidates.append(newest_bar)
+    return max(candidates) if candidates else None
 
 
 @router.get("/whoami", response_model=WhoAmI, summary="The caller's token name and role")

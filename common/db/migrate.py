@@ -33,8 +33,12 @@ FOREIGN_TABLE_PREFIXES = ("results_",)
 
 def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     """Alembic's filter: autogenerate must not propose dropping tables another component owns."""
-    return not (type_ == "table" and reflected and compare_to is None
-                and (name or "").startswith(FOREIGN_TABLE_PREFIXES))
+    return not (
+        type_ == "table"
+        and reflected
+        and compare_to is None
+        and (name or "").startswith(FOREIGN_TABLE_PREFIXES)
+    )
 
 
 def alembic_config(url: str, options: Mapping[str, str] | None = None) -> Config:

@@ -7,14 +7,14 @@ namespace can never be deleted through here.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, delete, func, select, union
+from sqlalchemy import Engine, Table, delete, func, select, union
 
 from common.db.base import LIVE_NAMESPACE
 from common.db.models import metadata
 from common.db.session import session_scope
 
 
-def namespaced_tables() -> list:
+def namespaced_tables() -> list[Table]:
     """Tables with a namespace column, dependants before what they depend on."""
     return [t for t in reversed(metadata.sorted_tables) if "namespace" in t.c]
 

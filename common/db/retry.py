@@ -33,8 +33,12 @@ def with_db_retry(fn: Callable[[], T], *, what: str, max_wait_s: float = 300.0) 
     def _waiting(state: RetryCallState) -> None:
         HEALTH.beat()  # alive (waiting on a dependency), so liveness must not restart us
         exc = state.outcome.exception() if state.outcome is not None else None
-        log.warning("database_unreachable_retrying", what=what, attempt=state.attempt_number,
-                    error=type(exc).__name__ if exc else None)
+        log.warning(
+            "database_unreachable_retrying",
+            what=what,
+            attempt=state.attempt_number,
+            error=type(exc).__name__ if exc else None,
+        )
 
     for attempt in Retrying(
         retry=retry_if_exception_type((OperationalError, InterfaceError)),

@@ -100,8 +100,11 @@ DEFAULT_CONNECT_TIMEOUT_S = 10
 
 
 def make_engine(
-    url: str, *, connect_timeout_s: int | None = DEFAULT_CONNECT_TIMEOUT_S,
-    statement_timeout_ms: int | None = None, **kwargs: Any,
+    url: str,
+    *,
+    connect_timeout_s: int | None = DEFAULT_CONNECT_TIMEOUT_S,
+    statement_timeout_ms: int | None = None,
+    **kwargs: Any,
 ) -> Engine:
     """Create an engine whose pooled connections are checked before use.
 
@@ -117,7 +120,10 @@ def make_engine(
     kwargs.setdefault("json_serializer", json_dumps)
     if make_url(url).get_backend_name() == "postgresql":
         connect_args: dict[str, Any] = {
-            "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
         }
         if connect_timeout_s:
             connect_args["connect_timeout"] = connect_timeout_s

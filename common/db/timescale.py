@@ -151,19 +151,28 @@ def make_hypertable(conn: Connection, spec: HypertableSpec, retention_days: int)
         )
     )
     conn.execute(
-        text("SELECT add_compression_policy(CAST(:t AS regclass), CAST(:after AS interval), "
-             "if_not_exists => true)"),
+        text(
+            "SELECT add_compression_policy(CAST(:t AS regclass), CAST(:after AS interval), "
+            "if_not_exists => true)"
+        ),
         {"t": table, "after": spec.compress_after},
     )
     if retention_days:
         conn.execute(
-            text("SELECT add_retention_policy(CAST(:t AS regclass), "
-                 "make_interval(days => CAST(:d AS integer)), if_not_exists => true)"),
+            text(
+                "SELECT add_retention_policy(CAST(:t AS regclass), "
+                "make_interval(days => CAST(:d AS integer)), if_not_exists => true)"
+            ),
             {"t": table, "d": retention_days},
         )
     retention = f"{retention_days} d" if retention_days else "none"
-    log.info("timescale: %s is a hypertable (chunks %s, compress after %s, retention %s)",
-             table, spec.chunk_interval, spec.compress_after, retention)
+    log.info(
+        "timescale: %s is a hypertable (chunks %s, compress after %s, retention %s)",
+        table,
+        spec.chunk_interval,
+        spec.compress_after,
+        retention,
+    )
     return True
 
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from common.exogenous.catalog import TIME_SERIES, Column, ColumnKind, Frequency, Series, get_series
@@ -122,8 +123,9 @@ def load_series(directory: Path, name: str, *, now: datetime | None = None) -> L
     return parse_rows(series, raw, now=now, origin=str(path))
 
 
-def parse_rows(series: Series, raw: pd.DataFrame, *, now: datetime | None = None,
-               origin: str = "", first_line: int = 2) -> LoadResult:
+def parse_rows(
+    series: Series, raw: pd.DataFrame, *, now: datetime | None = None, origin: str = "", first_line: int = 2
+) -> LoadResult:
     """Validate rows given as text (columns ``ts`` + the series' columns, every cell a str).
 
     The same rules serve the files and the live pollers, so a value is judged alike wherever it
@@ -136,11 +138,16 @@ def parse_rows(series: Series, raw: pd.DataFrame, *, now: datetime | None = None
     n = len(raw)
     columns = series.columns
     ts_text = pd.Series(raw["ts"].to_numpy(dtype=object), dtype=object)
-    cells = {c.name: pd.Series(raw[c.name].to_numpy(dtype=object), dtype=object).fillna("").astype(str)
-             for c in columns}
+    cells = {
+        c.name: pd.Series(raw[c.name].to_numpy(dtype=object), dtype=object).fillna("").astype(str)
+        for c in columns
+    }
     ts_ok, ts_ns = _parse_ts(ts_text.tolist())
-    parsed = pd.Series(pd.DatetimeIndex(np.where(ts_ok, ts_ns, np.iinfo(np.int64).min)
-                                        .astype("datetime64[ns]")).tz_localize(UTC))
+    parsed = pd.Series(
+        pd.DatetimeIndex(np.where(ts_ok, ts_ns, np.iinfo(np.int64).min).astype("datetime64[ns]")).tz_localize(
+            UTC
+        )
+    )
     off_grid = ts_ok & ~_on_grid(series.frequency, parsed)
     future = ts_ok & ~off_grid & (ts_ns > now_ns)
     bad_values = _value_problems(columns, cells, n)
@@ -160,9 +167,10 @@ def parse_rows(series: Series, raw: pd.DataFrame, *, now: datetime | None = None
     # Order-dependent rules over the rows that passed the rest, in file order.
     row_keys: list[object] = (
         list(zip(ts_ns.tolist(), *(cells[c.name].tolist() for c in columns), strict=True))
-        if series.is_event else ts_ns.tolist())
-    row_values = (list(zip(*(cells[c.name].tolist() for c in columns), strict=True))
-                  if n else [])
+        if series.is_event
+        else ts_ns.tolist()
+    )
+    row_values = list(zip(*(cells[c.name].tolist() for c in columns), strict=True)) if n else []
     kept: list[int] = []
     seen: dict[object, int] = {}
     conflicted: set[object] = set()
@@ -201,20 +209,36 @@ def parse_rows(series: Series, raw: pd.DataFrame, *, now: datetime | None = None
         else:
             data[c.name] = col
     frame = pd.DataFrame(data).sort_values([PUBLISHED, ABOUT], kind="stable", ignore_index=True)
-    rejections = tuple(Rejection(first_line + i, reason, str(ts_text[i]), detail)
-                       for i, (reason, detail) in sorted(reasons.items()))
+    rejections = tuple(
+        Rejection(first_line + i, reason, str(ts_text[i]), detail)
+        for i, (reason, detail) in sorted(reasons.items())
+    )
     for r in rejections:
-        log.warning("exogenous_row_rejected", series=series.name, origin=origin, line=r.line,
-                    reason=r.reason.value, ts=r.ts, detail=r.detail)
-    log.info("exogenous_series_loaded", series=series.name, origin=origin, rows=n, taken=len(frame),
-             rejected=len(rejections))
+        log.warning(
+            "exogenous_row_rejected",
+            series=series.name,
+            origin=origin,
+            line=r.line,
+            reason=r.reason.value,
+            ts=r.ts,
+            detail=r.detail,
+        )
+    log.info(
+        "exogenous_series_loaded",
+        series=series.name,
+        origin=origin,
+        rows=n,
+        taken=len(frame),
+        rejected=len(rejections),
+    )
     return LoadResult(series, frame, n, rejections)
 
 
-def _parse_ts(texts: list[object]) -> tuple[np.ndarray, np.ndarray]:
+def _parse_ts(texts: list[object]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     """(valid mask, int64 ns) for ``YYYY-MM-DDTHH:MM:SSZ`` texts; numpy parses the ISO form in C."""
-    ok = np.fromiter((isinstance(v, str) and _TS_RE.match(v) is not None for v in texts), dtype=bool,
-                     count=len(texts))
+    ok = np.fromiter(
+        (isinstance(v, str) and _TS_RE.match(v) is not None for v in texts), dtype=bool, count=len(texts)
+    )
     body = [v[:-1] if good else "NaT" for v, good in zip(texts, ok, strict=True)]  # type: ignore[index]
     try:
         stamps = np.array(body, dtype="datetime64[s]")
@@ -231,7 +255,7 @@ def _one_ts(text: str) -> np.datetime64:
         return np.datetime64("NaT", "s")
 
 
-def _on_grid(frequency: Frequency, parsed: pd.Series) -> np.ndarray:
+def _on_grid(frequency: Frequency, parsed: pd.Series) -> npt.NDArray[Any]:
     """Whether each (parsed) ``ts`` sits on the series' time grid; NaT counts as on it."""
     if frequency in (Frequency.HOURLY, Frequency.EIGHT_HOURLY):
         ok = parsed.dt.floor("h") == parsed
@@ -241,10 +265,11 @@ def _on_grid(frequency: Frequency, parsed: pd.Series) -> np.ndarray:
         ok = (parsed.dt.floor("D") == parsed) & (parsed.dt.day == 1)
     else:
         return np.ones(len(parsed), dtype=bool)
-    return (ok | parsed.isna()).to_numpy(dtype=bool)
+    out: npt.NDArray[Any] = (ok | parsed.isna()).to_numpy(dtype=bool)
+    return out
 
 
-def _value_problems(columns: Sequence[Column], cells: dict[str, pd.Series], n: int) -> np.ndarray:
+def _value_problems(columns: Sequence[Column], cells: dict[str, pd.Series], n: int) -> npt.NDArray[Any]:
     """Rows that break a value rule (the same rules as ``_check_values``, vectorized)."""
     bad = np.zeros(n, dtype=bool)
     present = np.zeros(n, dtype=np.int64)
@@ -304,8 +329,15 @@ def _read_text_table(path: Path, series: Series, expected: Sequence[str]) -> pd.
     if not path.is_file():
         raise SeriesFileError(f"{series.name}: file not found: {path}")
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8",
-                          on_bad_lines="error", engine="c")
+        raw = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8",
+            on_bad_lines="error",
+            engine="c",
+        )
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise SeriesFileError(f"{series.name}: {path.name} is not a readable CSV: {exc}") from None
     header = list(raw.columns)
@@ -315,12 +347,14 @@ def _read_text_table(path: Path, series: Series, expected: Sequence[str]) -> pd.
         raise SeriesFileError(
             f"{series.name}: {path.name} header {header} does not match the catalog {list(expected)}"
             + (f"; unknown column(s) {unknown}" if unknown else "")
-            + (f"; missing column(s) {missing}" if missing else ""))
+            + (f"; missing column(s) {missing}" if missing else "")
+        )
     return raw
 
 
-def load_dir(directory: Path, names: Iterable[str] | None = None, *,
-             now: datetime | None = None) -> dict[str, pd.DataFrame]:
+def load_dir(
+    directory: Path, names: Iterable[str] | None = None, *, now: datetime | None = None
+) -> dict[str, pd.DataFrame]:
     """Frames of several series (default: every time series in the catalog), keyed by name.
 
     Raises ``SeriesFileError`` for the first file that cannot be read at all; refused rows are
@@ -343,8 +377,14 @@ def load_static(directory: Path, name: str) -> pd.DataFrame:
         if problem is None:
             keep.append(i)
         else:
-            log.warning("exogenous_row_rejected", series=name, origin=str(path), line=i + 2,
-                        reason=problem[0].value, detail=problem[1])
+            log.warning(
+                "exogenous_row_rejected",
+                series=name,
+                origin=str(path),
+                line=i + 2,
+                reason=problem[0].value,
+                detail=problem[1],
+            )
     frame = raw.iloc[keep].reset_index(drop=True)
     for c in series.columns:
         if c.kind is ColumnKind.NUMBER:
@@ -355,11 +395,12 @@ def load_static(directory: Path, name: str) -> pd.DataFrame:
 # ------------------------------------------------------------------------------ point-in-time reads
 
 #: Instants ``asof`` accepts: tz-aware datetimes/Timestamps (one or many) or numpy datetime64 (UTC).
-TimesLike: TypeAlias = (pd.DatetimeIndex | pd.Series | np.ndarray | Sequence[datetime] | datetime
-                        | pd.Timestamp)
+TimesLike: TypeAlias = (
+    pd.DatetimeIndex | pd.Series | npt.NDArray[Any] | Sequence[datetime] | datetime | pd.Timestamp
+)
 
 
-def _times_ns(times: TimesLike) -> np.ndarray:
+def _times_ns(times: TimesLike) -> npt.NDArray[Any]:
     """Instants as int64 ns since the epoch (UTC). Naive inputs are refused: whose clock would it be?"""
     if isinstance(times, datetime):  # pd.Timestamp included
         stamp = pd.Timestamp(times)
@@ -374,7 +415,7 @@ def _times_ns(times: TimesLike) -> np.ndarray:
     return np.asarray(index.as_unit("ns").asi8)  # asi8 is UTC whatever the zone
 
 
-def _column_ns(frame: pd.DataFrame, column: str) -> np.ndarray:
+def _column_ns(frame: pd.DataFrame, column: str) -> npt.NDArray[Any]:
     """A tz-aware column as int64 ns since the epoch, without a copy when it is already ns."""
     values = frame[column].array
     if getattr(values, "unit", "ns") != "ns":
@@ -388,14 +429,18 @@ def visible_at(frame: pd.DataFrame, t: datetime | pd.Timestamp) -> pd.DataFrame:
     return frame.iloc[:k]
 
 
-def asof_index(frame: pd.DataFrame, times: TimesLike) -> np.ndarray:
+def asof_index(frame: pd.DataFrame, times: TimesLike) -> npt.NDArray[Any]:
     """Per time, the position of the latest row published at or before it (-1: none yet)."""
     return np.searchsorted(_column_ns(frame, PUBLISHED), _times_ns(times), side="right") - 1
 
 
-def asof(frame: pd.DataFrame, times: TimesLike, max_age: timedelta | pd.Timedelta | None = None,
-         columns: Sequence[str] | None = None,
-         age_from: AgeFrom = "published_at") -> pd.DataFrame:
+def asof(
+    frame: pd.DataFrame,
+    times: TimesLike,
+    max_age: timedelta | pd.Timedelta | None = None,
+    columns: Sequence[str] | None = None,
+    age_from: AgeFrom = "published_at",
+) -> pd.DataFrame:
     """The latest published row at each time; NaN (NaT, "" for text) where none or too old.
 
     Age is ``t - published_at`` by default (how long ago the value arrived); pass
@@ -405,8 +450,11 @@ def asof(frame: pd.DataFrame, times: TimesLike, max_age: timedelta | pd.Timedelt
     """
     t_ns = _times_ns(times)
     pos = _positions(frame, t_ns, max_age, age_from)
-    wanted = [ABOUT, PUBLISHED, *([c for c in frame.columns if c not in (ABOUT, PUBLISHED)]
-                                  if columns is None else columns)]
+    wanted = [
+        ABOUT,
+        PUBLISHED,
+        *([c for c in frame.columns if c not in (ABOUT, PUBLISHED)] if columns is None else columns),
+    ]
     base = frame[wanted]
     if not isinstance(base.index, pd.RangeIndex) or base.index.start != 0 or base.index.step != 1:
         base = base.reset_index(drop=True)
@@ -418,8 +466,9 @@ def asof(frame: pd.DataFrame, times: TimesLike, max_age: timedelta | pd.Timedelt
     return picked
 
 
-def _positions(frame: pd.DataFrame, t_ns: np.ndarray, max_age: timedelta | pd.Timedelta | None,
-               age_from: str) -> np.ndarray:
+def _positions(
+    frame: pd.DataFrame, t_ns: npt.NDArray[Any], max_age: timedelta | pd.Timedelta | None, age_from: str
+) -> npt.NDArray[Any]:
     """Row position of the value to use at each time, -1 where none is published or it is too old."""
     if len(frame) == 0:
         return np.full(len(t_ns), -1, dtype=np.int64)
@@ -430,9 +479,13 @@ def _positions(frame: pd.DataFrame, t_ns: np.ndarray, max_age: timedelta | pd.Ti
     return pos.astype(np.int64)
 
 
-def asof_values(frame: pd.DataFrame, times: TimesLike, column: str,
-                max_age: timedelta | pd.Timedelta | None = None,
-                age_from: AgeFrom = "published_at") -> np.ndarray:
+def asof_values(
+    frame: pd.DataFrame,
+    times: TimesLike,
+    column: str,
+    max_age: timedelta | pd.Timedelta | None = None,
+    age_from: AgeFrom = "published_at",
+) -> npt.NDArray[Any]:
     """One numeric column at each time as float64 (NaN where none or too old): the per-bar fast path."""
     pos = _positions(frame, _times_ns(times), max_age, age_from)
     out = np.full(len(pos), np.nan)
@@ -455,15 +508,21 @@ class PointInTime:
         self.frame = frame
         self._published = _column_ns(frame, PUBLISHED).copy()
         self._about = _column_ns(frame, ABOUT).copy()
-        self._columns: dict[str, np.ndarray] = {
-            c: frame[c].to_numpy(dtype=np.float64) for c in frame.columns
-            if c not in (ABOUT, PUBLISHED) and frame[c].dtype.kind == "f"}
+        self._columns: dict[str, npt.NDArray[Any]] = {
+            c: frame[c].to_numpy(dtype=np.float64)
+            for c in frame.columns
+            if c not in (ABOUT, PUBLISHED) and frame[c].dtype.kind == "f"
+        }
 
     def __len__(self) -> int:
         return len(self._published)
 
-    def positions(self, times: TimesLike, max_age: timedelta | pd.Timedelta | None = None,
-                  age_from: AgeFrom = "published_at") -> np.ndarray:
+    def positions(
+        self,
+        times: TimesLike,
+        max_age: timedelta | pd.Timedelta | None = None,
+        age_from: AgeFrom = "published_at",
+    ) -> npt.NDArray[Any]:
         """Row position used at each time; -1 where nothing is published yet or it is too old."""
         t_ns = _times_ns(times)
         if len(self._published) == 0:
@@ -475,8 +534,13 @@ class PointInTime:
             pos = np.where(ages <= pd.Timedelta(max_age).value, pos, -1)
         return pos.astype(np.int64)
 
-    def values(self, times: TimesLike, column: str, max_age: timedelta | pd.Timedelta | None = None,
-               age_from: AgeFrom = "published_at") -> np.ndarray:
+    def values(
+        self,
+        times: TimesLike,
+        column: str,
+        max_age: timedelta | pd.Timedelta | None = None,
+        age_from: AgeFrom = "published_at",
+    ) -> npt.NDArray[Any]:
         """A numeric column at each time, NaN where none or too old (same answer as ``asof_values``)."""
         pos = self.positions(times, max_age, age_from)
         out = np.full(len(pos), np.nan)
@@ -488,7 +552,7 @@ class PointInTime:
         """How many rows are published at or before ``t`` (``frame.iloc[:n]`` are those rows)."""
         return int(np.searchsorted(self._published, _times_ns(t)[0], side="right"))
 
-    def count_published_between(self, start: TimesLike, end: TimesLike) -> np.ndarray:
+    def count_published_between(self, start: TimesLike, end: TimesLike) -> npt.NDArray[Any]:
         """Rows published in ``(start, end]`` per pair of times (e.g. news items per bar)."""
         lo = np.searchsorted(self._published, _times_ns(start), side="right")
         hi = np.searchsorted(self._published, _times_ns(end), side="right")

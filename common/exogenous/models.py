@@ -42,12 +42,11 @@ class ExogenousObservation(Base):
     """One value (or one news item) of a series, with when it is about and when it was known."""
 
     __tablename__ = "exogenous_observations"
-    __table_args__ = (
-        Index("ix_exogenous_observations_series_published_at", "series", "published_at"),
-    )
+    __table_args__ = (Index("ix_exogenous_observations_series_published_at", "series", "published_at"),)
 
     series: Mapped[str] = mapped_column(
-        Text, ForeignKey("exogenous_series.name", ondelete="CASCADE"), primary_key=True)
+        Text, ForeignKey("exogenous_series.name", ondelete="CASCADE"), primary_key=True
+    )
     about_ts: Mapped[datetime] = mapped_column(primary_key=True)
     item_key: Mapped[str] = mapped_column(primary_key=True, default="", server_default="")
     published_at: Mapped[datetime]

@@ -76,15 +76,23 @@ def _jsonable(value: Any) -> Any:
 
 
 def _insert(engine: Engine, table: Any) -> Any:
-    return (postgresql.insert(table) if engine.dialect.name == "postgresql" else sqlite.insert(table))
+    return postgresql.insert(table) if engine.dialect.name == "postgresql" else sqlite.insert(table)
 
 
 def sync_catalog(engine: Engine, series: Iterable[Series]) -> None:
     """Write (or refresh) the catalog rows of ``series``: units and rules as the code says them."""
     rows = [
-        {"name": s.name, "category": s.category.value, "frequency": s.frequency.value, "units": s.units,
-         "value_column": value_column(s), "publication_rule": s.publication.text, "source": s.source,
-         "description": s.description, "point_in_time": s.point_in_time}
+        {
+            "name": s.name,
+            "category": s.category.value,
+            "frequency": s.frequency.value,
+            "units": s.units,
+            "value_column": value_column(s),
+            "publication_rule": s.publication.text,
+            "source": s.source,
+            "description": s.description,
+            "point_in_time": s.point_in_time,
+        }
         for s in series
     ]
     if not rows:
@@ -118,12 +126,25 @@ def store_frame(engine: Engine, series: Series, frame: pd.DataFrame, source: str
             report.unchanged += 1
         else:
             report.conflicts.append((row["about_ts"], row["item_key"]))
-            log.warning("exogenous_row_rejected", series=series.name, origin=source,
-                        ts=row["about_ts"].isoformat(), item_key=row["item_key"],
-                        reason=CONFLICTS_WITH_STORED, detail="stored with other values")
+            log.warning(
+                "exogenous_row_rejected",
+                series=series.name,
+                origin=source,
+                ts=row["about_ts"].isoformat(),
+                item_key=row["item_key"],
+                reason=CONFLICTS_WITH_STORED,
+                detail="stored with other values",
+            )
     report.inserted = _insert_new(engine, new)
-    log.info("exogenous_series_stored", series=series.name, origin=source, offered=report.offered,
-             inserted=report.inserted, unchanged=report.unchanged, conflicts=len(report.conflicts))
+    log.info(
+        "exogenous_series_stored",
+        series=series.name,
+        origin=source,
+        offered=report.offered,
+        inserted=report.inserted,
+        unchanged=report.unchanged,
+        conflicts=len(report.conflicts),
+    )
     return report
 
 
@@ -156,15 +177,27 @@ def _insert_new(engine: Engine, rows: list[dict[str, Any]]) -> int:
             with raw.cursor().copy("COPY exogenous_stage FROM STDIN") as copy:
                 for r in rows:
                     doc = None if r["fields"] is None else json_dumps(r["fields"])
-                    copy.write_row((r["series"], r["about_ts"], r["item_key"], r["published_at"], r["value"],
-                                    doc, r["source"]))
+                    copy.write_row(
+                        (
+                            r["series"],
+                            r["about_ts"],
+                            r["item_key"],
+                            r["published_at"],
+                            r["value"],
+                            doc,
+                            r["source"],
+                        )
+                    )
             return int(conn.exec_driver_sql(_MERGE).rowcount or 0)
-    stmt = _insert(engine, ExogenousObservation).on_conflict_do_nothing().returning(
-        ExogenousObservation.about_ts)
+    stmt = (
+        _insert(engine, ExogenousObservation)
+        .on_conflict_do_nothing()
+        .returning(ExogenousObservation.about_ts)
+    )
     inserted = 0
     with engine.begin() as conn:
         for start in range(0, len(rows), _BATCH):
-            inserted += len(conn.execute(stmt, rows[start:start + _BATCH]).all())
+            inserted += len(conn.execute(stmt, rows[start : start + _BATCH]).all())
     return inserted
 
 
@@ -179,24 +212,35 @@ def _rows(series: Series, frame: pd.DataFrame, source: str) -> list[dict[str, An
     else:
         values = [None] * len(frame)
         cols = series.value_columns
-        fields = [dict(zip(cols, (_jsonable(v) for v in vs), strict=True))
-                  for vs in zip(*(frame[c].tolist() for c in cols), strict=True)]
+        fields = [
+            dict(zip(cols, (_jsonable(v) for v in vs), strict=True))
+            for vs in zip(*(frame[c].tolist() for c in cols), strict=True)
+        ]
     return [
-        {"series": series.name, "about_ts": a, "item_key": k, "published_at": p, "value": v, "fields": f,
-         "source": source}
+        {
+            "series": series.name,
+            "about_ts": a,
+            "item_key": k,
+            "published_at": p,
+            "value": v,
+            "fields": f,
+            "source": source,
+        }
         for a, k, p, v, f in zip(about, keys, published, values, fields, strict=True)
     ]
 
 
-def _stored(engine: Engine, name: str, start: pd.Timestamp, end: pd.Timestamp
-            ) -> dict[tuple[datetime, str], tuple[datetime, float | None, dict[str, Any] | None]]:
+def _stored(
+    engine: Engine, name: str, start: pd.Timestamp, end: pd.Timestamp
+) -> dict[tuple[datetime, str], tuple[datetime, float | None, dict[str, Any] | None]]:
     """Stored rows of ``name`` with about_ts in [start, end], keyed like ``store_frame`` compares them.
 
     Aware datetimes compare and hash by instant, so the session's time zone does not matter.
     """
     obs = ExogenousObservation
     query = select(obs.about_ts, obs.item_key, obs.published_at, obs.value, obs.fields).where(
-        obs.series == name, obs.about_ts >= start.to_pydatetime(), obs.about_ts <= end.to_pydatetime())
+        obs.series == name, obs.about_ts >= start.to_pydatetime(), obs.about_ts <= end.to_pydatetime()
+    )
     with engine.connect() as conn:
         return {(_aware(a), k): (_aware(p), v, f) for a, k, p, v, f in conn.execute(query)}
 
@@ -209,12 +253,18 @@ def _aware(when: datetime) -> datetime:
 def count_rows(engine: Engine, name: str) -> int:
     """How many observations of ``name`` are stored."""
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(ExogenousObservation)
-                                .where(ExogenousObservation.series == name)).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(ExogenousObservation)
+                .where(ExogenousObservation.series == name)
+            ).scalar_one()
+        )
 
 
-def read_series(engine: Engine, name: str, *, published_until: datetime | None = None,
-                about_from: datetime | None = None) -> pd.DataFrame:
+def read_series(
+    engine: Engine, name: str, *, published_until: datetime | None = None, about_from: datetime | None = None
+) -> pd.DataFrame:
     """Stored observations of ``name`` in the loader's frame layout (sorted by publication).
 
     ``published_until`` cuts at a tick (only what was known then); ``about_from`` trims old rows.
@@ -232,8 +282,9 @@ def read_series(engine: Engine, name: str, *, published_until: datetime | None =
     return _frame(series, rows)
 
 
-def read_published(bind: Engine | Connection, name: str, published_from: datetime, published_until: datetime
-                   ) -> pd.DataFrame:
+def read_published(
+    bind: Engine | Connection, name: str, published_from: datetime, published_until: datetime
+) -> pd.DataFrame:
     """Observations of ``name`` published in ``[published_from, published_until]``, loader layout.
 
     What the tick emitter sends with a bar: ``published_until`` is the tick, so nothing published
@@ -244,10 +295,11 @@ def read_published(bind: Engine | Connection, name: str, published_from: datetim
     """
     series = get_series(name)
     obs = ExogenousObservation
-    query = (select(obs.about_ts, obs.published_at, obs.value, obs.fields)
-             .where(obs.series == name, obs.published_at >= published_from,
-                    obs.published_at <= published_until)
-             .order_by(obs.published_at, obs.about_ts, obs.item_key))
+    query = (
+        select(obs.about_ts, obs.published_at, obs.value, obs.fields)
+        .where(obs.series == name, obs.published_at >= published_from, obs.published_at <= published_until)
+        .order_by(obs.published_at, obs.about_ts, obs.item_key)
+    )
     if isinstance(bind, Connection):
         return _frame(series, bind.execute(query).all())
     with bind.connect() as conn:

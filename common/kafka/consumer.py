@@ -84,22 +84,26 @@ class _CommitWedged(Exception):
 #: How long a commit is retried while the group coordinator is loading / moving (seconds).
 COMMIT_RETRY_S = 60.0
 #: Commit errors worth retrying: the coordinator is busy, moving or unreachable for now.
-_COMMIT_RETRY_CODES = frozenset({
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError._WAIT_COORD,
-})
+_COMMIT_RETRY_CODES = frozenset(
+    {
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._WAIT_COORD,
+    }
+)
 #: Commit errors meaning this member no longer owns the partitions: the commit is lost for good.
-_COMMIT_LOST_CODES = frozenset({
-    KafkaError.UNKNOWN_MEMBER_ID,
-    KafkaError.ILLEGAL_GENERATION,
-    KafkaError.REBALANCE_IN_PROGRESS,
-    KafkaError._ASSIGNMENT_LOST,
-})
+_COMMIT_LOST_CODES = frozenset(
+    {
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError._ASSIGNMENT_LOST,
+    }
+)
 
 
 def _commit_error_kind(exc: BaseException) -> str:
@@ -564,8 +568,11 @@ class ConsumerLoop:
                 if now - self._last_fenced < FENCED_REPLACE_EVERY_S:
                     # Fenced again at once: another live process holds this static id. Two
                     # consumers must not take turns; stop and let the operator see why.
-                    log.error("consumer_fenced_twice", error=str(exc),
-                              note="another consumer uses the same group.instance.id")
+                    log.error(
+                        "consumer_fenced_twice",
+                        error=str(exc),
+                        note="another consumer uses the same group.instance.id",
+                    )
                     raise
                 self._last_fenced = now
                 self._replace_wedged_client(offsets, why="fenced")

@@ -55,11 +55,16 @@ def upgrade() -> None:
         sa.Column("source", sa.Text(), nullable=False),
         sa.Column("ingested_at", TS, nullable=False, server_default=sa.func.now()),
         sa.PrimaryKeyConstraint("series", "about_ts", "item_key", name="pk_exogenous_observations"),
-        sa.ForeignKeyConstraint(["series"], ["exogenous_series.name"], ondelete="CASCADE",
-                                name="fk_exogenous_observations_series_exogenous_series"),
+        sa.ForeignKeyConstraint(
+            ["series"],
+            ["exogenous_series.name"],
+            ondelete="CASCADE",
+            name="fk_exogenous_observations_series_exogenous_series",
+        ),
     )
-    op.create_index("ix_exogenous_observations_series_published_at", "exogenous_observations",
-                    ["series", "published_at"])
+    op.create_index(
+        "ix_exogenous_observations_series_published_at", "exogenous_observations", ["series", "published_at"]
+    )
 
 
 def downgrade() -> None:

@@ -181,8 +181,16 @@ def align_exogenous(
     n = len(close_ns)
     columns = set(frame.columns) if frame is not None else set()
     if frame is None or not {spec.column, "about_ts", "published_at"} <= columns:
-        return AlignedInput(name, spec, close_ns, np.full(n, np.nan), np.full(n, np.nan),
-                            np.full(n, MISSING, dtype=np.int8), np.empty(0, dtype=np.int64), _NO_ITEMS)
+        return AlignedInput(
+            name,
+            spec,
+            close_ns,
+            np.full(n, np.nan),
+            np.full(n, np.nan),
+            np.full(n, MISSING, dtype=np.int8),
+            np.empty(0, dtype=np.int64),
+            _NO_ITEMS,
+        )
     pub = _utc_ns(frame["published_at"])
     about = _utc_ns(frame["about_ts"])
     if len(pub) > 1 and not bool(np.all(pub[1:] >= pub[:-1])):
@@ -322,8 +330,10 @@ class Strategy(ABC):
         """Every declared input on the bar grid of ``df`` (see :func:`align_exogenous`)."""
         index = df.index if isinstance(df.index, pd.DatetimeIndex) else pd.DatetimeIndex(df.index)
         close = bar_close_ns(index, self.timeframe)
-        return {name: align_exogenous(name, spec, exogenous.get(name), close)
-                for name, spec in self.exogenous_inputs.items()}
+        return {
+            name: align_exogenous(name, spec, exogenous.get(name), close)
+            for name, spec in self.exogenous_inputs.items()
+        }
 
     def exogenous_reach(self) -> pd.Timedelta:
         """How long before a window's first bar close its exogenous observations must start.
@@ -453,11 +463,12 @@ class Strategy(ABC):
         one :meth:`recommend` gives for that bar's own window with the carried target.
         """
         if count < 1 or len(frame) < self.warmup_bars + count:
-            raise ValueError(f"{self.name}: a run of {count} needs >= {self.warmup_bars + count} bars, "
-                             f"got {len(frame)}")
+            raise ValueError(
+                f"{self.name}: a run of {count} needs >= {self.warmup_bars + count} bars, got {len(frame)}"
+            )
         if prev_target not in (-1, 0, 1):
             raise ValueError(f"prev_target must be -1, 0 or 1, got {prev_target!r}")
-        cols = self._columns(frame.iloc[-(self.warmup_bars + count):], exogenous)
+        cols = self._columns(frame.iloc[-(self.warmup_bars + count) :], exogenous)
         first = self.warmup_bars
         prev = int(prev_target)
         targets, events, out = [], [], []
@@ -470,14 +481,16 @@ class Strategy(ABC):
         conf = self._confidence(rows, np.array(targets), np.array(events, dtype=object))
         for j in range(count):
             conf_j = float(conf[j])
-            out.append(RecommendationResult(
-                target=targets[j],
-                event=events[j],
-                confidence=0.0 if math.isnan(conf_j) else conf_j,
-                horizon_bars=self.horizon_bars,
-                indicators={c: float(cols[c][first + j]) for c in self.indicator_columns},
-                reason=str(cols[REASON][first + j]) if REASON in cols else "",
-            ))
+            out.append(
+                RecommendationResult(
+                    target=targets[j],
+                    event=events[j],
+                    confidence=0.0 if math.isnan(conf_j) else conf_j,
+                    horizon_bars=self.horizon_bars,
+                    indicators={c: float(cols[c][first + j]) for c in self.indicator_columns},
+                    reason=str(cols[REASON][first + j]) if REASON in cols else "",
+                )
+            )
         return out
 
 

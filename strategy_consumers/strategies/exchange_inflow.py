@@ -45,12 +45,19 @@ class ExchangeInflow(ExogenousStrategy):
     warmup_bars = 100
     horizon_bars = 3
     default_params: ClassVar[dict[str, Any]] = {
-        "window": 90, "min_count": 60, "spike_z": 2.0, "hold": 3, "side": -1,
+        "window": 90,
+        "min_count": 60,
+        "spike_z": 2.0,
+        "hold": 3,
+        "side": -1,
     }
     indicator_columns = ("cdd", "cdd_z", "no_opinion")
     exogenous_inputs: ClassVar[Mapping[str, ExogenousInput]] = {
-        SERIES: ExogenousInput("exchange_inflow_cdd", max_age=pd.Timedelta(hours=48),
-                               description="coin-days destroyed by exchange inflows, per day"),
+        SERIES: ExogenousInput(
+            "exchange_inflow_cdd",
+            max_age=pd.Timedelta(hours=48),
+            description="coin-days destroyed by exchange inflows, per day",
+        ),
     }
 
     def _check_params(self) -> None:

@@ -47,8 +47,9 @@ class ExchangeReserves(ExogenousStrategy):
     default_params: ClassVar[dict[str, Any]] = {"days": 30, "threshold": 0.02}
     indicator_columns = ("reserves", "reserves_change", "no_opinion")
     exogenous_inputs: ClassVar[Mapping[str, ExogenousInput]] = {
-        SERIES: ExogenousInput("exchange_reserves", max_age=pd.Timedelta(hours=48),
-                               description="BTC held on exchange wallets"),
+        SERIES: ExogenousInput(
+            "exchange_reserves", max_age=pd.Timedelta(hours=48), description="BTC held on exchange wallets"
+        ),
     }
 
     def _check_params(self) -> None:

@@ -49,8 +49,12 @@ class FundingExtremes(ExogenousStrategy):
     default_params: ClassVar[dict[str, Any]] = {"window": 180, "min_count": 90, "entry_z": 2.0, "exit_z": 0.5}
     indicator_columns = ("funding_z", "no_opinion")
     exogenous_inputs: ClassVar[Mapping[str, ExogenousInput]] = {
-        name: ExogenousInput("funding_rate", max_age=pd.Timedelta(hours=16), required=False,
-                             description="perpetual funding rate per 8h at settlement")
+        name: ExogenousInput(
+            "funding_rate",
+            max_age=pd.Timedelta(hours=16),
+            required=False,
+            description="perpetual funding rate per 8h at settlement",
+        )
         for name in SOURCES
     }
 

@@ -79,14 +79,21 @@ class HeadlineSentiment(ExogenousStrategy):
     warmup_bars = 1
     horizon_bars = 6
     default_params: ClassVar[dict[str, Any]] = {
-        "window_hours": 24, "baseline_hours": BASELINE_HOURS, "threshold": 0.05, "min_items": 8,
+        "window_hours": 24,
+        "baseline_hours": BASELINE_HOURS,
+        "threshold": 0.05,
+        "min_items": 8,
         "min_baseline": 20,
     }
     indicator_columns = ("sentiment", "sentiment_base", "news_count", "no_opinion")
     exogenous_inputs: ClassVar[Mapping[str, ExogenousInput]] = {
-        SERIES: ExogenousInput("title", kind="events", max_age=pd.Timedelta(hours=24),
-                               lookback=pd.Timedelta(hours=BASELINE_HOURS),
-                               description="crypto news headlines (title text)"),
+        SERIES: ExogenousInput(
+            "title",
+            kind="events",
+            max_age=pd.Timedelta(hours=24),
+            lookback=pd.Timedelta(hours=BASELINE_HOURS),
+            description="crypto news headlines (title text)",
+        ),
     }
 
     def _check_params(self) -> None:

@@ -49,13 +49,21 @@ class NewsAttention(ExogenousStrategy):
     warmup_bars = 24
     horizon_bars = 6
     default_params: ClassVar[dict[str, Any]] = {
-        "window_hours": 6, "baseline_hours": BASELINE_HOURS, "ratio": 2.0, "min_items": 5, "min_baseline": 20,
+        "window_hours": 6,
+        "baseline_hours": BASELINE_HOURS,
+        "ratio": 2.0,
+        "min_items": 5,
+        "min_baseline": 20,
     }
     indicator_columns = ("attention", "high_attention", "news_count", "no_opinion")
     exogenous_inputs: ClassVar[Mapping[str, ExogenousInput]] = {
-        SERIES: ExogenousInput("title", kind="events", max_age=pd.Timedelta(hours=24),
-                               lookback=pd.Timedelta(hours=BASELINE_HOURS),
-                               description="crypto news headlines (items)"),
+        SERIES: ExogenousInput(
+            "title",
+            kind="events",
+            max_age=pd.Timedelta(hours=24),
+            lookback=pd.Timedelta(hours=BASELINE_HOURS),
+            description="crypto news headlines (items)",
+        ),
     }
 
     def _check_params(self) -> None:
@@ -63,8 +71,10 @@ class NewsAttention(ExogenousStrategy):
         if not 1 <= int(p["window_hours"]) <= self.warmup_bars:
             raise ValueError(f"{self.name}: window_hours must be in [1, {self.warmup_bars}]")
         if not int(p["window_hours"]) < int(p["baseline_hours"]) <= BASELINE_HOURS:
-            raise ValueError(f"{self.name}: need window_hours < baseline_hours <= {BASELINE_HOURS} "
-                             "(the reach declared for the live path)")
+            raise ValueError(
+                f"{self.name}: need window_hours < baseline_hours <= {BASELINE_HOURS} "
+                "(the reach declared for the live path)"
+            )
 
     def _exogenous_signals(
         self, df: pd.DataFrame, inputs: Mapping[str, AlignedInput]

@@ -37,7 +37,6 @@ from strategy_consumers.strategies.rolling import lag, latest_event_side, zscore
 SERIES = "open_interest_daily"
 
 
-
 class OpenInterest(ExogenousStrategy):
     """Fade the side that piled into a one-day open-interest spike, for ``hold`` days."""
 
@@ -49,8 +48,11 @@ class OpenInterest(ExogenousStrategy):
     default_params: ClassVar[dict[str, Any]] = {"window": 90, "min_count": 60, "spike_z": 2.0, "hold": 3}
     indicator_columns = ("oi_change", "oi_z", "no_opinion")
     exogenous_inputs: ClassVar[Mapping[str, ExogenousInput]] = {
-        SERIES: ExogenousInput("open_interest_usd", max_age=pd.Timedelta(hours=48),
-                               description="aggregate BTC futures open interest, USD"),
+        SERIES: ExogenousInput(
+            "open_interest_usd",
+            max_age=pd.Timedelta(hours=48),
+            description="aggregate BTC futures open interest, USD",
+        ),
     }
 
     def _check_params(self) -> None:

@@ -49,8 +49,9 @@ class SocialMentions(ExogenousStrategy):
     default_params: ClassVar[dict[str, Any]] = {"window": 60, "min_count": 40, "spike_z": 2.0, "hold": 2}
     indicator_columns = ("mentions", "mentions_z", "no_opinion")
     exogenous_inputs: ClassVar[Mapping[str, ExogenousInput]] = {
-        SERIES: ExogenousInput("stocktwits_volume", max_age=pd.Timedelta(hours=48),
-                               description="StockTwits BTC messages per day"),
+        SERIES: ExogenousInput(
+            "stocktwits_volume", max_age=pd.Timedelta(hours=48), description="StockTwits BTC messages per day"
+        ),
     }
 
     def _check_params(self) -> None:

@@ -326,8 +326,9 @@ def test_pipeline_survives_kills_and_outages(chaos_settings: Settings, tmp_path:
     settings = chaos_settings
     prefix = settings.kafka.topic_prefix
     rng = random.Random(SEED)
-    engine = make_engine(settings.database_url.get_secret_value(), connect_timeout_s=3,
-                         statement_timeout_ms=10_000)
+    engine = make_engine(
+        settings.database_url.get_secret_value(), connect_timeout_s=3, statement_timeout_ms=10_000
+    )
     names = [s.name for s in load_registry(settings.registry_path, import_classes=False).enabled]
     bad_day = BadDay(
         fill_delay_requests=2,
@@ -340,26 +341,44 @@ def test_pipeline_survives_kills_and_outages(chaos_settings: Settings, tmp_path:
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
     with KrakenFuturesStandIn(API_KEY, delay_s=4.0, bad_day=bad_day) as venue:
-        env = os.environ | {"PYTHONPATH": str(REPO)} | service_env(prefix) | {
-            "BTCMETA_DATABASE_URL": settings.database_url.get_secret_value(),
-            "BTCMETA_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-            "BTCMETA_EXCHANGE__MODE": "kraken",
-            "BTCMETA_EXCHANGE__API_KEY": API_KEY,
-            "BTCMETA_EXCHANGE__API_SECRET": API_SECRET,
-            "BTCMETA_EXCHANGE__BASE_URL": venue.base_url,
-            "BTCMETA_EXECUTOR_CCXT_RATE_LIMIT_MS": "5",  # the stand-in has no 600 ms rate limit
-            "BTCMETA_RISK__MAX_POSITION_BTC": "1.0",
-            "BTCMETA_RISK__MAX_ORDER_BTC": "0.5",
-            "BTCMETA_RISK__MAX_ORDERS_PER_HOUR": "100000",
-            "BTCMETA_RISK__DAILY_LOSS_CAP_USD": "10000000",
-            "BTCMETA_BRIDGE_VIEWER_TOKENS": json.dumps([VIEWER]),
-            "BTCMETA_LOG_LEVEL": "INFO",
-            "BTCMETA_LOG_JSON": "true",
-        }
+        env = (
+            os.environ
+            | {"PYTHONPATH": str(REPO)}
+            | service_env(prefix)
+            | {
+                "BTCMETA_DATABASE_URL": settings.database_url.get_secret_value(),
+                "BTCMETA_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+                "BTCMETA_EXCHANGE__MODE": "kraken",
+                "BTCMETA_EXCHANGE__API_KEY": API_KEY,
+                "BTCMETA_EXCHANGE__API_SECRET": API_SECRET,
+                "BTCMETA_EXCHANGE__BASE_URL": venue.base_url,
+                "BTCMETA_EXECUTOR_CCXT_RATE_LIMIT_MS": "5",  # the stand-in has no 600 ms rate limit
+                "BTCMETA_RISK__MAX_POSITION_BTC": "1.0",
+                "BTCMETA_RISK__MAX_ORDER_BTC": "0.5",
+                "BTCMETA_RISK__MAX_ORDERS_PER_HOUR": "100000",
+                "BTCMETA_RISK__DAILY_LOSS_CAP_USD": "10000000",
+                "BTCMETA_BRIDGE_VIEWER_TOKENS": json.dumps([VIEWER]),
+                "BTCMETA_LOG_LEVEL": "INFO",
+                "BTCMETA_LOG_JSON": "true",
+            }
+        )
         bridge_port = _free_port()
         groups = [a for n in names for a in ("--group", f"{prefix}strategy.{n}")]
-        replay_args = ["tick_emitter", "replay", "--start", START.isoformat(), "--end", END.isoformat(),
-                       "--prefix", prefix, "--max-ahead", "24", "--speed", str(REPLAY_SPEED), *groups]
+        replay_args = [
+            "tick_emitter",
+            "replay",
+            "--start",
+            START.isoformat(),
+            "--end",
+            END.isoformat(),
+            "--prefix",
+            prefix,
+            "--max-ahead",
+            "24",
+            "--speed",
+            str(REPLAY_SPEED),
+            *groups,
+        ]
 
         def svc(name: str, kind: str, argv: list[str]) -> Service:
             return Service(name, kind, argv, _free_port(), env, log_dir / f"{name}.log")
@@ -378,8 +397,11 @@ def test_pipeline_survives_kills_and_outages(chaos_settings: Settings, tmp_path:
         # two outages. The tick emitter is killed by TickPlans published since its (re)start
         # instead: a restarted replay publishes every tick again from the first, and the rest of
         # the pipeline must ignore the repeats.
-        events: list[tuple[float, str, str]] = [(0.30, "outage", "postgres"), (0.60, "outage", "kafka"),
-                                                (rng.uniform(0.42, 0.5), "adopt", "executor")]
+        events: list[tuple[float, str, str]] = [
+            (0.30, "outage", "postgres"),
+            (0.60, "outage", "kafka"),
+            (rng.uniform(0.42, 0.5), "adopt", "executor"),
+        ]
         emitter_kills = [rng.randint(100, 700) for _ in range(KILLS["tick_emitter"])]  # TickPlans in
         for kind, n in KILLS.items():
             if kind == "tick_emitter":
@@ -438,16 +460,25 @@ def test_pipeline_survives_kills_and_outages(chaos_settings: Settings, tmp_path:
                     time.sleep(0.5)
                 # Owed fills (delayed, partial, lagging history) arrive; one more intent makes the
                 # executor reconcile (and repair) once more, so book and venue can be compared.
-                venue.set_bad_day(fault_rate=0.0, fill_delay_requests=0, partial_fraction=1.0,
-                                  history_lag_requests=0)
+                venue.set_bad_day(
+                    fault_rate=0.0, fill_delay_requests=0, partial_fraction=1.0, history_lag_requests=0
+                )
                 venue.release_fills()
                 with session_scope(engine) as db:
-                    last = db.scalars(select(Decision).where(Decision.namespace == prefix)
-                                     .order_by(Decision.tick_id.desc()).limit(1)).one()
+                    last = db.scalars(
+                        select(Decision)
+                        .where(Decision.namespace == prefix)
+                        .order_by(Decision.tick_id.desc())
+                        .limit(1)
+                    ).one()
                 final = OrderIntent.create(
-                    tick_id=make_tick_id(SYMBOL, END + timedelta(hours=1)), model_id="chaos-final",
-                    symbol=SYMBOL, action=IntentAction.HOLD, current_exposure=last.target_exposure,
-                    target_exposure=last.target_exposure, created_at=END + timedelta(hours=1),
+                    tick_id=make_tick_id(SYMBOL, END + timedelta(hours=1)),
+                    model_id="chaos-final",
+                    symbol=SYMBOL,
+                    action=IntentAction.HOLD,
+                    current_exposure=last.target_exposure,
+                    target_exposure=last.target_exposure,
+                    created_at=END + timedelta(hours=1),
                 )
                 producer = EventProducer(settings, "chaos-test")
                 producer.send(settings.topic(INTENTS), final, key=final.intent_id)
@@ -488,8 +519,9 @@ def test_pipeline_survives_kills_and_outages(chaos_settings: Settings, tmp_path:
 
     # --- nothing lost: one book row per intent, none refused for an unexplained venue
     with session_scope(engine) as db:
-        rows = db.execute(select(Intent.intent_id, Intent.status, Intent.reason)
-                         .where(Intent.namespace == prefix)).all()
+        rows = db.execute(
+            select(Intent.intent_id, Intent.status, Intent.reason).where(Intent.namespace == prefix)
+        ).all()
     assert {r[0] for r in rows} == distinct and len(rows) == len(distinct)
     unexplained = [r for r in rows if (r[2] or "").startswith("reconcile")]
     assert not unexplained, unexplained[:3]
@@ -503,11 +535,18 @@ def test_pipeline_survives_kills_and_outages(chaos_settings: Settings, tmp_path:
     assert snap["pending_fills"] == 0 and snap["open_orders"] == 0
     with session_scope(engine) as db:
         held = book.load_holding(db, prefix, SYMBOL).quantity
-        ours = dict(db.execute(
-            select(Order.client_order_id, func.coalesce(func.sum(Fill.quantity), 0.0))
-            .join(Fill, (Fill.namespace == Order.namespace) & (Fill.client_order_id == Order.client_order_id),
-                  isouter=True)
-            .where(Order.namespace == prefix).group_by(Order.client_order_id)).all())
+        ours = dict(
+            db.execute(
+                select(Order.client_order_id, func.coalesce(func.sum(Fill.quantity), 0.0))
+                .join(
+                    Fill,
+                    (Fill.namespace == Order.namespace) & (Fill.client_order_id == Order.client_order_id),
+                    isouter=True,
+                )
+                .where(Order.namespace == prefix)
+                .group_by(Order.client_order_id)
+            ).all()
+        )
     theirs: dict[str, float] = defaultdict(float)
     for f in venue_fills:
         theirs[f["cliOrdId"]] += float(f["size"])
@@ -518,8 +557,9 @@ def test_pipeline_survives_kills_and_outages(chaos_settings: Settings, tmp_path:
 
     # --- a recovery was actually exercised (the executor's own words), and the meta consumer resumed
     ex_log = logs["executor"]
-    recovery = {e: ex_log.count(f'"{e}"') for e in ("adopting_orders", "order_already_on_venue",
-                                                     "reconcile_repaired")}
+    recovery = {
+        e: ex_log.count(f'"{e}"') for e in ("adopting_orders", "order_already_on_venue", "reconcile_repaired")
+    }
     assert sum(recovery.values()) >= 1, recovery
     assert logs["meta_consumer"].count('"meta_consumer_recovered"') >= 1 + by_name["meta_consumer"].kills
 

@@ -39,8 +39,16 @@ def test_nul_text_is_dead_lettered_before_the_database_write(settings: Settings)
     def save(event: Recommendation, _msg: Any) -> None:
         store.save_batch(engine, ns, [event], [])
 
-    loop = ConsumerLoop(settings, service="test-meta", group_id=f"{ns}nul", topics=[topic],
-                        handler=save, producer=producer, expected=Recommendation, on_error=OnError.STOP)
+    loop = ConsumerLoop(
+        settings,
+        service="test-meta",
+        group_id=f"{ns}nul",
+        topics=[topic],
+        handler=save,
+        producer=producer,
+        expected=Recommendation,
+        on_error=OnError.STOP,
+    )
     stats = loop.run(max_messages=3, idle_timeout=20)
     assert (stats.handled, stats.dead_lettered) == (1, 2)
     assert store.answered(engine, ns, good.tick_id) == {"macd"}

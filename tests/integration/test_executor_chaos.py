@@ -72,9 +72,7 @@ def test_sigkill_chaos_keeps_exactly_once(settings: Settings, tmp_path: Path) ->
     # an intent by its tick, not its created_at); the rest are for ticks that just happened
     stale = datetime.now(UTC) - timedelta(hours=3, minutes=INTENTS)
     intents = [
-        make_intent(
-            i, rng.choice(grid), model=f"chaos{i // 60}", base=stale if rng.random() < 0.05 else None
-        )
+        make_intent(i, rng.choice(grid), model=f"chaos{i // 60}", base=stale if rng.random() < 0.05 else None)
         for i in range(INTENTS)
     ]
     again = rng.sample(intents, REPUBLISHED)

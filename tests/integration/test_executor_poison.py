@@ -83,8 +83,12 @@ def _poison(good: OrderIntent) -> list[tuple[OrderIntent, str]]:
         # FLAT with a non-zero target: which one was meant? when in doubt, do not trade
         (replace(good, action=IntentAction.FLAT, intent_id=good.intent_id), "fields disagree"),
         # a tick of another market than the intent's symbol
-        (replace(good, tick_id="ETH/USD:USD|2026-12-05T00:00Z",
-                 intent_id="ETH/USD:USD|2026-12-05T00:00Z|m1"), "tick id"),
+        (
+            replace(
+                good, tick_id="ETH/USD:USD|2026-12-05T00:00Z", intent_id="ETH/USD:USD|2026-12-05T00:00Z|m1"
+            ),
+            "tick id",
+        ),
     ]
 
 
@@ -176,9 +180,20 @@ def _selected_model(settings: Settings) -> tuple[str, bool]:
         if selected is not None:
             return selected, False
         model_id = f"gate-{settings.kafka.topic_prefix}"
-        s.add(Model(model_id=model_id, algo="test", feature_spec={}, strategy_set=[], params={},
-                    artifact=b"", artifact_sha256="0" * 64, selected=True, selected_at=datetime.now(UTC),
-                    selected_by="test"))
+        s.add(
+            Model(
+                model_id=model_id,
+                algo="test",
+                feature_spec={},
+                strategy_set=[],
+                params={},
+                artifact=b"",
+                artifact_sha256="0" * 64,
+                selected=True,
+                selected_at=datetime.now(UTC),
+                selected_by="test",
+            )
+        )
     return model_id, True
 
 

@@ -52,8 +52,11 @@ TF_MS = {"1h": H, "4h": 4 * H, "1d": 24 * H}
 START = datetime(2022, 2, 20, tzinfo=UTC)
 END = datetime(2022, 3, 6, tzinfo=UTC)
 #: How long after publication each held-back series arrives in the live test.
-DELAY = {"news_headlines": timedelta(hours=3), "funding_binance_8h": timedelta(hours=9),
-         "exchange_reserves": timedelta(hours=30)}
+DELAY = {
+    "news_headlines": timedelta(hours=3),
+    "funding_binance_8h": timedelta(hours=9),
+    "exchange_reserves": timedelta(hours=30),
+}
 
 
 def _ms(when: datetime | pd.Timestamp) -> int:
@@ -97,8 +100,9 @@ def assert_same(got: ExogenousArrays, want: ExogenousArrays, where: str) -> None
         assert list(got.texts[col]) == list(texts), (where, col)
 
 
-def assert_feeds_agree(cache: CachedDbFeed, db: DbFeed, wanted: dict[str, tuple[int, int]], where: str
-                       ) -> int:
+def assert_feeds_agree(
+    cache: CachedDbFeed, db: DbFeed, wanted: dict[str, tuple[int, int]], where: str
+) -> int:
     """The cache's answer equals the database's; returns how many rows that was."""
     got, want = cache.read_all(wanted), db.read_all(wanted)
     assert set(got) == set(want) == set(wanted), where
@@ -144,7 +148,8 @@ def _held_back(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 
 
 def test_live_cache_equals_db_feed_at_every_tick_with_late_rows(
-        engine: Engine, frames: dict[str, pd.DataFrame]) -> None:
+    engine: Engine, frames: dict[str, pd.DataFrame]
+) -> None:
     late = _held_back(frames)
     for name, frame in frames.items():
         assert _store(engine, name, frame.drop(late[name].index)) > 0
@@ -183,7 +188,8 @@ def test_live_cache_equals_db_feed_at_every_tick_with_late_rows(
 
 
 def test_replay_cache_reads_ahead_trims_and_equals_db_feed(
-        engine: Engine, frames: dict[str, pd.DataFrame]) -> None:
+    engine: Engine, frames: dict[str, pd.DataFrame]
+) -> None:
     for name, frame in frames.items():
         assert _store(engine, name, frame) > 0
     db = DbFeed(engine)
@@ -210,11 +216,21 @@ def test_replay_cache_reads_ahead_trims_and_equals_db_feed(
     # and the bars equal those built from the database.
     tick = _ms(datetime(2022, 3, 2, tzinfo=UTC))
     specs = tuple(StrategySpec(n.strategy, "x:Y", n.timeframe, 48, True, "1.0.0", {}) for n in _due(tick))
-    payloads = [BarPayload("t", "BTC/USD:USD", n.timeframe,
-                           np.arange(tick - n.bars * TF_MS[n.timeframe], tick, TF_MS[n.timeframe]),
-                           np.zeros((n.bars, 5))) for n in _due(tick)]
-    plan = DuePlan(pd.Timestamp(tick, unit="ms", tz="UTC").to_pydatetime(), specs,
-                   {n.timeframe: n.bars for n in _due(tick)})
+    payloads = [
+        BarPayload(
+            "t",
+            "BTC/USD:USD",
+            n.timeframe,
+            np.arange(tick - n.bars * TF_MS[n.timeframe], tick, TF_MS[n.timeframe]),
+            np.zeros((n.bars, 5)),
+        )
+        for n in _due(tick)
+    ]
+    plan = DuePlan(
+        pd.Timestamp(tick, unit="ms", tz="UTC").to_pydatetime(),
+        specs,
+        {n.timeframe: n.bars for n in _due(tick)},
+    )
     assert cache.held_range("news_headlines")[1] > tick * 1000
     from_cache = attach_exogenous(payloads, plan, NEEDS, cache)
     from_db = attach_exogenous(payloads, plan, NEEDS, db)
@@ -225,7 +241,8 @@ def test_replay_cache_reads_ahead_trims_and_equals_db_feed(
 
 
 def test_a_transaction_committing_after_a_refresh_is_still_picked_up(
-        engine: Engine, frames: dict[str, pd.DataFrame], empty_database_url: str) -> None:
+    engine: Engine, frames: dict[str, pd.DataFrame], empty_database_url: str
+) -> None:
     """Its rows carry its start time, older than the refresh that could not see them yet."""
     funding = frames["funding_binance_8h"]
     late = funding[funding["published_at"] == pd.Timestamp(datetime(2022, 3, 1, 8, tzinfo=UTC))]
@@ -243,10 +260,15 @@ def test_a_transaction_committing_after_a_refresh_is_still_picked_up(
     row = late.iloc[0]
     with psycopg.connect(empty_database_url.replace("postgresql+psycopg://", "postgresql://")) as raw:
         # The row's ingested_at is its transaction's start: before every read below.
-        raw.execute("INSERT INTO exogenous_observations (series, about_ts, item_key, published_at, value, "
-                    "source) VALUES ('funding_binance_8h', %s, '', %s, %s, 'test:raw')",
-                    (row["about_ts"].to_pydatetime(), row["published_at"].to_pydatetime(),
-                     float(row["funding_rate"])))
+        raw.execute(
+            "INSERT INTO exogenous_observations (series, about_ts, item_key, published_at, value, "
+            "source) VALUES ('funding_binance_8h', %s, '', %s, %s, 'test:raw')",
+            (
+                row["about_ts"].to_pydatetime(),
+                row["published_at"].to_pydatetime(),
+                float(row["funding_rate"]),
+            ),
+        )
         time.sleep(0.05)
         for feed in feeds:
             assert_feeds_agree(feed, db, wanted, "before the commit")
@@ -274,11 +296,17 @@ def test_the_cut_is_in_microseconds_like_the_query(engine: Engine, frames: dict[
     wanted = {"funding_binance_8h": (tick - 24 * H, tick)}
     before = assert_feeds_agree(cache, db, wanted, "before")
     with engine.begin() as conn:
-        for about, published in ((tick_dt, tick_dt), (tick_dt + timedelta(minutes=1),
-                                                      tick_dt + timedelta(microseconds=500))):
-            conn.execute(text("INSERT INTO exogenous_observations (series, about_ts, item_key, published_at, "
-                              "value, source) VALUES ('funding_binance_8h', :a, '', :p, 0.0001, 'test:raw')"),
-                         {"a": about, "p": published})
+        for about, published in (
+            (tick_dt, tick_dt),
+            (tick_dt + timedelta(minutes=1), tick_dt + timedelta(microseconds=500)),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO exogenous_observations (series, about_ts, item_key, published_at, "
+                    "value, source) VALUES ('funding_binance_8h', :a, '', :p, 0.0001, 'test:raw')"
+                ),
+                {"a": about, "p": published},
+            )
     assert cache.refresh() == 2
     assert assert_feeds_agree(cache, db, wanted, "at the tick") == before + 1  # the +0.5 ms row is not in
     later = {"funding_binance_8h": (tick - 24 * H, tick + 1)}
@@ -288,7 +316,8 @@ def test_the_cut_is_in_microseconds_like_the_query(engine: Engine, frames: dict[
 
 
 def test_background_refresh_picks_up_a_late_row_and_stops_with_the_feed(
-        engine: Engine, frames: dict[str, pd.DataFrame]) -> None:
+    engine: Engine, frames: dict[str, pd.DataFrame]
+) -> None:
     news = frames["news_headlines"]
     tick_dt = datetime(2022, 3, 2, 12, tzinfo=UTC)
     pub = news["published_at"]
@@ -319,7 +348,8 @@ def test_background_refresh_picks_up_a_late_row_and_stops_with_the_feed(
 
 
 def test_a_stalled_refresh_makes_the_tick_refresh_itself(
-        engine: Engine, frames: dict[str, pd.DataFrame]) -> None:
+    engine: Engine, frames: dict[str, pd.DataFrame]
+) -> None:
     funding = frames["funding_binance_8h"]
     late = funding[funding["published_at"] == pd.Timestamp(datetime(2022, 3, 1, 16, tzinfo=UTC))]
     _store(engine, "funding_binance_8h", funding.drop(late.index))

@@ -60,9 +60,15 @@ def venue() -> Iterator[KrakenFuturesStandIn]:
 
 def _settings(venue: KrakenFuturesStandIn, **changes: Any) -> ExogenousSettings:
     """Only the Kraken sources on (the others' defaults are internet URLs)."""
-    base: dict[str, Any] = {"fear_greed_url": "", "news_rss_url": "", "sentiment_url": "",
-                            "kraken_futures_url": venue.base_url, "kraken_funding_days": 3,
-                            "timeout_s": 5.0, "attempts": 1}
+    base: dict[str, Any] = {
+        "fear_greed_url": "",
+        "news_rss_url": "",
+        "sentiment_url": "",
+        "kraken_futures_url": venue.base_url,
+        "kraken_funding_days": 3,
+        "timeout_s": 5.0,
+        "attempts": 1,
+    }
     return ExogenousSettings(**{**base, **changes})
 
 
@@ -80,8 +86,11 @@ def _funding_file(start: datetime, end: datetime) -> pd.DataFrame:
     """The served file's rates about [start, end], as the kraken_funding series should hold them."""
     f = load_series(DATA, "funding_deribit_1h").frame
     f = f[(f["about_ts"] >= pd.Timestamp(start)) & (f["about_ts"] <= pd.Timestamp(end))]
-    return f[["about_ts", "published_at", "interest_1h"]].rename(
-        columns={"interest_1h": "funding_rate"}).reset_index(drop=True)
+    return (
+        f[["about_ts", "published_at", "interest_1h"]]
+        .rename(columns={"interest_1h": "funding_rate"})
+        .reset_index(drop=True)
+    )
 
 
 def _open_interest_file(day: str) -> float:
@@ -91,13 +100,19 @@ def _open_interest_file(day: str) -> float:
 
 def _sources_column(engine: Engine, series: str) -> set[str]:
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT DISTINCT source FROM exogenous_observations WHERE series = :s"),
-                            {"s": series}).scalars().all()
+        rows = (
+            conn.execute(
+                text("SELECT DISTINCT source FROM exogenous_observations WHERE series = :s"), {"s": series}
+            )
+            .scalars()
+            .all()
+        )
     return set(rows)
 
 
-def test_poll_stores_the_recorded_funding_and_open_interest(engine: Engine,
-                                                            venue: KrakenFuturesStandIn) -> None:
+def test_poll_stores_the_recorded_funding_and_open_interest(
+    engine: Engine, venue: KrakenFuturesStandIn
+) -> None:
     settings = _settings(venue)
     assert [s.name for s in live_sources(settings)] == list(KRAKEN)
     reports = {r.series: r for r in poll(engine, settings, now=AS_OF)}
@@ -114,7 +129,8 @@ def test_poll_stores_the_recorded_funding_and_open_interest(engine: Engine,
     missing = {pd.Timestamp("2020-08-27T06:00Z"), pd.Timestamp("2020-08-27T07:00Z")}
     assert missing.isdisjoint(set(stored["about_ts"]))
     assert _sources_column(engine, "kraken_funding") == {
-        f"{venue.base_url}/derivatives/api/v4/historicalfundingrates"}
+        f"{venue.base_url}/derivatives/api/v4/historicalfundingrates"
+    }
 
     # open interest: one snapshot at the answer's serverTime, the row published by then (day before)
     oi = read_series(engine, "kraken_open_interest")
@@ -134,8 +150,11 @@ def test_poll_stores_the_recorded_funding_and_open_interest(engine: Engine,
     step = {r.series: r for r in poll(engine, settings, now=later)}
     assert step["kraken_funding"].inserted == 24
     assert step["kraken_funding"].unchanged == len(_funding_file(later - timedelta(days=3), AS_OF))
-    pd.testing.assert_frame_equal(read_series(engine, "kraken_funding"),
-                                  _funding_file(AS_OF - timedelta(days=3), later), check_exact=True)
+    pd.testing.assert_frame_equal(
+        read_series(engine, "kraken_funding"),
+        _funding_file(AS_OF - timedelta(days=3), later),
+        check_exact=True,
+    )
     oi = read_series(engine, "kraken_open_interest")
     assert step["kraken_open_interest"].inserted == 1 and len(oi) == 2
     assert oi["open_interest"].tolist() == [_open_interest_file(d) for d in ("2020-08-27", "2020-08-28")]
@@ -153,12 +172,16 @@ def test_an_outage_longer_than_the_window_is_caught_up(engine: Engine, venue: Kr
     report = poll_source(engine, _source(settings, "kraken_funding"), settings, now=later)
     # resumed at the last stored rate, not 3 days back: nothing in between is lost
     assert report.unchanged == 1 and report.inserted == 10 * 24
-    pd.testing.assert_frame_equal(read_series(engine, "kraken_funding"),
-                                  _funding_file(AS_OF - timedelta(days=3), later), check_exact=True)
+    pd.testing.assert_frame_equal(
+        read_series(engine, "kraken_funding"),
+        _funding_file(AS_OF - timedelta(days=3), later),
+        check_exact=True,
+    )
 
 
-def test_a_changed_rate_is_refused_and_the_stored_one_kept(engine: Engine,
-                                                           venue: KrakenFuturesStandIn) -> None:
+def test_a_changed_rate_is_refused_and_the_stored_one_kept(
+    engine: Engine, venue: KrakenFuturesStandIn
+) -> None:
     settings = _settings(venue)
     source = _source(settings, "kraken_funding")
     first = poll_source(engine, source, settings, now=AS_OF)
@@ -172,28 +195,36 @@ def test_a_changed_rate_is_refused_and_the_stored_one_kept(engine: Engine,
     pd.testing.assert_frame_equal(read_series(engine, "kraken_funding"), before)
 
 
-@pytest.mark.parametrize(("endpoint", "source", "kind", "message"), [
-    ("historicalfundingrates", "kraken_funding", "500", "failed after 1 attempt(s): ExchangeError"),
-    ("historicalfundingrates", "kraken_funding", "garbage", "malformed answer"),
-    ("historicalfundingrates", "kraken_funding", "malformed", "malformed answer"),
-    ("tickers/PF_XBTUSD", "kraken_open_interest", "500", "failed after 1 attempt(s): ExchangeError"),
-    ("tickers/PF_XBTUSD", "kraken_open_interest", "garbage", "malformed answer"),
-    ("tickers/PF_XBTUSD", "kraken_open_interest", "malformed", "malformed answer"),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "source", "kind", "message"),
+    [
+        ("historicalfundingrates", "kraken_funding", "500", "failed after 1 attempt(s): ExchangeError"),
+        ("historicalfundingrates", "kraken_funding", "garbage", "malformed answer"),
+        ("historicalfundingrates", "kraken_funding", "malformed", "malformed answer"),
+        ("tickers/PF_XBTUSD", "kraken_open_interest", "500", "failed after 1 attempt(s): ExchangeError"),
+        ("tickers/PF_XBTUSD", "kraken_open_interest", "garbage", "malformed answer"),
+        ("tickers/PF_XBTUSD", "kraken_open_interest", "malformed", "malformed answer"),
+    ],
+)
 def test_a_failing_kraken_source_gives_a_clear_error_and_keeps_the_last_good_data(
-        engine: Engine, venue: KrakenFuturesStandIn, endpoint: str, source: str, kind: str,
-        message: str) -> None:
+    engine: Engine, venue: KrakenFuturesStandIn, endpoint: str, source: str, kind: str, message: str
+) -> None:
     """Next to the other live sources (their own stand-in): one failing source is not all failing."""
     with venue.lock:
         venue.state.as_of = EARLY
     with ExogenousStandIn(as_of=datetime(2022, 3, 1, tzinfo=UTC)) as others:
         # wall-clock polls (the two stand-ins' clocks differ): reach back over all recorded funding
-        settings = _settings(venue, kraken_funding_days=3650, fear_greed_url=f"{others.base_url}/fng/",
-                             news_rss_url=f"{others.base_url}/rss",
-                             sentiment_url=f"{others.base_url}/sentiment?days=5")
+        settings = _settings(
+            venue,
+            kraken_funding_days=3650,
+            fear_greed_url=f"{others.base_url}/fng/",
+            news_rss_url=f"{others.base_url}/rss",
+            sentiment_url=f"{others.base_url}/sentiment?days=5",
+        )
         first = {r.series: r for r in poll(engine, settings)}
-        assert all(r.error is None and r.inserted > 0 for r in first.values()), \
-            [r.line() for r in first.values()]
+        assert all(r.error is None and r.inserted > 0 for r in first.values()), [
+            r.line() for r in first.values()
+        ]
         before = read_series(engine, source)
 
         with venue.lock:
@@ -218,8 +249,10 @@ def test_a_failing_kraken_source_gives_a_clear_error_and_keeps_the_last_good_dat
 
 def test_unreachable_venue_and_a_retried_blip(engine: Engine, venue: KrakenFuturesStandIn) -> None:
     dead = _settings(venue, kraken_futures_url=f"http://user:s3cret@127.0.0.1:{_free_port()}", attempts=2)
-    for name, path in [("kraken_funding", "/derivatives/api/v4/historicalfundingrates"),
-                       ("kraken_open_interest", "/derivatives/api/v3/tickers")]:
+    for name, path in [
+        ("kraken_funding", "/derivatives/api/v4/historicalfundingrates"),
+        ("kraken_open_interest", "/derivatives/api/v3/tickers"),
+    ]:
         expected = rf"{name}: http://127\.0\.0\.1:\d+{path} failed after 2 attempt\(s\): unreachable"
         with pytest.raises(SourceError, match=expected) as caught:
             poll_source(engine, _source(dead, name), dead, now=AS_OF)
@@ -233,8 +266,9 @@ def test_unreachable_venue_and_a_retried_blip(engine: Engine, venue: KrakenFutur
     assert report.inserted == 3 * 24 + 1 - 2 and venue.state.calls.count("historicalfundingrates") == 2
 
 
-def test_credentials_in_the_url_are_never_stored_or_reported(engine: Engine,
-                                                             venue: KrakenFuturesStandIn) -> None:
+def test_credentials_in_the_url_are_never_stored_or_reported(
+    engine: Engine, venue: KrakenFuturesStandIn
+) -> None:
     host = venue.base_url.split("//")[1]
     settings = _settings(venue, kraken_futures_url=f"http://reader:s3cret@{host}/")
     reports = poll(engine, settings, now=AS_OF)
@@ -261,8 +295,9 @@ def test_unreadable_snapshots_are_refused_not_stored(engine: Engine, venue: Krak
     assert count_rows(engine, "kraken_open_interest") == 0
 
 
-def test_cli_poll(engine: Engine, venue: KrakenFuturesStandIn, empty_database_url: str,
-                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_poll(
+    engine: Engine, venue: KrakenFuturesStandIn, empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with venue.lock:
         venue.state.as_of = EARLY
     monkeypatch.setenv("BTCMETA_DATABASE_URL", empty_database_url)
@@ -272,8 +307,9 @@ def test_cli_poll(engine: Engine, venue: KrakenFuturesStandIn, empty_database_ur
     get_settings.cache_clear()
     try:
         runner = CliRunner()
-        done = runner.invoke(app, ["exogenous", "poll", "--source", "kraken_funding",
-                                   "--source", "kraken_open_interest"])
+        done = runner.invoke(
+            app, ["exogenous", "poll", "--source", "kraken_funding", "--source", "kraken_open_interest"]
+        )
         assert done.exit_code == 0, done.output
         n = len(_funding_file(EARLY - timedelta(days=3), EARLY))  # the file starts 2019-04-30 10:00
         assert n == 39
@@ -281,8 +317,9 @@ def test_cli_poll(engine: Engine, venue: KrakenFuturesStandIn, empty_database_ur
         assert "kraken_open_interest: read=1 taken=1 inserted=1" in done.stdout
         assert "fear_greed" not in done.output  # only the sources asked for
         venue.fail_next("tickers/PF_XBTUSD", "garbage")
-        done = runner.invoke(app, ["exogenous", "poll", "--source", "kraken_open_interest",
-                                   "--source", "kraken_funding"])
+        done = runner.invoke(
+            app, ["exogenous", "poll", "--source", "kraken_open_interest", "--source", "kraken_funding"]
+        )
         assert done.exit_code == 1
         assert "kraken_open_interest: ERROR kraken_open_interest: malformed answer" in done.stderr
         assert f"kraken_funding: read={n} taken={n} inserted=0 unchanged={n}" in done.stdout

@@ -75,27 +75,41 @@ def test_import_everything_twice_the_second_run_adds_nothing(db: tuple[str, Engi
         fed = conn.execute(select(ExogenousSeries).where(ExogenousSeries.name == "fed_funds_rate")).one()
     assert fed.units == {"fed_funds_effective_rate_pct": "% p.a."}
     assert fed.publication_rule.startswith("next US business day") and fed.value_column == (
-        "fed_funds_effective_rate_pct")
+        "fed_funds_effective_rate_pct"
+    )
 
     # values come back exactly as the file wrote them, with both times
     with engine.connect() as conn:
         value, published = conn.execute(
             select(ExogenousObservation.value, ExogenousObservation.published_at).where(
                 ExogenousObservation.series == "funding_binance_8h",
-                ExogenousObservation.about_ts == datetime(2020, 3, 12, 8, tzinfo=UTC))).one()
-    literal = next(line for line in (DATA / "funding_binance_btcusdt_8h.csv").read_text().splitlines()
-                   if line.startswith("2020-03-12T08:00:00Z"))
+                ExogenousObservation.about_ts == datetime(2020, 3, 12, 8, tzinfo=UTC),
+            )
+        ).one()
+    literal = next(
+        line
+        for line in (DATA / "funding_binance_btcusdt_8h.csv").read_text().splitlines()
+        if line.startswith("2020-03-12T08:00:00Z")
+    )
     assert value == float(literal.split(",")[1])
     assert published == datetime(2020, 3, 12, 8, tzinfo=UTC)
     with engine.connect() as conn:
         mvrv_published = conn.execute(
             select(ExogenousObservation.published_at).where(
                 ExogenousObservation.series == "mvrv",
-                ExogenousObservation.about_ts == datetime(2020, 3, 12, tzinfo=UTC))).scalar_one()
+                ExogenousObservation.about_ts == datetime(2020, 3, 12, tzinfo=UTC),
+            )
+        ).scalar_one()
     assert mvrv_published == datetime(2020, 3, 13, tzinfo=UTC)  # daily: known the next day
 
-    compared = ("funding_bitmex_8h", "fear_greed", "social_sentiment", "news_headlines", "news_events",
-                "mvrv")
+    compared = (
+        "funding_bitmex_8h",
+        "fear_greed",
+        "social_sentiment",
+        "news_headlines",
+        "news_events",
+        "mvrv",
+    )
     for name in compared:
         from_file = load_series(DATA, name, now=NOW).frame
         from_db = read_series(engine, name)
@@ -110,18 +124,21 @@ def test_import_everything_twice_the_second_run_adds_nothing(db: tuple[str, Engi
 
 def _copy_with(tmp_path: Path, name: str, keep: int, extra: str = "") -> Path:
     lines = (DATA / get_series(name).file).read_text().splitlines(keepends=True)
-    (tmp_path / get_series(name).file).write_text("".join(lines[:1 + keep]) + extra)
+    (tmp_path / get_series(name).file).write_text("".join(lines[: 1 + keep]) + extra)
     return tmp_path
 
 
-def test_cli_incremental_import_with_bad_rows(db: tuple[str, Engine], cli: Callable[..., Result],
-                                              tmp_path: Path) -> None:
+def test_cli_incremental_import_with_bad_rows(
+    db: tuple[str, Engine], cli: Callable[..., Result], tmp_path: Path
+) -> None:
     _, engine = db
-    bad = ("2099-01-01T00:00:00Z,2.0\n"          # future
-           "2012-01-01T00:00:00Z,2.0\n"          # out of order
-           "2012-04-05T00:00:00Z,nan\n"          # non-finite
-           "2012-04-06T00:00:00Z,\n"             # empty
-           "2012-04-07T00:00:00Z,1.2.3\n")       # bad format
+    bad = (
+        "2099-01-01T00:00:00Z,2.0\n"  # future
+        "2012-01-01T00:00:00Z,2.0\n"  # out of order
+        "2012-04-05T00:00:00Z,nan\n"  # non-finite
+        "2012-04-06T00:00:00Z,\n"  # empty
+        "2012-04-07T00:00:00Z,1.2.3\n"
+    )  # bad format
     folder = _copy_with(tmp_path, "exchange_reserves", 3, bad)
     done = cli("import", "--dir", str(folder), "--series", "exchange_reserves")
     assert done.exit_code == 0, done.output
@@ -170,8 +187,13 @@ def test_cli_usage_errors(db: tuple[str, Engine], cli: Callable[..., Result], tm
     done = cli("import", "--dir", str(tmp_path), "--series", "mvrv")
     assert done.exit_code == 1 and "mvrv: ERROR mvrv: file not found" in done.stderr
     # the real entry point, once: a bad option prints the usage
-    real = subprocess.run([sys.executable, "-m", "producers", "exogenous", "import", "--bogus"], cwd=REPO,
-                          env={**os.environ, "BTCMETA_DATABASE_URL": url}, capture_output=True, text=True,
-                          timeout=300)
+    real = subprocess.run(
+        [sys.executable, "-m", "producers", "exogenous", "import", "--bogus"],
+        cwd=REPO,
+        env={**os.environ, "BTCMETA_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert real.returncode == 2 and "Usage: python -m producers exogenous import" in real.stderr
     assert "No such option" in real.stderr

@@ -69,10 +69,18 @@ def _registry_doc() -> dict[str, Any]:
         from common.registry import import_class
 
         cls = import_class(class_path)
-        entries.append({"name": name, "class_path": class_path, "timeframe": timeframe,
-                        "lookback_hours": int(cls.default_lookback_hours), "enabled": True,
-                        "version": "1.0.0", "params": {},
-                        "exogenous_inputs": sorted(getattr(cls, "exogenous_inputs", {}))})
+        entries.append(
+            {
+                "name": name,
+                "class_path": class_path,
+                "timeframe": timeframe,
+                "lookback_hours": int(cls.default_lookback_hours),
+                "enabled": True,
+                "version": "1.0.0",
+                "params": {},
+                "exogenous_inputs": sorted(getattr(cls, "exogenous_inputs", {})),
+            }
+        )
     return {"strategies": entries}
 
 
@@ -84,8 +92,11 @@ def env(empty_database_url: str, kafka_bootstrap: str, tmp_path: Path) -> Iterat
     registry_path = tmp_path / "registry.json"
     registry_path.write_text(json.dumps(_registry_doc()), encoding="utf-8")
     prefix = f"test.{uuid.uuid4().hex[:8]}."
-    settings = load_settings(kafka={"bootstrap_servers": kafka_bootstrap, "topic_prefix": prefix},
-                             database_url=empty_database_url, registry_path=str(registry_path))
+    settings = load_settings(
+        kafka={"bootstrap_servers": kafka_bootstrap, "topic_prefix": prefix},
+        database_url=empty_database_url,
+        registry_path=str(registry_path),
+    )
     engine = make_engine(empty_database_url)
     registry = load_registry(registry_path, max_lookback_hours=settings.max_lookback_hours)
     series = sorted({s for need in exogenous_needs(registry) for s in need.series})
@@ -153,8 +164,12 @@ def test_live_recommendations_equal_full_history_with_exogenous_inputs(env: tupl
     for name, (_, tf) in STRATEGIES.items():
         loop, _runner = make_loop(settings, name)
         loop.run(max_messages=TICKS[tf], idle_timeout=30)
-    recs: list[Recommendation] = _read(settings, settings.topic(RECOMMENDATIONS), sum(
-        TICKS[tf] for _, tf in STRATEGIES.values()), lambda b: serde.decode(b, Recommendation))
+    recs: list[Recommendation] = _read(
+        settings,
+        settings.topic(RECOMMENDATIONS),
+        sum(TICKS[tf] for _, tf in STRATEGIES.values()),
+        lambda b: serde.decode(b, Recommendation),
+    )
     by_strategy: dict[str, list[Recommendation]] = {}
     for rec in recs:
         by_strategy.setdefault(rec.strategy, []).append(rec)
@@ -165,8 +180,10 @@ def test_live_recommendations_equal_full_history_with_exogenous_inputs(env: tupl
         spec = registry.get(name)
         strategy = build_strategy(spec)
         candles = resampled[tf]
-        expected = strategy.evaluate(candles[candles.index < END + timedelta(hours=1)],
-                                     exogenous=frames if strategy.exogenous_inputs else None)
+        expected = strategy.evaluate(
+            candles[candles.index < END + timedelta(hours=1)],
+            exogenous=frames if strategy.exogenous_inputs else None,
+        )
         for rec in got:
             row = expected.loc[rec.bar_close_time - timedelta(minutes=spec.timeframe_minutes)]
             where = f"{name} {rec.tick_id}"

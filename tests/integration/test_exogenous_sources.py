@@ -50,9 +50,14 @@ def standin() -> Iterator[ExogenousStandIn]:
 
 def _settings(standin: ExogenousStandIn, **changes: Any) -> ExogenousSettings:
     url = standin.base_url
-    base: dict[str, Any] = {"fear_greed_url": f"{url}/fng/", "fear_greed_limit": 10,
-                            "news_rss_url": f"{url}/rss",
-                            "sentiment_url": f"{url}/sentiment?days=5", "timeout_s": 5.0, "attempts": 1}
+    base: dict[str, Any] = {
+        "fear_greed_url": f"{url}/fng/",
+        "fear_greed_limit": 10,
+        "news_rss_url": f"{url}/rss",
+        "sentiment_url": f"{url}/sentiment?days=5",
+        "timeout_s": 5.0,
+        "attempts": 1,
+    }
     return ExogenousSettings(**{**base, **changes})
 
 
@@ -108,20 +113,24 @@ def test_live_values_agree_with_the_imported_file(engine: Engine, standin: Exoge
     assert report.series == "fear_greed" and report.inserted == 0 and report.unchanged == 10
 
 
-@pytest.mark.parametrize(("path", "source", "kind", "message"), [
-    ("/fng/", "fear_greed", "500", "HTTP 500"),
-    ("/fng/", "fear_greed", "malformed", "malformed answer"),
-    ("/fng/", "fear_greed", "garbage", "malformed answer"),
-    ("/fng/", "fear_greed", "html", "malformed answer"),
-    ("/rss", "news", "500", "HTTP 500"),
-    ("/rss", "news", "malformed", "malformed answer"),
-    ("/rss", "news", "html", "malformed answer"),
-    ("/sentiment", "sentiment", "500", "HTTP 500"),
-    ("/sentiment", "sentiment", "malformed", "malformed answer"),
-    ("/sentiment", "sentiment", "garbage", "malformed answer"),
-])
+@pytest.mark.parametrize(
+    ("path", "source", "kind", "message"),
+    [
+        ("/fng/", "fear_greed", "500", "HTTP 500"),
+        ("/fng/", "fear_greed", "malformed", "malformed answer"),
+        ("/fng/", "fear_greed", "garbage", "malformed answer"),
+        ("/fng/", "fear_greed", "html", "malformed answer"),
+        ("/rss", "news", "500", "HTTP 500"),
+        ("/rss", "news", "malformed", "malformed answer"),
+        ("/rss", "news", "html", "malformed answer"),
+        ("/sentiment", "sentiment", "500", "HTTP 500"),
+        ("/sentiment", "sentiment", "malformed", "malformed answer"),
+        ("/sentiment", "sentiment", "garbage", "malformed answer"),
+    ],
+)
 def test_a_failing_source_gives_a_clear_error_and_keeps_the_last_good_data(
-        engine: Engine, standin: ExogenousStandIn, path: str, source: str, kind: str, message: str) -> None:
+    engine: Engine, standin: ExogenousStandIn, path: str, source: str, kind: str, message: str
+) -> None:
     settings = _settings(standin)
     first = {r.series: r for r in poll(engine, settings)}
     series = next(s for s in live_sources(settings) if s.name == source)
@@ -130,7 +139,7 @@ def test_a_failing_source_gives_a_clear_error_and_keeps_the_last_good_data(
 
     standin.as_of += timedelta(days=3)  # there would be new data...
     standin.sentiment_as_of += timedelta(days=3)
-    standin.fail_next(path, kind)              # ...but the source fails
+    standin.fail_next(path, kind)  # ...but the source fails
     reports = {r.series: r for r in poll(engine, settings)}
     failed = reports[series.series]
     assert failed.error is not None and message in failed.error and source in failed.error
@@ -174,8 +183,9 @@ def test_bad_rows_in_a_live_answer_are_refused_and_counted(engine: Engine, stand
     assert "rejected=1" in line and "rejected[bad_format]=1" in line
 
 
-def test_cli_poll(engine: Engine, standin: ExogenousStandIn, empty_database_url: str,
-                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_poll(
+    engine: Engine, standin: ExogenousStandIn, empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BTCMETA_DATABASE_URL", empty_database_url)
     monkeypatch.setenv("BTCMETA_EXOGENOUS__FEAR_GREED_URL", f"{standin.base_url}/fng/")
     monkeypatch.setenv("BTCMETA_EXOGENOUS__NEWS_RSS_URL", f"{standin.base_url}/rss")

@@ -1,5 +1,10 @@
 """The JavaFX client against a real running bridge: seed real candles, start `python -m bridge run`,
 run the TestFX screenshot test headless (Monocle), and check the PNG it saved.
+
+The seeded run looks like what `make demo` leaves behind: it lives in 2022 data time, its rows are
+written at wall-clock time, its services are named after its namespace, and it stopped before the
+newest stored candle, so a client windowing on the wall clock (or on the newest candle) shows it
+empty or misplaced. The Java test compares every view with the API.
 """
 
 from __future__ import annotations
@@ -11,19 +16,23 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine, delete
 
 from common.db.migrate import upgrade
-from common.db.session import make_engine
+from common.db.models import Decision, Fill, Intent, Order, PnlDaily, Recommendation
+from common.db.session import make_engine, session_scope
 from common.events import SignalEvent, Target
+from common.ids import make_tick_id
 from common.kafka import topics
 from common.kafka.producer import EventProducer
 from common.testkit import sample_execution_report, sample_order_intent, sample_recommendation
 from config import Settings
-from tests.bridge_seed import seed_demo
+from tests.bridge_seed import SYMBOL, seed_demo
 from tests.conftest import _create_db, _drop_db, _url
 
 pytestmark = pytest.mark.integration
@@ -32,7 +41,9 @@ REPO = Path(__file__).resolve().parents[2]
 GUI = REPO / "gui-java"
 SCREENSHOT = GUI / "target" / "gui-main-window.png"
 TOKEN = "gui-operator-token"
-NAMESPACE = "demo"
+NAMESPACE = "demo.r20220817t000000."
+#: The run stopped this long before the newest stored candle.
+STOPPED_BEFORE = timedelta(days=3)
 
 
 def _free_port() -> int:
@@ -48,7 +59,8 @@ def running_bridge(settings: Settings) -> Iterator[str]:
     url = _url(name)
     upgrade(url, "head")
     engine = make_engine(url)
-    seed_demo(engine, NAMESPACE, weeks=4)
+    summary = seed_demo(engine, NAMESPACE, weeks=4, like_replay=True)
+    _stop_run_early(engine, summary.last_candle - STOPPED_BEFORE)
     engine.dispose()
     port = _free_port()
     env = os.environ | {
@@ -86,6 +98,27 @@ def running_bridge(settings: Settings) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         _drop_db(name)
+
+
+def _stop_run_early(engine: Engine, cutoff: datetime) -> None:
+    """Drop the run's rows after ``cutoff`` (data time): it ended before the newest candle."""
+    with session_scope(engine) as s:
+        s.execute(delete(Fill).where(Fill.namespace == NAMESPACE, Fill.filled_at > cutoff))
+        s.execute(delete(Order).where(Order.namespace == NAMESPACE, Order.created_at > cutoff))
+        s.execute(
+            delete(Intent).where(Intent.namespace == NAMESPACE, Intent.tick_id > make_tick_id(SYMBOL, cutoff))
+        )
+        s.execute(
+            delete(Decision).where(
+                Decision.namespace == NAMESPACE, Decision.tick_id > make_tick_id(SYMBOL, cutoff)
+            )
+        )
+        s.execute(
+            delete(Recommendation).where(
+                Recommendation.namespace == NAMESPACE, Recommendation.bar_close_time > cutoff
+            )
+        )
+        s.execute(delete(PnlDaily).where(PnlDaily.namespace == NAMESPACE, PnlDaily.day > cutoff.date()))
 
 
 @pytest.fixture

@@ -69,8 +69,7 @@ def test_intents_trade_through_ccxt(settings: Settings, venue: KrakenFuturesStan
     assert venue.state.sendorder_executions == 3 and venue.state.auth_failures == 0
     cids = {f["cliOrdId"] for f in venue.state.fills}
     assert cids == {
-        client_order_id(ex.namespace, i.intent_id, n)
-        for i, n in [(first, 0), (second, 0), (second, 1)]
+        client_order_id(ex.namespace, i.intent_id, n) for i, n in [(first, 0), (second, 0), (second, 1)]
     }
     assert count_rows(ex.engine, Order, ex.namespace) == 3
 

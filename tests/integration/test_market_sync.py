@@ -36,8 +36,9 @@ class FakeExchange:
         self.failures = failures or {}
         self.calls: list[tuple[int | None, int | None]] = []
 
-    def fetch_ohlcv(self, symbol: str, timeframe: str = "1m", since: int | None = None,
-                    limit: int | None = None) -> list[list[Any]]:
+    def fetch_ohlcv(
+        self, symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None
+    ) -> list[list[Any]]:
         self.calls.append((since, limit))
         if len(self.calls) in self.failures:
             raise self.failures[len(self.calls)]
@@ -52,8 +53,12 @@ def walk_rows(start: datetime, count: int) -> list[list[Any]]:
 
 @pytest.fixture
 def cfg(database_url: str) -> Settings:
-    return load_settings(database_url=database_url, symbol=f"T{uuid.uuid4().hex[:8]}/USD:USD",
-                         min_timeframe="1m", max_lookback_hours=6)
+    return load_settings(
+        database_url=database_url,
+        symbol=f"T{uuid.uuid4().hex[:8]}/USD:USD",
+        min_timeframe="1m",
+        max_lookback_hours=6,
+    )
 
 
 @pytest.fixture
@@ -65,16 +70,34 @@ def engine(database_url: str) -> Any:
 
 def snapshot(engine: Any, symbol: str) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(
-            select(Candle.open_time, Candle.open, Candle.high, Candle.low, Candle.close, Candle.volume,
-                   Candle.source).where(Candle.symbol == symbol).order_by(Candle.open_time))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(
+                    Candle.open_time,
+                    Candle.open,
+                    Candle.high,
+                    Candle.low,
+                    Candle.close,
+                    Candle.volume,
+                    Candle.source,
+                )
+                .where(Candle.symbol == symbol)
+                .order_by(Candle.open_time)
+            )
+        ]
 
 
 def rejections(engine: Any, symbol: str) -> list[tuple[str, Any]]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(
-            select(CandleRejection.reason, CandleRejection.raw).where(CandleRejection.symbol == symbol)
-            .order_by(CandleRejection.id))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(CandleRejection.reason, CandleRejection.raw)
+                .where(CandleRejection.symbol == symbol)
+                .order_by(CandleRejection.id)
+            )
+        ]
 
 
 def test_sync_twice_equals_once_with_retries_and_pagination(cfg: Settings, engine: Any) -> None:
@@ -123,18 +146,30 @@ def test_every_bad_candle_rejected_stored_and_gap_reported(cfg: Settings, engine
     feed.insert(45, [ms[10] - 60 * M, 100.0, 101.0, 99.0, 100.0, 1.0])  # older than what came before
 
     class Verbatim(FakeExchange):
-        def fetch_ohlcv(self, symbol: str, timeframe: str = "1m", since: int | None = None,
-                        limit: int | None = None) -> list[list[Any]]:
+        def fetch_ohlcv(
+            self, symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None
+        ) -> list[list[Any]]:
             self.calls.append((since, limit))
             return feed if len(self.calls) == 1 else []
 
     report = sync_market_data(cfg, engine, CcxtSource(Verbatim([]), page_limit=1000), now=NOW)
     reasons = sorted(r.reason.value for r in report.rejected)
-    assert reasons == sorted([
-        Reason.NON_FINITE, Reason.NON_POSITIVE_PRICE, Reason.HIGH_BELOW_LOW, Reason.OPEN_OUTSIDE_RANGE,
-        Reason.CLOSE_OUTSIDE_RANGE, Reason.NEGATIVE_VOLUME, Reason.OFF_GRID, Reason.FUTURE,
-        Reason.DUPLICATE_CONFLICT, Reason.DUPLICATE_CONFLICT, Reason.OUT_OF_ORDER, Reason.OUT_OF_ORDER,
-    ])
+    assert reasons == sorted(
+        [
+            Reason.NON_FINITE,
+            Reason.NON_POSITIVE_PRICE,
+            Reason.HIGH_BELOW_LOW,
+            Reason.OPEN_OUTSIDE_RANGE,
+            Reason.CLOSE_OUTSIDE_RANGE,
+            Reason.NEGATIVE_VOLUME,
+            Reason.OFF_GRID,
+            Reason.FUTURE,
+            Reason.DUPLICATE_CONFLICT,
+            Reason.DUPLICATE_CONFLICT,
+            Reason.OUT_OF_ORDER,
+            Reason.OUT_OF_ORDER,
+        ]
+    )
     stored = rejections(engine, cfg.symbol)
     assert sorted(r for r, _ in stored) == reasons
     assert any(raw["open"] == "nan" or raw["open"] != raw["open"] for r, raw in stored if r == "non_finite")
@@ -162,10 +197,12 @@ def test_prune_keeps_lookback_and_csv_history(cfg: Settings, engine: Any, tmp_pa
     report = sync_market_data(cfg, engine, CcxtSource(FakeExchange(rows)), now=NOW, keep_extra_hours=1)
     assert report.pruned > 0
     with engine.connect() as conn:
-        oldest = conn.execute(select(func.min(Candle.open_time)).where(
-            Candle.symbol == cfg.symbol, Candle.timeframe == "1m")).scalar_one()
-        hourly = conn.execute(select(func.count()).where(
-            Candle.symbol == cfg.symbol, Candle.timeframe == "1h")).scalar_one()
+        oldest = conn.execute(
+            select(func.min(Candle.open_time)).where(Candle.symbol == cfg.symbol, Candle.timeframe == "1m")
+        ).scalar_one()
+        hourly = conn.execute(
+            select(func.count()).where(Candle.symbol == cfg.symbol, Candle.timeframe == "1h")
+        ).scalar_one()
     assert oldest == NOW.replace(second=0) - timedelta(hours=6 + 1)
     assert hourly == 3  # CSV-imported history is never pruned by the live sync
 

@@ -58,23 +58,48 @@ def tick_id(i: int) -> str:
 
 def plan(i: int, due: Sequence[str] = LIVE) -> TickPlan:
     t = tick_time(i)
-    return TickPlan.create(SYMBOL, t, [DueStrategy(n, "1.0.0", "1h") for n in due], deadline=t + timedelta(
-        seconds=30), published_at=t)
+    return TickPlan.create(
+        SYMBOL,
+        t,
+        [DueStrategy(n, "1.0.0", "1h") for n in due],
+        deadline=t + timedelta(seconds=30),
+        published_at=t,
+    )
 
 
 def bar(i: int, n: int = 30) -> BarClosed:
     times = [tick_time(i) - timedelta(hours=n - k) for k in range(n)]
     closes = [20_000.0 + 50.0 * ((i + k) % 17) + 3.0 * (i + k) for k in range(n)]
-    return BarClosed(tick_id=tick_id(i), symbol=SYMBOL, timeframe="1h", bar_open_time=times[-1],
-                     open_time=tuple(times), open=tuple(closes), high=tuple(c + 10 for c in closes),
-                     low=tuple(c - 10 for c in closes), close=tuple(closes), volume=(1.0,) * n)
+    return BarClosed(
+        tick_id=tick_id(i),
+        symbol=SYMBOL,
+        timeframe="1h",
+        bar_open_time=times[-1],
+        open_time=tuple(times),
+        open=tuple(closes),
+        high=tuple(c + 10 for c in closes),
+        low=tuple(c - 10 for c in closes),
+        close=tuple(closes),
+        volume=(1.0,) * n,
+    )
 
 
 def rec(i: int, strategy: str, target: Target) -> Recommendation:
     t = tick_time(i)
-    return Recommendation(tick_id=tick_id(i), strategy=strategy, strategy_version="1.0.0", symbol=SYMBOL,
-                          timeframe="1h", bar_close_time=t, target=target, event=SignalEvent.NONE,
-                          confidence=0.6, horizon_bars=4, produced_at=t, indicators={})
+    return Recommendation(
+        tick_id=tick_id(i),
+        strategy=strategy,
+        strategy_version="1.0.0",
+        symbol=SYMBOL,
+        timeframe="1h",
+        bar_close_time=t,
+        target=target,
+        event=SignalEvent.NONE,
+        confidence=0.6,
+        horizon_bars=4,
+        produced_at=t,
+        indicators={},
+    )
 
 
 class Bus:
@@ -120,8 +145,11 @@ def decisions(settings: Settings) -> list[Decision]:
     engine = make_engine(settings.database_url.get_secret_value())
     try:
         with session_scope(engine) as s:
-            return list(s.scalars(select(Decision).where(Decision.namespace == namespace(settings))
-                                  .order_by(Decision.id)))
+            return list(
+                s.scalars(
+                    select(Decision).where(Decision.namespace == namespace(settings)).order_by(Decision.id)
+                )
+            )
     finally:
         engine.dispose()
 
@@ -142,8 +170,13 @@ def wait_recs(settings: Settings, tick: int, n: int, timeout: float = 30.0) -> N
     try:
         while True:
             with session_scope(engine) as s:
-                stored = len(s.scalars(select(RecRow.strategy).where(RecRow.namespace == namespace(settings),
-                                                               RecRow.tick_id == tick_id(tick))).all())
+                stored = len(
+                    s.scalars(
+                        select(RecRow.strategy).where(
+                            RecRow.namespace == namespace(settings), RecRow.tick_id == tick_id(tick)
+                        )
+                    ).all()
+                )
             if stored >= n:
                 return
             assert time.monotonic() < deadline, f"{stored} of {n} answers for tick {tick} stored"
@@ -192,9 +225,18 @@ def add_model(settings: Settings, model_id: str, strategies: Sequence[str], *, s
         if select_it:
             s.execute(update(Model).values(selected=False))
             s.flush()
-        s.add(Model(model_id=model_id, algo="test", feature_spec=json.loads(spec.to_json()),
-                    strategy_set=list(strategies), params={}, artifact=art,
-                    artifact_sha256=hashlib.sha256(art).hexdigest(), selected=select_it))
+        s.add(
+            Model(
+                model_id=model_id,
+                algo="test",
+                feature_spec=json.loads(spec.to_json()),
+                strategy_set=list(strategies),
+                params={},
+                artifact=art,
+                artifact_sha256=hashlib.sha256(art).hexdigest(),
+                selected=select_it,
+            )
+        )
     engine.dispose()
 
 
@@ -234,8 +276,9 @@ def test_join_complete_degraded_late_and_early(settings: Settings) -> None:
     # The late SHORT answers for tick 2 are stored ...
     engine = make_engine(settings.database_url.get_secret_value())
     with session_scope(engine) as s:
-        late = s.scalars(select(RecRow).where(RecRow.namespace == namespace(settings),
-                                              RecRow.tick_id == tick_id(2))).all()
+        late = s.scalars(
+            select(RecRow).where(RecRow.namespace == namespace(settings), RecRow.tick_id == tick_id(2))
+        ).all()
     engine.dispose()
     assert sorted(r.strategy for r in late) == sorted(LIVE)
     # ... but never applied: at tick 3, ott still shows its tick-1 SHORT and bband_rsi its tick-1 FLAT,
@@ -265,8 +308,13 @@ def test_model_hot_reload_and_strategy_set_mismatch(own_db: Settings) -> None:
         # The executor reports half the max position while the model holds a full long: drift.
         engine = make_engine(settings.database_url.get_secret_value())
         with session_scope(engine) as s:
-            s.add(Position(namespace=namespace(settings), symbol=SYMBOL,
-                           quantity=0.5 * settings.risk.max_position_btc))
+            s.add(
+                Position(
+                    namespace=namespace(settings),
+                    symbol=SYMBOL,
+                    quantity=0.5 * settings.risk.max_position_btc,
+                )
+            )
         engine.dispose()
         assert svc.check_drift(1.0) == 0.5 and svc.check_drift(0.5) is None
         add_model(settings, "m-good", LIVE, select_it=True)
@@ -345,4 +393,5 @@ def test_crash_between_decision_commit_and_intent_send_is_repaired_on_start(sett
     intents = read_intents(settings, 4)
     assert [i.intent_id for _, i in intents] == [make_intent_id(tick_id(k), VOTE) for k in (1, 2, 3, 4)]
     assert [(i.action.value, i.target_exposure, i.current_exposure) for _, i in intents] == [
-        (d.action, d.target_exposure, d.current_exposure) for d in rows]
+        (d.action, d.target_exposure, d.current_exposure) for d in rows
+    ]

@@ -56,8 +56,9 @@ KILLS = 10
 AHEAD = 10
 
 
-def _publish(bus: Bus, rng: random.Random, stop: threading.Event, unpaced: threading.Event,
-             decided: Callable[[], int]) -> None:
+def _publish(
+    bus: Bus, rng: random.Random, stop: threading.Event, unpaced: threading.Event, decided: Callable[[], int]
+) -> None:
     """Publish the stream; while kills go on, stay at most AHEAD ticks ahead of the decisions so that
     the stream outlasts the kill phase whatever the machine's process start-up time."""
     for i in range(1, TICKS + 1):
@@ -84,8 +85,14 @@ def _assert_equal_to_an_uninterrupted_offline_run(rows: list[Decision]) -> None:
     for i, row in enumerate(rows, start=1):
         targets = {s: rng.choice([Target.LONG, Target.SHORT, Target.FLAT]) for s in LIVE}
         mark = Mark(tick_id(i), tuple(bar(i).close[-MARK_CLOSES:]))
-        inputs = TickInput(tick_id(i), tick_time(i), frozenset(LIVE),
-                           {s: (t, SignalEvent.NONE, 0.6) for s, t in targets.items()}, mark, True)
+        inputs = TickInput(
+            tick_id(i),
+            tick_time(i),
+            frozenset(LIVE),
+            {s: (t, SignalEvent.NONE, 0.6) for s, t in targets.items()},
+            mark,
+            True,
+        )
         out = decide_tick(inputs, carry, choice, LIVE, step=0.25, max_exposure=1.0)
         assert (row.action, row.target_exposure) == (out.action.value, out.target_exposure), row.tick_id
         assert row.observation["features"] == out.features, row.tick_id
@@ -105,18 +112,27 @@ def _start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "BTCMETA_META_GROUP_INSTANCE_ID": "meta-0",
     }
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "meta_consumer", "run"], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "meta_consumer", "run"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
-def test_sigkill_restarts_decide_every_tick_exactly_once(settings: Settings, empty_database_url: str,
-                                                         tmp_path: Path) -> None:
+def test_sigkill_restarts_decide_every_tick_exactly_once(
+    settings: Settings, empty_database_url: str, tmp_path: Path
+) -> None:
     upgrade(empty_database_url)
     settings = settings.model_copy(update={"database_url": SecretStr(empty_database_url)})
     rng = random.Random(20240605)
     stop, unpaced = threading.Event(), threading.Event()
-    publisher = threading.Thread(target=_publish, daemon=True, args=(
-        Bus(settings), random.Random(7), stop, unpaced, lambda: len(wait_decisions(settings, 0))))
+    publisher = threading.Thread(
+        target=_publish,
+        daemon=True,
+        args=(Bus(settings), random.Random(7), stop, unpaced, lambda: len(wait_decisions(settings, 0))),
+    )
     publisher.start()
     log = tmp_path / "meta.log"
     kills = 0
@@ -172,4 +188,8 @@ def test_sigkill_restarts_decide_every_tick_exactly_once(settings: Settings, emp
     for d in rows:
         intent = decoded[make_intent_id(d.tick_id, VOTE)]
         assert (intent.action.value, intent.current_exposure, intent.target_exposure, intent.degraded) == (
-            d.action, d.current_exposure, d.target_exposure, d.degraded)
+            d.action,
+            d.current_exposure,
+            d.target_exposure,
+            d.degraded,
+        )

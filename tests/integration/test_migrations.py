@@ -69,7 +69,8 @@ def test_database_after_upgrade_equals_models(empty_database_url: str, engine: E
 
 
 def test_training_results_tables_in_the_same_database_are_not_drift(
-        empty_database_url: str, engine: Engine, tmp_path) -> None:
+    empty_database_url: str, engine: Engine, tmp_path
+) -> None:
     """The training engine may keep its results_* tables in the live database; autogenerate
     (with the filter migrations/env.py uses) must not propose to drop them, and does without it."""
     from training.results import ResultsDB
@@ -79,8 +80,12 @@ def test_training_results_tables_in_the_same_database_are_not_drift(
     assert {"results_runs", "results_evaluations"} <= _tables(engine)
     with engine.connect() as conn:
         unfiltered = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
-        filtered = compare_metadata(MigrationContext.configure(conn, opts={
-            "compare_type": True, "include_object": migrate.include_object}), metadata)
+        filtered = compare_metadata(
+            MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_object": migrate.include_object}
+            ),
+            metadata,
+        )
     removed = {d[1].name for d in unfiltered if d[0] == "remove_table"}
     assert removed and all(name.startswith("results_") for name in removed)
     assert filtered == []
@@ -268,8 +273,9 @@ def test_0006_recommendation_reason_and_attention_round_trip(empty_database_url:
     assert (str(cols["reason"]["type"]), str(cols["attention"]["type"])) == ("TEXT", "BOOLEAN")
     with engine.begin() as conn:
         conn.execute(text(_OLD_REC), {"t": "t-new", "s": "news_attention"})
-        conn.execute(text("UPDATE recommendations SET reason = 'stale:x', attention = true "
-                          "WHERE tick_id = 't-new'"))
+        conn.execute(
+            text("UPDATE recommendations SET reason = 'stale:x', attention = true WHERE tick_id = 't-new'")
+        )
         got = dict(conn.execute(text("SELECT tick_id, (reason, attention)::text FROM recommendations")).all())
     assert got == {"t-old": "(,)", "t-new": "(stale:x,t)"}
 

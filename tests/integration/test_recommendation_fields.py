@@ -58,10 +58,20 @@ def tick_id(i: int) -> str:
 def answer(i: int, strategy: str, reason: str, attention: bool | None) -> Recommendation:
     t = T0 + timedelta(hours=i)
     return Recommendation(
-        tick_id=tick_id(i), strategy=strategy, strategy_version="1.0.0", symbol=SYMBOL, timeframe="1h",
-        bar_close_time=t, target=Target.FLAT if reason else Target.LONG, event=SignalEvent.NONE,
-        confidence=0.0 if reason else 0.7, horizon_bars=4, produced_at=t, indicators={"x": 1.0},
-        reason=reason, attention=attention,
+        tick_id=tick_id(i),
+        strategy=strategy,
+        strategy_version="1.0.0",
+        symbol=SYMBOL,
+        timeframe="1h",
+        bar_close_time=t,
+        target=Target.FLAT if reason else Target.LONG,
+        event=SignalEvent.NONE,
+        confidence=0.0 if reason else 0.7,
+        horizon_bars=4,
+        produced_at=t,
+        indicators={"x": 1.0},
+        reason=reason,
+        attention=attention,
     )
 
 
@@ -106,8 +116,11 @@ def stored(settings: Settings, i: int, n: int, timeout: float = 30.0) -> dict[st
     try:
         while True:
             with session_scope(engine) as s:
-                rows = s.scalars(select(RecRow).where(RecRow.namespace == settings.kafka.topic_prefix,
-                                                      RecRow.tick_id == tick_id(i))).all()
+                rows = s.scalars(
+                    select(RecRow).where(
+                        RecRow.namespace == settings.kafka.topic_prefix, RecRow.tick_id == tick_id(i)
+                    )
+                ).all()
                 s.expunge_all()
             if len(rows) >= n:
                 return {r.strategy: r for r in rows}
@@ -140,9 +153,12 @@ def test_reason_and_attention_are_stored_and_old_messages_store_nulls(tick1: dic
 
 
 def test_bridge_serves_reason_and_attention(settings: Settings, tick1: dict[str, RecRow]) -> None:
-    bridge = BridgeSettings(viewer_tokens=[SecretStr(f"vera:{VIEWER}")],
-                            default_namespace=settings.kafka.topic_prefix,
-                            stream_enabled=False, flatten_on_trip=False)
+    bridge = BridgeSettings(
+        viewer_tokens=[SecretStr(f"vera:{VIEWER}")],
+        default_namespace=settings.kafka.topic_prefix,
+        stream_enabled=False,
+        flatten_on_trip=False,
+    )
     with TestClient(create_app(settings, bridge)) as client:
         response = client.get("/api/recommendations", headers={"Authorization": f"Bearer {VIEWER}"})
     assert response.status_code == 200, response.text
@@ -161,11 +177,15 @@ def test_bridge_serves_reason_and_attention(settings: Settings, tick1: dict[str,
 def test_demo_report_counts_reasons_and_attention_flags(settings: Settings, tick1: dict[str, RecRow]) -> None:
     from ops.report import _annotations_section, _frames
 
-    recs = _frames(settings.database_url.get_secret_value(), settings.kafka.topic_prefix,
-                   T0, T0 + timedelta(hours=2))["recs"]
+    recs = _frames(
+        settings.database_url.get_secret_value(), settings.kafka.topic_prefix, T0, T0 + timedelta(hours=2)
+    )["recs"]
     section = _annotations_section(recs, load_registry(settings.registry_path, import_classes=False))
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in section if line.startswith("| ") and not line.startswith("| strategy")}
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in section
+        if line.startswith("| ") and not line.startswith("| strategy")
+    }
     assert set(rows) == set(ANSWERS)
     # recommendations, no opinion (with a reason), most frequent reason, attention-flagged
     assert rows["news_attention"] == ["1", "0", "", "1"]

@@ -121,8 +121,11 @@ def test_flow_control_and_speed(cfg: Settings, replay_cfg: Settings) -> None:
     # Created here, not only inside replay(): the probe below must find the topic however slowly
     # the worker thread gets going on a loaded machine.
     ensure_topics(AdminClient(admin_config(replay_cfg)), topic_specs(replay_cfg, reg.timeframes))
-    worker = threading.Thread(target=lambda: done.append(
-        replay(replay_cfg, reg, base, A, end, max_ahead=3, groups=["slow-strategy"])))
+    worker = threading.Thread(
+        target=lambda: done.append(
+            replay(replay_cfg, reg, base, A, end, max_ahead=3, groups=["slow-strategy"])
+        )
+    )
     worker.start()
     probe = Consumer(consumer_config(replay_cfg, "probe"))
     time.sleep(3.0)

@@ -76,8 +76,14 @@ class NewerContract:
 
         engine = make_engine(settings.database_url.get_secret_value())
         with session_scope(engine) as s:
-            s.add(AvroSchema(fingerprint=self.fingerprint.hex(), name=OrderIntent.SCHEMA_NAME,
-                             schema_json=json.dumps(self.raw), registered_by="meta-consumer-v9"))
+            s.add(
+                AvroSchema(
+                    fingerprint=self.fingerprint.hex(),
+                    name=OrderIntent.SCHEMA_NAME,
+                    schema_json=json.dumps(self.raw),
+                    registered_by="meta-consumer-v9",
+                )
+            )
         engine.dispose()
 
 
@@ -144,9 +150,10 @@ def test_unknown_schema_waits_uncommitted_then_trades_in_order(settings: Setting
         assert _metric("btcmeta_unknown_schema_waiting", service=SERVICE) == 1.0
         with pytest.raises(RuntimeError, match="unknown_schema_waiting"):
             schema_probe()  # readiness red
-        assert _metric(
-            "btcmeta_unknown_schema_total", service=SERVICE, topic=settings.topic(INTENTS)
-        ) > counted_before
+        assert (
+            _metric("btcmeta_unknown_schema_total", service=SERVICE, topic=settings.topic(INTENTS))
+            > counted_before
+        )
         assert drain_reports(settings, 1, timeout=2) == []
         assert _committed(settings) < 0  # no offset committed at all
         newer.register(settings)
@@ -207,8 +214,13 @@ def test_a_wait_mid_batch_rewinds_every_partition(settings: Settings) -> None:
             buf.write(serde.MAGIC + fingerprint)
             schemaless_writer(buf, parse_schema(raw, named_schemas={}), rec.to_dict() | {extra: "x"})
             value = buf.getvalue()
-        raw_producer.produce(topic, value=value, key=rec.tick_id, partition=i % 3,
-                             headers={"schema": Recommendation.SCHEMA_NAME})
+        raw_producer.produce(
+            topic,
+            value=value,
+            key=rec.tick_id,
+            partition=i % 3,
+            headers={"schema": Recommendation.SCHEMA_NAME},
+        )
     assert raw_producer.flush(30) == 0
     producer = EventProducer(settings, "test-rewind")
 
@@ -218,9 +230,18 @@ def test_a_wait_mid_batch_rewinds_every_partition(settings: Settings) -> None:
         seen.append((msg.partition(), msg.offset(), event.tick_id))
 
     shutdown = GracefulShutdown()
-    loop = ConsumerLoop(settings, service="test-rewind", group_id=f"{settings.kafka.topic_prefix}rewind",
-                        topics=[topic], handler=handler, producer=producer, expected=Recommendation,
-                        batch_size=100, shutdown=shutdown, schema_backoff=(0.2, 1.0))
+    loop = ConsumerLoop(
+        settings,
+        service="test-rewind",
+        group_id=f"{settings.kafka.topic_prefix}rewind",
+        topics=[topic],
+        handler=handler,
+        producer=producer,
+        expected=Recommendation,
+        batch_size=100,
+        shutdown=shutdown,
+        schema_backoff=(0.2, 1.0),
+    )
     worker = threading.Thread(target=lambda: loop.run(max_messages=30), daemon=True)
     worker.start()
     try:
@@ -234,8 +255,14 @@ def test_a_wait_mid_batch_rewinds_every_partition(settings: Settings) -> None:
 
         engine = make_engine(settings.database_url.get_secret_value())
         with session_scope(engine) as s:
-            s.add(AvroSchema(fingerprint=fingerprint.hex(), name=Recommendation.SCHEMA_NAME,
-                             schema_json=json.dumps(raw), registered_by="strategy-v9"))
+            s.add(
+                AvroSchema(
+                    fingerprint=fingerprint.hex(),
+                    name=Recommendation.SCHEMA_NAME,
+                    schema_json=json.dumps(raw),
+                    registered_by="strategy-v9",
+                )
+            )
         engine.dispose()
         worker.join(timeout=60)
     finally:

@@ -117,8 +117,10 @@ def test_a_bar_the_strategy_fails_on_is_dead_lettered_alone(settings: Settings, 
     strategy cannot compute goes to the dead letters and its neighbours are answered."""
     producer = EventProducer(settings, "test")
     topic = settings.topic(bars_topic("1h"))
-    bars = [sample_bar_closed(bars=40, tick_id=make_tick_id("BTC/USD:USD", datetime(2024, 1, k, tzinfo=UTC)))
-            for k in (1, 2, 3)]
+    bars = [
+        sample_bar_closed(bars=40, tick_id=make_tick_id("BTC/USD:USD", datetime(2024, 1, k, tzinfo=UTC)))
+        for k in (1, 2, 3)
+    ]
     for bar in bars:
         producer.send(topic, bar, key=bar.tick_id)
     producer.flush()

@@ -109,20 +109,33 @@ def test_the_extension_is_preloaded_and_installed(database_url: str) -> None:
     ("table", "time_column", "segment_by", "order_by", "compress_after", "chunk"),
     [
         ("candles", "open_time", ["symbol", "timeframe"], ["open_time"], "7 days", timedelta(days=7)),
-        ("exogenous_observations", "about_ts", ["series"], ["about_ts", "item_key"], "90 days",
-         timedelta(days=30)),
+        (
+            "exogenous_observations",
+            "about_ts",
+            ["series"],
+            ["about_ts", "item_key"],
+            "90 days",
+            timedelta(days=30),
+        ),
     ],
 )
 def test_tables_are_compressed_hypertables_with_policies(
-    database_url: str, table: str, time_column: str, segment_by: list[str], order_by: list[str],
-    compress_after: str, chunk: timedelta,
+    database_url: str,
+    table: str,
+    time_column: str,
+    segment_by: list[str],
+    order_by: list[str],
+    compress_after: str,
+    chunk: timedelta,
 ) -> None:
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
             hyper = conn.execute(
-                text("SELECT compression_enabled FROM timescaledb_information.hypertables "
-                     "WHERE hypertable_name = :t"),
+                text(
+                    "SELECT compression_enabled FROM timescaledb_information.hypertables "
+                    "WHERE hypertable_name = :t"
+                ),
                 {"t": table},
             ).one()
             assert hyper[0] is True
@@ -151,8 +164,9 @@ def test_tables_are_compressed_hypertables_with_policies(
             else:
                 assert retention == []  # research reads the whole history: 0005 keeps it all
             # No index beyond what the models declare (a default time index would be schema drift).
-            indexes = conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = :t"),
-                                   {"t": table})
+            indexes = conn.execute(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = :t"), {"t": table}
+            )
             assert not [i for (i,) in indexes if i.endswith(f"_{time_column}_idx")]
     finally:
         engine.dispose()
@@ -193,8 +207,9 @@ def test_compressed_candle_chunks_read_back_identically(fresh_engine: tuple[str,
     # version of a stored candle is still caught by the primary key and refused as a conflict.
     assert insert_candles(engine, SYMBOL, TF, candles, SOURCE) == (0, [])
     changed = candles[100]
-    altered = RawCandle(changed.open_time_ms, changed.open, changed.high, changed.low, changed.close + 1.0,
-                        changed.volume)
+    altered = RawCandle(
+        changed.open_time_ms, changed.open, changed.high, changed.low, changed.close + 1.0, changed.volume
+    )
     inserted, conflicts = insert_candles(engine, SYMBOL, TF, [altered], SOURCE)
     assert inserted == 0 and [c.candle for c in conflicts] == [altered]
     np.testing.assert_array_equal(_whole_range(engine)[1], values)
@@ -262,16 +277,16 @@ def test_compressed_exogenous_observations_read_back_identically(fresh_engine: t
     with engine.begin() as conn:
         chunks = _chunks(conn, "exogenous_observations")
         assert len(chunks) >= 6
-        conn.execute(
-            text("SELECT compress_chunk(c) FROM show_chunks('exogenous_observations') c")
-        )
+        conn.execute(text("SELECT compress_chunk(c) FROM show_chunks('exogenous_observations') c"))
     with engine.connect() as conn:
         assert all(c for _, c in _chunks(conn, "exogenous_observations"))
         after = conn.execute(text(f"SELECT * FROM exogenous_observations {order}")).all()
         # A point-in-time read (what was published by T) works on the compressed rows too.
         known = conn.execute(
-            text("SELECT count(*) FROM exogenous_observations "
-                 "WHERE series = 'fear_greed' AND published_at <= :t"),
+            text(
+                "SELECT count(*) FROM exogenous_observations "
+                "WHERE series = 'fear_greed' AND published_at <= :t"
+            ),
             {"t": start + timedelta(days=50)},
         ).scalar_one()
     assert after == before and len(before) == 400
@@ -290,8 +305,9 @@ def _pg_bindir() -> Path:
         bindir = Path(out.strip())
         if (bindir / "initdb").exists():
             return bindir
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                        key=lambda p: int(p.parent.parent.name))
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
+    )
     if not candidates:
         raise RuntimeError("no PostgreSQL server binaries (initdb) on this machine")
     return candidates[-1].parent
@@ -329,21 +345,51 @@ def plain_cluster() -> Iterator[str]:
     passfile.chmod(0o600)
     data = base / "data"
     subprocess.run(
-        [*as_owner, str(bindir / "initdb"), "-D", str(data), "-U", "btcmeta", "--auth=scram-sha-256",
-         f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale"],
-        check=True, capture_output=True, text=True,
+        [
+            *as_owner,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "btcmeta",
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=''"
     subprocess.run(
-        [*as_owner, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "postgres.log"),
-         "-w", "-t", "60", "-o", options, "start"],
-        check=True, capture_output=True, text=True,
+        [
+            *as_owner,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(base / "postgres.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     try:
         yield f"postgresql+psycopg://btcmeta@127.0.0.1:{port}/postgres?passfile={passfile}"
     finally:
-        subprocess.run([*as_owner, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       check=False, capture_output=True)
+        subprocess.run(
+            [*as_owner, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            check=False,
+            capture_output=True,
+        )
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(client, ignore_errors=True)
 

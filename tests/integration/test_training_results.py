@@ -225,9 +225,17 @@ def test_download_steps_over_a_hole_in_the_venue_history(
     venue.state.candles = venue.state.candles[:500] + venue.state.candles[1_700:]
     out = tmp_path / "holed.csv"
     code, text = _invoke(
-        "download", "--exchange", "krakenfutures", "--base-url", venue.base_url, "--out", str(out),
-        "--since", part.index[0].isoformat(),
-        "--until", (part.index[-1] + pd.Timedelta(hours=1)).isoformat(),
+        "download",
+        "--exchange",
+        "krakenfutures",
+        "--base-url",
+        venue.base_url,
+        "--out",
+        str(out),
+        "--since",
+        part.index[0].isoformat(),
+        "--until",
+        (part.index[-1] + pd.Timedelta(hours=1)).isoformat(),
     )
     assert code == 0, text
     got = pd.read_csv(out, parse_dates=["date"]).set_index("date")

@@ -48,8 +48,15 @@ def _read(folder: Path, name: str) -> pd.DataFrame:
 class ExogenousStandIn:
     """The three sources over one local HTTP server; ``as_of`` is the stand-in's "now"."""
 
-    def __init__(self, *, as_of: datetime | None = None, news_window: timedelta = timedelta(days=2),
-                 sentiment_as_of: datetime | None = None, port: int = 0, data: Path = DATA) -> None:
+    def __init__(
+        self,
+        *,
+        as_of: datetime | None = None,
+        news_window: timedelta = timedelta(days=2),
+        sentiment_as_of: datetime | None = None,
+        port: int = 0,
+        data: Path = DATA,
+    ) -> None:
         self.fear_greed = _read(data, "fear_greed_daily.csv")
         self.news = _read(data, "news_headlines_cryptonews.csv")
         self.sentiment = _read(data, "social_sentiment_daily.csv")
@@ -99,8 +106,14 @@ class ExogenousStandIn:
         if fault == "malformed":
             return 200, "application/json", b'{"name": "Fear and Greed Index", "data": "oops"}'
         rows = self.fng_rows(int(q.get("limit", "1")))
-        data = [{"value": r.value, "value_classification": r.classification,
-                 "timestamp": str(int(r.when.timestamp()))} for r in rows.itertuples()]
+        data = [
+            {
+                "value": r.value,
+                "value_classification": r.classification,
+                "timestamp": str(int(r.when.timestamp())),
+            }
+            for r in rows.itertuples()
+        ]
         if data:
             data[0]["time_until_update"] = "3600"
         if fault == "bad_rows" and data:
@@ -125,13 +138,17 @@ class ExogenousStandIn:
                 f"<description>{escape(r.text)}</description>"
                 f"<pubDate>{format_datetime(r.when.to_pydatetime(), usegmt=True)}</pubDate>"
                 f"<category>{escape(r.subject)}</category>"
-                "</item>")
+                "</item>"
+            )
         if fault == "bad_rows" and items:
             items[0] = "<item><title>no date on this one</title><link>https://x</link></item>"
-        body = ("<?xml version='1.0' encoding='UTF-8'?><rss version='2.0'><channel>"
-                "<title>Crypto news (stand-in)</title><link>http://127.0.0.1/</link>"
-                "<description>shared/data/exogenous/news_headlines_cryptonews.csv</description>"
-                + "".join(items) + "</channel></rss>")
+        body = (
+            "<?xml version='1.0' encoding='UTF-8'?><rss version='2.0'><channel>"
+            "<title>Crypto news (stand-in)</title><link>http://127.0.0.1/</link>"
+            "<description>shared/data/exogenous/news_headlines_cryptonews.csv</description>"
+            + "".join(items)
+            + "</channel></rss>"
+        )
         return 200, "application/rss+xml; charset=utf-8", body.encode()
 
     def sentiment_rows(self, days: int) -> pd.DataFrame:

@@ -260,8 +260,10 @@ class KrakenFuturesStandIn:
             raise ValueError("as_of must be timezone-aware (UTC)")
         funding = [(_file_ts(r["ts"]), r[FUNDING_COLUMN]) for r in _csv_rows(data / FUNDING_FILE)]
         # a daily aggregate about day D is known at D+1 00:00 UTC (the shared README's rule)
-        oi = [(_file_ts(r["ts"]) + timedelta(days=1), r[OPEN_INTEREST_COLUMN])
-              for r in _csv_rows(data / OPEN_INTEREST_FILE)]
+        oi = [
+            (_file_ts(r["ts"]) + timedelta(days=1), r[OPEN_INTEREST_COLUMN])
+            for r in _csv_rows(data / OPEN_INTEREST_FILE)
+        ]
         with self.lock:
             self.state.funding, self.state.open_interest = funding, oi
             self.state.as_of = as_of.astimezone(UTC)
@@ -542,10 +544,15 @@ class KrakenFuturesStandIn:
         if symbol != "PF_XBTUSD":
             return 400, {"result": "error", "error": "invalidArgument", "serverTime": _iso(time.time())}
         as_of = self.state.as_of
-        rates = [] if as_of is None else [
-            {"timestamp": _iso(ts.timestamp()), "relativeFundingRate": float(rate)}
-            for ts, rate in self.state.funding if ts <= as_of
-        ]
+        rates = (
+            []
+            if as_of is None
+            else [
+                {"timestamp": _iso(ts.timestamp()), "relativeFundingRate": float(rate)}
+                for ts, rate in self.state.funding
+                if ts <= as_of
+            ]
+        )
         return 200, {"result": "success", "rates": rates, **self._server_time()}
 
     def charts(self, path: str, q: dict[str, str]) -> tuple[int, dict[str, Any]]:

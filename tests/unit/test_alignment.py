@@ -76,7 +76,11 @@ def test_disabled_strategies_never_due() -> None:
 
 def test_tick_times_grid_and_bounds() -> None:
     assert tick_times(at("2022-03-01T00:01"), at("2022-03-01T01:00"), 15) == [
-        at("2022-03-01T00:15"), at("2022-03-01T00:30"), at("2022-03-01T00:45"), at("2022-03-01T01:00")]
+        at("2022-03-01T00:15"),
+        at("2022-03-01T00:30"),
+        at("2022-03-01T00:45"),
+        at("2022-03-01T01:00"),
+    ]
 
 
 def test_cron_trigger_fires_on_tick_boundaries() -> None:

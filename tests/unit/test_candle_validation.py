@@ -71,7 +71,11 @@ def test_open_bar_is_skipped_not_rejected() -> None:
 
 candles_ok = st.builds(
     lambda low, span, o, c, v: RawCandle(0, low + o * span, low + span, low, low + c * span, v),
-    st.floats(0.01, 1e6), st.floats(0, 1e4), st.floats(0, 1), st.floats(0, 1), st.floats(0, 1e6),
+    st.floats(0.01, 1e6),
+    st.floats(0, 1e4),
+    st.floats(0, 1),
+    st.floats(0, 1),
+    st.floats(0, 1e6),
 )
 
 

@@ -59,8 +59,9 @@ HEAVY = (
 def _loaded_after(statement: str) -> set[str]:
     """The module names in sys.modules after running ``statement`` in a fresh interpreter."""
     code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     return set(json.loads(done.stdout.splitlines()[-1]))
 
@@ -95,11 +96,23 @@ def _options(app: typer.Typer, name: str) -> list[tuple[object, ...]]:
     """What `name --help` shows and parsing checks: each parameter's flags, help, default and type."""
     command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
     plain = (str, int, float, bool, type(None))
-    params = [(p.name, tuple(p.opts), tuple(p.secondary_opts), p.required, p.default, p.help,
-               str(p.type_descriptor.annotation),  # type: ignore[attr-defined]
-               sorted((k, v) for k, v in vars(p.type_descriptor.parameter_info).items()  # type: ignore[attr-defined]
-                      if isinstance(v, plain)))
-              for p in command.params]
+    params = [
+        (
+            p.name,
+            tuple(p.opts),
+            tuple(p.secondary_opts),
+            p.required,
+            p.default,
+            p.help,
+            str(p.type_descriptor.annotation),  # type: ignore[attr-defined]
+            sorted(
+                (k, v)
+                for k, v in vars(p.type_descriptor.parameter_info).items()  # type: ignore[attr-defined]
+                if isinstance(v, plain)
+            ),
+        )
+        for p in command.params
+    ]
     return [*params, ("help", command.help)]
 
 

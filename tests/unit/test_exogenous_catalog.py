@@ -45,7 +45,7 @@ def frames() -> dict[str, pd.DataFrame]:
 
 def test_every_file_in_the_readme_and_manifest_is_in_the_catalog() -> None:
     readme = (DATA / "README.md").read_text()
-    readme = readme[readme.index("## Files"):readme.index("## Sources")]  # not the upstream file names
+    readme = readme[readme.index("## Files") : readme.index("## Sources")]  # not the upstream file names
     in_readme = set(re.findall(r"`([a-z0-9_]+\.csv)`", readme)) - {"manifest.csv"}
     manifest = set(pd.read_csv(DATA / "manifest.csv")["file"])
     on_disk = {p.name for p in DATA.glob("*.csv")} - {"manifest.csv"}
@@ -108,25 +108,28 @@ def test_lexicon_is_static() -> None:
 # ------------------------------------------------------------------------------ publication rules
 
 
-@pytest.mark.parametrize(("name", "about", "published"), [
-    ("mvrv", "2020-03-12T00:00:00", "2020-03-13T00:00:00"),                 # daily: D+1 00:00
-    ("open_interest_daily", "2020-03-12T00:00:00", "2020-03-13T00:00:00"),
-    ("google_trends", "2020-03-12T00:00:00", "2020-03-13T00:00:00"),
-    ("news_events", "2020-03-12T00:00:00", "2020-03-13T00:00:00"),
-    ("funding_binance_8h", "2020-03-12T08:00:00", "2020-03-12T08:00:00"),   # settlement: ts
-    ("funding_bitmex_8h", "2020-03-12T04:00:00", "2020-03-12T04:00:00"),
-    ("funding_deribit_1h", "2020-03-12T05:00:00", "2020-03-12T05:00:00"),
-    ("fear_greed", "2020-03-12T00:00:00", "2020-03-12T01:00:00"),           # D 01:00
-    ("news_headlines", "2022-04-19T13:51:00", "2022-04-19T15:00:00"),       # one-bar buffer
-    ("news_headlines", "2022-04-19T14:00:00", "2022-04-19T15:00:00"),
-    ("fed_funds_rate", "2020-03-12T00:00:00", "2020-03-13T14:00:00"),       # Thu -> Fri 14:00
-    ("fed_funds_rate", "2020-03-13T00:00:00", "2020-03-16T14:00:00"),       # Fri -> Mon
-    ("fed_funds_rate", "2020-03-14T00:00:00", "2020-03-16T14:00:00"),       # Sat -> Mon
-    ("fed_funds_rate", "2020-12-24T00:00:00", "2020-12-28T14:00:00"),       # Christmas Friday skipped
-    ("fed_funds_rate", "2021-06-17T00:00:00", "2021-06-21T14:00:00"),       # Juneteenth (observed Fri)
-    ("real_dollar_index", "2020-01-01T00:00:00", "2020-03-01T00:00:00"),    # month after next
-    ("real_dollar_index", "2020-12-01T00:00:00", "2021-02-01T00:00:00"),
-])
+@pytest.mark.parametrize(
+    ("name", "about", "published"),
+    [
+        ("mvrv", "2020-03-12T00:00:00", "2020-03-13T00:00:00"),  # daily: D+1 00:00
+        ("open_interest_daily", "2020-03-12T00:00:00", "2020-03-13T00:00:00"),
+        ("google_trends", "2020-03-12T00:00:00", "2020-03-13T00:00:00"),
+        ("news_events", "2020-03-12T00:00:00", "2020-03-13T00:00:00"),
+        ("funding_binance_8h", "2020-03-12T08:00:00", "2020-03-12T08:00:00"),  # settlement: ts
+        ("funding_bitmex_8h", "2020-03-12T04:00:00", "2020-03-12T04:00:00"),
+        ("funding_deribit_1h", "2020-03-12T05:00:00", "2020-03-12T05:00:00"),
+        ("fear_greed", "2020-03-12T00:00:00", "2020-03-12T01:00:00"),  # D 01:00
+        ("news_headlines", "2022-04-19T13:51:00", "2022-04-19T15:00:00"),  # one-bar buffer
+        ("news_headlines", "2022-04-19T14:00:00", "2022-04-19T15:00:00"),
+        ("fed_funds_rate", "2020-03-12T00:00:00", "2020-03-13T14:00:00"),  # Thu -> Fri 14:00
+        ("fed_funds_rate", "2020-03-13T00:00:00", "2020-03-16T14:00:00"),  # Fri -> Mon
+        ("fed_funds_rate", "2020-03-14T00:00:00", "2020-03-16T14:00:00"),  # Sat -> Mon
+        ("fed_funds_rate", "2020-12-24T00:00:00", "2020-12-28T14:00:00"),  # Christmas Friday skipped
+        ("fed_funds_rate", "2021-06-17T00:00:00", "2021-06-21T14:00:00"),  # Juneteenth (observed Fri)
+        ("real_dollar_index", "2020-01-01T00:00:00", "2020-03-01T00:00:00"),  # month after next
+        ("real_dollar_index", "2020-12-01T00:00:00", "2021-02-01T00:00:00"),
+    ],
+)
 def test_publication_rule(name: str, about: str, published: str) -> None:
     rule = get_series(name).publication
     assert rule.published_at(_utc(about))[0] == pd.Timestamp(published, tz="UTC")
@@ -206,37 +209,47 @@ def _write(tmp_path: Path, name: str, body: str) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize(("name", "rows", "reason"), [
-    ("mvrv", "2020-01-03T00:00:00Z,\n", Reason.EMPTY_VALUE),
-    ("mvrv", "2020-01-03T00:00:00Z,nan\n", Reason.NON_FINITE),
-    ("mvrv", "2020-01-03T00:00:00Z,inf\n", Reason.NON_FINITE),
-    ("mvrv", "2020-01-03T00:00:00Z,1.2.3\n", Reason.BAD_FORMAT),
-    ("mvrv", "2020-01-03T00:00:00Z,1e999\n", Reason.NON_FINITE),
-    ("mvrv", "2020-01-03 00:00:00,1.5\n", Reason.BAD_TIMESTAMP),
-    ("mvrv", "2020-02-30T00:00:00Z,1.5\n", Reason.BAD_TIMESTAMP),
-    ("mvrv", "2020-01-03T06:00:00Z,1.5\n", Reason.OFF_GRID),
-    ("mvrv", "2020-01-01T00:00:00Z,1.5\n", Reason.OUT_OF_ORDER),
-    ("mvrv", "2020-01-02T00:00:00Z,2.5\n", Reason.DUPLICATE),
-    ("mvrv", "2030-01-03T00:00:00Z,1.5\n", Reason.FUTURE),
-    ("fear_greed", "2020-01-03T00:00:00Z,101,Extreme Greed\n", Reason.OUT_OF_RANGE),
-    ("fear_greed", "2020-01-03T00:00:00Z,50,Meh\n", Reason.UNKNOWN_UNIT),
-    ("funding_bitmex_8h", "2020-01-02T12:00:00Z,XBTUSD,12,0.0001,0.0003\n", Reason.UNKNOWN_UNIT),
-    ("funding_bitmex_8h", "2020-01-02T12:00:00Z,ETHUSD,8,0.0001,0.0003\n", Reason.UNKNOWN_UNIT),
-    ("social_sentiment", "2020-01-03T00:00:00Z,,,,,,\n", Reason.EMPTY_VALUE),
-])
+@pytest.mark.parametrize(
+    ("name", "rows", "reason"),
+    [
+        ("mvrv", "2020-01-03T00:00:00Z,\n", Reason.EMPTY_VALUE),
+        ("mvrv", "2020-01-03T00:00:00Z,nan\n", Reason.NON_FINITE),
+        ("mvrv", "2020-01-03T00:00:00Z,inf\n", Reason.NON_FINITE),
+        ("mvrv", "2020-01-03T00:00:00Z,1.2.3\n", Reason.BAD_FORMAT),
+        ("mvrv", "2020-01-03T00:00:00Z,1e999\n", Reason.NON_FINITE),
+        ("mvrv", "2020-01-03 00:00:00,1.5\n", Reason.BAD_TIMESTAMP),
+        ("mvrv", "2020-02-30T00:00:00Z,1.5\n", Reason.BAD_TIMESTAMP),
+        ("mvrv", "2020-01-03T06:00:00Z,1.5\n", Reason.OFF_GRID),
+        ("mvrv", "2020-01-01T00:00:00Z,1.5\n", Reason.OUT_OF_ORDER),
+        ("mvrv", "2020-01-02T00:00:00Z,2.5\n", Reason.DUPLICATE),
+        ("mvrv", "2030-01-03T00:00:00Z,1.5\n", Reason.FUTURE),
+        ("fear_greed", "2020-01-03T00:00:00Z,101,Extreme Greed\n", Reason.OUT_OF_RANGE),
+        ("fear_greed", "2020-01-03T00:00:00Z,50,Meh\n", Reason.UNKNOWN_UNIT),
+        ("funding_bitmex_8h", "2020-01-02T12:00:00Z,XBTUSD,12,0.0001,0.0003\n", Reason.UNKNOWN_UNIT),
+        ("funding_bitmex_8h", "2020-01-02T12:00:00Z,ETHUSD,8,0.0001,0.0003\n", Reason.UNKNOWN_UNIT),
+        ("social_sentiment", "2020-01-03T00:00:00Z,,,,,,\n", Reason.EMPTY_VALUE),
+    ],
+)
 def test_each_bad_row_is_refused_with_its_reason(
-        tmp_path: Path, name: str, rows: str, reason: Reason) -> None:
+    tmp_path: Path, name: str, rows: str, reason: Reason
+) -> None:
     s = get_series(name)
     header = ",".join(["ts", *s.value_columns]) + "\n"
     # good rows before the bad one, and one good row after it (so a bad row does not stop the file)
     before, after = {
         "mvrv": ("2020-01-01T00:00:00Z,1.5\n2020-01-02T00:00:00Z,2.5\n", "2020-01-12T00:00:00Z,3.5\n"),
-        "fear_greed": ("2020-01-01T00:00:00Z,40,Fear\n2020-01-02T00:00:00Z,41,Fear\n",
-                       "2020-01-12T00:00:00Z,42,Fear\n"),
-        "funding_bitmex_8h": ("2020-01-02T04:00:00Z,XBTUSD,8,0.0001,0.0003\n",
-                              "2020-01-12T20:00:00Z,XBTUSD,8,0.0001,0.0003\n"),
-        "social_sentiment": ("2020-01-01T00:00:00Z,0.1,,,10,,\n2020-01-02T00:00:00Z,0.2,0.3,,11,12,\n",
-                             "2020-01-12T00:00:00Z,0.2,0.3,,11,12,\n"),
+        "fear_greed": (
+            "2020-01-01T00:00:00Z,40,Fear\n2020-01-02T00:00:00Z,41,Fear\n",
+            "2020-01-12T00:00:00Z,42,Fear\n",
+        ),
+        "funding_bitmex_8h": (
+            "2020-01-02T04:00:00Z,XBTUSD,8,0.0001,0.0003\n",
+            "2020-01-12T20:00:00Z,XBTUSD,8,0.0001,0.0003\n",
+        ),
+        "social_sentiment": (
+            "2020-01-01T00:00:00Z,0.1,,,10,,\n2020-01-02T00:00:00Z,0.2,0.3,,11,12,\n",
+            "2020-01-12T00:00:00Z,0.2,0.3,,11,12,\n",
+        ),
     }[name]
     good = before
     directory = _write(tmp_path, name, header + before + rows + after)

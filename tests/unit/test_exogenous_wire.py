@@ -47,8 +47,10 @@ def _cut(frames: dict[str, pd.DataFrame], name: str, tick: datetime, days: int) 
 
 def _payload(frames: dict[str, pd.DataFrame], tick: datetime = TICK, days: int = 10) -> BarPayload:
     bar = sample_bar_closed(bars=48)
-    times = np.array([int((t - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(milliseconds=1))
-                      for t in bar.open_time], dtype=np.int64)
+    times = np.array(
+        [int((t - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(milliseconds=1)) for t in bar.open_time],
+        dtype=np.int64,
+    )
     values = np.array([bar.open, bar.high, bar.low, bar.close, bar.volume]).T
     exo = []
     for name in SERIES:
@@ -135,10 +137,12 @@ def test_attach_cuts_at_the_tick_and_reads_each_series_once(frames: dict[str, pd
     payload = _payload(frames, days=0)
     plan = DuePlan(TICK, (_spec("a", "1h"), _spec("b", "1h"), _spec("c", "4h")), {"1h": 48})
     h = 3_600_000
-    needs = (ExogenousNeed("a", "1h", ("news_headlines",), 24 * h, 24),
-             ExogenousNeed("b", "1h", ("news_headlines", "funding_binance_8h"), 200 * h, 48),
-             ExogenousNeed("c", "4h", ("exchange_reserves",), 48 * h, 10),  # no 4h bar here: not read
-             ExogenousNeed("z", "1h", ("social_sentiment",), 48 * h, 48))   # not due: not read
+    needs = (
+        ExogenousNeed("a", "1h", ("news_headlines",), 24 * h, 24),
+        ExogenousNeed("b", "1h", ("news_headlines", "funding_binance_8h"), 200 * h, 48),
+        ExogenousNeed("c", "4h", ("exchange_reserves",), 48 * h, 10),  # no 4h bar here: not read
+        ExogenousNeed("z", "1h", ("social_sentiment",), 48 * h, 48),
+    )  # not due: not read
     tick_ms = int(TICK.timestamp() * 1000)
     payload = replace(payload, exogenous=(), times=payload.times - int(payload.times[-1]) + tick_ms - h)
     [bar] = attach_exogenous([payload], plan, needs, feed)
@@ -169,6 +173,7 @@ def test_recommendation_reason_and_attention_both_ways() -> None:
     assert "reason" not in old and "attention" not in old and old["target"] == rec.target.value
     record = {k: v for k, v in rec.to_dict().items() if k not in ("reason", "attention")}
     assert serde.decode(serde.encode_raw(record, Recommendation.SCHEMA_NAME, 2)) == replace(
-        rec, reason="", attention=None)
+        rec, reason="", attention=None
+    )
     with pytest.raises(TypeError):
         replace(rec, attention=1)

@@ -122,7 +122,6 @@ def test_a_service_started_during_an_outage_waits_alive_until_its_dependencies_a
     _unused, clock = _health()
     looks: list[bool] = []
 
-
     class Flaky(Health):
         def ready(self) -> Verdict:
             looks.append(True)

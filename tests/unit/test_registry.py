@@ -94,8 +94,14 @@ def test_repo_registry_loads_without_imports() -> None:
         assert spec.bars * spec.timeframe_minutes == spec.lookback_hours * 60
     assert registry.timeframes == ("1h", "4h", "1d")
     assert {s.name for s in registry if s.exogenous_inputs} == {
-        "exchange_inflow", "exchange_reserves", "funding_extremes", "open_interest", "news_attention",
-        "headline_sentiment", "social_mentions"}
+        "exchange_inflow",
+        "exchange_reserves",
+        "funding_extremes",
+        "open_interest",
+        "news_attention",
+        "headline_sentiment",
+        "social_mentions",
+    }
 
 
 def test_repo_registry_loads_with_imports() -> None:
@@ -106,17 +112,40 @@ def test_repo_registry_loads_with_imports() -> None:
 
 def test_declared_inputs_must_match_the_class(tmp_path: Path) -> None:
     exo = "strategy_consumers.strategies.funding_extremes:FundingExtremes"
-    errors = _errors(tmp_path, _doc(_entry("f", class_path=exo, timeframe="4h", lookback_hours=1600,
-                                           params={}, exogenous_inputs=["funding_binance_8h"])))
+    errors = _errors(
+        tmp_path,
+        _doc(
+            _entry(
+                "f",
+                class_path=exo,
+                timeframe="4h",
+                lookback_hours=1600,
+                params={},
+                exogenous_inputs=["funding_binance_8h"],
+            )
+        ),
+    )
     assert len(errors) == 1 and "exogenous_inputs ['funding_binance_8h'] differ" in errors[0]
     assert "funding_bitmex_8h" in errors[0]
     errors = _errors(tmp_path, _doc(_entry("g", exogenous_inputs=["news_headlines"])))
     assert len(errors) == 1 and "differ from what 'GoodStrategy' reads: []" in errors[0]
     errors = _errors(tmp_path, _doc(_entry("h", exogenous_inputs=["Bad-Name"])))
     assert len(errors) == 1 and "does not match" in errors[0]
-    ok = load_registry(_write(tmp_path, _doc(_entry("f", class_path=exo, timeframe="4h", lookback_hours=1600,
-                                                    params={}, exogenous_inputs=["funding_bitmex_8h",
-                                                                                 "funding_binance_8h"]))))
+    ok = load_registry(
+        _write(
+            tmp_path,
+            _doc(
+                _entry(
+                    "f",
+                    class_path=exo,
+                    timeframe="4h",
+                    lookback_hours=1600,
+                    params={},
+                    exogenous_inputs=["funding_bitmex_8h", "funding_binance_8h"],
+                )
+            ),
+        )
+    )
     assert ok.get("f").exogenous_inputs == ("funding_bitmex_8h", "funding_binance_8h")
 
 
@@ -146,8 +175,9 @@ def test_valid_file_loads_with_class_import(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- bad entries
 
 
-@pytest.mark.parametrize("field", ["name", "class_path", "timeframe", "lookback_hours", "enabled", "version",
-                                   "params"])
+@pytest.mark.parametrize(
+    "field", ["name", "class_path", "timeframe", "lookback_hours", "enabled", "version", "params"]
+)
 def test_missing_field(tmp_path: Path, field: str) -> None:
     entry = _entry("ott")
     del entry[field]
@@ -170,21 +200,32 @@ def test_duplicate_name(tmp_path: Path) -> None:
 
 
 def test_unknown_class_path(tmp_path: Path) -> None:
-    errors = _errors(tmp_path, _doc(_entry("ott", class_path="no_such_pkg.mod:Thing"),
-                                    _entry("supertrend", class_path=f"{__name__}:Missing")))
+    errors = _errors(
+        tmp_path,
+        _doc(
+            _entry("ott", class_path="no_such_pkg.mod:Thing"),
+            _entry("supertrend", class_path=f"{__name__}:Missing"),
+        ),
+    )
     assert "strategy 'ott'" in errors[0] and "cannot be imported" in errors[0] and "no_such_pkg" in errors[0]
     assert "strategy 'supertrend'" in errors[1] and "no attribute 'Missing'" in errors[1]
 
 
 def test_class_path_not_imported_when_disabled(tmp_path: Path) -> None:
-    registry = load_registry(_write(tmp_path, _doc(_entry(class_path="no_such_pkg.mod:Thing"))),
-                             import_classes=False)
+    registry = load_registry(
+        _write(tmp_path, _doc(_entry(class_path="no_such_pkg.mod:Thing"))), import_classes=False
+    )
     assert registry.names == ("ott",)
 
 
 def test_class_without_methods(tmp_path: Path) -> None:
-    errors = _errors(tmp_path, _doc(_entry("ott", class_path=f"{__name__}:NoRecommend"),
-                                    _entry("bband_rsi", class_path="json:JSONDecoder")))
+    errors = _errors(
+        tmp_path,
+        _doc(
+            _entry("ott", class_path=f"{__name__}:NoRecommend"),
+            _entry("bband_rsi", class_path="json:JSONDecoder"),
+        ),
+    )
     assert "strategy 'ott'" in errors[0] and "no callable recommend" in errors[0]
     assert "strategy 'bband_rsi'" in errors[1] and "no callable signals, recommend" in errors[1]
 
@@ -241,8 +282,13 @@ def test_all_errors_collected(tmp_path: Path) -> None:
     errors = _errors(tmp_path, doc, max_lookback_hours=720)
     assert len(errors) == 5, errors
     joined = "\n".join(errors)
-    needles = ("timeframe '7x'", "duplicate name", "missing field 'version'", "exceeds max_lookback_hours",
-               "cannot be imported")
+    needles = (
+        "timeframe '7x'",
+        "duplicate name",
+        "missing field 'version'",
+        "exceeds max_lookback_hours",
+        "cannot be imported",
+    )
     for needle in needles:
         assert needle in joined
     assert all(e.startswith("strategies_registry.json: ") for e in errors)
@@ -271,8 +317,9 @@ def test_registry_is_not_mutated_by_validation() -> None:
 # --------------------------------------------------------------------------- timeframes
 
 
-@pytest.mark.parametrize(("text", "minutes"), [("1m", 1), ("15m", 15), ("1h", 60), ("4h", 240), ("1d", 1440),
-                                               ("90m", 90)])
+@pytest.mark.parametrize(
+    ("text", "minutes"), [("1m", 1), ("15m", 15), ("1h", 60), ("4h", 240), ("1d", 1440), ("90m", 90)]
+)
 def test_parse_timeframe(text: str, minutes: int) -> None:
     assert parse_timeframe(text) == minutes
     assert parse_timeframe(format_timeframe(minutes)) == minutes

@@ -36,8 +36,9 @@ def pandas_bins(frame: pd.DataFrame, rule: str, per_bin: int) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize(("tf", "rule", "per_bin"), [("4h", "4h", 4), ("1d", "1D", 24)])
-def test_whole_dataset_resample_equals_pandas(real: pd.DataFrame, real_base: BaseCandles, tf: str, rule: str,
-                                              per_bin: int) -> None:
+def test_whole_dataset_resample_equals_pandas(
+    real: pd.DataFrame, real_base: BaseCandles, tf: str, rule: str, per_bin: int
+) -> None:
     expected = pandas_bins(real, rule, per_bin)
     start = int(expected.index[0].value // 10**6) - 10 * per_bin * 3_600_000
     times, values = resample(real_base.times, real_base.values, 60, per_bin * 60, start)
@@ -63,8 +64,9 @@ def test_tick_windows_equal_pandas_on_real_data(
         assert w.closing_bar_complete and w.times[-1] == to_epoch_ms(tick) - per_bin * 3_600_000
         assert np.array_equal(w.times, expected.index.as_unit("ms").asi8)
         np.testing.assert_allclose(w.values, expected[list(AGG)].to_numpy(), rtol=1e-12)
-    _, bars, degraded = build_events("BTC/USD:USD", plan, windows, published_at=tick,
-                                     deadline=timedelta(seconds=30))
+    _, bars, degraded = build_events(
+        "BTC/USD:USD", plan, windows, published_at=tick, deadline=timedelta(seconds=30)
+    )
     assert not degraded and [b.timeframe for b in bars] == ["1h", "4h", "1d"]
     assert all(b.bar_open_time < tick for b in bars)  # only closed bars
 
@@ -95,8 +97,9 @@ def test_incomplete_bins_dropped_and_closing_gap_degrades() -> None:
     plan6 = plan_tick(tick6, reg)
     w6 = prepare_bars(holed, tick6, plan6)
     assert not w6["1h"].closing_bar_complete
-    tick_plan, bars, degraded = build_events("BTC/USD:USD", plan6, w6, published_at=tick6,
-                                             deadline=timedelta(seconds=30))
+    tick_plan, bars, degraded = build_events(
+        "BTC/USD:USD", plan6, w6, published_at=tick6, deadline=timedelta(seconds=30)
+    )
     assert degraded == ["1h"] and bars == [] and tick_plan.due_strategies == ()
 
 
@@ -109,8 +112,13 @@ def test_fast_bar_encoding_is_byte_identical_to_serde(real_base: BaseCandles) ->
     for when in ("2018-05-16T00:00", "2019-01-01T00:00", "2022-08-20T00:00"):
         tick = datetime.fromisoformat(when).replace(tzinfo=UTC)
         plan = plan_tick(tick, reg)
-        _, bars, _ = build_events("BTC/USD:USD", plan, prepare_bars(real_base, tick, plan), published_at=tick,
-                                  deadline=timedelta(seconds=30))
+        _, bars, _ = build_events(
+            "BTC/USD:USD",
+            plan,
+            prepare_bars(real_base, tick, plan),
+            published_at=tick,
+            deadline=timedelta(seconds=30),
+        )
         for bar in bars:
             assert encode_bar(bar) == serde.encode(bar.to_event())
             assert serde.decode(encode_bar(bar)) == bar.to_event()

@@ -40,10 +40,14 @@ GENERATED = 40
 # --------------------------------------------------------------------------- the static checker
 
 _PROMOTIONS = {
-    ("int", "long"), ("int", "float"), ("int", "double"),
-    ("long", "float"), ("long", "double"),
+    ("int", "long"),
+    ("int", "float"),
+    ("int", "double"),
+    ("long", "float"),
+    ("long", "double"),
     ("float", "double"),
-    ("string", "bytes"), ("bytes", "string"),
+    ("string", "bytes"),
+    ("bytes", "string"),
 }
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 
@@ -281,8 +285,13 @@ def test_bar_closed_exogenous_field_both_ways() -> None:
     """exogenous (v2): a v1 bar reads as a bar without inputs; a v1 reader skips the inputs."""
     from common.events import ExogenousFrame
 
-    frame = ExogenousFrame("news_headlines", (1_600_000_000_000,), (1_600_003_600_000,),
-                           (("sentiment_polarity", (0.25,)),), (("title", ("Bitcoin up",)),))
+    frame = ExogenousFrame(
+        "news_headlines",
+        (1_600_000_000_000,),
+        (1_600_003_600_000,),
+        (("sentiment_polarity", (0.25,)),),
+        (("title", ("Bitcoin up",)),),
+    )
     sample = replace(testkit.sample_bar_closed(bars=5), exogenous=(frame,))
     old = {k: v for k, v in sample.to_dict().items() if k != "exogenous"}
     assert serde.decode(serde.encode_raw(old, "btcmeta.BarClosed", 1)) == replace(sample, exogenous=())

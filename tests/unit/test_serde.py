@@ -267,8 +267,9 @@ def test_invalid_values_refused(build: Any, message: str) -> None:
 def test_bar_window_must_be_oldest_first_and_end_at_bar_open_time() -> None:
     bar = testkit.sample_bar_closed(bars=3)
     with pytest.raises(ValueError, match="not strictly increasing"):
-        testkit.sample_bar_closed(bars=3, open_time=tuple(reversed(bar.open_time)),
-                                  bar_open_time=bar.open_time[0])
+        testkit.sample_bar_closed(
+            bars=3, open_time=tuple(reversed(bar.open_time)), bar_open_time=bar.open_time[0]
+        )
     with pytest.raises(ValueError, match="is not the last open_time"):
         testkit.sample_bar_closed(bars=3, bar_open_time=bar.open_time[0])
 

@@ -25,12 +25,19 @@ def _frames(bar: BarClosed, n: int) -> tuple[ExogenousFrame, ...]:
     last = int((bar.bar_open_time - EPOCH) / timedelta(milliseconds=1))
     pub = [last - 3_600_000 * (n - i) // 2 for i in range(n)]
     return (
-        ExogenousFrame("funding_binance_8h", tuple(p - 8 * 3_600_000 for p in pub), tuple(pub),
-                       (("funding_rate", tuple(1e-4 * (i - 11) for i in range(n))),)),
-        ExogenousFrame("news_headlines", tuple(p - 60_000 for p in pub), tuple(pub),
-                       (("sentiment_polarity", tuple(-0.25 if i % 3 else 0.5 for i in range(n))),),
-                       (("title", tuple(f"BTC ünïcode {i}" * (i % 4) for i in range(n))),
-                        ("url", ("",) * n))),
+        ExogenousFrame(
+            "funding_binance_8h",
+            tuple(p - 8 * 3_600_000 for p in pub),
+            tuple(pub),
+            (("funding_rate", tuple(1e-4 * (i - 11) for i in range(n))),),
+        ),
+        ExogenousFrame(
+            "news_headlines",
+            tuple(p - 60_000 for p in pub),
+            tuple(pub),
+            (("sentiment_polarity", tuple(-0.25 if i % 3 else 0.5 for i in range(n))),),
+            (("title", tuple(f"BTC ünïcode {i}" * (i % 4) for i in range(n))), ("url", ("",) * n)),
+        ),
         ExogenousFrame("exchange_reserves", (), (), (("exchange_reserves", ()),)),
     )
 
@@ -38,7 +45,11 @@ def _frames(bar: BarClosed, n: int) -> tuple[ExogenousFrame, ...]:
 def _same(window: BarWindow, bar: BarClosed) -> None:
     assert window.to_event() == bar
     assert (window.tick_id, window.symbol, window.timeframe, window.bar_open_time) == (
-        bar.tick_id, bar.symbol, bar.timeframe, bar.bar_open_time)
+        bar.tick_id,
+        bar.symbol,
+        bar.timeframe,
+        bar.bar_open_time,
+    )
     for c in COLUMNS:
         assert window.columns[c].tolist() == list(getattr(bar, c))
 
@@ -50,17 +61,27 @@ def _bar(offsets_ms: list[int], values: list[float], start_ms: int) -> BarClosed
         t += step
         times.append(EPOCH + timedelta(milliseconds=t))
     n = len(times)
-    return BarClosed(tick_id="T|x", symbol="BTC/USD:USD", timeframe="1h", bar_open_time=times[-1],
-                     open_time=tuple(times), open=tuple(values[:n]), high=tuple(values[:n]),
-                     low=tuple(values[:n]), close=tuple(values[:n]), volume=tuple(values[:n]))
+    return BarClosed(
+        tick_id="T|x",
+        symbol="BTC/USD:USD",
+        timeframe="1h",
+        bar_open_time=times[-1],
+        open_time=tuple(times),
+        open=tuple(values[:n]),
+        high=tuple(values[:n]),
+        low=tuple(values[:n]),
+        close=tuple(values[:n]),
+        volume=tuple(values[:n]),
+    )
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     start=st.integers(-(10**12), 4 * 10**12),
     # mixed varint widths: small steps, hour steps, huge jumps
-    steps=st.lists(st.one_of(st.integers(1, 200), st.just(3_600_000), st.integers(1, 10**11)),
-                   min_size=1, max_size=60),
+    steps=st.lists(
+        st.one_of(st.integers(1, 200), st.just(3_600_000), st.integers(1, 10**11)), min_size=1, max_size=60
+    ),
     values=st.lists(st.floats(allow_nan=False, width=64), min_size=60, max_size=60),
 )
 def test_decodes_exactly_what_the_generic_decoder_reads(
@@ -75,32 +96,55 @@ def test_decodes_exactly_what_the_generic_decoder_reads(
 def test_real_size_window_and_empty_window() -> None:
     bar = sample_bar_closed(bars=4200)
     _same(decode_bar_window(serde.encode(bar)), bar)
-    empty = BarClosed(tick_id="T|x", symbol="S", timeframe="1h", bar_open_time=EPOCH, open_time=(),
-                      open=(), high=(), low=(), close=(), volume=())
+    empty = BarClosed(
+        tick_id="T|x",
+        symbol="S",
+        timeframe="1h",
+        bar_open_time=EPOCH,
+        open_time=(),
+        open=(),
+        high=(),
+        low=(),
+        close=(),
+        volume=(),
+    )
     window = decode_bar_window(serde.encode(empty))
     assert len(window) == 0 and window.to_event() == empty
 
 
 def _body(bar: BarClosed, block: int, negative: bool) -> bytes:
     """The same record written with arrays split into blocks of ``block`` items (both block forms)."""
+
     def blocks(items: list[bytes]) -> bytes:
         out = b""
         for i in range(0, len(items), block):
-            chunk = b"".join(items[i:i + block])
-            n = len(items[i:i + block])
+            chunk = b"".join(items[i : i + block])
+            n = len(items[i : i + block])
             out += (_varint(-n) + _varint(len(chunk)) if negative else _varint(n)) + chunk
         return out + b"\x00"
 
     ms = [int((t - EPOCH) / timedelta(milliseconds=1)) for t in bar.open_time]
-    parts = [serde.MAGIC, serde.fingerprint_of(BarClosed.SCHEMA_NAME), _string(bar.tick_id),
-             _string(bar.symbol), _string(bar.timeframe), _varint(ms[-1]), blocks([_varint(t) for t in ms])]
+    parts = [
+        serde.MAGIC,
+        serde.fingerprint_of(BarClosed.SCHEMA_NAME),
+        _string(bar.tick_id),
+        _string(bar.symbol),
+        _string(bar.timeframe),
+        _varint(ms[-1]),
+        blocks([_varint(t) for t in ms]),
+    ]
     parts += [blocks([struct.pack("<d", v) for v in getattr(bar, c)]) for c in COLUMNS]
     frames = []
     for f in bar.exogenous:
         numbers = [_string(c) + blocks([struct.pack("<d", v) for v in vs]) for c, vs in f.numbers]
         texts = [_string(c) + blocks([_string(v) for v in vs]) for c, vs in f.texts]
-        frames.append(_string(f.series) + blocks([_varint(t) for t in f.about_ts])
-                      + blocks([_varint(t) for t in f.published_at]) + blocks(numbers) + blocks(texts))
+        frames.append(
+            _string(f.series)
+            + blocks([_varint(t) for t in f.about_ts])
+            + blocks([_varint(t) for t in f.published_at])
+            + blocks(numbers)
+            + blocks(texts)
+        )
     parts.append(blocks(frames))
     return b"".join(parts)
 

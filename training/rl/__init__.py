@@ -33,8 +33,13 @@ from training.split import Window
 ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn", "sac")
 SUPPORTED: tuple[str, ...] = (*ALGOS, "td3")
 #: Env steps per algo: about 2 minutes each on the shared 2-core machine (see the ADR 0011 table).
-DEFAULT_BUDGETS: dict[str, int] = {"ppo": 1_500_000, "a2c": 2_500_000, "dqn": 1_500_000, "sac": 500_000,
-                                   "td3": 1_500_000}
+DEFAULT_BUDGETS: dict[str, int] = {
+    "ppo": 1_500_000,
+    "a2c": 2_500_000,
+    "dqn": 1_500_000,
+    "sac": 500_000,
+    "td3": 1_500_000,
+}
 
 
 @dataclass(frozen=True)
@@ -66,14 +71,30 @@ class TrainedAgent:
 
     def policy(self) -> Policy:
         """The artifact loaded by the live loader (``meta_consumer.policy.load_policy``)."""
-        row = SimpleNamespace(model_id=self.model_id, algo=self.algo, artifact=self.artifact,
-                              artifact_sha256=self.sha256, feature_spec=json.loads(self.spec.to_json()))
+        row = SimpleNamespace(
+            model_id=self.model_id,
+            algo=self.algo,
+            artifact=self.artifact,
+            artifact_sha256=self.sha256,
+            feature_spec=json.loads(self.spec.to_json()),
+        )
         return load_policy(row, step=self.step, max_exposure=self.max_exposure)
 
 
-def train_agent(algo: str, market: Market, train: Window, *, budget_steps: int, seed: int, out_dir: Path,
-                step: float = 0.25, max_exposure: float = 1.0, costs: CostModel | None = None,
-                progress: bool = True, reward: str = "pnl") -> TrainedAgent:
+def train_agent(
+    algo: str,
+    market: Market,
+    train: Window,
+    *,
+    budget_steps: int,
+    seed: int,
+    out_dir: Path,
+    step: float = 0.25,
+    max_exposure: float = 1.0,
+    costs: CostModel | None = None,
+    progress: bool = True,
+    reward: str = "pnl",
+) -> TrainedAgent:
     """Train ``algo`` on ``train``'s bars for at least ``budget_steps`` env steps (whole iterations).
 
     ``reward``: ``"pnl"`` (equity change net of costs) or ``"dsr"`` (differential Sharpe ratio), see
@@ -89,11 +110,32 @@ def train_agent(algo: str, market: Market, train: Window, *, budget_steps: int, 
         raise ValueError(f"unknown reward {reward!r}; choose from {', '.join(REWARDS)}")
     from training.rl.loop import run_training  # torch and ElegantRL load here, not on import
 
-    out: dict[str, Any] = run_training(algo, market, train, budget_steps=budget_steps, seed=seed,
-                                       out_dir=Path(out_dir), step=step, max_exposure=max_exposure,
-                                       costs=costs, progress=progress, reward=reward)
-    return TrainedAgent(algo=algo, seed=seed, budget_steps=budget_steps, steps=out["steps"],
-                        artifact=out["artifact"], spec=market.spec, checkpoint=out["checkpoint"],
-                        steps_per_second=out["steps_per_second"], seconds=out["seconds"],
-                        agent_class=out["agent_class"], step=step, max_exposure=max_exposure,
-                        final_episode_return=out["final_episode_return"], reward=reward)
+    out: dict[str, Any] = run_training(
+        algo,
+        market,
+        train,
+        budget_steps=budget_steps,
+        seed=seed,
+        out_dir=Path(out_dir),
+        step=step,
+        max_exposure=max_exposure,
+        costs=costs,
+        progress=progress,
+        reward=reward,
+    )
+    return TrainedAgent(
+        algo=algo,
+        seed=seed,
+        budget_steps=budget_steps,
+        steps=out["steps"],
+        artifact=out["artifact"],
+        spec=market.spec,
+        checkpoint=out["checkpoint"],
+        steps_per_second=out["steps_per_second"],
+        seconds=out["seconds"],
+        agent_class=out["agent_class"],
+        step=step,
+        max_exposure=max_exposure,
+        final_episode_return=out["final_episode_return"],
+        reward=reward,
+    )

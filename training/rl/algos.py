@@ -31,8 +31,9 @@ from elegantrl.agents.AgentA2C import AgentA2C  # type: ignore[import-untyped]
 class DiscretePPO(AgentDiscretePPO):  # type: ignore[misc]
     """``AgentDiscretePPO`` with a working vectorized rollout (see the module doc)."""
 
-    def explore_vec_env(self, env: Any, horizon_len: int,
-                        if_random: bool = False) -> tuple[torch.Tensor, ...]:
+    def explore_vec_env(
+        self, env: Any, horizon_len: int, if_random: bool = False
+    ) -> tuple[torch.Tensor, ...]:
         n, dev = self.num_envs, self.device
         states = torch.zeros((horizon_len, n, self.state_dim), dtype=torch.float32, device=dev)
         actions = torch.zeros((horizon_len, n, 1), dtype=torch.float32, device=dev)
@@ -96,16 +97,31 @@ class AlgoSpec:
         return float(self.epochs * self.num_envs)
 
 
-_ON: dict[str, Any] = {"discrete": True, "off_policy": False, "num_envs": 64, "horizon_len": 256,
-                       "batch_size": 512}
+_ON: dict[str, Any] = {
+    "discrete": True,
+    "off_policy": False,
+    "num_envs": 64,
+    "horizon_len": 256,
+    "batch_size": 512,
+}
 _OFF: dict[str, Any] = {"off_policy": True, "num_envs": 32, "horizon_len": 32, "batch_size": 256}
 
 SPECS: dict[str, AlgoSpec] = {
-    "ppo": AlgoSpec(DiscretePPO, learning_rate=3e-4, epochs=2,
-                    extra={"ratio_clip": 0.2, "lambda_gae_adv": 0.95, "lambda_entropy": 0.01}, **_ON),
+    "ppo": AlgoSpec(
+        DiscretePPO,
+        learning_rate=3e-4,
+        epochs=2,
+        extra={"ratio_clip": 0.2, "lambda_gae_adv": 0.95, "lambda_entropy": 0.01},
+        **_ON,
+    ),
     "a2c": AlgoSpec(DiscreteA2C, learning_rate=3e-4, epochs=1, extra={"lambda_gae_adv": 0.95}, **_ON),
     "dqn": AlgoSpec(AgentDoubleDQN, discrete=True, learning_rate=3e-4, extra={"explore_rate": 0.2}, **_OFF),
     "sac": AlgoSpec(AgentSAC, discrete=False, learning_rate=3e-4, **_OFF),
-    "td3": AlgoSpec(AgentTD3, discrete=False, learning_rate=3e-4,
-                    extra={"explore_noise_std": 0.1, "policy_noise_std": 0.15}, **_OFF),
+    "td3": AlgoSpec(
+        AgentTD3,
+        discrete=False,
+        learning_rate=3e-4,
+        extra={"explore_noise_std": 0.1, "policy_noise_std": 0.15},
+        **_OFF,
+    ),
 }

@@ -35,8 +35,13 @@ def _dense_layers(*seqs: Any) -> list[list[Any]]:
     for seq in seqs:
         for module in seq:
             if isinstance(module, nn.Linear):
-                layers.append([module.weight.detach().double().numpy().copy(),
-                               module.bias.detach().double().numpy().copy(), "identity"])
+                layers.append(
+                    [
+                        module.weight.detach().double().numpy().copy(),
+                        module.bias.detach().double().numpy().copy(),
+                        "identity",
+                    ]
+                )
             elif type(module) in _ACTIVATION_NAMES and layers and layers[-1][2] == "identity":
                 layers[-1][2] = _ACTIVATION_NAMES[type(module)]
             else:
@@ -71,13 +76,15 @@ def export_actor(algo: str, act: Any, spec: FeatureSpec) -> bytes:
     w0, b0, _ = layers[0]
     layers[0][0] = w0 / std[None, :]
     layers[0][1] = b0 - w0 @ (avg / std)
-    return export_policy([(w.T, b) for w, b, _ in layers], [a for _, _, a in layers],
-                         algo=algo, spec=spec, output=output)
+    return export_policy(
+        [(w.T, b) for w, b, _ in layers], [a for _, _, a in layers], algo=algo, spec=spec, output=output
+    )
 
 
 @torch.no_grad()
-def torch_greedy(algo: str, act: Any, obs: np.ndarray, *, step: float = 0.25,
-                 max_exposure: float = 1.0) -> np.ndarray:
+def torch_greedy(
+    algo: str, act: Any, obs: np.ndarray, *, step: float = 0.25, max_exposure: float = 1.0
+) -> np.ndarray:
     """The torch actor's own greedy decision: action indices, or grid target exposures."""
     state = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
     if algo in ("ppo", "a2c"):

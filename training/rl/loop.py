@@ -75,8 +75,14 @@ class TorchVecEnv:
 
 
 def make_config(spec: AlgoSpec, env: TorchVecEnv, seed: int) -> Any:
-    env_args = {"env_name": env.env_name, "num_envs": env.num_envs, "max_step": env.max_step,
-                "state_dim": env.state_dim, "action_dim": env.action_dim, "if_discrete": env.if_discrete}
+    env_args = {
+        "env_name": env.env_name,
+        "num_envs": env.num_envs,
+        "max_step": env.max_step,
+        "state_dim": env.state_dim,
+        "action_dim": env.action_dim,
+        "if_discrete": env.if_discrete,
+    }
     args = Config(agent_class=spec.agent_class, env_args=env_args)
     args.net_dims, args.gamma, args.reward_scale = spec.net_dims, spec.gamma, spec.reward_scale
     args.learning_rate, args.batch_size = spec.learning_rate, spec.batch_size
@@ -91,16 +97,37 @@ def make_config(spec: AlgoSpec, env: TorchVecEnv, seed: int) -> Any:
 def build_agent(algo: str, state_dim: int, action_dim: int, num_envs: int, seed: int) -> Any:
     """A fresh agent (weights drawn from the current torch generator) with this algo's config."""
     spec = SPECS[algo]
-    stub = type("Stub", (), {"env_name": "BtcPerp", "num_envs": num_envs, "max_step": 720,
-                             "state_dim": state_dim, "action_dim": action_dim,
-                             "if_discrete": spec.discrete})
+    stub = type(
+        "Stub",
+        (),
+        {
+            "env_name": "BtcPerp",
+            "num_envs": num_envs,
+            "max_step": 720,
+            "state_dim": state_dim,
+            "action_dim": action_dim,
+            "if_discrete": spec.discrete,
+        },
+    )
     args = make_config(spec, stub, seed)  # type: ignore[arg-type]
     return spec.agent_class(list(spec.net_dims), state_dim, action_dim, gpu_id=-1, args=args)
 
 
-def run_training(algo: str, market: Market, train: Window, *, budget_steps: int, seed: int, out_dir: Path,
-                 step: float, max_exposure: float, costs: CostModel | None, progress: bool,
-                 max_episode_steps: int = 720, reward: str = "pnl") -> dict[str, Any]:
+def run_training(
+    algo: str,
+    market: Market,
+    train: Window,
+    *,
+    budget_steps: int,
+    seed: int,
+    out_dir: Path,
+    step: float,
+    max_exposure: float,
+    costs: CostModel | None,
+    progress: bool,
+    max_episode_steps: int = 720,
+    reward: str = "pnl",
+) -> dict[str, Any]:
     """Train; write the checkpoint; return what ``TrainedAgent`` records (see ``training.rl``)."""
     spec = SPECS[algo]
     env_class = BtcPerpVecEnv if spec.discrete else ExposureTargetEnv
@@ -110,10 +137,18 @@ def run_training(algo: str, market: Market, train: Window, *, budget_steps: int,
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            np_env = env_class(market, train, num_envs=spec.num_envs, max_step=max_episode_steps, seed=seed,
-                               costs=costs, step=step, max_exposure=max_exposure,
-                               reward=reward,  # type: ignore[arg-type]  # checked by the env
-                               reward_scale=1.0 if reward == "pnl" else DSR_REWARD_SCALE)
+            np_env = env_class(
+                market,
+                train,
+                num_envs=spec.num_envs,
+                max_step=max_episode_steps,
+                seed=seed,
+                costs=costs,
+                step=step,
+                max_exposure=max_exposure,
+                reward=reward,  # type: ignore[arg-type]  # checked by the env
+                reward_scale=1.0 if reward == "pnl" else DSR_REWARD_SCALE,
+            )
             env = TorchVecEnv(np_env)
             agent = build_agent(algo, env.state_dim, env.action_dim, env.num_envs, seed)
             started = time.perf_counter()
@@ -128,11 +163,17 @@ def run_training(algo: str, market: Market, train: Window, *, budget_steps: int,
     state = _checkpoint(algo, agent, spec, seed, budget_steps, steps, env)
     torch.save({**state, "reward": reward}, checkpoint)
     (out_dir / f"{algo}_seed{seed}.npz").write_bytes(artifact)
-    tail = env.episode_returns[-4 * env.num_envs:]
-    return {"artifact": artifact, "checkpoint": checkpoint, "steps": steps, "seconds": seconds,
-            "steps_per_second": steps / seconds if seconds > 0 else float("inf"),
-            "agent_class": spec.agent_class.__name__, "episodes": len(env.episode_returns),
-            "final_episode_return": float(np.mean(tail)) if tail else float("nan")}
+    tail = env.episode_returns[-4 * env.num_envs :]
+    return {
+        "artifact": artifact,
+        "checkpoint": checkpoint,
+        "steps": steps,
+        "seconds": seconds,
+        "steps_per_second": steps / seconds if seconds > 0 else float("inf"),
+        "agent_class": spec.agent_class.__name__,
+        "episodes": len(env.episode_returns),
+        "final_episode_return": float(np.mean(tail)) if tail else float("nan"),
+    }
 
 
 def _loop(agent: Any, spec: AlgoSpec, env: TorchVecEnv, budget: int, progress: bool, label: str) -> int:
@@ -143,14 +184,25 @@ def _loop(agent: Any, spec: AlgoSpec, env: TorchVecEnv, budget: int, progress: b
         agent.last_state = env.reset()
         buffer: Any
         if spec.off_policy:
-            buffer = ReplayBuffer(max_size=spec.buffer_rows, state_dim=env.state_dim,
-                                  action_dim=1 if spec.discrete else env.action_dim, gpu_id=-1,
-                                  num_envs=env.num_envs, args=agent_args(agent))
+            buffer = ReplayBuffer(
+                max_size=spec.buffer_rows,
+                state_dim=env.state_dim,
+                action_dim=1 if spec.discrete else env.action_dim,
+                gpu_id=-1,
+                num_envs=env.num_envs,
+                args=agent_args(agent),
+            )
             warm = max(1, min(spec.warmup_horizons, budget // per_iter))
             buffer.update(agent.explore_env(env, spec.horizon_len * warm, if_random=True))
             steps += per_iter * warm
-        with tqdm(total=budget, desc=label, unit="step", unit_scale=True, disable=not progress,
-                  initial=min(steps, budget)) as bar:
+        with tqdm(
+            total=budget,
+            desc=label,
+            unit="step",
+            unit_scale=True,
+            disable=not progress,
+            initial=min(steps, budget),
+        ) as bar:
             while steps < budget:
                 items = agent.explore_env(env, spec.horizon_len)
                 if spec.off_policy:
@@ -172,13 +224,21 @@ def agent_args(agent: Any) -> Any:
     return type("Args", (), {"if_use_per": False})()
 
 
-def _checkpoint(algo: str, agent: Any, spec: AlgoSpec, seed: int, budget: int, steps: int,
-                env: TorchVecEnv) -> dict[str, Any]:
-    state: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "algo": algo,
-                             "agent_class": spec.agent_class.__name__, "seed": seed,
-                             "budget_steps": budget, "steps": steps,
-                             "state_dim": env.state_dim, "action_dim": env.action_dim,
-                             "num_envs": env.num_envs, "net_dims": list(spec.net_dims)}
+def _checkpoint(
+    algo: str, agent: Any, spec: AlgoSpec, seed: int, budget: int, steps: int, env: TorchVecEnv
+) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "algo": algo,
+        "agent_class": spec.agent_class.__name__,
+        "seed": seed,
+        "budget_steps": budget,
+        "steps": steps,
+        "state_dim": env.state_dim,
+        "action_dim": env.action_dim,
+        "num_envs": env.num_envs,
+        "net_dims": list(spec.net_dims),
+    }
     for name in sorted(agent.save_attr_names):
         state[name] = getattr(agent, name).state_dict()
     if hasattr(agent, "alpha_log"):  # SAC's temperature: not in ElegantRL's save_attr_names

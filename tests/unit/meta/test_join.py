@@ -11,8 +11,9 @@ T0 = datetime(2022, 8, 1, tzinfo=UTC)
 SYMBOL = "BTC/USD:USD"
 
 
-def tick(i: int, due: tuple[str, ...] = ("a", "b"), deadline: float = 100.0,
-         bar: bool = False) -> PendingTick:
+def tick(
+    i: int, due: tuple[str, ...] = ("a", "b"), deadline: float = 100.0, bar: bool = False
+) -> PendingTick:
     t = T0 + timedelta(hours=i)
     return PendingTick(make_tick_id(SYMBOL, t), t, frozenset(due), bar, deadline, 0.0)
 

@@ -22,9 +22,13 @@ def _layers(rng: np.random.Generator, sizes: list[int]) -> list[tuple[np.ndarray
 
 
 def _row(artifact: bytes, spec: FeatureSpec = SPEC, model_id: str = "m1") -> SimpleNamespace:
-    return SimpleNamespace(model_id=model_id, algo="ppo", artifact=artifact,
-                           artifact_sha256=hashlib.sha256(artifact).hexdigest(),
-                           feature_spec=json.loads(spec.to_json()))
+    return SimpleNamespace(
+        model_id=model_id,
+        algo="ppo",
+        artifact=artifact,
+        artifact_sha256=hashlib.sha256(artifact).hexdigest(),
+        feature_spec=json.loads(spec.to_json()),
+    )
 
 
 Layers = list[tuple[np.ndarray, np.ndarray]]
@@ -66,8 +70,13 @@ def test_forward_equals_independent_computation_bit_for_bit() -> None:
 def test_single_row_equals_its_row_in_a_batch() -> None:
     """Live decides one row at a time, the backtest in batches: the bits must not depend on that."""
     rng = np.random.default_rng(11)
-    policy = load_policy(_row(export_policy(_layers(rng, [SPEC.dim, 64, 64, 5]), ["tanh", "tanh", "identity"],
-                                            algo="ppo", spec=SPEC)))
+    policy = load_policy(
+        _row(
+            export_policy(
+                _layers(rng, [SPEC.dim, 64, 64, 5]), ["tanh", "tanh", "identity"], algo="ppo", spec=SPEC
+            )
+        )
+    )
     obs = rng.normal(size=(257, SPEC.dim))
     batch = policy.forward(obs)
     for i in (0, 1, 100, 256):

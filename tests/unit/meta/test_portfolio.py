@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from meta_consumer.portfolio import Portfolio, next_entry_price, unrealized_pnl
+from common.pnl import unrealized_pnl
+from meta_consumer.portfolio import Portfolio, next_entry_price
 
 
 def test_unrealized_pnl_is_exposure_times_return_since_entry() -> None:
-    assert unrealized_pnl(0.5, 20_000.0, 22_000.0) == 0.5 * (22_000 / 20_000 - 1)
-    assert unrealized_pnl(-1.0, 20_000.0, 22_000.0) == -1.0 * (22_000 / 20_000 - 1)
-    assert unrealized_pnl(0.0, np.nan, 22_000.0) == 0.0
-    assert unrealized_pnl(0.75, np.nan, 22_000.0) == 0.0  # no entry known yet
-    vec = unrealized_pnl([0.25, -0.5, 0.0], [100.0, 100.0, np.nan], [110.0, 90.0, 95.0])
+    assert unrealized_pnl(0.5, 20_000.0, 22_000.0, relative=True) == 0.5 * (22_000 / 20_000 - 1)
+    assert unrealized_pnl(-1.0, 20_000.0, 22_000.0, relative=True) == -1.0 * (22_000 / 20_000 - 1)
+    assert unrealized_pnl(0.0, np.nan, 22_000.0, relative=True) == 0.0
+    assert unrealized_pnl(0.75, np.nan, 22_000.0, relative=True) == 0.0  # no entry known yet
+    vec = unrealized_pnl([0.25, -0.5, 0.0], [100.0, 100.0, np.nan], [110.0, 90.0, 95.0], relative=True)
     np.testing.assert_allclose(vec, [0.025, 0.05, 0.0])
 
 

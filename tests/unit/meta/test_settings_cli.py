@@ -18,9 +18,14 @@ def test_meta_settings_read_their_own_prefix(monkeypatch: pytest.MonkeyPatch) ->
     assert (meta.deadline_s, meta.fallback, meta.allow_subset) == (12.5, FallbackMode.FLAT, True)
 
 
-@pytest.mark.parametrize(("name", "value"), [("BTCMETA_META_FALLBACK", "coinflip"),
-                                             ("BTCMETA_META_DEADLINE_S", "-1"),
-                                             ("BTCMETA_META_DECISION_TIMEFRAME", "7x")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BTCMETA_META_FALLBACK", "coinflip"),
+        ("BTCMETA_META_DEADLINE_S", "-1"),
+        ("BTCMETA_META_DECISION_TIMEFRAME", "7x"),
+    ],
+)
 def test_bad_meta_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=name):

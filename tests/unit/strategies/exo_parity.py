@@ -106,6 +106,12 @@ def exo_window_chunk(args: tuple[str, int, int]) -> dict:
     strategy = make(name)
     df = frame_of(strategy.timeframe)
     rep, reason_bad = check_windows_exo(strategy, df, inputs()[1], range(offset, len(df), stride))
-    return {"checked": rep.checked, "signal": rep.signal_mismatch, "cold": rep.cold_target_mismatch,
-            "warm": rep.warm_target_mismatch, "conf": rep.confidence_mismatch,
-            "bits": rep.indicator_bits_differ, "reason": reason_bad}
+    return {
+        "checked": rep.checked,
+        "signal": rep.signal_mismatch,
+        "cold": rep.cold_target_mismatch,
+        "warm": rep.warm_target_mismatch,
+        "conf": rep.confidence_mismatch,
+        "bits": rep.indicator_bits_differ,
+        "reason": reason_bad,
+    }

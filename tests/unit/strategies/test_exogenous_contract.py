@@ -36,11 +36,13 @@ T0 = pd.Timestamp("2021-01-01", tz="UTC")
 
 def obs(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
     """(about_ts, published_at, value) rows -> the loader's layout."""
-    return pd.DataFrame({
-        "about_ts": pd.to_datetime([r[0] for r in rows], utc=True),
-        "published_at": pd.to_datetime([r[1] for r in rows], utc=True),
-        "v": [r[2] for r in rows],
-    })
+    return pd.DataFrame(
+        {
+            "about_ts": pd.to_datetime([r[0] for r in rows], utc=True),
+            "published_at": pd.to_datetime([r[1] for r in rows], utc=True),
+            "v": [r[2] for r in rows],
+        }
+    )
 
 
 def closes(*times: str) -> np.ndarray:
@@ -70,24 +72,36 @@ def test_never_carried_beyond_max_age() -> None:
 
 
 def test_latest_about_wins_and_a_revision_replaces_it() -> None:
-    frame = obs([
-        ("2021-01-02", "2021-01-03T00:00", 2.0),
-        ("2021-01-01", "2021-01-03T01:00", 1.0),  # late publication of an older day: not the latest
-        ("2021-01-02", "2021-01-03T02:00", 2.5),  # a revision of the same day
-    ])
+    frame = obs(
+        [
+            ("2021-01-02", "2021-01-03T00:00", 2.0),
+            ("2021-01-01", "2021-01-03T01:00", 1.0),  # late publication of an older day: not the latest
+            ("2021-01-02", "2021-01-03T02:00", 2.5),  # a revision of the same day
+        ]
+    )
     a = align_exogenous("s", SPEC, frame, closes("2021-01-03T00:00", "2021-01-03T01:00", "2021-01-03T02:00"))
     assert a.value.tolist() == [2.0, 2.0, 2.5]
     shuffled = frame.iloc[[2, 0, 1]]  # order of the rows handed over does not matter
-    b = align_exogenous("s", SPEC, shuffled,
-                        closes("2021-01-03T00:00", "2021-01-03T01:00", "2021-01-03T02:00"))
+    b = align_exogenous(
+        "s", SPEC, shuffled, closes("2021-01-03T00:00", "2021-01-03T01:00", "2021-01-03T02:00")
+    )
     assert b.value.tolist() == a.value.tolist()
 
 
 def test_nan_values_are_not_used_and_are_named() -> None:
-    frame = obs([("2021-01-01", "2021-01-02T00:00", 1.0), ("2021-01-02", "2021-01-03T00:00", np.nan),
-                 ("2021-01-03", "2021-01-04T00:00", np.nan)])
-    a = align_exogenous("s", SPEC, frame, closes("2021-01-03T00:00", "2021-01-04T00:00", "2021-01-05T00:00",
-                                                   "2021-01-06T00:01"))
+    frame = obs(
+        [
+            ("2021-01-01", "2021-01-02T00:00", 1.0),
+            ("2021-01-02", "2021-01-03T00:00", np.nan),
+            ("2021-01-03", "2021-01-04T00:00", np.nan),
+        ]
+    )
+    a = align_exogenous(
+        "s",
+        SPEC,
+        frame,
+        closes("2021-01-03T00:00", "2021-01-04T00:00", "2021-01-05T00:00", "2021-01-06T00:01"),
+    )
     assert a.value[0] == 1.0  # the last good value, 48 h old: still within the limit
     assert np.isnan(a.value[1]) and a.status[1] == NAN_VALUE  # 72 h old: not carried; NaNs are newer
     assert a.status[2] == NAN_VALUE
@@ -144,8 +158,8 @@ def test_segment_sums_depend_only_on_their_segment() -> None:
     hi = np.array([0, 9, 5, 200, 150, 200, 200, 31])
     got = segment_sums(vals, lo, hi)
     for i in range(len(lo)):
-        assert got[i] == segment_sums(vals[lo[i]:hi[i]], np.array([0]), np.array([hi[i] - lo[i]]))[0]
-        np.testing.assert_allclose(got[i], vals[lo[i]:hi[i]].sum(), rtol=1e-12)
+        assert got[i] == segment_sums(vals[lo[i] : hi[i]], np.array([0]), np.array([hi[i] - lo[i]]))[0]
+        np.testing.assert_allclose(got[i], vals[lo[i] : hi[i]].sum(), rtol=1e-12)
     assert segment_sums(vals, np.array([3]), np.array([3]))[0] == 0.0
 
 
@@ -177,8 +191,13 @@ def _days(n: int) -> pd.DataFrame:
 
 def test_a_strategy_uses_a_value_at_the_close_of_the_bar_it_is_published_for() -> None:
     df = _days(6)
-    frame = obs([("2021-01-01", "2021-01-02T00:00", 1.0), ("2021-01-02", "2021-01-03T00:00", -1.0),
-                 ("2021-01-03", "2021-01-04T00:00", 2.0)])
+    frame = obs(
+        [
+            ("2021-01-01", "2021-01-02T00:00", 1.0),
+            ("2021-01-02", "2021-01-03T00:00", -1.0),
+            ("2021-01-03", "2021-01-04T00:00", 2.0),
+        ]
+    )
     out = _Toy().evaluate(df, exogenous={"s": frame})
     # Day bar 01-01 closes 01-02 00:00, when the 01-01 value is published.
     # Bar 01-04 closes 01-05 00:00, 48 h after 01-03 (the limit); bar 01-05 closes 72 h after it.
@@ -211,7 +230,7 @@ def test_price_only_strategies_ignore_exogenous(candles: pd.DataFrame, name: str
     assert REASON not in plain.columns
     pd.testing.assert_frame_equal(strategy.evaluate(part, exogenous={"x": obs([])}), plain, check_exact=True)
     assert strategy.bars_needed() == strategy.lookback_hours  # 1h: unchanged default
-    res = strategy.recommend(part.iloc[-strategy.bars_needed():])
+    res = strategy.recommend(part.iloc[-strategy.bars_needed() :])
     assert res.reason == ""
 
 

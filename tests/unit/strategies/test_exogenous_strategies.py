@@ -33,10 +33,18 @@ from tests.unit.strategies.exo_parity import (
 )
 from training.signals import cut_inputs, hourly_targets, resample_candles
 
-CUTS = [pd.Timestamp(t, tz="UTC") for t in (
-    "2019-06-01T13:00", "2020-03-12T21:00", "2020-11-05T03:00", "2021-03-01T00:00", "2021-05-09T16:00",
-    "2022-03-15T09:00", "2022-06-20T16:00",
-)]
+CUTS = [
+    pd.Timestamp(t, tz="UTC")
+    for t in (
+        "2019-06-01T13:00",
+        "2020-03-12T21:00",
+        "2020-11-05T03:00",
+        "2021-03-01T00:00",
+        "2021-05-09T16:00",
+        "2022-03-15T09:00",
+        "2022-06-20T16:00",
+    )
+]
 
 
 def _sample_bars(n: int, need: int, target: int = 90) -> list[int]:
@@ -90,9 +98,7 @@ def test_cutting_every_input_at_t_leaves_the_past_unchanged(name: str) -> None:
     full_hourly = hourly_targets(strategy, candles, exo)
     for cut_at in CUTS:
         part_candles, part_exo = cut_inputs(candles, exo, cut_at)
-        assert all(
-            (pd.to_datetime(f["published_at"], utc=True) <= cut_at).all() for f in part_exo.values()
-        )
+        assert all((pd.to_datetime(f["published_at"], utc=True) <= cut_at).all() for f in part_exo.values())
         hourly = hourly_targets(strategy, part_candles, part_exo)
         np.testing.assert_array_equal(hourly, full_hourly[: len(hourly)], err_msg=f"{name} cut at {cut_at}")
         part_frame = resample_candles(part_candles, strategy.timeframe)
@@ -133,8 +139,11 @@ def test_future_inputs_cannot_change_a_bar(name: str) -> None:
     # Every column (indicators too) of every bar of the strategy's own timeframe closed by T.
     frame, noisy_frame = frame_of(strategy.timeframe), resample_candles(noisy_candles, strategy.timeframe)
     closed = (frame.index + pd.Timedelta(strategy.timeframe)) <= cut_at
-    pd.testing.assert_frame_equal(strategy.evaluate(noisy_frame, exogenous=noisy_exo).loc[closed],
-                                  strategy.evaluate(frame, exogenous=exo).loc[closed], check_exact=True)
+    pd.testing.assert_frame_equal(
+        strategy.evaluate(noisy_frame, exogenous=noisy_exo).loc[closed],
+        strategy.evaluate(frame, exogenous=exo).loc[closed],
+        check_exact=True,
+    )
 
 
 @pytest.mark.parametrize("name", EXOGENOUS)
@@ -147,20 +156,25 @@ def test_missing_series_is_flat_with_reason(name: str) -> None:
         assert (out["target"] == 0).all()
         assert (out[REASON] == f"missing:{first}").all()
         assert (out["no_opinion"] == 1).all()
-    res = strategy.recommend(df.iloc[-strategy.bars_needed():])
+    res = strategy.recommend(df.iloc[-strategy.bars_needed() :])
     assert isinstance(res, RecommendationResult)
     assert res.target == 0 and res.reason == f"missing:{first}" and res.indicators["no_opinion"] == 1.0
     # A frame without the declared value column is as good as missing.
-    broken = {n: f.drop(columns=[s.column]) for n, f in inputs()[1].items()
-              for m, s in strategy.exogenous_inputs.items() if m == n}
+    broken = {
+        n: f.drop(columns=[s.column])
+        for n, f in inputs()[1].items()
+        for m, s in strategy.exogenous_inputs.items()
+        if m == n
+    }
     out = strategy.evaluate(df, exogenous=broken)
     assert (out["target"] == 0).all() and out[REASON].str.startswith("missing:").all()
 
 
 def _last_usable_close(strategy_name: str) -> pd.Timestamp:
-    return {"news_attention": pd.Timestamp("2022-04-01", tz="UTC"),
-            "headline_sentiment": pd.Timestamp("2022-04-01", tz="UTC")}.get(
-        strategy_name, pd.Timestamp("2020-06-01", tz="UTC"))
+    return {
+        "news_attention": pd.Timestamp("2022-04-01", tz="UTC"),
+        "headline_sentiment": pd.Timestamp("2022-04-01", tz="UTC"),
+    }.get(strategy_name, pd.Timestamp("2020-06-01", tz="UTC"))
 
 
 @pytest.mark.parametrize("name", EXOGENOUS)
@@ -219,7 +233,7 @@ def test_nan_prices_never_raise_or_invent_a_position(name: str) -> None:
     df.loc[hole, ["open", "high", "low", "close", "volume"]] = np.nan
     out = strategy.evaluate(df, exogenous=exo)
     assert set(np.unique(out["target"])) <= {-1, 0, 1}
-    res = strategy.recommend(df.loc[: hole[-1]].iloc[-strategy.bars_needed():], exogenous=exo)
+    res = strategy.recommend(df.loc[: hole[-1]].iloc[-strategy.bars_needed() :], exogenous=exo)
     assert res.target in (-1, 0, 1) and 0.0 <= res.confidence <= 1.0
 
 
@@ -236,7 +250,7 @@ def test_recommend_result_shape_with_inputs() -> None:
     exo = inputs()[1]
     for name in NEW:
         strategy = make(name)
-        window = frame_of(strategy.timeframe).loc[:"2021-03-01"].iloc[-strategy.bars_needed():]
+        window = frame_of(strategy.timeframe).loc[:"2021-03-01"].iloc[-strategy.bars_needed() :]
         cut = strategy.cut_exogenous(exo, window)
         res = strategy.recommend(window, exogenous=cut)
         assert res.target in (-1, 0, 1) and 0.0 <= res.confidence <= 1.0

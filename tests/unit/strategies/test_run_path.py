@@ -37,9 +37,17 @@ def windows(candles: pd.DataFrame, first: int, count: int) -> list[BarWindow]:
     for i in range(first, first + count):
         lo = max(0, i - WINDOW + 1)
         bar_open = candles.index[i].to_pydatetime()
-        cols = {c: candles[c].to_numpy(np.float64)[lo:i + 1] for c in COLUMNS}
-        out.append(BarWindow(make_tick_id(SETTINGS.symbol, bar_open + pd.Timedelta(hours=1)), SETTINGS.symbol,
-                             "1h", bar_open, times[lo:i + 1], cols))
+        cols = {c: candles[c].to_numpy(np.float64)[lo : i + 1] for c in COLUMNS}
+        out.append(
+            BarWindow(
+                make_tick_id(SETTINGS.symbol, bar_open + pd.Timedelta(hours=1)),
+                SETTINGS.symbol,
+                "1h",
+                bar_open,
+                times[lo : i + 1],
+                cols,
+            )
+        )
     return out
 
 

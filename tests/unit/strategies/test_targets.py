@@ -107,4 +107,3 @@ def test_recommend_with_carried_target_applies_one_transition(candles: pd.DataFr
     res = strategy.recommend(window, prev_target=prev)
     assert res.target == expected
     assert res.event == event_of(prev, expected)
-

@@ -50,7 +50,11 @@ def random_policy(market: Market, seed: int = 3) -> Policy:
     sizes = [market.spec.dim, 16, len(ACTIONS)]
     layers = [(rng.normal(size=(i, o)), rng.normal(size=o)) for i, o in itertools.pairwise(sizes)]
     art = export_policy(layers, ["tanh", "identity"], algo="test", spec=market.spec)
-    row = SimpleNamespace(model_id="m-test", algo="test", artifact=art,
-                          artifact_sha256=hashlib.sha256(art).hexdigest(),
-                          feature_spec=json.loads(market.spec.to_json()))
+    row = SimpleNamespace(
+        model_id="m-test",
+        algo="test",
+        artifact=art,
+        artifact_sha256=hashlib.sha256(art).hexdigest(),
+        feature_spec=json.loads(market.spec.to_json()),
+    )
     return load_policy(row)

@@ -35,8 +35,10 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="module")
 def trained(market: Market, tmp_path_factory: pytest.TempPathFactory) -> dict[str, TrainedAgent]:
     out = tmp_path_factory.mktemp("agents")
-    return {a: train_agent(a, market, TRAIN, budget_steps=BUDGET[a], seed=7, out_dir=out, progress=False)
-            for a in SUPPORTED}
+    return {
+        a: train_agent(a, market, TRAIN, budget_steps=BUDGET[a], seed=7, out_dir=out, progress=False)
+        for a in SUPPORTED
+    }
 
 
 def _observations(market: Market, n: int = 1500, seed: int = 0) -> np.ndarray:
@@ -49,8 +51,9 @@ def _observations(market: Market, n: int = 1500, seed: int = 0) -> np.ndarray:
 
 
 def _load(art: bytes, algo: str):  # type: ignore[no-untyped-def]
-    row = type("Row", (), {"model_id": "m", "algo": algo, "artifact": art, "artifact_sha256": "",
-                           "feature_spec": {}})()
+    row = type(
+        "Row", (), {"model_id": "m", "algo": algo, "artifact": art, "artifact_sha256": "", "feature_spec": {}}
+    )()
     return load_policy(row)
 
 
@@ -60,7 +63,7 @@ def _torch_output(algo: str, actor: torch.nn.Module, obs: np.ndarray) -> np.ndar
     s = torch.as_tensor(obs)
     if algo in ("ppo", "a2c"):
         return actor.net(actor.state_norm(s)).numpy()  # type: ignore[operator]
-    return actor(s)[:, :1 if algo in ("sac", "td3") else None].numpy()
+    return actor(s)[:, : 1 if algo in ("sac", "td3") else None].numpy()
 
 
 def _spread(algo: str, actor: torch.nn.Module, obs: np.ndarray) -> torch.nn.Module:
@@ -88,26 +91,51 @@ def _spread(algo: str, actor: torch.nn.Module, obs: np.ndarray) -> torch.nn.Modu
 
 
 def test_services_and_env_import_without_torch() -> None:
-    live = ["common", "meta_consumer", "meta_consumer.service", "meta_consumer.policy", "executor",
-            "executor.service", "tick_emitter", "strategy_consumers", "bridge", "producers",
-            "training", "training.env", "training.market", "training.backtest", "training.rl",
-            "training.rl.envs"]
-    code = ("import importlib, sys\n"
-            f"for m in {live!r}: importlib.import_module(m)\n"
-            "print('torch' in sys.modules)\n"
-            "import training.rl.loop\n"
-            "print('torch' in sys.modules)\n")
+    live = [
+        "common",
+        "meta_consumer",
+        "meta_consumer.service",
+        "meta_consumer.policy",
+        "executor",
+        "executor.service",
+        "tick_emitter",
+        "strategy_consumers",
+        "bridge",
+        "producers",
+        "training",
+        "training.env",
+        "training.market",
+        "training.backtest",
+        "training.rl",
+        "training.rl.envs",
+    ]
+    code = (
+        "import importlib, sys\n"
+        f"for m in {live!r}: importlib.import_module(m)\n"
+        "print('torch' in sys.modules)\n"
+        "import training.rl.loop\n"
+        "print('torch' in sys.modules)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]  # the second line proves the check can see torch
 
 
 def test_every_algo_trains_exports_and_checkpoints(trained: dict[str, TrainedAgent], market: Market) -> None:
     assert set(ALGOS) == {"ppo", "a2c", "dqn", "sac"} and set(ALGOS) < set(SUPPORTED)
-    classes = {"ppo": "DiscretePPO", "a2c": "DiscreteA2C", "dqn": "AgentDoubleDQN", "sac": "AgentSAC",
-               "td3": "AgentTD3"}
+    classes = {
+        "ppo": "DiscretePPO",
+        "a2c": "DiscreteA2C",
+        "dqn": "AgentDoubleDQN",
+        "sac": "AgentSAC",
+        "td3": "AgentTD3",
+    }
     for algo, agent in trained.items():
-        assert (agent.algo, agent.seed, agent.budget_steps, agent.agent_class) == (algo, 7, BUDGET[algo],
-                                                                                  classes[algo])
+        assert (agent.algo, agent.seed, agent.budget_steps, agent.agent_class) == (
+            algo,
+            7,
+            BUDGET[algo],
+            classes[algo],
+        )
         assert agent.steps >= agent.budget_steps and agent.steps_per_second > 0
         assert agent.spec == market.spec
         policy = agent.policy()
@@ -120,21 +148,24 @@ def test_every_algo_trains_exports_and_checkpoints(trained: dict[str, TrainedAge
         # Training moved the weights away from the seed's initialization.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(7)
-            fresh = build_agent(algo, market.spec.dim, 1 if algo in ("sac", "td3") else len(ACTIONS),
-                                restored.num_envs, 7)
+            fresh = build_agent(
+                algo, market.spec.dim, 1 if algo in ("sac", "td3") else len(ACTIONS), restored.num_envs, 7
+            )
         assert export_actor(algo, fresh.act, market.spec) != agent.artifact
 
 
 @pytest.mark.parametrize("algo", SUPPORTED)
-def test_exported_policy_acts_as_the_torch_actor(trained: dict[str, TrainedAgent], market: Market,
-                                                 algo: str) -> None:
+def test_exported_policy_acts_as_the_torch_actor(
+    trained: dict[str, TrainedAgent], market: Market, algo: str
+) -> None:
     agent = trained[algo]
     actor = load_checkpoint(agent.checkpoint).act
     obs = _observations(market)
     got, want = agent.policy().act(obs), torch_greedy(algo, actor, obs)
     assert np.array_equal(got, want)
-    np.testing.assert_allclose(agent.policy().forward(obs), _torch_output(algo, actor, obs),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        agent.policy().forward(obs), _torch_output(algo, actor, obs), rtol=1e-4, atol=1e-5
+    )
     spread = _spread(algo, actor, obs)
     policy = _load(export_actor(algo, spread, market.spec), algo)
     want = torch_greedy(algo, spread, obs)
@@ -143,8 +174,9 @@ def test_exported_policy_acts_as_the_torch_actor(trained: dict[str, TrainedAgent
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn", "sac"])
-def test_state_normalization_is_folded_into_the_first_layer(trained: dict[str, TrainedAgent],
-                                                            market: Market, algo: str) -> None:
+def test_state_normalization_is_folded_into_the_first_layer(
+    trained: dict[str, TrainedAgent], market: Market, algo: str
+) -> None:
     actor = load_checkpoint(trained[algo].checkpoint).act
     rng = np.random.default_rng(1)
     with torch.no_grad():
@@ -158,39 +190,63 @@ def test_state_normalization_is_folded_into_the_first_layer(trained: dict[str, T
     np.testing.assert_allclose(policy.forward(obs), _torch_output(algo, actor, obs), rtol=1e-4, atol=1e-5)
 
 
-def test_same_seed_same_bits_other_seed_other_bits(trained: dict[str, TrainedAgent], market: Market,
-                                                   tmp_path: Path) -> None:
+def test_same_seed_same_bits_other_seed_other_bits(
+    trained: dict[str, TrainedAgent], market: Market, tmp_path: Path
+) -> None:
     for algo in ("ppo", "sac"):
-        again = train_agent(algo, market, TRAIN, budget_steps=BUDGET[algo], seed=7, out_dir=tmp_path / "a",
-                            progress=False)
+        again = train_agent(
+            algo, market, TRAIN, budget_steps=BUDGET[algo], seed=7, out_dir=tmp_path / "a", progress=False
+        )
         assert again.artifact == trained[algo].artifact
         a = torch.load(again.checkpoint, weights_only=True)["act"]
         b = torch.load(trained[algo].checkpoint, weights_only=True)["act"]
         assert all(torch.equal(a[k], b[k]) for k in a)
-        other = train_agent(algo, market, TRAIN, budget_steps=BUDGET[algo], seed=8, out_dir=tmp_path / "b",
-                            progress=False)
+        other = train_agent(
+            algo, market, TRAIN, budget_steps=BUDGET[algo], seed=8, out_dir=tmp_path / "b", progress=False
+        )
         assert other.artifact != again.artifact
         # Same artifact -> the same evaluation, bar for bar.
-        assert np.array_equal(policy_exposure(again.policy(), market, Window(9_000, 9_400)),
-                              policy_exposure(trained[algo].policy(), market, Window(9_000, 9_400)))
+        assert np.array_equal(
+            policy_exposure(again.policy(), market, Window(9_000, 9_400)),
+            policy_exposure(trained[algo].policy(), market, Window(9_000, 9_400)),
+        )
 
 
 def test_continuous_output_maps_like_the_live_policy(market: Market) -> None:
-    values = np.array([-1.7, -1.0, -0.876, -0.874, -0.3, -0.1, 0.0, 0.12, 0.125, 0.126, 0.37, 0.62, 0.99,
-                       2.0])
+    values = np.array(
+        [-1.7, -1.0, -0.876, -0.874, -0.3, -0.1, 0.0, 0.12, 0.125, 0.126, 0.37, 0.62, 0.99, 2.0]
+    )
     layers = [(np.zeros((market.spec.dim, 1)), np.zeros(1))]
     for max_exposure, step in ((1.0, 0.25), (0.5, 0.1)):
         live = []
         for v in values:  # a constant policy whose output is v
-            art = export_policy([(layers[0][0], np.array([v]))], ["identity"], algo="t", spec=market.spec,
-                                output="continuous")
-            row = type("Row", (), {"model_id": "m", "algo": "t", "artifact": art, "artifact_sha256": "",
-                                   "feature_spec": {}})()
+            art = export_policy(
+                [(layers[0][0], np.array([v]))], ["identity"], algo="t", spec=market.spec, output="continuous"
+            )
+            row = type(
+                "Row",
+                (),
+                {"model_id": "m", "algo": "t", "artifact": art, "artifact_sha256": "", "feature_spec": {}},
+            )()
             policy = load_policy(row, step=step, max_exposure=max_exposure)
             live.append(policy.act(np.zeros((1, market.spec.dim)))[0])
         assert np.array_equal(continuous_targets(values, step, max_exposure), np.array(live))
     assert continuous_targets(values, 0.25, 1.0).tolist() == [
-        -1.0, -1.0, -1.0, -0.75, -0.25, 0.0, 0.0, 0.0, 0.0, 0.25, 0.25, 0.5, 1.0, 1.0]
+        -1.0,
+        -1.0,
+        -1.0,
+        -0.75,
+        -0.25,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.25,
+        0.25,
+        0.5,
+        1.0,
+        1.0,
+    ]
 
 
 def test_target_env_jumps_to_the_target(market: Market) -> None:
@@ -204,8 +260,9 @@ def test_target_env_jumps_to_the_target(market: Market) -> None:
 
 
 @pytest.mark.parametrize("algo", ["ppo", "td3"])
-def test_live_backtest_reproduces_the_torch_actor_in_its_env(trained: dict[str, TrainedAgent],
-                                                             market: Market, algo: str) -> None:
+def test_live_backtest_reproduces_the_torch_actor_in_its_env(
+    trained: dict[str, TrainedAgent], market: Market, algo: str
+) -> None:
     """The exported policy run bar by bar as live == the torch actor stepping its training env."""
     window = Window(9_000, 9_300)
     actor = _spread(algo, load_checkpoint(trained[algo].checkpoint).act, _observations(market))
@@ -234,11 +291,20 @@ def test_unknown_algo_and_empty_budget_refused(market: Market, tmp_path: Path) -
         train_agent("ppo", market, TRAIN, budget_steps=10, seed=0, out_dir=tmp_path, reward="sortino")
 
 
-def test_differential_sharpe_reward_trains_another_policy(trained: dict[str, TrainedAgent], market: Market,
-                                                          tmp_path: Path) -> None:
+def test_differential_sharpe_reward_trains_another_policy(
+    trained: dict[str, TrainedAgent], market: Market, tmp_path: Path
+) -> None:
     """``reward="dsr"`` reaches the env: same algo, seed and budget, other weights; it is recorded."""
-    dsr = train_agent("a2c", market, TRAIN, budget_steps=BUDGET["a2c"], seed=7, out_dir=tmp_path,
-                      progress=False, reward="dsr")
+    dsr = train_agent(
+        "a2c",
+        market,
+        TRAIN,
+        budget_steps=BUDGET["a2c"],
+        seed=7,
+        out_dir=tmp_path,
+        progress=False,
+        reward="dsr",
+    )
     assert (dsr.reward, trained["a2c"].reward) == ("dsr", "pnl")
     assert dsr.artifact != trained["a2c"].artifact
     assert torch.load(dsr.checkpoint, weights_only=True)["reward"] == "dsr"
@@ -253,15 +319,27 @@ def test_training_reads_no_bar_after_the_window(market: Market, tmp_path: Path) 
     vol[cut:] = rng.uniform(0.0, 1.0, size=len(vol) - cut)
     target = market.signals.target.copy()
     target[cut:] = rng.integers(-1, 2, size=target[cut:].shape)
-    scrambled = dataclasses.replace(market, close=close, volatility=vol,
-                                    signals=dataclasses.replace(market.signals, target=target))
-    runs = [train_agent(algo, m, TRAIN, budget_steps=2_048, seed=3, out_dir=tmp_path / f"{algo}{k}",
-                        progress=False)
-            for k, m in enumerate((market, scrambled)) for algo in ("a2c", "td3")]
+    scrambled = dataclasses.replace(
+        market, close=close, volatility=vol, signals=dataclasses.replace(market.signals, target=target)
+    )
+    runs = [
+        train_agent(
+            algo, m, TRAIN, budget_steps=2_048, seed=3, out_dir=tmp_path / f"{algo}{k}", progress=False
+        )
+        for k, m in enumerate((market, scrambled))
+        for algo in ("a2c", "td3")
+    ]
     assert runs[0].artifact == runs[2].artifact and runs[1].artifact == runs[3].artifact
     # ... while the same scrambling inside the window does change the result.
     close_in = market.close.copy()
-    close_in[TRAIN.start:cut] = close_in[TRAIN.start:cut] * rng.uniform(0.9, 1.1, size=cut - TRAIN.start)
-    inside = train_agent("a2c", dataclasses.replace(market, close=close_in), TRAIN, budget_steps=2_048,
-                         seed=3, out_dir=tmp_path / "inside", progress=False)
+    close_in[TRAIN.start : cut] = close_in[TRAIN.start : cut] * rng.uniform(0.9, 1.1, size=cut - TRAIN.start)
+    inside = train_agent(
+        "a2c",
+        dataclasses.replace(market, close=close_in),
+        TRAIN,
+        budget_steps=2_048,
+        seed=3,
+        out_dir=tmp_path / "inside",
+        progress=False,
+    )
     assert inside.artifact != runs[0].artifact

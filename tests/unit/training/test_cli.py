@@ -20,14 +20,29 @@ REPO = Path(__file__).resolve().parents[3]
 def test_help_lists_every_step() -> None:
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
-    for cmd in ("download", "signals", "features", "split", "train", "walkforward", "baselines", "runs",
-                "leaderboard", "report", "select", "retrain-check", "retrain", "all", "replay-backtest"):
+    for cmd in (
+        "download",
+        "signals",
+        "features",
+        "split",
+        "train",
+        "walkforward",
+        "baselines",
+        "runs",
+        "leaderboard",
+        "report",
+        "select",
+        "retrain-check",
+        "retrain",
+        "all",
+        "replay-backtest",
+    ):
         assert cmd in res.output, cmd
     assert runner.invoke(app, ["no-such-step"]).exit_code == 2
 
 
 def test_unknown_agent_prints_usage() -> None:
-    for args in (["train", "--algos", "ppo,alphago"], ["all", "--algos", "dqn,"  "x"]):
+    for args in (["train", "--algos", "ppo,alphago"], ["all", "--algos", "dqn,x"]):
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and "unknown agent" in res.output and "Usage" in res.output, args
 
@@ -38,8 +53,22 @@ def test_all_runs_every_step_and_records_a_trained_model(real_candles: pd.DataFr
     real_candles.iloc[-12_000:].reset_index().to_csv(csv, index=False)
     out = tmp_path / "all"
     db = f"sqlite:///{tmp_path / 'results.db'}"
-    res = runner.invoke(app, ["all", "--data", str(csv), "--out", str(out), "--algos", "ppo",
-                              "--budget-steps", "2048", "--results-db", db])
+    res = runner.invoke(
+        app,
+        [
+            "all",
+            "--data",
+            str(csv),
+            "--out",
+            str(out),
+            "--algos",
+            "ppo",
+            "--budget-steps",
+            "2048",
+            "--results-db",
+            db,
+        ],
+    )
     assert res.exit_code == 0, res.output
     for step in range(1, 8):
         assert f"[{step}/7]" in res.output
@@ -53,10 +82,16 @@ def test_all_runs_every_step_and_records_a_trained_model(real_candles: pd.DataFr
 
 
 def test_bad_arguments_print_usage(tmp_path: Path) -> None:
-    for args in (["walkforward", "--folds", "x"], ["walkforward", "--folds", "0"],
-                 ["baselines", "--data", str(tmp_path / "missing.csv")], ["split", "--mode", "sideways"],
-                 ["split", "--folds", "5000"], ["train", "--reward", "sharpe"],
-                 ["walkforward", "--reward", "sortino"], ["all", "--reward", ""]):
+    for args in (
+        ["walkforward", "--folds", "x"],
+        ["walkforward", "--folds", "0"],
+        ["baselines", "--data", str(tmp_path / "missing.csv")],
+        ["split", "--mode", "sideways"],
+        ["split", "--folds", "5000"],
+        ["train", "--reward", "sharpe"],
+        ["walkforward", "--reward", "sortino"],
+        ["all", "--reward", ""],
+    ):
         res = runner.invoke(app, args)
         assert res.exit_code == 2, args
         assert "Usage" in res.output, args
@@ -66,13 +101,32 @@ def test_walkforward_writes_report(real_candles: pd.DataFrame, tmp_path: Path) -
     csv = tmp_path / "c.csv"
     real_candles.iloc[-12_000:].reset_index().to_csv(csv, index=False)
     out = tmp_path / "wf"
-    res = runner.invoke(app, ["walkforward", "--data", str(csv), "--folds", "2", "--budget-steps", "1000",
-                              "--out", str(out), "--reward", "dsr"])
+    res = runner.invoke(
+        app,
+        [
+            "walkforward",
+            "--data",
+            str(csv),
+            "--folds",
+            "2",
+            "--budget-steps",
+            "1000",
+            "--out",
+            str(out),
+            "--reward",
+            "dsr",
+        ],
+    )
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
     assert len(report["folds"]) == 2
-    names = {"buy_and_hold", "flat", "majority_vote", "equal_weight",
-             *(f"single:{s}" for s in load_registry().names)}  # every registered strategy, new families too
+    names = {
+        "buy_and_hold",
+        "flat",
+        "majority_vote",
+        "equal_weight",
+        *(f"single:{s}" for s in load_registry().names),
+    }  # every registered strategy, new families too
     assert "single:funding_extremes" in names and "single:ma_trend" in names
     agents = {"ppo", "a2c", "dqn", "sac"}  # trained per fold, named by algorithm
     for fold in report["folds"]:
@@ -88,6 +142,7 @@ def test_walkforward_writes_report(real_candles: pd.DataFrame, tmp_path: Path) -
 
 
 def test_module_entry_point() -> None:
-    res = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=REPO, capture_output=True,
-                         text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "training", "--help"], cwd=REPO, capture_output=True, text=True
+    )
     assert res.returncode == 0 and "walkforward" in res.stdout

@@ -22,7 +22,9 @@ def test_bundled_and_csv_give_the_same_frame(real_candles: pd.DataFrame, tmp_pat
 
 def test_bad_csv_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
-    bad.write_text("date,open,high,low,close,volume\n2020-01-01T01:00Z,1,1,1,1,1\n2020-01-01T00:00Z,1,1,1,1,1\n")
+    bad.write_text(
+        "date,open,high,low,close,volume\n2020-01-01T01:00Z,1,1,1,1,1\n2020-01-01T00:00Z,1,1,1,1,1\n"
+    )
     with pytest.raises(InputError, match="increasing"):
         load_candles(bad)
     bad.write_text("date,open,high,low,close,volume\n2020-01-01T00:00Z,1,1,1,0,1\n")

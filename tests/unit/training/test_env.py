@@ -26,7 +26,12 @@ def _grid_move(action: int, e: float) -> float:
 def test_interface(market: Market) -> None:
     env = BtcPerpVecEnv(market, WINDOW, num_envs=8, max_step=100, seed=1)
     assert (env.num_envs, env.max_step, env.state_dim, env.action_dim, env.if_discrete) == (
-        8, 100, market.spec.dim, len(ACTIONS), True)
+        8,
+        100,
+        market.spec.dim,
+        len(ACTIONS),
+        True,
+    )
     assert isinstance(env.env_name, str)
     state, info = env.reset()
     assert "t" in info
@@ -125,8 +130,13 @@ def test_dsr_reward_does_not_spike_after_a_flat_stretch(market: Market) -> None:
     assert rewards[:150] == [0.0] * 150
     first, later = np.abs(rewards[150:170]), np.abs(rewards[300:])
     assert first.max() < 10 * np.quantile(later, 0.99), (first.max(), np.quantile(later, 0.99))
-    assert 0 < env.dsr_var_floor < np.var(market.close[WINDOW.start + 1:WINDOW.end] /
-                                          market.close[WINDOW.start:WINDOW.end - 1] - 1)
+    assert (
+        0
+        < env.dsr_var_floor
+        < np.var(
+            market.close[WINDOW.start + 1 : WINDOW.end] / market.close[WINDOW.start : WINDOW.end - 1] - 1
+        )
+    )
 
 
 @pytest.mark.parametrize("reward", ["pnl", "dsr"])
@@ -136,7 +146,7 @@ def test_env_never_reads_bars_after_its_window(market: Market, reward: str) -> N
 
     window = Window(25_000, 25_400)
     close = market.close.copy()
-    close[window.end:] *= 3.0
+    close[window.end :] *= 3.0
     from common.observation import rolling_volatility
 
     other = replace(market, close=close, volatility=rolling_volatility(close, market.spec.vol_window))

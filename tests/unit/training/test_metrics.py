@@ -45,8 +45,9 @@ def test_positions_trades_turnover_by_hand() -> None:
     got = position_returns(exposure, net)
     assert got == pytest.approx([1.1 * 0.95 * 0.999 - 1, 1.02 * 1.01 - 1, -0.03])
     close = np.array([100.0, 100, 110, 115.5, 115.5, 110, 105, 100])
-    ledger = simulate(exposure, close, np.ones(8), CostModel(taker_fee=0.001, slippage_bps=0.0,
-                                                             funding_rate_hourly=0.0))
+    ledger = simulate(
+        exposure, close, np.ones(8), CostModel(taker_fee=0.001, slippage_bps=0.0, funding_rate_hourly=0.0)
+    )
     m = summarize(ledger)
     assert m["trades"] == 4 and m["turnover"] == pytest.approx(5.0)
     assert m["time_in_market"] == pytest.approx(5 / 7)

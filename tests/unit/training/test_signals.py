@@ -22,8 +22,13 @@ def test_arrays_cover_every_enabled_strategy(real_signals: SignalArrays, real_ca
     reg = load_registry()
     assert real_signals.strategies == tuple(s.name for s in reg.enabled)
     shape = (len(real_candles), len(reg.enabled))
-    for arr in (real_signals.target, real_signals.event, real_signals.confidence, real_signals.age,
-                real_signals.present):
+    for arr in (
+        real_signals.target,
+        real_signals.event,
+        real_signals.confidence,
+        real_signals.age,
+        real_signals.present,
+    ):
         assert arr.shape == shape
     assert set(np.unique(real_signals.target)) <= {-1, 0, 1}
     assert set(np.unique(real_signals.event)) <= set(EVENT_CODES.values())
@@ -42,15 +47,17 @@ def test_arrays_cover_every_enabled_strategy(real_signals: SignalArrays, real_ca
         closes = pd.DatetimeIndex(real_candles.index) + pd.Timedelta(hours=1)
         fresh = (age == 0) & present
         assert (closes[fresh].asi8 % (spec.timeframe_minutes * 60_000_000_000) == 0).all(), spec.name
-    assert real_signals.warmup == max(s.load_class().warmup_bars * max(1, s.timeframe_minutes // 60)
-                                      for s in reg.enabled)
+    assert real_signals.warmup == max(
+        s.load_class().warmup_bars * max(1, s.timeframe_minutes // 60) for s in reg.enabled
+    )
     # every strategy trades on the real data: an all-flat column would mean a wiring error
     assert (real_signals.target != 0).any(axis=0).all()
 
 
 @pytest.mark.parametrize("bar", [-1, -500, 30_000])
-def test_history_equals_live_recommend(real_signals: SignalArrays, real_candles: pd.DataFrame,
-                                       real_exogenous: dict[str, pd.DataFrame], bar: int) -> None:
+def test_history_equals_live_recommend(
+    real_signals: SignalArrays, real_candles: pd.DataFrame, real_exogenous: dict[str, pd.DataFrame], bar: int
+) -> None:
     """Cold ``recommend`` on the live window ending at a bar gives the arrays' values at that bar.
 
     For a 4h/1d strategy: the window of its bars ending at the last one closed by the tick, with the
@@ -58,10 +65,11 @@ def test_history_equals_live_recommend(real_signals: SignalArrays, real_candles:
     """
     t = bar % len(real_candles)
     for j, spec in enumerate(load_registry().enabled):
-        strategy = spec.load_class()(params=dict(spec.params), lookback_hours=spec.lookback_hours,
-                                     version=spec.version)
+        strategy = spec.load_class()(
+            params=dict(spec.params), lookback_hours=spec.lookback_hours, version=spec.version
+        )
         frame = resample_candles(real_candles.iloc[: t + 1], spec.timeframe)
-        window = frame.iloc[-strategy.bars_needed():]
+        window = frame.iloc[-strategy.bars_needed() :]
         exo = strategy.cut_exogenous(real_exogenous, window) if spec.exogenous_inputs else None
         rec = strategy.recommend(window, exogenous=exo)
         assert rec.target == real_signals.target[t, j], spec.name
@@ -76,9 +84,17 @@ def test_observation_equals_meta_consumer_observe(market: Market) -> None:
     assert (s.age[[t for t, _, _ in cases]] > 0).any(), "some 4h/1d answers are held, not fresh"
     for t, exposure, entry in cases:
         # a 4h/1d answer arrived ``age`` ticks before this one (seq counts decided ticks)
-        latest = {name: LatestRec(f"tick{t}", 7 - int(s.age[t, j]), _TARGET[int(s.target[t, j])],
-                                  _EVENT[int(s.event[t, j])], float(s.confidence[t, j]))
-                  for j, name in enumerate(s.strategies) if s.present[t, j]}
+        latest = {
+            name: LatestRec(
+                f"tick{t}",
+                7 - int(s.age[t, j]),
+                _TARGET[int(s.target[t, j])],
+                _EVENT[int(s.event[t, j])],
+                float(s.confidence[t, j]),
+            )
+            for j, name in enumerate(s.strategies)
+            if s.present[t, j]
+        }
         mark = Mark(f"tick{t}", tuple(market.close[t - 255 : t + 1].tolist()))
         live = observe(market.spec, latest, 7, Portfolio(exposure, entry), mark)
         entry_arr = np.array([np.nan if entry is None else entry])
@@ -106,9 +122,9 @@ def test_restart_forgets_answers_given_before_the_run(real_signals: SignalArrays
     for name in ("target", "event", "confidence", "age", "present"):
         assert np.array_equal(getattr(run, name)[later], getattr(real_signals, name)[later])
     j = real_signals.strategies.index("ma_trend")  # a 1d strategy
-    gone = ~run.present[first:first + 24, j]
+    gone = ~run.present[first : first + 24, j]
     assert gone.any() and not gone.all()
-    assert (run.target[first:first + 24, j][gone] == 0).all()
+    assert (run.target[first : first + 24, j][gone] == 0).all()
     born = first + int(np.argmax(run.present[first:, j]))
     assert run.age[born, j] == 0 and real_signals.age[born, j] == 0
     assert run.present[first:, real_signals.strategies.index("ott")].all()  # 1h: always fresh

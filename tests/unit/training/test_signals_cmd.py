@@ -69,10 +69,15 @@ def test_until_cuts_every_input_and_equals_the_uncut_run(
     assert list(full.columns) == ["ts", *(s.name for s in load_registry(extended_registry).enabled)]
     assert set(NEW) <= set(full.columns)
     assert set(np.unique(full.drop(columns="ts").to_numpy())) <= {-1, 0, 1}
-    for until in ("2022-03-15T09:00:00Z", "2022-03-15T09:30:00+00:00", "2021-12-31T23:00:00",
-                  "2022-06-20T16:00Z"):
-        cut = run("--data", str(price_csv), "--exogenous", exo, "--until", until,
-                  "--out", str(tmp_path / "cut.csv"))
+    for until in (
+        "2022-03-15T09:00:00Z",
+        "2022-03-15T09:30:00+00:00",
+        "2021-12-31T23:00:00",
+        "2022-06-20T16:00Z",
+    ):
+        cut = run(
+            "--data", str(price_csv), "--exogenous", exo, "--until", until, "--out", str(tmp_path / "cut.csv")
+        )
         t = pd.Timestamp(until)
         t = t.tz_localize("UTC") if t.tzinfo is None else t
         # Rows: the 1h bars closed by T (open + 1h <= T); values: the uncut run's, bar for bar.
@@ -128,8 +133,9 @@ def test_positions_table_matches_the_command_on_any_hourly_frame(price_csv: Path
     assert len(table) == len(gappy)
     frame = pd.read_csv(path, index_col="date", parse_dates=True)
     expected = positions_table(frame.set_axis(pd.DatetimeIndex(frame.index, name="date")))
-    pd.testing.assert_frame_equal(table, expected.astype({c: np.int64 for c in expected.columns[1:]}),
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(
+        table, expected.astype({c: np.int64 for c in expected.columns[1:]}), check_exact=True
+    )
 
 
 def test_bad_arguments_print_usage(price_csv: Path, tmp_path: Path) -> None:

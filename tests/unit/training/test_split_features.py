@@ -42,7 +42,7 @@ def test_stats_ignore_everything_after_the_train_window(real_candles) -> None:
     close = real_candles["close"].to_numpy().copy()
     train = Window(2100, 20_000)
     before = fit_stats(close, train)
-    close[train.end:] *= np.random.default_rng(0).uniform(0.5, 2.0, size=close.size - train.end)
+    close[train.end :] *= np.random.default_rng(0).uniform(0.5, 2.0, size=close.size - train.end)
     assert fit_stats(close, train) == before
     close[train.end - 1] *= 1.5  # the last train bar does count
     assert fit_stats(close, train) != before

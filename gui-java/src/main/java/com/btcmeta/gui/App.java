@@ -22,6 +22,9 @@ public class App extends Application {
         view = new MainView(config);
         stage.setTitle("BTC Meta · " + config.url() + " · " + config.namespace());
         stage.setScene(scene(view));
+        // Below this the three columns and the leaderboard no longer fit; smaller screens scroll less well.
+        stage.setMinWidth(1100);
+        stage.setMinHeight(700);
         stage.show();
         view.start();
     }

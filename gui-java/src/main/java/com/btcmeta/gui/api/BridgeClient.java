@@ -61,7 +61,18 @@ public class BridgeClient {
     }
 
     public Dto.Candles candles(String timeframe, int limit) throws BridgeException {
-        return get("/api/candles", Map.of("timeframe", timeframe, "limit", String.valueOf(limit)), Dto.Candles.class);
+        return candles(timeframe, limit, null);
+    }
+
+    /** The {@code limit} bars before {@code end} (exclusive; null: up to the newest candle). */
+    public Dto.Candles candles(String timeframe, int limit, OffsetDateTime end) throws BridgeException {
+        Map<String, String> q = new LinkedHashMap<>();
+        q.put("timeframe", timeframe);
+        q.put("limit", String.valueOf(limit));
+        if (end != null) {
+            q.put("end", end.toString());
+        }
+        return get("/api/candles", q, Dto.Candles.class);
     }
 
     public List<Dto.Fill> fills(OffsetDateTime since, OffsetDateTime until) throws BridgeException {
@@ -76,7 +87,11 @@ public class BridgeClient {
     }
 
     public List<Dto.StrategyRecommendations> recommendations() throws BridgeException {
-        return get("/api/recommendations", ns("per_strategy", "1"), new TypeReference<>() {});
+        return recommendations(1);
+    }
+
+    public List<Dto.StrategyRecommendations> recommendations(int perStrategy) throws BridgeException {
+        return get("/api/recommendations", ns("per_strategy", String.valueOf(perStrategy)), new TypeReference<>() {});
     }
 
     public List<Dto.Decision> decisions(int limit) throws BridgeException {

@@ -41,7 +41,8 @@ public final class Dto {
             OffsetDateTime last_decision_at,
             String selected_model_id,
             Risk risk,
-            StreamStatus stream) {}
+            StreamStatus stream,
+            OffsetDateTime run_clock) {}
 
     @JsonIgnoreProperties(ignoreUnknown = true)
     public record Position(
@@ -78,7 +79,7 @@ public final class Dto {
             String strategy, String timeframe, OffsetDateTime bar_close_time, String target, String event, double confidence) {}
 
     @JsonIgnoreProperties(ignoreUnknown = true)
-    public record StrategyRecommendations(String strategy, Recommendation latest) {}
+    public record StrategyRecommendations(String strategy, Recommendation latest, List<Recommendation> recent) {}
 
     @JsonIgnoreProperties(ignoreUnknown = true)
     public record Decision(
@@ -88,7 +89,25 @@ public final class Dto {
             double current_exposure,
             double target_exposure,
             boolean degraded,
-            OffsetDateTime decided_at) {}
+            OffsetDateTime decided_at) {
+        /** The tick this decision was taken on, in the run's (data) time; decided_at is when it was written. */
+        public OffsetDateTime tickTime() {
+            return Dto.tickTime(tick_id, decided_at);
+        }
+    }
+
+    /** Time part of a tick id {@code "<symbol>|2022-08-20T00:00Z"}, or {@code fallback} if it has none. */
+    public static OffsetDateTime tickTime(String tickId, OffsetDateTime fallback) {
+        int bar = tickId == null ? -1 : tickId.lastIndexOf('|');
+        if (bar < 0) {
+            return fallback;
+        }
+        try {
+            return OffsetDateTime.parse(tickId.substring(bar + 1));
+        } catch (RuntimeException e) {
+            return fallback;
+        }
+    }
 
     @JsonIgnoreProperties(ignoreUnknown = true)
     public record ModelEntry(
@@ -102,7 +121,16 @@ public final class Dto {
 
     @JsonIgnoreProperties(ignoreUnknown = true)
     public record Leaderboard(
-            String metric, String window, String best_model_id, String selected_model_id, List<ModelEntry> models) {}
+            String metric,
+            String window,
+            String best_model_id,
+            String selected_model_id,
+            List<ModelEntry> models,
+            List<Baseline> baselines) {}
+
+    /** A rule-based comparison (buy and hold...) evaluated on the same window as the models. */
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record Baseline(String run_id, String name, String window, Map<String, Object> metrics) {}
 
     @JsonIgnoreProperties(ignoreUnknown = true)
     public record ControlResult(

@@ -58,6 +58,11 @@ public class CandleChart extends Region {
         return candles.size();
     }
 
+    /** The newest bar drawn, or null when empty. */
+    public Dto.Candle lastCandle() {
+        return candles.isEmpty() ? null : candles.get(candles.size() - 1);
+    }
+
     public int markerCount() {
         return (int) fills.stream().filter(f -> indexOf(f.filled_at()) >= 0).count();
     }

@@ -39,6 +39,11 @@ public record FeedItem(String time, String kind, String text, String styleClass)
         return new FeedItem(time(at), "DEC", text, "HOLD".equals(action) ? "feed-flat" : "feed-decision");
     }
 
+    public static FeedItem fill(String side, double qty, double price, double fee, String at) {
+        String text = String.format("%-4s %.4f @ %,.1f  fee %.2f", side == null ? "" : side.toUpperCase(java.util.Locale.ROOT), qty, price, fee);
+        return new FeedItem(time(at), "FILL", text, "feed-exec");
+    }
+
     /** Translate one SSE event (type + JSON data) into a feed line; null for types not shown. */
     public static FeedItem fromEvent(String type, JsonNode d) {
         switch (type) {

@@ -7,8 +7,16 @@ import com.btcmeta.gui.api.Dto;
 import com.btcmeta.gui.api.SseClient;
 import com.btcmeta.gui.api.SseEvent;
 import com.fasterxml.jackson.databind.JsonNode;
+import java.time.Duration;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Comparator;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Set;
 import java.util.Locale;
 import java.util.Optional;
 import java.util.concurrent.Callable;
@@ -35,6 +43,7 @@ import javafx.scene.control.TableColumn;
 import javafx.scene.control.TableRow;
 import javafx.scene.control.TableView;
 import javafx.scene.control.TextInputDialog;
+import javafx.scene.control.Tooltip;
 import javafx.scene.control.ToggleButton;
 import javafx.scene.control.ToggleGroup;
 import javafx.scene.layout.BorderPane;
@@ -43,6 +52,9 @@ import javafx.scene.layout.HBox;
 import javafx.scene.layout.Priority;
 import javafx.scene.layout.Region;
 import javafx.scene.layout.VBox;
+import javafx.scene.input.KeyCode;
+import javafx.scene.input.KeyCodeCombination;
+import javafx.scene.input.KeyCombination;
 import javafx.scene.shape.Circle;
 
 /**
@@ -50,9 +62,16 @@ import javafx.scene.shape.Circle;
  * system's trades in the middle, the live feed on the right, the leaderboard below the chart, and
  * the kill switch in the header. Every bridge call runs in a background {@link Task}; only the
  * results touch the scene graph, on the FX thread, so the window never freezes while loading.
+ *
+ * <p>Every view follows the run's own clock ({@code run_clock} of the status response: the newest
+ * tick of the namespace), not the wall clock: a replayed demo run lives in 2022 data time, and a
+ * window of "the last 24 hours" would show it empty.
  */
 public class MainView extends BorderPane {
     private static final int FEED_MAX = 300;
+    /** Most bars the chart draws (90 days of 4h bars); beyond that candles get too thin to read. */
+    private static final int MAX_CHART_BARS = 540;
+    private static final DateTimeFormatter CLOCK = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm 'UTC'").withZone(ZoneOffset.UTC);
 
     private BridgeClient client;
     private SseClient sse;
@@ -70,8 +89,9 @@ public class MainView extends BorderPane {
     private final Label namespaceLabel = new Label();
     private final Circle streamDot = new Circle(5);
     private final Label streamLabel = new Label("stream: connecting");
+    private final Label runClockLabel = new Label("run time: –");
     private final Label roleLabel = new Label("…");
-    private final Button pauseButton = new Button("Pause trading");
+    private final Button pauseButton = new Button("_Pause trading");
     private final Button killButton = new Button("KILL SWITCH");
     private final Label banner = new Label();
     // left
@@ -79,6 +99,7 @@ public class MainView extends BorderPane {
     private final Label decisionsLabel = new Label("—");
     private final Label positionQty = new Label("—");
     private final Label positionDetail = new Label("");
+    private final Label fillsLabel = new Label("fills: –");
     private final Label unrealizedLabel = new Label("—");
     private final Label realizedLabel = new Label("—");
     private final Label totalLabel = new Label("—");
@@ -97,6 +118,10 @@ public class MainView extends BorderPane {
     private Dto.Status lastStatus;
     private Dto.Position lastPosition;
     private Dto.Leaderboard lastBoard;
+    private final Set<Dto.ModelEntry> baselineRows = Collections.newSetFromMap(new IdentityHashMap<>());
+    private volatile OffsetDateTime runClock;
+    private volatile boolean runClockKnown;
+    private int fillCount = -1;
     private String timeframe = "4h";
 
     public MainView(BridgeConfig config) {
@@ -123,12 +148,16 @@ public class MainView extends BorderPane {
         namespaceLabel.getStyleClass().add("pill");
         namespaceLabel.setId("namespace");
         streamLabel.getStyleClass().add("muted");
+        runClockLabel.getStyleClass().add("pill");
+        runClockLabel.setId("run-clock");
+        runClockLabel.setTooltip(new Tooltip("The run's own clock: its newest tick (data time). Every view is windowed on it."));
         streamDot.getStyleClass().add("dot-unknown");
         roleLabel.getStyleClass().add("pill");
         roleLabel.setId("role");
-        Button settings = new Button("Settings");
+        Button settings = new Button("_Settings");
         settings.setOnAction(e -> openSettings());
-        Button refresh = new Button("Refresh");
+        Button refresh = new Button("_Refresh");
+        refresh.setTooltip(new Tooltip("Reload everything (F5)"));
         refresh.setOnAction(e -> refreshAll());
         pauseButton.setId("pause-button");
         pauseButton.setOnAction(e -> togglePause());
@@ -137,7 +166,7 @@ public class MainView extends BorderPane {
         killButton.setOnAction(e -> toggleKillSwitch());
         Region spacer = new Region();
         HBox.setHgrow(spacer, Priority.ALWAYS);
-        HBox bar = new HBox(12, title, subtitle, namespaceLabel, streamDot, streamLabel, spacer, roleLabel, refresh, settings,
+        HBox bar = new HBox(12, title, subtitle, namespaceLabel, runClockLabel, streamDot, streamLabel, spacer, roleLabel, refresh, settings,
                 pauseButton, killButton);
         bar.setAlignment(Pos.CENTER_LEFT);
         bar.getStyleClass().add("header");
@@ -162,12 +191,16 @@ public class MainView extends BorderPane {
         totalLabel.setId("pnl-total");
         positionDetail.getStyleClass().add("muted");
         positionDetail.setWrapText(true);
+        fillsLabel.setId("fills-summary");
+        fillsLabel.getStyleClass().add("muted");
+        fillsLabel.setWrapText(true);
+        decisionsLabel.setId("decisions-summary");
         decisionsLabel.getStyleClass().add("muted");
         riskLabel.setId("risk");
         riskLabel.setWrapText(true);
         pnlBars.setPrefHeight(60);
         VBox box = new VBox(10,
-                new Card("Position", positionQty, positionDetail, riskLabel),
+                new Card("Position", positionQty, positionDetail, fillsLabel, riskLabel),
                 new Card("P&L (USD)", pnlGrid, pnlBars, muted("daily, last 30 days")),
                 new Card("Services", servicesBox, decisionsLabel));
         box.setPrefWidth(300);
@@ -220,11 +253,13 @@ public class MainView extends BorderPane {
                     return;
                 }
                 setText(String.format("%s  %-4s %s", item.time(), item.kind(), item.text()));
+                setTooltip(new Tooltip(item.text()));
                 getStyleClass().add(item.styleClass());
             }
         });
         VBox.setVgrow(list, Priority.ALWAYS);
-        Card card = new Card("Live feed · recommendations & decisions", list);
+        list.setPlaceholder(muted("No events yet"));
+        Card card = new Card("Live feed · recommendations, decisions & fills", list);
         VBox.setVgrow(card, Priority.ALWAYS);
         VBox box = new VBox(card);
         box.setPrefWidth(400);
@@ -243,14 +278,21 @@ public class MainView extends BorderPane {
         leaderboard.getColumns().add(col("Return", m -> metric(m, "total_return", "%+.1f%%", 100), 75));
         leaderboard.getColumns().add(col("Max DD", m -> metric(m, "max_drawdown", "%.1f%%", 100), 75));
         leaderboard.getColumns().add(col("Win rate", m -> metric(m, "win_rate", "%.0f%%", 100), 70));
-        leaderboard.getColumns().add(col("Status", m -> (m.selected() ? "● LIVE" : "")
+        leaderboard.getColumns().add(col("Status", m -> baselineRows.contains(m) ? "baseline" : (m.selected() ? "● LIVE" : "")
                 + (lastBoard != null && m.model_id().equals(lastBoard.best_model_id()) ? (m.selected() ? "  ★ best" : "★ best") : ""), 110));
+        leaderboard.setPlaceholder(muted("No trained models yet: the live policy is the strategies' fallback vote"));
         leaderboard.setRowFactory(t -> new TableRow<>() {
             @Override
             protected void updateItem(Dto.ModelEntry m, boolean empty) {
                 super.updateItem(m, empty);
-                getStyleClass().removeAll("best-row", "live-row");
+                getStyleClass().removeAll("best-row", "live-row", "baseline-row");
+                setTooltip(null);
                 if (!empty && m != null) {
+                    setTooltip(new Tooltip(baselineRows.contains(m) ? "Baseline " + m.model_id() + " (comparison, not tradable)"
+                            : m.model_id() + (m.selected() ? " · selected for trading" : "")));
+                    if (baselineRows.contains(m)) {
+                        getStyleClass().add("baseline-row");
+                    }
                     if (lastBoard != null && m.model_id().equals(lastBoard.best_model_id())) {
                         getStyleClass().add("best-row");
                     }
@@ -296,7 +338,12 @@ public class MainView extends BorderPane {
 
     /** Load everything once, then poll, and follow the live stream. */
     public void start() {
+        if (getScene() != null) {
+            getScene().getAccelerators().put(new KeyCodeCombination(KeyCode.F5), this::refreshAll);
+            getScene().getAccelerators().put(new KeyCodeCombination(KeyCode.R, KeyCombination.SHORTCUT_DOWN), this::refreshAll);
+        }
         refreshAll();
+        backfillFeed();
         fastPoll.play();
         slowPoll.play();
         startStream();
@@ -320,7 +367,11 @@ public class MainView extends BorderPane {
         namespaceLabel.setText(config.namespace());
         feed.clear();
         who = null;
+        runClock = null;
+        runClockKnown = false;
+        fillCount = -1;
         refreshAll();
+        backfillFeed();
         startStream();
     }
 
@@ -349,52 +400,98 @@ public class MainView extends BorderPane {
         load(client::status, this::showStatus);
         load(client::position, this::showPosition);
         load(() -> client.pnl(30), this::showPnl);
+        load(() -> client.fills(null, null), this::showFills);
     }
 
     private void refreshSlow() {
         loadChart();
         load(client::leaderboard, this::showLeaderboard);
+    }
+
+    /**
+     * Fill the feed with the run's recent history (decisions, recommendations, fills), ordered by
+     * the run's clock, so a client connecting to a finished or quiet run still shows what it did.
+     * Live events that arrived meanwhile are newer and stay on top.
+     */
+    private void backfillFeed() {
+        record Timed(OffsetDateTime at, FeedItem item) {}
         load(() -> {
-            List<FeedItem> items = new ArrayList<>();
-            for (Dto.Decision d : client.decisions(15)) {
-                items.add(FeedItem.decision(d.action(), d.current_exposure(), d.target_exposure(), d.model_id(), d.degraded(),
-                        d.decided_at() == null ? null : d.decided_at().toString()));
+            List<Timed> items = new ArrayList<>();
+            for (Dto.Decision d : client.decisions(40)) {
+                OffsetDateTime at = d.tickTime();
+                items.add(new Timed(at, FeedItem.decision(d.action(), d.current_exposure(), d.target_exposure(), d.model_id(),
+                        d.degraded(), at == null ? null : at.toString())));
             }
-            for (Dto.StrategyRecommendations s : client.recommendations()) {
-                Dto.Recommendation r = s.latest();
-                items.add(FeedItem.recommendation(r.strategy(), r.timeframe(), r.target(), r.event(), r.confidence(),
-                        r.bar_close_time() == null ? null : r.bar_close_time().toString()));
+            for (Dto.StrategyRecommendations s : client.recommendations(3)) {
+                List<Dto.Recommendation> recs = s.recent() == null || s.recent().isEmpty() ? List.of(s.latest()) : s.recent();
+                for (Dto.Recommendation r : recs) {
+                    items.add(new Timed(r.bar_close_time(), FeedItem.recommendation(r.strategy(), r.timeframe(), r.target(),
+                            r.event(), r.confidence(), r.bar_close_time() == null ? null : r.bar_close_time().toString())));
+                }
             }
-            items.sort((a, b) -> b.time().compareTo(a.time()));
-            return items;
+            for (Dto.Fill f : client.fills(null, null).stream().limit(20).toList()) {
+                items.add(new Timed(f.filled_at(), FeedItem.fill(f.side(), f.quantity(), f.price(), f.fee(),
+                        f.filled_at() == null ? null : f.filled_at().toString())));
+            }
+            items.sort(Comparator.comparing(Timed::at, Comparator.nullsLast(Comparator.reverseOrder())));
+            return items.stream().limit(FEED_MAX).map(Timed::item).toList();
         }, items -> {
-            if (feed.size() <= items.size()) { // only seed an (almost) empty feed; live events win
-                feed.setAll(items);
+            feed.addAll(items); // after the live events already shown (they are newer)
+            if (feed.size() > FEED_MAX) {
+                feed.remove(FEED_MAX, feed.size());
             }
         });
     }
 
+    /** The run's clock, asked from the bridge if not known yet (null: the run has no tick yet). */
+    private OffsetDateTime runClock() throws BridgeException {
+        if (!runClockKnown) {
+            runClock = client.status().run_clock();
+            runClockKnown = true;
+        }
+        return runClock;
+    }
+
+    /**
+     * The chart ends at the run's clock and reaches back far enough to show the run's trades (a
+     * replay may have traded weeks before its last tick), within {@link #MAX_CHART_BARS}.
+     */
     private void loadChart() {
         String tf = timeframe;
-        int bars = switch (tf) {
+        int minutes = switch (tf) {
+            case "1h" -> 60;
+            case "4h" -> 240;
+            default -> 1440;
+        };
+        int defaultBars = switch (tf) {
             case "1h" -> 168;
             case "4h" -> 126;
             default -> 60;
         };
         load(() -> {
-            Dto.Candles c = client.candles(tf, bars);
-            List<Dto.Fill> fills = c.candles().isEmpty() ? List.of()
-                    : client.fills(c.candles().get(0).open_time(), null);
-            return new Object[] {c, fills};
+            OffsetDateTime clock = runClock();
+            List<Dto.Fill> all = client.fills(null, null); // newest first
+            int bars = defaultBars;
+            if (clock != null && !all.isEmpty()) {
+                OffsetDateTime oldest = all.get(all.size() - 1).filled_at();
+                long span = Duration.between(oldest, clock).toMinutes() / minutes;
+                bars = (int) Math.max(defaultBars, Math.min(MAX_CHART_BARS, span + span / 10 + 2));
+            }
+            Dto.Candles c = client.candles(tf, bars, clock);
+            List<Dto.Fill> inView = c.candles().isEmpty() ? List.of()
+                    : all.stream().filter(f -> !f.filled_at().isBefore(c.candles().get(0).open_time())).toList();
+            return new ChartData(c, inView, all.size());
         }, r -> {
-            Dto.Candles c = (Dto.Candles) r[0];
-            @SuppressWarnings("unchecked")
-            List<Dto.Fill> fills = (List<Dto.Fill>) r[1];
+            Dto.Candles c = r.candles();
             Double entry = lastPosition != null && lastPosition.quantity() != 0 ? lastPosition.avg_entry_price() : null;
+            String fills = r.fills().size() == r.runFills() ? r.fills().size() + " fills"
+                    : r.fills().size() + " of " + r.runFills() + " fills";
             chart.setData(c.symbol() + " · " + c.timeframe() + (c.source_timeframe() == null ? "" : "  (from " + c.source_timeframe()
-                    + ")") + " · " + fills.size() + " fills", c.candles(), fills, entry);
+                    + ")") + " · " + fills, c.candles(), r.fills(), entry);
         });
     }
+
+    private record ChartData(Dto.Candles candles, List<Dto.Fill> fills, int runFills) {}
 
     /** Run {@code work} off the FX thread; show its result, or its error in the banner. */
     private <T> void load(Callable<T> work, Consumer<T> onSuccess) {
@@ -424,11 +521,27 @@ public class MainView extends BorderPane {
     private void showStatus(Dto.Status s) {
         lastStatus = s;
         showBanner(null);
+        OffsetDateTime previous = runClock;
+        runClock = s.run_clock();
+        runClockKnown = true;
+        showRunClock(s);
+        if (previous == null ? runClock != null : !previous.equals(runClock)) {
+            loadChart(); // the run moved on (or was first seen): re-window the chart on its clock
+        }
         servicesBox.getChildren().clear();
+        List<String> otherRuns = new ArrayList<>();
         for (Dto.ServiceStatus svc : s.services()) {
+            if (ServiceNames.belongsToOtherRun(svc.service(), s.namespace())) {
+                otherRuns.add(svc.service());
+                continue;
+            }
             Circle dot = new Circle(5);
             dot.getStyleClass().add(svc.stale() ? "dot-bad" : "dot-ok");
-            Label name = new Label(svc.service().replace("strategy:", "▸ "));
+            Label name = new Label(ServiceNames.display(svc.service(), s.namespace()));
+            name.setTooltip(new Tooltip(svc.service() + " @ " + svc.instance()
+                    + (svc.last_seen() == null ? "" : "\nlast seen " + CLOCK.format(svc.last_seen()))));
+            name.setMinWidth(0);
+            name.getStyleClass().add("service-name");
             Label age = muted(ago(svc.age_s()) + (svc.lag_s() == null ? "" : String.format("  lag %.1fs", svc.lag_s())));
             age.setMinWidth(Region.USE_PREF_SIZE);
             Region sp = new Region();
@@ -437,10 +550,15 @@ public class MainView extends BorderPane {
             row.setAlignment(Pos.CENTER_LEFT);
             servicesBox.getChildren().add(row);
         }
+        if (!otherRuns.isEmpty()) {
+            Label others = muted("+ " + otherRuns.size() + " services of other runs");
+            others.setTooltip(new Tooltip(String.join("\n", otherRuns)));
+            servicesBox.getChildren().add(others);
+        }
         if (s.services().isEmpty()) {
             servicesBox.getChildren().add(muted("no heartbeats yet"));
         }
-        decisionsLabel.setText(String.format("%d decisions · %d degraded ticks", s.decisions_total(), s.degraded_ticks()));
+        decisionsLabel.setText(String.format("%,d decisions · %d degraded ticks", s.decisions_total(), s.degraded_ticks()));
         Dto.Risk r = s.risk();
         if (r.kill_switch()) {
             riskLabel.setText("KILL SWITCH TRIPPED" + (r.kill_reason() == null ? "" : ": " + r.kill_reason()));
@@ -485,6 +603,28 @@ public class MainView extends BorderPane {
         pnlBars.setDays(p.daily());
     }
 
+    private void showRunClock(Dto.Status s) {
+        if (s.run_clock() == null) {
+            runClockLabel.setText("run time: no tick yet");
+            return;
+        }
+        boolean replay = s.server_time() != null && Duration.between(s.run_clock(), s.server_time()).toHours() > 24;
+        runClockLabel.setText((replay ? "replay · " : "run time ") + CLOCK.format(s.run_clock()));
+    }
+
+    private void showFills(List<Dto.Fill> fills) {
+        fillCount = fills.size();
+        if (fills.isEmpty()) {
+            fillsLabel.setText("no fills yet");
+            return;
+        }
+        Dto.Fill last = fills.get(0); // newest first
+        double fees = fills.stream().mapToDouble(Dto.Fill::fee).sum();
+        fillsLabel.setText(String.format("%s%d fills · fees %,.2f%nlast %s %s %.4f @ %,.1f", fills.size() >= 1000 ? "≥ " : "",
+                fills.size(), fees, last.filled_at() == null ? "–" : CLOCK.format(last.filled_at()),
+                last.side().toUpperCase(Locale.ROOT), last.quantity(), last.price()));
+    }
+
     private static void money(Label l, double v) {
         l.setText(String.format("%+,.2f", v));
         l.getStyleClass().removeAll("gain", "loss");
@@ -493,10 +633,18 @@ public class MainView extends BorderPane {
 
     private void showLeaderboard(Dto.Leaderboard b) {
         lastBoard = b;
-        leaderboard.getItems().setAll(b.models());
+        baselineRows.clear();
+        List<Dto.ModelEntry> rows = new ArrayList<>(b.models());
+        for (Dto.Baseline base : b.baselines() == null ? List.<Dto.Baseline>of() : b.baselines()) {
+            Dto.ModelEntry row = new Dto.ModelEntry(null, base.name(), "baseline", false, null, null, base.metrics());
+            baselineRows.add(row);
+            rows.add(row);
+        }
+        leaderboard.getItems().setAll(rows);
         leaderboard.refresh();
-        leaderboardLabel.setText(String.format("ranked by %s on the %s window · best: %s · live: %s", b.metric(), b.window(),
-                b.best_model_id() == null ? "–" : b.best_model_id(), b.selected_model_id() == null ? "none" : b.selected_model_id()));
+        leaderboardLabel.setText(String.format("ranked by %s on the %s window · best: %s · live: %s · baselines: %d", b.metric(),
+                b.window(), b.best_model_id() == null ? "–" : b.best_model_id(),
+                b.selected_model_id() == null ? "none (fallback vote)" : b.selected_model_id(), baselineRows.size()));
         updateSelectButton();
     }
 
@@ -548,13 +696,13 @@ public class MainView extends BorderPane {
         boolean tripped = lastStatus != null && lastStatus.risk().kill_switch();
         killButton.setText(tripped ? "Reset kill switch" : "KILL SWITCH");
         boolean paused = lastStatus != null && lastStatus.risk().trading_paused();
-        pauseButton.setText(paused ? "Resume trading" : "Pause trading");
+        pauseButton.setText(paused ? "Resume _trading" : "_Pause trading");
         updateSelectButton();
     }
 
     private void updateSelectButton() {
         Dto.ModelEntry m = leaderboard.getSelectionModel().getSelectedItem();
-        selectButton.setDisable(!operator() || m == null || m.selected());
+        selectButton.setDisable(!operator() || m == null || m.selected() || baselineRows.contains(m));
     }
 
     private void toggleKillSwitch() {
@@ -630,6 +778,45 @@ public class MainView extends BorderPane {
 
     public int leaderboardSize() {
         return leaderboard.getItems().size();
+    }
+
+    /** Baseline rows among {@link #leaderboardSize()}. */
+    public int leaderboardBaselineCount() {
+        return baselineRows.size();
+    }
+
+    /** Model id of the row marked as selected for trading, or null. */
+    public String leaderboardLiveModel() {
+        return leaderboard.getItems().stream().filter(m -> m.selected() && !baselineRows.contains(m)).map(Dto.ModelEntry::model_id)
+                .findFirst().orElse(null);
+    }
+
+    /** Fills counted in the position card (-1 before they loaded). */
+    public int fillCount() {
+        return fillCount;
+    }
+
+    public String decisionsText() {
+        return decisionsLabel.getText();
+    }
+
+    public String pnlTotalText() {
+        return totalLabel.getText();
+    }
+
+    public String runClockText() {
+        return runClockLabel.getText();
+    }
+
+    /** The service names as displayed, top to bottom. */
+    public List<String> serviceNames() {
+        List<String> names = new ArrayList<>();
+        servicesBox.lookupAll(".service-name").forEach(n -> names.add(((Label) n).getText()));
+        return names;
+    }
+
+    public List<FeedItem> feedItems() {
+        return List.copyOf(feed);
     }
 
     public int liveEventCount() {
