@@ -100,5 +100,7 @@ def test_runs_cli_lists_and_refuses_live(bars_only: str, pipeline_env: str) -> N
         refused = runner.invoke(app, ["runs", "delete", live])
         assert refused.exit_code == 2 and "refusing" in refused.output
     deleted = runner.invoke(app, ["runs", "delete", bars_only])
-    assert deleted.exit_code == 0 and "6 topics" in deleted.output, deleted.output
+    # the five message topics plus one bars topic per registered timeframe (1h, 4h, 1d)
+    topics = 5 + len(load_registry().timeframes)
+    assert deleted.exit_code == 0 and f"{topics} topics" in deleted.output, deleted.output
     assert bars_only not in runner.invoke(app, ["runs", "list"]).output

@@ -18,6 +18,7 @@ from common.db.session import make_engine
 from common.kafka.configuration import admin_config, consumer_config
 from common.kafka.producer import EventProducer
 from common.kafka.topics import TICKS, bars_topic, delete_topics_with_prefix, ensure_topics, topic_specs
+from common.registry import load_registry
 from config import KafkaSettings, Settings
 from producers import store
 from producers.sources import CsvSource
@@ -180,7 +181,10 @@ def test_cli_replay_from_csv_and_bad_arguments(cfg: Settings, monkeypatch: pytes
     try:
         done = runner.invoke(emitter_app, ["replay", *span, "--prefix", prefix, "--csv", str(BUNDLED_CSV)])
         assert done.exit_code == 0, done.output
-        assert "25 ticks, 25 bars" in done.output
+        # 25 hourly ticks; the registry's timeframes close 25 (1h) + 7 (4h) + 2 (1d) bars in that span
+        closes = {"1h": 25, "4h": 7, "1d": 2}
+        bars = sum(closes[tf] for tf in load_registry(cfg.registry_path).timeframes)
+        assert f"25 ticks, {bars} bars" in done.output
     finally:
         get_settings.cache_clear()
         delete_topics_with_prefix(AdminClient(admin_config(cfg)), prefix)
