@@ -34,6 +34,7 @@ from common.db.models import Decision
 from common.events import SignalEvent, Target
 from common.ids import make_intent_id
 from common.observation import FeatureSpec
+from common.registry import load_registry
 from config import Settings
 from meta_consumer.decide import MARK_CLOSES, Carry, Choice, Mark, TickInput, decide_tick
 from meta_consumer.settings import FallbackMode
@@ -81,7 +82,13 @@ def _assert_equal_to_an_uninterrupted_offline_run(rows: list[Decision]) -> None:
     """Replay the same stream through the pure decision function in one go: restarts changed nothing."""
     rng = random.Random(7)  # the publisher's seed: same targets in the same order
     carry = Carry()
-    choice = Choice(VOTE, FeatureSpec(strategies=LIVE), None, FallbackMode.MAJORITY_VOTE, "no model selected")
+    # The consumer observes every enabled strategy of the registry it runs with; only LIVE answer here.
+    registered = tuple(
+        s.name for s in load_registry(REPO / "strategies_registry.json", import_classes=False).enabled
+    )
+    choice = Choice(
+        VOTE, FeatureSpec(strategies=registered), None, FallbackMode.MAJORITY_VOTE, "no model selected"
+    )
     for i, row in enumerate(rows, start=1):
         targets = {s: rng.choice([Target.LONG, Target.SHORT, Target.FLAT]) for s in LIVE}
         mark = Mark(tick_id(i), tuple(bar(i).close[-MARK_CLOSES:]))
@@ -93,7 +100,7 @@ def _assert_equal_to_an_uninterrupted_offline_run(rows: list[Decision]) -> None:
             mark,
             True,
         )
-        out = decide_tick(inputs, carry, choice, LIVE, step=0.25, max_exposure=1.0)
+        out = decide_tick(inputs, carry, choice, registered, step=0.25, max_exposure=1.0)
         assert (row.action, row.target_exposure) == (out.action.value, out.target_exposure), row.tick_id
         assert row.observation["features"] == out.features, row.tick_id
         assert row.observation["state"]["portfolio"] == out.carry.portfolio.to_dict(), row.tick_id
