@@ -38,6 +38,22 @@ def _url(db: str) -> str:
     return with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:{PG_PORT}/{db}")
 
 
+#: Fixtures that reach the real broker or database; every other infra fixture depends on ``infra``.
+INFRA_FIXTURE = "infra"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test whose fixture closure includes ``infra`` as ``integration``.
+
+    Runs before ``-m`` deselects, so ``pytest -m "not integration"`` never starts a test that
+    needs Kafka or Postgres, whether or not its module remembered ``pytestmark``.
+    """
+    for item in items:
+        if INFRA_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def infra() -> None:
     """Start Kafka and Postgres through the project's script (a no-op when they already run)."""

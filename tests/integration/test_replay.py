@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -26,7 +27,7 @@ from producers.sync import import_csv
 from tick_emitter.core import BaseCandles
 from tick_emitter.emitter import TickEmitter
 from tick_emitter.readback import read_topic
-from tick_emitter.replay import ReplayRefused, base_from_csv, check_namespace, replay
+from tick_emitter.replay import ReplayRefused, _retry, base_from_csv, check_namespace, replay
 from tick_emitter.synthetic import registry_of
 
 A = datetime(2021, 2, 1, 0, 0, tzinfo=UTC)
@@ -129,9 +130,19 @@ def test_flow_control_and_speed(cfg: Settings, replay_cfg: Settings) -> None:
     )
     worker.start()
     probe = Consumer(consumer_config(replay_cfg, "probe"))
-    time.sleep(3.0)
-    _, high = probe.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-    assert high <= 4 and worker.is_alive()  # held back: at most N (+ the one in flight) ahead of the group
+    # No commit from the group yet (floor 0): ticks 1..4 go out (0..3 sent <= max_ahead before
+    # each), the fifth waits. Wait until the replay has really reached that point (a bare upper
+    # bound would also hold for a replay that published nothing), then check it stays there.
+    # (A freshly created topic may answer "not leader" for a moment: _retry waits that out.)
+    watermark = partial(probe.get_watermark_offsets, TopicPartition(topic, 0), timeout=10)
+    deadline = time.monotonic() + 60
+    high = 0
+    while high < 4 and time.monotonic() < deadline and worker.is_alive():
+        _, high = _retry(watermark)
+        time.sleep(0.1)
+    time.sleep(1.5)
+    _, high = _retry(watermark)
+    assert high == 4 and worker.is_alive()  # held back: exactly max_ahead + the one in flight
     slow = Consumer(consumer_config(replay_cfg, "slow-strategy"))
     slow.assign([TopicPartition(topic, 0, 0)])
     consumed = 0
