@@ -40,7 +40,7 @@ from common import serde  # noqa: E402
 from common.dataset import load_bundled_candles  # noqa: E402
 from common.db.session import with_local_passfile  # noqa: E402
 from common.registry import Registry, import_class, parse_registry  # noqa: E402
-from common.serde_bars import ExogenousArrays  # noqa: E402
+from common.serde_bars import ExogenousArrays, encode_bar  # noqa: E402
 from tick_emitter.core import BarPayload, BaseCandles, DuePlan, build_events, plan_tick, prepare_bars  # noqa: E402
 from tick_emitter.exogenous import (  # noqa: E402
     CachedDbFeed,
@@ -51,7 +51,6 @@ from tick_emitter.exogenous import (  # noqa: E402
     attach_exogenous,
     exogenous_needs,
 )
-from tick_emitter.wire import encode_bar  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tick_prep import timed  # noqa: E402  (same timing loop as the tick-prep bench)

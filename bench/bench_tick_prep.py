@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO))
 from common import serde  # noqa: E402
 from common.db.session import with_local_passfile  # noqa: E402
 from common.events import BarClosed, TickPlan, to_epoch_ms  # noqa: E402
+from common.serde_bars import encode_bar  # noqa: E402
 from tick_emitter.core import BarPayload, BaseCandles, build_events, plan_tick, prepare_bars  # noqa: E402
 from tick_emitter.synthetic import random_walk_candles, registry_of  # noqa: E402
-from tick_emitter.wire import encode_bar  # noqa: E402
 
 TICK = datetime(2024, 3, 1, tzinfo=UTC)  # midnight: all four timeframes close
 LOOKBACK_H = 720

@@ -15,6 +15,11 @@ The ``.avsc`` files are the source of truth: they are read from disk once, parse
 encode/decode after that is a dict lookup plus fastavro's compiled reader/writer.
 Any failure to decode raises ``SerdeError`` (a ValueError), never a stray exception type, so a
 consumer can route every bad message to the dead-letter topic with one ``except``.
+
+This codec is schema-driven and has no per-message code. BarClosed, the one message on the
+latency path, also has array-level twins (the emitter's encoder, the consumers' decoder) in
+``common.serde_bars``, the one BarClosed wire module; they are checked byte for byte against this
+codec, which stays the reference for every message type.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from common.kafka.topics import TICKS, bars_topic
 from common.logging import get_logger
 from common.metrics import HEARTBEAT
 from common.registry import Registry
+from common.serde_bars import encode_bar
 from config import Settings
 from producers import store
 from producers.candles import CandleSource
@@ -44,7 +45,6 @@ from tick_emitter.core import (
     tick_times,
 )
 from tick_emitter.exogenous import CachedDbFeed, ExogenousFeed, attach_exogenous, exogenous_needs
-from tick_emitter.wire import encode_bar
 
 log = get_logger(__name__)
 

@@ -19,11 +19,10 @@ from common import serde
 from common.events import BarClosed, Recommendation
 from common.exogenous.files import load_dir
 from common.registry import StrategySpec
-from common.serde_bars import ExogenousArrays, decode_bar_window
+from common.serde_bars import BAR_ENCODER, ExogenousArrays, decode_bar_window, encode_bar
 from common.testkit import sample_bar_closed, sample_recommendation
 from tick_emitter.core import BarPayload, DuePlan
 from tick_emitter.exogenous import ExogenousLeak, ExogenousNeed, FrameFeed, attach_exogenous
-from tick_emitter.wire import BAR_ENCODER, encode_bar
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "exogenous"
 SERIES = ("news_headlines", "funding_binance_8h", "exchange_reserves", "social_sentiment")

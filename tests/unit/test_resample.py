@@ -105,7 +105,7 @@ def test_incomplete_bins_dropped_and_closing_gap_degrades() -> None:
 
 def test_fast_bar_encoding_is_byte_identical_to_serde(real_base: BaseCandles) -> None:
     from common import serde
-    from tick_emitter.wire import BAR_ENCODER, encode_bar
+    from common.serde_bars import BAR_ENCODER, encode_bar
 
     assert BAR_ENCODER.enabled
     reg = registry_of([("h", "1h", 720), ("q", "4h", 720), ("d", "1d", 720), ("m", "1h", 1)])

@@ -1,21 +1,26 @@
-"""The numpy BarClosed decoder reads exactly what the generic Avro decoder reads, and refuses the same."""
+"""The BarClosed wire module: the numpy decoder reads exactly what the generic Avro decoder reads and
+refuses the same; the array encoder writes what the registered schema (read by fastavro alone) reads."""
 
 from __future__ import annotations
 
+import json
 import struct
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from io import BytesIO
+from pathlib import Path
 
 import numpy as np
 import pytest
+from fastavro import parse_schema, schemaless_reader
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common import serde
 from common.events import BarClosed, ExogenousFrame
-from common.serde_bars import COLUMNS, BarWindow, decode_bar_window
+from common.serde_bars import COLUMNS, BarWindow, ExogenousArrays, _string, _varint, decode_bar_window
 from common.testkit import sample_bar_closed, sample_order_intent
-from tick_emitter.wire import _string, _varint
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -240,3 +245,125 @@ def test_fast_path_is_on_for_the_current_layout_and_off_for_another(monkeypatch:
     finally:
         monkeypatch.undo()
         serde_bars._fast_fingerprint.cache_clear()
+
+
+# ------------------------------------------------------------------ the encoder, against the .avsc
+
+AVSC = Path(__file__).resolve().parents[2] / "schemas" / "avro" / "BarClosed.avsc"
+
+
+@dataclass(frozen=True)
+class _Bar:
+    """A BarArrays that is not the emitter's BarPayload: the encoder needs only the protocol."""
+
+    tick_id: str
+    symbol: str
+    timeframe: str
+    times: np.ndarray
+    values: np.ndarray
+    exogenous: tuple[ExogenousArrays, ...] = ()
+
+
+def _read_with_registered_schema(data: bytes) -> dict[str, object]:
+    """Decode with fastavro and the schema file alone (nothing from common.serde): header, body, no rest."""
+    raw = json.loads(AVSC.read_text(encoding="utf-8"))
+    fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(raw), "CRC-64-AVRO"))
+    assert data[:10] == b"\xc3\x01" + fp
+    buf = BytesIO(data)
+    buf.seek(10)
+    record = schemaless_reader(buf, parse_schema(raw, named_schemas={}), None)
+    assert buf.tell() == len(data)
+    assert isinstance(record, dict)
+    return record
+
+
+def _bits(values: object) -> bytes:
+    """float64 bytes, so NaN compares equal to itself and -0.0 differs from 0.0."""
+    return np.asarray(values, dtype="<f8").tobytes()
+
+
+FLOATS = st.floats(width=64)  # NaN and +-inf included: the wire must carry every float64 bit pattern
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    # both encoder paths: the vectorised 6-byte times (2001..2039) and the scalar one (any width)
+    start=st.one_of(st.integers(-(10**12), 4 * 10**12), st.integers(1_000_000_000_000, 2_000_000_000_000)),
+    steps=st.lists(st.one_of(st.just(3_600_000), st.integers(1, 10**9)), min_size=0, max_size=40),
+    data=st.data(),
+    with_exogenous=st.booleans(),
+)
+def test_fast_encoder_bytes_decode_with_the_registered_schema(
+    start: int, steps: list[int], data: st.DataObject, with_exogenous: bool
+) -> None:
+    from common.serde_bars import BAR_ENCODER, bar_event, encode_bar
+
+    assert BAR_ENCODER.enabled
+    times = np.cumsum([start, *steps], dtype=np.int64)
+    n = len(times)
+    values = np.array(data.draw(st.lists(FLOATS, min_size=5 * n, max_size=5 * n)), dtype=np.float64)
+    values = values.reshape(n, 5)
+    exo: tuple[ExogenousArrays, ...] = ()
+    if with_exogenous:
+        k = data.draw(st.integers(0, n))
+        texts = data.draw(st.lists(st.text(max_size=12), min_size=k, max_size=k))
+        exo = (
+            ExogenousArrays(
+                "news_headlines",
+                times[:k] - 60_000,
+                times[:k],
+                {"sentiment_polarity": np.array(data.draw(st.lists(FLOATS, min_size=k, max_size=k)))},
+                {"title": texts},
+            ),
+            ExogenousArrays("exchange_reserves", times[:0], times[:0], {"exchange_reserves": np.empty(0)}),
+        )
+    bar = _Bar("T|ü", "BTC/USD:USD", "1h", times, values, exo)
+    wire = encode_bar(bar)
+    assert wire == serde.encode(bar_event(bar))  # the generic codec writes the same bytes
+
+    record = _read_with_registered_schema(wire)
+    assert (record["tick_id"], record["symbol"], record["timeframe"]) == ("T|ü", "BTC/USD:USD", "1h")
+    open_time = record["open_time"]
+    assert isinstance(open_time, list)
+    as_ms = [int((t - EPOCH) / timedelta(milliseconds=1)) for t in open_time]
+    assert as_ms == times.tolist()
+    assert record["bar_open_time"] == EPOCH + timedelta(milliseconds=int(times[-1]))
+    for i, c in enumerate(COLUMNS):
+        assert _bits(record[c]) == _bits(values[:, i])
+    frames = record["exogenous"]
+    assert isinstance(frames, list) and len(frames) == len(exo)
+    for got, sent in zip(frames, exo, strict=True):
+        assert got["series"] == sent.series
+        assert got["about_ts"] == sent.about_ms.tolist() and got["published_at"] == sent.published_ms.tolist()
+        assert [x["column"] for x in got["numbers"]] == list(sent.numbers)
+        for x in got["numbers"]:
+            assert _bits(x["values"]) == _bits(sent.numbers[x["column"]])
+        assert {x["column"]: x["values"] for x in got["texts"]} == sent.texts
+
+    # and the consumers' array decoder reads it back bit for bit
+    window = decode_bar_window(wire)
+    assert window.times.tolist() == times.tolist()
+    for i, c in enumerate(COLUMNS):
+        assert _bits(window.columns[c]) == _bits(values[:, i])
+    assert list(window.exogenous) == [f.series for f in exo]
+    for sent in exo:
+        back = window.exogenous[sent.series]
+        assert back.about_ms.tolist() == sent.about_ms.tolist()
+        assert {c: _bits(v) for c, v in back.numbers.items()} == {
+            c: _bits(v) for c, v in sent.numbers.items()
+        }
+        assert back.texts == sent.texts
+
+
+def test_encoder_switches_itself_off_when_the_generic_bytes_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A schema change the fast writer does not know (simulated: the generic writer's bytes change)
+    turns the fast path off, and encode_bar then writes what the generic encoder writes."""
+    from common import serde_bars
+
+    bar = _Bar("T|x", "S", "1h", np.array([1_600_000_000_000], dtype=np.int64), np.ones((1, 5)))
+    generic = serde.encode
+    monkeypatch.setattr(serde, "encode", lambda event: generic(event) + b"\x00")
+    encoder = serde_bars.BarEncoder()
+    assert not encoder.enabled
+    monkeypatch.setattr(serde_bars, "BAR_ENCODER", encoder)
+    assert serde_bars.encode_bar(bar) == generic(serde_bars.bar_event(bar)) + b"\x00"
