@@ -25,10 +25,10 @@ OPERATOR_MODEL = "operator"
 
 def _ns() -> tuple[str, str]:
     from config import load_settings
-    from executor.runner import ExecutorOptions, namespace_for
+    from executor.runner import namespace_for
 
     settings = load_settings()
-    return namespace_for(settings, ExecutorOptions()), settings.database_url.get_secret_value()
+    return namespace_for(settings), settings.database_url.get_secret_value()
 
 
 @app.command("run")
