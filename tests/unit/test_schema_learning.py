@@ -78,8 +78,8 @@ def test_every_shipped_schema_is_offered_to_the_store() -> None:
 def test_model_ids_the_executor_allows_match_their_producers() -> None:
     """The executor spells these out (its image has no meta consumer); they must not drift."""
     from bridge.routers.control import OPERATOR_MODEL as BRIDGE_OPERATOR
+    from common.control import OPERATOR_MODEL as CLI_OPERATOR
     from config import FallbackMode, MetaSettings
-    from executor.cli import OPERATOR_MODEL as CLI_OPERATOR
     from executor.validate import FALLBACK_MODELS, OPERATOR_MODEL
     from meta_consumer.models import fallback_id
 
