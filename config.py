@@ -1,7 +1,11 @@
 """Typed settings for every service, read once at start.
 
 Every value can be overridden by an environment variable with the ``BTCMETA_`` prefix; nested
-groups use a double underscore (``BTCMETA_RISK__MAX_POSITION_BTC=0.5``). A wrong value stops the
+groups use a double underscore (``BTCMETA_RISK__MAX_POSITION_BTC=0.5``). The services' own knobs
+are groups of this one tree too (``settings.meta``, ``settings.executor``, ``settings.bridge``:
+``BTCMETA_META__DEADLINE_S=20``), so a value is looked up in one place whichever service reads it;
+their former names (``BTCMETA_META_DEADLINE_S``, one underscore) still work for one release, with a
+DeprecationWarning and a log line naming the new variable. A wrong value stops the
 start with a message naming the variable, because a trading system that starts with a guessed
 setting is worse than one that does not start. Secrets are ``SecretStr`` (printed masked) and may be
 1Password references (``op://vault/item/field``) resolved through the ``op`` CLI at start.
@@ -9,15 +13,33 @@ setting is worse than one that does not start. Secrets are ``SecretStr`` (printe
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import shutil
 import subprocess
 import sys
+import warnings
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import Any, get_origin
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from common.timeframes import parse_timeframe
 
@@ -161,6 +183,212 @@ class ExogenousSettings(BaseModel):
         return value
 
 
+class FallbackMode(StrEnum):
+    """What decides in the meta consumer when no usable model is selected."""
+
+    MAJORITY_VOTE = "majority_vote"
+    FLAT = "flat"
+
+
+class MetaSettings(BaseModel):
+    """The meta consumer's own knobs (``BTCMETA_META__*``; formerly ``BTCMETA_META_*``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Wall-clock seconds, counted from the TickPlan's arrival here, before a tick is decided with
+    #: what arrived (degraded). Not the plan's own ``deadline`` field: that one is data time, which
+    #: in a replay of 2019 candles has passed long ago.
+    deadline_s: float = Field(default=30.0, gt=0, le=3600)
+    fallback: FallbackMode = FallbackMode.MAJORITY_VOTE
+    #: Run a model whose strategy set differs from the registry on its own subset (missing
+    #: strategies read as "no recommendation") instead of refusing it. Either way: retrain needed.
+    allow_subset: bool = False
+    #: Timeframe whose BarClosed marks the model portfolio (close price, volatility window).
+    decision_timeframe: str = "1h"
+    #: How often the models table is polled for a new selection; 0 means before every tick.
+    model_poll_s: float = Field(default=0.0, ge=0)
+    #: Warn when the executor's position (as a fraction of max) differs from the model's by more.
+    drift_tolerance: float = Field(default=0.25, gt=0)
+    #: Most messages per consume batch: one Postgres transaction and one offset commit each. The
+    #: shared loop hands over what has arrived without waiting for the batch to fill, so a large
+    #: value costs no latency; it only bounds the batch under a backlog (catch-up, replays).
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    #: Most ready ticks decided in one transaction, their intents flushed together. Live, one tick
+    #: is ready at a time; under a backlog (catch-up, replays) this turns per-tick round trips
+    #: (model poll, answers, insert, commit, flush) into per-batch ones. A restart re-sends the
+    #: whole last batch's intents (the executor refuses the copies by id).
+    decide_batch: int = Field(default=100, ge=1, le=1_000)
+    group_id: str = "meta-consumer"
+    #: Pin this model (by ``models.model_id``) instead of the selected one: topic-replay backtests
+    #: run a given model without touching the live selection. Empty: the selected model decides.
+    model_id: str = ""
+    #: Kafka static membership id: a restarted pod takes its partitions back at once instead of
+    #: waiting for the dead member's session to time out. Empty disables it.
+    group_instance_id: str = ""
+
+    @field_validator("decision_timeframe")
+    @classmethod
+    def _timeframe(cls, value: str) -> str:
+        parse_timeframe(value)
+        return value
+
+
+#: The paper venue's default funding rate per hour (executor/exchanges/paper.py and the training
+#: cost model use this one value, so the simulated and the replayed book cannot drift).
+DEFAULT_FUNDING_RATE_HOURLY = 0.0000125
+
+
+class ModelCheck(StrEnum):
+    """Which model ids the executor accepts intents from."""
+
+    #: The registry's selected model, the documented fallbacks, the operator, plus configured extras.
+    REGISTRY = "registry"
+    #: Any model id (replays and tests in namespaces of their own, where models are pinned).
+    OFF = "off"
+
+
+class ExecutorSettings(BaseModel):
+    """The executor's own knobs (``BTCMETA_EXECUTOR__*``; formerly ``BTCMETA_EXECUTOR_*``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Row namespace; default: 'live' for the live topic prefix, the prefix otherwise (like the tick emitter).
+    namespace: str | None = None
+    funding_rate_hourly: float = DEFAULT_FUNDING_RATE_HOURLY
+    #: Paper venue price: a fixed price (tests, synthetic replays) instead of the candles table.
+    fixed_price: float | None = None
+    #: Candle timeframe the paper venue prices from (default: settings.min_timeframe).
+    price_timeframe: str | None = None
+    #: Topic-replay backtests: time follows the intents' tick times instead of the wall clock.
+    replay_clock: bool = False
+    #: Kafka static membership id (Kafka group.instance.id); one executor per namespace, so one id.
+    instance_id: str = "executor-0"
+    #: CCXT's pause between venue calls in ms; unset keeps the exchange's own (Kraken Futures:
+    #: 600). Only for the local stand-in (the chaos suite), which has no rate limit to respect.
+    ccxt_rate_limit_ms: int | None = None
+    #: Which model ids may trade (executor/validate.py). Default: 'registry' in the live namespace
+    #: (selected model, fallbacks, operator), 'off' in replay/test namespaces (pinned models).
+    model_check: ModelCheck | None = None
+    #: Extra model ids allowed under 'registry', comma-separated (e.g. a pinned replay model).
+    allowed_models: str = ""
+
+
+class BridgeSettings(BaseModel):
+    """The bridge's own knobs: port, TLS, API tokens, rate limits, stream buffer.
+
+    ``BTCMETA_BRIDGE__*`` (formerly ``BTCMETA_BRIDGE_*``). Tokens are parsed and resolved by
+    ``bridge.settings.api_tokens`` at the bridge's start; here they are only values.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: JSON lists of ``name:secret`` entries (``'["alice:..."]'``); empty lists mean nobody gets in.
+    viewer_tokens: list[SecretStr] = Field(default_factory=list)
+    operator_tokens: list[SecretStr] = Field(default_factory=list)
+    #: Namespace shown when a request names none (a demo bridge may default to a replay's namespace).
+    #: The default is ``common.db.base.LIVE_NAMESPACE``, spelled out so config imports no SQLAlchemy.
+    default_namespace: str = "live"
+    #: Events kept for reconnecting SSE clients (Last-Event-ID); older ones are gone for good.
+    stream_buffer: int = Field(default=2_000, ge=10, le=1_000_000)
+    #: Whether to run the Kafka consumer feeding /api/stream (off for REST-only tests and tools).
+    stream_enabled: bool = True
+    #: Seconds between SSE keep-alive comments, so proxies do not cut idle streams.
+    stream_keepalive_s: float = Field(default=15.0, gt=0)
+    #: Tripping the kill switch also publishes a FLAT intent (as `python -m executor kill-switch`
+    #: does), so the executor flattens now instead of at the next tick's intent.
+    flatten_on_trip: bool = True
+    #: A service whose last heartbeat is older than this is reported as stale.
+    heartbeat_stale_s: float = Field(default=120.0, gt=0)
+    #: Control endpoints (kill switch, pause/resume, model select): each client gets a bucket of
+    #: ``control_burst`` requests refilled at ``control_rate_per_min``; 0 switches limiting off.
+    control_rate_per_min: float = Field(default=30.0, ge=0)
+    control_burst: int = Field(default=10, ge=1, le=10_000)
+    #: Serve HTTPS: PEM certificate (chain) and private key files; both or neither. Without them
+    #: the bridge speaks plain HTTP, fit only behind a TLS-terminating ingress or on 127.0.0.1.
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    #: Password of an encrypted private key (may be a 1Password reference).
+    tls_keyfile_password: SecretStr | None = None
+
+    @field_validator("default_namespace")
+    @classmethod
+    def _namespace_shape(cls, value: str) -> str:
+        if not value or len(value) > 64:
+            raise ValueError("must be 1..64 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> BridgeSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both (HTTPS) or neither")
+        for path in (self.tls_certfile, self.tls_keyfile):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"TLS file not found: {path}")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certfile is not None
+
+
+#: The services' former environment prefixes (their own settings classes before this tree), kept
+#: for one release: ``BTCMETA_META_DEADLINE_S`` still sets ``settings.meta.deadline_s``.
+LEGACY_GROUP_PREFIXES: dict[str, tuple[str, type[BaseModel]]] = {
+    "meta": ("BTCMETA_META_", MetaSettings),
+    "executor": ("BTCMETA_EXECUTOR_", ExecutorSettings),
+    "bridge": ("BTCMETA_BRIDGE_", BridgeSettings),
+}
+
+_log = logging.getLogger(__name__)
+
+
+def new_env_name(group: str, field: str) -> str:
+    """The variable that sets ``settings.<group>.<field>``: ``BTCMETA_META__DEADLINE_S``."""
+    return f"{ENV_PREFIX}{group.upper()}__{field.upper()}"
+
+
+def _deprecated(message: str) -> None:
+    """Say it twice: a DeprecationWarning for tests and tools, a log line for people reading logs."""
+    warnings.warn(message, DeprecationWarning, stacklevel=4)
+    _log.warning(message)
+
+
+class LegacyEnvSource(PydanticBaseSettingsSource):
+    """Reads the former per-service variables (``BTCMETA_META_X``) into their group of the tree.
+
+    It ranks below the environment source, so when both names are set the new one wins (and the old
+    one is reported as ignored). Delete after one release.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ builds the whole mapping at once
+
+    def __call__(self) -> dict[str, Any]:
+        env = {key.upper(): value for key, value in os.environ.items()}
+        found: dict[str, Any] = {}
+        for group, (prefix, model) in LEGACY_GROUP_PREFIXES.items():
+            for name, info in model.model_fields.items():
+                old, new = f"{prefix}{name.upper()}", new_env_name(group, name)
+                if old not in env:
+                    continue
+                if new in env:
+                    _deprecated(f"{old} is ignored because {new} is set; remove {old} (deprecated)")
+                    continue
+                _deprecated(f"{old} is deprecated and will stop working in the next release; use {new}")
+                value: Any = env[old]
+                if get_origin(info.annotation) is list:  # lists come as JSON, like the new names
+                    try:
+                        value = json.loads(value)
+                    except json.JSONDecodeError as exc:
+                        raise SettingsError(
+                            f"invalid configuration:\n  {old}: not a JSON list ({exc.msg})"
+                        ) from None
+                found.setdefault(group, {})[name] = value
+        return found
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -184,6 +412,9 @@ class Settings(BaseSettings):
     risk: RiskLimits = RiskLimits()
     training: TrainingSettings = TrainingSettings()
     exogenous: ExogenousSettings = ExogenousSettings()
+    meta: MetaSettings = MetaSettings()
+    executor: ExecutorSettings = ExecutorSettings()
+    bridge: BridgeSettings = BridgeSettings()
     #: Meta consumer action grid: one INCREASE/DECREASE moves exposure by this fraction of the max.
     exposure_step: float = Field(default=0.25, gt=0, le=1)
     max_exposure: float = Field(default=1.0, gt=0, le=1)
@@ -191,6 +422,24 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     log_level: str = "INFO"
     log_json: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values, then ``BTCMETA_*``, then the deprecated per-service names."""
+        return (
+            init_settings,
+            env_settings,
+            LegacyEnvSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     @field_validator("global_tick", "min_timeframe")
     @classmethod

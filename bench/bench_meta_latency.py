@@ -34,9 +34,12 @@ from common.events import Target  # noqa: E402
 from common.kafka.configuration import admin_config, consumer_config  # noqa: E402
 from common.kafka.topics import INTENTS, delete_topics_with_prefix, ensure_topics, topic_specs  # noqa: E402
 from common.logging import configure_logging  # noqa: E402
-from config import Settings, load_settings  # noqa: E402
+from config import (  # noqa: E402
+    MetaSettings,
+    Settings,
+    load_settings,
+)
 from meta_consumer.service import MetaConsumer  # noqa: E402
-from meta_consumer.settings import MetaSettings  # noqa: E402
 from tests.integration.test_meta_consumer import LIVE, Bus, bar, plan, rec, tick_id  # noqa: E402
 
 ADMIN_DSN = with_local_passfile("postgresql://btcmeta@127.0.0.1:55432/postgres")
@@ -117,7 +120,7 @@ def report(runs: dict[int, list[float]]) -> None:
         "Last recommendation acknowledged by the broker -> OrderIntent read back from the intents topic;",
         "one tick at a time, 5 strategies, 720-bar BarClosed, majority-vote fallback (no model).",
         "",
-        "| BTCMETA_META_BATCH_SIZE | ticks | p50 ms | p90 ms | p99 ms | max ms |",
+        "| BTCMETA_META__BATCH_SIZE | ticks | p50 ms | p90 ms | p99 ms | max ms |",
         "|---|---|---|---|---|---|",
     ]
     for batch, ms in runs.items():

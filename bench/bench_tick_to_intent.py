@@ -182,7 +182,7 @@ def run(settings: Settings, n: int) -> tuple[list[dict[str, float | str]], CpuMe
         "BTCMETA_DATABASE_URL": settings.database_url.get_secret_value(),
         "BTCMETA_LOG_JSON": "true",
         "BTCMETA_LOG_LEVEL": "WARNING",
-        "BTCMETA_META_DEADLINE_S": "30",
+        "BTCMETA_META__DEADLINE_S": "30",
     }
     producer = EventProducer(settings, "bench-tick-emitter", linger_ms=0)
     intents = Consumer(consumer_config(settings, f"bench-intents-{uuid.uuid4().hex[:6]}"))

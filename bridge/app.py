@@ -15,12 +15,12 @@ from bridge.dependencies import require_operator, require_viewer
 from bridge.ratelimit import TokenBuckets, limit_control
 from bridge.routers import control, market, models, status, stream, trading
 from bridge.schemas import ErrorOut
-from bridge.settings import BridgeSettings
+from bridge.settings import api_tokens
 from bridge.state import BridgeState
 from bridge.stream import EventHub, KafkaFeed
 from common.db.session import make_engine
 from common.health import HEALTH
-from config import Settings, load_settings
+from config import BridgeSettings, Settings, load_settings
 
 API_PREFIX = "/api"
 API_VERSION = "1.0.0"
@@ -39,8 +39,8 @@ def create_app(
 ) -> FastAPI:
     """Build the app; settings are read (and tokens resolved) here so a bad config fails at start."""
     settings = settings or load_settings().resolved()
-    bridge = bridge or BridgeSettings()
-    tokens = bridge.api_tokens()
+    bridge = bridge or settings.bridge
+    tokens = api_tokens(bridge)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -20,8 +20,7 @@ cli = typer.Typer(
 def spec_json() -> str:
     """The OpenAPI document as committed: stable key order, trailing newline."""
     from bridge.app import create_app
-    from bridge.settings import BridgeSettings
-    from config import load_settings
+    from config import BridgeSettings, load_settings
 
     app = create_app(load_settings(), BridgeSettings(viewer_tokens=[], operator_tokens=[]))
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
@@ -29,8 +28,8 @@ def spec_json() -> str:
 
 @cli.command()
 def run(
-    host: Annotated[str | None, typer.Option(help="Bind address (default BTCMETA_BRIDGE_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default BTCMETA_BRIDGE_PORT).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default BTCMETA_BRIDGE__HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default BTCMETA_BRIDGE__PORT).")] = None,
     namespace: Annotated[str | None, typer.Option(help="Default namespace, e.g. a replay's.")] = None,
     no_stream: Annotated[bool, typer.Option("--no-stream", help="Serve REST only, no Kafka feed.")] = False,
 ) -> None:
@@ -38,10 +37,10 @@ def run(
     import uvicorn
 
     from bridge.app import create_app
-    from bridge.settings import BridgeSettings
+    from bridge.settings import uvicorn_ssl_options
     from common import health
     from common.logging import configure_logging
-    from config import get_settings
+    from config import BridgeSettings, get_settings
 
     settings = get_settings().resolved()
     configure_logging("bridge", settings.log_level, settings.log_json)
@@ -54,10 +53,11 @@ def run(
         overrides["default_namespace"] = namespace
     if no_stream:
         overrides["stream_enabled"] = False
-    bridge = BridgeSettings(**overrides)  # type: ignore[arg-type]
+    # validated like the environment's values (port range, namespace shape)
+    bridge = BridgeSettings.model_validate(settings.bridge.model_dump() | overrides)
     if not bridge.viewer_tokens and not bridge.operator_tokens:
         typer.echo(
-            "warning: no tokens configured, every request will get 401 (see BTCMETA_BRIDGE_*_TOKENS)",
+            "warning: no tokens configured, every request will get 401 (see BTCMETA_BRIDGE__*_TOKENS)",
             err=True,
         )
     health.start(settings, kafka=bridge.stream_enabled)  # metrics + /healthz on BTCMETA_METRICS_PORT
@@ -69,7 +69,7 @@ def run(
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=5,
-        **bridge.uvicorn_ssl_options(),  # HTTPS when BTCMETA_BRIDGE_TLS_CERTFILE/KEYFILE are set
+        **uvicorn_ssl_options(bridge),  # HTTPS when BTCMETA_BRIDGE__TLS_CERTFILE/KEYFILE are set
     )
 
 

@@ -16,8 +16,8 @@ from fastapi import FastAPI
 class BackgroundServer:
     """``with BackgroundServer(app) as url:`` serves ``app`` until the block ends.
 
-    ``ssl_options`` (``BridgeSettings.uvicorn_ssl_options()``) serve HTTPS, as ``bridge run`` does
-    when given a certificate and key; the url's scheme says which.
+    ``ssl_options`` (``bridge.settings.uvicorn_ssl_options(settings.bridge)``) serve HTTPS, as
+    ``bridge run`` does when given a certificate and key; the url's scheme says which.
     """
 
     def __init__(

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from bridge.settings import ApiToken, BridgeSettings
+from bridge.settings import ApiToken
 from bridge.stream import EventHub
 from common.db.base import LIVE_NAMESPACE
 from common.kafka.producer import EventProducer
-from config import Settings
+from config import BridgeSettings, Settings
 
 
 @dataclass

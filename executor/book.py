@@ -13,7 +13,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from common.db.models import AuditLog, Fill, FundingPayment, Order, PnlDaily, Position
+from common import control
+from common.db.models import Fill, FundingPayment, Order, PnlDaily, Position
 from common.db.models import RiskState as RiskStateRow
 from executor.exchanges.base import ExchangeFill, FundingEvent
 from executor.ledger import Holding
@@ -50,26 +51,15 @@ def load_risk_state(s: Session, namespace: str) -> RiskState:
 
 
 def set_risk_state(s: Session, namespace: str, actor: str, action: str, reason: str, **values: Any) -> None:
-    """Change switches and append the audit row in the same transaction (who, what, why)."""
-    row = s.get(RiskStateRow, namespace, with_for_update=True)
-    if row is None:
-        row = RiskStateRow(namespace=namespace)
-        s.add(row)
-    for key, value in values.items():
-        setattr(row, key, value)
-    row.updated_by = actor
-    payload = {
-        "reason": reason,
-        **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()},
-    }
-    s.add(
-        AuditLog(
-            namespace=namespace,
-            actor=actor,
-            role="executor" if actor == "executor" else "operator",
-            action=action,
-            payload=payload,
-        )
+    """Change switches and append the audit row in the same transaction (common.control, the one path)."""
+    control.set_switches(
+        s,
+        namespace,
+        actor=actor,
+        role="executor" if actor == "executor" else "operator",
+        action=action,
+        reason=reason,
+        **values,
     )
 
 

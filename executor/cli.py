@@ -20,15 +20,14 @@ import typer
 app = typer.Typer(
     help="Executor: risk-checked orders from intents.", no_args_is_help=True, add_completion=False
 )
-OPERATOR_MODEL = "operator"
 
 
 def _ns() -> tuple[str, str]:
     from config import load_settings
-    from executor.runner import ExecutorOptions, namespace_for
+    from executor.runner import namespace_for
 
     settings = load_settings()
-    return namespace_for(settings, ExecutorOptions()), settings.database_url.get_secret_value()
+    return namespace_for(settings), settings.database_url.get_secret_value()
 
 
 @app.command("run")
@@ -96,31 +95,20 @@ def kill_switch(
     flattening (even while trading is paused), and its outcome is what counts: `--wait-s` waits
     for it and prints it, otherwise check `status`.
     """
+    from common import control
     from common.db.session import make_engine, session_scope
-    from common.events import IntentAction, OrderIntent
-    from common.ids import make_tick_id
     from common.kafka.producer import EventProducer
     from common.kafka.topics import INTENTS
     from config import load_settings
-    from executor import book
 
     settings = load_settings()
     ns, url = _ns()
     with session_scope(make_engine(url)) as s:
-        book.set_risk_state(s, ns, actor, "kill_switch", reason, kill_switch=True, kill_reason=reason)
+        control.engage_kill_switch(s, ns, actor=actor, role="operator", reason=reason)
     typer.echo(f"kill switch engaged for {ns} by {actor}: {reason}")
     if flatten:
         now = datetime.now(UTC)
-        intent = OrderIntent.create(
-            tick_id=make_tick_id(settings.symbol, now),
-            model_id=OPERATOR_MODEL,
-            symbol=settings.symbol,
-            action=IntentAction.FLAT,
-            current_exposure=0.0,
-            target_exposure=0.0,
-            created_at=now,
-            reason=f"kill switch by {actor}: {reason}",
-        )
+        intent = control.flatten_intent(settings.symbol, actor, reason, now)
         producer = EventProducer(settings, "executor-cli")
         producer.send(settings.topic(INTENTS), intent, key=intent.intent_id)
         producer.flush()
@@ -156,13 +144,13 @@ def resume(
     reason: str = typer.Option(..., help="Why it is safe again (kept in audit_log)."),
 ) -> None:
     """Release the kill switch and un-pause (a daily-loss halt still runs to UTC midnight)."""
+    from common import control
     from common.db.session import make_engine, session_scope
-    from executor import book
 
     ns, url = _ns()
     with session_scope(make_engine(url)) as s:
-        book.set_risk_state(
-            s, ns, actor, "resume", reason, kill_switch=False, kill_reason=None, trading_paused=False
+        control.release_kill_switch(
+            s, ns, actor=actor, role="operator", reason=reason, action="resume", trading_paused=False
         )
     typer.echo(f"trading resumed for {ns} by {actor}: {reason}")
 

@@ -1,15 +1,13 @@
 """Wiring: settings -> engine, venue, clock, consumer loop. Kept apart so tests build the same thing.
 
-Executor-only knobs are read from their own environment variables (``BTCMETA_EXECUTOR_*``)
-rather than added to the shared ``config.Settings``, so this service can evolve without touching
-every other service's configuration; the lead may fold them into ``config.py`` later.
+Executor-only knobs are the ``executor`` group of the one settings tree (``settings.executor``,
+``BTCMETA_EXECUTOR__*``); functions take them as ``options`` so a test can vary them alone.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine
 
 from common.db.base import LIVE_NAMESPACE
@@ -21,13 +19,13 @@ from common.kafka.producer import EventProducer
 from common.kafka.topics import EXECUTIONS, INTENTS
 from common.logging import get_logger
 from common.shutdown import GracefulShutdown
-from config import ExchangeMode, Settings
+from config import ExchangeMode, ExecutorSettings, ModelCheck, Settings
 from executor.clock import CandlePriceFeed, Clock, FixedPriceFeed, PriceFeed, ReplayClock, SystemClock
 from executor.exchanges.base import Exchange
-from executor.exchanges.paper import DEFAULT_FUNDING_RATE_HOURLY, PaperExchange
+from executor.exchanges.paper import PaperExchange
 from executor.reconcile import Reconciliation
 from executor.service import Executor
-from executor.validate import ModelCheck, ModelGate, check_intent
+from executor.validate import ModelGate, check_intent
 
 log = get_logger(__name__)
 SERVICE = "executor"
@@ -36,31 +34,7 @@ SERVICE = "executor"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class ExecutorOptions(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BTCMETA_EXECUTOR_", frozen=True, extra="ignore")
-
-    #: Row namespace; default: 'live' for the live topic prefix, the prefix otherwise (like the tick emitter).
-    namespace: str | None = None
-    funding_rate_hourly: float = DEFAULT_FUNDING_RATE_HOURLY
-    #: Paper venue price: a fixed price (tests, synthetic replays) instead of the candles table.
-    fixed_price: float | None = None
-    #: Candle timeframe the paper venue prices from (default: settings.min_timeframe).
-    price_timeframe: str | None = None
-    #: Topic-replay backtests: time follows the intents' tick times instead of the wall clock.
-    replay_clock: bool = False
-    #: Kafka static membership id (Kafka group.instance.id); one executor per namespace, so one id.
-    instance_id: str = "executor-0"
-    #: CCXT's pause between venue calls in ms; unset keeps the exchange's own (Kraken Futures:
-    #: 600). Only for the local stand-in (the chaos suite), which has no rate limit to respect.
-    ccxt_rate_limit_ms: int | None = None
-    #: Which model ids may trade (executor/validate.py). Default: 'registry' in the live namespace
-    #: (selected model, fallbacks, operator), 'off' in replay/test namespaces (pinned models).
-    model_check: ModelCheck | None = None
-    #: Extra model ids allowed under 'registry', comma-separated (e.g. a pinned replay model).
-    allowed_models: str = ""
-
-
-def model_gate(executor: Executor, options: ExecutorOptions) -> ModelGate | None:
+def model_gate(executor: Executor, options: ExecutorSettings) -> ModelGate | None:
     """The gate for this namespace, or None when any model id may trade here (logged either way)."""
     check = options.model_check or (
         ModelCheck.REGISTRY if executor.namespace == LIVE_NAMESPACE else ModelCheck.OFF
@@ -74,12 +48,12 @@ def model_gate(executor: Executor, options: ExecutorOptions) -> ModelGate | None
     return ModelGate(executor.engine, extra)
 
 
-def namespace_for(settings: Settings, options: ExecutorOptions | None = None) -> str:
-    options = options or ExecutorOptions()
+def namespace_for(settings: Settings, options: ExecutorSettings | None = None) -> str:
+    options = options or settings.executor
     return options.namespace or settings.kafka.topic_prefix or LIVE_NAMESPACE
 
 
-def build_exchange(settings: Settings, engine: Engine, namespace: str, options: ExecutorOptions) -> Exchange:
+def build_exchange(settings: Settings, engine: Engine, namespace: str, options: ExecutorSettings) -> Exchange:
     if settings.exchange.mode is ExchangeMode.KRAKEN:
         from executor.exchanges.kraken import KrakenFutures  # ccxt import only when trading for real
 
@@ -106,8 +80,8 @@ def build_exchange(settings: Settings, engine: Engine, namespace: str, options: 
     )
 
 
-def build_executor(settings: Settings, options: ExecutorOptions | None = None) -> Executor:
-    options = options or ExecutorOptions()
+def build_executor(settings: Settings, options: ExecutorSettings | None = None) -> Executor:
+    options = options or settings.executor
     engine = make_engine(settings.database_url.get_secret_value(), statement_timeout_ms=60_000)
     namespace = namespace_for(settings, options)
     exchange = build_exchange(settings, engine, namespace, options)
@@ -143,7 +117,7 @@ def run(
     Poison intents (executor/validate.py) are dead-lettered and the loop goes on; an unknown
     writer schema makes it wait without committing (``ConsumerLoop.ready`` is False meanwhile).
     """
-    options = ExecutorOptions()
+    options = settings.executor
     executor = executor or build_executor(settings, options)
     # Started during a Postgres outage, the first connect times out: retry (the repair books by
     # venue fill id, so a repeated attempt after a rolled-back one changes nothing twice).

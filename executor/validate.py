@@ -33,7 +33,6 @@ import math
 import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from sqlalchemy import Engine, select
 
@@ -43,6 +42,7 @@ from common.events import IntentAction, OrderIntent
 from common.ids import make_intent_id, parse_tick_id
 from common.kafka.consumer import PoisonMessage
 from common.logging import get_logger
+from config import ModelCheck as ModelCheck  # defined with settings.executor, used here
 
 log = get_logger(__name__)
 
@@ -95,15 +95,6 @@ def check_intent(intent: OrderIntent) -> None:
         raise PoisonMessage(
             f"poison_intent: action FLAT with target_exposure {intent.target_exposure:g}: the fields disagree"
         )
-
-
-class ModelCheck(StrEnum):
-    """Which model ids the executor accepts intents from."""
-
-    #: The registry's selected model, the documented fallbacks, the operator, plus configured extras.
-    REGISTRY = "registry"
-    #: Any model id (replays and tests in namespaces of their own, where models are pinned).
-    OFF = "off"
 
 
 class ModelGate:

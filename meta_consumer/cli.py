@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from config import Settings
-    from meta_consumer.settings import MetaSettings
+    from config import MetaSettings, Settings
 
 # Start-up imports only typer: the service (confluent_kafka, SQLAlchemy, the policy's libraries)
 # is imported by the command that runs it, so `--help` answers at once.
@@ -24,10 +23,9 @@ app = typer.Typer(
 def _setup() -> tuple[Settings, MetaSettings]:
     from common.logging import configure_logging
     from config import get_settings
-    from meta_consumer.settings import load_meta_settings
 
     settings = get_settings().resolved()
-    meta = load_meta_settings()
+    meta = settings.meta
     configure_logging("meta-consumer", settings.log_level, settings.log_json)
     return settings, meta
 
@@ -36,7 +34,7 @@ def _setup() -> tuple[Settings, MetaSettings]:
 def run() -> None:
     """Consume ticks and recommendations and decide every tick until SIGTERM.
 
-    Settings come from BTCMETA_* (shared) and BTCMETA_META_* (this service) environment variables.
+    Settings come from BTCMETA_* environment variables (this service's own: BTCMETA_META__*).
     """
     from confluent_kafka.admin import AdminClient
 

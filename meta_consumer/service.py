@@ -34,13 +34,12 @@ from common.kafka.topics import INTENTS, RECOMMENDATIONS, TICKS
 from common.logging import get_logger
 from common.registry import load_registry
 from common.shutdown import GracefulShutdown
-from config import Settings
+from config import MetaSettings, Settings
 from meta_consumer import store
 from meta_consumer.bars import BarReader
 from meta_consumer.decide import Carry, Choice, Mark, Outcome, TickInput, decide_tick
 from meta_consumer.join import Arrival, Joiner, PendingTick, Ready, tick_time_of
 from meta_consumer.models import ModelManager
-from meta_consumer.settings import MetaSettings
 
 log = get_logger(__name__)
 SERVICE = "meta-consumer"

@@ -106,13 +106,13 @@ def service_env(prefix: str, extra: dict[str, str] | None = None) -> dict[str, s
         "BTCMETA_MIN_TIMEFRAME": "1h",
         "BTCMETA_KAFKA__TOPIC_PREFIX": check_prefix(prefix),
         "BTCMETA_LOG_JSON": "true",
-        "BTCMETA_EXECUTOR_REPLAY_CLOCK": "true",
+        "BTCMETA_EXECUTOR__REPLAY_CLOCK": "true",
         # Wall-clock seconds a tick waits for missing inputs before it is decided degraded. The
         # deadline runs from the TickPlan's arrival at the meta consumer's ingest, which in a
         # replay can be far ahead of its decider (a backlog, not a late answer): 300 s degraded
         # every tick after 4,700 of a year-long replay on a loaded machine. A replay takes the
         # maximum; a tick still decided degraded is reported as a difference by the comparison.
-        "BTCMETA_META_DEADLINE_S": "3600",
+        "BTCMETA_META__DEADLINE_S": "3600",
         **(extra or {}),
     }
 

@@ -29,8 +29,8 @@ if [ ! -s "$token_file" ]; then
   mkdir -p "$REPO/.local"
   (umask 077; .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))' >"$token_file")
 fi
-BTCMETA_BRIDGE_OPERATOR_TOKENS="[\"demo:$(cat "$token_file")\"]"
-export BTCMETA_BRIDGE_OPERATOR_TOKENS
+BTCMETA_BRIDGE__OPERATOR_TOKENS="[\"demo:$(cat "$token_file")\"]"
+export BTCMETA_BRIDGE__OPERATOR_TOKENS
 
 if [ "${DEMO_SCREENSHOT:-1}" = "1" ] && command -v mvn >/dev/null && command -v java >/dev/null; then
   step "Desktop client screenshot (headless, TestFX + Monocle) -> out/demo/gui-main-window.png"

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from config import ExchangeSettings
-from executor.exchanges.paper import DEFAULT_FUNDING_RATE_HOURLY
+from config import DEFAULT_FUNDING_RATE_HOURLY, ExchangeSettings
 
 _EXCHANGE_DEFAULTS = ExchangeSettings.model_fields
 

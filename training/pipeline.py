@@ -42,7 +42,7 @@ from training.metrics import deflated_sharpe, pbo_cscv
 from training.signals import SignalArrays
 from training.split import Fold, Window
 
-#: Baselines the live meta consumer can run as its fallback (``BTCMETA_META_FALLBACK``).
+#: Baselines the live meta consumer can run as its fallback (``BTCMETA_META__FALLBACK``).
 DEPLOYABLE_BASELINES = ("majority_vote", "flat")
 
 

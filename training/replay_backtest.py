@@ -2,7 +2,7 @@
 against the vectorized backtest of the same model on the same window.
 
 1. The tick emitter replays the window into a fresh namespace (``bt.<run>.``); the strategy
-   consumers, the meta consumer (a pinned model, ``BTCMETA_META_MODEL_ID``, or the majority-vote
+   consumers, the meta consumer (a pinned model, ``BTCMETA_META__MODEL_ID``, or the majority-vote
    fallback) and the executor (paper venue, replayed clock) run as separate processes
    (``ops.pipeline``). It waits for the last tick's execution.
 2. The decisions, fills, funding and equity curve are read back from the namespace's rows.
@@ -71,14 +71,12 @@ class Vectorized:
 
 
 def execution_model(settings: Settings) -> ExecutionModel:
-    from executor.runner import ExecutorOptions  # the executor's own env knobs (funding rate)
-
     return ExecutionModel(
         max_position_btc=settings.risk.max_position_btc,
         max_order_btc=settings.risk.max_order_btc,
         taker_fee=settings.exchange.taker_fee,
         slippage_bps=settings.exchange.slippage_bps,
-        funding_rate_hourly=ExecutorOptions().funding_rate_hourly,
+        funding_rate_hourly=settings.executor.funding_rate_hourly,
         max_exposure=settings.max_exposure,
     )
 
@@ -302,7 +300,7 @@ def run_replay_backtest(
         say(f"importing {csv} into the candles table")
         import_candles(csv)
     policy = load_model_policy(engine, model_id, settings) if model_id else None
-    env = {"BTCMETA_META_MODEL_ID": model_id or "", "BTCMETA_META_MODEL_POLL_S": "3600"}
+    env = {"BTCMETA_META__MODEL_ID": model_id or "", "BTCMETA_META__MODEL_POLL_S": "3600"}
     if not live_risk_limits:
         env["BTCMETA_RISK__DAILY_LOSS_CAP_USD"] = NO_LOSS_CAP
     spec = PipelineSpec(

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, status
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,9 +19,8 @@ from bridge.dependencies import CurrentPrincipal, DbSession, Namespace, Principa
 from bridge.queries import risk_state
 from bridge.schemas import IDENT, ControlResult, ErrorOut, FlattenStatus, ReasonIn, TripIn
 from bridge.state import BridgeState
-from common.db.models import AuditLog, Model, RiskState
-from common.events import IntentAction, OrderIntent
-from common.ids import make_tick_id
+from common import control
+from common.db.models import AuditLog, Model
 from common.kafka.topics import INTENTS
 from common.logging import get_logger
 
@@ -32,8 +30,8 @@ log = get_logger(__name__)
 _ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 409: {"model": ErrorOut}}
 
 
-#: model_id of operator-made intents, as the executor CLI uses (its intents are told apart by it).
-OPERATOR_MODEL = "operator"
+#: model_id of operator-made intents (common.control, shared with the executor CLI).
+OPERATOR_MODEL = control.OPERATOR_MODEL
 
 
 def _audit(session: Session, ns: str, who: Principal, action: str, payload: dict[str, Any]) -> int:
@@ -44,23 +42,21 @@ def _audit(session: Session, ns: str, who: Principal, action: str, payload: dict
     return row.id
 
 
-def _set_risk(session: Session, ns: str, who: Principal, **values: Any) -> None:
-    """Upsert the namespace's risk_state row (first use of a namespace creates it)."""
-    values["updated_by"] = who.name
-    stmt = insert(RiskState).values(namespace=ns, **values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[RiskState.namespace], set_={**values, "updated_at": func.now()}
-    )
-    session.execute(stmt)
-    session.expire_all()
-
-
 def _risk_action(
     session: Session, ns: str, who: Principal, action: str, reason: str, **values: Any
 ) -> ControlResult:
-    """Same audit shape as the executor CLI: payload = reason + the values set."""
-    _set_risk(session, ns, who, **values)
-    audit_id = _audit(session, ns, who, action, {"reason": reason, **values})
+    """Switches through common.control (the executor CLI's path too): row + audit in one transaction."""
+    if values.get("kill_switch") is True:
+        audit_id = control.engage_kill_switch(session, ns, actor=who.name, role=who.role.value, reason=reason)
+    elif values.get("kill_switch") is False:
+        audit_id = control.release_kill_switch(
+            session, ns, actor=who.name, role=who.role.value, reason=reason, action=action
+        )
+    else:
+        audit_id = control.set_switches(
+            session, ns, actor=who.name, role=who.role.value, action=action, reason=reason, **values
+        )
+    log.info("control_action", action=action, actor=who.name, namespace=ns)
     return ControlResult(action=action, actor=who.name, audit_id=audit_id, risk=risk_state(session, ns))
 
 
@@ -78,16 +74,7 @@ def _publish_flatten(
     if ns != state.kafka_namespace:
         return None, f"namespace {ns!r} is not this bridge's Kafka namespace {state.kafka_namespace!r}"
     now = datetime.now(UTC)
-    intent = OrderIntent.create(
-        tick_id=make_tick_id(state.settings.symbol, now),
-        model_id=OPERATOR_MODEL,
-        symbol=state.settings.symbol,
-        action=IntentAction.FLAT,
-        current_exposure=0.0,
-        target_exposure=0.0,
-        created_at=now,
-        reason=f"kill switch by {who.name}: {reason}",
-    )
+    intent = control.flatten_intent(state.settings.symbol, who.name, reason, now)
     try:
         producer = state.producer()
         producer.send(state.settings.topic(INTENTS), intent, key=intent.intent_id)

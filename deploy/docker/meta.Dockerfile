@@ -51,8 +51,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     BTCMETA_LOG_JSON=true \
     BTCMETA_METRICS_PORT=9100 \
-    BTCMETA_BRIDGE_HOST=0.0.0.0 \
-    BTCMETA_BRIDGE_PORT=8080
+    BTCMETA_BRIDGE__HOST=0.0.0.0 \
+    BTCMETA_BRIDGE__PORT=8080
 USER ${UID}:${UID}
 # 9100: Prometheus /metrics of every long-running service (also its liveness signal);
 # 8080: the bridge's HTTP API.

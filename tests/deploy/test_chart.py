@@ -284,7 +284,7 @@ def test_bridge_has_a_service_on_its_http_port(render):
     assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["BTCMETA_BRIDGE_HOST"] == "0.0.0.0" and env["BTCMETA_BRIDGE_PORT"] == "8080"
+    assert env["BTCMETA_BRIDGE__HOST"] == "0.0.0.0" and env["BTCMETA_BRIDGE__PORT"] == "8080"
 
 
 def test_every_container_has_probes_resources_and_a_locked_down_context(render):

@@ -11,11 +11,11 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
 from bridge.app import create_app
-from bridge.settings import BridgeSettings
+from bridge.settings import api_tokens
 from common.db.migrate import upgrade
 from common.db.models import AuditLog, Model, RiskState
 from common.db.session import make_engine, session_scope
-from config import load_settings
+from config import BridgeSettings, load_settings
 from tests.bridge_seed import DemoSummary, seed_demo
 from tests.conftest import _create_db, _drop_db, _url
 
@@ -108,17 +108,17 @@ def test_health_needs_no_token(client: TestClient) -> None:
 
 
 def test_tokens_never_appear_in_repr() -> None:
-    tokens = bridge_settings().api_tokens()
+    tokens = api_tokens(bridge_settings())
     assert [(t.name, t.role.value) for t in tokens] == [("vera", "viewer"), ("olga", "operator")]
     assert VIEWER not in repr(tokens) and OPERATOR not in repr(bridge_settings())
 
 
 def test_token_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BTCMETA_BRIDGE_OPERATOR_TOKENS", '["ops:0123456789abcdef"]')
-    monkeypatch.setenv("BTCMETA_BRIDGE_PORT", "8123")
-    s = BridgeSettings()
+    monkeypatch.setenv("BTCMETA_BRIDGE__OPERATOR_TOKENS", '["ops:0123456789abcdef"]')
+    monkeypatch.setenv("BTCMETA_BRIDGE__PORT", "8123")
+    s = load_settings().bridge
     assert s.port == 8123
-    assert [(t.name, t.secret.get_secret_value()) for t in s.api_tokens()] == [("ops", "0123456789abcdef")]
+    assert [(t.name, t.secret.get_secret_value()) for t in api_tokens(s)] == [("ops", "0123456789abcdef")]
 
 
 # ----------------------------------------------------------------------------- reads

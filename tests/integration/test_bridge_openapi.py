@@ -26,10 +26,9 @@ from schemathesis.specs.openapi.checks import (
 
 from bridge.app import create_app
 from bridge.cli import SPEC_PATH, spec_json
-from bridge.settings import BridgeSettings
 from common.db.migrate import upgrade
 from common.db.session import make_engine
-from config import load_settings
+from config import BridgeSettings, load_settings
 from tests.bridge_seed import seed_demo
 from tests.conftest import ADMIN_DSN, _drop_db, _url
 

@@ -14,10 +14,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from bridge.app import create_app
-from bridge.settings import BridgeSettings
 from common.db.migrate import upgrade
 from common.db.session import make_engine
-from config import load_settings
+from config import BridgeSettings, load_settings
 from tests.bridge_seed import DemoSummary, seed_demo
 from tests.conftest import _create_db, _drop_db, _url
 

@@ -28,10 +28,10 @@ from sqlalchemy import func, select
 
 from bridge.app import create_app
 from bridge.server import BackgroundServer
-from bridge.settings import BridgeSettings
+from bridge.settings import uvicorn_ssl_options
 from common.db.models import AuditLog
 from common.db.session import make_engine
-from config import load_settings
+from config import BridgeSettings, load_settings
 
 pytestmark = pytest.mark.integration
 OPERATOR = "rate-limit-operator-token"
@@ -89,7 +89,7 @@ def test_bridge_serves_https_with_the_given_certificate(database_url: str, tmp_p
     cert, key = _self_signed(tmp_path)
     bridge = _settings(tls_certfile=str(cert), tls_keyfile=str(key))
     app = create_app(load_settings(database_url=database_url), bridge)
-    with BackgroundServer(app, ssl_options=bridge.uvicorn_ssl_options()) as url:
+    with BackgroundServer(app, ssl_options=uvicorn_ssl_options(bridge)) as url:
         assert url.startswith("https://")
         trusting = ssl.create_default_context(cafile=str(cert))  # trusts this certificate only
         with httpx.Client(verify=trusting, timeout=10) as client:
@@ -112,7 +112,7 @@ def test_tls_settings_come_in_pairs(tmp_path: Path) -> None:
         _settings(tls_certfile=str(cert))
     with pytest.raises(ValidationError, match="not found"):
         _settings(tls_certfile=str(cert), tls_keyfile=str(tmp_path / "missing.key"))
-    assert _settings().uvicorn_ssl_options() == {}
+    assert uvicorn_ssl_options(_settings()) == {}
 
 
 @pytest.fixture

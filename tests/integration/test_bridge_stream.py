@@ -13,11 +13,10 @@ from pydantic import SecretStr
 
 from bridge.app import create_app
 from bridge.server import BackgroundServer
-from bridge.settings import BridgeSettings
 from common.kafka import topics
 from common.kafka.producer import EventProducer
 from common.testkit import sample_execution_report, sample_order_intent, sample_recommendation
-from config import Settings
+from config import BridgeSettings, Settings
 
 pytestmark = pytest.mark.integration
 

@@ -352,12 +352,12 @@ def test_pipeline_survives_kills_and_outages(chaos_settings: Settings, tmp_path:
                 "BTCMETA_EXCHANGE__API_KEY": API_KEY,
                 "BTCMETA_EXCHANGE__API_SECRET": API_SECRET,
                 "BTCMETA_EXCHANGE__BASE_URL": venue.base_url,
-                "BTCMETA_EXECUTOR_CCXT_RATE_LIMIT_MS": "5",  # the stand-in has no 600 ms rate limit
+                "BTCMETA_EXECUTOR__CCXT_RATE_LIMIT_MS": "5",  # the stand-in has no 600 ms rate limit
                 "BTCMETA_RISK__MAX_POSITION_BTC": "1.0",
                 "BTCMETA_RISK__MAX_ORDER_BTC": "0.5",
                 "BTCMETA_RISK__MAX_ORDERS_PER_HOUR": "100000",
                 "BTCMETA_RISK__DAILY_LOSS_CAP_USD": "10000000",
-                "BTCMETA_BRIDGE_VIEWER_TOKENS": json.dumps([VIEWER]),
+                "BTCMETA_BRIDGE__VIEWER_TOKENS": json.dumps([VIEWER]),
                 "BTCMETA_LOG_LEVEL": "INFO",
                 "BTCMETA_LOG_JSON": "true",
             }

@@ -54,7 +54,7 @@ def _env(settings: Settings) -> dict[str, str]:
         "BTCMETA_RISK__MAX_ORDERS_PER_HOUR": "100000",
         "BTCMETA_RISK__MAX_INTENT_AGE_S": "3600",
         "BTCMETA_RISK__DAILY_LOSS_CAP_USD": "1000000",
-        "BTCMETA_EXECUTOR_FIXED_PRICE": "20000",
+        "BTCMETA_EXECUTOR__FIXED_PRICE": "20000",
         "BTCMETA_LOG_LEVEL": "WARNING",
     }
 

@@ -26,7 +26,7 @@ from common.events import DeadLetter, ExecutionStatus, IntentAction, OrderIntent
 from common.kafka.configuration import consumer_config
 from common.kafka.producer import EventProducer
 from common.kafka.topics import DEAD_LETTERS, INTENTS
-from config import RiskLimits, Settings, load_settings
+from config import ExecutorSettings, ModelCheck, RiskLimits, Settings, load_settings
 from executor.runner import SERVICE, run
 from executor.service import Executor
 from tests.standin.kit import (
@@ -197,15 +197,12 @@ def _selected_model(settings: Settings) -> tuple[str, bool]:
     return model_id, True
 
 
-def test_only_the_selected_model_fallbacks_and_operator_trade(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_only_the_selected_model_fallbacks_and_operator_trade(settings: Settings) -> None:
     """Under the live namespace's rule (registry check): a model nobody selected (a stray replay, an
     old deployment) is dead-lettered; the selected one, a fallback, the operator and a configured
     extra trade. Failed before: the executor traded any model id."""
     clear_of_hour_turn()
-    monkeypatch.setenv("BTCMETA_EXECUTOR_MODEL_CHECK", "registry")
-    monkeypatch.setenv("BTCMETA_EXECUTOR_ALLOWED_MODELS", "pinned-replay-model")
+    options = ExecutorSettings(model_check=ModelCheck.REGISTRY, allowed_models="pinned-replay-model")
     selected, created = _selected_model(settings)
     ex = _executor(settings)
     intents = [
@@ -218,7 +215,8 @@ def test_only_the_selected_model_fallbacks_and_operator_trade(
     ]
     try:
         publish(settings, intents)
-        stats = run(ex.settings, ex, max_messages=len(intents), idle_timeout=20)
+        strict = ex.settings.model_copy(update={"executor": options})  # settings.executor
+        stats = run(strict, ex, max_messages=len(intents), idle_timeout=20)
     finally:
         if created:
             with session_scope(ex.engine) as s:
@@ -235,8 +233,7 @@ def test_only_the_selected_model_fallbacks_and_operator_trade(
 
 def test_default_model_check_is_strict_only_for_the_live_namespace() -> None:
     """Replays and tests pin models in namespaces of their own; the live book is the one with money."""
-    from executor.runner import ExecutorOptions, model_gate
-    from executor.validate import ModelCheck
+    from executor.runner import model_gate
 
     class _Ex:  # just what model_gate reads
         def __init__(self, namespace: str) -> None:
@@ -244,7 +241,7 @@ def test_default_model_check_is_strict_only_for_the_live_namespace() -> None:
             self.engine: Any = None
             self.settings = load_settings()
 
-    assert model_gate(_Ex("live"), ExecutorOptions()) is not None  # type: ignore[arg-type]
-    assert model_gate(_Ex("replay.r1."), ExecutorOptions()) is None  # type: ignore[arg-type]
-    strict = ExecutorOptions(model_check=ModelCheck.REGISTRY)
+    assert model_gate(_Ex("live"), ExecutorSettings()) is not None  # type: ignore[arg-type]
+    assert model_gate(_Ex("replay.r1."), ExecutorSettings()) is None  # type: ignore[arg-type]
+    strict = ExecutorSettings(model_check=ModelCheck.REGISTRY)
     assert model_gate(_Ex("replay.r1."), strict) is not None  # type: ignore[arg-type]

@@ -67,7 +67,7 @@ def running_bridge(settings: Settings) -> Iterator[str]:
         "BTCMETA_DATABASE_URL": url,
         "BTCMETA_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "BTCMETA_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "BTCMETA_BRIDGE_OPERATOR_TOKENS": f'["gui-test:{TOKEN}"]',
+        "BTCMETA_BRIDGE__OPERATOR_TOKENS": f'["gui-test:{TOKEN}"]',
         "BTCMETA_LOG_JSON": "false",
     }
     proc = subprocess.Popen(

@@ -17,11 +17,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from bridge.app import create_app
-from bridge.settings import BridgeSettings
 from common.db.models import Intent
 from common.db.session import make_engine, session_scope
 from common.events import ExecutionReport, ExecutionStatus, OrderIntent
-from config import RiskLimits, Settings
+from config import BridgeSettings, RiskLimits, Settings
 from executor import book
 from executor.clock import FixedPriceFeed, SystemClock
 from executor.exchanges.paper import PaperExchange

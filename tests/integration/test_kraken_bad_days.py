@@ -250,7 +250,7 @@ def _adopt(settings: Settings, ex: Executor, venue: KrakenFuturesStandIn, *args:
         "BTCMETA_DATABASE_URL": settings.database_url.get_secret_value(),
         "BTCMETA_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "BTCMETA_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "BTCMETA_EXECUTOR_NAMESPACE": ex.namespace,
+        "BTCMETA_EXECUTOR__NAMESPACE": ex.namespace,
         "BTCMETA_EXCHANGE__MODE": "kraken",
         "BTCMETA_EXCHANGE__API_KEY": API_KEY,
         "BTCMETA_EXCHANGE__API_SECRET": API_SECRET,

@@ -35,9 +35,8 @@ from common.events import SignalEvent, Target
 from common.ids import make_intent_id
 from common.observation import FeatureSpec
 from common.registry import load_registry
-from config import Settings
+from config import FallbackMode, Settings
 from meta_consumer.decide import MARK_CLOSES, Carry, Choice, Mark, TickInput, decide_tick
-from meta_consumer.settings import FallbackMode
 from tests.integration.test_meta_consumer import (
     LIVE,
     VOTE,
@@ -115,8 +114,8 @@ def _start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "BTCMETA_DATABASE_URL": settings.database_url.get_secret_value(),
         "BTCMETA_REGISTRY_PATH": str(REPO / "strategies_registry.json"),
         "BTCMETA_LOG_LEVEL": "WARNING",
-        "BTCMETA_META_DEADLINE_S": "60",
-        "BTCMETA_META_GROUP_INSTANCE_ID": "meta-0",
+        "BTCMETA_META__DEADLINE_S": "60",
+        "BTCMETA_META__GROUP_INSTANCE_ID": "meta-0",
     }
     with log.open("ab") as out:
         return subprocess.Popen(

@@ -21,7 +21,6 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bridge.app import create_app
-from bridge.settings import BridgeSettings
 from common import serde
 from common.db.models import Recommendation as RecRow
 from common.db.session import make_engine, session_scope
@@ -30,9 +29,8 @@ from common.ids import make_tick_id
 from common.kafka.producer import EventProducer
 from common.kafka.topics import RECOMMENDATIONS
 from common.registry import load_registry
-from config import Settings
+from config import BridgeSettings, MetaSettings, Settings
 from meta_consumer.service import MetaConsumer
-from meta_consumer.settings import MetaSettings
 
 pytestmark = pytest.mark.integration
 

@@ -78,10 +78,10 @@ def test_every_shipped_schema_is_offered_to_the_store() -> None:
 def test_model_ids_the_executor_allows_match_their_producers() -> None:
     """The executor spells these out (its image has no meta consumer); they must not drift."""
     from bridge.routers.control import OPERATOR_MODEL as BRIDGE_OPERATOR
-    from executor.cli import OPERATOR_MODEL as CLI_OPERATOR
+    from common.control import OPERATOR_MODEL as CLI_OPERATOR
+    from config import FallbackMode, MetaSettings
     from executor.validate import FALLBACK_MODELS, OPERATOR_MODEL
     from meta_consumer.models import fallback_id
-    from meta_consumer.settings import FallbackMode, MetaSettings
 
     assert OPERATOR_MODEL == CLI_OPERATOR == BRIDGE_OPERATOR
     assert {fallback_id(MetaSettings(fallback=mode)) for mode in FallbackMode} == FALLBACK_MODELS
