@@ -26,7 +26,12 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 
-__all__ = ["FloatArray", "unrealized_pnl", "unrealized_pnl_scalar"]
+#: Hourly funding rate the paper venue charges by default (longs pay when positive), and so the
+#: training cost model's default: kept here so that training reads it without importing the
+#: executor, and the two cannot drift.
+DEFAULT_FUNDING_RATE_HOURLY = 0.0000125
+
+__all__ = ["DEFAULT_FUNDING_RATE_HOURLY", "FloatArray", "unrealized_pnl", "unrealized_pnl_scalar"]
 
 
 def unrealized_pnl(

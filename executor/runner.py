@@ -20,11 +20,12 @@ from common.kafka.consumer import ConsumerLoop, LoopStats, OnError, OnUnknownSch
 from common.kafka.producer import EventProducer
 from common.kafka.topics import EXECUTIONS, INTENTS
 from common.logging import get_logger
+from common.pnl import DEFAULT_FUNDING_RATE_HOURLY
 from common.shutdown import GracefulShutdown
 from config import ExchangeMode, Settings
 from executor.clock import CandlePriceFeed, Clock, FixedPriceFeed, PriceFeed, ReplayClock, SystemClock
 from executor.exchanges.base import Exchange
-from executor.exchanges.paper import DEFAULT_FUNDING_RATE_HOURLY, PaperExchange
+from executor.exchanges.paper import PaperExchange
 from executor.reconcile import Reconciliation
 from executor.service import Executor
 from executor.validate import ModelCheck, ModelGate, check_intent

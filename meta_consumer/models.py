@@ -16,9 +16,9 @@ from sqlalchemy import Connection, Engine
 
 from common.logging import get_logger
 from common.observation import FeatureSpec
+from common.policy import PolicyError, load_policy
 from meta_consumer import store
 from meta_consumer.decide import Choice
-from meta_consumer.policy import PolicyError, load_policy
 from meta_consumer.settings import MetaSettings
 
 log = get_logger(__name__)

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from common.db.models import Fill, FundingPayment, Intent, Order, Position
 from common.db.session import session_scope
 from common.events import OrderSide
+from common.pnl import DEFAULT_FUNDING_RATE_HOURLY
 from executor.clock import PriceFeed
 from executor.exchanges.base import (
     ExchangeFill,
@@ -43,7 +44,6 @@ from executor.exchanges.base import (
 )
 from executor.prices import checked_price
 
-DEFAULT_FUNDING_RATE_HOURLY = 0.0000125
 #: A replay can jump months between intents; funding is settled at most this far back per call.
 MAX_FUNDING_CATCHUP = timedelta(days=31)
 

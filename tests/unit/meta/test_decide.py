@@ -12,8 +12,8 @@ import numpy as np
 from common.events import IntentAction, SignalEvent, Target
 from common.ids import make_tick_id
 from common.observation import FeatureSpec
+from common.policy import export_policy, load_policy
 from meta_consumer.decide import Carry, Choice, Mark, TickInput, decide_tick
-from meta_consumer.policy import export_policy, load_policy
 from meta_consumer.settings import FallbackMode
 
 LIVE = ("a", "b", "c")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from common.actions import ACTIONS
-from executor.exchanges.paper import DEFAULT_FUNDING_RATE_HOURLY
+from common.pnl import DEFAULT_FUNDING_RATE_HOURLY
 from training.env import BtcPerpVecEnv
 from training.ledger import CostModel
 from training.market import Market
