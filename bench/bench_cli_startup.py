@@ -53,7 +53,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tick_emitter replay --help", ("-m", "tick_emitter", "replay", "--help")),
     ("executor run --help", ("-m", "executor", "run", "--help")),
     ("training train --help", ("-m", "training", "train", "--help")),
-    ("training replay-backtest --help", ("-m", "training", "replay-backtest", "--help")),
+    ("ops replay-backtest --help", ("-m", "ops", "replay-backtest", "--help")),
 )
 
 _TYPER_FLOOR = (

@@ -9,7 +9,7 @@ not sent to Kafka (the Kafka round trip is measured by the chaos test). Writes
 
 ``--replay`` measures the topic-replay configuration instead: real hourly candles (bundled data)
 as the price feed, the replayed clock following the intents' tick times (one per hour), hourly
-funding settled by the paper venue, as ``python -m training replay-backtest`` runs it.
+funding settled by the paper venue, as ``python -m ops replay-backtest`` runs it.
 ``--hold S``: a share S of intents keeps the previous target (no order), as most ticks of a replay do.
 """
 

@@ -1,6 +1,6 @@
 """The real dataset replayed through the whole pipeline, end to end, as separate processes.
 
-``python -m training replay-backtest --fallback`` on the bundled data: tick emitter replay ->
+``python -m ops replay-backtest --fallback`` on the bundled data: tick emitter replay ->
 5 strategy consumers -> meta consumer -> executor (paper venue), each its own process on the real
 broker and database, then the comparison with the vectorized backtest. Measures ticks per second
 from the services' start to the last tick's execution, and when each stage finished its last
@@ -33,8 +33,8 @@ from common.db.session import make_engine  # noqa: E402
 from common.kafka.configuration import admin_config  # noqa: E402
 from common.logging import configure_logging  # noqa: E402
 from ops.pipeline import settings_for  # noqa: E402
+from ops.replay_backtest import run_replay_backtest  # noqa: E402
 from ops.runs import delete_run  # noqa: E402
-from training.replay_backtest import run_replay_backtest  # noqa: E402
 
 
 def cpu_table(result: dict[str, Any], ticks: int) -> list[str]:

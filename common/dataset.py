@@ -86,3 +86,32 @@ def read_ohlcv_csv(
 def load_bundled_candles() -> pd.DataFrame:
     """The whole bundled dataset, oldest first, float64 columns, UTC ``DatetimeIndex`` named ``date``."""
     return read_ohlcv_csv(BUNDLED_CSV).astype("float64")
+
+
+def resample_candles(candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """Hourly candles -> complete ``timeframe`` bars, exactly as the tick emitter builds them.
+
+    Bins are aligned to the epoch (4h at 00/04/.../20 UTC, 1d at 00:00 UTC) and a bin missing any
+    hour is left out, never filled (``common.timeframes.resample``): the live windows of a 4h or
+    1d strategy are cut from the same bins.
+    Here, next to the candle reader, because the training engine and the ops report both cut
+    strategy bars from hourly candles and must cut the same ones.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from common.timeframes import MINUTE_MS, parse_timeframe, resample
+
+    minutes = parse_timeframe(timeframe)
+    if minutes == 60:
+        return candles
+    if minutes % 60:
+        raise ValueError(f"timeframe {timeframe} is not a whole number of hours")
+    idx = pd.DatetimeIndex(candles.index)
+    times = idx.as_unit("ms").asi8.astype(np.int64)
+    values = candles[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
+    tf_ms = minutes * MINUTE_MS
+    start = int(times[0] // tf_ms * tf_ms) if len(times) else 0
+    rt, rv = resample(times, values, 60, minutes, start)
+    index = pd.DatetimeIndex(pd.to_datetime(rt, unit="ms", utc=True), name="date")
+    return pd.DataFrame(rv, index=index, columns=["open", "high", "low", "close", "volume"])

@@ -24,9 +24,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from config import DEFAULT_FUNDING_RATE_HOURLY
+
 FloatArray = npt.NDArray[np.float64]
 
-__all__ = ["FloatArray", "unrealized_pnl", "unrealized_pnl_scalar"]
+# The paper venue's default hourly funding rate lives in the configuration tree (config.py); it is
+# re-exported here for the P&L helpers' callers so there is one definition.
+
+__all__ = ["DEFAULT_FUNDING_RATE_HOURLY", "FloatArray", "unrealized_pnl", "unrealized_pnl_scalar"]
 
 
 def unrealized_pnl(

@@ -8,7 +8,7 @@ them (NautilusTrader's reconciliation works the same way: fills are facts, keyed
   by that intent;
 * a fill reported after the order answer (delayed), the rest of a partial fill, or an answer lost
   on the wire: fills whose client order id is OURS (an order row we wrote, or a deterministic id
-  of an intent in ``intents``, see ``executor.ids``) but whose fill id the book lacks: REPAIRED,
+  of an intent in ``intents``, see ``common.order_ids``) but whose fill id the book lacks: REPAIRED,
   i.e. booked against that intent's order (``executor.repair``);
 * one of our orders still working at the next decision (a partial fill's remainder, a delayed
   market order): its remainder is CANCELLED before anything is decided, so the next intent
@@ -33,9 +33,9 @@ from sqlalchemy.orm import Session
 
 from common.db.models import Intent, Order
 from common.logging import get_logger
+from common.order_ids import client_order_ids
 from executor import book
 from executor.exchanges.base import Exchange, ExchangeFill, ExchangeOrder
-from executor.ids import client_order_ids
 from executor.risk import LOT_BTC
 
 log = get_logger(__name__)

@@ -27,11 +27,11 @@ from common.db.session import session_scope
 from common.events import ExecutionReport, ExecutionStatus, Order, OrderIntent, OrderSide
 from common.ids import parse_tick_id
 from common.logging import get_logger
+from common.order_ids import client_order_id
 from config import Settings
 from executor import book
 from executor.clock import Clock
 from executor.exchanges.base import Exchange, ExchangeOrder, NoPrice, OrderRefused, OrderRequest
-from executor.ids import client_order_id
 from executor.ledger import Holding, apply_fill
 from executor.reconcile import Reconciliation, max_legs, reconcile
 from executor.repair import HALTS, book_repairs

@@ -22,9 +22,9 @@ import numpy as np
 from common.actions import ACTIONS, apply_action, label_for, majority_vote
 from common.events import IntentAction, SignalEvent, Target, from_epoch_ms, to_epoch_ms
 from common.observation import EVENT_CODES, TARGET_VALUES, FeatureSpec, build_observations, rolling_volatility
+from common.policy import Policy
+from common.portfolio import Portfolio
 from config import FallbackMode
-from meta_consumer.policy import Policy
-from meta_consumer.portfolio import Portfolio
 
 #: Close prices kept in the carried mark: enough for any sensible ``vol_window``.
 MARK_CLOSES = 256

@@ -16,10 +16,10 @@ from sqlalchemy import Connection, Engine
 
 from common.logging import get_logger
 from common.observation import FeatureSpec
+from common.policy import PolicyError, load_policy
 from config import MetaSettings
 from meta_consumer import store
 from meta_consumer.decide import Choice
-from meta_consumer.policy import PolicyError, load_policy
 
 log = get_logger(__name__)
 

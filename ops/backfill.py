@@ -30,10 +30,10 @@ from common.kafka.topics import RECOMMENDATIONS, bars_topic
 from common.observation import EVENT_CODES, TARGET_VALUES
 from common.registry import load_registry
 from common.serde import SerdeError, decode
+from common.signals import SignalArrays
 from meta_consumer.store import save_recommendation
 from ops.pipeline import check_prefix, service_env, settings_for
 from ops.supervisor import Supervisor
-from training.signals import SignalArrays
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -151,8 +152,6 @@ def backfill(
     timeout: float = typer.Option(1800.0, help="Give up after this many seconds."),
 ) -> None:
     """Backfill one strategy's recommendations over a namespace's retained bars (a new consumer group)."""
-    from pathlib import Path
-
     from common.db.session import make_engine
     from common.logging import configure_logging
     from config import load_settings
@@ -172,3 +171,49 @@ def backfill(
         arrays = signals_from_namespace(engine, namespace, [*(with_ or []), strategy])
         arrays.save(out)
         typer.echo(f"[ops] signals of {', '.join(arrays.strategies)} over {len(arrays):,} bars -> {out}")
+
+
+# Backtest by topic replay (issue 9) lives in ops.replay_backtest; its options are repeated here so
+# that registering the command does not import that module (pandas, SQLAlchemy, the policy).
+# tests/unit/test_cli_imports.py checks that both declare the same options and help.
+# ``python -m training replay-backtest`` is a deprecated alias that runs this command.
+@app.command("replay-backtest")
+def replay_backtest(
+    out: Annotated[Path, typer.Option("--out", help="Folder for CSVs, comparison.json/md and service logs.")],
+    start: Annotated[
+        str | None, typer.Option("--from", help="First tick (ISO, UTC); default: --days before the end.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Last tick, inclusive (ISO, UTC); default: last bar's close.")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, help="Window length when --from is not given.")] = 90,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            exists=True,
+            dir_okay=False,
+            help="Candle CSV to import first (default: the bundled data).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="models.model_id to run (pinned, not selected).")
+    ] = None,
+    fallback: Annotated[bool, typer.Option("--fallback", help="Run the majority-vote fallback.")] = False,
+    live_risk_limits: Annotated[bool, typer.Option(help="Keep the configured daily loss cap.")] = False,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600.0,
+) -> None:
+    """Backtest by topic replay through every service, compared tick by tick with the vectorized one."""
+    from ops.replay_backtest import replay_backtest_cmd
+
+    replay_backtest_cmd(
+        out=out,
+        start=start,
+        end=end,
+        days=days,
+        data=data,
+        model=model,
+        fallback=fallback,
+        live_risk_limits=live_risk_limits,
+        timeout=timeout,
+    )

@@ -1,6 +1,6 @@
 """Run the whole pipeline over a historical window in a namespace of its own (demo and backtests).
 
-Shared by ``python -m ops demo`` and ``python -m training replay-backtest``: every service runs as
+Shared by ``python -m ops demo`` and ``python -m ops replay-backtest``: every service runs as
 its own process on the real broker and database (``ops.supervisor``), configured only through
 environment variables, exactly as deployed:
 

@@ -252,10 +252,9 @@ def _parity_section(recs: pd.DataFrame, registry: Registry, url: str) -> list[st
     A 4h/1d strategy runs over its own bars (resampled as the emitter does) and an exogenous one
     over the stored series the emitter attached (each strategy cuts them by publication time).
     """
-    from common.dataset import load_bundled_candles
+    from common.dataset import load_bundled_candles, resample_candles
     from common.db.session import make_engine
     from common.exogenous.store import read_series
-    from training.signals import resample_candles
 
     history = load_bundled_candles()
     engine = make_engine(url)

@@ -26,9 +26,8 @@ from common.events import BarClosed, DueStrategy, TickPlan, to_epoch_ms
 from common.ids import make_tick_id
 from common.registry import Registry, StrategySpec
 from common.serde_bars import ExogenousArrays
-from common.timeframes import parse_timeframe
+from common.timeframes import MINUTE_MS, parse_timeframe, resample
 
-MINUTE_MS = 60_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EMPTY_T = np.empty(0, dtype=np.int64)
 _EMPTY_V = np.empty((0, 5), dtype=np.float64)
@@ -137,30 +136,6 @@ class Window:
     values: np.ndarray
     #: False when the bar closing at the tick is incomplete: then the timeframe is not published.
     closing_bar_complete: bool
-
-
-def resample(
-    times: np.ndarray, values: np.ndarray, base_minutes: int, timeframe_minutes: int, start_ms: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Aggregate sorted base candles into complete ``timeframe_minutes`` bins aligned at ``start_ms``.
-
-    open first, high max, low min, close last, volume sum; a bin missing any base candle is dropped.
-    """
-    if timeframe_minutes == base_minutes or times.size == 0:
-        return times, values
-    tf_ms = timeframe_minutes * MINUTE_MS
-    bins = (times - start_ms) // tf_ms
-    starts = np.flatnonzero(np.concatenate(([True], bins[1:] != bins[:-1])))
-    counts = np.diff(np.append(starts, bins.size))
-    ends = starts + counts - 1
-    out = np.empty((starts.size, 5), dtype=np.float64)
-    out[:, 0] = values[starts, 0]
-    out[:, 1] = np.maximum.reduceat(values[:, 1], starts)
-    out[:, 2] = np.minimum.reduceat(values[:, 2], starts)
-    out[:, 3] = values[ends, 3]
-    out[:, 4] = np.add.reduceat(values[:, 4], starts)
-    keep = counts == timeframe_minutes // base_minutes
-    return (start_ms + bins[starts] * tf_ms)[keep], out[keep]
 
 
 def prepare_bars(base: BaseCandles, tick_time: datetime, plan: DuePlan) -> dict[str, Window]:

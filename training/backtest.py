@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from common.actions import apply_actions
-from meta_consumer.portfolio import next_entry_price
+from common.portfolio import next_entry_price
 from training.baselines import baseline_exposure, baseline_names
 from training.ledger import CostModel, Ledger, simulate
 from training.market import Market
@@ -36,7 +36,7 @@ def policy_exposure(
 ) -> np.ndarray:
     """Exposures a policy chooses at bars ``window.start .. window.end - 2``, starting flat.
 
-    ``policy`` is a ``meta_consumer.policy.Policy`` (its ``targets`` is what the live consumer
+    ``policy`` is a ``common.policy.Policy`` (its ``targets`` is what the live consumer
     moves to) or a callable ``obs[1, dim] -> [action index]`` (``output="discrete"``) or
     ``-> [target exposure]`` (``output="target"``, snapped to the grid).
     """

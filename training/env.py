@@ -13,7 +13,7 @@ earns ``close[t+1]/close[t] - 1``; cost ``|Δexposure| * (taker_fee + slippage)`
 times ``reward_scale``; ``"dsr"``: Moody & Saffell's differential Sharpe ratio of the net return.
 
 The observation comes from ``Market.observe`` (``common.observation.build_observations``) and the
-entry price from ``meta_consumer.portfolio.next_entry_price``, the functions the live meta consumer
+entry price from ``common.portfolio.next_entry_price``, the functions the live meta consumer
 calls. Episodes start at seeded random bars of ``window`` and last ``max_step`` steps (truncated);
 an env whose equity reaches 0 terminates. Done envs are reset at once (auto-reset); their last
 observation is in ``info["final_observation"]``.
@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from common.actions import ACTIONS, apply_actions
-from meta_consumer.portfolio import next_entry_price
+from common.portfolio import next_entry_price
 from training.ledger import CostModel, step_terms
 from training.market import Market
 from training.split import Window

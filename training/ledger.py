@@ -13,7 +13,7 @@ equity, on the meta consumer's grid) held over bar t+1:
 * equity: ``equity[t+1] = equity[t] * (1 + net)``, all three terms as fractions of equity[t].
 
 Defaults are the executor's own: ``config.ExchangeSettings`` (taker fee 0.05 %, slippage 1 bp) and
-the paper venue's ``DEFAULT_FUNDING_RATE_HOURLY``; imported, not copied, so they cannot drift.
+the paper venue's ``config.DEFAULT_FUNDING_RATE_HOURLY``; imported, not copied, so they cannot drift.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from meta_consumer.policy import Policy, load_policy
+from common.policy import Policy, load_policy
 from training.backtest import evaluate, ledger_for, policy_exposure, run_baselines
 from training.features import FeatureStats, fit_stats
 from training.ledger import CostModel, Ledger

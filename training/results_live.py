@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from common.db.models import Evaluation, Model, TrainingRun
 from common.db.session import session_scope
 from common.observation import FeatureSpec
-from meta_consumer.policy import Policy, PolicyError, load_policy
+from common.policy import Policy, PolicyError, load_policy
 from training.results import EvaluationRow, ResultsDB, ResultsError
 
 
@@ -191,10 +191,10 @@ class RetrainCheck:
 
 def retrain_check(live: Engine, live_strategies: tuple[str, ...]) -> RetrainCheck:
     """Compare the selected model's FeatureSpec.strategies with the registry's enabled strategies."""
-    from meta_consumer import store
-
-    key = store.selected_model_key(live)
-    row = store.load_model(live, key[0]) if key is not None else None
+    # The models table is what the meta consumer reads too; querying it here (not through the
+    # meta consumer's store) keeps training off the services' modules.
+    with session_scope(live) as session:
+        row = session.scalars(select(Model).where(Model.selected)).one_or_none()
     if row is None:
         return RetrainCheck(
             True,

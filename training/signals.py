@@ -15,64 +15,20 @@ some strategy's target is flat by construction, so windows for training start af
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from common.dataset import resample_candles
 from common.events import SignalEvent
 from common.observation import EVENT_CODES
 from common.registry import Registry, load_registry
+from common.signals import SignalArrays
 
 _EVENT_TO_CODE = {e.value: code for e, code in EVENT_CODES.items()}
 HOUR = pd.Timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class SignalArrays:
-    """Per-bar strategy answers, shape [T, S] each, strategies in registry order."""
-
-    strategies: tuple[str, ...]
-    index: pd.DatetimeIndex
-    target: np.ndarray  # int8 in {-1, 0, 1}
-    event: np.ndarray  # int8 codes of common.observation.EVENT_CODES
-    confidence: np.ndarray  # float64 in [0, 1]
-    age: np.ndarray  # int64 ticks since the answer (0: due every tick)
-    present: np.ndarray  # bool
-    warmup: int
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def save(self, path: str | Path) -> None:
-        """``.npz`` without pickles, so a stored signal file cannot run code when read."""
-        np.savez_compressed(
-            path,
-            strategies=np.array(self.strategies),
-            index=self.index.asi8,
-            target=self.target,
-            event=self.event,
-            confidence=self.confidence,
-            age=self.age,
-            present=self.present,
-            warmup=np.array(self.warmup),
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> SignalArrays:
-        with np.load(path, allow_pickle=False) as z:
-            return cls(
-                strategies=tuple(str(s) for s in z["strategies"]),
-                index=pd.DatetimeIndex(pd.to_datetime(z["index"], utc=True), name="date"),
-                target=z["target"],
-                event=z["event"],
-                confidence=z["confidence"],
-                age=z["age"],
-                present=z["present"],
-                warmup=int(z["warmup"]),
-            )
 
 
 def event_codes(events: np.ndarray) -> np.ndarray:
@@ -178,31 +134,6 @@ def restarted_at(signals: SignalArrays, first: int) -> SignalArrays:
 # Target positions per 1h bar for every registered strategy, any timeframe, with exogenous inputs
 # (``python -m training signals --out FILE.csv``). Kept import-light: the tick emitter's resampler
 # and the exogenous loader are imported where used.
-
-
-def resample_candles(candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
-    """Hourly candles -> complete ``timeframe`` bars, exactly as the tick emitter builds them.
-
-    Bins are aligned to the epoch (4h at 00/04/.../20 UTC, 1d at 00:00 UTC) and a bin missing any
-    hour is left out, never filled (``tick_emitter.core.resample``): the live windows of a 4h or
-    1d strategy are cut from the same bins.
-    """
-    from common.timeframes import parse_timeframe
-    from tick_emitter.core import MINUTE_MS, resample
-
-    minutes = parse_timeframe(timeframe)
-    if minutes == 60:
-        return candles
-    if minutes % 60:
-        raise ValueError(f"timeframe {timeframe} is not a whole number of hours")
-    idx = pd.DatetimeIndex(candles.index)
-    times = idx.as_unit("ms").asi8.astype(np.int64)
-    values = candles[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
-    tf_ms = minutes * MINUTE_MS
-    start = int(times[0] // tf_ms * tf_ms) if len(times) else 0
-    rt, rv = resample(times, values, 60, minutes, start)
-    index = pd.DatetimeIndex(pd.to_datetime(rt, unit="ms", utc=True), name="date")
-    return pd.DataFrame(rv, index=index, columns=["open", "high", "low", "close", "volume"])
 
 
 def hourly_targets(

@@ -2,7 +2,7 @@
 
 What this adapter adds on top of CCXT, and why:
 
-* Client order ids are ours (derived from the intent, see ``executor.ids``) and every placement
+* Client order ids are ours (derived from the intent, see ``common.order_ids``) and every placement
   first looks the id up, inside each retry attempt too: a ``sendorder`` that timed out may well
   have executed, and blindly re-sending it is how orders get doubled.
 * Kraken Futures reports an order through ``orders/status`` only while it is working or briefly

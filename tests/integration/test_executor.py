@@ -17,12 +17,12 @@ from common.db.models import AuditLog, Candle, Fill, Intent, Order, PnlDaily
 from common.db.session import make_engine, session_scope
 from common.events import ExecutionReport, ExecutionStatus, OrderIntent, OrderSide
 from common.ids import parse_tick_id
+from common.order_ids import client_order_id
 from config import RiskLimits, Settings
 from executor import book
 from executor.clock import CandlePriceFeed, FixedPriceFeed, ReplayClock, SystemClock
 from executor.exchanges.base import OrderRequest
 from executor.exchanges.paper import PaperExchange
-from executor.ids import client_order_id
 from executor.runner import run
 from executor.service import Executor
 from tests.conftest import REPO

@@ -16,11 +16,11 @@ from common.db.models import Intent, Order
 from common.db.session import make_engine
 from common.events import ExecutionReport, ExecutionStatus, OrderSide
 from common.ids import parse_tick_id
+from common.order_ids import client_order_id
 from config import RiskLimits, Settings
 from executor.clock import SystemClock
 from executor.exchanges.base import ExchangeError, OrderRefused, OrderRequest, TransientExchangeError
 from executor.exchanges.kraken import KrakenFutures
-from executor.ids import client_order_id
 from executor.service import Executor
 from tests.standin.kit import SYMBOL, count_rows, fills_position, kraken_settings, make_intent
 from tests.standin.kraken_futures import KrakenFuturesStandIn

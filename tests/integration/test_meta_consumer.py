@@ -31,9 +31,9 @@ from common.kafka.configuration import consumer_config
 from common.kafka.producer import EventProducer
 from common.kafka.topics import INTENTS, RECOMMENDATIONS, TICKS, bars_topic
 from common.observation import FeatureSpec
+from common.policy import export_policy
 from config import MetaSettings, Settings
 from meta_consumer.models import ModelManager
-from meta_consumer.policy import export_policy
 from meta_consumer.service import MetaConsumer
 
 pytestmark = pytest.mark.integration

@@ -31,13 +31,13 @@ from common.db.session import make_engine, session_scope
 from common.kafka.configuration import admin_config, consumer_config
 from common.kafka.topics import topic_specs
 from common.observation import FeatureSpec
+from common.policy import export_policy
 from common.registry import load_registry
 from config import load_settings
-from meta_consumer.policy import export_policy
 from ops.pipeline import LiveNamespaceRefused, settings_for
+from ops.replay_backtest import compare_run, insert_model, run_replay_backtest
+from ops.replay_compare import compare
 from ops.runs import delete_run, list_runs
-from training.replay_backtest import compare_run, insert_model, run_replay_backtest
-from training.replay_compare import compare
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 

@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from common.db.models import Evaluation, Model, TrainingRun
 from common.db.session import make_engine
 from common.observation import FeatureSpec
+from common.policy import load_policy
 from common.registry import load_registry
 from config import MetaSettings
 from meta_consumer import store
 from meta_consumer.models import ModelManager
-from meta_consumer.policy import load_policy
 from tests.standin.kraken_futures import KrakenFuturesStandIn
 from tests.unit.training.test_results import artifact, check_writers, run_writers
 from training.cli import app

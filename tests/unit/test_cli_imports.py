@@ -116,14 +116,39 @@ def _options(app: typer.Typer, name: str) -> list[tuple[object, ...]]:
     return [*params, ("help", command.help)]
 
 
-def test_training_replay_backtest_options_match_the_implementation() -> None:
-    """training.cli repeats replay-backtest's options (to register it without importing the module);
-    they must stay the options and help of training.replay_backtest.replay_backtest_cmd."""
-    from training.cli import app
-    from training.replay_backtest import replay_backtest_cmd
+def test_ops_replay_backtest_options_match_the_implementation() -> None:
+    """ops.cli repeats replay-backtest's options (to register it without importing the module);
+    they must stay the options and help of ops.replay_backtest.replay_backtest_cmd."""
+    from ops.cli import app
+    from ops.replay_backtest import replay_backtest_cmd
 
     implementation = typer.Typer()
     implementation.command("replay-backtest")(replay_backtest_cmd)
     # A one-command Typer app is the command itself; register a sibling so both have a group shape.
     implementation.command("unused")(lambda: None)
     assert _options(app, "replay-backtest") == _options(implementation, "replay-backtest")
+
+
+def test_training_replay_backtest_is_a_deprecated_alias_of_ops() -> None:
+    """The old command still answers (scripts keep working): it says where the command moved and
+    runs ``python -m ops replay-backtest`` with the same arguments, exit status included."""
+    helped = subprocess.run(
+        [sys.executable, "-m", "training", "replay-backtest", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert "deprecated" in helped.stderr and "python -m ops replay-backtest" in helped.stderr
+    assert "python -m ops replay-backtest" in helped.stdout and "--fallback" in helped.stdout
+    wrong = subprocess.run(
+        [sys.executable, "-m", "training", "replay-backtest", "--no-such-option"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert wrong.returncode == 2 and "No such option" in wrong.stderr

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.pnl import unrealized_pnl, unrealized_pnl_scalar
+from common.portfolio import Portfolio
 from executor.ledger import Holding, apply_fill
-from meta_consumer.portfolio import Portfolio
 
 prices = st.floats(min_value=1.0, max_value=1e6, allow_nan=False)
 sizes = st.floats(min_value=-10.0, max_value=10.0, allow_nan=False)

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from common.observation import FeatureSpec
-from meta_consumer.policy import Policy, load_policy
+from common.policy import Policy, load_policy
 from training.env import REWARDS
 from training.ledger import CostModel
 from training.market import Market
@@ -70,7 +70,7 @@ class TrainedAgent:
         return f"{self.algo}-s{self.seed}-{self.sha256[:12]}"
 
     def policy(self) -> Policy:
-        """The artifact loaded by the live loader (``meta_consumer.policy.load_policy``)."""
+        """The artifact loaded by the live loader (``common.policy.load_policy``)."""
         row = SimpleNamespace(
             model_id=self.model_id,
             algo=self.algo,

@@ -1,7 +1,7 @@
 """The exposure-target variant of the training env (numpy only, no torch).
 
 Continuous agents (SAC, TD3) output one number in [-1, 1]. It means exactly what the live
-``meta_consumer.policy.Policy`` makes of a ``"continuous"`` artifact's output: the target
+``common.policy.Policy`` makes of a ``"continuous"`` artifact's output: the target
 exposure as a fraction of ``max_exposure``, clipped, then snapped to the exposure grid with the
 shared ``common.actions.apply_actions`` (HOLD on the wanted exposure). The env jumps straight to
 that target, so a trained actor meets in training the same mapping it meets live.

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from common.observation import FeatureSpec
-from meta_consumer.policy import export_policy
+from common.policy import export_policy
 from training.rl.envs import continuous_targets
 
 _ACTIVATION_NAMES: dict[type, str] = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}

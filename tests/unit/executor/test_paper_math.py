@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.events import OrderSide
+from common.order_ids import MAX_CLIENT_ID_LEN, client_order_id
 from executor.exchanges.paper import funding_amount, slipped_price, taker_fee
-from executor.ids import MAX_CLIENT_ID_LEN, client_order_id
 from executor.ledger import Holding, apply_fill
 
 

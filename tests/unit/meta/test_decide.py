@@ -12,9 +12,9 @@ import numpy as np
 from common.events import IntentAction, SignalEvent, Target
 from common.ids import make_tick_id
 from common.observation import FeatureSpec
+from common.policy import export_policy, load_policy
 from config import FallbackMode
 from meta_consumer.decide import Carry, Choice, Mark, TickInput, decide_tick
-from meta_consumer.policy import export_policy, load_policy
 
 LIVE = ("a", "b", "c")
 SPEC = FeatureSpec(strategies=LIVE, max_age_ticks=10)

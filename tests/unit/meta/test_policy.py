@@ -12,7 +12,7 @@ import pytest
 
 from common.actions import ACTIONS, apply_actions
 from common.observation import FeatureSpec
-from meta_consumer.policy import PolicyError, export_policy, load_policy
+from common.policy import PolicyError, export_policy, load_policy
 
 SPEC = FeatureSpec(strategies=("a", "b", "c"))
 

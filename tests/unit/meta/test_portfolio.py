@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from common.pnl import unrealized_pnl
-from meta_consumer.portfolio import Portfolio, next_entry_price
+from common.portfolio import Portfolio, next_entry_price
 
 
 def test_unrealized_pnl_is_exposure_times_return_since_entry() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from common.actions import ACTIONS
 from common.dataset import load_bundled_candles
-from meta_consumer.policy import Policy, export_policy, load_policy
+from common.policy import Policy, export_policy, load_policy
 from training.features import fit_stats
 from training.market import Market
 from training.signals import SignalArrays, compute_signals, training_exogenous

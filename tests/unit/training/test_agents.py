@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from common.actions import ACTIONS
-from meta_consumer.policy import export_policy, load_policy
+from common.policy import export_policy, load_policy
 from training.backtest import policy_exposure
 from training.env import BtcPerpVecEnv
 from training.market import Market
@@ -95,7 +95,7 @@ def test_services_and_env_import_without_torch() -> None:
         "common",
         "meta_consumer",
         "meta_consumer.service",
-        "meta_consumer.policy",
+        "common.policy",
         "executor",
         "executor.service",
         "tick_emitter",

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from common.actions import ACTIONS
 from common.observation import FeatureSpec
-from meta_consumer.policy import export_policy
+from common.policy import export_policy
 from training.cli import app
 from training.results import ResultsDB, ResultsError, data_fingerprint
 from training.retrain import TrainContext, TrainedModel, run_pipeline

@@ -8,9 +8,9 @@ import pytest
 
 from common.events import SignalEvent, Target
 from common.observation import EVENT_CODES
+from common.portfolio import Portfolio
 from common.registry import load_registry
 from meta_consumer.decide import LatestRec, Mark, observe
-from meta_consumer.portfolio import Portfolio
 from training.market import Market
 from training.signals import SignalArrays, event_codes, resample_candles, restarted_at
 

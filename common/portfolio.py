@@ -2,8 +2,9 @@
 
 Why its own book and not the executor's fills: fills lag (and may be refused by risk limits), while
 the policy was trained on the exposure it *asked for*. Live and the training environment both use
-these rules, and the PnL itself is :func:`common.pnl.unrealized_pnl` (``relative=True``), the one
-definition the executor's book uses too:
+these rules (hence ``common``: the training engine imports no service's modules), and the PnL
+itself is :func:`common.pnl.unrealized_pnl` (``relative=True``), the one definition the executor's
+book uses too:
 
 * exposure ``e``: signed fraction of the maximum position (+1 max long, -1 max short);
 * entry price ``p0``: the volume-weighted price at which the current exposure was built, marked at

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from common.observation import FeatureSpec
-from training.replay_compare import ExecutionModel, Prices, _legs, compare, equity_curve, simulate_execution
+from ops.replay_compare import ExecutionModel, Prices, _legs, compare, equity_curve, simulate_execution
 
 H = pd.Timedelta(hours=1)
 T0 = pd.Timestamp("2021-01-01 00:00", tz="UTC")

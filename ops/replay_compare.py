@@ -32,8 +32,8 @@ import pandas as pd
 from common.actions import ACTIONS, apply_actions, label_for
 from common.events import Target
 from common.observation import FeatureSpec
-from meta_consumer.policy import Policy
-from meta_consumer.portfolio import next_entry_price
+from common.policy import Policy
+from common.portfolio import next_entry_price
 from training.backtest import policy_exposure
 from training.baselines import baseline_exposure
 from training.market import Market

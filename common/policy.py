@@ -1,5 +1,8 @@
 """Policy artifacts and their numpy runtime: live inference without torch, identical to the backtest.
 
+It lives in ``common`` because it is the contract between two sides that must not import each
+other: the training engine writes and backtests these artifacts, the meta consumer runs them.
+
 Artifact format ``btcmeta.mlp.v1`` (what the training engine exports, stored in ``models.artifact``):
 an ``.npz`` (``numpy.savez``, no pickles) holding
 
@@ -90,7 +93,8 @@ class Policy:
         """Discrete: action indices into ``ACTIONS`` (int64). Continuous: grid target exposures."""
         y = self.forward(obs)
         if self.output == "discrete":
-            return np.argmax(y, axis=1).astype(np.int64)
+            indices: npt.NDArray[np.int64] = np.argmax(y, axis=1).astype(np.int64)
+            return indices
         wanted = np.clip(y[:, 0], -1.0, 1.0) * self.max_exposure
         return apply_actions(np.zeros(wanted.shape, dtype=np.int64), wanted, self.step, self.max_exposure)
 

@@ -5,6 +5,9 @@ Futures documents ``cliOrdId`` as a UUID-like string of limited length (it answe
 ``clientOrderIdTooLong`` beyond it), and intent ids (``BTC/USD:USD|2022-08-20T00:00Z|model``) are
 neither short nor made of safe characters. Name-based UUIDs are deterministic, 36 characters,
 and collision-free in practice; the namespace keeps a replay's ids apart from the live system's.
+
+In ``common`` because the executor places orders under these ids and the replay backtest (ops)
+matches fills back to intent legs with them: one derivation, imported by both.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m training replay-backtest``: a backtest through the real Kafka pipeline, checked
+"""``python -m ops replay-backtest``: a backtest through the real Kafka pipeline, checked
 against the vectorized backtest of the same model on the same window.
 
 1. The tick emitter replays the window into a fresh namespace (``bt.<run>.``); the strategy
@@ -6,7 +6,7 @@ against the vectorized backtest of the same model on the same window.
    fallback) and the executor (paper venue, replayed clock) run as separate processes
    (``ops.pipeline``). It waits for the last tick's execution.
 2. The decisions, fills, funding and equity curve are read back from the namespace's rows.
-3. The vectorized side (``training.replay_compare``) recomputes decisions with the training
+3. The vectorized side (``ops.replay_compare``) recomputes decisions with the training
    engine and the fills/PnL with an independent simulation in the executor's units, and compares.
 
 Outputs in ``--out``: decisions.csv, fills.csv, funding.csv, equity.csv (pipeline), the same
@@ -37,14 +37,12 @@ from common.db.session import make_engine, session_scope
 from common.exogenous.store import read_series
 from common.ids import parse_tick_id
 from common.observation import FeatureSpec
+from common.order_ids import client_order_id
 from common.pnl import unrealized_pnl_scalar
+from common.policy import Policy, load_policy
 from common.registry import load_registry
 from config import Settings
-from executor.ids import client_order_id
-from meta_consumer.policy import Policy, load_policy
-from producers.store import load_arrays
-from training.market import Market
-from training.replay_compare import (
+from ops.replay_compare import (
     Comparison,
     ExecutionModel,
     Prices,
@@ -54,6 +52,8 @@ from training.replay_compare import (
     simulate_execution,
     vectorized_decisions,
 )
+from producers.store import load_arrays
+from training.market import Market
 from training.signals import compute_signals, exogenous_needed, restarted_at
 
 NO_LOSS_CAP = "1e15"
@@ -376,7 +376,7 @@ def replay_backtest_cmd(
 
     if (model is None) == (not fallback):
         raise typer.BadParameter("give exactly one of --model ID or --fallback")
-    configure_logging("training.replay-backtest", json=False)
+    configure_logging("ops.replay-backtest", json=False)
     csv = data or BUNDLED_CSV
     if end is None:
         last = (

@@ -1,0 +1,1 @@
+"""The ``python -m training`` commands, one module per group; ``training.cli`` assembles them."""
