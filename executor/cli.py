@@ -9,10 +9,13 @@ policy tick; the operator never trades around the executor.
 from __future__ import annotations
 
 import os
-import time
-from datetime import UTC, datetime
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from executor.clock import Clock
 
 # Start-up imports only typer: the book, the venue clients (ccxt), Kafka and SQLAlchemy are
 # imported by the commands that use them, so `--help` and a mistyped option answer at once.
@@ -20,6 +23,14 @@ import typer
 app = typer.Typer(
     help="Executor: risk-checked orders from intents.", no_args_is_help=True, add_completion=False
 )
+
+
+def _clock() -> Clock:
+    """The clock operator commands act on: the wall clock (an operator acts now), read in this one
+    place and handed on, like the service's (executor/clock.py)."""
+    from executor.clock import SystemClock
+
+    return SystemClock()
 
 
 def _ns() -> tuple[str, str]:
@@ -61,7 +72,7 @@ def status() -> None:
     with session_scope(make_engine(url)) as s:
         h = book.load_holding(s, ns, settings.symbol)
         state = book.load_risk_state(s, ns)
-        today = datetime.now(UTC).date()
+        today = _clock().now().date()
         pnl = s.get(PnlDaily, (ns, today))
     typer.echo(f"namespace      {ns}   exchange {settings.exchange.mode.value}")
     typer.echo(f"position       {h.quantity:g} BTC @ {h.avg_price or 0:.2f}   realized {h.realized:.2f} USD")
@@ -107,24 +118,24 @@ def kill_switch(
         control.engage_kill_switch(s, ns, actor=actor, role="operator", reason=reason)
     typer.echo(f"kill switch engaged for {ns} by {actor}: {reason}")
     if flatten:
-        now = datetime.now(UTC)
-        intent = control.flatten_intent(settings.symbol, actor, reason, now)
+        clock = _clock()
+        intent = control.flatten_intent(settings.symbol, actor, reason, clock.now())
         producer = EventProducer(settings, "executor-cli")
         producer.send(settings.topic(INTENTS), intent, key=intent.intent_id)
         producer.flush()
         typer.echo(f"flatten REQUESTED (not executed yet): FLAT intent {intent.intent_id} published")
         if wait_s > 0:
-            _await_flatten(url, ns, settings.symbol, intent.intent_id, wait_s)
+            _await_flatten(url, ns, settings.symbol, intent.intent_id, wait_s, clock)
 
 
-def _await_flatten(url: str, ns: str, symbol: str, intent_id: str, wait_s: float) -> None:
+def _await_flatten(url: str, ns: str, symbol: str, intent_id: str, wait_s: float, clock: Clock) -> None:
     """Print the executor's outcome for the FLAT intent; exit 1 unless the book ends flat."""
     from common.db.models import Intent
     from common.db.session import make_engine, session_scope
     from executor import book
 
     engine = make_engine(url)
-    deadline = time.monotonic() + wait_s
+    deadline = clock.now() + timedelta(seconds=wait_s)
     while True:
         with session_scope(engine) as s:
             row = s.get(Intent, (ns, intent_id))
@@ -132,10 +143,10 @@ def _await_flatten(url: str, ns: str, symbol: str, intent_id: str, wait_s: float
         if row is not None:
             typer.echo(f"executor outcome: {row.status}: {row.reason}   position {position:g} BTC")
             raise typer.Exit(0 if abs(position) < 1e-9 else 1)
-        if time.monotonic() >= deadline:
+        if clock.now() >= deadline:
             typer.echo(f"no executor outcome after {wait_s:g}s: position {position:g} BTC, NOT known flat")
             raise typer.Exit(1)
-        time.sleep(0.5)
+        clock.sleep(0.5)
 
 
 @app.command()
@@ -216,7 +227,7 @@ def adopt(
                 executor.symbol,
                 actor=actor,
                 reason=reason,
-                now=datetime.now(UTC),
+                clock=_clock(),
                 legs=max_legs(settings.risk.max_position_btc, settings.risk.max_order_btc),
                 cancel_foreign_orders=cancel_foreign_orders,
             )

@@ -2,12 +2,16 @@
 
 Live runs use the wall clock and the candles table; replays and tests hand in their own clock and
 prices so a historical run fills at historical prices and ages intents against historical time.
+Waiting goes through the clock as well (``Clock.sleep``): a test on a :class:`ManualClock` waits
+by moving time, not by blocking, so nothing in the executor depends on the hour the wall clock
+shows when a test runs.
 """
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine, select
@@ -16,14 +20,65 @@ from common.db.models import Candle
 
 
 class Clock(Protocol):
-    def now(self) -> datetime: ...
+    def now(self) -> datetime:
+        """The current time, tz-aware UTC."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` pass (giving a venue time to catch up, polling another process)."""
+        ...
 
 
 class SystemClock:
-    """Wall-clock UTC."""
+    """Wall-clock UTC; ``sleep`` blocks."""
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def _aware(when: datetime) -> datetime:
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"naive datetime {when.isoformat()}: a clock keeps tz-aware UTC time")
+    return when.astimezone(UTC)
+
+
+class ManualClock:
+    """A clock only its owner moves (tests): ``set`` and ``advance`` move it, and ``sleep`` advances
+    it instead of blocking, so a test can stand a second before an hour's or a day's turn, step
+    over it, and see what the executor does on either side, in no wall time and on any day.
+
+    Unlike :class:`ReplayClock` it ignores the intents (the executor's ``advance_to`` hook is
+    absent): the test alone says what time it is, which is what staleness tests need.
+    ``slept`` lists every ``sleep`` asked for, so a test can check that something waited.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self._now = _aware(start)
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        """Jump to ``when`` (also backwards: a test may go back to replay a moment)."""
+        self._now = _aware(when)
+
+    def advance(self, by: timedelta | float) -> datetime:
+        """Move forward by ``by`` (a timedelta or seconds); returns the new time."""
+        step = by if isinstance(by, timedelta) else timedelta(seconds=by)
+        if step < timedelta(0):
+            raise ValueError(f"advance by {step}: time only moves forward (use set() to go back)")
+        self._now += step
+        return self._now
+
+    def sleep(self, seconds: float) -> None:
+        if seconds < 0:  # as time.sleep: a negative wait is a caller's bug, not a no-op
+            raise ValueError(f"sleep length must be non-negative, got {seconds}")
+        self.slept.append(seconds)
+        self.advance(seconds)
 
 
 class ReplayClock:
@@ -49,6 +104,11 @@ class ReplayClock:
 
     def now(self) -> datetime:
         return self._now
+
+    def sleep(self, seconds: float) -> None:
+        """Blocks on the wall clock and leaves replayed time where it is: what a replay waits
+        for (a venue catching up) happens in real time, while replayed time moves with ticks."""
+        time.sleep(seconds)
 
 
 class PriceFeed(Protocol):

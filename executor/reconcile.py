@@ -23,8 +23,7 @@ operator books the venue's view as the truth: ``python -m executor adopt --reaso
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -132,6 +131,7 @@ def reconcile(
     symbol: str,
     *,
     now: datetime,
+    sleep: Callable[[float], None],
     intent_id: str | None = None,
     legs: int = 0,
     act: bool = False,
@@ -144,6 +144,7 @@ def reconcile(
     venue is touched); without it this only reads. A position that book + unbooked fills do not
     explain is asked again up to ``settle_attempts`` times, ``settle_wait_s`` apart: Kraken's fill
     history may lag its position by a moment, and halting on that would be a false alarm.
+    ``sleep`` is the executor clock's (``Clock.sleep``): tests on a manual clock wait in no time.
     """
     held = book.load_holding(s, namespace, symbol).quantity
     owners = Owners(s, namespace, legs, intent_id, now)
@@ -176,7 +177,7 @@ def reconcile(
         if not unexplained or rec.foreign or compared >= max(1, settle_attempts):
             return rec
         log.info("reconcile_settle_wait", namespace=namespace, attempt=compared, problems=list(rec.problems))
-        time.sleep(settle_wait_s)
+        sleep(settle_wait_s)
 
 
 def _compare(

@@ -28,6 +28,7 @@ from common.events import ExecutionStatus, OrderSide
 from common.ids import make_tick_id
 from common.logging import get_logger
 from executor import book
+from executor.clock import Clock
 from executor.exchanges.base import Exchange, ExchangeFill, NoPrice
 from executor.ledger import Holding, apply_fill
 from executor.reconcile import Reconciliation, reconcile
@@ -201,15 +202,18 @@ def adopt(
     *,
     actor: str,
     reason: str,
-    now: datetime,
+    clock: Clock,
     legs: int,
     cancel_foreign_orders: bool = False,
 ) -> Adoption:
-    """Book the venue's fills and position as the truth (operator command); audit who and why."""
+    """Book the venue's fills and position as the truth (operator command); audit who and why.
+
+    ``clock`` dates what is booked and paces the reconciliation's settle waits."""
     if not reason.strip():
         raise AdoptRefused("a reason is required: it is kept in audit_log")
+    now = clock.now()
     book.lock_namespace(s, namespace)
-    rec = reconcile(s, exchange, namespace, symbol, now=now, legs=legs, act=True)
+    rec = reconcile(s, exchange, namespace, symbol, now=now, sleep=clock.sleep, legs=legs, act=True)
     if rec.foreign_orders:
         ids = [o.client_order_id for o in rec.foreign_orders]
         if not cancel_foreign_orders:
@@ -219,7 +223,7 @@ def adopt(
             )
         for cid in ids:
             exchange.cancel_order(cid)
-        rec = reconcile(s, exchange, namespace, symbol, now=now, legs=legs, act=True)
+        rec = reconcile(s, exchange, namespace, symbol, now=now, sleep=clock.sleep, legs=legs, act=True)
     value = _valuer(exchange, now)
     holding = book_repairs(s, namespace, symbol, exchange.name, rec, now, value)
     tag = now.strftime("%Y%m%dT%H%M%S.%fZ")

@@ -305,7 +305,7 @@ class KrakenFutures:
             ticker.get("markPrice"),
             f"kraken mark {self._symbol}",
             stamped_at=_ts(stamp) if stamp else None,
-            now=at if at is not None else datetime.now(UTC),
+            now=at,
             max_age_s=self._max_mark_age,
         )
 

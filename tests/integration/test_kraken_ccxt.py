@@ -106,7 +106,7 @@ def test_unknown_orders_and_exhausted_retries(settings: Settings, venue: KrakenF
     adapter = _adapter(_kraken_settings(settings, venue))
     assert adapter.fetch_order("00000000-0000-0000-0000-000000000000") is None
     adapter.cancel_order("00000000-0000-0000-0000-000000000000")  # unknown: no error
-    assert adapter.fetch_open_orders() == [] and adapter.mark_price(None) == 20_000.0  # type: ignore[arg-type]
+    assert adapter.fetch_open_orders() == [] and adapter.mark_price(SystemClock().now()) == 20_000.0
     venue.fail_next("openpositions", *["unavailable"] * 4)
     with pytest.raises(TransientExchangeError, match="gave up after 4 attempts"):
         adapter.fetch_position()
