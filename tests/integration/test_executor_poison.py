@@ -27,14 +27,15 @@ from common.kafka.configuration import consumer_config
 from common.kafka.producer import EventProducer
 from common.kafka.topics import DEAD_LETTERS, INTENTS
 from config import ExecutorSettings, ModelCheck, RiskLimits, Settings, load_settings
+from executor.clock import Clock
 from executor.runner import SERVICE, run
 from executor.service import Executor
 from tests.standin.kit import (
     SYMBOL,
-    clear_of_hour_turn,
     count_rows,
     drain_reports,
     make_intent,
+    manual_clock,
     paper_executor,
     publish,
 )
@@ -43,8 +44,8 @@ pytestmark = pytest.mark.integration
 LIMITS = RiskLimits(max_position_btc=1.0, max_order_btc=0.5, daily_loss_cap_usd=500.0, max_orders_per_hour=40)
 
 
-def _executor(settings: Settings) -> Executor:
-    return paper_executor(settings, LIMITS)
+def _executor(settings: Settings, clock: Clock) -> Executor:
+    return paper_executor(settings, LIMITS, clock=clock)
 
 
 def _dead_letters(settings: Settings, n: int, timeout: float = 30.0) -> list[DeadLetter]:
@@ -67,9 +68,9 @@ def _committed(settings: Settings) -> int:
     return int(tp.offset)
 
 
-def _poison(good: OrderIntent) -> list[tuple[OrderIntent, str]]:
+def _poison(good: OrderIntent, clock: Clock) -> list[tuple[OrderIntent, str]]:
     """Intents that can never be handled, each with the reason it must be dead-lettered for."""
-    other = make_intent(30, 0.5)
+    other = make_intent(30, 0.5, clock=clock)
     return [
         # the issue's example: the tick id does not parse (the old loop crashed placing the order)
         (replace(good, tick_id="not-a-tick", intent_id="not-a-tick|m1"), "invalid tick id"),
@@ -96,10 +97,10 @@ def test_poison_intents_are_dead_lettered_and_the_next_one_trades(settings: Sett
     """Each poison intent: dead-lettered with its reason and committed; the good one after them fills,
     and a restarted executor gets nothing again (no crash loop). Failed before: the first one stopped
     the loop (ValueError) on every run, or traded."""
-    clear_of_hour_turn()
-    ex = _executor(settings)
-    good = make_intent(1, 0.5)
-    poison = _poison(good)
+    clock = manual_clock()
+    ex = _executor(settings, clock)
+    good = make_intent(1, 0.5, clock=clock)
+    poison = _poison(good, clock)
     publish(settings, [p for p, _ in poison] + [good])
     stats = run(ex.settings, ex, max_messages=len(poison) + 1, idle_timeout=20)
     assert (stats.handled, stats.dead_lettered) == (1, len(poison))
@@ -121,8 +122,8 @@ def test_poison_intents_are_dead_lettered_and_the_next_one_trades(settings: Sett
 def test_random_bytes_and_schema_valid_nonsense_never_trade_or_stop(settings: Settings) -> None:
     """A burst of 60 bad messages (30 random byte strings, 30 valid-Avro nonsense intents) then one
     good intent, through the real loop: every bad one is dead-lettered, nothing else is booked."""
-    clear_of_hour_turn()
-    ex = _executor(settings)
+    clock = manual_clock()
+    ex = _executor(settings, clock)
     rng = random.Random(18)
     sv = serde.load_schema_set().get(OrderIntent.SCHEMA_NAME)
     bad: list[bytes] = [rng.randbytes(rng.randrange(0, 200)) for _ in range(15)]
@@ -132,7 +133,7 @@ def test_random_bytes_and_schema_valid_nonsense_never_trade_or_stop(settings: Se
     for data in bad:
         producer.send_raw(settings.topic(INTENTS), data, b"bad", {"producer": "fuzz"})
     producer.flush()
-    good = make_intent(2, -0.5)
+    good = make_intent(2, -0.5, clock=clock)
     publish(settings, [good])
     stats = run(ex.settings, ex, max_messages=len(bad) + 1, idle_timeout=30)
     assert (stats.handled, stats.dead_lettered) == (1, len(bad))
@@ -201,17 +202,17 @@ def test_only_the_selected_model_fallbacks_and_operator_trade(settings: Settings
     """Under the live namespace's rule (registry check): a model nobody selected (a stray replay, an
     old deployment) is dead-lettered; the selected one, a fallback, the operator and a configured
     extra trade. Failed before: the executor traded any model id."""
-    clear_of_hour_turn()
     options = ExecutorSettings(model_check=ModelCheck.REGISTRY, allowed_models="pinned-replay-model")
     selected, created = _selected_model(settings)
-    ex = _executor(settings)
+    clock = manual_clock()
+    ex = _executor(settings, clock)
     intents = [
-        make_intent(0, 0.5, model="stray-model"),
-        make_intent(1, 0.5, model=selected),
-        make_intent(2, 0.25, model="fallback:majority_vote"),
-        make_intent(3, 0.0, model="operator"),
-        make_intent(4, 0.5, model="pinned-replay-model"),
-        make_intent(5, -1.0, model="stray-model-2"),
+        make_intent(0, 0.5, model="stray-model", clock=clock),
+        make_intent(1, 0.5, model=selected, clock=clock),
+        make_intent(2, 0.25, model="fallback:majority_vote", clock=clock),
+        make_intent(3, 0.0, model="operator", clock=clock),
+        make_intent(4, 0.5, model="pinned-replay-model", clock=clock),
+        make_intent(5, -1.0, model="stray-model-2", clock=clock),
     ]
     try:
         publish(settings, intents)

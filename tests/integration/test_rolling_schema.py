@@ -31,16 +31,18 @@ from common.kafka.producer import EventProducer
 from common.kafka.topics import INTENTS
 from common.shutdown import GracefulShutdown
 from config import RiskLimits, Settings
+from executor.clock import Clock
 from executor.runner import SERVICE, run
 from executor.service import Executor
-from tests.standin.kit import clear_of_hour_turn, drain_reports, make_intent, paper_executor, publish
+from tests.standin.kit import drain_reports, make_intent, manual_clock, paper_executor, publish
 
 pytestmark = pytest.mark.integration
 LIMITS = RiskLimits(max_position_btc=1.0, max_order_btc=0.5, daily_loss_cap_usd=500.0, max_orders_per_hour=40)
 
 
-def _executor(settings: Settings) -> Executor:
-    return paper_executor(settings, LIMITS)
+def _executor(settings: Settings, clock: Clock) -> Executor:
+    """On a manual clock: the intents' ages and hourly budget are the test's, not the wall's."""
+    return paper_executor(settings, LIMITS, clock=clock)
 
 
 class NewerContract:
@@ -101,11 +103,11 @@ def _metric(name: str, **labels: str) -> float:
 def test_newer_schema_from_the_store_is_traded_not_lost(settings: Settings) -> None:
     """The newer producer registered its schema: the executor resolves it and trades the intent.
     Failed before: dead-lettered ('unknown schema fingerprint') and its offset committed."""
-    clear_of_hour_turn()
     newer = NewerContract()
     newer.register(settings)
-    ex = _executor(settings)
-    first, second = make_intent(0, 0.5), make_intent(1, 1.0)
+    clock = manual_clock()
+    ex = _executor(settings, clock)
+    first, second = make_intent(0, 0.5, clock=clock), make_intent(1, 1.0, clock=clock)
     newer.publish(settings, first)
     publish(settings, [second])
     stats = run(ex.settings, ex, max_messages=2, idle_timeout=20)
@@ -122,10 +124,10 @@ def test_unknown_schema_waits_uncommitted_then_trades_in_order(settings: Setting
     """Not in the store yet: the executor neither trades past it nor commits it; it waits, reports
     not ready (flag + metric) and logs; once the schema is registered, both intents trade in order.
     Failed before: the newer intent was dead-lettered at once and the one after it traded."""
-    clear_of_hour_turn()
     newer = NewerContract()
-    ex = _executor(settings)
-    first, second = make_intent(0, 0.5), make_intent(1, 1.0)
+    clock = manual_clock()
+    ex = _executor(settings, clock)
+    first, second = make_intent(0, 0.5, clock=clock), make_intent(1, 1.0, clock=clock)
     newer.publish(settings, first)
     publish(settings, [second])
     shutdown = GracefulShutdown()

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 
 from config import Settings
-from tests.standin.kit import clear_of_hour_turn, make_intent, publish
+from tests.standin.kit import make_intent, publish
 from tests.standin.kraken_futures import KrakenFuturesStandIn
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,7 +53,6 @@ def _env(settings: Settings, venue: KrakenFuturesStandIn) -> dict[str, str]:
 
 
 def test_kraken_credentials_never_reach_any_output(settings: Settings, tmp_path: Path) -> None:
-    clear_of_hour_turn()
     work = tmp_path / "cwd"  # the process's working directory: any log file it writes lands here
     work.mkdir()
     with KrakenFuturesStandIn(API_KEY, delay_s=1.0) as venue:

@@ -1,11 +1,17 @@
-"""Helpers shared by the executor's integration tests: intents, report draining, DB counts."""
+"""Helpers shared by the executor's integration tests: intents, report draining, DB counts.
+
+Tests that count orders per hour, book the day's P&L or age intents run the executor on a
+:class:`executor.clock.ManualClock` (``manual_clock()``) and build their intents against it
+(``make_intent(..., clock=clock)``): what they see never depends on the hour the wall clock shows
+while they run, and a turn of the hour or the day is a step the test takes on purpose.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer
 from pydantic import SecretStr
@@ -20,22 +26,23 @@ from common.kafka.producer import EventProducer
 from common.kafka.topics import EXECUTIONS, INTENTS
 from config import RiskLimits, Settings
 
+if TYPE_CHECKING:
+    from executor.clock import Clock, ManualClock
+
 SYMBOL = "BTC/USD:USD"
-#: Wall-clock ticks make_intent has handed out (see there).
+#: Where ``manual_clock()`` starts: a Monday 10:00 UTC, well clear of an hour's or a day's turn
+#: (tests step over those on purpose, with ``advance``/``set``).
+MANUAL_START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+#: Ticks make_intent has handed out without ``base`` (see there).
 _ISSUED: set[datetime] = set()
 
 
-def clear_of_hour_turn(margin_s: float = 90.0) -> None:
-    """Wait out the last ``margin_s`` seconds of a UTC hour.
+def manual_clock(start: datetime = MANUAL_START) -> ManualClock:
+    """A :class:`executor.clock.ManualClock` at ``start`` (imported here: the kit loads no executor
+    module at import time)."""
+    from executor.clock import ManualClock
 
-    Tests on the wall clock that count orders per hour, book the day's PnL or derive tick ids from
-    "this hour" would see two hours (or two days) if one turned mid-test; starting just after the
-    turn costs at most ``margin_s`` now and then.
-    """
-    now = datetime.now(UTC)
-    left = 3600.0 - (now.minute * 60 + now.second + now.microsecond / 1e6)
-    if left < margin_s:
-        time.sleep(left + 1.0)
+    return ManualClock(start)
 
 
 def make_intent(
@@ -46,19 +53,20 @@ def make_intent(
     model: str = "m1",
     symbol: str = SYMBOL,
     base: datetime | None = None,
+    clock: Clock | None = None,
 ) -> OrderIntent:
     """Intent ``n``, created now: for the tick ``base + n`` minutes, or without ``base`` for a tick
-    that just happened on the wall clock (``now - 1 s + n`` ms).
+    that just happened on ``clock`` (``now - 1 s + n`` ms; the wall clock when none is given).
 
-    The executor judges an intent's age by its TICK (not ``created_at``), so tests on the wall
-    clock need ticks that just closed: in the past (for n < 1000) and seconds old. Ticks built
+    The executor judges an intent's age by its TICK (not ``created_at``), so tests need ticks that
+    just closed on the executor's clock: in the past (for n < 1000) and seconds old. Ticks built
     without ``base`` are unique in this process (a rare clash is moved on by a millisecond), so
-    two intents never share an id by accident.
+    two intents never share an id by accident. ``created_at`` defaults to ``clock``'s now too.
     """
+    now = clock.now() if clock is not None else datetime.now(UTC)
     if base is not None:
         tick = base + timedelta(minutes=n)
     else:
-        now = datetime.now(UTC)
         tick = now.replace(microsecond=now.microsecond // 1000 * 1000) + timedelta(milliseconds=n - 1000)
         while tick in _ISSUED:
             tick += timedelta(milliseconds=1)
@@ -70,7 +78,7 @@ def make_intent(
         action=IntentAction.INCREASE,
         current_exposure=0.0,
         target_exposure=target,
-        created_at=created_at or datetime.now(UTC),
+        created_at=created_at or now,
     )
 
 
@@ -132,9 +140,12 @@ def intent_statuses(engine: Engine, namespace: str) -> dict[str, str]:
     return dict(rows)  # type: ignore[arg-type]
 
 
-def paper_executor(settings: Settings, limits: RiskLimits, prices: Any = None) -> Any:
+def paper_executor(
+    settings: Settings, limits: RiskLimits, prices: Any = None, clock: Clock | None = None
+) -> Any:
     """An executor on the paper venue in the test's own namespace (its topic prefix); ``prices``
-    is the venue's price feed, by default a fixed 20,000 USD."""
+    is the venue's price feed, by default a fixed 20,000 USD; ``clock`` the executor's clock, by
+    default the wall clock (tests that count hours or days pass a ``manual_clock()``)."""
     from common.db.session import make_engine
     from executor.clock import FixedPriceFeed, SystemClock
     from executor.exchanges.paper import PaperExchange
@@ -146,7 +157,7 @@ def paper_executor(settings: Settings, limits: RiskLimits, prices: Any = None) -
     venue = PaperExchange(
         engine, ns, prices or FixedPriceFeed(20_000.0), symbol=SYMBOL, taker_fee_rate=0.0005, slippage_bps=1.0
     )
-    return Executor(s, engine, venue, SystemClock(), ns)
+    return Executor(s, engine, venue, clock or SystemClock(), ns)
 
 
 def kraken_settings(
