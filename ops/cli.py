@@ -173,9 +173,9 @@ def backfill(
         typer.echo(f"[ops] signals of {', '.join(arrays.strategies)} over {len(arrays):,} bars -> {out}")
 
 
-# Backtest by topic replay (issue 9) lives in ops.replay_backtest; its options are repeated here so
-# that registering the command does not import that module (pandas, SQLAlchemy, the policy).
-# tests/unit/test_cli_imports.py checks that both declare the same options and help.
+# Backtest by topic replay (issue 9) runs in ops.replay_backtest; its options are declared only here,
+# so that registering the command does not import that module (pandas, SQLAlchemy, the policy), and
+# passed on as keyword arguments (tests/unit/test_cli_imports.py checks the two signatures agree).
 # ``python -m training replay-backtest`` is a deprecated alias that runs this command.
 @app.command("replay-backtest")
 def replay_backtest(

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -346,31 +346,22 @@ def _when(value: str) -> datetime:
 
 
 def replay_backtest_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Folder for CSVs, comparison.json/md and service logs.")],
-    start: Annotated[
-        str | None, typer.Option("--from", help="First tick (ISO, UTC); default: --days before the end.")
-    ] = None,
-    end: Annotated[
-        str | None, typer.Option("--to", help="Last tick, inclusive (ISO, UTC); default: last bar's close.")
-    ] = None,
-    days: Annotated[int, typer.Option(min=1, help="Window length when --from is not given.")] = 90,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            exists=True,
-            dir_okay=False,
-            help="Candle CSV to import first (default: the bundled data).",
-        ),
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", help="models.model_id to run (pinned, not selected).")
-    ] = None,
-    fallback: Annotated[bool, typer.Option("--fallback", help="Run the majority-vote fallback.")] = False,
-    live_risk_limits: Annotated[bool, typer.Option(help="Keep the configured daily loss cap.")] = False,
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600.0,
+    *,
+    out: Path,
+    start: str | None,
+    end: str | None,
+    days: int,
+    data: Path | None,
+    model: str | None,
+    fallback: bool,
+    live_risk_limits: bool,
+    timeout: float,
 ) -> None:
-    """Backtest by topic replay through every service, compared tick by tick with the vectorized one."""
+    """Backtest by topic replay through every service, compared tick by tick with the vectorized one.
+
+    The body of ``python -m ops replay-backtest``: the options (flags, help, defaults, checks) are
+    declared once, in ops/cli.py, which parses them and passes every one here by keyword (so that
+    registering the command imports none of this module's pandas/SQLAlchemy)."""
     from common.dataset import BUNDLED_CSV, load_bundled_candles, read_ohlcv_csv
     from common.logging import configure_logging
 
