@@ -114,6 +114,22 @@ def _plots(run: Path, dest: Path, summary: dict[str, Any]) -> list[tuple[str, st
     return made
 
 
+def _failures(summary: dict[str, Any]) -> str:
+    """One sentence naming every gate the selected series missed (or that it missed none)."""
+    missed = []
+    for b in BENCH_ORDER:
+        r = summary["gates"][b]
+        if not r["ahead"]:
+            missed.append(f"not ahead of {b}")
+        elif not r["significant"]:
+            missed.append(f"ahead of {b} but not significantly (corrected p {r['p_corrected']:.2f})")
+        if not r["ahead_2x"]:
+            missed.append(f"behind {b} at 2x costs")
+    if summary["pbo"] > summary["settings"]["max_pbo"]:
+        missed.append(f"PBO {summary['pbo']:.2f} above {summary['settings']['max_pbo']}")
+    return "Gates missed: " + "; ".join(missed) + "." if missed else "Every gate is met."
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
@@ -157,6 +173,8 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         f"the selected series {summary['dsr_selected']:.3f} with {summary['trial_count_for_dsr']} "
         "configurations tried.",
         "",
+        _failures(summary),
+        "",
         "## Data and protocol",
         "",
         f"* Bars: {d['bars']} hourly, {d['first'][:16]} .. {d['last'][:16]}; evaluated from "
@@ -175,6 +193,9 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         f"rate published by then ({co['funding_covered_share']:.1%} of evaluated bars covered; mean "
         f"{co['funding_mean_per_8h']:.2e} per 8h; elsewhere the constant "
         f"{co['funding_fallback_hourly']:.2e}/h). Stress: the same exposures at 2x fees, slippage, funding.",
+        "* CPCV fits the ridge / logistic candidates on groups after a test group too (purge and embargo "
+        "keep their inputs apart); the chronological view is `python -m training walkforward`. Hedge and "
+        "the volatility-managed vote are online (causal) and only their hyper-parameters are chosen.",
         f"* Significance: White's Reality Check on Sharpe differences, stationary bootstrap "
         f"({st['bootstrap_reps']} resamples, mean block {st['bootstrap_block']:g} h), corrected over every "
         "configuration tried plus the selected series.",
