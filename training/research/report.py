@@ -198,7 +198,8 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         "the volatility-managed vote are online (causal) and only their hyper-parameters are chosen.",
         f"* Significance: White's Reality Check on Sharpe differences, stationary bootstrap "
         f"({st['bootstrap_reps']} resamples, mean block {st['bootstrap_block']:g} h), corrected over every "
-        "configuration tried plus the selected series.",
+        "configuration tried plus the selected series. A p-value from R resamples carries a Monte-Carlo "
+        "error of about sqrt(p(1-p)/R) (0.01 at p = 0.05, R = 500): a p near 0.05 is a coin toss.",
         "",
         "## Gates for the selected series",
         "",
