@@ -22,7 +22,7 @@ import importlib
 
 from training.commands.app import app
 
-COMMAND_MODULES = ("experiments", "results", "train", "data", "replay")
+COMMAND_MODULES = ("experiments", "results", "train", "data", "replay", "research")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"training.commands.{_name}")

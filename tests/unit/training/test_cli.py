@@ -36,6 +36,7 @@ def test_help_lists_every_step() -> None:
         "retrain",
         "all",
         "replay-backtest",
+        "research",
     ):
         assert cmd in res.output, cmd
     assert runner.invoke(app, ["no-such-step"]).exit_code == 2

@@ -1,0 +1,85 @@
+"""``research``: the nested-CPCV research run of issue 16 (non-RL combiners, gates, REPORT.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from training.commands.app import app
+from training.commands.common import DataOpt
+
+
+@app.command()
+def research(
+    data: DataOpt = "bundled",
+    exogenous: Annotated[
+        Path | None,
+        typer.Option(
+            "--exogenous",
+            help="folder of exogenous series (shared layout): the strategies' inputs and the real funding "
+            "series (default: the configured exogenous.data_dir)",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="run folder (trials, series; resumable)")] = Path(
+        "out/research"
+    ),
+    report_dir: Annotated[Path, typer.Option("--report-dir", help="where REPORT.md and its PNGs go")] = Path(
+        "docs/research"
+    ),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="a few configurations and bootstrap resamples (tests, smoke runs)")
+    ] = False,
+    last_bars: Annotated[
+        int, typer.Option("--last-bars", min=0, help="use only the last N bars of the data (0 = all)")
+    ] = 0,
+) -> None:
+    """Run every trial (resuming a run folder), the baselines and the gates; write REPORT.md."""
+    import shlex
+    import sys
+
+    from tqdm import tqdm
+
+    from training.data import InputError, load_candles
+    from training.research.funding import load_funding
+    from training.research.protocol import Settings, run_research
+    from training.research.report import write_report
+    from training.signals import compute_signals, training_exogenous
+
+    try:
+        candles = load_candles(data)
+    except (InputError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+    if last_bars:
+        candles = candles.iloc[-last_bars:]
+    if exogenous is None:
+        from config import load_settings
+
+        exogenous = Path(load_settings().exogenous.data_dir)
+    try:
+        sig = compute_signals(candles, exogenous=training_exogenous(directory=exogenous))
+        events = load_funding(exogenous) if exogenous.is_dir() else None
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if events is None:
+        typer.echo(
+            f"warning: no funding series under {exogenous}; the constant default rate applies", err=True
+        )
+    settings = Settings(bootstrap_reps=100, purge=168, quick=True) if quick else Settings()
+
+    def bar(it, desc, total):  # type: ignore[no-untyped-def]
+        return tqdm(it, desc=desc, total=total, file=sys.stderr)
+
+    try:
+        summary = run_research(candles, sig, events, out, settings, progress=bar)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    path = write_report(out, report_dir, command="python -m training research " + shlex.join(sys.argv[1:]))
+    verdict = (
+        "PASSES the gates" if summary["selected_passes"] else "fails the gates: live keeps the majority vote"
+    )
+    typer.echo(
+        f"selected Sharpe {summary['sharpe']['selected']:+.2f} vs majority vote "
+        f"{summary['sharpe']['majority_vote']:+.2f}, PBO {summary['pbo']:.2f}: {verdict} -> {path}"
+    )

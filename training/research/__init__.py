@@ -1,0 +1,9 @@
+"""The research programme's non-RL core (issue 16): ``python -m training research``.
+
+Modules: ``cpcv`` (combinatorial purged cross-validation and its paths), ``funding`` (the real
+funding series as a per-bar cost, visible only after publication), ``candidates`` (baselines and
+the non-RL combiners: Hedge, volatility-managed vote, regularized linear/logistic), ``stats``
+(stationary bootstrap, White's Reality Check on Sharpe differences, CSCV logits), ``protocol``
+(the nested CPCV run, every trial logged, the gates), ``report`` (REPORT.md and its plots).
+Training code imports only ``common`` and ``config`` (tests/unit/test_layers.py).
+"""

@@ -1,0 +1,240 @@
+"""Baselines and non-RL candidate combiners as exposure paths, and the one ledger that scores them.
+
+Timing (as ``training.ledger``): ``e[t]`` is decided at the close of bar ``t`` from what is known
+then and held over bar ``t+1``; the bar-``t`` net return is
+``e[t-1] * ret[t] - |e[t-1] - e[t-2]| * cost_rate * m - e[t-1] * funding[t] * m`` (``m`` = cost
+multiplier, 2 for the stress run). Every candidate's exposure is snapped to the meta consumer's
+0.25 grid and clipped to [-1, 1], so what is scored is what a live intent could target.
+
+Candidates (each a small grid; all deterministic, so "seed" is 0 for every trial):
+
+* ``hedge``: exponentiated-gradient weighting (Freund & Schapire's Hedge) over experts = each
+  strategy, its negation, and flat; log-weights ``(1 - decay) * logw + eta * gross_return``; the
+  exposure is the weight-averaged expert target. Online: weights at ``t`` use returns up to ``t``.
+* ``volmanaged``: the majority vote scaled by ``target_vol / realized_vol`` (capped at 1), after
+  Moreira & Muir (2017): sizing, not direction.
+* ``ridge`` / ``logistic``: L2-regularized linear regression of the next return / logistic
+  classification of its sign on votes + trailing returns, volatility and the last published funding
+  rate; fitted per split on training bars only, standardized with training statistics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from common.signals import SignalArrays
+
+GRID = 0.25
+HOURS_PER_YEAR = 24 * 365
+
+
+@dataclass(frozen=True)
+class Config:
+    """One candidate configuration; ``key`` names it in the trial log."""
+
+    family: str
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}:" + json.dumps(dict(sorted(self.params.items())), separators=(",", ":"))
+
+    @property
+    def fitted(self) -> bool:
+        return self.family in ("ridge", "logistic")
+
+
+def default_grid(quick: bool = False) -> list[Config]:
+    """The candidate grid (``quick``: a few configurations for tests)."""
+    if quick:
+        return [
+            Config("hedge", {"eta": 5.0, "decay": 1 / 168}),
+            Config("hedge", {"eta": 20.0, "decay": 0.0}),
+            Config("volmanaged", {"target_vol": 0.5, "window": 168}),
+            Config("ridge", {"lam": 1.0}),
+        ]
+    out = [Config("hedge", {"eta": e, "decay": d}) for e in (1.0, 5.0, 20.0) for d in (0.0, 1 / 720, 1 / 168)]
+    out += [
+        Config("volmanaged", {"target_vol": v, "window": w}) for v in (0.3, 0.5, 0.8) for w in (72, 168, 720)
+    ]
+    out += [Config(f, {"lam": lam}) for f in ("ridge", "logistic") for lam in (0.01, 1.0, 100.0)]
+    return out
+
+
+def snap(e: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(np.asarray(e, dtype=np.float64) / GRID) * GRID, -1.0, 1.0) + 0.0
+
+
+def net_returns(
+    exposure: np.ndarray, ret: np.ndarray, funding: np.ndarray, cost_rate: float, mult: float = 1.0
+) -> np.ndarray:
+    """Per-bar net return (length n, element 0 is 0) of exposures ``e[t]`` (any trailing axes)."""
+    e = np.asarray(exposure, dtype=np.float64)
+    held = np.concatenate([np.zeros((1, *e.shape[1:])), e[:-1]])  # e[t-1]
+    before = np.concatenate([np.zeros((1, *e.shape[1:])), held[:-1]])  # e[t-2]
+    r = ret.reshape(-1, *([1] * (e.ndim - 1)))
+    f = funding.reshape(-1, *([1] * (e.ndim - 1)))
+    return held * r - np.abs(held - before) * cost_rate * mult - held * f * mult
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything the candidates read, aligned per bar, computed once."""
+
+    index: pd.DatetimeIndex
+    close: np.ndarray
+    ret: np.ndarray  # ret[t] = close[t]/close[t-1] - 1, ret[0] = 0
+    targets: np.ndarray  # [n, S] float
+    strategies: tuple[str, ...]
+    majority: np.ndarray  # majority-vote exposure e[t]
+    features: np.ndarray  # [n, F] known at the close of t
+    feature_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.close.size)
+
+
+def _trailing(logp: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros_like(logp)
+    out[k:] = logp[k:] - logp[:-k]
+    return out
+
+
+def realized_vol(ret: np.ndarray, window: int) -> np.ndarray:
+    """Std of the last ``window`` hourly log returns up to and including bar ``t`` (NaN before)."""
+    lr = np.log1p(ret)
+    s = pd.Series(lr).rolling(window, min_periods=window).std(ddof=1)
+    return s.to_numpy(dtype=np.float64)
+
+
+def build_context(
+    candles: pd.DataFrame, signals: SignalArrays, majority: np.ndarray, funding_known: np.ndarray
+) -> Context:
+    """``majority``: the majority-vote exposure per bar; ``funding_known[t]``: last published rate."""
+    close = candles["close"].to_numpy(np.float64)
+    ret = np.zeros_like(close)
+    ret[1:] = close[1:] / close[:-1] - 1.0
+    tg = signals.target.astype(np.float64)
+    logp = np.log(close)
+    cols = [tg, tg.mean(axis=1, keepdims=True)]
+    names = [f"vote:{s}" for s in signals.strategies] + ["vote_mean"]
+    for k in (24, 168, 720):
+        cols.append(_trailing(logp, k)[:, None])
+        names.append(f"ret_{k}h")
+    cols.append(np.nan_to_num(realized_vol(ret, 168))[:, None])
+    names.append("vol_168h")
+    cols.append(np.nan_to_num(funding_known)[:, None])
+    names.append("funding_last")
+    return Context(
+        pd.DatetimeIndex(signals.index), close, ret, tg, signals.strategies, majority,
+        np.hstack(cols), tuple(names),
+    )  # fmt: skip
+
+
+# --- Hedge -------------------------------------------------------------------------------------
+
+
+def hedge_experts(targets: np.ndarray) -> np.ndarray:
+    """[n, 2S+1]: each strategy, its negation, flat."""
+    return np.hstack([targets, -targets, np.zeros((targets.shape[0], 1))])
+
+
+def hedge_weights(experts: np.ndarray, ret: np.ndarray, eta: float, decay: float = 0.0) -> np.ndarray:
+    """Weights ``w[t]`` known at the close of bar ``t`` (after seeing ``ret[t]``); ``w[0]`` uniform.
+
+    Expert gain at bar ``t`` is ``experts[t-1] * ret[t]`` (what following it would have earned,
+    before costs); ``logw[t] = (1 - decay) * logw[t-1] + eta * gain[t]``.
+    """
+    n, m = experts.shape
+    gains = np.zeros((n, m))
+    gains[1:] = experts[:-1] * ret[1:, None]
+    w = np.empty((n, m))
+    logw = np.zeros(m)
+    keep = 1.0 - decay
+    for t in range(n):
+        logw = keep * logw + eta * gains[t]
+        z = np.exp(logw - logw.max())
+        w[t] = z / z.sum()
+    return w
+
+
+def hedge_exposure(ctx: Context, eta: float, decay: float) -> tuple[np.ndarray, np.ndarray]:
+    ex = hedge_experts(ctx.targets)
+    w = hedge_weights(ex, ctx.ret, eta, decay)
+    return snap(np.sum(w * ex, axis=1)), w
+
+
+# --- volatility-managed vote -------------------------------------------------------------------
+
+
+def volmanaged_exposure(ctx: Context, target_vol: float, window: int, cap: float = 1.0) -> np.ndarray:
+    rv = realized_vol(ctx.ret, int(window))
+    target = target_vol / np.sqrt(HOURS_PER_YEAR)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(np.isfinite(rv) & (rv > 0), np.minimum(cap, target / rv), 0.0)
+    return snap(ctx.majority * scale)
+
+
+# --- regularized linear / logistic -------------------------------------------------------------
+
+
+def _standardize(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    mu = x[rows].mean(axis=0)
+    sd = x[rows].std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    return np.hstack([(x - mu) / sd, np.ones((x.shape[0], 1))])
+
+
+def fit_predict(ctx: Context, family: str, lam: float, train_bars: np.ndarray) -> np.ndarray:
+    """Exposure ``e[t]`` for every bar from a model fitted on rows ``t = b - 1`` for b in train_bars.
+
+    Row ``t``'s label is bar ``t+1``'s return, so a training bar contributes the decision that was
+    held over it. Scores are divided by their training std and clipped: a 1-sd signal is full size.
+    """
+    rows = np.asarray(train_bars) - 1
+    rows = rows[rows >= 0]
+    x = _standardize(ctx.features, rows)
+    xr = x[rows]
+    y = ctx.ret[rows + 1]
+    reg = lam * len(rows) * np.eye(x.shape[1])
+    reg[-1, -1] = 0.0  # intercept not shrunk
+    if family == "ridge":
+        beta = np.linalg.solve(xr.T @ xr + reg, xr.T @ (y / (y.std() or 1.0)))
+    elif family == "logistic":
+        lab = (y > 0).astype(np.float64)
+        beta = np.zeros(x.shape[1])
+        for _ in range(25):  # Newton / IRLS with an L2 penalty
+            p = 1.0 / (1.0 + np.exp(-(xr @ beta)))
+            grad = xr.T @ (p - lab) + reg @ beta
+            hess = (xr * (p * (1 - p))[:, None]).T @ xr + reg
+            delta = np.linalg.solve(hess, grad)
+            beta -= delta
+            if np.max(np.abs(delta)) < 1e-8:
+                break
+    else:
+        raise KeyError(family)
+    score = x @ beta
+    if family == "logistic":
+        score = score - np.median(score[rows])  # centre: a constant up-drift is not a view
+    sd = score[rows].std()
+    return snap(score / sd if sd > 0 else np.zeros_like(score))
+
+
+def exposure(config: Config, ctx: Context, train_bars: np.ndarray | None = None) -> np.ndarray:
+    """The configuration's exposure path over all bars (fitted ones need ``train_bars``)."""
+    p: Mapping[str, Any] = config.params
+    if config.family == "hedge":
+        return hedge_exposure(ctx, float(p["eta"]), float(p["decay"]))[0]
+    if config.family == "volmanaged":
+        return volmanaged_exposure(ctx, float(p["target_vol"]), int(p["window"]))
+    if config.fitted:
+        if train_bars is None:
+            raise ValueError(f"{config.key} is fitted: pass train_bars")
+        return fit_predict(ctx, config.family, float(p["lam"]), train_bars)
+    raise KeyError(config.family)

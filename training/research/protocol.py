@@ -1,0 +1,358 @@
+"""The nested CPCV protocol: every trial run and logged, the procedure's choice, baselines, gates.
+
+One *trial* is (configuration, seed, outer split): its inner-fold score (training part only) and
+its outer test returns at 1x and 2x costs. Trials are written to ``OUT/trials.jsonl`` (one row
+each, what the report reads) with their returns under ``OUT/trials/``; a rerun skips the trials
+already there (resumable). Choices, all on training data of the outer split only:
+
+* ``selected`` (the procedure): the configuration with the best mean inner-fold Sharpe;
+* ``ex_ante_best_single``: the strategy with the best Sharpe on the outer training bars.
+
+Out-of-sample series: the test blocks assemble into C(N-1, k-1) paths (``cpcv.paths``); the
+*pooled* series is the per-bar mean over paths (one series aligned in time with the baselines, as
+the bootstrap needs). Gates for "selected" (issue 16): pooled Sharpe above majority vote, equal
+weight, buy & hold, flat and the ex-ante best single, each with a Reality-Check p < 0.05 corrected
+over every configuration tried; PBO (CSCV over the configurations' pooled series) <= 0.25; and
+the same exposures re-costed at 2x fees, slippage and funding still ahead of every benchmark.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from common.signals import SignalArrays
+from training.research import cpcv
+from training.research.candidates import (
+    Context,
+    build_context,
+    default_grid,
+    exposure,
+    hedge_exposure,
+    net_returns,
+)
+from training.research.funding import BarFunding, FundingEvents, bar_funding
+from training.research.stats import bootstrap_sharpes, cscv_logits, reality_check, sharpe_cols
+
+GATE_BENCHMARKS = ("majority_vote", "equal_weight", "buy_and_hold", "flat", "ex_ante_best_single")
+
+
+@dataclass(frozen=True)
+class Settings:
+    groups: int = 6
+    test_groups: int = 2
+    purge: int = 720  # the longest feature lookback of the candidates (720 h)
+    embargo_fraction: float = 0.01
+    bootstrap_reps: int = 500
+    bootstrap_block: float = 168.0
+    cscv_blocks: int = 10
+    alpha: float = 0.05
+    max_pbo: float = 0.25
+    quick: bool = False
+
+
+def _baseline_exposures(signals: SignalArrays) -> dict[str, np.ndarray]:
+    from training.baselines import baseline_exposure, baseline_names
+    from training.split import Window
+
+    n = len(signals)
+    out = {}
+    for name in baseline_names(signals.strategies):
+        e = baseline_exposure(name, signals, Window(0, n))
+        out[name] = np.concatenate([e, [0.0]])
+    return out
+
+
+def funding_known(index: pd.DatetimeIndex, events: FundingEvents | None) -> np.ndarray:
+    """The last funding rate published by the close of each bar (NaN before the first)."""
+    n = len(index)
+    if events is None or len(events) == 0:
+        return np.full(n, np.nan)
+    close_ns = pd.DatetimeIndex(index).asi8 + 3_600_000_000_000
+    order = np.argsort(events.published_ns, kind="stable")
+    pos = np.searchsorted(events.published_ns[order], close_ns, side="right") - 1
+    return np.where(pos >= 0, events.rate[order][np.maximum(pos, 0)], np.nan)
+
+
+def _sharpe_on(r: np.ndarray, bars: np.ndarray) -> float:
+    return float(sharpe_cols(r[bars][:, None])[0])
+
+
+def _trial_path(out: Path, split: int, key: str) -> Path:
+    return out / "trials" / f"s{split:02d}" / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".npz")
+
+
+class TrialLog:
+    """``trials.jsonl`` + per-trial return files; knows which trials are done (resume)."""
+
+    def __init__(self, out: Path, fingerprint: str) -> None:
+        self.out = out
+        self.path = out / "trials.jsonl"
+        stamp = out / "trials" / "fingerprint.txt"
+        if stamp.exists() and stamp.read_text().strip() != fingerprint:
+            raise ValueError(
+                f"{out} holds trials of other data or settings; pass a fresh --out (or delete it)"
+            )
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(fingerprint)
+        self.rows: dict[tuple[int, str], dict[str, Any]] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    if _trial_path(out, row["split"], row["config"]).exists():
+                        self.rows[(row["split"], row["config"])] = row
+
+    def done(self, split: int, key: str) -> bool:
+        return (split, key) in self.rows
+
+    def add(self, row: dict[str, Any], r1: np.ndarray, r2: np.ndarray) -> None:
+        p = _trial_path(self.out, row["split"], row["config"])
+        p.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(p, r1=r1, r2=r2)
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        self.rows[(row["split"], row["config"])] = row
+
+    def returns(self, split: int, key: str) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(_trial_path(self.out, split, key)) as z:
+            return z["r1"], z["r2"]
+
+
+def assemble(
+    per_split: list[np.ndarray],
+    splits: list[cpcv.Split],
+    path_map: list[list[int]],
+    bounds: list[tuple[int, int]],
+) -> np.ndarray:
+    """[P, T] path series from per-split test returns (each aligned with ``splits[i].test``)."""
+    start = bounds[0][0]
+    t = bounds[-1][1] - start
+    out = np.zeros((len(path_map), t))
+    for p, row in enumerate(path_map):
+        for g, i in enumerate(row):
+            a, b = bounds[g]
+            pos = np.searchsorted(splits[i].test, np.arange(a, b))
+            out[p, a - start : b - start] = per_split[i][pos]
+    return out
+
+
+def run_research(
+    candles: pd.DataFrame,
+    signals: SignalArrays,
+    events: FundingEvents | None,
+    out: Path,
+    settings: Settings = Settings(),
+    progress: Callable[[Iterable[Any], str, int], Iterable[Any]] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) every trial, then the choices, baselines and gates -> ``OUT/summary.json``."""
+    from config import DEFAULT_FUNDING_RATE_HOURLY
+    from training.ledger import CostModel
+    from training.metrics import deflated_sharpe
+
+    bar = progress or (lambda it, _desc, _total: it)
+    out.mkdir(parents=True, exist_ok=True)
+    n = len(signals)
+    start = signals.warmup
+    costs = CostModel()
+    fund: BarFunding = bar_funding(signals.index, events, DEFAULT_FUNDING_RATE_HOURLY)
+    base = _baseline_exposures(signals)
+    ctx: Context = build_context(
+        candles, signals, base["majority_vote"], funding_known(signals.index, events)
+    )
+    embargo = max(1, int(settings.embargo_fraction * (n - start)))
+    splits = cpcv.cpcv_splits(
+        n,
+        groups=settings.groups,
+        test_groups=settings.test_groups,
+        start=start,
+        purge=settings.purge,
+        embargo=embargo,
+    )
+    bounds = cpcv.group_bounds(n, settings.groups, start)
+    path_map = cpcv.paths(splits, settings.groups)
+    grid = default_grid(settings.quick)
+
+    def ret(e: np.ndarray, mult: float = 1.0) -> np.ndarray:
+        return net_returns(e, ctx.ret, fund.per_bar, costs.cost_rate, mult)
+
+    fixed: dict[str, np.ndarray] = {}
+    fp = hashlib.sha256()
+    fp.update(np.ascontiguousarray(ctx.close).tobytes())
+    fp.update(np.ascontiguousarray(signals.target).tobytes())
+    fp.update(np.ascontiguousarray(fund.per_bar).tobytes())
+    split_keys = ("groups", "test_groups", "purge", "embargo_fraction")  # what a trial depends on
+    fp.update(json.dumps({k: asdict(settings)[k] for k in split_keys}, sort_keys=True).encode())
+    log = TrialLog(out, fp.hexdigest())
+    for i, sp in bar(list(enumerate(splits)), "CPCV splits", len(splits)):
+        inner = cpcv.inner_splits(sp, n, bounds, settings.purge, embargo)
+        for cfg in grid:
+            if log.done(i, cfg.key):
+                continue
+            if cfg.fitted:
+                scores = [_sharpe_on(ret(exposure(cfg, ctx, js.train)), js.test) for js in inner]
+                e = exposure(cfg, ctx, sp.train)
+            else:
+                if cfg.key not in fixed:
+                    fixed[cfg.key] = exposure(cfg, ctx)
+                e = fixed[cfg.key]
+                r_in = ret(e)
+                scores = [_sharpe_on(r_in, js.test) for js in inner]
+            r1, r2 = ret(e)[sp.test], ret(e, 2.0)[sp.test]
+            row = {
+                "split": i,
+                "test_groups": list(sp.test_groups),
+                "config": cfg.key,
+                "family": cfg.family,
+                "params": dict(cfg.params),
+                "seed": 0,
+                "inner_sharpes": scores,
+                "inner_sharpe": float(np.mean(scores)),
+                "test_sharpe": float(sharpe_cols(r1[:, None])[0]),
+                "test_sharpe_2x": float(sharpe_cols(r2[:, None])[0]),
+                "test_return": float(np.prod(1 + r1) - 1),
+                "test_bars": int(sp.test.size),
+            }
+            log.add(row, r1, r2)
+
+    # --- the procedure's choices per split (training data only) --------------------------------
+    singles = [f"single:{s}" for s in signals.strategies]
+    base_r1 = {k: ret(v) for k, v in base.items()}
+    base_r2 = {k: ret(v, 2.0) for k, v in base.items()}
+    chosen, ex_ante = [], []
+    for i, sp in enumerate(splits):
+        chosen.append(max(grid, key=lambda c: log.rows[(i, c.key)]["inner_sharpe"]).key)
+        ex_ante.append(max(singles, key=lambda s: _sharpe_on(base_r1[s], sp.train)))
+
+    def paths_of(getter: Callable[[int], np.ndarray]) -> np.ndarray:
+        return assemble([getter(i) for i in range(len(splits))], splits, path_map, bounds)
+
+    ev = slice(start, bounds[-1][1])
+    series1: dict[str, np.ndarray] = {}  # name -> [P, T]
+    series2: dict[str, np.ndarray] = {}
+    p_count = len(path_map)
+    for k in base:
+        series1[k] = np.broadcast_to(base_r1[k][ev], (p_count, n - start))
+        series2[k] = np.broadcast_to(base_r2[k][ev], (p_count, n - start))
+    for which, dst in enumerate((series1, series2)):
+        mult = 1.0 + which
+
+        def ex_ante_r(i: int, m: float = mult) -> np.ndarray:
+            return ret(base[ex_ante[i]], m)[splits[i].test]
+
+        def trial_r(i: int, key: str | None = None, w: int = which) -> np.ndarray:
+            return log.returns(i, chosen[i] if key is None else key)[w]
+
+        dst["ex_ante_best_single"] = paths_of(ex_ante_r)
+        dst["selected"] = paths_of(trial_r)
+        for cfg in grid:
+            dst[cfg.key] = paths_of(functools.partial(trial_r, key=cfg.key))
+
+    names = list(series1)
+    pooled1 = np.column_stack([series1[k].mean(axis=0) for k in names])
+    pooled2 = np.column_stack([series2[k].mean(axis=0) for k in names])
+    col = {k: j for j, k in enumerate(names)}
+    point1, point2 = sharpe_cols(pooled1), sharpe_cols(pooled2)
+    boot1 = bootstrap_sharpes(pooled1, reps=settings.bootstrap_reps, block=settings.bootstrap_block)
+    tried = np.array([col[c.key] for c in grid] + [col["selected"]])
+    sel = col["selected"]
+
+    gates: dict[str, Any] = {}
+    for b in GATE_BENCHMARKS:
+        rc = reality_check(point1, boot1, col[b], tried, sel)
+        rc["benchmark_sharpe"] = float(point1[col[b]])
+        rc["ahead"] = bool(point1[sel] > point1[col[b]])
+        rc["significant"] = bool(rc["p_corrected"] < settings.alpha)
+        rc["ahead_2x"] = bool(point2[sel] > point2[col[b]])
+        gates[b] = rc
+    cfg_cols = [col[c.key] for c in grid]
+    logits = cscv_logits(pooled1[:, cfg_cols], settings.cscv_blocks) if len(cfg_cols) >= 2 else np.array([])
+    pbo = float(np.mean(logits <= 0)) if logits.size else float("nan")
+    per_period = point1[cfg_cols] / math.sqrt(24 * 365)
+    dsr = deflated_sharpe(
+        pooled1[:, sel],
+        trials=len(grid),
+        sharpe_variance=float(np.var(per_period, ddof=1)) if len(grid) > 1 else 0.0,
+    )
+    passed = (
+        all(g["ahead"] and g["significant"] and g["ahead_2x"] for g in gates.values())
+        and pbo <= settings.max_pbo
+    )
+    lo, hi = np.percentile(boot1, [2.5, 97.5], axis=0)
+    hindsight = max(singles, key=lambda s: point1[col[s]])
+
+    # Hedge weights over time for the Hedge configuration chosen most often (or the first)
+    hedge_keys = [c for c in grid if c.family == "hedge"]
+    hedge_plot = None
+    if hedge_keys:
+        counts = {c.key: chosen.count(c.key) for c in hedge_keys}
+        hc = max(hedge_keys, key=lambda c: counts[c.key])
+        _, w = hedge_exposure(ctx, float(hc.params["eta"]), float(hc.params["decay"]))
+        s = len(signals.strategies)
+        net_w = w[:, :s] - w[:, s : 2 * s]
+        np.savez(out / "hedge_weights.npz", net=net_w[start:], flat=w[start:, -1], config=hc.key)
+        hedge_plot = hc.key
+
+    arrays: dict[str, Any] = {
+        "names": np.array(names),
+        "pooled1": pooled1,
+        "pooled2": pooled2,
+        "logits": logits,
+        "index_ns": signals.index.asi8[start:],
+    }
+    for j, k in enumerate(names):
+        if k in ("selected", "majority_vote", "buy_and_hold", "ex_ante_best_single", "equal_weight"):
+            arrays[f"paths_{j}"] = series1[k]
+    np.savez(out / "series.npz", **arrays)
+    path_sharpes = {k: sharpe_cols(series1[k].T).tolist() for k in names}
+    summary = {
+        "data": {
+            "bars": n,
+            "first": signals.index[0].isoformat(),
+            "last": signals.index[-1].isoformat(),
+            "evaluated_from": signals.index[start].isoformat(),
+            "warmup_bars": start,
+            "strategies": list(signals.strategies),
+        },
+        "settings": asdict(settings),
+        "embargo_bars": embargo,
+        "splits": len(splits),
+        "paths": p_count,
+        "costs": {
+            "taker_fee": costs.taker_fee,
+            "slippage_bps": costs.slippage_bps,
+            "funding_source": fund.source,
+            "funding_covered_share": float(fund.covered[start:].mean()),
+            "funding_fallback_hourly": DEFAULT_FUNDING_RATE_HOURLY,
+            "funding_mean_per_8h": float(
+                fund.per_bar[start:][fund.covered[start:]].sum() / max(1, fund.covered[start:].sum()) * 8
+            ),
+        },
+        "configs": [c.key for c in grid],
+        "trials_logged": len(log.rows),
+        "trial_count_for_dsr": len(grid),
+        "chosen_per_split": chosen,
+        "ex_ante_per_split": ex_ante,
+        "hindsight_best_single": hindsight,
+        "sharpe": {k: float(point1[col[k]]) for k in names},
+        "sharpe_2x": {k: float(point2[col[k]]) for k in names},
+        "sharpe_ci95": {k: [float(lo[col[k]]), float(hi[col[k]])] for k in names},
+        "total_return": {k: float(np.prod(1 + pooled1[:, col[k]]) - 1) for k in names},
+        "path_sharpes": path_sharpes,
+        "gates": gates,
+        "pbo": pbo,
+        "dsr_selected": dsr,
+        "selected_passes": passed,
+        "hedge_weights_config": hedge_plot,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
