@@ -2,7 +2,7 @@
 
 Why not skfolio's ``CombinatorialPurgedCV``: it works on sample indices and brings scikit-learn and
 scipy into an environment that has neither; what the protocol needs is ~60 lines (groups, purge,
-embargo, paths) and is tested directly (docs/decisions/0015-research-protocol.md).
+embargo, paths) and is tested directly (docs/decisions/0016-research-protocol.md).
 
 Bars ``start .. n-1`` are cut into ``groups`` contiguous groups; every choice of ``test_groups`` of
 them is one split (6 choose 2 = 15). Training bars are the other groups minus a *purge* of ``purge``
