@@ -530,7 +530,8 @@ Reading the table:
 - reference: bench/peers_logic.py over the project's targets with the row's fill and sizing.
   A return that differs from it in the second decimal is that engine's rounding (vectorbt and
   Nautilus keep a ppm of cash idle or round quantities; the project's ledger takes the entry
-  fee before the bar's return instead of after it).
+  fee before the bar's return instead of after it; freqtrade closes a position still open at the
+  end at the last bar's open, with the exit fee, where the reference marks it at the last close).
 - vectorbt_cold: an empty numba cache directory per run (every jitted function compiles);
   vectorbt_warm: the cache filled by one untimed run. freqtrade's candles are written once,
   untimed, in its feather format; its markets are given offline (the bench machine reaches no
@@ -547,11 +548,15 @@ def kafka_reference() -> str:
         return "Kafka topic replay: no bench/results/replay_e2e.md to quote (bench/bench_replay_e2e.py)."
     rows = REPLAY_E2E.read_text().splitlines()
     date = next((x for x in rows if x.startswith("Date:")), "Date: ?").removeprefix("Date:").strip()
-    e2e = next((x for x in rows if "end to end" in x and x.startswith("|")), "").strip()
+
+    def cells(key: str) -> str:
+        row = next((x for x in rows if key in x and x.startswith("|")), "")
+        return ": ".join(c.strip().replace("**", "") for c in row.strip("| ").split("|"))
+
     return (
         f"For reference, quoted from bench_replay_e2e ({date}), not re-run here: the topic replay "
         "through Kafka, every service its own process, majority vote over five strategies, paper "
-        f"venue: {e2e}"
+        f"venue; {cells('window')}; {cells('ticks (')}; {cells('end to end')}."
     )
 
 
@@ -563,12 +568,12 @@ def report(rows: list[dict[str, Any]], refs: dict[tuple[str, str], Any], args: a
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {_cpu()}, {os.cpu_count()} cores, "
         f"load average before {args.load_before}, after {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}",
         f"- data: {args.csv} ({args.bars:,} bars); fee {args.fee:g} per fill (taker), no slippage, "
-        f"no funding; long only, whole equity; {args.runs} fresh processes per row (median; peak RSS: max)",
+        f"no funding; long only, whole equity; each row: median of its runs, fresh processes, peak RSS max",
         f"- project python {platform.python_version()}; peers: {versions()}",
         "",
         "| strategy | engine | fill | sizing | wall s | CPU s | compute s | peak RSS MB | trades |"
-        " final return | reference (same fill, sizing) |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        " final return | reference (same fill, sizing) | runs |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ref = refs[(r["strategy"], r["fill"], SIZING[r["engine"]])]
@@ -576,9 +581,22 @@ def report(rows: list[dict[str, Any]], refs: dict[tuple[str, str], Any], args: a
             f"| {r['strategy']} | {r['engine']} | {r['fill']} | {SIZING[r['engine']]} | "
             f"{r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['compute_s']:.3f} | {r['rss_mb']:.0f} | "
             f"{r['trades']} | {r['final_return']:+.2%} | "
-            f"{ref.trades} / {ref.final_return:+.2%} |"
+            f"{ref.trades} / {ref.final_return:+.2%} | {r['runs']} |"
         )
-    lines += ["", *NOTES.splitlines(), "", kafka_reference()]
+    sys.path.insert(0, str(BENCH))
+    from peers_logic import close_vs_next_open
+
+    candles = _candles(str(args.csv))
+    differ, compared, gap_bp = close_vs_next_open(candles["open"].to_numpy(), candles["close"].to_numpy())
+    lines += [
+        "",
+        *NOTES.splitlines(),
+        "",
+        f"On these bars the next open differs from the signal bar's close on {differ:,} of {compared:,} "
+        f"bars, by {gap_bp:.1f} bp on average (bench/peers_logic.py close_vs_next_open).",
+        "",
+        kafka_reference(),
+    ]
     for s in STRATEGIES:
         for sizing in ("fee_inside", "fee_on_top"):
             a, b = refs[(s, "signal_close", sizing)], refs[(s, "next_open", sizing)]

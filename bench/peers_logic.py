@@ -91,3 +91,13 @@ def simulate_long_only(
     if units > 0.0:
         equity += units * float(last_close)
     return Outcome(trades=trades, final_return=equity - 1.0)
+
+
+def close_vs_next_open(open_: np.ndarray, close: np.ndarray) -> tuple[int, int, float]:
+    """(bars where ``close[t] != open[t + 1]``, bars compared, mean ``|open[t+1] / close[t] - 1|`` in bp
+    over the differing bars): how far apart the two fill models can be on a dataset."""
+    o = np.asarray(open_, dtype=np.float64)[1:]
+    c = np.asarray(close, dtype=np.float64)[:-1]
+    differ = o != c
+    gap = np.abs(o[differ] / c[differ] - 1.0) * 1e4
+    return int(differ.sum()), len(c), float(gap.mean()) if len(gap) else 0.0

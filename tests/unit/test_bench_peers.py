@@ -99,3 +99,12 @@ def test_unknown_sizing_and_bad_fee_are_refused() -> None:
         peers_logic.simulate_long_only(t, p, 2.0, 0.0, "half")
     with pytest.raises(ValueError, match="fee"):
         peers_logic.simulate_long_only(t, p, 2.0, 1.5)
+
+
+def test_close_vs_next_open_counts_only_the_bars_that_gap() -> None:
+    o = np.array([100.0, 100.0, 101.0, 103.0])
+    c = np.array([100.0, 100.0, 102.0, 104.0])
+    # Pairs: close 100 -> open 100 (same), 100 -> 101 (100 bp), 102 -> 103 (~98 bp).
+    differ, compared, mean_bp = peers_logic.close_vs_next_open(o, c)
+    assert (differ, compared) == (2, 3)
+    assert mean_bp == pytest.approx((100.0 + 1e4 / 102) / 2)
