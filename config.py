@@ -57,6 +57,20 @@ class ExchangeMode(StrEnum):
     KRAKEN = "kraken"
 
 
+class FillPrice(StrEnum):
+    """The price a decision taken at a bar's close trades at (docs/decisions/0017-fill-price-model.md).
+
+    ``next_open``: the open of the next bar, i.e. the first price after the signal bar has closed:
+    what a market order sent on that close can really get (and what freqtrade fills at). The last
+    bar of a series has no next bar: a decision there trades at that bar's close.
+    ``signal_close``: the signal bar's own close, the price the decision was computed from; it is
+    only reachable if the order executes in the same instant the bar closes (optimistic).
+    """
+
+    NEXT_OPEN = "next_open"
+    SIGNAL_CLOSE = "signal_close"
+
+
 def resolve_secret(value: SecretStr | None, setting: str) -> SecretStr | None:
     """Resolve a 1Password reference (``op://...``) to its value; plain values pass through.
 
@@ -129,6 +143,9 @@ class ExchangeSettings(BaseModel):
     base_url: str | None = None
     taker_fee: float = Field(default=0.0005, ge=0, lt=0.01)
     slippage_bps: float = Field(default=1.0, ge=0, lt=100)
+    #: Execution model of the paper venue, the replay comparison and the vectorized backtest alike
+    #: (``BTCMETA_EXCHANGE__FILL_PRICE``); the default is what live trading gets.
+    fill_price: FillPrice = FillPrice.NEXT_OPEN
 
 
 class TrainingSettings(BaseModel):

@@ -69,6 +69,10 @@ def main() -> None:
         help="share of intents that keep the previous target (a replay: ~0.97 hold)",
     )
     args = parser.parse_args()
+    from bench._needs import require
+
+    # Postgres (a throw-away database of its own)
+    require(postgres=True)
     configure_logging("bench-executor", "WARNING", json=True)
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as conn:

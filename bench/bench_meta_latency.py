@@ -49,6 +49,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=200, help="ticks to time")
     args = ap.parse_args()
+    from bench._needs import require
+
+    # Postgres and the broker (a database and prefix of its own)
+    require(postgres=True, kafka=True)
     configure_logging("bench", "WARNING", json=True)
     db = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:

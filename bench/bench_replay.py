@@ -38,6 +38,10 @@ def main() -> None:
     ap.add_argument("--bootstrap", default="127.0.0.1:39092")
     ap.add_argument("--runs", type=int, default=3, help="repeat the replay; each into a fresh namespace")
     args = ap.parse_args()
+    from bench._needs import require
+
+    # the broker (topics under a prefix of its own)
+    require(postgres=False, kafka=True)
 
     load = os.getloadavg()[0]
     registry = load_registry(REPO / "strategies_registry.json", import_classes=False)

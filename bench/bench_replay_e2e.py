@@ -69,6 +69,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the run's topics and rows")
     parser.add_argument("--timeout", type=float, default=4 * 3600)
     args = parser.parse_args()
+    from bench._needs import require
+
+    # the shared database (replay_runs, candles) and the broker
+    require(postgres=True, kafka=True, migrate=True, topics=True)
     configure_logging("bench-replay-e2e", "WARNING", json=False)
     candles = load_bundled_candles()
     end = candles.index[-1].to_pydatetime() + timedelta(hours=1)

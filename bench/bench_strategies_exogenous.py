@@ -88,7 +88,7 @@ def stats() -> None:
         strategy = make(name)
         pos = hourly_targets(strategy, candles, exo).astype(np.float64)
         positions[name] = pos
-        ledger = simulate(pos[:-1], close, hours, costs)
+        ledger = simulate(pos[:-1], close, hours, costs, open_=candles["open"].to_numpy(dtype=np.float64))
         net = ledger.net
         turnover = float(np.abs(np.diff(np.concatenate([[0.0], pos]))).sum()) / years
         cover = hourly_opinion(strategy, candles, exo).mean()

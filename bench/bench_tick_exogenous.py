@@ -113,6 +113,10 @@ def main() -> None:
     ap.add_argument("--db-n", type=int, default=50, help="iterations of the one-query-per-series path")
     ap.add_argument("--walk", type=int, default=24 * 60, help="consecutive hourly ticks in the walk")
     args = ap.parse_args()
+    from bench._needs import require
+
+    # Postgres (a throw-away database of its own)
+    require(postgres=True)
 
     import psycopg
 

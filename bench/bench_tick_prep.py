@@ -68,6 +68,10 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=200, help="iterations per measurement")
     ap.add_argument("--no-db", action="store_true", help="skip the measurements that read Postgres")
     args = ap.parse_args()
+    from bench._needs import require
+
+    # Postgres (a throw-away database of its own)
+    require(postgres=True)
 
     base = random_walk_candles(to_epoch_ms(TICK - timedelta(hours=LOOKBACK_H + 24)), (LOOKBACK_H + 24) * 60)
     plan = plan_tick(TICK, REGISTRY)

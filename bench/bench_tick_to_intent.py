@@ -76,6 +76,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT, help="result file")
     ap.add_argument("--note", default="", help="one line added to the result (what was run)")
     args = ap.parse_args()
+    from bench._needs import require
+
+    # Postgres and the broker (a database and prefix of its own)
+    require(postgres=True, kafka=True)
     configure_logging("bench", "WARNING", json=True)
     run_id = uuid.uuid4().hex[:8]
     db = f"bench_{run_id}"

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
 
 from common.db.models import Candle
+from config import FillPrice
 
 
 class Clock(Protocol):
@@ -118,57 +120,89 @@ class PriceFeed(Protocol):
 
 
 class CandlePriceFeed:
-    """Next available price from ``candles``: the open of the first bar at/after ``when``, else the
-    last close before it. The open of the next bar is what a market order sent at ``when`` could
-    really get; the last close is the best we know live, before that bar exists.
+    """The venue's price from ``candles`` under the fill-price model (``common.fills``, the rule the
+    backtest and the replay comparison apply to arrays):
 
-    ``prefetch`` (replays): on a miss, read the next N candles at/after ``when`` at once and answer
-    later times inside that span from memory. The span holds every candle in it, so the answer is
-    the query's; live runs keep 0 (a time past the newest candle is never cached either way).
+    * ``next_open`` (default): the open of the first bar at/after ``when``, else the last close
+      before it. The open of the next bar is what a market order sent at ``when`` could really get;
+      the last close is the best we know live, before that bar exists (and at the end of a series).
+    * ``signal_close``: the close of the last bar that opened before ``when`` (the bar whose close
+      the decision was computed from), else the open of the first bar.
+
+    ``prefetch`` (replays): on a miss, read the bar before ``when`` and the next N bars at/after it
+    at once and answer later times inside that span from memory. The span holds every candle in it,
+    so the answer is the query's; live runs keep 0 (a time past the newest candle is never cached
+    either way).
     """
 
-    def __init__(self, engine: Engine, symbol: str, timeframe: str, *, prefetch: int = 0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        symbol: str,
+        timeframe: str,
+        *,
+        prefetch: int = 0,
+        fill_price: FillPrice = FillPrice.NEXT_OPEN,
+    ) -> None:
         self._engine = engine
         self._symbol = symbol
         self._timeframe = timeframe
         self._prefetch = prefetch
-        self._span: tuple[datetime, list[datetime], list[float]] | None = None
+        self.fill_price = FillPrice(fill_price)
+        # A span of consecutive stored candles (open times, opens, closes) and the lowest time it
+        # answers: inclusive for ``next_open`` (the query time), exclusive for ``signal_close`` (the
+        # open time of the candle before the query, whose close it needs).
+        self._span: tuple[datetime, bool, list[datetime], list[float], list[float]] | None = None
+
+    def _answer(
+        self, when: datetime, times: list[datetime], opens: list[float], closes: list[float]
+    ) -> float:
+        i = bisect_left(times, when)
+        if self.fill_price is FillPrice.SIGNAL_CLOSE:
+            return closes[i - 1] if i > 0 else opens[0]
+        return opens[i] if i < len(times) else closes[-1]
 
     def _cached(self, when: datetime) -> float | None:
         if self._span is None:
             return None
-        low, times, opens = self._span
-        if not low <= when <= times[-1]:
+        low, inclusive, times, opens, closes = self._span
+        if not ((low <= when) if inclusive else (low < when)) or when > times[-1]:
             return None
-        return opens[bisect_left(times, when)]
+        return self._answer(when, times, opens, closes)
+
+    def _keep(self, low: datetime, inclusive: bool, rows: Sequence[Any]) -> None:
+        """Remember ``rows`` (candle rows: open_time, open, close) as the span answering from ``low``."""
+        times = [r.open_time for r in rows]
+        self._span = (low, inclusive, times, [float(r.open) for r in rows], [float(r.close) for r in rows])
 
     def price_at(self, when: datetime) -> float | None:
         hit = self._cached(when)
         if hit is not None:
             return hit
-        base = select(Candle).where(Candle.symbol == self._symbol, Candle.timeframe == self._timeframe)
+        cols = (Candle.open_time, Candle.open, Candle.close)
+        mine = (Candle.symbol == self._symbol, Candle.timeframe == self._timeframe)
+        after = select(*cols).where(*mine, Candle.open_time >= when).order_by(Candle.open_time)
+        before = (
+            select(*cols).where(*mine, Candle.open_time < when).order_by(Candle.open_time.desc()).limit(1)
+        )
         with self._engine.connect() as conn:
-            if self._prefetch:
-                rows = conn.execute(
-                    select(Candle.open_time, Candle.open)
-                    .where(Candle.symbol == self._symbol, Candle.timeframe == self._timeframe)
-                    .where(Candle.open_time >= when)
-                    .order_by(Candle.open_time)
-                    .limit(self._prefetch)
-                ).all()
+            if self.fill_price is FillPrice.NEXT_OPEN:
+                rows = conn.execute(after.limit(max(1, self._prefetch))).all()
                 if rows:
-                    self._span = (when, [r.open_time for r in rows], [float(r.open) for r in rows])
+                    if self._prefetch:
+                        self._keep(when, True, rows)
                     return float(rows[0].open)
-            else:
-                nxt = conn.execute(
-                    base.where(Candle.open_time >= when).order_by(Candle.open_time).limit(1)
-                ).first()
-                if nxt is not None:
-                    return float(nxt.open)
-            last = conn.execute(
-                base.where(Candle.open_time < when).order_by(Candle.open_time.desc()).limit(1)
-            ).first()
-        return float(last.close) if last is not None else None
+                last = conn.execute(before).first()
+                return float(last.close) if last is not None else None
+            last = conn.execute(before).first()
+            if last is None:  # nothing before ``when``: the first bar's open is the first price
+                first = conn.execute(after.limit(1)).first()
+                return float(first.open) if first is not None else None
+            if self._prefetch:
+                rows = conn.execute(after.limit(self._prefetch)).all()
+                if rows:
+                    self._keep(last.open_time, False, [last, *list(rows)])
+            return float(last.close)
 
 
 class FixedPriceFeed:

@@ -67,6 +67,7 @@ def build_exchange(settings: Settings, engine: Engine, namespace: str, options: 
             settings.symbol,
             options.price_timeframe or settings.min_timeframe,
             prefetch=2_000 if options.replay_clock else 0,
+            fill_price=settings.exchange.fill_price,
         )
     )
     return PaperExchange(

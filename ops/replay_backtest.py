@@ -117,10 +117,20 @@ def vectorized(
     spec = policy.spec if policy is not None else FeatureSpec(strategies=signals.strategies)
     market = Market.build(history, signals, spec)
     bars = decision_bars(market, start, end)
+    if len(bars) == 0:
+        raise RuntimeError(
+            f"no stored {settings.symbol} bar closes in {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}: "
+            f"stored candles span {candles.index[0]:%Y-%m-%d %H:%M} .. {candles.index[-1]:%Y-%m-%d %H:%M}"
+        )
     decisions, obs = vectorized_decisions(
         market, bars, policy, step=settings.exposure_step, max_exposure=settings.max_exposure
     )
-    prices = Prices(candles.index.asi8, candles["open"].to_numpy(), candles["close"].to_numpy())
+    prices = Prices(
+        candles.index.asi8,
+        candles["open"].to_numpy(),
+        candles["close"].to_numpy(),
+        settings.exchange.fill_price,
+    )
     return Vectorized(
         decisions, obs, spec, simulate_execution(decisions, prices, execution_model(settings)), prices
     )

@@ -9,8 +9,9 @@ Two independent computations of the same window (docs/decisions/0013-replay-back
 * **Execution, in the executor's units** (BTC and USD, not fractions of equity): a vectorized
   simulation of the paper venue written here from its documented model, not by calling the
   executor: target position ``target_exposure * max_position_btc``, moves split into legs of at
-  most ``max_order_btc`` (whole 0.0001 BTC lots), each leg filled at the open of the first candle
-  at/after the tick (else the last close) with fixed adverse slippage, taker fee on the slipped
+  most ``max_order_btc`` (whole 0.0001 BTC lots), each leg filled at the venue price of the tick
+  under the configured fill model (``common.fills.venue_price_at``: by default the open of the
+  first candle at/after the tick, else the last close) with fixed adverse slippage, taker fee on the slipped
   price; funding every full hour after the first fill on the position held before that hour's
   tick. Compared with the executor's fills, funding, equity curve and final book within
   floating-point tolerance (``RTOL``/``ATOL_*``): only the order of float additions differs.
@@ -31,9 +32,11 @@ import pandas as pd
 
 from common.actions import ACTIONS, apply_actions, label_for
 from common.events import Target
+from common.fills import venue_price_at
 from common.observation import FeatureSpec
 from common.policy import Policy
 from common.portfolio import next_entry_price
+from config import FillPrice
 from training.backtest import policy_exposure
 from training.baselines import baseline_exposure
 from training.market import Market
@@ -61,18 +64,18 @@ class ExecutionModel:
 
 @dataclass
 class Prices:
-    """Stored candles as arrays: what the paper venue prices from (``CandlePriceFeed``)."""
+    """Stored candles as arrays: what the paper venue prices from (``CandlePriceFeed``), under the
+    same fill-price model (``config.ExchangeSettings.fill_price``)."""
 
     open_ns: np.ndarray
     open: np.ndarray
     close: np.ndarray
+    fill_price: FillPrice = FillPrice.NEXT_OPEN
 
     def at(self, when_ns: np.ndarray) -> np.ndarray:
-        """Open of the first candle at/after each time, else the last close before it."""
-        i = np.searchsorted(self.open_ns, when_ns, side="left")
-        inside = i < len(self.open_ns)
-        nxt = self.open[np.minimum(i, len(self.open) - 1)]
-        return np.where(inside, nxt, self.close[-1])
+        """The venue's price at each time (``next_open``: open of the first candle at/after it, else
+        the last close before it); ``ValueError`` when there are no candles at all."""
+        return venue_price_at(self.open_ns, self.open, self.close, when_ns, self.fill_price)
 
 
 # ---------------------------------------------------------------------------------------- decisions
@@ -267,6 +270,10 @@ def equity_curve(
 # ---------------------------------------------------------------------------------------- comparison
 
 
+class NothingToCompare(ValueError):
+    """Neither side decided a tick in the window: an empty comparison would read as "identical"."""
+
+
 @dataclass
 class Difference:
     what: str
@@ -377,8 +384,16 @@ def compare(
     sim: dict[str, pd.DataFrame],
     book: dict[str, float],
 ) -> Comparison:
-    """Tick-by-tick comparison; every check records its count of differences and its first one."""
+    """Tick-by-tick comparison; every check records its count of differences and its first one.
+
+    Raises :class:`NothingToCompare` when both sides are empty: zero ticks compared is not a pass.
+    """
     rd = replay["decisions"]
+    if len(vec_decisions) == 0 and len(rd) == 0:
+        raise NothingToCompare(
+            "nothing to compare: neither the pipeline nor the vectorized backtest decided a tick in "
+            "the window (are the window's candles imported? does it end after the first bar closes?)"
+        )
     cmp = Comparison(ticks=len(vec_decisions))
     # decisions: exact
     merged = vec_decisions.merge(rd, on="tick_time", how="outer", suffixes=("_vec", "_rep"), indicator=True)

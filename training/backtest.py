@@ -62,7 +62,8 @@ def policy_exposure(
 
 
 def ledger_for(exposure: np.ndarray, market: Market, window: Window, costs: CostModel) -> Ledger:
-    return simulate(exposure, market.close[window.as_slice()], market.hours[window.as_slice()], costs)
+    sl = window.as_slice()
+    return simulate(exposure, market.close[sl], market.hours[sl], costs, open_=market.open[sl])
 
 
 def run_baselines(
@@ -74,7 +75,7 @@ def run_baselines(
     max_exposure: float = 1.0,
 ) -> dict[str, Ledger]:
     """Ledger of every baseline on ``window`` (same bars, same costs)."""
-    c = costs or CostModel()
+    c = costs or CostModel.configured()
     names = baseline_names(market.signals.strategies)
     return {
         n: ledger_for(

@@ -8,9 +8,12 @@ into ``common.actions.ACTIONS`` (hold, increase, decrease, flat, reverse), appli
 
 Execution model (training.ledger, the same as the backtest and the executor's paper venue):
 the decision at bar t's close uses the observation at t; the new exposure is held over bar t+1 and
-earns ``close[t+1]/close[t] - 1``; cost ``|Δexposure| * (taker_fee + slippage)``; funding
-``exposure * rate * hours``. Reward ``"pnl"``: equity change net of costs (equity starts at 1.0),
-times ``reward_scale``; ``"dsr"``: Moody & Saffell's differential Sharpe ratio of the net return.
+earns ``p[t+1]/p[t] - 1``, ``p`` the fill prices of the cost model's ``fill_price``
+(``common.fills.decision_prices`` over the bars up to the window's end: ``open[t+1]`` by default,
+the window's last bar at its close, exactly as ``training.ledger.simulate`` on that window); cost
+``|Δexposure| * (taker_fee + slippage)``; funding ``exposure * rate * hours``. Reward ``"pnl"``:
+equity change net of costs (equity starts at 1.0), times ``reward_scale``; ``"dsr"``: Moody &
+Saffell's differential Sharpe ratio of the net return.
 
 The observation comes from ``Market.observe`` (``common.observation.build_observations``) and the
 entry price from ``common.portfolio.next_entry_price``, the functions the live meta consumer
@@ -26,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from common.actions import ACTIONS, apply_actions
+from common.fills import decision_prices
 from common.portfolio import next_entry_price
 from training.ledger import CostModel, step_terms
 from training.market import Market
@@ -63,15 +67,18 @@ class BtcPerpVecEnv:
         self.max_step = int(min(max_step, len(window) - 1))
         if self.max_step < 1:
             raise ValueError("window needs at least 2 bars")
-        self.costs = costs or CostModel()
+        self.costs = costs or CostModel.configured()
         self.step_size, self.max_exposure = step, max_exposure
         self.reward_kind, self.reward_scale, self.dsr_eta = reward, reward_scale, dsr_eta
         self.random_start = random_start
         self.state_dim = market.spec.dim
         self.action_dim = len(ACTIONS)
         self.rng = np.random.default_rng(seed)
-        c = market.close
-        self._ret = np.append(c[1:] / c[:-1] - 1.0, 0.0)  # return earned over bar t+1, indexed by t
+        # return earned over bar t+1, indexed by t; prices cut at the window's end so its last bar
+        # ends at its close (no next open inside the window), as in the backtest's ledger
+        p = decision_prices(market.open[: window.end], market.close[: window.end], self.costs.fill_price)
+        self._ret = np.zeros(len(market))
+        self._ret[: len(p) - 1] = p[1:] / p[:-1] - 1.0
         self._hours = np.append(market.hours[1:], 0.0)
         n = self.num_envs
         self.t: np.ndarray = np.zeros(n, dtype=np.int64)

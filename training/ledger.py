@@ -3,8 +3,11 @@
 Decision at the close of bar t (observation at t) -> new exposure ``e'`` (signed fraction of
 equity, on the meta consumer's grid) held over bar t+1:
 
-* price PnL: ``e' * (close[t+1] / close[t] - 1)`` (the executor/paper fills at the next open,
-  which on these continuous hourly candles is the close of t);
+* price PnL: ``e' * (p[t+1] / p[t] - 1)`` where ``p[t]`` is the price the decision at bar t fills
+  at, the execution model's ``fill_price`` (``common.fills.decision_prices``, the rule the paper
+  venue and the replay comparison apply too): ``next_open`` (default, what live trading gets)
+  ``p[t] = open[t+1]``, ``signal_close`` ``p[t] = close[t]``; the last bar of the window has no
+  next open, so the final step ends at its close (the equity is marked there, nothing is filled);
 * trading cost: ``|e' - e| * (taker_fee + slippage)``: taker fee on every fill, fixed adverse
   slippage, as in ``executor/exchanges/paper.py`` (the paper venue charges the fee on the slipped
   price: a difference of fee x slippage, 5e-8 of the notional, ignored here);
@@ -22,9 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from config import DEFAULT_FUNDING_RATE_HOURLY, ExchangeSettings
+from common.fills import decision_prices
+from config import DEFAULT_FUNDING_RATE_HOURLY, ExchangeSettings, FillPrice
 
 _EXCHANGE_DEFAULTS = ExchangeSettings.model_fields
+_DEFAULT_FILL_PRICE = FillPrice(_EXCHANGE_DEFAULTS["fill_price"].default)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,19 @@ class CostModel:
     taker_fee: float = float(_EXCHANGE_DEFAULTS["taker_fee"].default)
     slippage_bps: float = float(_EXCHANGE_DEFAULTS["slippage_bps"].default)
     funding_rate_hourly: float = DEFAULT_FUNDING_RATE_HOURLY
+    fill_price: FillPrice = _DEFAULT_FILL_PRICE
+
+    @classmethod
+    def configured(cls) -> CostModel:
+        """The executor's configured costs and fill price (``BTCMETA_EXCHANGE__*``), funding default.
+
+        What a backtest uses when it is given no costs, so that changing the execution model in
+        the configuration changes the paper venue, the replay and the backtest together.
+        """
+        from config import get_settings
+
+        ex = get_settings().exchange
+        return cls(taker_fee=ex.taker_fee, slippage_bps=ex.slippage_bps, fill_price=ex.fill_price)
 
     @property
     def cost_rate(self) -> float:
@@ -71,17 +89,24 @@ def simulate(
     hours: np.ndarray,
     costs: CostModel,
     initial_exposure: float = 0.0,
+    *,
+    open_: np.ndarray | None = None,
 ) -> Ledger:
     """Ledger of exposures decided at bars 0..n-2 of ``close`` and held over bars 1..n-1.
 
     ``exposure`` has length ``len(close) - 1`` (optionally a trailing config axis [n-1, C]);
-    ``hours[k]`` is the time from bar k-1 to bar k (training.data.hours_between).
+    ``hours[k]`` is the time from bar k-1 to bar k (training.data.hours_between). ``open_`` (the
+    bars' opens) is required by the ``next_open`` fill model: guessing it from the previous close
+    is the assumption the model exists to avoid.
     """
     e = np.asarray(exposure, dtype=np.float64)
     c = np.asarray(close, dtype=np.float64)
     if e.shape[0] != c.shape[0] - 1:
         raise ValueError(f"need len(close) - 1 = {c.shape[0] - 1} exposures, got {e.shape[0]}")
-    ret = c[1:] / c[:-1] - 1.0
+    if open_ is None and costs.fill_price is not FillPrice.SIGNAL_CLOSE:
+        raise ValueError(f"fill_price={costs.fill_price.value} needs the bars' opens (open_=...)")
+    p = decision_prices(c if open_ is None else open_, c, costs.fill_price)
+    ret = p[1:] / p[:-1] - 1.0
     h = np.asarray(hours, dtype=np.float64)[1:]
     if e.ndim == 2:
         ret, h = ret[:, None], h[:, None]

@@ -23,6 +23,8 @@ class Market:
     hours: np.ndarray
     volatility: np.ndarray
     signals: SignalArrays
+    #: Bar opens: the ``next_open`` fill model's prices (common.fills), never an observation input.
+    open: np.ndarray
 
     @classmethod
     def build(cls, candles: pd.DataFrame, signals: SignalArrays, spec: FeatureSpec) -> Market:
@@ -38,6 +40,7 @@ class Market:
             hours_between(signals.index),
             rolling_volatility(close, spec.vol_window),
             signals,
+            candles["open"].to_numpy(dtype=np.float64),
         )
 
     def __len__(self) -> int:

@@ -239,7 +239,7 @@ def run_fold(
     metric: str = "sharpe",
 ) -> FoldResult:
     """Train (``hook``) on ``fold.train``, evaluate all on validation and test, choose on validation."""
-    c = costs or CostModel()
+    c = costs or CostModel.configured()
     close = candles["close"].to_numpy(dtype=np.float64)
     stats = fit_stats(close, fold.train, vol_window=vol_window, funding_rate_hourly=c.funding_rate_hourly)
     market = Market.build(candles, signals, stats.spec(signals.strategies))

@@ -87,7 +87,7 @@ def run_pipeline(
     extra_config: dict[str, Any] | None = None,
 ) -> PipelineResult:
     """Train (hook), evaluate and record one run; returns its id and the proposed candidate."""
-    c = costs or CostModel()
+    c = costs or CostModel.configured()
     split = walk_forward(len(candles), folds=folds, start=signals.warmup, mode=mode, embargo=embargo)
     config = {
         "folds": folds,

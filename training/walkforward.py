@@ -68,7 +68,7 @@ def run_walkforward(
     reward: str = "pnl",
 ) -> dict[str, Any]:
     """The ``report.json`` document (see the module doc for the selection rule)."""
-    c = costs or CostModel()
+    c = costs or CostModel.configured()
     out_folds: list[dict[str, Any]] = []
     if algos and (budget_steps <= 0 or out_dir is None):
         raise ValueError("training agents needs --budget-steps > 0 and an output directory")

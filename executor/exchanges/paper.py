@@ -8,7 +8,9 @@ and the chaos test exercises. A restart continues from the stored state.
 
 Models (documented so tests can recompute them independently):
 
-* Price: ``PriceFeed.price_at(ref_time)`` (next candle open, or a price the caller supplies),
+* Price: ``PriceFeed.price_at(ref_time)`` (from candles under the fill-price model,
+  ``config.ExchangeSettings.fill_price``: by default the next candle's open, the first price after
+  the decision; or a price the caller supplies), used for fills, marks and funding alike,
   checked by ``executor.prices.checked_price``: missing, NaN/inf or <= 0 raises ``NoPrice`` and
   nothing is filled or booked.
 * Slippage: a fixed adverse move of ``slippage_bps``: buys fill at ``p * (1 + bps/1e4)``, sells at

@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 
 from common.observation import FeatureSpec
-from ops.replay_compare import ExecutionModel, Prices, _legs, compare, equity_curve, simulate_execution
+from config import FillPrice
+from ops.replay_compare import (
+    ExecutionModel,
+    NothingToCompare,
+    Prices,
+    _legs,
+    compare,
+    equity_curve,
+    simulate_execution,
+)
 
 H = pd.Timedelta(hours=1)
 T0 = pd.Timestamp("2021-01-01 00:00", tz="UTC")
@@ -102,3 +111,37 @@ def test_funding_reaches_the_last_tick_over_long_spans() -> None:
     funding = simulate_execution(decisions, prices, MODEL)["funding"]
     assert len(funding) == len(ticks) - 1
     assert funding["funding_time"].iloc[-1] == last
+
+
+def test_an_empty_comparison_is_a_clear_error() -> None:
+    """0 ticks on both sides (the bench's old crash: IndexError in ``Prices.at`` on no candles)."""
+    empty = np.array([], dtype=np.int64)
+    with pytest.raises(ValueError, match="no candles to price from"):
+        Prices(empty, empty.astype(float), empty.astype(float)).at(np.array([T0.value]))
+    decisions = pd.DataFrame({"tick_time": pd.DatetimeIndex([], tz="UTC"), "target_exposure": []})
+    sim = simulate_execution(decisions, _prices(), MODEL)  # no decision: nothing filled, no crash
+    assert sim["fills"].empty and sim["funding"].empty and sim["equity"].empty
+    replay = {
+        "decisions": pd.DataFrame(
+            columns=["tick_time", "action", "current_exposure", "target_exposure", "degraded", "features"]
+        ),
+        **{k: sim[k] for k in ("fills", "funding", "equity")},
+    }
+    vec = pd.DataFrame(columns=["tick_time", "action", "current_exposure", "target_exposure"])
+    with pytest.raises(NothingToCompare, match="nothing to compare"):
+        compare(replay, vec, np.empty((0, 1)), FeatureSpec(strategies=("a",)), sim, {})
+
+
+@pytest.mark.parametrize("fill", list(FillPrice))
+def test_fills_follow_the_fill_price_model(fill: FillPrice) -> None:
+    """The simulated venue trades a tick at the model's price: the next candle's open (default) or
+    the close of the bar that just closed; past the last candle both use the last close."""
+    opens = 100.0 + np.arange(4, dtype=float)
+    index = pd.date_range(T0, periods=4, freq="h")
+    prices = Prices(index.asi8, opens, opens + 0.5, fill)
+    ticks = [T0 + H, T0 + 4 * H]  # bar 0 closed; then the last bar closed (no next candle)
+    decisions = pd.DataFrame({"tick_time": ticks, "target_exposure": [0.5, 0.0]})
+    fills = simulate_execution(decisions, prices, MODEL)["fills"]
+    slip = 1.0 / 10_000
+    want_first = 101.0 if fill is FillPrice.NEXT_OPEN else 100.5
+    assert fills["price"].tolist() == [want_first * (1 + slip), 103.5 * (1 - slip)]

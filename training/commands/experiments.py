@@ -136,7 +136,7 @@ def baselines(
     if stop - first < 2:
         raise typer.BadParameter("the window holds fewer than 2 bars after the strategies' warm-up")
     window = Window(first, stop)
-    costs = CostModel()
+    costs = CostModel.configured()
     fit = Window(max(0, first - fit_days * 24), first) if first > 48 else Window(0, stop)
     close = candles["close"].to_numpy(np.float64)
     stats = fit_stats(close, fit, funding_rate_hourly=costs.funding_rate_hourly)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from common.actions import ACTIONS
-from config import DEFAULT_FUNDING_RATE_HOURLY
+from config import DEFAULT_FUNDING_RATE_HOURLY, FillPrice
 from training.env import BtcPerpVecEnv
 from training.ledger import CostModel
 from training.market import Market
@@ -41,9 +41,10 @@ def test_interface(market: Market) -> None:
     assert CostModel().taker_fee == 0.0005 and CostModel().funding_rate_hourly == DEFAULT_FUNDING_RATE_HOURLY
 
 
-def test_pnl_equals_independent_recomputation(market: Market) -> None:
-    """Equity from the env == a scalar loop over positions, prices, fees and funding."""
-    env = BtcPerpVecEnv(market, WINDOW, num_envs=4, max_step=300, seed=11)
+@pytest.mark.parametrize("fill", list(FillPrice))
+def test_pnl_equals_independent_recomputation(market: Market, fill: FillPrice) -> None:
+    """Equity from the env == a scalar loop over positions, fill prices, fees and funding."""
+    env = BtcPerpVecEnv(market, WINDOW, num_envs=4, max_step=300, seed=11, costs=CostModel(fill_price=fill))
     env.reset()
     starts = env.t.copy()
     rng = np.random.default_rng(5)
@@ -56,14 +57,20 @@ def test_pnl_equals_independent_recomputation(market: Market) -> None:
             final_equity = info["equity"]
     fee = 0.0005 + 1.0 / 10_000
     rate = DEFAULT_FUNDING_RATE_HOURLY
-    close = market.close.tolist()
+    close, opens = market.close.tolist(), market.open.tolist()
+
+    def px(t: int) -> float:  # what the decision at bar t trades at; the window's last bar: its close
+        if fill is FillPrice.SIGNAL_CLOSE or t == WINDOW.end - 1:
+            return close[t]
+        return opens[t + 1]
+
     times = market.index
     for k in range(4):
         equity, e, t = 1.0, 0.0, int(starts[k])
         for step in range(300):
             new = _grid_move(int(actions[step, k]), e)
             hours = (times[t + 1] - times[t]).total_seconds() / 3600.0
-            pnl = new * (close[t + 1] / close[t] - 1.0) - abs(new - e) * fee - new * rate * hours
+            pnl = new * (px(t + 1) / px(t) - 1.0) - abs(new - e) * fee - new * rate * hours
             before = equity
             equity = equity * (1.0 + pnl)
             assert rewards[step][k] == pytest.approx(equity - before, rel=1e-5, abs=1e-9)
@@ -147,9 +154,13 @@ def test_env_never_reads_bars_after_its_window(market: Market, reward: str) -> N
     window = Window(25_000, 25_400)
     close = market.close.copy()
     close[window.end :] *= 3.0
+    opens = market.open.copy()
+    opens[window.end :] *= 3.0  # the next_open model must not read the bar after the window either
     from common.observation import rolling_volatility
 
-    other = replace(market, close=close, volatility=rolling_volatility(close, market.spec.vol_window))
+    other = replace(
+        market, close=close, open=opens, volatility=rolling_volatility(close, market.spec.vol_window)
+    )
 
     def run(m: Market) -> list[np.ndarray]:
         env = BtcPerpVecEnv(m, window, num_envs=64, max_step=100, seed=9, reward=reward)  # type: ignore[arg-type]

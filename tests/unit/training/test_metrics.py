@@ -8,6 +8,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
+from config import FillPrice
 from training.ledger import CostModel, simulate
 from training.metrics import (
     cagr,
@@ -46,7 +47,12 @@ def test_positions_trades_turnover_by_hand() -> None:
     assert got == pytest.approx([1.1 * 0.95 * 0.999 - 1, 1.02 * 1.01 - 1, -0.03])
     close = np.array([100.0, 100, 110, 115.5, 115.5, 110, 105, 100])
     ledger = simulate(
-        exposure, close, np.ones(8), CostModel(taker_fee=0.001, slippage_bps=0.0, funding_rate_hourly=0.0)
+        exposure,
+        close,
+        np.ones(8),
+        CostModel(
+            taker_fee=0.001, slippage_bps=0.0, funding_rate_hourly=0.0, fill_price=FillPrice.SIGNAL_CLOSE
+        ),  # closes only: the fill model is not under test
     )
     m = summarize(ledger)
     assert m["trades"] == 4 and m["turnover"] == pytest.approx(5.0)

@@ -119,10 +119,14 @@ def test_record_and_read_back(db: ResultsDB) -> None:
     path, sha = db.save_model(run, "ppo", art)
     assert path.read_bytes() == art and sha == hashlib.sha256(art).hexdigest() and path.is_absolute()
     idx = pd.date_range("2022-01-01", periods=4, freq="h", tz="UTC")
+    from config import FillPrice
     from training.ledger import CostModel, simulate
 
     ledger = simulate(
-        np.array([1.0, 1.0, 0.0]), np.array([100.0, 101.0, 99.0, 99.0]), np.ones(4), CostModel()
+        np.array([1.0, 1.0, 0.0]),
+        np.array([100.0, 101.0, 99.0, 99.0]),
+        np.ones(4),
+        CostModel(fill_price=FillPrice.SIGNAL_CLOSE),  # closes only: the fill model is not under test
     )
     ev = db.record_evaluation(
         run,
