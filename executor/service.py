@@ -10,6 +10,11 @@ Per intent (see docs/decisions/0007-executor-exactly-once.md for why this order)
 
 The ConsumerLoop commits the Kafka offset after that. A crash anywhere re-delivers the intent; the
 lookup-before-place turns the re-run into adoption of what the venue already did.
+
+Replays hand over whole polls (``handle_batch``, docs/decisions/0015-executor-replay-batches.md):
+consecutive intents share the lock, the dedup read, the report flush and the commit, as long as
+only the first new intent of a transaction writes to the venue; live stays one intent per
+transaction.
 """
 
 from __future__ import annotations
