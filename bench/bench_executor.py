@@ -6,11 +6,14 @@ not sent to Kafka (the Kafka round trip is measured by the chaos test). Writes
 ``bench/results/executor.md`` with the machine and date.
 
     .venv/bin/python bench/bench_executor.py [--intents 500] [--profile] [--replay] [--hold 0.97]
+        [--batch 200]
 
 ``--replay`` measures the topic-replay configuration instead: real hourly candles (bundled data)
 as the price feed, the replayed clock following the intents' tick times (one per hour), hourly
 funding settled by the paper venue, as ``python -m ops replay-backtest`` runs it.
 ``--hold S``: a share S of intents keeps the previous target (no order), as most ticks of a replay do.
+``--batch N``: ``Executor.handle_batch`` over N intents at a time (the replay executor's batches,
+ADR 0015) instead of ``handle`` per intent.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ def main() -> None:
         default=0.0,
         help="share of intents that keep the previous target (a replay: ~0.97 hold)",
     )
+    parser.add_argument("--batch", type=int, default=1, help="intents per handle_batch call (1: handle)")
     args = parser.parse_args()
     from bench._needs import require
 
@@ -143,8 +147,13 @@ def main() -> None:
         started = time.perf_counter()
         if profiler:
             profiler.enable()
-        for intent in intents:
-            orders += len(ex.handle(intent, serde.encode).orders)
+        if args.batch == 1:
+            for intent in intents:
+                orders += len(ex.handle(intent, serde.encode).orders)
+        else:
+            for k in range(0, len(intents), args.batch):
+                reports = ex.handle_batch(intents[k : k + args.batch], serde.encode)
+                orders += sum(len(r.orders) for r in reports)
         if profiler:
             profiler.disable()
         elapsed = time.perf_counter() - started
@@ -155,7 +164,9 @@ def main() -> None:
     rate = args.intents / elapsed
     line = (
         f"| {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.node()} ({_cpu()}) | {os.cpu_count()} cpu | "
-        f"{args.intents}{' (replay)' if args.replay else ''} | {orders} | {elapsed:.2f} s | "
+        f"{args.intents}{' (replay)' if args.replay else ''}"
+        f"{f', batch {args.batch}' if args.batch > 1 else ''}{f', hold {args.hold:g}' if args.hold else ''}"
+        f" | {orders} | {elapsed:.2f} s | "
         f"{rate:.0f} intents/s | {1000 / rate:.1f} ms |"
     )
     print(line)

@@ -26,10 +26,26 @@ def lock_namespace(s: Session, namespace: str) -> None:
     s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:ns))"), {"ns": f"executor:{namespace}"})
 
 
+def _pin(s: Session, row: object) -> None:
+    """Keep ``row`` referenced until the session closes (the end of its one transaction).
+
+    The session's identity map holds rows weakly: a position read, turned into a ``Holding`` and
+    dropped, is gone, and the next ``s.get`` reads it again. A batch of replayed intents reads the
+    same position and P&L row several times per intent; pinned, those reads cost no query.
+    """
+    s.info.setdefault("pinned", {})[id(row)] = row
+
+
+def forget_row_locks(s: Session) -> None:
+    """After a rollback to a savepoint: the row locks taken inside it are gone, take them again."""
+    s.info.pop("locked_pnl", None)
+
+
 def load_holding(s: Session, namespace: str, symbol: str) -> Holding:
     pos = s.get(Position, (namespace, symbol))
     if pos is None:
         return Holding()
+    _pin(s, pos)
     return Holding(pos.quantity, pos.avg_entry_price, pos.realized_pnl)
 
 
@@ -40,6 +56,7 @@ def save_holding(s: Session, namespace: str, symbol: str, h: Holding) -> None:
         s.flush()
         pos = s.get(Position, (namespace, symbol))
         assert pos is not None
+    _pin(s, pos)
     pos.quantity, pos.avg_entry_price, pos.realized_pnl = h.quantity, h.avg_price, h.realized
 
 
@@ -159,12 +176,18 @@ def record_funding(s: Session, namespace: str, events: list[FundingEvent]) -> fl
 
 
 def _today_row(s: Session, namespace: str, day: date) -> PnlDaily:
-    row = s.get(PnlDaily, (namespace, day), with_for_update=True)
+    """The day's row, locked FOR UPDATE once per transaction (a batch updates it once per intent)."""
+    locked: set[tuple[str, date]] = s.info.setdefault("locked_pnl", set())
+    key = (namespace, day)
+    row = s.get(PnlDaily, key) if key in locked else s.get(PnlDaily, key, with_for_update=True)
     if row is None:
         row = PnlDaily(
             namespace=namespace, day=day, realized=0.0, unrealized=0.0, fees=0.0, funding=0.0, equity=0.0
         )
         s.add(row)
+    else:
+        locked.add(key)
+    _pin(s, row)
     return row
 
 
@@ -175,6 +198,8 @@ def daily_pnl(s: Session, namespace: str, day: date, unrealized_now: float) -> f
     loss cap, and it avoids counting gains made on earlier days as today's cushion.
     """
     row = s.get(PnlDaily, (namespace, day))
+    if row is not None:
+        _pin(s, row)
     prev = s.scalar(
         select(PnlDaily.unrealized)
         .where(PnlDaily.namespace == namespace, PnlDaily.day < day)

@@ -10,16 +10,21 @@ Per intent (see docs/decisions/0007-executor-exactly-once.md for why this order)
 
 The ConsumerLoop commits the Kafka offset after that. A crash anywhere re-delivers the intent; the
 lookup-before-place turns the re-run into adoption of what the venue already did.
+
+Replays hand over whole polls (``handle_batch``, docs/decisions/0015-executor-replay-batches.md):
+consecutive intents share the lock, the dedup read, the report flush and the commit, as long as
+only the first new intent of a transaction writes to the venue; live stays one intent per
+transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import Counter
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from common.db.models import Intent
@@ -45,6 +50,10 @@ BAD_MARKS = Counter(
 )
 
 Publish = Callable[[ExecutionReport], None]
+
+
+class _PlacesOrders(Exception):
+    """An intent that is not its transaction's first would write to the venue: commit first."""
 
 
 @dataclass
@@ -77,37 +86,100 @@ class Executor:
 
     def handle(self, intent: OrderIntent, publish: Publish) -> ExecutionReport:
         """Handle one intent; ``publish`` must deliver (flush) the report before we commit."""
+        return self.handle_batch([intent], publish)[0]
+
+    def handle_batch(
+        self, intents: Sequence[OrderIntent], publish: Publish, flush: Callable[[], None] = lambda: None
+    ) -> list[ExecutionReport]:
+        """Handle ``intents`` in order, as few transactions as exactly-once allows (ADR 0015).
+
+        Consecutive intents share ONE transaction (lock, dedup, bookings, commit) until one that
+        is not the transaction's first would place an order: that one is rolled back to its
+        savepoint and starts the next transaction. So the venue can be ahead of an uncommitted
+        transaction only by its first non-duplicate intent, the one Kafka re-delivers first after
+        the duplicates, exactly as with one intent per transaction (ADR 0007). ``publish`` sends a
+        report, ``flush`` delivers all sent ones; it runs before each commit.
+        """
+        reports: list[ExecutionReport] = []
+        while len(reports) < len(intents):
+            reports += self._transaction(intents[len(reports) :], publish, flush)
+        return reports
+
+    def _transaction(
+        self, intents: Sequence[OrderIntent], publish: Publish, flush: Callable[[], None]
+    ) -> list[ExecutionReport]:
+        """Handle intents from the first on in one transaction; stop before a second venue writer."""
+        reports: list[ExecutionReport] = []
+        with session_scope(self.engine) as s:
+            book.lock_namespace(s, self.namespace)
+            # one dedup query for the whole batch (the lock is held: nobody else adds rows meanwhile)
+            ids = {i.intent_id for i in intents}
+            seen: dict[str, str] = {
+                iid: status
+                for iid, status in s.execute(
+                    select(Intent.intent_id, Intent.status).where(
+                        Intent.namespace == self.namespace, Intent.intent_id.in_(ids)
+                    )
+                )
+            }
+            first = True  # no intent of this transaction has been handled yet (duplicates aside)
+            for intent in intents:
+                now = self._now_for(intent)
+                if intent.intent_id in seen:
+                    report = self._duplicate(s, intent, seen[intent.intent_id], now)
+                elif first:
+                    report = self._handle_in(s, intent, now, may_place=True)
+                    first = False
+                else:
+                    funding_hour = self._funding_hour
+                    try:
+                        with s.begin_nested():
+                            report = self._handle_in(s, intent, now, may_place=False)
+                    except _PlacesOrders:
+                        # rolled back to the savepoint; handled first in the next transaction
+                        self._funding_hour = funding_hour
+                        book.forget_row_locks(s)
+                        break
+                seen[intent.intent_id] = report.status.value
+                publish(report)
+                reports.append(report)
+            flush()  # every report delivered BEFORE the commit: a crash re-sends, never loses
+        return reports
+
+    def _now_for(self, intent: OrderIntent) -> datetime:
         advance = getattr(self.clock, "advance_to", None)
         if advance is not None:
             # Replayed time is the tick's time: the intent's created_at is the wall clock of the
             # meta consumer that decided it, which in a replay is years after the bar it trades.
             advance(parse_tick_id(intent.tick_id)[1])
-        now = self.clock.now()
-        with session_scope(self.engine) as s:
-            book.lock_namespace(s, self.namespace)
-            seen = s.get(Intent, (self.namespace, intent.intent_id))
-            if seen is not None:
-                why = f"duplicate_intent: {intent.intent_id} already handled ({seen.status})"
-                report = self._report(intent, ExecutionStatus.REFUSED, why, [], self._position(s), now)
-                log.warning("intent_duplicate", intent_id=intent.intent_id, first_status=seen.status)
-                REFUSALS.labels("duplicate_intent").inc()
-                publish(report)
-                return report
-            rec = self._reconcile(s, intent, now)  # books our late fills BEFORE the holding is read
-            holding = book.load_holding(s, self.namespace, self.symbol)
-            funding = self._funding(s, now)
-            outcome = self._decide_and_place(s, intent, holding, now, rec)
-            report = self._book(s, intent, outcome, holding, funding, now)
-            EXECUTIONS.labels(report.status.value).inc()
-            log.info(
-                "intent_handled",
-                intent_id=intent.intent_id,
-                status=report.status.value,
-                reason=report.reason,
-                orders=len(report.orders),
-                position=report.position_after,
-            )
-            publish(report)
+        return self.clock.now()
+
+    def _duplicate(
+        self, s: Session, intent: OrderIntent, first_status: str, now: datetime
+    ) -> ExecutionReport:
+        why = f"duplicate_intent: {intent.intent_id} already handled ({first_status})"
+        log.warning("intent_duplicate", intent_id=intent.intent_id, first_status=first_status)
+        REFUSALS.labels("duplicate_intent").inc()
+        return self._report(intent, ExecutionStatus.REFUSED, why, [], self._position(s), now)
+
+    def _handle_in(
+        self, s: Session, intent: OrderIntent, now: datetime, *, may_place: bool
+    ) -> ExecutionReport:
+        """One new intent inside the caller's transaction (lock held, dedup done)."""
+        rec = self._reconcile(s, intent, now)  # books our late fills BEFORE the holding is read
+        holding = book.load_holding(s, self.namespace, self.symbol)
+        funding = self._funding(s, now)
+        outcome = self._decide_and_place(s, intent, holding, now, rec, may_place=may_place)
+        report = self._book(s, intent, outcome, holding, funding, now)
+        EXECUTIONS.labels(report.status.value).inc()
+        log.info(
+            "intent_handled",
+            intent_id=intent.intent_id,
+            status=report.status.value,
+            reason=report.reason,
+            orders=len(report.orders),
+            position=report.position_after,
+        )
         return report
 
     def _funding(self, s: Session, now: datetime) -> float:
@@ -197,7 +269,14 @@ class Executor:
         return rec
 
     def _decide_and_place(
-        self, s: Session, intent: OrderIntent, holding: Holding, now: datetime, rec: Reconciliation
+        self,
+        s: Session,
+        intent: OrderIntent,
+        holding: Holding,
+        now: datetime,
+        rec: Reconciliation,
+        *,
+        may_place: bool = True,
     ) -> _Outcome:
         if not rec.ok:
             REFUSALS.labels("reconcile").inc()
@@ -221,6 +300,8 @@ class Executor:
                 plan.verdict, ExecutionStatus.REFUSED
             )
             return self._with_adopted(_Outcome(status, plan.reason, []), adopted)
+        if not may_place:
+            raise _PlacesOrders(intent.intent_id)
         return self._with_adopted(self._place_legs(intent, plan), adopted)
 
     def _unrealized(

@@ -11,6 +11,10 @@ Invariants checked afterwards (the definition of "exactly once" here):
   before the executor's transaction) equal the executor's, one for one by client order id;
 * position (executor book) == sum of its fills == venue position == sum of the venue's fills;
 * no intent was refused because venue and book disagreed (crashes are always explainable).
+
+Run twice: one intent per transaction (live, ADR 0007) and in batches (replays, ADR 0015), where
+most intents keep the previous target as in a replay, so transactions hold many intents and the
+kills land in the middle of them.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ REPUBLISHED = 25
 KILLS = 20
 
 
-def _env(settings: Settings) -> dict[str, str]:
+def _env(settings: Settings, batch: int | None = None) -> dict[str, str]:
+    extra = {"BTCMETA_EXECUTOR__BATCH_SIZE": str(batch)} if batch else {}
     return {
         **os.environ,
         "BTCMETA_DATABASE_URL": settings.database_url.get_secret_value(),
@@ -56,24 +61,33 @@ def _env(settings: Settings) -> dict[str, str]:
         "BTCMETA_RISK__DAILY_LOSS_CAP_USD": "1000000",
         "BTCMETA_EXECUTOR__FIXED_PRICE": "20000",
         "BTCMETA_LOG_LEVEL": "WARNING",
+        **extra,
     }
 
 
-def _start(settings: Settings, log: Path, idle: float | None = None) -> subprocess.Popen[bytes]:
+def _start(
+    settings: Settings, log: Path, idle: float | None = None, batch: int | None = None
+) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "executor", "run"] + (["--idle-timeout", str(idle)] if idle else [])
     with log.open("ab") as err:
-        return subprocess.Popen(args, cwd=REPO, env=_env(settings), stdout=err, stderr=err)
+        return subprocess.Popen(args, cwd=REPO, env=_env(settings, batch), stdout=err, stderr=err)
 
 
-def test_sigkill_chaos_keeps_exactly_once(settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("batch", "hold"), [(None, 0.0), (50, 0.8)], ids=["one-at-a-time", "batched"])
+def test_sigkill_chaos_keeps_exactly_once(
+    settings: Settings, tmp_path: Path, batch: int | None, hold: float
+) -> None:
     rng = random.Random(SEED)
     grid = [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0]
     # ~5 % refused by max_intent_age_s, every time: intents for ticks hours old (the executor ages
     # an intent by its tick, not its created_at); the rest are for ticks that just happened
     stale = datetime.now(UTC) - timedelta(hours=3, minutes=INTENTS)
+    targets: list[float] = []
+    for _ in range(INTENTS):  # ``hold``: share of intents keeping the previous target (no order)
+        targets.append(targets[-1] if targets and rng.random() < hold else rng.choice(grid))
     intents = [
-        make_intent(i, rng.choice(grid), model=f"chaos{i // 60}", base=stale if rng.random() < 0.05 else None)
-        for i in range(INTENTS)
+        make_intent(i, target, model=f"chaos{i // 60}", base=stale if rng.random() < 0.05 else None)
+        for i, target in enumerate(targets)
     ]
     again = rng.sample(intents, REPUBLISHED)
     stream = intents + again
@@ -85,12 +99,12 @@ def test_sigkill_chaos_keeps_exactly_once(settings: Settings, tmp_path: Path) ->
     engine = make_engine(settings.database_url.get_secret_value())
     ns = settings.kafka.topic_prefix
     while kills < KILLS:
-        proc = _start(settings, log)
+        proc = _start(settings, log, batch=batch)
         time.sleep(rng.uniform(1.5, 4.5))  # start-up takes ~1.5-3 s here: some kills land before any work
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
-    proc = _start(settings, log, idle=6.0)
+    proc = _start(settings, log, idle=6.0, batch=batch)
     deadline = time.monotonic() + 300  # ~40 s idle; a loaded CI box is several times slower
     distinct = {i.intent_id for i in intents}
     while time.monotonic() < deadline and proc.poll() is None:
