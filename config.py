@@ -278,7 +278,7 @@ class ExecutorSettings(BaseModel):
     price_timeframe: str | None = None
     #: Topic-replay backtests: time follows the intents' tick times instead of the wall clock.
     replay_clock: bool = False
-    #: Intents taken per poll and handled in as few transactions as exactly-once allows (ADR 0015).
+    #: Intents taken per poll and handled in as few transactions as exactly-once allows (ADR 0018).
     #: Unset: 1 live (one intent per transaction), ``executor.runner.REPLAY_BATCH`` with the replay clock.
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
     #: Kafka static membership id (Kafka group.instance.id); one executor per namespace, so one id.

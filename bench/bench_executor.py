@@ -13,7 +13,7 @@ as the price feed, the replayed clock following the intents' tick times (one per
 funding settled by the paper venue, as ``python -m ops replay-backtest`` runs it.
 ``--hold S``: a share S of intents keeps the previous target (no order), as most ticks of a replay do.
 ``--batch N``: ``Executor.handle_batch`` over N intents at a time (the replay executor's batches,
-ADR 0015) instead of ``handle`` per intent.
+ADR 0018) instead of ``handle`` per intent.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ SERVICE = "executor"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Intents per poll (and at most per transaction) in replays. Not tuned: a transaction ends at the
-#: next trade anyway (ADR 0015), and a replay trades on a few percent of its ticks.
+#: next trade anyway (ADR 0018), and a replay trades on a few percent of its ticks.
 REPLAY_BATCH = 200
 
 
@@ -164,7 +164,7 @@ def run(
 
     def handle_pending() -> None:
         # The loop's after-batch step, before it commits the offsets: the polled intents in as
-        # few transactions as exactly-once allows, reports flushed before each commit (ADR 0015).
+        # few transactions as exactly-once allows, reports flushed before each commit (ADR 0018).
         intents = list(pending)
         pending.clear()
         if intents:

@@ -11,7 +11,7 @@ Per intent (see docs/decisions/0007-executor-exactly-once.md for why this order)
 The ConsumerLoop commits the Kafka offset after that. A crash anywhere re-delivers the intent; the
 lookup-before-place turns the re-run into adoption of what the venue already did.
 
-Replays hand over whole polls (``handle_batch``, docs/decisions/0015-executor-replay-batches.md):
+Replays hand over whole polls (``handle_batch``, docs/decisions/0018-executor-replay-batches.md):
 consecutive intents share the lock, the dedup read, the report flush and the commit, as long as
 only the first new intent of a transaction writes to the venue; live stays one intent per
 transaction.
@@ -91,7 +91,7 @@ class Executor:
     def handle_batch(
         self, intents: Sequence[OrderIntent], publish: Publish, flush: Callable[[], None] = lambda: None
     ) -> list[ExecutionReport]:
-        """Handle ``intents`` in order, as few transactions as exactly-once allows (ADR 0015).
+        """Handle ``intents`` in order, as few transactions as exactly-once allows (ADR 0018).
 
         Consecutive intents share ONE transaction (lock, dedup, bookings, commit) until one that
         is not the transaction's first would place an order: that one is rolled back to its

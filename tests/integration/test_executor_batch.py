@@ -1,4 +1,4 @@
-"""The batched executor of replays (ADR 0015) against one intent per transaction (ADR 0007).
+"""The batched executor of replays (ADR 0018) against one intent per transaction (ADR 0007).
 
 Same intents, same venue model, real Postgres (and the real broker for the consume loop): the
 batched path must book exactly the rows the one-at-a-time path books (intents, orders, fills,

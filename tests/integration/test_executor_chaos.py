@@ -12,7 +12,7 @@ Invariants checked afterwards (the definition of "exactly once" here):
 * position (executor book) == sum of its fills == venue position == sum of the venue's fills;
 * no intent was refused because venue and book disagreed (crashes are always explainable).
 
-Run twice: one intent per transaction (live, ADR 0007) and in batches (replays, ADR 0015), where
+Run twice: one intent per transaction (live, ADR 0007) and in batches (replays, ADR 0018), where
 most intents keep the previous target as in a replay, so transactions hold many intents and the
 kills land in the middle of them.
 """
