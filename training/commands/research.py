@@ -99,7 +99,10 @@ def research(
     finally:
         if db is not None:
             db.close()
-    path = write_report(out, report_dir, command="python -m training research " + shlex.join(sys.argv[1:]))
+    args = sys.argv[1:]
+    if args[:1] == ["research"]:  # ``python -m training research ...``: the command is named once
+        args = args[1:]
+    path = write_report(out, report_dir, command="python -m training research " + shlex.join(args))
     verdict = (
         "PASSES the gates" if summary["selected_passes"] else "fails the gates: live keeps the majority vote"
     )

@@ -130,6 +130,32 @@ def _failures(summary: dict[str, Any]) -> str:
     return "Gates missed: " + "; ".join(missed) + "." if missed else "Every gate is met."
 
 
+def _seed_spread(summary: dict[str, Any]) -> str:
+    """How far the random seed alone moves a family's pooled Sharpe (configurations equal but for it)."""
+    groups: dict[str, list[tuple[int, float]]] = {}
+    for key in summary["configs"]:
+        family, _, params = key.partition(":")
+        p = json.loads(params)
+        if "seed" in p:
+            seed = int(p.pop("seed"))
+            groups.setdefault(f"{family}:{json.dumps(p, sort_keys=True)}", []).append(
+                (seed, summary["sharpe"][key])
+            )
+    if not groups:
+        return ""
+    parts = [
+        f"`{g}` {min(v for _, v in sv):+.2f}..{max(v for _, v in sv):+.2f} over seeds "
+        + ", ".join(str(s) for s, _ in sorted(sv))
+        for g, sv in groups.items()
+    ]
+    return (
+        "Seed spread (pooled OOS Sharpe of the same configuration under different random seeds): "
+        + "; ".join(parts)
+        + ". A spread this size is what choosing a seed on inner folds can buy by luck; each seed "
+        "counts as a trial in the corrections."
+    )
+
+
 def _oracle_line(summary: dict[str, Any]) -> str:
     o = summary.get("oracle")
     if not o:
@@ -199,8 +225,9 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         f"{summary['paths']} paths; purge {st['purge']} bars each side of a test group, embargo "
         f"{summary['embargo_bars']} bars after it. Inner folds (choice of the configuration, ex-ante best "
         "single) use the outer training groups only, each held out once, purged the same way.",
-        f"* Trials logged: {summary['trials_logged']} (configuration x seed x outer split; every family "
-        "is deterministic, so seed = 0), in `trials.jsonl` of the run folder. DSR trial count = "
+        f"* Trials logged: {summary['trials_logged']} (configuration x seed x outer split; only the "
+        "Moody-Saffell trader is random, its seed is part of its configuration), in `trials.jsonl` of "
+        "the run folder. DSR trial count = "
         f"configurations x seeds = {summary['trial_count_for_dsr']}; PBO by CSCV ({st['cscv_blocks']} "
         "blocks) over the configurations' pooled OOS series.",
         f"* Costs: taker fee {co['taker_fee']:.4%}, slippage {co['slippage_bps']:g} bp per fill, funding "
@@ -209,8 +236,9 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         f"{co['funding_mean_per_8h']:.2e} per 8h; elsewhere the constant "
         f"{co['funding_fallback_hourly']:.2e}/h). Stress: the same exposures at 2x fees, slippage, funding.",
         "* CPCV fits the ridge / logistic candidates on groups after a test group too (purge and embargo "
-        "keep their inputs apart); the chronological view is `python -m training walkforward`. Hedge and "
-        "the volatility-managed vote are online (causal) and only their hyper-parameters are chosen.",
+        "keep their inputs apart); the chronological view is `python -m training walkforward`. Hedge, "
+        "the volatility-managed vote and the Moody-Saffell trader are online (causal): each is computed "
+        "once over the whole series and only its hyper-parameters (and the trader's seed) are chosen.",
         f"* Significance: White's Reality Check on Sharpe differences, stationary bootstrap "
         f"({st['bootstrap_reps']} resamples, mean block {st['bootstrap_block']:g} h), corrected over every "
         "configuration tried plus the selected series; Hansen's SPA on the same resamples beside it. A "
@@ -257,6 +285,8 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         + ". Ex-ante best single per split: "
         + ", ".join(f"`{k}` x{c}" for k, c in Counter(summary["ex_ante_per_split"]).most_common())
         + ".",
+        "",
+        _seed_spread(summary),
         "",
         "## Leaderboard (pooled OOS over all paths)",
         "",
