@@ -28,7 +28,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +72,9 @@ MAIN_METRICS = ("sharpe", "sortino", "calmar", "total_return", "cagr", "max_draw
 #: Metrics where smaller is better (the leaderboard and proposals rank them ascending).
 LOWER_IS_BETTER = frozenset({"max_drawdown", "fees_paid", "funding_paid", "turnover"})
 KINDS = ("model", "baseline")
+#: Kinds a research run (``python -m training research``) writes: rules and combiners without a
+#: stored model file ("candidate"), and the hindsight oracle ("bound", an upper bound, never chosen).
+RESEARCH_KINDS = ("baseline", "candidate", "bound")
 
 metadata = MetaData()
 
@@ -420,13 +423,81 @@ class ResultsDB:
                 conn.execute(insert(evaluations).values(**values).returning(evaluations.c.id)).scalar_one()
             )
 
+    def put_research(
+        self,
+        run_id: str,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        config: Mapping[str, Any],
+        data_fingerprint: str | None = None,
+    ) -> None:
+        """Write a research run's evaluations, replacing whatever that run id held (no duplicates).
+
+        The run id is the research run's own (derived from its data and split settings), so a
+        resumed or repeated run updates one run instead of adding another. Each row: ``candidate``,
+        ``kind`` (``RESEARCH_KINDS``), ``window``, ``fold``, ``metrics``, optional ``params`` and
+        ``proposed``. One transaction: a reader sees the old set or the new one.
+        """
+        now = datetime.now(UTC)
+        user, host = who()
+        values = []
+        for r in rows:
+            if r["kind"] not in RESEARCH_KINDS:
+                raise ValueError(f"research kind must be one of {RESEARCH_KINDS}, got {r['kind']!r}")
+            m = _clean(dict(r["metrics"]))
+            values.append(
+                {
+                    "run_id": run_id,
+                    "candidate": r["candidate"],
+                    "kind": r["kind"],
+                    "algo": r.get("algo"),
+                    "window": r["window"],
+                    "fold": int(r.get("fold", 0)),
+                    "metrics": m,
+                    "trades": m.get("trades"),
+                    "model_path": None,
+                    "model_sha256": None,
+                    "curve_path": None,
+                    "params": _clean(dict(r.get("params") or {})),
+                    "proposed": bool(r.get("proposed", False)),
+                    **{k: m.get(k) for k in MAIN_METRICS},
+                }
+            )
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
+            if exists is None:
+                conn.execute(
+                    insert(runs).values(
+                        run_id=run_id,
+                        username=user,
+                        host=host,
+                        started_at=now,
+                        finished_at=now,
+                        status="finished",
+                        git_commit=git_commit(),
+                        data_fingerprint=data_fingerprint,
+                        config=_clean(dict(config)),
+                        seed=None,
+                        kind="research",
+                    )
+                )
+            else:
+                conn.execute(
+                    update(runs)
+                    .where(runs.c.run_id == run_id)
+                    .values(finished_at=now, status="finished", config=_clean(dict(config)))
+                )
+            conn.execute(evaluations.delete().where(evaluations.c.run_id == run_id))
+            if values:
+                conn.execute(insert(evaluations), values)
+
     def propose(
         self,
         run_id: str,
         *,
         metric: str = "sharpe",
         window: str = "validation",
-        kinds: tuple[str, ...] = KINDS,
+        kinds: tuple[str, ...] = ("model", "baseline"),
         only: Collection[str] | None = None,
     ) -> str | None:
         """Mark the best candidate of a run (mean ``metric`` over folds on ``window``) as proposed.

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from training.commands.app import app
-from training.commands.common import DataOpt
+from training.commands.common import DataOpt, ResultsOpt
 
 
 @app.command()
@@ -34,6 +34,16 @@ def research(
     last_bars: Annotated[
         int, typer.Option("--last-bars", min=0, help="use only the last N bars of the data (0 = all)")
     ] = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="local worker processes for the trials (default: min(2, cpus))"
+        ),
+    ] = None,
+    results_db: ResultsOpt = None,
+    no_db: Annotated[
+        bool, typer.Option("--no-db", help="do not write the trials and baselines to the results database")
+    ] = False,
 ) -> None:
     """Run every trial (resuming a run folder), the baselines and the gates; write REPORT.md."""
     import shlex
@@ -41,9 +51,10 @@ def research(
 
     from tqdm import tqdm
 
+    from training.commands.common import _results
     from training.data import InputError, load_candles
     from training.research.funding import load_funding
-    from training.research.protocol import Settings, run_research
+    from training.research.protocol import Settings, default_workers, run_research
     from training.research.report import write_report
     from training.signals import compute_signals, training_exogenous
 
@@ -71,11 +82,27 @@ def research(
     def bar(it, desc, total):  # type: ignore[no-untyped-def]
         return tqdm(it, desc=desc, total=total, file=sys.stderr)
 
+    db = None if no_db else _results(results_db)
     try:
-        summary = run_research(candles, sig, events, out, settings, progress=bar)
+        summary = run_research(
+            candles,
+            sig,
+            events,
+            out,
+            settings,
+            progress=bar,
+            workers=workers or default_workers(),
+            results=db,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    path = write_report(out, report_dir, command="python -m training research " + shlex.join(sys.argv[1:]))
+    finally:
+        if db is not None:
+            db.close()
+    args = sys.argv[1:]
+    if args[:1] == ["research"]:  # ``python -m training research ...``: the command is named once
+        args = args[1:]
+    path = write_report(out, report_dir, command="python -m training research " + shlex.join(args))
     verdict = (
         "PASSES the gates" if summary["selected_passes"] else "fails the gates: live keeps the majority vote"
     )
@@ -83,3 +110,8 @@ def research(
         f"selected Sharpe {summary['sharpe']['selected']:+.2f} vs majority vote "
         f"{summary['sharpe']['majority_vote']:+.2f}, PBO {summary['pbo']:.2f}: {verdict} -> {path}"
     )
+    if "results_run_id" in summary:
+        typer.echo(
+            f"results database: run {summary['results_run_id']} "
+            f"(python -m training leaderboard --run {summary['results_run_id']})"
+        )

@@ -6,7 +6,7 @@ then and held over bar ``t+1``; the bar-``t`` net return is
 multiplier, 2 for the stress run). Every candidate's exposure is snapped to the meta consumer's
 0.25 grid and clipped to [-1, 1], so what is scored is what a live intent could target.
 
-Candidates (each a small grid; all deterministic, so "seed" is 0 for every trial):
+Candidates (each a small grid; deterministic except ``dsr``, whose seed is a parameter):
 
 * ``hedge``: exponentiated-gradient weighting (Freund & Schapire's Hedge) over experts = each
   strategy, its negation, and flat; log-weights ``(1 - decay) * logw + eta * gross_return``; the
@@ -16,6 +16,8 @@ Candidates (each a small grid; all deterministic, so "seed" is 0 for every trial
 * ``ridge`` / ``logistic``: L2-regularized linear regression of the next return / logistic
   classification of its sign on votes + trailing returns, volatility and the last published funding
   rate; fitted per split on training bars only, standardized with training statistics.
+* ``metalabel``, ``dsr`` (Moody-Saffell direct reinforcement), ``imitation`` (of the DP oracle):
+  round 2, in ``training.research.learners``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ class Config:
 
     @property
     def fitted(self) -> bool:
-        return self.family in ("ridge", "logistic")
+        return self.family in FITTED
+
+
+#: Families fitted per split on training bars (the rest are online/causal and computed once).
+FITTED = ("ridge", "logistic", "metalabel", "imitation")
 
 
 def default_grid(quick: bool = False) -> list[Config]:
@@ -58,12 +64,33 @@ def default_grid(quick: bool = False) -> list[Config]:
             Config("hedge", {"eta": 20.0, "decay": 0.0}),
             Config("volmanaged", {"target_vol": 0.5, "window": 168}),
             Config("ridge", {"lam": 1.0}),
+            *round2_grid(quick=True),
         ]
     out = [Config("hedge", {"eta": e, "decay": d}) for e in (1.0, 5.0, 20.0) for d in (0.0, 1 / 720, 1 / 168)]
     out += [
         Config("volmanaged", {"target_vol": v, "window": w}) for v in (0.3, 0.5, 0.8) for w in (72, 168, 720)
     ]
     out += [Config(f, {"lam": lam}) for f in ("ridge", "logistic") for lam in (0.01, 1.0, 100.0)]
+    out += round2_grid(quick=False)
+    return out
+
+
+def round2_grid(quick: bool = False) -> list[Config]:
+    """Meta-labeling, Moody-Saffell direct reinforcement (3 seeds) and oracle imitation (round 2)."""
+    if quick:
+        return [
+            Config("metalabel", {"horizon": 24, "threshold": 0.5, "lam": 1.0}),
+            Config("dsr", {"rho": 0.01, "seed": 0}),
+            Config("dsr", {"rho": 0.01, "seed": 1}),
+            Config("imitation", {"lam": 1.0}),
+        ]
+    out = [
+        Config("metalabel", {"horizon": h, "threshold": th, "lam": 1.0})
+        for h in (24, 168)
+        for th in (0.5, 0.55)
+    ]
+    out += [Config("dsr", {"rho": r, "seed": s}) for r in (0.001, 0.01) for s in (0, 1, 2)]
+    out += [Config("imitation", {"lam": lam}) for lam in (1.0, 100.0)]
     return out
 
 
@@ -95,6 +122,8 @@ class Context:
     majority: np.ndarray  # majority-vote exposure e[t]
     features: np.ndarray  # [n, F] known at the close of t
     feature_names: tuple[str, ...]
+    funding: np.ndarray | None = None  # per-bar funding charge of a long (what net_returns charges)
+    cost_rate: float = 0.0  # fee + slippage per unit of exposure traded
 
     def __len__(self) -> int:
         return int(self.close.size)
@@ -114,9 +143,15 @@ def realized_vol(ret: np.ndarray, window: int) -> np.ndarray:
 
 
 def build_context(
-    candles: pd.DataFrame, signals: SignalArrays, majority: np.ndarray, funding_known: np.ndarray
+    candles: pd.DataFrame,
+    signals: SignalArrays,
+    majority: np.ndarray,
+    funding_known: np.ndarray,
+    funding_per_bar: np.ndarray | None = None,
+    cost_rate: float = 0.0,
 ) -> Context:
-    """``majority``: the majority-vote exposure per bar; ``funding_known[t]``: last published rate."""
+    """``majority``: the majority-vote exposure per bar; ``funding_known[t]``: last published rate;
+    ``funding_per_bar`` / ``cost_rate``: the costs the DSR trader and the oracle optimize against."""
     close = candles["close"].to_numpy(np.float64)
     ret = np.zeros_like(close)
     ret[1:] = close[1:] / close[:-1] - 1.0
@@ -133,7 +168,7 @@ def build_context(
     names.append("funding_last")
     return Context(
         pd.DatetimeIndex(signals.index), close, ret, tg, signals.strategies, majority,
-        np.hstack(cols), tuple(names),
+        np.hstack(cols), tuple(names), funding_per_bar, cost_rate,
     )  # fmt: skip
 
 
@@ -233,8 +268,29 @@ def exposure(config: Config, ctx: Context, train_bars: np.ndarray | None = None)
         return hedge_exposure(ctx, float(p["eta"]), float(p["decay"]))[0]
     if config.family == "volmanaged":
         return volmanaged_exposure(ctx, float(p["target_vol"]), int(p["window"]))
+    from training.research import learners
+
+    funding = ctx.funding if ctx.funding is not None else np.zeros(len(ctx))
+    if config.family == "dsr":
+        pos = learners.dsr_trader(
+            ctx.features, ctx.ret, funding, ctx.cost_rate, rho=float(p["rho"]), seed=int(p["seed"])
+        )
+        return snap(pos)
     if config.fitted:
         if train_bars is None:
             raise ValueError(f"{config.key} is fitted: pass train_bars")
+        if config.family == "metalabel":
+            return snap(
+                learners.metalabel_exposure(
+                    ctx.features, ctx.majority, ctx.ret, train_bars,
+                    int(p["horizon"]), float(p["lam"]), float(p["threshold"]),
+                )
+            )  # fmt: skip
+        if config.family == "imitation":
+            return snap(
+                learners.imitation_exposure(
+                    ctx.features, ctx.ret, funding, ctx.cost_rate, train_bars, float(p["lam"])
+                )
+            )
         return fit_predict(ctx, config.family, float(p["lam"]), train_bars)
     raise KeyError(config.family)

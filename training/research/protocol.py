@@ -22,10 +22,10 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ import pandas as pd
 from common.signals import SignalArrays
 from training.research import cpcv
 from training.research.candidates import (
+    Config,
     Context,
     build_context,
     default_grid,
@@ -41,7 +42,11 @@ from training.research.candidates import (
     net_returns,
 )
 from training.research.funding import BarFunding, FundingEvents, bar_funding
-from training.research.stats import bootstrap_sharpes, cscv_logits, reality_check, sharpe_cols
+from training.research.learners import oracle_path
+from training.research.stats import bootstrap_sharpes, cscv_logits, reality_check, sharpe_cols, spa_test
+
+if TYPE_CHECKING:
+    from training.results import ResultsDB
 
 GATE_BENCHMARKS = ("majority_vote", "equal_weight", "buy_and_hold", "flat", "ex_ante_best_single")
 
@@ -146,6 +151,93 @@ def assemble(
     return out
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What a trial needs; module-global in forked workers (inherited, never pickled)."""
+
+    ctx: Context
+    splits: list[cpcv.Split]
+    bounds: list[tuple[int, int]]
+    purge: int
+    embargo: int
+    cost_rate: float
+    funding: np.ndarray
+    fixed: dict[str, np.ndarray]
+
+    def ret(self, e: np.ndarray, mult: float = 1.0) -> np.ndarray:
+        return net_returns(e, self.ctx.ret, self.funding, self.cost_rate, mult)
+
+
+_JOB: _Job | None = None
+
+
+def _split_trials(item: tuple[int, list[Config]]) -> list[tuple[dict[str, Any], np.ndarray, np.ndarray]]:
+    """Every listed configuration's trial on outer split ``i``: inner scores, outer test returns."""
+    job = _JOB
+    if job is None:
+        raise RuntimeError("no research job in this process")
+    i, cfgs = item
+    sp = job.splits[i]
+    n = len(job.ctx)
+    inner = cpcv.inner_splits(sp, n, job.bounds, job.purge, job.embargo)
+    out = []
+    for cfg in cfgs:
+        if cfg.fitted:
+            scores = [_sharpe_on(job.ret(exposure(cfg, job.ctx, js.train)), js.test) for js in inner]
+            e = exposure(cfg, job.ctx, sp.train)
+        else:
+            e = job.fixed[cfg.key]
+            r_in = job.ret(e)
+            scores = [_sharpe_on(r_in, js.test) for js in inner]
+        r1, r2 = job.ret(e)[sp.test], job.ret(e, 2.0)[sp.test]
+        row = {
+            "split": i,
+            "test_groups": list(sp.test_groups),
+            "config": cfg.key,
+            "family": cfg.family,
+            "params": dict(cfg.params),
+            "seed": int(cfg.params.get("seed", 0)),
+            "inner_sharpes": scores,
+            "inner_sharpe": float(np.mean(scores)),
+            "test_sharpe": float(sharpe_cols(r1[:, None])[0]),
+            "test_sharpe_2x": float(sharpe_cols(r2[:, None])[0]),
+            "test_return": float(np.prod(1 + r1) - 1),
+            "test_bars": int(sp.test.size),
+        }
+        out.append((row, r1, r2))
+    return out
+
+
+def _map_trials(
+    job: _Job, todo: list[tuple[int, list[Config]]], workers: int
+) -> Iterator[list[tuple[dict[str, Any], np.ndarray, np.ndarray]]]:
+    """Results per split in ``todo`` order, whatever the worker count (so the log is identical).
+
+    One task per outer split (its configurations in grid order); a local process pool (fork: the
+    workers inherit the context instead of receiving it pickled) when ``workers > 1``.
+    """
+    global _JOB
+    _JOB = job
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            yield from map(_split_trials, todo)
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("fork")) as pool:
+            yield from pool.map(_split_trials, todo)
+    finally:
+        _JOB = None
+
+
+def default_workers() -> int:
+    """min(2, cpus): the default size of the local process pool."""
+    import os
+
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def run_research(
     candles: pd.DataFrame,
     signals: SignalArrays,
@@ -153,12 +245,22 @@ def run_research(
     out: Path,
     settings: Settings = Settings(),
     progress: Callable[[Iterable[Any], str, int], Iterable[Any]] | None = None,
+    workers: int = 1,
+    results: ResultsDB | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) every trial, then the choices, baselines and gates -> ``OUT/summary.json``."""
+    """Run (or resume) every trial, then the choices, baselines and gates -> ``OUT/summary.json``.
+
+    ``workers``: trials of different outer splits run in that many local processes (the log is the
+    same for any count). ``results``: also write every trial, baseline and the oracle bound to
+    this results database (``training.research.publish``).
+    """
+    import time
+
     from config import DEFAULT_FUNDING_RATE_HOURLY
     from training.ledger import CostModel
     from training.metrics import deflated_sharpe
 
+    t0 = time.monotonic()
     bar = progress or (lambda it, _desc, _total: it)
     out.mkdir(parents=True, exist_ok=True)
     n = len(signals)
@@ -167,7 +269,12 @@ def run_research(
     fund: BarFunding = bar_funding(signals.index, events, DEFAULT_FUNDING_RATE_HOURLY)
     base = _baseline_exposures(signals)
     ctx: Context = build_context(
-        candles, signals, base["majority_vote"], funding_known(signals.index, events)
+        candles,
+        signals,
+        base["majority_vote"],
+        funding_known(signals.index, events),
+        fund.per_bar,
+        costs.cost_rate,
     )
     embargo = max(1, int(settings.embargo_fraction * (n - start)))
     splits = cpcv.cpcv_splits(
@@ -185,44 +292,25 @@ def run_research(
     def ret(e: np.ndarray, mult: float = 1.0) -> np.ndarray:
         return net_returns(e, ctx.ret, fund.per_bar, costs.cost_rate, mult)
 
-    fixed: dict[str, np.ndarray] = {}
     fp = hashlib.sha256()
     fp.update(np.ascontiguousarray(ctx.close).tobytes())
     fp.update(np.ascontiguousarray(signals.target).tobytes())
     fp.update(np.ascontiguousarray(fund.per_bar).tobytes())
     split_keys = ("groups", "test_groups", "purge", "embargo_fraction")  # what a trial depends on
     fp.update(json.dumps({k: asdict(settings)[k] for k in split_keys}, sort_keys=True).encode())
-    log = TrialLog(out, fp.hexdigest())
-    for i, sp in bar(list(enumerate(splits)), "CPCV splits", len(splits)):
-        inner = cpcv.inner_splits(sp, n, bounds, settings.purge, embargo)
-        for cfg in grid:
-            if log.done(i, cfg.key):
-                continue
-            if cfg.fitted:
-                scores = [_sharpe_on(ret(exposure(cfg, ctx, js.train)), js.test) for js in inner]
-                e = exposure(cfg, ctx, sp.train)
-            else:
-                if cfg.key not in fixed:
-                    fixed[cfg.key] = exposure(cfg, ctx)
-                e = fixed[cfg.key]
-                r_in = ret(e)
-                scores = [_sharpe_on(r_in, js.test) for js in inner]
-            r1, r2 = ret(e)[sp.test], ret(e, 2.0)[sp.test]
-            row = {
-                "split": i,
-                "test_groups": list(sp.test_groups),
-                "config": cfg.key,
-                "family": cfg.family,
-                "params": dict(cfg.params),
-                "seed": 0,
-                "inner_sharpes": scores,
-                "inner_sharpe": float(np.mean(scores)),
-                "test_sharpe": float(sharpe_cols(r1[:, None])[0]),
-                "test_sharpe_2x": float(sharpe_cols(r2[:, None])[0]),
-                "test_return": float(np.prod(1 + r1) - 1),
-                "test_bars": int(sp.test.size),
-            }
-            log.add(row, r1, r2)
+    fingerprint = fp.hexdigest()
+    log = TrialLog(out, fingerprint)
+    todo = [(i, [c for c in grid if not log.done(i, c.key)]) for i in range(len(splits))]
+    todo = [(i, cfgs) for i, cfgs in todo if cfgs]
+    run_now = sum(len(cfgs) for _, cfgs in todo)
+    if todo:
+        # online families once, here, before any worker forks (they inherit the result)
+        needed = {c.key: c for _, cfgs in todo for c in cfgs if not c.fitted}
+        fixed = {k: exposure(c, ctx) for k, c in bar(list(needed.items()), "online candidates", len(needed))}
+        job = _Job(ctx, splits, bounds, settings.purge, embargo, costs.cost_rate, fund.per_bar, fixed)
+        for rows in bar(_map_trials(job, todo, workers), "CPCV splits (trials)", len(todo)):
+            for row, r1, r2 in rows:
+                log.add(row, r1, r2)
 
     # --- the procedure's choices per split (training data only) --------------------------------
     singles = [f"single:{s}" for s in signals.strategies]
@@ -269,6 +357,7 @@ def run_research(
     gates: dict[str, Any] = {}
     for b in GATE_BENCHMARKS:
         rc = reality_check(point1, boot1, col[b], tried, sel)
+        rc.update(spa_test(point1, boot1, col[b], tried, sel, n_obs=pooled1.shape[0]))
         rc["benchmark_sharpe"] = float(point1[col[b]])
         rc["ahead"] = bool(point1[sel] > point1[col[b]])
         rc["significant"] = bool(rc["p_corrected"] < settings.alpha)
@@ -289,6 +378,18 @@ def run_research(
     )
     lo, hi = np.percentile(boot1, [2.5, 97.5], axis=0)
     hindsight = max(singles, key=lambda s: point1[col[s]])
+
+    # the hindsight DP oracle over the evaluated bars: an upper bound, not a candidate
+    o_e = np.zeros(n)
+    o_e[ev] = oracle_path(ctx.ret[ev], fund.per_bar[ev], costs.cost_rate)[0]
+    o1, o2 = ret(o_e)[ev], ret(o_e, 2.0)[ev]
+    oracle = {
+        "sharpe": float(sharpe_cols(o1[:, None])[0]),
+        "sharpe_2x": float(sharpe_cols(o2[:, None])[0]),
+        "total_return": float(np.prod(1 + o1) - 1),
+        "mean_abs_exposure": float(np.abs(o_e[ev]).mean()),
+        "turnover_per_year": float(np.abs(np.diff(o_e[ev])).sum() / (n - start) * 24 * 365),
+    }
 
     # Hedge weights over time for the Hedge configuration chosen most often (or the first)
     hedge_keys = [c for c in grid if c.family == "hedge"]
@@ -352,7 +453,17 @@ def run_research(
         "pbo": pbo,
         "dsr_selected": dsr,
         "selected_passes": passed,
+        "oracle": oracle,
+        "fingerprint": fingerprint,
+        "workers": workers,
+        "trials_run_now": run_now,
         "hedge_weights_config": hedge_plot,
     }
+    summary["wall_seconds"] = time.monotonic() - t0  # before publishing: the DB write is not the run
+    if results is not None:
+        from training.research.publish import publish
+
+        trials = [log.rows[(i, c.key)] for i in range(len(splits)) for c in grid]
+        summary["results_run_id"] = publish(results, summary, trials, {k: pooled1[:, col[k]] for k in names})
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

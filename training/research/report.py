@@ -130,6 +130,45 @@ def _failures(summary: dict[str, Any]) -> str:
     return "Gates missed: " + "; ".join(missed) + "." if missed else "Every gate is met."
 
 
+def _seed_spread(summary: dict[str, Any]) -> str:
+    """How far the random seed alone moves a family's pooled Sharpe (configurations equal but for it)."""
+    groups: dict[str, list[tuple[int, float]]] = {}
+    for key in summary["configs"]:
+        family, _, params = key.partition(":")
+        p = json.loads(params)
+        if "seed" in p:
+            seed = int(p.pop("seed"))
+            groups.setdefault(f"{family}:{json.dumps(p, sort_keys=True)}", []).append(
+                (seed, summary["sharpe"][key])
+            )
+    if not groups:
+        return ""
+    parts = [
+        f"`{g}` {min(v for _, v in sv):+.2f}..{max(v for _, v in sv):+.2f} over seeds "
+        + ", ".join(str(s) for s, _ in sorted(sv))
+        for g, sv in groups.items()
+    ]
+    return (
+        "Seed spread (pooled OOS Sharpe of the same configuration under different random seeds): "
+        + "; ".join(parts)
+        + ". A spread this size is what choosing a seed on inner folds can buy by luck; each seed "
+        "counts as a trial in the corrections."
+    )
+
+
+def _oracle_line(summary: dict[str, Any]) -> str:
+    o = summary.get("oracle")
+    if not o:
+        return ""
+    return (
+        f"Upper bound (not a candidate): the hindsight DP oracle on the 0.25 exposure grid after fees, "
+        f"slippage and funding reaches Sharpe {o['sharpe']:+.1f} ({o['sharpe_2x']:+.1f} at 2x costs), "
+        f"equity x{1 + o['total_return']:.3g}, mean |exposure| {o['mean_abs_exposure']:.2f}, "
+        f"turnover {o['turnover_per_year']:.0f} units/year: the room between it and every honest "
+        "method is foresight, not fitting."
+    )
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
@@ -153,7 +192,7 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
     best = summary["hindsight_best_single"]
     sel_ci = f"{ci['selected'][0]:+.2f}..{ci['selected'][1]:+.2f}"
     lines = [
-        "# Meta-policy research: non-RL core (issue 16)",
+        "# Meta-policy research: non-RL candidates (issue 16)",
         "",
         f"Command: `{command}`" if command else "",
         "",
@@ -175,6 +214,8 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         "",
         _failures(summary),
         "",
+        _oracle_line(summary),
+        "",
         "## Data and protocol",
         "",
         f"* Bars: {d['bars']} hourly, {d['first'][:16]} .. {d['last'][:16]}; evaluated from "
@@ -184,8 +225,9 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         f"{summary['paths']} paths; purge {st['purge']} bars each side of a test group, embargo "
         f"{summary['embargo_bars']} bars after it. Inner folds (choice of the configuration, ex-ante best "
         "single) use the outer training groups only, each held out once, purged the same way.",
-        f"* Trials logged: {summary['trials_logged']} (configuration x seed x outer split; every family "
-        "is deterministic, so seed = 0), in `trials.jsonl` of the run folder. DSR trial count = "
+        f"* Trials logged: {summary['trials_logged']} (configuration x seed x outer split; only the "
+        "Moody-Saffell trader is random, its seed is part of its configuration), in `trials.jsonl` of "
+        "the run folder. DSR trial count = "
         f"configurations x seeds = {summary['trial_count_for_dsr']}; PBO by CSCV ({st['cscv_blocks']} "
         "blocks) over the configurations' pooled OOS series.",
         f"* Costs: taker fee {co['taker_fee']:.4%}, slippage {co['slippage_bps']:g} bp per fill, funding "
@@ -194,32 +236,57 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         f"{co['funding_mean_per_8h']:.2e} per 8h; elsewhere the constant "
         f"{co['funding_fallback_hourly']:.2e}/h). Stress: the same exposures at 2x fees, slippage, funding.",
         "* CPCV fits the ridge / logistic candidates on groups after a test group too (purge and embargo "
-        "keep their inputs apart); the chronological view is `python -m training walkforward`. Hedge and "
-        "the volatility-managed vote are online (causal) and only their hyper-parameters are chosen.",
+        "keep their inputs apart); the chronological view is `python -m training walkforward`. Hedge, "
+        "the volatility-managed vote and the Moody-Saffell trader are online (causal): each is computed "
+        "once over the whole series and only its hyper-parameters (and the trader's seed) are chosen.",
         f"* Significance: White's Reality Check on Sharpe differences, stationary bootstrap "
         f"({st['bootstrap_reps']} resamples, mean block {st['bootstrap_block']:g} h), corrected over every "
-        "configuration tried plus the selected series. A p-value from R resamples carries a Monte-Carlo "
-        "error of about sqrt(p(1-p)/R) (0.01 at p = 0.05, R = 500): a p near 0.05 is a coin toss.",
+        "configuration tried plus the selected series; Hansen's SPA on the same resamples beside it. A "
+        "p-value from R resamples carries a Monte-Carlo error of about sqrt(p(1-p)/R) (0.01 at p = 0.05, "
+        "R = 500): a p near 0.05 is a coin toss.",
+        "* Families: Hedge (exponentiated gradient over strategies, negations, flat), volatility-managed "
+        "vote, ridge / L2-logistic on votes + features; round 2: meta-labeling (L2-logistic deciding when "
+        "to follow the vote, labels purged to training bars), Moody-Saffell direct reinforcement on the "
+        "differential Sharpe ratio (online tanh trader, 3 seeds per step size, each seed a logged trial), "
+        "imitation of the DP oracle (long / short logistics fitted to the oracle path of the training "
+        "bars only). The DP oracle itself is an upper bound, not a candidate.",
+        f"* This invocation: {summary.get('wall_seconds', float('nan')):.0f} s wall, "
+        f"{summary.get('trials_run_now', '?')} trials run (the rest reused from the run folder), "
+        f"{summary.get('workers', 1)} local worker process(es); "
+        + (
+            f"results database run `{summary['results_run_id']}` holds every trial (window `cpcv`), "
+            "the pooled rows (window `test`) and the oracle bound (window `upper_bound`): "
+            f"`python -m training leaderboard --run {summary['results_run_id']}`."
+            if summary.get("results_run_id")
+            else "not written to the results database (--no-db)."
+        ),
         "",
         "## Gates for the selected series",
         "",
-        "| benchmark | its Sharpe | selected - it | ahead | p (corrected) | p (single) | ahead at 2x costs |",
-        "|---|---|---|---|---|---|---|",
+        "| benchmark | its Sharpe | selected - it | ahead | p (RC, corrected) | p (SPA) | p (single) "
+        "| ahead at 2x costs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for b in BENCH_ORDER:
         r = g[b]
+        spa = f"{r['p_spa']:.3f}" if "p_spa" in r else "-"
         lines.append(
             f"| {b} | {_f(r['benchmark_sharpe'])} | {_f(r['sharpe_diff'])} | {_yes(r['ahead'])} | "
-            f"{r['p_corrected']:.3f} | {r['p_single']:.3f} | {_yes(r['ahead_2x'])} |"
+            f"{r['p_corrected']:.3f} | {spa} | {r['p_single']:.3f} | {_yes(r['ahead_2x'])} |"
         )
     lines += [
-        f"| PBO <= {summary['settings']['max_pbo']} | | | | {summary['pbo']:.2f} | | |",
+        f"| PBO <= {summary['settings']['max_pbo']} | | | | {summary['pbo']:.2f} | | | |",
+        "",
+        "The gate reads White's RC p (the stricter of the two); Hansen's SPA (studentized, consistent "
+        "recentring: candidates far below the benchmark do not dilute it) is shown beside it.",
         "",
         "Configuration chosen per outer split (inner folds): "
         + ", ".join(f"`{k}` x{c}" for k, c in chosen)
         + ". Ex-ante best single per split: "
         + ", ".join(f"`{k}` x{c}" for k, c in Counter(summary["ex_ante_per_split"]).most_common())
         + ".",
+        "",
+        _seed_spread(summary),
         "",
         "## Leaderboard (pooled OOS over all paths)",
         "",
@@ -236,15 +303,13 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
     lines += [
         "## Not done in this round",
         "",
-        "* RL recast (ElegantRL, target-exposure actions, FeatureSpec v2), Moody-Saffell direct "
-        "reinforcement, DP-oracle imitation, meta-labeling.",
-        "* Ray / process-pool execution of trials (trials run sequentially in one process; resumable).",
+        "* RL recast (ElegantRL, target-exposure actions, FeatureSpec v2).",
+        "* Ray execution of trials (a local process pool runs them; resumable).",
         "* Shipping a combiner to the meta consumer (versioned policy artefact, hot reload, replay parity): "
         "nothing passed the gates, and the export is not built.",
-        "* Trials are logged to the run folder's `trials.jsonl`, not yet to the results DB / desktop "
-        "leaderboard.",
-        "* Hansen's SPA (studentized, recentred) instead of White's RC; Optuna inner search; "
-        "Politis-White block length; several seeds (every family here is deterministic).",
+        "* The bridge's `/models` leaderboard (the desktop's) reads the live provenance tables, which hold "
+        "only models uploaded by `select`; research rows are in the results DB and its CLI leaderboard.",
+        "* Optuna inner search; Politis-White block length.",
         "",
     ]
     path = dest / "REPORT.md"

@@ -1,5 +1,6 @@
 """The research protocol (issue 16): CPCV splits and paths, Hedge, funding by publication time,
-the gates on noise, and an end-to-end ``--quick`` run on real data."""
+the gates on noise, the DP oracle, the DSR update, meta-labeling's purge, SPA, the worker pool,
+the results DB, and an end-to-end ``--quick`` run on real data."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from training.cli import app
 from training.research import cpcv
 from training.research.candidates import hedge_weights, net_returns
 from training.research.funding import HOUR_NS, FundingEvents, bar_funding
+from training.research.learners import dsr_step, dsr_trader, label_rows, metalabel_fit, oracle_path
 from training.research.protocol import Settings, assemble, run_research
-from training.research.stats import bootstrap_sharpes, reality_check, sharpe_cols
+from training.research.stats import bootstrap_sharpes, reality_check, sharpe_cols, spa_test
 
 N, START, GROUPS, K, PURGE, EMBARGO = 1200, 100, 6, 2, 30, 12
 
@@ -168,7 +170,18 @@ def test_quick_research_run_on_real_data_writes_the_report(tmp_path: Path) -> No
     out, rep = tmp_path / "run", tmp_path / "report"
     res = CliRunner().invoke(
         app,
-        ["research", "--quick", "--last-bars", "8000", "--out", str(out), "--report-dir", str(rep)],
+        [
+            "research",
+            "--quick",
+            "--last-bars",
+            "8000",
+            "--out",
+            str(out),
+            "--report-dir",
+            str(rep),
+            "--results-db",
+            f"sqlite:///{tmp_path / 'results.db'}",
+        ],
     )
     assert res.exit_code == 0, res.output
     text = (rep / "REPORT.md").read_text()
@@ -177,6 +190,10 @@ def test_quick_research_run_on_real_data_writes_the_report(tmp_path: Path) -> No
         assert (rep / png).stat().st_size > 1000, png
     summary = json.loads((out / "summary.json").read_text())
     assert summary["costs"]["funding_covered_share"] > 0.99  # the real series, not the constant
+    assert "p (SPA)" in text and "Upper bound" in text
+    # the hindsight oracle bounds every honest series from above
+    assert summary["oracle"]["sharpe"] > max(summary["sharpe"].values())
+    assert summary["results_run_id"] in res.output
     assert set(summary["gates"]) == {
         "majority_vote",
         "equal_weight",
@@ -184,3 +201,131 @@ def test_quick_research_run_on_real_data_writes_the_report(tmp_path: Path) -> No
         "flat",
         "ex_ante_best_single",
     }
+
+
+# --- round 2: oracle, direct reinforcement, meta-labeling, SPA, worker pool, results DB ---------
+
+
+def test_dp_oracle_stays_put_through_small_moves_and_reverses_on_big_ones() -> None:
+    cost = 0.0006  # 5 bp fee + 1 bp slippage per unit traded
+    zero = np.zeros(5)
+    small = np.array([0.0, 0.0004, -0.0004, 0.0004, -0.0004])  # each move smaller than a round trip
+    e, total = oracle_path(small, zero, cost)
+    assert np.all(e == 0.0) and total == 0.0
+    # +1 %, +1 %, -2 %: long for two bars, then reverse (2 units traded) for the last one
+    big = np.array([0.0, 0.01, 0.01, -0.02, 0.0])
+    e, total = oracle_path(big, zero, cost)
+    assert e[:3].tolist() == [1.0, 1.0, -1.0]
+    assert total == pytest.approx(0.04 - 3 * cost)
+    # the DP value is what the ledger scores for that path
+    assert net_returns(e, big, zero, cost).sum() == pytest.approx(total)
+    # funding large enough to eat the long's gain turns the first leg flat or short
+    fund = np.array([0.0, 0.02, 0.0, 0.0, 0.0])
+    e2, _ = oracle_path(big, fund, cost)
+    assert e2[0] <= 0.0
+
+
+def test_dsr_update_matches_a_hand_computed_case() -> None:
+    # A = 0.01, B = 0.0005, R = 0.02, eta = 0.1: dA = 0.01, dB = -0.0001, B - A^2 = 0.0004
+    d, d_dr, a, b = dsr_step(0.01, 0.0005, 0.02, 0.1)
+    assert d == pytest.approx((0.0005 * 0.01 + 0.5 * 0.01 * 0.0001) / 0.0004**1.5)  # 0.6875
+    assert d == pytest.approx(0.6875)
+    assert d_dr == pytest.approx((0.0005 - 0.01 * 0.02) / 0.0004**1.5)  # 37.5
+    assert (a, b) == (pytest.approx(0.011), pytest.approx(0.00049))
+    # the derivative is the finite difference of D in R
+    h = 1e-7
+    assert (dsr_step(0.01, 0.0005, 0.02 + h, 0.1)[0] - d) / h == pytest.approx(d_dr, rel=1e-4)
+
+
+def test_dsr_trader_learns_a_persistent_signal_and_is_causal() -> None:
+    rng = np.random.default_rng(3)
+    n = 4000
+    x = rng.normal(size=(n, 2))
+    ret = np.zeros(n)
+    ret[1:] = 0.004 * x[:-1, 0] + rng.normal(0, 0.002, n - 1)  # feature 0 known at t predicts t+1
+    pos = dsr_trader(x, ret, np.zeros(n), 0.0, rho=0.05, seed=0)
+    late = slice(n // 2, n - 1)
+    assert np.corrcoef(pos[late], x[late, 0])[0, 1] > 0.5
+    # causality: changing the future does not change the past positions
+    ret2 = ret.copy()
+    ret2[3000:] *= -1
+    pos2 = dsr_trader(x, ret2, np.zeros(n), 0.0, rho=0.05, seed=0)
+    assert np.array_equal(pos[:3000], pos2[:3000]) and not np.array_equal(pos, pos2)
+
+
+def test_metalabeling_never_reads_a_label_across_the_purge() -> None:
+    rng = np.random.default_rng(5)
+    n, horizon = 3000, 24
+    feats = rng.normal(size=(n, 3))
+    majority = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    ret = rng.normal(0, 0.01, n)
+    train = np.concatenate([np.arange(0, 1000), np.arange(1500, 3000)])  # test block 1000..1499
+    rows = label_rows(train, n, horizon)
+    in_train = np.zeros(n, dtype=bool)
+    in_train[train] = True
+    for t in rows:
+        assert in_train[t + 1 : t + horizon + 1].all()
+    assert rows.max() <= n - 1 - horizon and 1000 - horizon - 1 in rows and 1000 - horizon not in rows
+    beta, used = metalabel_fit(feats, majority, ret, train, horizon, lam=0.1)
+    # scrambling the test block's returns leaves the fitted model unchanged ...
+    shuffled = ret.copy()
+    shuffled[1000:1500] = rng.normal(0, 0.05, 500)
+    assert np.array_equal(metalabel_fit(feats, majority, shuffled, train, horizon, lam=0.1)[0], beta)
+    # ... while the same change to training returns does change it (the check can fail)
+    moved = ret.copy()
+    moved[2000:2500] = rng.normal(0, 0.05, 500)
+    assert not np.array_equal(metalabel_fit(feats, majority, moved, train, horizon, lam=0.1)[0], beta)
+    assert used.size > 2000
+
+
+def test_spa_separates_an_edge_from_noise_and_ignores_hopeless_candidates() -> None:
+    rng = np.random.default_rng(1)
+    t = 4000
+    noise = rng.normal(0, 0.01, size=(t, 8))
+    edge = rng.normal(0.0012, 0.01, size=t)
+    bad = rng.normal(-0.003, 0.01, size=(t, 30))  # far below the benchmark
+    bench = np.zeros(t)
+    m = np.column_stack([noise, edge, bench, bad])
+    point, boot = sharpe_cols(m), bootstrap_sharpes(m, reps=300, block=24)
+    tried = np.array([*range(9), *range(10, 40)])
+    spa = spa_test(point, boot, bench=9, tried=tried, selected=8, n_obs=t)
+    rc = reality_check(point, boot, bench=9, tried=tried, selected=8)
+    assert spa["p_spa"] < 0.05
+    assert spa["p_spa"] <= rc["p_corrected"]  # the RC's least-favourable null pays for the 30 duds
+    best_noise = int(np.argmax(point[:8]))
+    assert spa_test(point, boot, bench=9, tried=tried, selected=best_noise, n_obs=t)["p_spa"] > 0.05
+
+
+def test_worker_pool_gives_the_serial_log_and_the_results_db_holds_one_copy(tmp_path: Path) -> None:
+    from training.results import ResultsDB
+
+    candles, sig = _noise_market(3000, 3, seed=11)
+    settings = Settings(purge=48, bootstrap_reps=50, quick=True)
+    db = ResultsDB(f"sqlite:///{tmp_path / 'results.db'}", tmp_path / "artifacts")
+    serial = run_research(candles, sig, None, tmp_path / "w1", settings, workers=1, results=db)
+    pooled = run_research(candles, sig, None, tmp_path / "w2", settings, workers=2, results=db)
+    assert (tmp_path / "w1" / "trials.jsonl").read_text() == (tmp_path / "w2" / "trials.jsonl").read_text()
+    assert serial["sharpe"] == pooled["sharpe"]
+    # one run in the DB (same data and splits -> same research run id), no duplicate rows
+    run_id = serial["results_run_id"]
+    assert pooled["results_run_id"] == run_id and len(db.runs()) == 1
+    rows = db.evaluations(run_id=run_id)
+    keys = [(r.candidate, r.window, r.fold) for r in rows]
+    assert len(keys) == len(set(keys))
+    assert sum(r.window == "cpcv" for r in rows) == serial["trials_logged"] == 15 * len(serial["configs"])
+    test = {r.candidate: r for r in db.evaluations(run_id=run_id, window="test")}
+    assert {"buy_and_hold", "flat", "majority_vote", "equal_weight", "ex_ante_best_single"} <= set(test)
+    assert {f"single:{s}" for s in sig.strategies} <= set(test)
+    assert set(serial["configs"]) | {"selected"} <= set(test)
+    assert test["majority_vote"].kind == "baseline" and test["selected"].kind == "candidate"
+    assert test["selected"].metrics["sharpe"] == pytest.approx(serial["sharpe"]["selected"])
+    # nothing passes on noise, so nothing is marked
+    assert not any(r.proposed for r in rows)
+    assert [r.kind for r in db.evaluations(run_id=run_id, window="upper_bound")] == ["bound"]
+    db.close()
+    # the leaderboard command lists baselines and candidates of that run side by side
+    res = CliRunner().invoke(
+        app, ["leaderboard", "--run", run_id, "--results-db", f"sqlite:///{tmp_path / 'results.db'}"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "majority_vote" in res.output and "selected" in res.output and "dsr:" in res.output
