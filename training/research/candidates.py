@@ -99,15 +99,40 @@ def snap(e: np.ndarray) -> np.ndarray:
 
 
 def net_returns(
-    exposure: np.ndarray, ret: np.ndarray, funding: np.ndarray, cost_rate: float, mult: float = 1.0
+    exposure: np.ndarray,
+    ret: np.ndarray,
+    funding: np.ndarray,
+    cost_rate: float,
+    mult: float = 1.0,
+    gap: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per-bar net return (length n, element 0 is 0) of exposures ``e[t]`` (any trailing axes)."""
+    """Per-bar net return (length n, element 0 is 0) of exposures ``e[t]`` (any trailing axes).
+
+    ``gap[t] = open[t] / close[t-1] - 1`` applies the ``next_open`` fill model (ADR 0017): the
+    exposure decided at the close of ``t-1`` is filled at ``open[t]``, so the previous exposure
+    still carries the overnight gap and the new one earns only ``open[t] -> close[t]``. Without
+    ``gap`` (or where it is 0) the fill is at the signal bar's close, bit for bit the old formula.
+    """
     e = np.asarray(exposure, dtype=np.float64)
     held = np.concatenate([np.zeros((1, *e.shape[1:])), e[:-1]])  # e[t-1]
     before = np.concatenate([np.zeros((1, *e.shape[1:])), held[:-1]])  # e[t-2]
     r = ret.reshape(-1, *([1] * (e.ndim - 1)))
     f = funding.reshape(-1, *([1] * (e.ndim - 1)))
-    return held * r - np.abs(held - before) * cost_rate * mult - held * f * mult
+    if gap is None:
+        gross = held * r
+    else:
+        g = gap.reshape(-1, *([1] * (e.ndim - 1)))
+        gross = before * g + held * ((r - g) / (1.0 + g))
+    return gross - np.abs(held - before) * cost_rate * mult - held * f * mult
+
+
+def open_gaps(candles: pd.DataFrame) -> np.ndarray:
+    """``open[t] / close[t-1] - 1`` per bar (0 at bar 0): what the ``next_open`` fill adds."""
+    o = candles["open"].to_numpy(np.float64)
+    c = candles["close"].to_numpy(np.float64)
+    g = np.zeros_like(c)
+    g[1:] = o[1:] / c[:-1] - 1.0
+    return g
 
 
 @dataclass(frozen=True)

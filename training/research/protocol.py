@@ -40,6 +40,7 @@ from training.research.candidates import (
     exposure,
     hedge_exposure,
     net_returns,
+    open_gaps,
 )
 from training.research.funding import BarFunding, FundingEvents, bar_funding
 from training.research.learners import oracle_path
@@ -163,9 +164,10 @@ class _Job:
     cost_rate: float
     funding: np.ndarray
     fixed: dict[str, np.ndarray]
+    gap: np.ndarray | None = None
 
     def ret(self, e: np.ndarray, mult: float = 1.0) -> np.ndarray:
-        return net_returns(e, self.ctx.ret, self.funding, self.cost_rate, mult)
+        return net_returns(e, self.ctx.ret, self.funding, self.cost_rate, mult, self.gap)
 
 
 _JOB: _Job | None = None
@@ -256,7 +258,7 @@ def run_research(
     """
     import time
 
-    from config import DEFAULT_FUNDING_RATE_HOURLY
+    from config import DEFAULT_FUNDING_RATE_HOURLY, FillPrice
     from training.ledger import CostModel
     from training.metrics import deflated_sharpe
 
@@ -265,7 +267,9 @@ def run_research(
     out.mkdir(parents=True, exist_ok=True)
     n = len(signals)
     start = signals.warmup
-    costs = CostModel()
+    costs = CostModel.configured()
+    # the configured fill price (ADR 0017), as in every other backtest: next_open by default
+    gap = open_gaps(candles) if costs.fill_price == FillPrice.NEXT_OPEN else None
     fund: BarFunding = bar_funding(signals.index, events, DEFAULT_FUNDING_RATE_HOURLY)
     base = _baseline_exposures(signals)
     ctx: Context = build_context(
@@ -290,12 +294,14 @@ def run_research(
     grid = default_grid(settings.quick)
 
     def ret(e: np.ndarray, mult: float = 1.0) -> np.ndarray:
-        return net_returns(e, ctx.ret, fund.per_bar, costs.cost_rate, mult)
+        return net_returns(e, ctx.ret, fund.per_bar, costs.cost_rate, mult, gap)
 
     fp = hashlib.sha256()
     fp.update(np.ascontiguousarray(ctx.close).tobytes())
     fp.update(np.ascontiguousarray(signals.target).tobytes())
     fp.update(np.ascontiguousarray(fund.per_bar).tobytes())
+    fp.update(b"gap:" + (np.ascontiguousarray(gap).tobytes() if gap is not None else b"signal_close"))
+    fp.update(f"cost:{costs.cost_rate!r}".encode())
     split_keys = ("groups", "test_groups", "purge", "embargo_fraction")  # what a trial depends on
     fp.update(json.dumps({k: asdict(settings)[k] for k in split_keys}, sort_keys=True).encode())
     fingerprint = fp.hexdigest()
@@ -307,7 +313,7 @@ def run_research(
         # online families once, here, before any worker forks (they inherit the result)
         needed = {c.key: c for _, cfgs in todo for c in cfgs if not c.fitted}
         fixed = {k: exposure(c, ctx) for k, c in bar(list(needed.items()), "online candidates", len(needed))}
-        job = _Job(ctx, splits, bounds, settings.purge, embargo, costs.cost_rate, fund.per_bar, fixed)
+        job = _Job(ctx, splits, bounds, settings.purge, embargo, costs.cost_rate, fund.per_bar, fixed, gap)
         for rows in bar(_map_trials(job, todo, workers), "CPCV splits (trials)", len(todo)):
             for row, r1, r2 in rows:
                 log.add(row, r1, r2)
@@ -431,6 +437,7 @@ def run_research(
         "costs": {
             "taker_fee": costs.taker_fee,
             "slippage_bps": costs.slippage_bps,
+            "fill_price": str(costs.fill_price),
             "funding_source": fund.source,
             "funding_covered_share": float(fund.covered[start:].mean()),
             "funding_fallback_hourly": DEFAULT_FUNDING_RATE_HOURLY,

@@ -17,6 +17,12 @@ import numpy as np
 BENCH_ORDER = ("buy_and_hold", "flat", "majority_vote", "equal_weight", "ex_ante_best_single")
 
 
+_FILL_TEXT = {
+    "next_open": "the next bar's open (the price after the decision bar closes)",
+    "signal_close": "the decision bar's close",
+}
+
+
 def _plots(run: Path, dest: Path, summary: dict[str, Any]) -> list[tuple[str, str]]:
     import matplotlib
 
@@ -230,7 +236,8 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         "the run folder. DSR trial count = "
         f"configurations x seeds = {summary['trial_count_for_dsr']}; PBO by CSCV ({st['cscv_blocks']} "
         "blocks) over the configurations' pooled OOS series.",
-        f"* Costs: taker fee {co['taker_fee']:.4%}, slippage {co['slippage_bps']:g} bp per fill, funding "
+        f"* Costs: taker fee {co['taker_fee']:.4%}, slippage {co['slippage_bps']:g} bp per fill, fills at "
+        f"{_FILL_TEXT.get(co.get('fill_price', 'signal_close'), co.get('fill_price'))} (ADR 0017), funding "
         f"from {co['funding_source']} on the exposure held at each settlement, each charged at the latest "
         f"rate published by then ({co['funding_covered_share']:.1%} of evaluated bars covered; mean "
         f"{co['funding_mean_per_8h']:.2e} per 8h; elsewhere the constant "

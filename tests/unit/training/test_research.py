@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from common.signals import SignalArrays
 from training.cli import app
 from training.research import cpcv
-from training.research.candidates import hedge_weights, net_returns
+from training.research.candidates import hedge_weights, net_returns, open_gaps
 from training.research.funding import HOUR_NS, FundingEvents, bar_funding
 from training.research.learners import dsr_step, dsr_trader, label_rows, metalabel_fit, oracle_path
 from training.research.protocol import Settings, assemble, run_research
@@ -329,3 +329,30 @@ def test_worker_pool_gives_the_serial_log_and_the_results_db_holds_one_copy(tmp_
     )
     assert res.exit_code == 0, res.output
     assert "majority_vote" in res.output and "selected" in res.output and "dsr:" in res.output
+
+
+def test_next_open_fill_hand_case_and_signal_close_identity() -> None:
+    """ADR 0017 in the research ledger: the new exposure is filled at the next open, the old one
+    carries the gap; with every open equal to the previous close it is the close fill, bit for bit."""
+    candles = pd.DataFrame({"open": [100.0, 105.0, 110.0, 120.0], "close": [100.0, 110.0, 121.0, 121.0]})
+    close = candles["close"].to_numpy()
+    ret = np.zeros(4)
+    ret[1:] = close[1:] / close[:-1] - 1.0
+    gap = open_gaps(candles)
+    assert gap == pytest.approx([0.0, 0.05, 0.0, 120.0 / 121.0 - 1.0])
+    e = np.array([1.0, 1.0, 0.0, 0.0])  # long decided at close 0, flat decided at close 2
+    fee = 0.001
+    r = net_returns(e, ret, np.zeros(4), fee, gap=gap)
+    # bar 1: bought at open 105, marked at close 110; bar 2: 110 -> 121; bar 3: sold at open 120
+    assert r == pytest.approx([0.0, 110 / 105 - 1 - fee, 121 / 110 - 1, 120 / 121 - 1 - fee])
+    r_close = net_returns(e, ret, np.zeros(4), fee)
+    assert r_close == pytest.approx([0.0, 0.1 - fee, 0.1, -fee])
+    assert not np.allclose(r, r_close)
+    # opens equal to the previous close: the two fill models agree exactly
+    flat_gap = candles.assign(open=[100.0, 100.0, 110.0, 121.0])
+    rng = np.random.default_rng(3)
+    ex = np.round(rng.uniform(-1, 1, size=(4, 5)) * 4) / 4
+    assert np.array_equal(
+        net_returns(ex, ret, np.zeros(4), fee, gap=open_gaps(flat_gap)),
+        net_returns(ex, ret, np.zeros(4), fee),
+    )
