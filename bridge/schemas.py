@@ -248,6 +248,39 @@ class ModelEntry(BaseModel):
     evaluations: list[EvaluationOut]
 
 
+class ResearchEntry(BaseModel):
+    """One pooled out-of-sample row of a research run (issue 16): a baseline, a candidate rule, or
+    the hindsight bound. Not a stored model, so never tradable from the leaderboard."""
+
+    rank: int | None = Field(
+        description="1 = best by the ranking metric among baselines and candidates; "
+        "null for the upper bound and unscored rows."
+    )
+    name: str
+    kind: str = Field(description="baseline, candidate or bound (the hindsight DP oracle, never ranked).")
+    status: str = Field(
+        description="baseline, candidate, upper bound, or for `selected`: proposed (passed every gate) "
+        "or not proposed."
+    )
+    proposed: bool
+    window: str
+    score: float | None
+    metrics: dict[str, Any]
+
+
+class ResearchBoard(BaseModel):
+    """The newest research run published to the live database (``training publish-research``)."""
+
+    run_id: str
+    published_at: datetime
+    trials: int | None = Field(description="Trials logged (configurations x seeds x splits).")
+    selected_passes: bool
+    verdict: str = Field(description="One line: whether `selected` is proposed, and what live keeps.")
+    entries: list[ResearchEntry] = Field(
+        description="Ranking window's baselines and candidates, best first, then the upper bound."
+    )
+
+
 class LeaderboardOut(BaseModel):
     metric: str
     window: str
@@ -255,6 +288,10 @@ class LeaderboardOut(BaseModel):
     selected_model_id: str | None
     models: list[ModelEntry]
     baselines: list[EvaluationOut]
+    research: ResearchBoard | None = Field(
+        default=None,
+        description="The newest published research run's baselines and candidates (null: none published).",
+    )
 
 
 # ----------------------------------------------------------------------------- control

@@ -8,6 +8,11 @@ selected (model_id, sha256) between ticks and hot-reloads. The partial unique in
 ``models.selected`` makes two people selecting at once end with exactly one winner; the loser gets
 a clear error. The run and its evaluations are copied into the live ``training_runs`` /
 ``evaluations`` tables so the bridge's leaderboard shows the selected model's metrics.
+
+``publish_research_live`` copies a research run's pooled out-of-sample rows (issue 16) into the same
+two tables, so the bridge and the desktop leaderboard list research baselines and candidates beside
+the models (ADR 0016). It uploads no model and selects nothing: research candidates are rules
+without a model file.
 """
 
 from __future__ import annotations
@@ -178,6 +183,88 @@ def _copy_run(s: Any, results: ResultsDB, ev: EvaluationRow, model_id: str, run:
                     metrics={**row.metrics, "fold": row.fold},
                 )
             )
+
+
+# The research windows the live leaderboard shows: the pooled OOS rows and the hindsight bound. The
+# per-trial ``cpcv`` rows (hundreds) stay in the results DB: ``leaderboard --run`` reads them there.
+RESEARCH_LIVE_WINDOWS = ("test", "upper_bound")
+
+
+@dataclass(frozen=True)
+class PublishedResearch:
+    run_id: str
+    rows: int
+    proposed: str | None  # the candidate marked proposed (``selected`` when it passed), else None
+    selected_passes: bool
+
+
+def publish_research_live(results: ResultsDB, ref: str, live: Engine) -> PublishedResearch:
+    """Copy research run ``ref``'s pooled rows into the live ``training_runs`` / ``evaluations``.
+
+    Why the live tables and the same path ``select`` uses for baselines (rows with no model id)
+    rather than the bridge reading the results DB: the bridge already reads the live database, the
+    results DB may be a laptop's SQLite file, and no new setting or second connection is needed.
+    What the live ``evaluations`` table has no column for (each row's kind, which row is proposed,
+    whether ``selected`` passed the gates) goes into the live run's ``config`` under ``research``;
+    the bridge recognises research runs by it and keeps them out of the models' baselines.
+
+    Replaces the run's earlier live copy in one transaction (a rerun of the same data and splits
+    has the same run id), so publishing twice never duplicates rows.
+    """
+    try:
+        run = results.run(ref)
+    except ResultsError as exc:
+        raise SelectError(str(exc)) from None
+    run_id = str(run["run_id"])
+    config = dict(run["config"] or {})
+    if run.get("kind") != "research" or not config.get("research"):
+        raise SelectError(
+            f"run {run_id} is not a research run (python -m training research writes those); "
+            "models reach the live leaderboard through select"
+        )
+    rows = [r for r in results.evaluations(run_id=run_id) if r.window in RESEARCH_LIVE_WINDOWS]
+    if not any(r.window == "test" for r in rows):
+        raise SelectError(f"research run {run_id} has no pooled out-of-sample rows to publish")
+    proposed = next((r.candidate for r in rows if r.proposed), None)
+    passes = bool(config.get("selected_passes"))
+    live_config = {
+        **config,
+        "research": {
+            "kinds": {r.candidate: r.kind for r in rows},
+            "proposed": proposed,
+            "selected_passes": passes,
+            "data_fingerprint": run.get("data_fingerprint"),
+            "git_commit": run.get("git_commit"),
+        },
+    }
+    with session_scope(live) as s:
+        existing = s.get(TrainingRun, run_id)
+        if existing is None:
+            s.add(
+                TrainingRun(
+                    run_id=run_id,
+                    started_at=run["started_at"],
+                    finished_at=run["finished_at"],
+                    host=run["host"],
+                    username=run["username"],
+                    config=live_config,
+                    status=run["status"],
+                    seed=run["seed"],
+                )
+            )
+        else:
+            existing.finished_at = run["finished_at"]
+            existing.config = live_config
+            existing.status = run["status"]
+        s.flush()
+        s.execute(delete(Evaluation).where(Evaluation.run_id == run_id))
+        for r in rows:
+            s.add(
+                Evaluation(
+                    run_id=run_id, model_id=None, name=r.candidate, window=r.window, metrics=dict(r.metrics)
+                )
+            )
+    return PublishedResearch(run_id, len(rows), proposed, passes)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,20 @@
-"""The model leaderboard: every trained policy with its evaluation metrics, best and selected marked."""
+"""The model leaderboard: every trained policy with its evaluation metrics, best and selected marked,
+and beside them the newest published research run's baselines and candidates (ADR 0016)."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bridge.dependencies import DbSession
-from bridge.schemas import IDENT, EvaluationOut, LeaderboardOut, ModelEntry
-from common.db.models import Evaluation, Model
+from bridge.schemas import IDENT, EvaluationOut, LeaderboardOut, ModelEntry, ResearchBoard, ResearchEntry
+from common.db.models import Evaluation, Model, TrainingRun
 
 router = APIRouter(tags=["models"])
 
@@ -34,8 +37,12 @@ def leaderboard(
     evaluations = session.scalars(select(Evaluation).order_by(Evaluation.created_at, Evaluation.id)).all()
     by_model: dict[str, list[Evaluation]] = defaultdict(list)
     baselines: dict[str, Evaluation] = {}
+    research = _research_runs(session, {ev.run_id for ev in evaluations if ev.model_id is None})
+    by_research: dict[str, list[Evaluation]] = defaultdict(list)
     for ev in evaluations:
-        if ev.model_id is None:
+        if ev.run_id in research:
+            by_research[ev.run_id].append(ev)  # research rows are not the models' baselines
+        elif ev.model_id is None:
             if ev.window == window:
                 baselines[ev.name] = ev  # later rows win: the latest run's baseline
         else:
@@ -71,4 +78,78 @@ def leaderboard(
         selected_model_id=next((e.model_id for e in entries if e.selected), None),
         models=ordered,
         baselines=[EvaluationOut.model_validate(b) for b in baselines.values()],
+        research=_research_board(research, by_research, metric, window, sign),
+    )
+
+
+def _research_runs(session: Session, run_ids: set[str]) -> dict[str, TrainingRun]:
+    """The runs among ``run_ids`` that ``training publish-research`` wrote: their ``config`` holds a
+    ``research`` section (row kinds, the proposed row, the gate verdict)."""
+    if not run_ids:
+        return {}
+    runs = session.scalars(select(TrainingRun).where(TrainingRun.run_id.in_(run_ids))).all()
+    return {r.run_id: r for r in runs if isinstance((r.config or {}).get("research"), dict)}
+
+
+def _research_board(
+    runs: dict[str, TrainingRun],
+    rows_by_run: dict[str, list[Evaluation]],
+    metric: str,
+    window: str,
+    sign: float,
+) -> ResearchBoard | None:
+    """The newest published research run (its rows were written last), ranked like the models."""
+    if not rows_by_run:
+        return None
+    run_id = max(rows_by_run, key=lambda r: max((e.created_at, e.id) for e in rows_by_run[r]))
+    run = runs[run_id]
+    config: dict[str, Any] = dict(run.config or {})
+    info: dict[str, Any] = config["research"]
+    kinds: dict[str, str] = dict(info.get("kinds") or {})
+    proposed_name = info.get("proposed")
+    passes = bool(info.get("selected_passes"))
+    rows: Sequence[Evaluation] = rows_by_run[run_id]
+
+    def entry(ev: Evaluation) -> ResearchEntry:
+        kind = kinds.get(ev.name, "candidate")
+        if kind == "bound":
+            status = "upper bound"
+        elif ev.name == proposed_name:
+            status = "proposed"
+        elif ev.name == "selected":
+            status = "not proposed"  # the procedure's choice failed a gate: on the board, not proposed
+        else:
+            status = kind
+        metrics = dict(ev.metrics)
+        return ResearchEntry(
+            rank=None,
+            name=ev.name,
+            kind=kind,
+            status=status,
+            proposed=ev.name == proposed_name,
+            window=ev.window,
+            score=_score(metrics, metric) if kind != "bound" else None,
+            metrics=metrics,
+        )
+
+    entries = [entry(e) for e in rows]
+    ranked = [e for e in entries if e.window == window and e.kind != "bound"]
+    scored = sorted((e for e in ranked if e.score is not None), key=lambda e: sign * (e.score or 0.0))
+    for rank, e in enumerate(scored, start=1):
+        e.rank = rank
+    bounds = [e for e in entries if e.kind == "bound"]
+    verdict = (
+        "selected passes every gate: proposed (a person still decides with `training select`)"
+        if passes
+        else "selected fails the gates: not proposed; the live policy stays as it is (majority vote "
+        "unless a model is selected)"
+    )
+    trials = config.get("trials_logged")
+    return ResearchBoard(
+        run_id=run_id,
+        published_at=max(e.created_at for e in rows),
+        trials=int(trials) if isinstance(trials, int) else None,
+        selected_passes=passes,
+        verdict=verdict,
+        entries=scored + [e for e in ranked if e.score is None] + bounds,
     )

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from training.commands.app import app
-from training.commands.common import DataOpt, ResultsOpt
+from training.commands.common import DataOpt, LiveOpt, ResultsOpt
 
 
 @app.command()
@@ -44,6 +44,15 @@ def research(
     no_db: Annotated[
         bool, typer.Option("--no-db", help="do not write the trials and baselines to the results database")
     ] = False,
+    publish_live: Annotated[
+        bool,
+        typer.Option(
+            "--publish-live",
+            help="also copy the pooled baselines and candidates to the live DB (the bridge's leaderboard); "
+            "same as `python -m training publish-research RUN` afterwards",
+        ),
+    ] = False,
+    database_url: LiveOpt = None,
 ) -> None:
     """Run every trial (resuming a run folder), the baselines and the gates; write REPORT.md."""
     import shlex
@@ -77,6 +86,8 @@ def research(
         typer.echo(
             f"warning: no funding series under {exogenous}; the constant default rate applies", err=True
         )
+    if publish_live and no_db:
+        raise typer.BadParameter("--publish-live copies the run from the results database: drop --no-db")
     settings = Settings(bootstrap_reps=100, purge=168, quick=True) if quick else Settings()
 
     def bar(it, desc, total):  # type: ignore[no-untyped-def]
@@ -115,3 +126,25 @@ def research(
             f"results database: run {summary['results_run_id']} "
             f"(python -m training leaderboard --run {summary['results_run_id']})"
         )
+    if publish_live:  # after the report: a live DB that is down costs the publication, not the run
+        _publish_live(results_db, str(summary["results_run_id"]), database_url)
+
+
+def _publish_live(results_db: str | None, run_id: str, database_url: str | None) -> None:
+    """``--publish-live``: the run's pooled rows into the live DB, once the report is written."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from training.commands.common import _db_error, _live_engine, _results
+    from training.commands.results import publish_verdict
+    from training.results_live import SelectError, publish_research_live
+
+    db = _results(results_db)
+    try:
+        pub = publish_research_live(db, run_id, _live_engine(database_url))
+    except SelectError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise typer.BadParameter(_db_error(exc), param_hint="--database-url") from None
+    finally:
+        db.close()
+    typer.echo(publish_verdict(pub.run_id, pub.rows, pub.selected_passes))

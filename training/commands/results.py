@@ -1,5 +1,5 @@
-"""The results database and the live model: ``runs``, ``leaderboard``, ``select``, ``report``,
-``retrain-check``."""
+"""The results database and the live model: ``runs``, ``leaderboard``, ``select``,
+``publish-research``, ``report``, ``retrain-check``."""
 
 from __future__ import annotations
 
@@ -137,6 +137,40 @@ def select_cmd(
         f"selected {sel.model_id} (sha256 {sel.sha256[:16]}..., strategies "
         f"{', '.join(sel.strategies)})" + (f"; replaces {sel.previous}" if sel.previous else "")
     )
+
+
+@app.command(name="publish-research")
+def publish_research_cmd(
+    run: Annotated[
+        str,
+        typer.Argument(
+            help="research run id (rs...), unique prefix or 'latest' (the newest run of any kind)"
+        ),
+    ],
+    results_db: ResultsOpt = None,
+    database_url: LiveOpt = None,
+) -> None:
+    """Copy a research run's baselines and candidates to the live DB: the bridge's leaderboard lists them."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from training.results_live import SelectError, publish_research_live
+
+    db = _results(results_db)
+    try:
+        pub = publish_research_live(db, run, _live_engine(database_url))
+    except SelectError as exc:
+        raise typer.BadParameter(str(exc), param_hint="RUN") from None
+    except SQLAlchemyError as exc:
+        raise typer.BadParameter(_db_error(exc), param_hint="--database-url") from None
+    finally:
+        db.close()
+    typer.echo(publish_verdict(pub.run_id, pub.rows, pub.selected_passes))
+
+
+def publish_verdict(run_id: str, rows: int, passes: bool) -> str:
+    """The one line ``publish-research`` and ``research --publish-live`` print."""
+    verdict = "selected is proposed" if passes else "selected is NOT proposed (it fails the gates)"
+    return f"published research run {run_id} to the live leaderboard: {rows} rows; {verdict}"
 
 
 @app.command()

@@ -57,7 +57,8 @@ class LiveBridgeScreenshotTest {
         assertTrue(status.decisions_total() > 0 && !fills.isEmpty() && pnl.total() != 0, "the seeded run is empty");
         assertTrue(status.run_clock() != null && status.run_clock().getYear() < status.server_time().getYear(),
                 "the seeded run must live in the past: " + status.run_clock());
-        int boardRows = board.models().size() + board.baselines().size();
+        int researchRows = board.research() == null ? 0 : board.research().entries().size();
+        int boardRows = board.models().size() + board.baselines().size() + researchRows;
         String decisions = String.format("%,d decisions", status.decisions_total());
         String total = String.format("%+,.2f", pnl.total());
         UiTestSupport.waitFor(60, () -> view.statusLoaded() && view.chart().candleCount() > 0 && view.chart().markerCount() > 0
@@ -74,6 +75,7 @@ class LiveBridgeScreenshotTest {
         assertTrue(!lastBar.open_time().isAfter(status.run_clock()), "chart ends after the run's clock: " + lastBar.open_time());
         // leaderboard: models and baselines, the selected one marked
         assertTrue((demo || !board.baselines().isEmpty()) && view.leaderboardBaselineCount() == board.baselines().size());
+        assertEquals(researchRows, view.leaderboardResearchCount());
         assertEquals(board.selected_model_id(), WaitForAsyncUtils.asyncFx(view::leaderboardLiveModel).get());
         // readable service names: the run prefix is gone, other runs' services are folded away
         List<String> names = WaitForAsyncUtils.asyncFx(view::serviceNames).get();

@@ -126,7 +126,24 @@ public final class Dto {
             String best_model_id,
             String selected_model_id,
             List<ModelEntry> models,
-            List<Baseline> baselines) {}
+            List<Baseline> baselines,
+            ResearchBoard research) {}
+
+    /** The newest research run published to the live DB (issue 16): baselines and candidate rules, not tradable. */
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record ResearchBoard(String run_id, Integer trials, boolean selected_passes, String verdict, List<ResearchEntry> entries) {}
+
+    /** status: baseline, candidate, upper bound, or for "selected": proposed / not proposed. */
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record ResearchEntry(
+            Integer rank,
+            String name,
+            String kind,
+            String status,
+            boolean proposed,
+            String window,
+            Double score,
+            Map<String, Object> metrics) {}
 
     /** A rule-based comparison (buy and hold...) evaluated on the same window as the models. */
     @JsonIgnoreProperties(ignoreUnknown = true)

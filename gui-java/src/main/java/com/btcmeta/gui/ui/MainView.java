@@ -16,6 +16,7 @@ import java.util.Collections;
 import java.util.Comparator;
 import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.Locale;
 import java.util.Optional;
@@ -119,6 +120,8 @@ public class MainView extends BorderPane {
     private Dto.Position lastPosition;
     private Dto.Leaderboard lastBoard;
     private final Set<Dto.ModelEntry> baselineRows = Collections.newSetFromMap(new IdentityHashMap<>());
+    /** Research rows (issue 16) and their status (baseline, candidate, proposed, not proposed, upper bound). */
+    private final Map<Dto.ModelEntry, String> researchRows = new IdentityHashMap<>();
     private volatile OffsetDateTime runClock;
     private volatile boolean runClockKnown;
     private int fillCount = -1;
@@ -278,7 +281,8 @@ public class MainView extends BorderPane {
         leaderboard.getColumns().add(col("Return", m -> metric(m, "total_return", "%+.1f%%", 100), 75));
         leaderboard.getColumns().add(col("Max DD", m -> metric(m, "max_drawdown", "%.1f%%", 100), 75));
         leaderboard.getColumns().add(col("Win rate", m -> metric(m, "win_rate", "%.0f%%", 100), 70));
-        leaderboard.getColumns().add(col("Status", m -> baselineRows.contains(m) ? "baseline" : (m.selected() ? "● LIVE" : "")
+        leaderboard.getColumns().add(col("Status", m -> researchRows.containsKey(m) ? "research " + researchRows.get(m)
+                : baselineRows.contains(m) ? "baseline" : (m.selected() ? "● LIVE" : "")
                 + (lastBoard != null && m.model_id().equals(lastBoard.best_model_id()) ? (m.selected() ? "  ★ best" : "★ best") : ""), 110));
         leaderboard.setPlaceholder(muted("No trained models yet: the live policy is the strategies' fallback vote"));
         leaderboard.setRowFactory(t -> new TableRow<>() {
@@ -288,9 +292,11 @@ public class MainView extends BorderPane {
                 getStyleClass().removeAll("best-row", "live-row", "baseline-row");
                 setTooltip(null);
                 if (!empty && m != null) {
-                    setTooltip(new Tooltip(baselineRows.contains(m) ? "Baseline " + m.model_id() + " (comparison, not tradable)"
+                    setTooltip(new Tooltip(researchRows.containsKey(m)
+                            ? "Research " + researchRows.get(m) + ": " + m.model_id() + " (pooled out-of-sample, a rule, not tradable here)"
+                            : baselineRows.contains(m) ? "Baseline " + m.model_id() + " (comparison, not tradable)"
                             : m.model_id() + (m.selected() ? " · selected for trading" : "")));
-                    if (baselineRows.contains(m)) {
+                    if (notTradable(m)) {
                         getStyleClass().add("baseline-row");
                     }
                     if (lastBoard != null && m.model_id().equals(lastBoard.best_model_id())) {
@@ -634,17 +640,26 @@ public class MainView extends BorderPane {
     private void showLeaderboard(Dto.Leaderboard b) {
         lastBoard = b;
         baselineRows.clear();
+        researchRows.clear();
         List<Dto.ModelEntry> rows = new ArrayList<>(b.models());
         for (Dto.Baseline base : b.baselines() == null ? List.<Dto.Baseline>of() : b.baselines()) {
             Dto.ModelEntry row = new Dto.ModelEntry(null, base.name(), "baseline", false, null, null, base.metrics());
             baselineRows.add(row);
             rows.add(row);
         }
+        // research rows come ranked by the bridge; their ranks are their own, so the # column stays empty
+        Dto.ResearchBoard research = b.research();
+        for (Dto.ResearchEntry e : research == null || research.entries() == null ? List.<Dto.ResearchEntry>of() : research.entries()) {
+            Dto.ModelEntry row = new Dto.ModelEntry(null, "research · " + e.name(), "research", false, null, e.score(), e.metrics());
+            researchRows.put(row, e.status());
+            rows.add(row);
+        }
         leaderboard.getItems().setAll(rows);
         leaderboard.refresh();
-        leaderboardLabel.setText(String.format("ranked by %s on the %s window · best: %s · live: %s · baselines: %d", b.metric(),
+        leaderboardLabel.setText(String.format("ranked by %s on the %s window · best: %s · live: %s · baselines: %d%s", b.metric(),
                 b.window(), b.best_model_id() == null ? "–" : b.best_model_id(),
-                b.selected_model_id() == null ? "none (fallback vote)" : b.selected_model_id(), baselineRows.size()));
+                b.selected_model_id() == null ? "none (fallback vote)" : b.selected_model_id(), baselineRows.size(),
+                research == null ? "" : " · research " + research.run_id() + ": " + research.verdict()));
         updateSelectButton();
     }
 
@@ -702,7 +717,12 @@ public class MainView extends BorderPane {
 
     private void updateSelectButton() {
         Dto.ModelEntry m = leaderboard.getSelectionModel().getSelectedItem();
-        selectButton.setDisable(!operator() || m == null || m.selected() || baselineRows.contains(m));
+        selectButton.setDisable(!operator() || m == null || m.selected() || notTradable(m));
+    }
+
+    /** Baselines and research rows are comparisons, not stored models: they cannot be selected. */
+    private boolean notTradable(Dto.ModelEntry m) {
+        return baselineRows.contains(m) || researchRows.containsKey(m);
     }
 
     private void toggleKillSwitch() {
@@ -785,9 +805,14 @@ public class MainView extends BorderPane {
         return baselineRows.size();
     }
 
+    /** Research rows (issue 16) among {@link #leaderboardSize()}. */
+    public int leaderboardResearchCount() {
+        return researchRows.size();
+    }
+
     /** Model id of the row marked as selected for trading, or null. */
     public String leaderboardLiveModel() {
-        return leaderboard.getItems().stream().filter(m -> m.selected() && !baselineRows.contains(m)).map(Dto.ModelEntry::model_id)
+        return leaderboard.getItems().stream().filter(m -> m.selected() && !notTradable(m)).map(Dto.ModelEntry::model_id)
                 .findFirst().orElse(null);
     }
 
