@@ -4,7 +4,8 @@
 5 strategy consumers -> meta consumer -> executor (paper venue), each its own process on the real
 broker and database, then the comparison with the vectorized backtest. Measures ticks per second
 from the services' start to the last tick's execution, and when each stage finished its last
-message (the slowest stage is the bottleneck). Writes ``bench/results/replay_e2e.md``.
+message (the slowest stage is the bottleneck), and each service process's peak RSS against issue
+17's targets (``bench/rss.py``). Writes ``bench/results/replay_e2e.md``.
 
     .venv/bin/python bench/bench_replay_e2e.py            # the whole dataset (~37,400 ticks)
     .venv/bin/python bench/bench_replay_e2e.py --days 365 # the last year only
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -28,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
+from bench.rss import RssSampler, rss_table  # noqa: E402
 from common.dataset import BUNDLED_CSV, load_bundled_candles  # noqa: E402
 from common.db.session import make_engine  # noqa: E402
 from common.kafka.configuration import admin_config  # noqa: E402
@@ -87,16 +90,22 @@ def main() -> None:
     load = os.getloadavg()[0]
     out = Path(tempfile.mkdtemp(prefix="replay_e2e_"))
     began = time.monotonic()
-    cmp = run_replay_backtest(
-        start,
-        end,
-        out,
-        prefix=prefix,
-        csv=BUNDLED_CSV,  # a fresh database has no candles: import them (idempotent upsert)
-        timeout_s=args.timeout,
-        say=lambda m: print(f"[bench] {m}", flush=True),
-    )
+    # Every process run_replay_backtest starts (the services, the replay job, the candle import)
+    # is a descendant of this one: the sampler reads their high-water marks until they are reaped.
+    with RssSampler() as rss:
+        cmp = run_replay_backtest(
+            start,
+            end,
+            out,
+            prefix=prefix,
+            csv=BUNDLED_CSV,  # a fresh database has no candles: import them (idempotent upsert)
+            timeout_s=args.timeout,
+            say=lambda m: print(f"[bench] {m}", flush=True),
+        )
     total = time.monotonic() - began
+    peaks = rss.peaks()
+    # Cross-check of the sampling: the kernel's own maximum over all reaped children (one number).
+    children_max_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e6
 
     result = json.loads((out / "comparison.json").read_text())
     stages = result["stage_done_s"]
@@ -127,6 +136,10 @@ def main() -> None:
         f"| whole command incl. start-up, read-back and comparison | {total:,.0f} s |",
         "",
         *cpu_table(result, ticks),
+        *rss_table(peaks),
+        f"Largest peak RSS of any reaped child process (`getrusage(RUSAGE_CHILDREN)`, a cross-check of "
+        f"the sampled table, which reads `VmHWM` every 0.2 s): {children_max_mb:,.0f} MB.",
+        "",
     ]
     path = REPO / "bench" / "results" / "replay_e2e.md"
     path.write_text("\n".join(lines))
