@@ -125,7 +125,7 @@ def deflated_sharpe(returns: np.ndarray, *, trials: int, sharpe_variance: float)
     return float(_N.cdf((sr - sr0) * math.sqrt(n - 1) / math.sqrt(denom)))
 
 
-def pbo_cscv(returns: np.ndarray, blocks: int = 16) -> dict[str, float]:
+def cscv_logits(returns: np.ndarray, blocks: int = 16) -> np.ndarray:
     """Probability of backtest overfitting by CSCV (Bailey, Borwein, López de Prado, Zhu 2017).
 
     ``returns`` is [T, N]: N configurations side by side. Rows are cut into ``blocks`` (even)
@@ -150,7 +150,12 @@ def pbo_cscv(returns: np.ndarray, blocks: int = 16) -> dict[str, float]:
         rank = float(np.sum(oos < oos[best]) + 0.5 * (np.sum(oos == oos[best]) - 1) + 1)
         w = rank / (n + 1)
         logits.append(math.log(w / (1 - w)))
-    arr = np.array(logits)
+    return np.array(logits)
+
+
+def pbo_cscv(returns: np.ndarray, blocks: int = 16) -> dict[str, float]:
+    """PBO summary of :func:`cscv_logits`: the share of splits with logit <= 0, their count and median."""
+    arr = cscv_logits(returns, blocks)
     return {"pbo": float(np.mean(arr <= 0)), "splits": int(arr.size), "median_logit": float(np.median(arr))}
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from common.signals import SignalArrays
+from training.metrics import cscv_logits
 from training.research import cpcv
 from training.research.candidates import (
     Config,
@@ -44,7 +45,7 @@ from training.research.candidates import (
 )
 from training.research.funding import BarFunding, FundingEvents, bar_funding
 from training.research.learners import oracle_path
-from training.research.stats import bootstrap_sharpes, cscv_logits, reality_check, sharpe_cols, spa_test
+from training.research.stats import bootstrap_sharpes, reality_check, sharpe_cols, spa_test
 
 if TYPE_CHECKING:
     from training.results import ResultsDB

@@ -1,4 +1,4 @@
-"""Statistics for the gates: stationary bootstrap, White's RC and Hansen's SPA on Sharpe, CSCV logits.
+"""Statistics for the gates: stationary bootstrap, White's RC and Hansen's SPA on Sharpe differences.
 
 Own code (numpy only) rather than ``arch``: neither arch nor scipy is in the environment, and the
 pieces are short. The stationary bootstrap (Politis & Romano 1994) resamples blocks of geometric
@@ -14,7 +14,6 @@ its margin over the benchmark beats what the luckiest of all candidates reaches 
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -100,27 +99,3 @@ def spa_test(
     t_sel = d_sel / w_sel if w_sel > 0 else 0.0
     p = 1.0 if t_sel <= 0 else float((1 + np.sum(t_null >= t_sel)) / (1 + t_null.size))
     return {"t_spa": float(t_sel), "p_spa": p}
-
-
-def cscv_logits(m: np.ndarray, blocks: int = 10) -> np.ndarray:
-    """CSCV (Bailey et al. 2017) logits of the in-sample winner's out-of-sample rank, per split.
-
-    Same rule as ``training.metrics.pbo_cscv`` (which returns only the summary); PBO is the share
-    of logits <= 0. ``m`` is [T, N] with N >= 2 configurations.
-    """
-    if m.ndim != 2 or m.shape[1] < 2:
-        raise ValueError("need [T, N] with N >= 2")
-    if blocks < 2 or blocks % 2:
-        raise ValueError("blocks must be even and >= 2")
-    parts = np.array_split(np.arange(m.shape[0]), blocks)
-    n = m.shape[1]
-    out = []
-    for chosen in itertools.combinations(range(blocks), blocks // 2):
-        is_rows = np.concatenate([parts[b] for b in chosen])
-        oos_rows = np.concatenate([parts[b] for b in range(blocks) if b not in chosen])
-        best = int(np.argmax(sharpe_cols(m[is_rows])))
-        oos = sharpe_cols(m[oos_rows])
-        rank = float(np.sum(oos < oos[best]) + 0.5 * (np.sum(oos == oos[best]) - 1) + 1)
-        w = rank / (n + 1)
-        out.append(math.log(w / (1 - w)))
-    return np.array(out)
