@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 PEERS_PYTHON = BENCH / ".venv-peers" / "bin" / "python"
 #: The shared 37,387-bar set; a clone without it uses the bundled copy of the same bars.
-SHARED_CSV = Path("/work/shared/data/btcusd_1h_bitstamp.csv")
+SHARED_CSV = REPO.parent / "shared" / "data" / "btcusd_1h_bitstamp.csv"
 BUNDLED_CSV = REPO / "data" / "btcusd_1h_bitstamp.csv.gz"
 DEFAULT_CSV = SHARED_CSV if SHARED_CSV.exists() else BUNDLED_CSV
 REPLAY_E2E = BENCH / "results" / "replay_e2e.md"

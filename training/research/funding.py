@@ -1,6 +1,6 @@
 """The real funding series as a per-bar cost on the exposure held (instead of a constant).
 
-Sources (``/work/shared/data/exogenous``, read through ``common.exogenous`` so each row carries its
+Sources (``../shared/data/exogenous``, read through ``common.exogenous`` so each row carries its
 catalog ``published_at``): BitMEX XBTUSD 8h funding until Binance's BTCUSDT series starts
 (2020-01-01), Binance after. Together they cover 2016-05 .. 2023-12, the whole project window.
 
