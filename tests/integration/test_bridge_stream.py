@@ -24,11 +24,18 @@ TOKEN = "stream-viewer-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def read_events(response: httpx.Response, count: int) -> list[dict[str, Any]]:
-    """Parse SSE frames until ``count`` events (keep-alive comments and retry lines skipped)."""
+def read_events(response: httpx.Response, count: int, within_s: float = 30.0) -> list[dict[str, Any]]:
+    """Parse SSE frames until ``count`` events (keep-alive comments and retry lines skipped).
+
+    The bridge's keep-alive comments reset httpx's read timeout, so a missing event would otherwise
+    wait for pytest's 10-minute timeout: the deadline here is over the whole read.
+    """
     events: list[dict[str, Any]] = []
     frame: dict[str, Any] = {}
+    deadline = time.monotonic() + within_s
     for line in response.iter_lines():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(events)} of {count} events within {within_s} s: {events}")
         if line == "":
             if "event" in frame:
                 events.append(frame)
