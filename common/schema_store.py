@@ -11,6 +11,12 @@ does not have it either does the consumer wait (docs/decisions/0014-unknown-sche
 Postgres rather than a registry service or a Kafka topic: every service already has it, it is
 transactional, and an ``INSERT .. ON CONFLICT DO NOTHING`` keyed by fingerprint is idempotent
 under any number of concurrent producers. Rows are immutable: a fingerprint names one schema.
+
+Every producer runs :func:`register_in_background` and every consumer holds a store, so on
+PostgreSQL the two statements are plain SQL over psycopg (``common.db.direct``) and this module
+never imports SQLAlchemy: a strategy process has no other database use, and SQLAlchemy with the
+models is ~24 MB of its memory (issue 17: "a strategy process < 150 MB"). A store given an
+engine, or a URL of another database (SQLite on a laptop), uses SQLAlchemy, imported then.
 """
 
 from __future__ import annotations
@@ -18,24 +24,31 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable
-
-from sqlalchemy import Engine, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from typing import TYPE_CHECKING
 
 from common import serde
-from common.db.models import AvroSchema
-from common.db.session import make_engine, session_scope
+from common.db.direct import PgConnection, libpq_url
 from common.logging import get_logger
 from config import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 log = get_logger(__name__)
 
 __all__ = ["SchemaStore", "register_in_background", "register_shipped"]
 
+#: All rows in one statement (one array per column), so the row count is exactly the new ones.
+REGISTER = (
+    "INSERT INTO avro_schemas (fingerprint, name, schema_json, registered_by)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+    " ON CONFLICT (fingerprint) DO NOTHING"
+)
+LOOKUP = "SELECT schema_json FROM avro_schemas WHERE fingerprint = %s"
+
 
 class SchemaStore:
-    """Lookup and registration of writer schemas; the engine is made on first use only.
+    """Lookup and registration of writer schemas; the connection is made on first use only.
 
     Consumers hold one from start but touch the database only when they meet an unknown
     fingerprint, which is rare (a rolling deploy), so an idle store costs nothing.
@@ -46,6 +59,12 @@ class SchemaStore:
             raise ValueError("SchemaStore needs a database url or an engine")
         self._url = url
         self._engine = engine
+        # Short timeouts: a consumer asking during an outage must come back and wait, not hang.
+        self._pg = (
+            PgConnection(url, connect_timeout_s=3, statement_timeout_ms=5_000)
+            if engine is None and url is not None and libpq_url(url) is not None
+            else None
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchemaStore:
@@ -53,11 +72,20 @@ class SchemaStore:
 
     @property
     def engine(self) -> Engine:
+        """The SQLAlchemy engine of a store that was given one or whose URL is not PostgreSQL."""
         if self._engine is None:
+            from common.db.session import make_engine
+
             assert self._url is not None
-            # Short timeouts: a consumer asking during an outage must come back and wait, not hang.
             self._engine = make_engine(self._url, connect_timeout_s=3, statement_timeout_ms=5_000)
         return self._engine
+
+    def close(self) -> None:
+        """Release the connection (or the engine's pool); the store reconnects if used again."""
+        if self._pg is not None:
+            self._pg.close()
+        elif self._engine is not None:
+            self._engine.dispose()
 
     def register(self, schemas: Iterable[serde.SchemaVersion], registered_by: str) -> int:
         """Insert the schemas the store lacks; returns how many were new. Safe to run concurrently."""
@@ -72,6 +100,21 @@ class SchemaStore:
         ]
         if not rows:
             return 0
+        if self._pg is not None:
+            columns = [
+                [row[c] for row in rows] for c in ("fingerprint", "name", "schema_json", "registered_by")
+            ]
+            added, _ = self._pg.execute(REGISTER, columns)
+            return added
+        return self._register_sqlalchemy(rows)
+
+    def _register_sqlalchemy(self, rows: list[dict[str, str]]) -> int:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        from common.db.models import AvroSchema
+        from common.db.session import session_scope
+
         insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         stmt = insert(AvroSchema).values(rows).on_conflict_do_nothing(index_elements=["fingerprint"])
         with session_scope(self.engine) as s:
@@ -80,6 +123,14 @@ class SchemaStore:
 
     def lookup(self, fingerprint: bytes) -> str | None:
         """The schema JSON registered for ``fingerprint``, or None. Database errors propagate."""
+        if self._pg is not None:
+            _, rows = self._pg.execute(LOOKUP, (fingerprint.hex(),))
+            return str(rows[0][0]) if rows else None
+        from sqlalchemy import select
+
+        from common.db.models import AvroSchema
+        from common.db.session import session_scope
+
         with session_scope(self.engine) as s:
             query = select(AvroSchema.schema_json).where(AvroSchema.fingerprint == fingerprint.hex())
             found = s.scalar(query)
@@ -110,7 +161,7 @@ def register_shipped(settings: Settings, service: str) -> int:
     try:
         added = store.register(serde.shipped_schemas(), service)
     finally:
-        store.engine.dispose()
+        store.close()
     if added:
         log.info("schemas_registered", service=service, added=added)
     return added
