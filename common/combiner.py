@@ -49,10 +49,14 @@ class CombinerError(ValueError):
 class ModelRow(Protocol):
     """What :func:`load_combiner` reads from a ``models`` row (the ORM object or a look-alike)."""
 
-    model_id: str
-    artifact: bytes
-    artifact_sha256: str
-    feature_spec: dict[str, Any]
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def artifact(self) -> bytes: ...
+    @property
+    def artifact_sha256(self) -> str: ...
+    @property
+    def feature_spec(self) -> dict[str, Any] | None: ...
 
 
 # --- the shared arithmetic (vectorized path and live decision call these) --------------------

@@ -61,15 +61,15 @@ def combiner_artifact(config: Config, strategies: Sequence[str], provenance: Map
             f"{config.family!r} is not exportable yet (exportable: {', '.join(EXPORTABLE)}); see ADR 0020"
         )
     p = dict(config.params)
-    params = {
-        "target_vol": p.pop("target_vol", None),
-        "window": p.pop("window", None),
-        "cap": p.pop("cap", 1.0),
-    }
-    if params["target_vol"] is None or params["window"] is None or p:
+    if not {"target_vol", "window"} <= set(p) or set(p) - {"target_vol", "window", "cap"}:
         raise ExportError(
             f"{config.key}: volmanaged takes target_vol, window (and cap), got {sorted(config.params)}"
         )
+    params = {
+        "target_vol": float(p["target_vol"]),
+        "window": float(p["window"]),
+        "cap": float(p.get("cap", 1.0)),
+    }
     try:
         return export_combiner(
             "volmanaged", strategies, params, grid=GRID, provenance={"config": config.key, **provenance}
