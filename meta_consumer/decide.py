@@ -200,6 +200,10 @@ def decide_tick(
         closes = () if mark is None else mark.closes
         target = choice.combiner.fraction(answered, closes) * max_exposure
         action = label_for(current, target)
+        if len(closes) < choice.combiner.closes_needed:  # said in the decision, not silently flat
+            notes.append(
+                f"combiner: {len(closes)} closes of {choice.combiner.closes_needed}: volatility unknown, flat"
+            )
     else:
         if choice.fallback is FallbackMode.MAJORITY_VOTE:
             target = majority_vote([latest[s].target for s in live if s in latest], max_exposure)

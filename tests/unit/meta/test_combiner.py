@@ -178,3 +178,21 @@ def test_live_volmanaged_equals_the_research_path_bar_by_bar(
     assert np.count_nonzero(live != majority) > 500
     assert {0.25, 0.5, 0.75}.issubset(set(live[window:])) and np.count_nonzero(live < 0) > 0
     assert np.all(live[:window] == 0.0)  # volatility unknown before the window: flat, on both sides
+
+
+def test_a_cold_start_is_flat_and_says_why() -> None:
+    art = export_combiner("volmanaged", LIVE, {"target_vol": 0.5, "window": 4, "cap": 1.0})
+    choice = Choice("c-test", FeatureSpec(strategies=LIVE), combiner=load_combiner(row(art)))
+    carry, outs = Carry(), []
+    closes = (100.0, 101.0, 99.5, 100.5, 102.0, 101.0)
+    for i in range(2, 7):
+        when = datetime(2022, 8, 1, tzinfo=UTC) + timedelta(hours=i)
+        tick = make_tick_id("BTC/USD:USD", when)
+        recs = {s: (Target.LONG, SignalEvent.NONE, 0.5) for s in LIVE}
+        tin = TickInput(tick, when, frozenset(recs), recs, Mark(tick, closes[:i]), True)
+        out = decide_tick(tin, carry, choice, LIVE, step=0.25, max_exposure=1.0)
+        carry = out.carry
+        outs.append(out)
+    assert [o.target_exposure for o in outs[:3]] == [0.0, 0.0, 0.0]
+    assert all("closes of 5: volatility unknown, flat" in o.reason for o in outs[:3])
+    assert outs[3].target_exposure > 0 and "closes of" not in outs[3].reason  # 5 closes: sized long
