@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from common.actions import ACTIONS, apply_action, label_for, majority_vote
+from common.combiner import Combiner
 from common.events import IntentAction, SignalEvent, Target, from_epoch_ms, to_epoch_ms
 from common.observation import EVENT_CODES, TARGET_VALUES, FeatureSpec, build_observations, rolling_volatility
 from common.policy import Policy
@@ -123,6 +124,8 @@ class Choice:
     fallback: FallbackMode = FallbackMode.MAJORITY_VOTE
     reason: str = ""
     retrain_needed: bool = False
+    #: A non-RL combiner artefact (``common.combiner``) instead of an MLP ``policy``.
+    combiner: Combiner | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,15 @@ def decide_tick(
         else:
             target = float(choice.policy.act(obs)[0])
             action = label_for(current, target)
+    elif choice.combiner is not None:
+        answered = {s: latest[s].target for s in choice.combiner.strategies if s in latest}
+        closes = () if mark is None else mark.closes
+        target = choice.combiner.fraction(answered, closes) * max_exposure
+        action = label_for(current, target)
+        if len(closes) < choice.combiner.closes_needed:  # said in the decision, not silently flat
+            notes.append(
+                f"combiner: {len(closes)} closes of {choice.combiner.closes_needed}: volatility unknown, flat"
+            )
     else:
         if choice.fallback is FallbackMode.MAJORITY_VOTE:
             target = majority_vote([latest[s].target for s in live if s in latest], max_exposure)

@@ -5,6 +5,8 @@ enough to run before every tick, so a new selection takes effect at the very nex
 goes undecided while it loads (loading happens inside the decider, between two ticks).
 A model that cannot run (bad artifact, or a strategy set other than the registry's without
 ``allow_subset``) is refused loudly and the fallback decides, with the reason in every decision.
+A row holds either an MLP policy (``common.policy``, an ``.npz``) or a non-RL combiner
+(``common.combiner``, canonical JSON; ADR 0020): the artefact's first byte tells which.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection, Engine
 
+from common.combiner import Combiner, CombinerError, is_combiner_artifact, load_combiner
 from common.logging import get_logger
 from common.observation import FeatureSpec
-from common.policy import PolicyError, load_policy
+from common.policy import Policy, PolicyError, load_policy
 from config import MetaSettings
 from meta_consumer import store
-from meta_consumer.decide import Choice
+from meta_consumer.decide import MARK_CLOSES, Choice
 
 log = get_logger(__name__)
 
@@ -82,15 +85,23 @@ class ModelManager:
         row = store.load_model(self._engine, key[0])
         if row is None:  # unselected between the two queries: the next poll sees the new state
             return self._fallback("no model selected")
+        policy: Policy | None = None
+        combiner: Combiner | None = None
         try:
-            policy = load_policy(row, step=self._step, max_exposure=self._max)
-        except PolicyError as exc:
+            if is_combiner_artifact(row.artifact):
+                combiner = load_combiner(row, step=self._step, max_exposure=self._max, max_closes=MARK_CLOSES)
+                spec = FeatureSpec(strategies=combiner.strategies)
+                output = f"combiner:{combiner.kind}"
+            else:
+                policy = load_policy(row, step=self._step, max_exposure=self._max)
+                spec, output = policy.spec, policy.output
+        except (PolicyError, CombinerError) as exc:
             log.error("model_refused", model_id=row.model_id, reason=str(exc))
             return self._fallback(f"model {row.model_id} unusable: {exc}")
-        missing, extra = policy.spec.missing_from(self._live)
+        missing, extra = spec.missing_from(self._live)
         if not missing and not extra:
-            log.info("model_loaded", model_id=row.model_id, algo=row.algo, output=policy.output)
-            return Choice(row.model_id, policy.spec, policy, self._meta.fallback)
+            log.info("model_loaded", model_id=row.model_id, algo=row.algo, output=output)
+            return Choice(row.model_id, spec, policy, self._meta.fallback, combiner=combiner)
         detail = f"strategy set differs from the registry (missing {missing}, not in model {extra})"
         if self._meta.allow_subset:
             log.warning(
@@ -102,11 +113,12 @@ class ModelManager:
             )
             return Choice(
                 row.model_id,
-                policy.spec,
+                spec,
                 policy,
                 self._meta.fallback,
                 f"{detail}: run on its own subset; retrain needed",
                 True,
+                combiner,
             )
         log.warning(
             "model_strategy_mismatch_refused",

@@ -32,6 +32,7 @@ import pandas as pd
 import typer
 from sqlalchemy import Engine, func, select
 
+from common.combiner import is_combiner_artifact
 from common.db.models import Decision, Fill, FundingPayment, Model, Order, PnlDaily, Position
 from common.db.session import make_engine, session_scope
 from common.exogenous.store import read_series
@@ -93,6 +94,13 @@ def load_model_policy(engine: Engine, model_id: str, settings: Settings) -> Poli
         row = s.get(Model, model_id)
         if row is None:
             raise typer.BadParameter(f"no model {model_id!r} in the models table", param_hint="--model")
+        if is_combiner_artifact(row.artifact):
+            raise typer.BadParameter(
+                f"model {model_id!r} is a combiner artefact (ADR 0020): replay-backtest compares MLP "
+                "policies only (a combiner's topic-replay parity: "
+                "tests/integration/test_meta_consumer_combiner.py)",
+                param_hint="--model",
+            )
         return load_policy(row, step=settings.exposure_step, max_exposure=settings.max_exposure)
 
 

@@ -148,3 +148,70 @@ def _publish_live(results_db: str | None, run_id: str, database_url: str | None)
     finally:
         db.close()
     typer.echo(publish_verdict(pub.run_id, pub.rows, pub.selected_passes))
+
+
+@app.command("export-combiner")
+def export_combiner_cmd(
+    config: Annotated[
+        str,
+        typer.Argument(
+            help="a research configuration by its trial-log key, e.g. "
+            '\'volmanaged:{"target_vol":0.5,"window":168}\''
+        ),
+    ],
+    out: Annotated[Path | None, typer.Option("--out", help="write the artefact (JSON) to this file")] = None,
+    strategies: Annotated[
+        str | None,
+        typer.Option(
+            "--strategies", help="comma-separated strategies it votes over (default: the registry's enabled)"
+        ),
+    ] = None,
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--register", help="store it in the live models table, unselected (selecting stays a human act)"
+        ),
+    ] = False,
+    model_id: Annotated[
+        str | None,
+        typer.Option("--model-id", help="models row id (default: combiner-FAMILY-<fingerprint[:12]>)"),
+    ] = None,
+    database_url: LiveOpt = None,
+) -> None:
+    """Export a non-RL research combiner as a live artefact the meta consumer runs (ADR 0020)."""
+    from training.research.export import ExportError, export
+
+    if out is None and not register:
+        raise typer.BadParameter("give --out FILE, --register, or both")
+    if strategies:
+        names = [s.strip() for s in strategies.split(",") if s.strip()]
+        source = "--strategies"
+    else:
+        from common.registry import RegistryError, load_registry
+        from config import load_settings
+
+        path = load_settings().registry_path
+        try:
+            names = [s.name for s in load_registry(path, import_classes=False).enabled]
+        except (RegistryError, OSError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+        source = f"registry {Path(path).name}"
+    engine = None
+    if register:
+        from training.commands.common import _live_engine
+
+        engine = _live_engine(database_url)
+    try:
+        result = export(
+            config, names, model_id=model_id, engine=engine, provenance={"strategies_from": source}
+        )
+    except ExportError as exc:
+        raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(result.artifact)
+        typer.echo(f"wrote {out} (sha256 {result.sha256})")
+    typer.echo(f"combiner {result.model_id}: fingerprint {result.fingerprint}, {len(names)} strategies")
+    if register:
+        state = "registered, unselected" if result.registered else "already registered (same artefact)"
+        typer.echo(f"models row {result.model_id}: {state}; select it to run it live")

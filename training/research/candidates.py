@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from common import combiner
 from common.signals import SignalArrays
 
 GRID = 0.25
@@ -161,10 +162,12 @@ def _trailing(logp: np.ndarray, k: int) -> np.ndarray:
 
 
 def realized_vol(ret: np.ndarray, window: int) -> np.ndarray:
-    """Std of the last ``window`` hourly log returns up to and including bar ``t`` (NaN before)."""
-    lr = np.log1p(ret)
-    s = pd.Series(lr).rolling(window, min_periods=window).std(ddof=1)
-    return s.to_numpy(dtype=np.float64)
+    """Std of the last ``window`` hourly log returns up to and including bar ``t`` (NaN before).
+
+    The live combiners' definition (``common.combiner``, ADR 0020): one implementation, so a
+    shipped ``volmanaged`` combiner decides live exactly what this backtest scored.
+    """
+    return combiner.realized_vol(ret, window)
 
 
 def build_context(
@@ -234,11 +237,9 @@ def hedge_exposure(ctx: Context, eta: float, decay: float) -> tuple[np.ndarray, 
 
 
 def volmanaged_exposure(ctx: Context, target_vol: float, window: int, cap: float = 1.0) -> np.ndarray:
+    """The vote scaled to ``target_vol``: ``common.combiner.volmanaged_path``, what live runs."""
     rv = realized_vol(ctx.ret, int(window))
-    target = target_vol / np.sqrt(HOURS_PER_YEAR)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(np.isfinite(rv) & (rv > 0), np.minimum(cap, target / rv), 0.0)
-    return snap(ctx.majority * scale)
+    return combiner.volmanaged_path(ctx.majority, rv, target_vol, cap, GRID)
 
 
 # --- regularized linear / logistic -------------------------------------------------------------

@@ -312,8 +312,9 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         "",
         "* RL recast (ElegantRL, target-exposure actions, FeatureSpec v2).",
         "* Ray execution of trials (a local process pool runs them; resumable).",
-        "* Shipping a combiner to the meta consumer (versioned policy artefact, hot reload, replay parity): "
-        "nothing passed the gates, and the export is not built.",
+        "* Shipping the fitted and online-learning combiners (ridge, logistic, hedge, dsr, metalabel, "
+        "imitation) to the meta consumer: only `volmanaged` (window <= 255) exports today "
+        "(`python -m training export-combiner`, ADR 0020); nothing passed the gates, so none is selected.",
         "* The bridge's `/models` leaderboard (the desktop's) reads the live provenance tables, which hold "
         "only models uploaded by `select`; research rows are in the results DB and its CLI leaderboard.",
         "* Optuna inner search; Politis-White block length.",

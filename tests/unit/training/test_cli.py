@@ -37,6 +37,7 @@ def test_help_lists_every_step() -> None:
         "all",
         "replay-backtest",
         "research",
+        "export-combiner",
     ):
         assert cmd in res.output, cmd
     assert runner.invoke(app, ["no-such-step"]).exit_code == 2
