@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: help demo train test test-exhaustive env infra-up infra-down infra-status infra-reset migrate topics lint bench
+.PHONY: help demo train test test-exhaustive test-chaos env infra-up infra-down infra-status infra-reset migrate topics lint bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -16,8 +16,11 @@ train: env ## Offline training: every step once on the bundled data (agents, res
 test: ## All tests on real Kafka + Postgres (installs and starts what they need)
 	@scripts/test.sh
 
-test-exhaustive: ## Only the every-bar strategy parity check over the whole dataset (~12 min)
+test-exhaustive: ## Only the every-bar strategy parity check over the whole dataset (~12 min; not in make test)
 	@scripts/python-env.sh && .venv/bin/python -m pytest -m exhaustive tests/unit/strategies
+
+test-chaos: ## Only the whole-pipeline chaos suite (~7 min; freezes the local Kafka/Postgres; not in make test)
+	@scripts/python-env.sh && infra/dev.sh start && .venv/bin/python -m pytest -m chaos tests/integration
 
 env: ## Create/update the Python environment from uv.lock
 	@scripts/python-env.sh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from typing import Any
 
@@ -26,13 +27,33 @@ def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_actionlint_passes(tools):
-    done = subprocess.run([str(tools.actionlint), "-no-color"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [str(tools.actionlint), "-no-color"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_three_workflows_exist(workflows):
-    assert {"ci.yml", "images.yml", "chart.yml"} <= set(workflows)
+def test_the_four_workflows_exist(workflows):
+    assert {"ci.yml", "images.yml", "chart.yml", "suites.yml"} <= set(workflows)
+
+
+def test_suites_deselected_from_make_test_run_nightly_with_their_own_targets(workflows):
+    """What addopts leaves out of `make test` is not dropped: a scheduled workflow runs each suite."""
+    import tomllib
+
+    addopts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    deselected = set(re.findall(r"not (\w+)", addopts))
+    assert deselected == {"chaos", "exhaustive"}
+    suites = workflows["suites.yml"]
+    triggers = suites.get("on") or suites["true"]
+    assert "schedule" in triggers
+    (job,) = suites["jobs"].values()
+    assert {f"test-{m}" for m in deselected} == set(job["strategy"]["matrix"]["target"])
+    assert [s["run"].strip() for s in job["steps"] if "run" in s] == ["make ${{ matrix.target }}"]
+    makefile = (REPO / "Makefile").read_text()
+    for marker in deselected:
+        recipe = re.search(rf"^test-{marker}:.*\n\t(.+)$", makefile, re.M)
+        assert recipe and f"-m {marker}" in recipe.group(1), marker
 
 
 def test_ci_runs_exactly_make_test_with_caches(workflows):
@@ -57,7 +78,9 @@ def test_images_are_built_and_pushed_on_main_separately(workflows):
             if step.get("uses", "").startswith("docker/build-push-action@"):
                 builds[name] = step["with"]
     assert sorted(b["file"] for b in builds.values()) == [
-        "deploy/docker/meta.Dockerfile", "deploy/docker/services.Dockerfile"]
+        "deploy/docker/meta.Dockerfile",
+        "deploy/docker/services.Dockerfile",
+    ]
     assert len(builds) == 2, "the meta (torch) image is its own job"
     for build in builds.values():
         assert build["push"] is True and build["context"] == "."
