@@ -51,6 +51,8 @@ HEAVY = (
     "feedparser",
     "pydantic",
     "pydantic_settings",
+    "optuna",
+    "ray",
     "config",
     "common.db.models",
 )

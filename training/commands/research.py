@@ -40,6 +40,27 @@ def research(
             "--workers", min=1, help="local worker processes for the trials (default: min(2, cpus))"
         ),
     ] = None,
+    search: Annotated[
+        str,
+        typer.Option(
+            "--search",
+            help="grid: rank the fixed grid on the inner folds; optuna: a seeded TPE study per outer split "
+            "proposes the Hedge / vol-managed / ridge / logistic configurations (each a logged trial, "
+            "counted in the DSR and the PBO matrix); the round-2 families keep their grid",
+        ),
+    ] = "grid",
+    optuna_trials: Annotated[
+        int, typer.Option("--optuna-trials", min=1, help="TPE proposals per outer split (--search optuna)")
+    ] = 40,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="run the trials as Ray tasks instead of local processes: 'local' (a private Ray with "
+            "--workers CPUs), 'auto' (the cluster this machine belongs to) or a cluster address "
+            "(ray://host:10001); the cluster's nodes must import this checkout. Same trials as the pool",
+        ),
+    ] = None,
     results_db: ResultsOpt = None,
     no_db: Annotated[
         bool, typer.Option("--no-db", help="do not write the trials and baselines to the results database")
@@ -57,6 +78,7 @@ def research(
     """Run every trial (resuming a run folder), the baselines and the gates; write REPORT.md."""
     import shlex
     import sys
+    from dataclasses import replace
 
     from tqdm import tqdm
 
@@ -67,6 +89,8 @@ def research(
     from training.research.report import write_report
     from training.signals import compute_signals, training_exogenous
 
+    if search not in ("grid", "optuna"):  # before the data loads: a typo fails at once
+        raise typer.BadParameter(f"{search!r}: grid or optuna", param_hint="--search")
     try:
         candles = load_candles(data)
     except (InputError, OSError) as exc:
@@ -89,6 +113,7 @@ def research(
     if publish_live and no_db:
         raise typer.BadParameter("--publish-live copies the run from the results database: drop --no-db")
     settings = Settings(bootstrap_reps=100, purge=168, quick=True) if quick else Settings()
+    settings = replace(settings, search=search, optuna_trials=optuna_trials)
 
     def bar(it, desc, total):  # type: ignore[no-untyped-def]
         return tqdm(it, desc=desc, total=total, file=sys.stderr)
@@ -104,6 +129,7 @@ def research(
             progress=bar,
             workers=workers or default_workers(),
             results=db,
+            ray_address=ray,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -23,7 +23,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,9 +45,11 @@ from training.research.candidates import (
 )
 from training.research.funding import BarFunding, FundingEvents, bar_funding
 from training.research.learners import oracle_path
+from training.research.search import SEARCH_FAMILIES
 from training.research.stats import bootstrap_sharpes, reality_check, sharpe_cols, spa_test
 
 if TYPE_CHECKING:
+    from training.ledger import CostModel
     from training.results import ResultsDB
 
 GATE_BENCHMARKS = ("majority_vote", "equal_weight", "buy_and_hold", "flat", "ex_ante_best_single")
@@ -65,6 +67,9 @@ class Settings:
     alpha: float = 0.05
     max_pbo: float = 0.25
     quick: bool = False
+    search: str = "grid"  # "grid" | "optuna": how the inner choice's candidates are found (ADR 0019)
+    optuna_trials: int = 40  # TPE proposals per outer split (search = "optuna")
+    search_seed: int = 0  # the samplers' seed (split i's study: search_seed * 1000 + i)
 
 
 def _baseline_exposures(signals: SignalArrays) -> dict[str, np.ndarray]:
@@ -173,99 +178,167 @@ class _Job:
 
 _JOB: _Job | None = None
 
+#: one trial's log row and its outer test returns at 1x and 2x costs
+TrialOut = tuple[dict[str, Any], np.ndarray, np.ndarray]
 
-def _split_trials(item: tuple[int, list[Config]]) -> list[tuple[dict[str, Any], np.ndarray, np.ndarray]]:
-    """Every listed configuration's trial on outer split ``i``: inner scores, outer test returns."""
+
+@dataclass(frozen=True)
+class _Task:
+    """One outer split's work: the listed grid configurations, then (``trials`` > 0) its search.
+
+    ``logged``: inner score of each trial of this split already in the log, so a replayed search
+    is told the logged score instead of evaluating the trial again (resume).
+    """
+
+    split: int
+    configs: list[Config]
+    trials: int = 0
+    seed: int = 0
+    logged: dict[str, float] = field(default_factory=dict)
+
+
+def _evaluate(job: _Job, i: int, inner: list[cpcv.Split], cfg: Config) -> TrialOut:
+    """One trial: inner-fold scores (outer training bars only) and the outer test returns."""
+    sp = job.splits[i]
+    if cfg.fitted:
+        scores = [_sharpe_on(job.ret(exposure(cfg, job.ctx, js.train)), js.test) for js in inner]
+        e = exposure(cfg, job.ctx, sp.train)
+    else:
+        # online: one causal pass over the whole series (precomputed for the grid's configurations)
+        e = job.fixed[cfg.key] if cfg.key in job.fixed else exposure(cfg, job.ctx)
+        r_in = job.ret(e)
+        scores = [_sharpe_on(r_in, js.test) for js in inner]
+    r1, r2 = job.ret(e)[sp.test], job.ret(e, 2.0)[sp.test]
+    row = {
+        "split": i,
+        "test_groups": list(sp.test_groups),
+        "config": cfg.key,
+        "family": cfg.family,
+        "params": dict(cfg.params),
+        "seed": int(cfg.params.get("seed", 0)),
+        "inner_sharpes": scores,
+        "inner_sharpe": float(np.mean(scores)),
+        "test_sharpe": float(sharpe_cols(r1[:, None])[0]),
+        "test_sharpe_2x": float(sharpe_cols(r2[:, None])[0]),
+        "test_return": float(np.prod(1 + r1) - 1),
+        "test_bars": int(sp.test.size),
+    }
+    return row, r1, r2
+
+
+def _run_task(task: _Task) -> tuple[list[TrialOut], list[str]]:
+    """A split's new trials (grid ones first, then the search's in proposal order) and the keys
+    its search proposed, in order (empty without a search)."""
     job = _JOB
     if job is None:
         raise RuntimeError("no research job in this process")
-    i, cfgs = item
-    sp = job.splits[i]
-    n = len(job.ctx)
-    inner = cpcv.inner_splits(sp, n, job.bounds, job.purge, job.embargo)
-    out = []
-    for cfg in cfgs:
-        if cfg.fitted:
-            scores = [_sharpe_on(job.ret(exposure(cfg, job.ctx, js.train)), js.test) for js in inner]
-            e = exposure(cfg, job.ctx, sp.train)
-        else:
-            e = job.fixed[cfg.key]
-            r_in = job.ret(e)
-            scores = [_sharpe_on(r_in, js.test) for js in inner]
-        r1, r2 = job.ret(e)[sp.test], job.ret(e, 2.0)[sp.test]
-        row = {
-            "split": i,
-            "test_groups": list(sp.test_groups),
-            "config": cfg.key,
-            "family": cfg.family,
-            "params": dict(cfg.params),
-            "seed": int(cfg.params.get("seed", 0)),
-            "inner_sharpes": scores,
-            "inner_sharpe": float(np.mean(scores)),
-            "test_sharpe": float(sharpe_cols(r1[:, None])[0]),
-            "test_sharpe_2x": float(sharpe_cols(r2[:, None])[0]),
-            "test_return": float(np.prod(1 + r1) - 1),
-            "test_bars": int(sp.test.size),
-        }
-        out.append((row, r1, r2))
-    return out
+    i = task.split
+    inner = cpcv.inner_splits(job.splits[i], len(job.ctx), job.bounds, job.purge, job.embargo)
+    out = [_evaluate(job, i, inner, cfg) for cfg in task.configs]
+    if not task.trials:
+        return out, []
+    from training.research.search import run_study
+
+    scores = dict(task.logged)
+
+    def score(cfg: Config) -> float:
+        # the sampler's only view of the data: the mean inner-fold Sharpe (training bars only);
+        # the outer test returns computed alongside go to the log, never back to the sampler
+        if cfg.key not in scores:
+            row, r1, r2 = _evaluate(job, i, inner, cfg)
+            out.append((row, r1, r2))
+            scores[cfg.key] = row["inner_sharpe"]
+        return scores[cfg.key]
+
+    proposed = run_study(task.trials, task.seed, score)
+    return out, [c.key for c in proposed]
+
+
+def _run_shipped(job: _Job, task: _Task) -> tuple[list[TrialOut], list[str]]:
+    """A Ray task: the job arrives from the object store (``ray.put`` once) instead of by fork."""
+    global _JOB
+    _JOB = job
+    try:
+        return _run_task(task)
+    finally:
+        _JOB = None
 
 
 def _map_trials(
-    job: _Job, todo: list[tuple[int, list[Config]]], workers: int
-) -> Iterator[list[tuple[dict[str, Any], np.ndarray, np.ndarray]]]:
-    """Results per split in ``todo`` order, whatever the worker count (so the log is identical).
+    job: _Job, todo: list[_Task], workers: int, ray_address: str | None = None
+) -> Iterator[tuple[list[TrialOut], list[str]]]:
+    """Results per task in ``todo`` order, whatever the worker count or backend (so the log is
+    identical).
 
-    One task per outer split (its configurations in grid order); a local process pool (fork: the
-    workers inherit the context instead of receiving it pickled) when ``workers > 1``.
+    One task per outer split; a local process pool (fork: the workers inherit the context instead
+    of receiving it pickled) when ``workers > 1``; Ray tasks when ``ray_address`` is given.
     """
+    if ray_address:
+        yield from _map_ray(job, todo, workers, ray_address)
+        return
     global _JOB
     _JOB = job
     try:
         if workers <= 1 or len(todo) <= 1:
-            yield from map(_split_trials, todo)
+            yield from map(_run_task, todo)
             return
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("fork")) as pool:
-            yield from pool.map(_split_trials, todo)
+            yield from pool.map(_run_task, todo)
     finally:
         _JOB = None
 
 
-def default_workers() -> int:
-    """min(2, cpus): the default size of the local process pool."""
-    import os
+def _map_ray(
+    job: _Job, todo: list[_Task], workers: int, address: str
+) -> Iterator[tuple[list[TrialOut], list[str]]]:
+    """The tasks on Ray (imported here only): the job is put in the object store once and every
+    task reads it from there; results are collected in ``todo`` order, as the pool yields them.
 
-    return max(1, min(2, os.cpu_count() or 1))
-
-
-def run_research(
-    candles: pd.DataFrame,
-    signals: SignalArrays,
-    events: FundingEvents | None,
-    out: Path,
-    settings: Settings = Settings(),
-    progress: Callable[[Iterable[Any], str, int], Iterable[Any]] | None = None,
-    workers: int = 1,
-    results: ResultsDB | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) every trial, then the choices, baselines and gates -> ``OUT/summary.json``.
-
-    ``workers``: trials of different outer splits run in that many local processes (the log is the
-    same for any count). ``results``: also write every trial, baseline and the oracle bound to
-    this results database (``training.research.publish``).
+    ``address``: ``local`` starts a private local Ray with ``workers`` CPUs (shut down after),
+    ``auto`` joins the cluster this machine belongs to, anything else is a cluster address
+    (``ray://host:10001`` or ``host:6379``); its nodes must import this checkout's ``training``
+    package. A Ray already initialized in this process (a test, a notebook) is used as it is.
     """
-    import time
+    import ray
 
+    own = not ray.is_initialized()
+    if own:
+        if address == "local":
+            ray.init(address="local", num_cpus=workers, include_dashboard=False)
+        else:
+            ray.init(address=address)
+    try:
+        ref = ray.put(job)
+        remote = ray.remote(num_cpus=1)(_run_shipped)
+        pending = [remote.remote(ref, task) for task in todo]
+        for fut in pending:
+            yield ray.get(fut)
+    finally:
+        if own:
+            ray.shutdown()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a run computes once before any trial: the shared job, baselines, funding and costs."""
+
+    job: _Job
+    base: dict[str, np.ndarray]
+    fund: BarFunding
+    costs: CostModel
+
+
+def prepare(
+    candles: pd.DataFrame, signals: SignalArrays, events: FundingEvents | None, settings: Settings
+) -> Prepared:
+    """Costs (configured fill price, ADR 0017), funding by settlement, baselines, the candidates'
+    context and the CPCV splits: everything a trial reads (``fixed`` still empty)."""
     from config import DEFAULT_FUNDING_RATE_HOURLY, FillPrice
     from training.ledger import CostModel
-    from training.metrics import deflated_sharpe
 
-    t0 = time.monotonic()
-    bar = progress or (lambda it, _desc, _total: it)
-    out.mkdir(parents=True, exist_ok=True)
     n = len(signals)
     start = signals.warmup
     costs = CostModel.configured()
@@ -291,8 +364,60 @@ def run_research(
         embargo=embargo,
     )
     bounds = cpcv.group_bounds(n, settings.groups, start)
+    job = _Job(ctx, splits, bounds, settings.purge, embargo, costs.cost_rate, fund.per_bar, {}, gap)
+    return Prepared(job, base, fund, costs)
+
+
+def default_workers() -> int:
+    """min(2, cpus): the default size of the local process pool."""
+    import os
+
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def run_research(
+    candles: pd.DataFrame,
+    signals: SignalArrays,
+    events: FundingEvents | None,
+    out: Path,
+    settings: Settings = Settings(),
+    progress: Callable[[Iterable[Any], str, int], Iterable[Any]] | None = None,
+    workers: int = 1,
+    results: ResultsDB | None = None,
+    ray_address: str | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) every trial, then the choices, baselines and gates -> ``OUT/summary.json``.
+
+    ``workers``: trials of different outer splits run in that many local processes (the log is the
+    same for any count). ``ray_address``: run them as Ray tasks instead (``local``, ``auto`` or a
+    cluster address; same log). ``results``: also write every trial, baseline and the oracle bound
+    to this results database (``training.research.publish``). ``settings.search``: ``grid`` ranks
+    the grid on the inner folds; ``optuna`` lets a seeded TPE study per outer split propose the
+    searched families' configurations (``training.research.search``), each a logged trial.
+    """
+    import time
+
+    from config import DEFAULT_FUNDING_RATE_HOURLY
+    from training.metrics import deflated_sharpe
+
+    t0 = time.monotonic()
+    bar = progress or (lambda it, _desc, _total: it)
+    out.mkdir(parents=True, exist_ok=True)
+    n = len(signals)
+    start = signals.warmup
+    prep = prepare(candles, signals, events, settings)
+    costs, fund, base, ctx, gap = prep.costs, prep.fund, prep.base, prep.job.ctx, prep.job.gap
+    splits, bounds, embargo = prep.job.splits, prep.job.bounds, prep.job.embargo
     path_map = cpcv.paths(splits, settings.groups)
-    grid = default_grid(settings.quick)
+    optuna = settings.search == "optuna"
+    if settings.search not in ("grid", "optuna"):
+        raise ValueError(f"unknown search {settings.search!r}: grid or optuna")
+    if optuna:
+        from training.research.search import fixed_configs, split_seed
+
+        grid = fixed_configs(settings.quick)  # the round-2 families; the search proposes the rest
+    else:
+        grid = default_grid(settings.quick)
 
     def ret(e: np.ndarray, mult: float = 1.0) -> np.ndarray:
         return net_returns(e, ctx.ret, fund.per_bar, costs.cost_rate, mult, gap)
@@ -307,25 +432,51 @@ def run_research(
     fp.update(json.dumps({k: asdict(settings)[k] for k in split_keys}, sort_keys=True).encode())
     fingerprint = fp.hexdigest()
     log = TrialLog(out, fingerprint)
-    todo = [(i, [c for c in grid if not log.done(i, c.key)]) for i in range(len(splits))]
-    todo = [(i, cfgs) for i, cfgs in todo if cfgs]
-    run_now = sum(len(cfgs) for _, cfgs in todo)
+    todo = [_Task(i, [c for c in grid if not log.done(i, c.key)]) for i in range(len(splits))]
+    if optuna:  # every split replays its study (cheap for logged trials), so every split is a task
+        todo = [
+            _Task(
+                t.split,
+                t.configs,
+                settings.optuna_trials,
+                split_seed(settings.search_seed, t.split),
+                {k: float(r["inner_sharpe"]) for (i, k), r in log.rows.items() if i == t.split},
+            )
+            for t in todo
+        ]
+    else:
+        todo = [t for t in todo if t.configs]
+    run_now = 0
+    proposed: dict[int, list[str]] = {}
     if todo:
-        # online families once, here, before any worker forks (they inherit the result)
-        needed = {c.key: c for _, cfgs in todo for c in cfgs if not c.fitted}
+        # online grid configurations once, here, before any worker forks (they inherit the result)
+        needed = {c.key: c for t in todo for c in t.configs if not c.fitted}
         fixed = {k: exposure(c, ctx) for k, c in bar(list(needed.items()), "online candidates", len(needed))}
-        job = _Job(ctx, splits, bounds, settings.purge, embargo, costs.cost_rate, fund.per_bar, fixed, gap)
-        for rows in bar(_map_trials(job, todo, workers), "CPCV splits (trials)", len(todo)):
+        job = replace(prep.job, fixed=fixed)
+        tasks = _map_trials(job, todo, workers, ray_address)
+        for task, (rows, keys) in zip(todo, bar(tasks, "CPCV splits (trials)", len(todo)), strict=True):
+            proposed[task.split] = keys
+            run_now += len(rows)
             for row, r1, r2 in rows:
                 log.add(row, r1, r2)
+
+    # the columns the choice ranks and CSCV / the corrections see: name -> trial key per split
+    columns = {c.key: [c.key] * len(splits) for c in grid}
+    if optuna:  # ``search:j`` = the j-th proposal of each split's own study
+        for j in range(settings.optuna_trials):
+            columns[f"search:{j:03d}"] = [proposed[i][j] for i in range(len(splits))]
+    used = list(dict.fromkeys((i, keys[i]) for keys in columns.values() for i in range(len(splits))))
+    distinct = len({k for _, k in used})
 
     # --- the procedure's choices per split (training data only) --------------------------------
     singles = [f"single:{s}" for s in signals.strategies]
     base_r1 = {k: ret(v) for k, v in base.items()}
     base_r2 = {k: ret(v, 2.0) for k, v in base.items()}
-    chosen, ex_ante = [], []
+    chosen: list[str] = []
+    ex_ante: list[str] = []
     for i, sp in enumerate(splits):
-        chosen.append(max(grid, key=lambda c: log.rows[(i, c.key)]["inner_sharpe"]).key)
+        best = max(columns, key=lambda c: log.rows[(i, columns[c][i])]["inner_sharpe"])
+        chosen.append(columns[best][i])
         ex_ante.append(max(singles, key=lambda s: _sharpe_on(base_r1[s], sp.train)))
 
     def paths_of(getter: Callable[[int], np.ndarray]) -> np.ndarray:
@@ -344,13 +495,13 @@ def run_research(
         def ex_ante_r(i: int, m: float = mult) -> np.ndarray:
             return ret(base[ex_ante[i]], m)[splits[i].test]
 
-        def trial_r(i: int, key: str | None = None, w: int = which) -> np.ndarray:
-            return log.returns(i, chosen[i] if key is None else key)[w]
+        def trial_r(i: int, keys: list[str] | None = None, w: int = which) -> np.ndarray:
+            return log.returns(i, (chosen if keys is None else keys)[i])[w]
 
         dst["ex_ante_best_single"] = paths_of(ex_ante_r)
         dst["selected"] = paths_of(trial_r)
-        for cfg in grid:
-            dst[cfg.key] = paths_of(functools.partial(trial_r, key=cfg.key))
+        for name, keys in columns.items():
+            dst[name] = paths_of(functools.partial(trial_r, keys=keys))
 
     names = list(series1)
     pooled1 = np.column_stack([series1[k].mean(axis=0) for k in names])
@@ -358,7 +509,7 @@ def run_research(
     col = {k: j for j, k in enumerate(names)}
     point1, point2 = sharpe_cols(pooled1), sharpe_cols(pooled2)
     boot1 = bootstrap_sharpes(pooled1, reps=settings.bootstrap_reps, block=settings.bootstrap_block)
-    tried = np.array([col[c.key] for c in grid] + [col["selected"]])
+    tried = np.array([col[c] for c in columns] + [col["selected"]])
     sel = col["selected"]
 
     gates: dict[str, Any] = {}
@@ -370,14 +521,14 @@ def run_research(
         rc["significant"] = bool(rc["p_corrected"] < settings.alpha)
         rc["ahead_2x"] = bool(point2[sel] > point2[col[b]])
         gates[b] = rc
-    cfg_cols = [col[c.key] for c in grid]
+    cfg_cols = [col[c] for c in columns]
     logits = cscv_logits(pooled1[:, cfg_cols], settings.cscv_blocks) if len(cfg_cols) >= 2 else np.array([])
     pbo = float(np.mean(logits <= 0)) if logits.size else float("nan")
     per_period = point1[cfg_cols] / math.sqrt(24 * 365)
     dsr = deflated_sharpe(
         pooled1[:, sel],
-        trials=len(grid),
-        sharpe_variance=float(np.var(per_period, ddof=1)) if len(grid) > 1 else 0.0,
+        trials=distinct,  # every configuration tried on any split (each search trial counts)
+        sharpe_variance=float(np.var(per_period, ddof=1)) if len(cfg_cols) > 1 else 0.0,
     )
     passed = (
         all(g["ahead"] and g["significant"] and g["ahead_2x"] for g in gates.values())
@@ -399,16 +550,16 @@ def run_research(
     }
 
     # Hedge weights over time for the Hedge configuration chosen most often (or the first)
-    hedge_keys = [c for c in grid if c.family == "hedge"]
+    hedge_keys = list(dict.fromkeys(k for i, k in used if log.rows[(i, k)]["family"] == "hedge"))
     hedge_plot = None
     if hedge_keys:
-        counts = {c.key: chosen.count(c.key) for c in hedge_keys}
-        hc = max(hedge_keys, key=lambda c: counts[c.key])
-        _, w = hedge_exposure(ctx, float(hc.params["eta"]), float(hc.params["decay"]))
+        hk = max(hedge_keys, key=chosen.count)  # first among equals: grid order / proposal order
+        hp = log.rows[next((i, k) for i, k in used if k == hk)]["params"]
+        _, w = hedge_exposure(ctx, float(hp["eta"]), float(hp["decay"]))
         s = len(signals.strategies)
         net_w = w[:, :s] - w[:, s : 2 * s]
-        np.savez(out / "hedge_weights.npz", net=net_w[start:], flat=w[start:, -1], config=hc.key)
-        hedge_plot = hc.key
+        np.savez(out / "hedge_weights.npz", net=net_w[start:], flat=w[start:, -1], config=hk)
+        hedge_plot = hk
 
     arrays: dict[str, Any] = {
         "names": np.array(names),
@@ -446,9 +597,16 @@ def run_research(
                 fund.per_bar[start:][fund.covered[start:]].sum() / max(1, fund.covered[start:].sum()) * 8
             ),
         },
-        "configs": [c.key for c in grid],
-        "trials_logged": len(log.rows),
-        "trial_count_for_dsr": len(grid),
+        "configs": list(columns),
+        "search": {
+            "method": settings.search,
+            "trials_per_split": settings.optuna_trials if optuna else 0,
+            "sampler": "optuna TPESampler(seed=search_seed * 1000 + split)" if optuna else None,
+            "families": list(SEARCH_FAMILIES) if optuna else [],
+            "proposed_per_split": [proposed[i] for i in range(len(splits))] if optuna else [],
+        },
+        "trials_logged": len(used),
+        "trial_count_for_dsr": distinct,
         "chosen_per_split": chosen,
         "ex_ante_per_split": ex_ante,
         "hindsight_best_single": hindsight,
@@ -464,6 +622,7 @@ def run_research(
         "oracle": oracle,
         "fingerprint": fingerprint,
         "workers": workers,
+        "backend": f"ray ({ray_address})" if ray_address else "local process pool",
         "trials_run_now": run_now,
         "hedge_weights_config": hedge_plot,
     }
@@ -471,7 +630,7 @@ def run_research(
     if results is not None:
         from training.research.publish import publish
 
-        trials = [log.rows[(i, c.key)] for i in range(len(splits)) for c in grid]
+        trials = [log.rows[ik] for ik in sorted(used, key=lambda ik: ik[0])]
         summary["results_run_id"] = publish(results, summary, trials, {k: pooled1[:, col[k]] for k in names})
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -141,6 +141,8 @@ def _seed_spread(summary: dict[str, Any]) -> str:
     groups: dict[str, list[tuple[int, float]]] = {}
     for key in summary["configs"]:
         family, _, params = key.partition(":")
+        if not params.startswith("{"):  # ``search:j``: a search column, not one configuration
+            continue
         p = json.loads(params)
         if "seed" in p:
             seed = int(p.pop("seed"))
@@ -159,6 +161,27 @@ def _seed_spread(summary: dict[str, Any]) -> str:
         + "; ".join(parts)
         + ". A spread this size is what choosing a seed on inner folds can buy by luck; each seed "
         "counts as a trial in the corrections."
+    )
+
+
+def _count_text(summary: dict[str, Any]) -> str:
+    """What the DSR's trial count counts (grid: the grid; optuna: every configuration tried)."""
+    if summary.get("search", {}).get("method") == "optuna":
+        return "distinct configurations tried on any split (every Optuna trial, plus the fixed grid)"
+    return "configurations x seeds"
+
+
+def _search_line(summary: dict[str, Any]) -> str:
+    """How the inner choice's candidates were found, and where the trials ran (ADR 0019)."""
+    where = summary.get("backend", "local process pool")
+    srch = summary.get("search", {})
+    if srch.get("method") != "optuna":
+        return f"* Inner search: the fixed grid, every configuration on every split; trials ran on: {where}."
+    return (
+        f"* Inner search: Optuna TPE, {srch['trials_per_split']} proposals per outer split over "
+        f"{', '.join(srch['families'])} (seeded per split, scored on that split's inner folds only; "
+        "the round-2 families keep their grid). Column `search:j` is the j-th proposal of each "
+        f"split's study, an out-of-sample series like a grid configuration; trials ran on: {where}."
     )
 
 
@@ -234,8 +257,9 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         f"* Trials logged: {summary['trials_logged']} (configuration x seed x outer split; only the "
         "Moody-Saffell trader is random, its seed is part of its configuration), in `trials.jsonl` of "
         "the run folder. DSR trial count = "
-        f"configurations x seeds = {summary['trial_count_for_dsr']}; PBO by CSCV ({st['cscv_blocks']} "
+        f"{_count_text(summary)} = {summary['trial_count_for_dsr']}; PBO by CSCV ({st['cscv_blocks']} "
         "blocks) over the configurations' pooled OOS series.",
+        _search_line(summary),
         f"* Costs: taker fee {co['taker_fee']:.4%}, slippage {co['slippage_bps']:g} bp per fill, fills at "
         f"{_FILL_TEXT.get(co.get('fill_price', 'signal_close'), co.get('fill_price'))} (ADR 0017), funding "
         f"from {co['funding_source']} on the exposure held at each settlement, each charged at the latest "
@@ -311,13 +335,12 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         "## Not done in this round",
         "",
         "* RL recast (ElegantRL, target-exposure actions, FeatureSpec v2).",
-        "* Ray execution of trials (a local process pool runs them; resumable).",
         "* Shipping the fitted and online-learning combiners (ridge, logistic, hedge, dsr, metalabel, "
         "imitation) to the meta consumer: only `volmanaged` (window <= 255) exports today "
         "(`python -m training export-combiner`, ADR 0020); nothing passed the gates, so none is selected.",
         "* The bridge's `/models` leaderboard (the desktop's) reads the live provenance tables, which hold "
         "only models uploaded by `select`; research rows are in the results DB and its CLI leaderboard.",
-        "* Optuna inner search; Politis-White block length.",
+        "* Politis-White block length.",
         "",
     ]
     path = dest / "REPORT.md"
