@@ -338,8 +338,6 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         "* Shipping the fitted and online-learning combiners (ridge, logistic, hedge, dsr, metalabel, "
         "imitation) to the meta consumer: only `volmanaged` (window <= 255) exports today "
         "(`python -m training export-combiner`, ADR 0020); nothing passed the gates, so none is selected.",
-        "* The bridge's `/models` leaderboard (the desktop's) reads the live provenance tables, which hold "
-        "only models uploaded by `select`; research rows are in the results DB and its CLI leaderboard.",
         "* Politis-White block length.",
         "",
     ]
