@@ -16,8 +16,8 @@ train: env ## Offline training: every step once on the bundled data (agents, res
 test: ## All tests on real Kafka + Postgres (installs and starts what they need)
 	@scripts/test.sh
 
-test-exhaustive: ## Only the every-bar strategy parity check over the whole dataset (~12 min; not in make test)
-	@scripts/python-env.sh && .venv/bin/python -m pytest -m exhaustive tests/unit/strategies
+test-exhaustive: ## Only the full-scale parity proofs: every bar of every strategy, 90-day replays (~20 min; not in make test)
+	@scripts/python-env.sh && infra/dev.sh start && .venv/bin/python -m pytest -m exhaustive tests/unit/strategies tests/integration/test_replay_backtest.py
 
 test-chaos: ## Only the whole-pipeline chaos suite (~7 min; freezes the local Kafka/Postgres; not in make test)
 	@scripts/python-env.sh && infra/dev.sh start && .venv/bin/python -m pytest -m chaos tests/integration

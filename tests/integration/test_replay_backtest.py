@@ -1,4 +1,5 @@
-"""Backtest by topic replay == vectorized backtest, on three months of the real bundled data.
+"""Backtest by topic replay == vectorized backtest, on a month of the real bundled data (three months
+in the ``exhaustive`` suite, run alone: ``make test-exhaustive``).
 
 Every service runs as its own process on the real broker and the test database (``ops.pipeline``),
 once with the majority-vote fallback and once with a model (a seeded random MLP exported in the
@@ -41,9 +42,14 @@ from ops.runs import delete_run, list_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-# 90 days = 2,160 hourly ticks each (inclusive ends)
-FALLBACK_WINDOW = (datetime(2022, 5, 22, 2, tzinfo=UTC), datetime(2022, 8, 20, 1, tzinfo=UTC))
-MODEL_WINDOW = (datetime(2021, 1, 1, 0, tzinfo=UTC), datetime(2021, 3, 31, 23, tzinfo=UTC))
+# 30 days = 720 hourly ticks each (inclusive ends). With fourteen strategies the majority vote is
+# flat most of the time: June 2022 is the month of the last 90 days with the most fills (20 of 24).
+FALLBACK_WINDOW = (datetime(2022, 6, 1, 0, tzinfo=UTC), datetime(2022, 6, 30, 23, tzinfo=UTC))
+MODEL_WINDOW = (datetime(2021, 1, 1, 0, tzinfo=UTC), datetime(2021, 1, 30, 23, tzinfo=UTC))
+TICKS = 720
+# The full-scale proofs (90 days = 2,160 ticks each), in the exhaustive suite.
+FALLBACK_90D = (datetime(2022, 5, 22, 2, tzinfo=UTC), datetime(2022, 8, 20, 1, tzinfo=UTC))
+MODEL_90D = (datetime(2021, 1, 1, 0, tzinfo=UTC), datetime(2021, 3, 31, 23, tzinfo=UTC))
 LIVE_TOPICS = [t.name for t in topic_specs(load_settings(kafka={"topic_prefix": ""}), ["1h"])]
 
 
@@ -99,11 +105,11 @@ def fallback_run(
 def test_fallback_replay_identical_to_vectorized(fallback_run: Run) -> None:
     result = json.loads((fallback_run.out / "comparison.json").read_text())
     assert result["identical"], (fallback_run.out / "comparison.md").read_text()
-    assert result["ticks"] == 2160
+    assert result["ticks"] == TICKS
     checks = result["checks"]
-    assert checks["decisions (action, target exposure)"]["compared"] == 2160
-    assert checks["fills"]["compared"] > 20, "a window without trades would prove little"
-    assert checks["funding"]["compared"] > 100
+    assert checks["decisions (action, target exposure)"]["compared"] == TICKS
+    assert checks["fills"]["compared"] >= 16, "a window without trades would prove little"
+    assert checks["funding"]["compared"] > 30
     for name in ("decisions.csv", "fills.csv", "equity.csv", "comparison.md"):
         assert (fallback_run.out / name).stat().st_size > 0
     decisions = pd.read_csv(fallback_run.out / "decisions.csv")
@@ -116,13 +122,13 @@ def test_perturbed_vectorized_run_reports_the_first_differing_tick(
     settings = settings_for(fallback_run.prefix)
     replay, vec, cmp = compare_run(settings, fallback_run.prefix, fallback_run.start, fallback_run.end, None)
     assert cmp.identical
-    k = 1000
+    k = 300
     changed = vec.decisions.copy()
     changed.loc[k, "target_exposure"] = (
         -changed.loc[k, "target_exposure"] if changed.loc[k, "target_exposure"] else 0.5
     )
     later = changed.copy()
-    later.loc[k + 500, "action"] = "NOT_AN_ACTION"
+    later.loc[k + 200, "action"] = "NOT_AN_ACTION"
     bad = compare(replay, later, vec.observations, vec.spec, vec.sim, {})
     assert not bad.identical
     first = bad.first_difference()
@@ -164,7 +170,7 @@ def test_replay_never_touches_live_topics_or_rows(fallback_run: Run, pipeline_en
             delete_run(engine, admin, refused)
 
 
-def test_model_replay_identical_to_vectorized(pipeline_env: str, tmp_path: Path) -> None:
+def _model_replay(pipeline_env: str, out: Path, window: tuple[datetime, datetime], ticks: int) -> None:
     registry = load_registry(os.environ.get("BTCMETA_REGISTRY_PATH", "strategies_registry.json"))
     spec = FeatureSpec(strategies=tuple(s.name for s in registry.enabled), vol_scale=0.008)
     rng = np.random.default_rng(20261124)
@@ -178,10 +184,10 @@ def test_model_replay_identical_to_vectorized(pipeline_env: str, tmp_path: Path)
     insert_model(engine, model_id, artifact, spec)
     prefix = f"bt.m{uuid.uuid4().hex[:8]}."
     try:
-        cmp = run_replay_backtest(*MODEL_WINDOW, tmp_path, model_id=model_id, prefix=prefix, timeout_s=1500)
-        assert cmp.identical, (tmp_path / "comparison.md").read_text()
-        decisions = pd.read_csv(tmp_path / "decisions.csv")
-        assert len(decisions) == 2160 and set(decisions["model_id"]) == {model_id}
+        cmp = run_replay_backtest(*window, out, model_id=model_id, prefix=prefix, timeout_s=1500)
+        assert cmp.identical, (out / "comparison.md").read_text()
+        decisions = pd.read_csv(out / "decisions.csv")
+        assert len(decisions) == ticks and set(decisions["model_id"]) == {model_id}
         assert decisions["action"].nunique() >= 3, "the random policy should use several actions"
         assert cmp.checks["fills"]["compared"] > 20
         with session_scope(engine) as s:  # pinned, never selected: the live selection is untouched
@@ -190,6 +196,29 @@ def test_model_replay_identical_to_vectorized(pipeline_env: str, tmp_path: Path)
         delete_run(engine, AdminClient(admin_config(settings_for(prefix))), prefix)
 
 
+def test_model_replay_identical_to_vectorized(pipeline_env: str, tmp_path: Path) -> None:
+    _model_replay(pipeline_env, tmp_path, MODEL_WINDOW, TICKS)
+
+
+@pytest.mark.exhaustive
+def test_ninety_day_replays_identical_to_vectorized(pipeline_env: str, tmp_path: Path) -> None:
+    """The full-scale proof: 2,160 ticks each of the majority vote and of a model."""
+    prefix = f"bt.f{uuid.uuid4().hex[:8]}."
+    try:
+        cmp = run_replay_backtest(*FALLBACK_90D, tmp_path / "fallback", prefix=prefix, timeout_s=1700)
+        assert cmp.identical, (tmp_path / "fallback" / "comparison.md").read_text()
+        assert cmp.checks["decisions (action, target exposure)"]["compared"] == 2160
+        assert cmp.checks["fills"]["compared"] > 20, "a window without trades would prove little"
+    finally:
+        delete_run(make_engine(pipeline_env), AdminClient(admin_config(settings_for(prefix))), prefix)
+    _model_replay(pipeline_env, tmp_path / "model", MODEL_90D, 2160)
+
+
 def test_window_lengths() -> None:
-    for start, end in (FALLBACK_WINDOW, MODEL_WINDOW):
-        assert (end - start) // timedelta(hours=1) + 1 == 2160
+    for (start, end), ticks in (
+        (FALLBACK_WINDOW, TICKS),
+        (MODEL_WINDOW, TICKS),
+        (FALLBACK_90D, 2160),
+        (MODEL_90D, 2160),
+    ):
+        assert (end - start) // timedelta(hours=1) + 1 == ticks
