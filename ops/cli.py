@@ -197,7 +197,11 @@ def replay_backtest(
         ),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="models.model_id to run (pinned, not selected).")
+        str | None,
+        typer.Option(
+            "--model",
+            help="models.model_id to run (pinned, not selected): an MLP policy or a registered combiner.",
+        ),
     ] = None,
     fallback: Annotated[bool, typer.Option("--fallback", help="Run the majority-vote fallback.")] = False,
     live_risk_limits: Annotated[bool, typer.Option(help="Keep the configured daily loss cap.")] = False,

@@ -2,12 +2,13 @@
 against the vectorized backtest of the same model on the same window.
 
 1. The tick emitter replays the window into a fresh namespace (``bt.<run>.``); the strategy
-   consumers, the meta consumer (a pinned model, ``BTCMETA_META__MODEL_ID``, or the majority-vote
-   fallback) and the executor (paper venue, replayed clock) run as separate processes
-   (``ops.pipeline``). It waits for the last tick's execution.
+   consumers, the meta consumer (a pinned model, ``BTCMETA_META__MODEL_ID``: an MLP policy or a
+   combiner artefact, ADR 0020; or the majority-vote fallback) and the executor (paper venue,
+   replayed clock) run as separate processes (``ops.pipeline``). It waits for the last tick's execution.
 2. The decisions, fills, funding and equity curve are read back from the namespace's rows.
 3. The vectorized side (``ops.replay_compare``) recomputes decisions with the training
-   engine and the fills/PnL with an independent simulation in the executor's units, and compares.
+   engine (a combiner: the research candidate's exposure path, with the consumer's cold-start
+   rule) and the fills/PnL with an independent simulation in the executor's units, and compares.
 
 Outputs in ``--out``: decisions.csv, fills.csv, funding.csv, equity.csv (pipeline), the same
 with a ``vectorized_`` prefix, comparison.json and comparison.md.
@@ -32,7 +33,7 @@ import pandas as pd
 import typer
 from sqlalchemy import Engine, func, select
 
-from common.combiner import is_combiner_artifact
+from common.combiner import Combiner, CombinerError, is_combiner_artifact, load_combiner
 from common.db.models import Decision, Fill, FundingPayment, Model, Order, PnlDaily, Position
 from common.db.session import make_engine, session_scope
 from common.exogenous.store import read_series
@@ -41,15 +42,19 @@ from common.observation import FeatureSpec
 from common.order_ids import client_order_id
 from common.pnl import unrealized_pnl_scalar
 from common.policy import Policy, load_policy
-from common.registry import load_registry
+from common.registry import Registry, load_registry
 from config import Settings
+from meta_consumer.decide import MARK_CLOSES
 from ops.replay_compare import (
     Comparison,
     ExecutionModel,
     Prices,
+    closes_seen,
+    combiner_fractions,
     compare,
     decision_bars,
     equity_curve,
+    signals_of,
     simulate_execution,
     vectorized_decisions,
 )
@@ -58,6 +63,7 @@ from training.market import Market
 from training.signals import compute_signals, exogenous_needed, restarted_at
 
 NO_LOSS_CAP = "1e15"
+FALLBACK_ID = "fallback:majority_vote"
 _FAR = datetime(2200, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -69,6 +75,8 @@ class Vectorized:
     spec: FeatureSpec
     sim: dict[str, pd.DataFrame]
     prices: Prices
+    #: Ticks a combiner decided flat for want of closes (ADR 0020 cold start); 0 otherwise.
+    cold_start_ticks: int = 0
 
 
 def execution_model(settings: Settings) -> ExecutionModel:
@@ -89,23 +97,48 @@ def stored_candles(engine: Engine, symbol: str) -> pd.DataFrame:
     return pd.DataFrame(values, index=index, columns=["open", "high", "low", "close", "volume"])
 
 
-def load_model_policy(engine: Engine, model_id: str, settings: Settings) -> Policy:
+def enabled_registry(settings: Settings) -> Registry:
+    return load_registry(settings.registry_path, max_lookback_hours=settings.max_lookback_hours)
+
+
+def load_model_policy(engine: Engine, model_id: str, settings: Settings) -> Policy | Combiner:
+    """The pinned model as the meta consumer will load it: an MLP policy or a combiner artefact.
+
+    A combiner is checked as ``meta_consumer.models`` checks it (fingerprint, sha256, grid, the
+    closes it needs against the :data:`MARK_CLOSES` carried, its strategies against the
+    registry's enabled ones); a refusal there would make the pipeline decide with the fallback,
+    so it is refused here, before anything starts, with the same reason.
+    """
     with session_scope(engine) as s:
         row = s.get(Model, model_id)
         if row is None:
             raise typer.BadParameter(f"no model {model_id!r} in the models table", param_hint="--model")
-        if is_combiner_artifact(row.artifact):
-            raise typer.BadParameter(
-                f"model {model_id!r} is a combiner artefact (ADR 0020): replay-backtest compares MLP "
-                "policies only (a combiner's topic-replay parity: "
-                "tests/integration/test_meta_consumer_combiner.py)",
-                param_hint="--model",
+        if not is_combiner_artifact(row.artifact):
+            return load_policy(row, step=settings.exposure_step, max_exposure=settings.max_exposure)
+        try:
+            comb = load_combiner(
+                row, step=settings.exposure_step, max_exposure=settings.max_exposure, max_closes=MARK_CLOSES
             )
-        return load_policy(row, step=settings.exposure_step, max_exposure=settings.max_exposure)
+        except CombinerError as exc:
+            raise typer.BadParameter(f"combiner refused: {exc}", param_hint="--model") from None
+    live = {spec.name for spec in enabled_registry(settings).enabled}
+    if set(comb.strategies) != live:
+        raise typer.BadParameter(
+            f"combiner {model_id!r} votes over {sorted(comb.strategies)}, the registry enables "
+            f"{sorted(live)}: the meta consumer would refuse it (export it for the registry's set, "
+            "or point BTCMETA_REGISTRY_PATH at a registry of its strategies)",
+            param_hint="--model",
+        )
+    return comb
+
+
+def decision_window_bars(registry: Registry, timeframe: str) -> int:
+    """Bars of the decision timeframe's BarClosed: the longest window of its strategies (0: none)."""
+    return max((s.bars for s in registry.enabled if s.timeframe == timeframe), default=0)
 
 
 def vectorized(
-    settings: Settings, engine: Engine, start: datetime, end: datetime, policy: Policy | None
+    settings: Settings, engine: Engine, start: datetime, end: datetime, policy: Policy | Combiner | None
 ) -> Vectorized:
     """The training engine's decisions and the simulated execution of the ticks in ``[start, end]``."""
     candles = stored_candles(engine, settings.symbol)
@@ -115,23 +148,39 @@ def vectorized(
             "(python -m producers import-csv, or pass --csv)"
         )
     history = candles[candles.index < pd.Timestamp(end)]  # bars closing at or before the last tick
-    registry = load_registry(settings.registry_path, max_lookback_hours=settings.max_lookback_hours)
+    registry = enabled_registry(settings)
     # The exogenous series as the emitter read them (the stored rows; each strategy cuts them by
     # publication time), and the answers as a meta consumer starting at ``start`` holds them.
     exogenous = {name: read_series(engine, name) for name in exogenous_needed(registry)}
     signals = compute_signals(history, registry, exogenous)
     first = int(pd.DatetimeIndex(history.index).searchsorted(pd.Timestamp(start) - pd.Timedelta(hours=1)))
     signals = restarted_at(signals, first)
-    spec = policy.spec if policy is not None else FeatureSpec(strategies=signals.strategies)
-    market = Market.build(history, signals, spec)
+    combiner = policy if isinstance(policy, Combiner) else None
+    if combiner is not None:  # the live decision's observation: the default spec of its strategies
+        spec = FeatureSpec(strategies=combiner.strategies)
+        market = Market.build(history, signals_of(signals, combiner.strategies), spec)
+    else:
+        spec = policy.spec if isinstance(policy, Policy) else FeatureSpec(strategies=signals.strategies)
+        market = Market.build(history, signals, spec)
     bars = decision_bars(market, start, end)
     if len(bars) == 0:
         raise RuntimeError(
             f"no stored {settings.symbol} bar closes in {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}: "
             f"stored candles span {candles.index[0]:%Y-%m-%d %H:%M} .. {candles.index[-1]:%Y-%m-%d %H:%M}"
         )
+    fractions, cold = None, np.zeros(0, dtype=bool)
+    if combiner is not None:
+        if settings.meta.decision_timeframe != "1h":
+            raise RuntimeError("replay-backtest compares combiners on the 1h decision timeframe only")
+        seen = closes_seen(history.index, bars, decision_window_bars(registry, "1h"))
+        fractions, cold = combiner_fractions(history, signals, combiner, bars, seen)
     decisions, obs = vectorized_decisions(
-        market, bars, policy, step=settings.exposure_step, max_exposure=settings.max_exposure
+        market,
+        bars,
+        policy if isinstance(policy, Policy) else None,
+        step=settings.exposure_step,
+        max_exposure=settings.max_exposure,
+        fractions=fractions,
     )
     prices = Prices(
         candles.index.asi8,
@@ -139,9 +188,8 @@ def vectorized(
         candles["close"].to_numpy(),
         settings.exchange.fill_price,
     )
-    return Vectorized(
-        decisions, obs, spec, simulate_execution(decisions, prices, execution_model(settings)), prices
-    )
+    sim = simulate_execution(decisions, prices, execution_model(settings))
+    return Vectorized(decisions, obs, spec, sim, prices, int(cold.sum()))
 
 
 def read_replay(
@@ -268,13 +316,15 @@ def write_outputs(
 
 
 def compare_run(
-    settings: Settings, namespace: str, start: datetime, end: datetime, policy: Policy | None
+    settings: Settings, namespace: str, start: datetime, end: datetime, policy: Policy | Combiner | None
 ) -> tuple[dict[str, pd.DataFrame], Vectorized, Comparison]:
     engine = make_engine(settings.database_url.get_secret_value())
     vec = vectorized(settings, engine, start, end, policy)
     legs = int(np.ceil(2 * settings.risk.max_position_btc / settings.risk.max_order_btc)) + 4
     replay, book = read_replay(engine, namespace, settings.symbol, vec.prices, legs)
-    return replay, vec, compare(replay, vec.decisions, vec.observations, vec.spec, vec.sim, book)
+    decided_by = policy.model_id if policy is not None else FALLBACK_ID
+    cmp = compare(replay, vec.decisions, vec.observations, vec.spec, vec.sim, book, decided_by)
+    return replay, vec, cmp
 
 
 def insert_model(
@@ -329,7 +379,7 @@ def run_replay_backtest(
         kind="backtest",
         env=env,
         timeout_s=timeout_s,
-        params={"model": model_id or "fallback:majority_vote", "out": str(out)},
+        params={"model": model_id or FALLBACK_ID, "out": str(out)},
     )
     say(
         f"replaying {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC into {prefix} "
@@ -346,7 +396,13 @@ def run_replay_backtest(
     meta = {
         "namespace": prefix,
         "window": f"{start.isoformat()} .. {end.isoformat()}",
-        "model": model_id or "fallback:majority_vote",
+        "model": model_id or FALLBACK_ID,
+        "model_kind": (
+            f"combiner:{policy.kind} {policy.fingerprint}"
+            if isinstance(policy, Combiner)
+            else ("mlp" if policy is not None else "fallback")
+        ),
+        "cold_start_ticks": vec.cold_start_ticks,
         "pipeline_seconds": round(result.seconds, 1),
         "ticks_per_s": round(result.ticks_per_s, 2),
         "stage_done_s": result.stage_done_s,

@@ -18,10 +18,16 @@ Two independent computations of the same window (docs/decisions/0013-replay-back
 
 ``training.ledger`` (fractions of equity, compounding) is *not* what is compared: it re-sizes
 with equity while the executor trades a fixed BTC size per unit of exposure.
+
+A combiner artefact (``common.combiner``, ADR 0020) is compared the same way; its decisions come
+from the research candidate's exposure path (``training.research.candidates``, computed over the
+whole stored history) with the meta consumer's cold-start rule applied per tick: flat wherever the
+BarClosed window the consumer holds has fewer than ``window + 1`` closes (:func:`closes_seen`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,15 +37,19 @@ import numpy as np
 import pandas as pd
 
 from common.actions import ACTIONS, apply_actions, label_for
+from common.combiner import Combiner
 from common.events import Target
 from common.fills import venue_price_at
 from common.observation import FeatureSpec
 from common.policy import Policy
 from common.portfolio import next_entry_price
+from common.signals import SignalArrays
 from config import FillPrice
+from meta_consumer.decide import MARK_CLOSES
 from training.backtest import policy_exposure
 from training.baselines import baseline_exposure
 from training.market import Market
+from training.research.candidates import GRID, build_context, volmanaged_exposure
 from training.split import Window
 
 LOT = 0.0001
@@ -89,14 +99,75 @@ def decision_bars(market: Market, start: datetime, end: datetime) -> np.ndarray:
     return np.arange(lo, hi)
 
 
+def signals_of(signals: SignalArrays, strategies: tuple[str, ...]) -> SignalArrays:
+    """``signals`` restricted to ``strategies``, in that order (a combiner's observation order)."""
+    missing = [s for s in strategies if s not in signals.strategies]
+    if missing:
+        raise ValueError(f"no signals for {missing}: the registry computes {list(signals.strategies)}")
+    cols = [signals.strategies.index(s) for s in strategies]
+    fields = ("target", "event", "confidence", "age", "present")
+    return dataclasses.replace(
+        signals, strategies=tuple(strategies), **{f: getattr(signals, f)[:, cols] for f in fields}
+    )
+
+
+def closes_seen(index: pd.DatetimeIndex, bars: np.ndarray, window_bars: int) -> np.ndarray:
+    """Closes the meta consumer holds when it decides each bar's tick.
+
+    The tick emitter's BarClosed of the decision timeframe carries the stored candles opening in
+    ``[tick - window_bars h, tick)`` (complete bins only: a gap shortens it, never fills it), and
+    the consumer keeps the last :data:`MARK_CLOSES` of them (``meta_consumer.bars``).
+    ``window_bars``: the longest window of the strategies due on that timeframe (0: none is due,
+    so no BarClosed and no closes).
+    """
+    opens = pd.DatetimeIndex(index).asi8
+    tick = opens[bars] + HOUR_NS
+    lo = np.searchsorted(opens, tick - window_bars * HOUR_NS, side="left")
+    hi = np.searchsorted(opens, tick, side="left")
+    return np.minimum(hi - lo, MARK_CLOSES)
+
+
+def combiner_fractions(
+    candles: pd.DataFrame, signals: SignalArrays, comb: Combiner, bars: np.ndarray, seen: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fractions of the max exposure at ``bars``, cold-start mask) of a combiner, vectorized.
+
+    The exposure path is the research candidate's (``candidates.volmanaged_exposure`` on the
+    research ``Context``: the majority vote of the answered strategies scaled by the realized
+    volatility over the whole history). Where the consumer would hold fewer than
+    ``comb.closes_needed`` closes (``seen``), the live rule is flat (ADR 0020, cold start): applied
+    here too, and counted, so a difference it causes is neither hidden nor invented.
+    """
+    if comb.kind != "volmanaged":
+        raise ValueError(f"combiner kind {comb.kind!r}: no vectorized path here (only volmanaged)")
+    if comb.grid != GRID:
+        raise ValueError(f"combiner grid {comb.grid}: the research path snaps to {GRID}")
+    sig = signals_of(signals, comb.strategies)
+    n = len(sig)
+    majority = baseline_exposure("majority_vote", sig, Window(0, n + 1), max_exposure=1.0)
+    ctx = build_context(candles, sig, majority, np.full(n, np.nan))
+    p = comb.params
+    path = volmanaged_exposure(ctx, p["target_vol"], comb.window, p["cap"])
+    cold = np.asarray(seen) < comb.closes_needed
+    return np.where(cold, 0.0, path[bars]), cold
+
+
 def vectorized_decisions(
-    market: Market, bars: np.ndarray, policy: Policy | None, *, step: float, max_exposure: float
+    market: Market,
+    bars: np.ndarray,
+    policy: Policy | None,
+    *,
+    step: float,
+    max_exposure: float,
+    fractions: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """(decisions per tick, observations [n, dim]) for a policy, or the majority-vote fallback.
+    """(decisions per tick, observations [n, dim]) for a policy, a combiner or the fallback.
 
     The loop is ``training.backtest.policy_exposure``'s, keeping the action too; its exposures are
     then checked against ``policy_exposure`` / ``baseline_exposure`` themselves, so this is the
-    training engine's backtest and not a second implementation of it.
+    training engine's backtest and not a second implementation of it. ``fractions``: a combiner's
+    exposures at ``bars`` (:func:`combiner_fractions`, fractions of the max, as the live decision
+    scales them); then ``policy`` is ignored.
     """
     n = len(bars)
     exposure: np.ndarray = np.zeros(1)
@@ -108,7 +179,10 @@ def vectorized_decisions(
     for k, t in enumerate(bars):
         obs = market.observe(np.array([t]), exposure, entry)
         obs_rows[k] = obs[0]
-        if policy is None:
+        if fractions is not None:
+            new = np.array([float(fractions[k]) * max_exposure])
+            action = label_for(float(exposure[0]), float(new[0]))
+        elif policy is None:
             new = np.array(
                 [
                     baseline_exposure(
@@ -128,7 +202,7 @@ def vectorized_decisions(
         actions.append(action.value)
         entry = next_entry_price(exposure, entry, new, market.close[t : t + 1])
         exposure = new
-    if n:
+    if n and fractions is None:  # a combiner's path is the research engine's already
         window = Window(int(bars[0]), int(bars[-1]) + 2)
         engine_path = (
             policy_exposure(policy, market, window)
@@ -383,9 +457,12 @@ def compare(
     spec: FeatureSpec,
     sim: dict[str, pd.DataFrame],
     book: dict[str, float],
+    decided_by: str | None = None,
 ) -> Comparison:
     """Tick-by-tick comparison; every check records its count of differences and its first one.
 
+    ``decided_by``: the model id every pipeline decision must carry (a model the meta consumer
+    refused is run by its fallback, whose decisions can coincide with the model's for a while).
     Raises :class:`NothingToCompare` when both sides are empty: zero ticks compared is not a pass.
     """
     rd = replay["decisions"]
@@ -447,6 +524,19 @@ def compare(
                         "target_exposure": r.get("target_exposure_vec"),
                         "observation": vec_obs_d,
                     },
+                )
+            )
+    if decided_by is not None:
+        other = (rd["model_id"] != decided_by).to_numpy()
+        cmp.checks["decided by the model"] = {"compared": len(rd), "differences": int(other.sum())}
+        if other.any():
+            i = int(np.flatnonzero(other)[0])
+            cmp.first.append(
+                Difference(
+                    "decided by the model",
+                    _iso(rd["tick_time"].iloc[i]),
+                    {"model_id": rd["model_id"].iloc[i]},
+                    {"model_id": decided_by},
                 )
             )
     # fills, funding, equity: within tolerance
