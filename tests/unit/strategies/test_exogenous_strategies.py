@@ -65,6 +65,7 @@ def test_window_parity_sampled(name: str) -> None:
 
 
 @pytest.mark.exhaustive
+@pytest.mark.timeout(1800)  # 37k windows: ~2.5 min each on 2 idle cores, far more on a loaded machine
 @pytest.mark.parametrize("name", list(NEW))
 def test_window_parity_every_bar(name: str) -> None:
     procs = max(1, os.cpu_count() or 1)

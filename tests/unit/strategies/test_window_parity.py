@@ -31,6 +31,7 @@ def test_window_parity_sampled(candles: pd.DataFrame, name: str) -> None:
 
 
 @pytest.mark.exhaustive
+@pytest.mark.timeout(1800)  # 37k windows: ~2.5 min each on 2 idle cores, far more on a loaded machine
 @pytest.mark.parametrize("name", list(BUILTIN))
 def test_window_parity_every_bar(candles: pd.DataFrame, name: str) -> None:
     # 37k windows per strategy: spread over all CPUs (each worker reloads the bundled data).
