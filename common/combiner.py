@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from common.actions import majority_vote
 from common.events import Target
+from common.observation import window_std
 
 FORMAT = "btcmeta.combiner.v1"
 KINDS = ("volmanaged",)
@@ -80,27 +81,16 @@ def realized_vol(ret: npt.ArrayLike, window: int) -> FloatArray:
     """Sample std (ddof 1) of ``log1p(ret)`` over bars ``t-window+1 .. t``; NaN while ``t < window``.
 
     ``ret[0]`` is a placeholder (no previous close), so the first value is at ``t = window``. The
-    sums run over the window's offsets in a fixed order with element-wise operations: the value at
-    ``t`` has the same bits computed over the whole history (backtest) or over the last
-    ``window + 1`` closes only (a live tick). pandas' rolling std, an online update, does not.
+    fixed-order sums of :func:`common.observation.window_std`: the value at ``t`` has the same bits
+    over the whole history (backtest) or over the last ``window + 1`` closes only (a live tick).
     """
     lr = np.log1p(np.asarray(ret, dtype=np.float64))
     out = np.full(lr.shape, np.nan)
     if window < 2:
         raise ValueError("realized_vol: window >= 2")
-    n = lr.size - window  # values for t = window .. size-1, from lr[1:]
-    if n <= 0:
-        return out
-    body = lr[1:]
-    total = np.zeros(n)
-    for j in range(window):
-        total += body[j : j + n]
-    mean = total / window
-    sq = np.zeros(n)
-    for j in range(window):
-        d = body[j : j + n] - mean
-        sq += d * d
-    out[window:] = np.sqrt(sq / (window - 1))
+    std = window_std(lr[1:], window, ddof=1)  # values for t = window .. size-1
+    if std.size:
+        out[window:] = std
     return out
 
 

@@ -136,10 +136,23 @@ def rolling_volatility(close: npt.ArrayLike, window: int) -> FloatArray:
     """
     c = np.asarray(close, dtype=np.float64)
     out = np.full(c.shape, np.nan)
-    r = np.diff(np.log(c))
+    std = window_std(np.diff(np.log(c)), window)
+    if std.size:
+        out[window:] = std
+    return out
+
+
+def window_std(x: npt.ArrayLike, window: int, ddof: int = 0) -> FloatArray:
+    """Std of every run of ``window`` consecutive values of ``x`` (``size - window + 1`` values).
+
+    The sums run over the window's offsets in a fixed order with element-wise operations, so a
+    value has the same bits whether ``x`` is the whole history or only the last ``window`` values
+    (pandas' rolling std, an online update, does not): what lets a live tick equal the backtest.
+    """
+    r = np.asarray(x, dtype=np.float64)
     n = r.size - window + 1
     if n <= 0:
-        return out
+        return np.zeros(0)
     total = np.zeros(n)
     for j in range(window):
         total += r[j : j + n]
@@ -148,5 +161,5 @@ def rolling_volatility(close: npt.ArrayLike, window: int) -> FloatArray:
     for j in range(window):
         d = r[j : j + n] - mean
         sq += d * d
-    out[window:] = np.sqrt(sq / window)
+    out: FloatArray = np.sqrt(sq / (window - ddof))
     return out

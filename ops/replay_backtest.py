@@ -21,7 +21,6 @@ reported as the first difference).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ import typer
 from sqlalchemy import Engine, func, select
 
 from common.combiner import Combiner, CombinerError, is_combiner_artifact, load_combiner
+from common.db.ml import add_model
 from common.db.models import Decision, Fill, FundingPayment, Model, Order, PnlDaily, Position
 from common.db.session import make_engine, session_scope
 from common.exogenous.store import read_series
@@ -332,18 +332,14 @@ def insert_model(
 ) -> None:
     """Store a policy artifact in ``models`` without selecting it (a replay pins it by id)."""
     with session_scope(engine) as s:
-        if s.get(Model, model_id) is None:
-            s.add(
-                Model(
-                    model_id=model_id,
-                    algo=algo,
-                    feature_spec=json.loads(spec.to_json()),
-                    strategy_set=list(spec.strategies),
-                    artifact=artifact,
-                    artifact_sha256=hashlib.sha256(artifact).hexdigest(),
-                    selected=False,
-                )
-            )
+        add_model(
+            s,
+            model_id=model_id,
+            algo=algo,
+            artifact=artifact,
+            feature_spec=json.loads(spec.to_json()),
+            strategy_set=list(spec.strategies),
+        )
 
 
 def run_replay_backtest(

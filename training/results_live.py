@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from common.db.ml import ModelConflict, add_model
 from common.db.models import Evaluation, Model, TrainingRun
 from common.db.session import session_scope
 from common.observation import FeatureSpec
@@ -105,24 +106,18 @@ def select_model(results: ResultsDB, ref: str, live: Engine, *, selected_by: str
     now = datetime.now(UTC)
     try:
         with session_scope(live) as s:
-            existing = s.get(Model, model_id)
-            if existing is not None and existing.artifact_sha256 != ev.model_sha256:
-                raise SelectError(
-                    f"live model {model_id} exists with another artifact "
-                    f"(sha256 {existing.artifact_sha256}); refusing to replace it"
+            try:
+                add_model(
+                    s,
+                    model_id=model_id,
+                    algo=ev.algo or ev.candidate,
+                    artifact=data,
+                    feature_spec=spec_doc,
+                    strategy_set=list(policy.spec.strategies),
+                    params=params,
                 )
-            if existing is None:
-                s.add(
-                    Model(
-                        model_id=model_id,
-                        algo=ev.algo or ev.candidate,
-                        feature_spec=spec_doc,
-                        strategy_set=list(policy.spec.strategies),
-                        params=params,
-                        artifact=data,
-                        artifact_sha256=ev.model_sha256,
-                    )
-                )
+            except ModelConflict as exc:
+                raise SelectError(f"live {exc}; refusing to replace it") from None
             _copy_run(s, results, ev, model_id, run)
             s.flush()
             previous = s.scalars(select(Model.model_id).where(Model.selected)).first()

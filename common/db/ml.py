@@ -8,11 +8,12 @@ to select different models cannot both win.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, false, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common.db.base import Base, BigId, JSONDoc, created_column
 
@@ -79,3 +80,46 @@ class Evaluation(Base):
     window: Mapped[str]  # "validation", "test", "fold_3", ...
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
     created_at: Mapped[datetime] = created_column()
+
+
+class ModelConflict(ValueError):
+    """The model id already names another artefact (an id names one artefact forever)."""
+
+
+def add_model(
+    session: Session,
+    *,
+    model_id: str,
+    algo: str,
+    artifact: bytes,
+    feature_spec: dict[str, Any],
+    strategy_set: list[str],
+    params: dict[str, Any] | None = None,
+) -> bool:
+    """Store an artefact as an unselected ``models`` row; False when the same artefact is there.
+
+    The one way rows enter ``models`` (replay pins, research exports, live uploads), so the rule
+    that an id never changes its artefact holds for every path: a different artefact under an
+    existing id raises :class:`ModelConflict` instead of running something else under that name.
+    """
+    sha = hashlib.sha256(artifact).hexdigest()
+    existing = session.get(Model, model_id)
+    if existing is not None:
+        if existing.artifact_sha256 != sha:
+            raise ModelConflict(
+                f"model {model_id} exists with another artifact (sha256 {existing.artifact_sha256})"
+            )
+        return False
+    session.add(
+        Model(
+            model_id=model_id,
+            algo=algo,
+            feature_spec=feature_spec,
+            strategy_set=strategy_set,
+            params=params or {},
+            artifact=artifact,
+            artifact_sha256=sha,
+            selected=False,
+        )
+    )
+    return True

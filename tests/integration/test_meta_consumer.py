@@ -124,8 +124,9 @@ class Bus:
 
 
 @contextmanager
-def running(settings: Settings, meta: MetaSettings) -> Iterator[MetaConsumer]:
-    svc = MetaConsumer(settings, meta, live=LIVE)
+def running(settings: Settings, meta: MetaSettings, live: tuple[str, ...] = LIVE) -> Iterator[MetaConsumer]:
+    """The service in a thread (other test modules use it too); stopped and joined on exit."""
+    svc = MetaConsumer(settings, meta, live=live)
     thread = threading.Thread(target=svc.run, daemon=True)
     thread.start()
     try:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 
 import numpy as np
@@ -31,8 +29,7 @@ from common.signals import SignalArrays
 from config import Settings
 from meta_consumer.decide import MARK_CLOSES
 from meta_consumer.models import ModelManager
-from meta_consumer.service import MetaConsumer
-from tests.integration.test_meta_consumer import meta_settings, own_db, read_intents, wait_decisions
+from tests.integration.test_meta_consumer import meta_settings, own_db, read_intents, running, wait_decisions
 from training.research.candidates import build_context, volmanaged_exposure
 from training.research.export import export
 from training.research.protocol import _baseline_exposures
@@ -46,20 +43,6 @@ PRICE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi", "
 TARGETS = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
 KEY = '{"target_vol":0.3,"window":72}'
 TICKS_N = 240
-
-
-@contextmanager
-def running(settings: Settings) -> Iterator[MetaConsumer]:
-    """The service in a thread, its live strategies the price ones, polling the selection every tick."""
-    svc = MetaConsumer(settings, meta_settings(model_poll_s=0.0), live=PRICE)
-    thread = threading.Thread(target=svc.run, daemon=True)
-    thread.start()
-    try:
-        yield svc
-    finally:
-        svc.shutdown.request()
-        thread.join(timeout=60)
-        assert not thread.is_alive()
 
 
 def real_inputs() -> tuple[pd.DataFrame, SignalArrays]:
@@ -120,7 +103,8 @@ def test_selected_combiner_decides_live_as_its_vectorized_backtest(own_db: Setti
     again = export(f"volmanaged:{KEY}", PRICE, engine=engine)
     assert (again.model_id, again.registered) == (exported.model_id, False)  # same artefact, same row
 
-    with running(settings):
+    # Live strategies the price ones; the selection is polled every tick.
+    with running(settings, meta_settings(model_poll_s=0.0), live=PRICE):
         first = publish(settings, candles, sig, bars[:1])
         [d0] = wait_decisions(settings, 1)
         with session_scope(engine) as s:  # the operator selects it; the next tick's poll loads it

@@ -8,10 +8,7 @@ were decoded and then dropped on the way into the table.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +27,7 @@ from common.kafka.producer import EventProducer
 from common.kafka.topics import RECOMMENDATIONS
 from common.registry import load_registry
 from config import BridgeSettings, MetaSettings, Settings
-from meta_consumer.service import MetaConsumer
+from tests.integration.test_meta_consumer import running
 
 pytestmark = pytest.mark.integration
 
@@ -94,19 +91,6 @@ def publish(settings: Settings, i: int) -> None:
     producer.flush()
 
 
-@contextmanager
-def meta_consumer(settings: Settings) -> Iterator[MetaConsumer]:
-    svc = MetaConsumer(settings, MetaSettings(deadline_s=30.0), live=LIVE)
-    thread = threading.Thread(target=svc.run, daemon=True)
-    thread.start()
-    try:
-        yield svc
-    finally:
-        svc.shutdown.request()
-        thread.join(timeout=60)
-        assert not thread.is_alive()
-
-
 def stored(settings: Settings, i: int, n: int, timeout: float = 30.0) -> dict[str, RecRow]:
     """The rows the meta consumer stored for tick ``i``, once there are ``n`` of them."""
     engine = make_engine(settings.database_url.get_secret_value())
@@ -131,7 +115,7 @@ def stored(settings: Settings, i: int, n: int, timeout: float = 30.0) -> dict[st
 @pytest.fixture
 def tick1(settings: Settings) -> dict[str, RecRow]:
     """Tick 1's answers published and stored by a running meta consumer."""
-    with meta_consumer(settings):
+    with running(settings, MetaSettings(deadline_s=30.0), live=LIVE):
         publish(settings, 1)
         return stored(settings, 1, len(ANSWERS))
 

@@ -14,6 +14,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from common.db import migrate
+from common.db.ml import ModelConflict, add_model
 from common.db.models import Base, Evaluation, Model, TrainingRun, metadata
 from common.db.session import json_dumps, make_engine, normalize_url, session_scope
 
@@ -62,6 +63,21 @@ def test_one_selected_model_on_sqlite_too(engine) -> None:
         s.add(_model("c", selected=True))
     with session_scope(engine) as s:
         assert s.scalar(select(Model.model_id).where(Model.selected)) == "a"
+
+
+def test_add_model_keeps_an_id_on_one_artifact(engine) -> None:
+    spec = {"fields": ["position"], "window": 3}
+    kwargs = {"algo": "mlp", "feature_spec": spec, "strategy_set": ["ott"]}
+    with session_scope(engine) as s:
+        assert add_model(s, model_id="m1", artifact=b"\x00one", **kwargs) is True
+    with session_scope(engine) as s:
+        assert add_model(s, model_id="m1", artifact=b"\x00one", **kwargs) is False  # idempotent
+        with pytest.raises(ModelConflict, match="m1 exists with another artifact"):
+            add_model(s, model_id="m1", artifact=b"\x00two", **kwargs)
+    with session_scope(engine) as s:
+        row = s.get(Model, "m1")
+        assert row is not None and row.artifact == b"\x00one" and not row.selected
+        assert row.artifact_sha256 == hashlib.sha256(b"\x00one").hexdigest()
 
 
 def test_session_scope_rolls_back_and_foreign_keys_are_enforced(engine) -> None:

@@ -83,30 +83,24 @@ def register(engine: Engine, model_id: str, artifact: bytes, config: Config) -> 
 
     A row with this id and another artefact is refused (an id names one artefact forever).
     """
-    from common.db.models import Model
+    from common.db.ml import ModelConflict, add_model
     from common.db.session import session_scope
     from common.observation import FeatureSpec
 
     comb = load_combiner(_Row(model_id, artifact))  # what the meta consumer will check
-    with session_scope(engine) as s:
-        existing = s.get(Model, model_id)
-        if existing is not None:
-            if existing.artifact_sha256 != _sha(artifact):
-                raise ExportError(f"model {model_id} exists with another artifact; choose another --model-id")
-            return False
-        s.add(
-            Model(
+    try:
+        with session_scope(engine) as s:
+            return add_model(
+                s,
                 model_id=model_id,
                 algo=f"combiner:{comb.kind}",
+                artifact=artifact,
                 feature_spec=json.loads(FeatureSpec(strategies=comb.strategies).to_json()),
                 strategy_set=list(comb.strategies),
                 params={"config": config.key, "fingerprint": comb.fingerprint, **comb.params},
-                artifact=artifact,
-                artifact_sha256=_sha(artifact),
-                selected=False,
             )
-        )
-    return True
+    except ModelConflict as exc:
+        raise ExportError(f"{exc}; choose another --model-id") from None
 
 
 def export(
