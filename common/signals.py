@@ -7,6 +7,7 @@ it from the recommendations a replay stored. One class, one ``.npz`` layout.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,17 @@ class SignalArrays:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def restricted(self, strategies: tuple[str, ...]) -> SignalArrays:
+        """These answers for ``strategies`` only, in that order (a model's own strategy set)."""
+        missing = [s for s in strategies if s not in self.strategies]
+        if missing:
+            raise ValueError(f"no signals for {missing}: the registry computes {list(self.strategies)}")
+        cols = [self.strategies.index(s) for s in strategies]
+        fields = ("target", "event", "confidence", "age", "present")
+        return dataclasses.replace(
+            self, strategies=tuple(strategies), **{f: getattr(self, f)[:, cols] for f in fields}
+        )
 
     def save(self, path: str | Path) -> None:
         """``.npz`` without pickles, so a stored signal file cannot run code when read."""

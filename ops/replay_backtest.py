@@ -54,7 +54,6 @@ from ops.replay_compare import (
     compare,
     decision_bars,
     equity_curve,
-    signals_of,
     simulate_execution,
     vectorized_decisions,
 )
@@ -158,7 +157,7 @@ def vectorized(
     combiner = policy if isinstance(policy, Combiner) else None
     if combiner is not None:  # the live decision's observation: the default spec of its strategies
         spec = FeatureSpec(strategies=combiner.strategies)
-        market = Market.build(history, signals_of(signals, combiner.strategies), spec)
+        market = Market.build(history, signals.restricted(combiner.strategies), spec)
     else:
         spec = policy.spec if isinstance(policy, Policy) else FeatureSpec(strategies=signals.strategies)
         market = Market.build(history, signals, spec)

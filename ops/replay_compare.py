@@ -27,7 +27,6 @@ BarClosed window the consumer holds has fewer than ``window + 1`` closes (:func:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -99,18 +98,6 @@ def decision_bars(market: Market, start: datetime, end: datetime) -> np.ndarray:
     return np.arange(lo, hi)
 
 
-def signals_of(signals: SignalArrays, strategies: tuple[str, ...]) -> SignalArrays:
-    """``signals`` restricted to ``strategies``, in that order (a combiner's observation order)."""
-    missing = [s for s in strategies if s not in signals.strategies]
-    if missing:
-        raise ValueError(f"no signals for {missing}: the registry computes {list(signals.strategies)}")
-    cols = [signals.strategies.index(s) for s in strategies]
-    fields = ("target", "event", "confidence", "age", "present")
-    return dataclasses.replace(
-        signals, strategies=tuple(strategies), **{f: getattr(signals, f)[:, cols] for f in fields}
-    )
-
-
 def closes_seen(index: pd.DatetimeIndex, bars: np.ndarray, window_bars: int) -> np.ndarray:
     """Closes the meta consumer holds when it decides each bar's tick.
 
@@ -142,7 +129,7 @@ def combiner_fractions(
         raise ValueError(f"combiner kind {comb.kind!r}: no vectorized path here (only volmanaged)")
     if comb.grid != GRID:
         raise ValueError(f"combiner grid {comb.grid}: the research path snaps to {GRID}")
-    sig = signals_of(signals, comb.strategies)
+    sig = signals.restricted(comb.strategies)
     n = len(sig)
     majority = baseline_exposure("majority_vote", sig, Window(0, n + 1), max_exposure=1.0)
     ctx = build_context(candles, sig, majority, np.full(n, np.nan))

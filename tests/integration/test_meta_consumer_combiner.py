@@ -8,7 +8,6 @@ tick, and the combiner must be picked up by the selected-row poll like any model
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -50,9 +49,7 @@ def real_inputs() -> tuple[pd.DataFrame, SignalArrays]:
 
     candles = load_bundled_candles().iloc[-4000:]
     sig = compute_signals(candles, exogenous=training_exogenous())
-    cols = [sig.strategies.index(s) for s in PRICE]
-    arrays = {f: getattr(sig, f)[:, cols] for f in ("target", "event", "confidence", "age", "present")}
-    return candles, dataclasses.replace(sig, strategies=PRICE, **arrays)
+    return candles, sig.restricted(PRICE)
 
 
 def publish(settings: Settings, candles: pd.DataFrame, sig: SignalArrays, bars: Sequence[int]) -> list[str]:

@@ -28,7 +28,7 @@ from common.observation import FeatureSpec
 from common.signals import SignalArrays
 from config import FallbackMode
 from meta_consumer.decide import MARK_CLOSES, Carry, Choice, Mark, TickInput, decide_tick
-from ops.replay_compare import closes_seen, combiner_fractions, signals_of
+from ops.replay_compare import closes_seen, combiner_fractions
 from tick_emitter.core import BaseCandles, DuePlan, prepare_bars
 from training.baselines import baseline_exposure
 from training.research.candidates import build_context, volmanaged_exposure
@@ -129,7 +129,7 @@ def test_vectorized_combiner_applies_the_consumers_cold_start(
     assert cold[:72].all() and not cold[72:after_gap].any()
     assert cold[after_gap:].sum() > 0
     # there the research path alone is not flat: the rule is what makes the two sides agree
-    ordered = signals_of(sig, STRATEGIES)
+    ordered = sig.restricted(STRATEGIES)
     n = len(ordered)
     majority = baseline_exposure("majority_vote", ordered, Window(0, n + 1))
     research = volmanaged_exposure(build_context(candles, ordered, majority, np.full(n, np.nan)), 0.3, 72)

@@ -8,7 +8,6 @@ requires the same exposure at every bar.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
@@ -127,9 +126,7 @@ PRICE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi", "
 def real_slice() -> tuple[pd.DataFrame, SignalArrays]:
     candles = load_bundled_candles().iloc[-4000:]  # 2022-03 .. 2022-08
     sig = compute_signals(candles, exogenous=training_exogenous())
-    cols = [sig.strategies.index(s) for s in PRICE]
-    arrays = {f: getattr(sig, f)[:, cols] for f in ("target", "event", "confidence", "age", "present")}
-    return candles, dataclasses.replace(sig, strategies=PRICE, **arrays)
+    return candles, sig.restricted(PRICE)
 
 
 def live_decisions(candles: pd.DataFrame, signals: SignalArrays, choice: Choice) -> np.ndarray:
