@@ -207,6 +207,19 @@ class FallbackMode(StrEnum):
     FLAT = "flat"
 
 
+class StrategySettings(BaseModel):
+    """The strategy services' own knobs (``BTCMETA_STRATEGY__*``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Answer each new bar with the strategy's incremental stepper (O(1) per bar) where it has one,
+    #: instead of recomputing the window's warm tail (ADR 0022). Off: every bar is recomputed.
+    step: bool = True
+    #: Every this many stepped bars the window path runs beside the stepper and wins on any
+    #: difference (logged, counted, the stepper reseeded). 1 checks every bar.
+    guard_bars: int = Field(default=24, ge=1, le=100_000)
+
+
 class MetaSettings(BaseModel):
     """The meta consumer's own knobs (``BTCMETA_META__*``; formerly ``BTCMETA_META_*``)."""
 
@@ -433,6 +446,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     exogenous: ExogenousSettings = ExogenousSettings()
     meta: MetaSettings = MetaSettings()
+    strategy: StrategySettings = StrategySettings()
     executor: ExecutorSettings = ExecutorSettings()
     bridge: BridgeSettings = BridgeSettings()
     #: Meta consumer action grid: one INCREASE/DECREASE moves exposure by this fraction of the max.

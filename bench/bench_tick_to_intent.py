@@ -1,10 +1,14 @@
-"""Tick-to-intent latency through the real broker, five strategy processes and the meta consumer.
+"""Tick-to-intent latency through the real broker, the strategy processes and the meta consumer.
 
-Run: ``.venv/bin/python bench/bench_tick_to_intent.py [-n 1000]`` (needs the dev Kafka + Postgres:
-``make infra-up``). In a namespace of its own (topic prefix ``bench.<id>.`` and a fresh database,
-both deleted afterwards) it starts, each as a separate process exactly as in production,
-``python -m strategy_consumers run <name>`` for the five registry strategies and
+Run: ``.venv/bin/python bench/bench_tick_to_intent.py [-n 1000] [--strategies poc|all] [--no-step]``
+(needs the dev Kafka + Postgres: ``make infra-up``). In a namespace of its own (topic prefix
+``bench.<id>.`` and a fresh database, both deleted afterwards) it starts, each as a separate process
+exactly as in production, ``python -m strategy_consumers run <name>`` for the five POC strategies
+(``poc``: the hourly price strategies, issue 17's p50 < 10 / p99 < 30 ms target; a registry of just
+those is handed to every process) or every enabled registry strategy (``all``: p99 < 50 ms), and
 ``python -m meta_consumer run`` (majority-vote fallback: no model is selected in a fresh database).
+``--no-step`` turns the strategies' incremental steppers off (``BTCMETA_STRATEGY__STEP=false``, ADR
+0022): every bar recomputed from its window, the comparison run.
 Then it publishes real ticks one at a time: the TickPlan and the BarClosed of every due timeframe,
 made by the tick emitter's own core (``plan_tick``/``prepare_bars``/``build_events``, the replay
 path) from the bundled real Bitstamp hourly candles, with full 4,200-bar windows.
@@ -15,20 +19,23 @@ this process. The next tick is published only after the intent of the previous o
 
 Per hop (all wall clock on one machine, so the processes' clocks agree):
 ``ack`` = broker acknowledged the tick's messages (flush returned);
-``strategies`` = the last of the five Recommendations handed to its producer (its Kafka CreateTime,
+``strategies`` = the last of the Recommendations handed to its producer (its Kafka CreateTime,
 millisecond resolution) minus the start;
 ``meta`` = the intent handed to the meta consumer's producer (CreateTime) minus that last
 recommendation; ``decided`` = the decision row's ``decided_at`` minus the last recommendation
 (ingest + join + decision; stamped before the row is inserted and committed);
 ``readback`` = the intent read here minus its CreateTime.
-Writes ``bench/results/tick_to_intent.md``.
+Writes ``bench/results/tick_to_intent.md`` (``--strategies all``: ``tick_to_intent_all.md``;
+``--no-step`` adds ``_nostep``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -67,15 +74,22 @@ from tick_emitter.replay import base_from_csv  # noqa: E402
 
 ADMIN_DSN = with_local_passfile("postgresql://btcmeta@127.0.0.1:55432/postgres")
 WARMUP = 20  # ticks not timed: group joins, first fetches, cold strategy starts (stated in the result)
-OUT = REPO / "bench" / "results" / "tick_to_intent.md"
+RESULTS = REPO / "bench" / "results"
+#: The five proof-of-concept strategies: hourly, price only.
+POC = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=1000, help="ticks to time (after the warm-up)")
-    ap.add_argument("--out", type=Path, default=OUT, help="result file")
+    ap.add_argument("--strategies", choices=("poc", "all"), default="poc", help="five POC or every enabled")
+    ap.add_argument("--no-step", action="store_true", help="strategies recompute every window (baseline)")
+    ap.add_argument("--out", type=Path, default=None, help="result file")
     ap.add_argument("--note", default="", help="one line added to the result (what was run)")
     args = ap.parse_args()
+    suffix = ("_all" if args.strategies == "all" else "") + ("_nostep" if args.no_step else "")
+    name = f"tick_to_intent{suffix}"
+    out = args.out or RESULTS / f"{name}.md"
     from bench._needs import require
 
     # Postgres and the broker (a database and prefix of its own)
@@ -87,9 +101,19 @@ def main() -> None:
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}")
+    work = Path(tempfile.mkdtemp(prefix="bench-t2i-"))
+    registry_path = load_settings().registry_path
+    if args.strategies == "poc":
+        registry_path = str(work / "registry.json")
+        with open(load_settings().registry_path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        doc["strategies"] = [s for s in doc["strategies"] if s["name"] in POC]
+        Path(registry_path).write_text(json.dumps(doc), encoding="utf-8")
     settings = load_settings(
         min_timeframe="1h",
         database_url=url,
+        registry_path=registry_path,
+        strategy={"step": not args.no_step},
         kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix},
     )
     admin = AdminClient(admin_config(settings))
@@ -105,7 +129,11 @@ def main() -> None:
         _delete_groups(admin, prefix)
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    report(rows, decided, cpu, load_start, os.getloadavg(), args.out, args.note)
+        shutil.rmtree(work, ignore_errors=True)
+    note = f"{args.strategies} strategies, steppers {'off' if args.no_step else 'on'}" + (
+        f"; {args.note}" if args.note else ""
+    )
+    report(rows, decided, cpu, load_start, os.getloadavg(), out, note)
 
 
 def _delete_groups(admin: AdminClient, prefix: str) -> None:
@@ -171,6 +199,9 @@ class CpuMeter:
         self.wall = time.monotonic() - self._wall0
 
 
+STRATEGIES = "strategy processes"
+
+
 def run(settings: Settings, n: int) -> tuple[list[dict[str, float | str]], CpuMeter]:
     prefix = settings.kafka.topic_prefix
     registry = load_registry(settings.registry_path, max_lookback_hours=settings.max_lookback_hours)
@@ -187,6 +218,8 @@ def run(settings: Settings, n: int) -> tuple[list[dict[str, float | str]], CpuMe
         "BTCMETA_LOG_JSON": "true",
         "BTCMETA_LOG_LEVEL": "WARNING",
         "BTCMETA_META__DEADLINE_S": "30",
+        "BTCMETA_REGISTRY_PATH": settings.registry_path,
+        "BTCMETA_STRATEGY__STEP": "true" if settings.strategy.step else "false",
     }
     producer = EventProducer(settings, "bench-tick-emitter", linger_ms=0)
     intents = Consumer(consumer_config(settings, f"bench-intents-{uuid.uuid4().hex[:6]}"))
@@ -205,7 +238,7 @@ def run(settings: Settings, n: int) -> tuple[list[dict[str, float | str]], CpuMe
             if i == WARMUP:  # processes listed now: the services' Postgres backends exist by then
                 cpu = CpuMeter(
                     {
-                        "5 strategy processes": [s.proc.pid for s in strategies if s.proc],
+                        STRATEGIES: [s.proc.pid for s in strategies if s.proc],
                         "meta consumer": [meta.proc.pid] if meta.proc else [],
                         "this benchmark (publisher + readers)": [os.getpid()],
                         "Kafka broker (shared with other work)": _pids_matching("kafka.Kafka"),
@@ -241,9 +274,10 @@ def run(settings: Settings, n: int) -> tuple[list[dict[str, float | str]], CpuMe
                     "read": got,
                     "intent_ts": intent[1],
                     "bars": float(max(len(b) for b in bars)),
+                    "due": float(len(tick.expected_strategies)),
                 }
             )
-        rec_ts = recommendation_times(recs, {str(r["tick_id"]) for r in out}, len(registry.enabled))
+        rec_ts = recommendation_times(recs, {str(r["tick_id"]): int(r["due"]) for r in out})
     intents.close()
     recs.close()
     for r in out:
@@ -271,10 +305,12 @@ def read_intent(
     raise RuntimeError(f"no intent for {tick_id} within {timeout} s")
 
 
-def recommendation_times(
-    consumer: Consumer, tick_ids: set[str], n_strategies: int
-) -> dict[str, dict[str, float]]:
-    """CreateTime (epoch s) of each strategy's recommendation, per tick, read after the run."""
+def recommendation_times(consumer: Consumer, due: dict[str, int]) -> dict[str, dict[str, float]]:
+    """CreateTime (epoch s) of each strategy's recommendation, per tick, read after the run.
+
+    ``due``: tick id -> how many strategies the tick's plan expects (4h/1d ones only on their bars).
+    """
+    tick_ids = set(due)
     seen: dict[str, dict[str, float]] = {}
     idle = time.monotonic()
     while time.monotonic() - idle < 5:
@@ -285,7 +321,7 @@ def recommendation_times(
         rec = serde.decode(msg.value() or b"", Recommendation)
         if rec.tick_id in tick_ids:
             seen.setdefault(rec.tick_id, {})[rec.strategy] = msg.timestamp()[1] / 1000.0
-    missing = [t for t in tick_ids if len(seen.get(t, {})) < n_strategies]
+    missing = [t for t in tick_ids if len(seen.get(t, {})) < due[t]]
     if missing:
         raise RuntimeError(f"{len(missing)} ticks lack recommendations, e.g. {missing[0]}")
     return seen
@@ -318,7 +354,7 @@ def report(
     note: str,
 ) -> None:
     def ms(a: str, b: str) -> list[float]:
-        return [(float(r[b]) - float(r[a])) * 1000 for r in rows]
+        return [(float(r[b]) - float(r[a])) * 1000 for r in rows if b in r]
 
     def per(group: str) -> float:
         return cpu.used[group] / len(rows) * 1000
@@ -328,9 +364,11 @@ def report(
     dec = [(decided[str(r["tick_id"])] - float(r["last_rec_ts"])) * 1000 for r in rows]
     total = ms("start", "read")
     arch = platform.processor() or platform.machine()
+    per_strategy = sorted({k for r in rows for k in r if k.startswith("rec:")})
+    n_strat = len(per_strategy)
     first, last = rows[0]["tick_id"], rows[-1]["tick_id"]
     lines = [
-        "# Tick to intent: five strategy processes + meta consumer on the real broker",
+        f"# Tick to intent: {n_strat} strategy processes + meta consumer on the real broker",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({arch}, "
         f"{os.cpu_count()} cores, load average {_load(load_start)} at start, {_load(load_end)} at end; "
@@ -338,8 +376,9 @@ def report(
         "local Kafka 3.9 (KRaft, acks=all) and PostgreSQL.",
         "",
         f"`bench/bench_tick_to_intent.py`: {len(rows)} real hourly ticks ({first} .. {last}), one at a time, "
-        f"TickPlan + 1h BarClosed ({int(max(float(r['bars']) for r in rows)):,}-bar window) each; the five "
-        "registry strategies and the meta consumer (majority-vote fallback) each run as their own process. "
+        f"TickPlan + 1h BarClosed ({int(max(float(r['bars']) for r in rows)):,}-bar window) each; "
+        f"{n_strat} registry strategies and the meta consumer (majority-vote fallback) each run as their "
+        "own process. "
         f"{WARMUP} warm-up ticks before these are not timed; no tick is excluded.",
         "Clock: tick handed to the producer -> OrderIntent read back from the intents topic.",
         *([f"Run: {note}"] if note else []),
@@ -348,13 +387,13 @@ def report(
         "|---|---|---|---|---|",
         f"| **tick handed to producer -> intent read back** | {_stats(total, bold=True)} |",
         f"| tick handed -> acknowledged by the broker | {_stats(ms('start', 'ack'))} |",
-        f"| tick handed -> first of 5 recommendations produced | {_stats(ms('start', 'first_rec_ts'))} |",
+        f"| tick handed -> first recommendation produced | {_stats(ms('start', 'first_rec_ts'))} |",
         *[
-            f"| tick handed -> recommendation of {k[4:]} produced | {_stats(ms('start', k))} |"
-            for k in sorted(rows[0])
-            if k.startswith("rec:")
+            f"| tick handed -> recommendation of {k[4:]} produced ({len(ms('start', k))} ticks) | "
+            f"{_stats(ms('start', k))} |"
+            for k in per_strategy
         ],
-        f"| tick handed -> last of 5 recommendations produced | {_stats(ms('start', 'last_rec_ts'))} |",
+        f"| tick handed -> last recommendation produced | {_stats(ms('start', 'last_rec_ts'))} |",
         f"| last recommendation -> decision computed (row about to be inserted) | {_stats(dec)} |",
         f"| last recommendation -> intent produced | {_stats(ms('last_rec_ts', 'intent_ts'))} |",
         f"| intent produced -> read back here | {_stats(ms('intent_ts', 'read'))} |",
@@ -371,9 +410,9 @@ def report(
         *[f"| {g} | {sec / len(rows) * 1000:.1f} |" for g, sec in cpu.used.items()],
         f"| everything else on the machine (other work) | {other:.1f} |",
         "",
-        f"Reading this: the five strategies need {per('5 strategy processes'):.1f} core-ms per tick and all "
-        "five must answer before the meta consumer can decide, so on 2 cores that part alone takes at "
-        f"least {per('5 strategy processes') / 2:.1f} ms of wall time when nothing else runs; the meta "
+        f"Reading this: the strategies need {per(STRATEGIES):.1f} core-ms per tick and all "
+        "those due must answer before the meta consumer can decide, so on 2 cores that part alone takes at "
+        f"least {per(STRATEGIES) / 2:.1f} ms of wall time when nothing else runs; the meta "
         f"consumer ({per('meta consumer'):.1f} core-ms per tick: ingest, join, decision row, intent) and the "
         f"broker ({per('Kafka broker (shared with other work)'):.1f}) come on top. Other work on this shared "
         f"machine took {other:.1f} core-ms per tick during the run.",

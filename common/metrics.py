@@ -24,6 +24,16 @@ HANDLE_SECONDS = Histogram(
     ["service", "topic"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
 )
+STEPPER_RESYNCS = Counter(
+    "btcmeta_strategy_stepper_resyncs_total",
+    "Incremental strategy state rebuilt from the window (reason: seed, guard_mismatch)",
+    ["service", "reason"],
+)
+STEPPER_GUARD_CHECKS = Counter(
+    "btcmeta_strategy_stepper_guard_checks_total",
+    "Stepped bars checked against the window recomputation",
+    ["service"],
+)
 CONSUMER_LAG = Gauge("btcmeta_consumer_lag", "Messages behind the end of the partition", ["service", "topic"])
 HEARTBEAT = Gauge("btcmeta_heartbeat_timestamp_seconds", "Last time the service's loop ran", ["service"])
 

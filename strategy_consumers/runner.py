@@ -29,10 +29,12 @@ from common.kafka.consumer import ConsumerLoop, PoisonMessage
 from common.kafka.producer import EventProducer
 from common.kafka.topics import RECOMMENDATIONS, bars_topic
 from common.logging import get_logger
+from common.metrics import STEPPER_GUARD_CHECKS, STEPPER_RESYNCS
 from common.registry import StrategySpec, load_registry
 from common.serde_bars import COLUMNS, BarWindow, ExogenousArrays, decode_bar_window
 from config import Settings
 from strategy_consumers.strategies.base import RecommendationResult, Strategy
+from strategy_consumers.strategies.stepping import Bar, as_arrays
 
 log = get_logger(__name__)
 
@@ -87,6 +89,12 @@ class StrategyRunner:
         self._pending: list[tuple[BarWindow, Message | None]] = []
         #: Set by :func:`make_loop`: the loop's dead-letter step for a bar that failed on its own.
         self.dead_letter: Callable[[Message, str, str], None] | None = None
+        self._stepper = self.strategy.stepper() if settings.strategy.step else None
+        self._guard_bars = settings.strategy.guard_bars
+        self._since_guard = 0
+        self._service = f"strategy.{spec.name}"
+        #: The window whose last bar the stepper holds (its warm tail is checked on the next bar).
+        self._stepped_window: BarWindow | None = None
 
     def check(self, bar: BarClosed | BarWindow) -> None:
         """Refuse a bar this strategy cannot answer (it goes to the dead-letter topic)."""
@@ -101,13 +109,89 @@ class StrategyRunner:
 
     def recommendation_for(self, bar: BarClosed | BarWindow) -> Recommendation:
         self.check(bar)
-        window = window_frame(bar, self._bars)
+        if isinstance(bar, BarClosed):
+            bar = BarWindow.from_event(bar)
         prev = self._targets.get(bar.bar_open_time - self._tf)
-        if prev is None:
-            log.info("cold_start", strategy=self.spec.name, bar_open_time=bar.bar_open_time.isoformat())
-        result = self.strategy.recommend(window, prev_target=prev, exogenous=self._exogenous(bar, window))
+        result = self._stepped(bar, prev)
+        if result is None:
+            if prev is None:
+                log.info("cold_start", strategy=self.spec.name, bar_open_time=bar.bar_open_time.isoformat())
+            result = self._window_result(bar, prev)
+            self._seed(bar)
         self._remember(bar.bar_open_time, result.target)
         return self._recommendation(bar, result)
+
+    def _window_result(self, bar: BarWindow, prev: int | None) -> RecommendationResult:
+        """The bar recomputed from its window (the reference every other path must equal)."""
+        window = window_frame(bar, self._bars)
+        return self.strategy.recommend(window, prev_target=prev, exogenous=self._exogenous(bar, window))
+
+    # ------------------------------------------------------------------ incremental path
+    def _stepped(self, bar: BarWindow, prev: int | None) -> RecommendationResult | None:
+        """The bar from the stepper, if it carries the state up to this bar's predecessor.
+
+        None (the caller recomputes the window and reseeds) when there is no stepper, no carried
+        target, or the window's previous bar is not the bar stepped last (a gap, a restart, a
+        batch answered from one frame, a revised candle). Every ``guard_bars`` stepped bars the
+        window path runs too and wins on any difference.
+        """
+        stepper = self._stepper
+        n = len(bar)
+        if stepper is None or prev is None or n < 2 or stepper.last is None or self._stepped_window is None:
+            return None
+        if stepper.last != _bar_at(bar, n - 2) or not self._same_tail(self._stepped_window, bar):
+            return None
+        result = self.strategy.warm_result(as_arrays(stepper.push(_bar_at(bar, n - 1))), prev)
+        self._stepped_window = bar
+        self._since_guard += 1
+        if self._since_guard < self._guard_bars:
+            return result
+        self._since_guard = 0
+        STEPPER_GUARD_CHECKS.labels(self._service).inc()
+        reference = self._window_result(bar, prev)
+        if not same_result(result, reference):
+            log.warning(
+                "stepper_diverged",
+                strategy=self.spec.name,
+                bar_open_time=bar.bar_open_time.isoformat(),
+                stepped=repr(result),
+                window=repr(reference),
+            )
+            STEPPER_RESYNCS.labels(self._service, "guard_mismatch").inc()
+            self._seed(bar, count=False)
+            return reference
+        return result
+
+    def _same_tail(self, before: BarWindow, bar: BarWindow) -> bool:
+        """Does ``bar``'s window hold, before its new bar, the bars the warm path reads exactly as
+        ``before`` (the window stepped last) had them? A candle revised there since changes the
+        window's answer, so the stepper must not carry on (older bars cannot: ADR 0004)."""
+        k = self.strategy.warmup_bars
+        n, m = len(bar), len(before)
+        if n < k + 1 or m < k:
+            return False
+        if not np.array_equal(bar.times[n - 1 - k : n - 1], before.times[m - k :]):
+            return False
+        return all(
+            np.array_equal(bar.columns[c][n - 1 - k : n - 1], before.columns[c][m - k :], equal_nan=True)
+            for c in COLUMNS
+        )
+
+    def _seed(self, bar: BarWindow, count: bool = True) -> None:
+        """Rebuild the stepper from the window's warm tail (the frame the warm path computes)."""
+        stepper = self._stepper
+        if stepper is None:
+            return
+        n = len(bar)
+        if n <= self.strategy.warmup_bars:  # too short to trust: stay on the window path
+            stepper.reset()
+            self._stepped_window = None
+            return
+        stepper.seed([_bar_at(bar, i) for i in range(n - self.strategy.warmup_bars - 1, n)])
+        self._stepped_window = bar
+        self._since_guard = 0
+        if count:
+            STEPPER_RESYNCS.labels(self._service, "seed").inc()
 
     def _exogenous(self, bar: BarClosed | BarWindow, window: pd.DataFrame) -> dict[str, pd.DataFrame] | None:
         """The bar's exogenous series, cut for ``window`` exactly as the full-history path cuts them.
@@ -132,8 +216,14 @@ class StrategyRunner:
         out: list[Recommendation] = []
         start = 0
         while start < len(bars):
-            end = self._run_end(bars, start)
             prev = self._targets.get(bars[start].bar_open_time - self._tf)
+            result = self._stepped(bars[start], prev)
+            if result is not None:
+                self._remember(bars[start].bar_open_time, result.target)
+                out.append(self._recommendation(bars[start], result))
+                start += 1
+                continue
+            end = self._run_end(bars, start)
             if end - start < 2 or prev is None:
                 out.append(self.recommendation_for(bars[start]))
                 start += 1
@@ -146,6 +236,10 @@ class StrategyRunner:
                 self._remember(bar.bar_open_time, result.target)
                 out.append(self._recommendation(bar, result))
             start = end
+        if self._stepper is not None and bars:
+            last = bars[-1]
+            if self._stepper.last != _bar_at(last, len(last) - 1):
+                self._seed(last)  # answered from one frame: bring the stepper up to date
         return out
 
     def _run_end(self, bars: Sequence[BarWindow], start: int) -> int:
@@ -276,6 +370,36 @@ def _attention(indicators: dict[str, float]) -> bool | None:
     if value is None or not np.isfinite(value):
         return None
     return bool(value)
+
+
+def _bar_at(bar: BarWindow, i: int) -> Bar:
+    """Row ``i`` of the window as a stepper bar (open time in epoch ns)."""
+    c = bar.columns
+    return (
+        int(bar.times[i]) * 1_000_000,
+        float(c["open"][i]),
+        float(c["high"][i]),
+        float(c["low"][i]),
+        float(c["close"][i]),
+        float(c["volume"][i]),
+    )
+
+
+def same_result(a: RecommendationResult, b: RecommendationResult) -> bool:
+    """Equal recommendations, bit for bit (NaN equals NaN): what the guard demands."""
+
+    def same(x: float, y: float) -> bool:
+        return x == y or (x != x and y != y)
+
+    return (
+        a.target == b.target
+        and a.event == b.event
+        and same(a.confidence, b.confidence)
+        and a.horizon_bars == b.horizon_bars
+        and a.reason == b.reason
+        and a.indicators.keys() == b.indicators.keys()
+        and all(same(v, b.indicators[k]) for k, v in a.indicators.items())
+    )
 
 
 def _published_in(arrays: ExogenousArrays, lo: int, hi: int) -> ExogenousArrays:

@@ -23,7 +23,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from strategy_consumers.strategies.targets import (
     event_of,
     transition,
 )
+
+if TYPE_CHECKING:
+    from strategy_consumers.strategies.stepping import Stepper
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -431,13 +434,7 @@ class Strategy(ABC):
             tail = window.iloc[-(self.warmup_bars + 1) :]
             cols = self._columns(tail, exogenous)
             trusted = len(tail) > self.warmup_bars
-            bits = [bool(cols[c][-1]) and trusted for c in SIGNAL_COLUMNS]
-            target = transition(int(prev_target), *bits)
-            event = event_of(int(prev_target), target)
-            last = {k: v[-1:] for k, v in cols.items()}
-            conf = float(self._confidence(last, np.array([target]), np.array([event], dtype=object))[0])
-            values = {c: float(cols[c][-1]) for c in self.indicator_columns}
-            reason = str(cols[REASON][-1]) if REASON in cols else ""
+            return self.warm_result({k: v[-1:] for k, v in cols.items()}, int(prev_target), trusted)
         return RecommendationResult(
             target=target,
             event=event,
@@ -446,6 +443,29 @@ class Strategy(ABC):
             indicators=values,
             reason=reason,
         )
+
+    def warm_result(
+        self, last: Mapping[str, np.ndarray], prev_target: int, trusted: bool = True
+    ) -> RecommendationResult:
+        """The recommendation for one bar from its columns (one-element arrays) and the carried
+        target: the warm path's last step, shared with the incremental steppers."""
+        bits = [bool(last[c][0]) and trusted for c in SIGNAL_COLUMNS]
+        target = transition(prev_target, *bits)
+        event = event_of(prev_target, target)
+        conf = float(self._confidence(last, np.array([target]), np.array([event], dtype=object))[0])
+        return RecommendationResult(
+            target=target,
+            event=event,
+            confidence=0.0 if math.isnan(conf) else conf,
+            horizon_bars=self.horizon_bars,
+            indicators={c: float(last[c][0]) for c in self.indicator_columns},
+            reason=str(last[REASON][0]) if REASON in last else "",
+        )
+
+    def stepper(self) -> Stepper | None:
+        """An O(1)-per-bar twin of this strategy's columns (``stepping.Stepper``), or None: the live
+        runner then recomputes the warm tail of the window on every bar."""
+        return None
 
     def recommend_run(
         self,

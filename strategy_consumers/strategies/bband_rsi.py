@@ -10,6 +10,38 @@ import pandas as pd
 
 from strategy_consumers.strategies import indicators as ind
 from strategy_consumers.strategies.base import Strategy, ohlcv_arrays
+from strategy_consumers.strategies.stepping import Bar, Rsi, Stepper, Tail
+
+
+class BbandRsiStepper(Stepper):
+    """RSI and the typical price's Bollinger band bar by bar (see ``BbandRsi._signals``)."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        super().__init__(strategy)
+        p = strategy.params
+        self.rsi = Rsi(int(p["rsi_period"]))
+        self.window = int(p["bb_window"])
+        self.typical = Tail(self.window)
+
+    def _push(self, bar: Bar) -> dict[str, float]:
+        p = self.strategy.params
+        _, _, h, lo, c, _ = bar
+        rsi = self.rsi.push(c)
+        self.typical.push((h + lo + c) / 3)
+        x = self.typical.array(self.window)
+        m = len(x)  # fewer than the window at a frame's start: rolling_mean_std's min_periods=1
+        mid = float(x.sum() / m)
+        std = float(np.sqrt(((x - mid) ** 2).sum() / (m - 1))) if m > 1 else np.nan
+        lower = mid - float(p["bb_stds"]) * std
+        return {
+            "rsi": rsi,
+            "bb_lower": lower,
+            "bb_mid": mid,
+            "enter_long": float(rsi < float(p["rsi_buy"]) and c < lower),
+            "exit_long": float(rsi > float(p["rsi_sell"])),
+            "enter_short": 0.0,
+            "exit_short": 0.0,
+        }
 
 
 class BbandRsi(Strategy):
@@ -44,6 +76,9 @@ class BbandRsi(Strategy):
             "enter_short": zero,
             "exit_short": zero,
         }
+
+    def stepper(self) -> Stepper:
+        return BbandRsiStepper(self)
 
     def _holding_confidence(self, cols: Mapping[str, np.ndarray], target: np.ndarray) -> np.ndarray:
         # Falls linearly from 1 at RSI 30 to 0 at the RSI 70 exit: the edge is spent as RSI recovers.

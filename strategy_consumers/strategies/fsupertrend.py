@@ -8,7 +8,24 @@ import numpy as np
 import pandas as pd
 
 from strategy_consumers.strategies.base import Strategy
-from strategy_consumers.strategies.supertrend import LAYER_COLUMNS, all_equal, supertrend_layers
+from strategy_consumers.strategies.stepping import Bar, Stepper
+from strategy_consumers.strategies.supertrend import (
+    LAYER_COLUMNS,
+    LayersStepper,
+    all_equal,
+    supertrend_layers,
+)
+
+
+class FSupertrendStepper(LayersStepper):
+    def _push(self, bar: Bar) -> dict[str, float]:
+        out = self.layers(bar)
+        has_volume = bar[5] > 0
+        out["enter_long"] = float(all(out[c] == 1 for c in LAYER_COLUMNS[:3]) and has_volume)
+        out["enter_short"] = float(all(out[c] == -1 for c in LAYER_COLUMNS[3:]) and has_volume)
+        out["exit_long"] = float(out["sell_2"] == -1)
+        out["exit_short"] = float(out["buy_2"] == 1)
+        return out
 
 
 class FSupertrend(Strategy):
@@ -28,6 +45,9 @@ class FSupertrend(Strategy):
         out["exit_long"] = out["sell_2"] == -1
         out["exit_short"] = out["buy_2"] == 1
         return out
+
+    def stepper(self) -> Stepper:
+        return FSupertrendStepper(self)
 
     def _holding_confidence(self, cols: Mapping[str, np.ndarray], target: np.ndarray) -> np.ndarray:
         # Share of the entry-side layers still agreeing with the position.

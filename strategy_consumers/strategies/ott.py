@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -10,6 +11,7 @@ import pandas as pd
 
 from strategy_consumers.strategies import indicators as ind
 from strategy_consumers.strategies.base import Strategy, ohlcv_arrays
+from strategy_consumers.strategies.stepping import Adx, Bar, Stepper, Tail
 
 
 def ott_lines(close: np.ndarray, pds: int, percent: float) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +76,81 @@ def ott_lines(close: np.ndarray, pds: int, percent: float) -> tuple[np.ndarray, 
     return var, delayed
 
 
+class OttStepper(Stepper):
+    """VAR, OTT (delayed 2 bars) and ADX bar by bar, the operations of ``ott_lines`` and ``adx``."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        super().__init__(strategy)
+        p = strategy.params
+        self.pds = int(p["pds"])
+        self.percent = float(p["percent"])
+        self.alpha = 2.0 / (self.pds + 1)
+        self.adx = Adx(int(p["adx_period"]))
+        self.up = Tail(9)
+        self.down = Tail(9)
+        self.i = -1
+        self.prev_close = math.nan
+        self.var = 0.0
+        self.ls = self.ss = 0.0
+        self.direction = 1
+        self.otts: list[float] = [math.nan, math.nan]  # OTT of the last two bars, oldest first
+        self.prev_var = math.nan
+        self.prev_ott = math.nan
+
+    def _push(self, bar: Bar) -> dict[str, float]:
+        _, _, h, lo, c, _ = bar
+        self.i += 1
+        diff = c - self.prev_close if self.i else 0.0
+        self.prev_close = c
+        self.up.push(diff if diff > 0 else 0.0)
+        self.down.push(-diff if diff < 0 else 0.0)
+        ud, dd = self.up.sum(9), self.down.sum(9)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cmo = abs(np.float64(ud - dd) / np.float64(ud + dd))
+        k = self.alpha * (0.0 if cmo != cmo else float(cmo))
+        prev_v = self.var
+        if self.i >= self.pds:
+            self.var = k * c + (1 - k) * self.var
+        v = self.var
+        nl = v - v * self.percent / 100
+        ns = v + v * self.percent / 100
+        if self.i == 0:
+            self.ls, self.ss = nl, ns
+        else:
+            prev_l, prev_s = self.ls, self.ss
+            if v > self.ls:
+                if nl > self.ls:
+                    self.ls = nl
+            else:
+                self.ls = nl
+            if v < self.ss:
+                if ns < self.ss:
+                    self.ss = ns
+            else:
+                self.ss = ns
+            if prev_v > prev_l and v < prev_l:
+                self.direction = -1
+            elif prev_v < prev_s and v > prev_s:
+                self.direction = 1
+        mt = self.ls if self.direction == 1 else self.ss
+        ott_now = mt * (200 + self.percent) / 200 if v > mt else mt * (200 - self.percent) / 200
+        ott = self.otts[0]
+        self.otts = [self.otts[1], ott_now]
+        adx = self.adx.push(h, lo, c)
+        prev_var, prev_ott = self.prev_var, self.prev_ott
+        self.prev_var, self.prev_ott = v, ott
+        strong = float(adx > float(self.strategy.params["adx_exit"]))
+        return {
+            "var": v,
+            "ott": ott,
+            "adx": adx,
+            "enter_long": float(v > ott and prev_var <= prev_ott),
+            "exit_long": strong,
+            "enter_short": float(v < ott and prev_var >= prev_ott),
+            "exit_short": strong,
+        }
+
+
 class OTT(Strategy):
     """Long on VAR crossing above OTT, short on crossing below; both exit when ADX(14) > 60."""
 
@@ -106,6 +183,9 @@ class OTT(Strategy):
             "enter_short": (var < ott) & (prev_var >= prev_ott),
             "exit_short": strong,
         }
+
+    def stepper(self) -> Stepper:
+        return OttStepper(self)
 
     def _holding_confidence(self, cols: Mapping[str, np.ndarray], target: np.ndarray) -> np.ndarray:
         # Distance of VAR beyond OTT on the held side, in units of the OTT band (percent of OTT).

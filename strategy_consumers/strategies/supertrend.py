@@ -9,6 +9,7 @@ import pandas as pd
 
 from strategy_consumers.strategies import indicators as ind
 from strategy_consumers.strategies.base import Strategy, ohlcv_arrays
+from strategy_consumers.strategies.stepping import Bar, Stepper, SupertrendLine, Tail, true_range
 
 BUY_LAYERS: tuple[tuple[float, int], ...] = ((4, 8), (7, 9), (1, 8))
 SELL_LAYERS: tuple[tuple[float, int], ...] = ((1, 16), (3, 18), (6, 18))
@@ -22,6 +23,36 @@ def supertrend_layers(df: pd.DataFrame) -> dict[str, np.ndarray]:
         col: ind.supertrend_direction(h, lo, c, mult, period)[1]
         for col, (mult, period) in zip(LAYER_COLUMNS, BUY_LAYERS + SELL_LAYERS, strict=True)
     }
+
+
+class LayersStepper(Stepper):
+    """The six supertrend layers bar by bar; subclasses add their entry and exit rules."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        super().__init__(strategy)
+        layers = BUY_LAYERS + SELL_LAYERS
+        self.lines = [SupertrendLine(mult, period) for mult, period in layers]
+        self.tr = Tail(max(period for _, period in layers))
+        self.prev_close: float | None = None
+
+    def layers(self, bar: Bar) -> dict[str, float]:
+        _, _, h, lo, c, _ = bar
+        self.tr.push(true_range(h, lo, self.prev_close))
+        out = {
+            col: float(line.push(h, lo, c, self.prev_close, self.tr))
+            for col, line in zip(LAYER_COLUMNS, self.lines, strict=True)
+        }
+        self.prev_close = c
+        return out
+
+    def _push(self, bar: Bar) -> dict[str, float]:
+        out = self.layers(bar)
+        has_volume = bar[5] > 0
+        out["enter_long"] = float(all(out[c] == 1 for c in LAYER_COLUMNS[:3]) and has_volume)
+        out["exit_long"] = float(all(out[c] == -1 for c in LAYER_COLUMNS[3:]) and has_volume)
+        out["enter_short"] = 0.0
+        out["exit_short"] = 0.0
+        return out
 
 
 def all_equal(cols: Mapping[str, np.ndarray], names: tuple[str, ...], value: int) -> np.ndarray:
@@ -47,6 +78,9 @@ class Supertrend(Strategy):
         out["enter_short"] = zero
         out["exit_short"] = zero
         return out
+
+    def stepper(self) -> Stepper:
+        return LayersStepper(self)
 
     def _holding_confidence(self, cols: Mapping[str, np.ndarray], target: np.ndarray) -> np.ndarray:
         # Share of buy layers still agreeing with the long.
