@@ -125,7 +125,7 @@ def job_project_event(csv: str, strategy: str, fee: float) -> dict[str, Any]:
     from common.events import OrderSide, SignalEvent, Target
     from common.observation import FeatureSpec
     from config import FallbackMode
-    from executor.exchanges.paper import slipped_price, taker_fee
+    from executor.costs import slipped_price, taker_fee
     from executor.ledger import Holding, apply_fill
     from meta_consumer.decide import Carry, Choice, Mark, TickInput, decide_tick
 

@@ -10,6 +10,7 @@ reach every grid point, short side included); FLAT goes to 0; REVERSE flips the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,13 +57,21 @@ def apply_action(action: IntentAction, exposure: float, step: float, max_exposur
     return float(apply_actions(ACTION_INDEX[action], exposure, step, max_exposure))
 
 
+def isclose(a: float, b: float) -> bool:
+    """``np.isclose(a, b)`` (rtol 1e-5, atol 1e-8) for two floats, without numpy's per-call cost."""
+    a, b = float(a), float(b)
+    if math.isfinite(a) and math.isfinite(b):
+        return abs(a - b) <= 1e-8 + 1e-5 * abs(b)
+    return a == b
+
+
 def label_for(current: float, target: float) -> IntentAction:
     """The action that names a move from ``current`` to ``target`` (rule-based fallbacks jump directly)."""
-    if np.isclose(target, current):
+    if isclose(target, current):
         return IntentAction.HOLD
-    if np.isclose(target, 0.0):
+    if isclose(target, 0.0):
         return IntentAction.FLAT
-    if not np.isclose(current, 0.0) and np.isclose(target, -current):
+    if not isclose(current, 0.0) and isclose(target, -current):
         return IntentAction.REVERSE
     return IntentAction.INCREASE if target > current else IntentAction.DECREASE
 

@@ -16,14 +16,15 @@ book uses too:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from common.pnl import FloatArray, unrealized_pnl
+from common.pnl import FloatArray, unrealized_pnl_scalar
 
-__all__ = ["Portfolio", "next_entry_price"]
+__all__ = ["Portfolio", "next_entry_price", "next_entry_price_scalar"]
 
 
 def next_entry_price(
@@ -43,6 +44,25 @@ def next_entry_price(
     return out + 0.0
 
 
+def next_entry_price_scalar(exposure: float, entry_price: float, new_exposure: float, price: float) -> float:
+    """:func:`next_entry_price` for one book in float arithmetic (the live tick's path), bit-identical."""
+    e, p0, n, p = float(exposure), float(entry_price), float(new_exposure), float(price)
+    if n == 0.0:
+        return math.nan
+    if e == 0.0 or _sign(e) != _sign(n) or not math.isfinite(p0):
+        return p + 0.0
+    if abs(n) > abs(e):
+        return (abs(e) * p0 + (abs(n) - abs(e)) * p) / abs(n) + 0.0
+    return p0 + 0.0
+
+
+def _sign(x: float) -> float:
+    """``np.sign`` of a float: -1, 0 or 1, NaN for NaN."""
+    if x != x:
+        return math.nan
+    return float((x > 0.0) - (x < 0.0))
+
+
 @dataclass(frozen=True)
 class Portfolio:
     """The live book between ticks; persisted in every decision row so a restart continues it."""
@@ -51,11 +71,11 @@ class Portfolio:
     entry_price: float | None = None
 
     def pnl(self, price: float | None) -> float:
-        return float(unrealized_pnl(self.exposure, _nan(self.entry_price), _nan(price), relative=True))
+        return unrealized_pnl_scalar(self.exposure, self.entry_price, price, relative=True)
 
     def moved_to(self, new_exposure: float, price: float | None) -> Portfolio:
-        entry = float(next_entry_price(self.exposure, _nan(self.entry_price), new_exposure, _nan(price)))
-        return Portfolio(exposure=float(new_exposure), entry_price=entry if np.isfinite(entry) else None)
+        entry = next_entry_price_scalar(self.exposure, _nan(self.entry_price), new_exposure, _nan(price))
+        return Portfolio(exposure=float(new_exposure), entry_price=entry if math.isfinite(entry) else None)
 
     def to_dict(self) -> dict[str, float | None]:
         return {"exposure": self.exposure, "entry_price": self.entry_price}

@@ -12,6 +12,7 @@ continues from the last row. A recommendation that arrived after its tick was de
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -22,7 +23,7 @@ import numpy as np
 from common.actions import ACTIONS, apply_action, label_for, majority_vote
 from common.combiner import Combiner
 from common.events import IntentAction, SignalEvent, Target, from_epoch_ms, to_epoch_ms
-from common.observation import EVENT_CODES, TARGET_VALUES, FeatureSpec, build_observations, rolling_volatility
+from common.observation import EVENT_CODES, TARGET_VALUES, FeatureSpec, observation_row, rolling_volatility
 from common.policy import Policy
 from common.portfolio import Portfolio
 from config import FallbackMode
@@ -155,19 +156,20 @@ class Outcome:
 def observe(
     spec: FeatureSpec, latest: Mapping[str, LatestRec], seq: int, portfolio: Portfolio, mark: Mark | None
 ) -> np.ndarray:
-    """One observation row (shape (1, dim)) through the shared builder the training env uses."""
+    """One observation row (shape (1, dim)): the training env's features, from the one-row builder
+    (``observation_row``, bit-identical to the batch ``build_observations``)."""
     recs = [latest.get(s) for s in spec.strategies]
     price = None if mark is None else mark.price
-    return build_observations(
+    return observation_row(
         spec,
-        targets=[[TARGET_VALUES[r.target] if r else 0 for r in recs]],
-        events=[[EVENT_CODES[r.event] if r else 0 for r in recs]],
-        confidence=[[r.confidence if r else 0.0 for r in recs]],
-        age=[[seq - r.seq if r else 0 for r in recs]],
-        present=[[r is not None for r in recs]],
-        exposure=[portfolio.exposure],
-        unrealized_pnl=[portfolio.pnl(price)],
-        volatility=[np.nan if mark is None else mark.volatility(spec.vol_window)],
+        targets=[TARGET_VALUES[r.target] if r else 0 for r in recs],
+        events=[EVENT_CODES[r.event] if r else 0 for r in recs],
+        confidence=[r.confidence if r else 0.0 for r in recs],
+        age=[seq - r.seq if r else 0 for r in recs],
+        present=[r is not None for r in recs],
+        exposure=portfolio.exposure,
+        unrealized_pnl=portfolio.pnl(price),
+        volatility=np.nan if mark is None else mark.volatility(spec.vol_window),
     )
 
 
@@ -210,7 +212,7 @@ def decide_tick(
         else:
             target = 0.0
         action = label_for(current, target)
-    features = dict(zip(choice.spec.feature_names(), (float(v) for v in obs[0]), strict=True))
+    features = dict(zip(_feature_names(choice.spec), obs[0].tolist(), strict=True))
     reason = "; ".join([r for r in (choice.reason, *notes) if r])
     new_carry = replace(
         carry,
@@ -222,6 +224,11 @@ def decide_tick(
     )
     degraded = bool(late) or (tick.needs_bar and tick.bar is None)
     return Outcome(action, current, float(target), degraded, late, reason, features, new_carry)
+
+
+@functools.lru_cache(maxsize=64)
+def _feature_names(spec: FeatureSpec) -> tuple[str, ...]:
+    return tuple(spec.feature_names())
 
 
 def _trim(mark: Mark | None) -> Mark | None:

@@ -36,6 +36,7 @@ from common.db.session import session_scope
 from common.events import OrderSide
 from config import DEFAULT_FUNDING_RATE_HOURLY
 from executor.clock import PriceFeed
+from executor.costs import funding_amount, slipped_price, taker_fee
 from executor.exchanges.base import (
     ExchangeFill,
     ExchangeOrder,
@@ -53,21 +54,6 @@ MAX_FUNDING_CATCHUP = timedelta(days=31)
 def venue_namespace(namespace: str) -> str:
     """Rows of the simulated venue sit beside the executor's own, never mixed with them."""
     return f"paper:{namespace}"
-
-
-def slipped_price(price: float, side: OrderSide, slippage_bps: float) -> float:
-    """Adverse fixed slippage (see the module doc)."""
-    sign = 1.0 if side is OrderSide.BUY else -1.0
-    return price * (1.0 + sign * slippage_bps / 10_000.0)
-
-
-def taker_fee(quantity: float, price: float, fee_rate: float) -> float:
-    return abs(quantity) * price * fee_rate
-
-
-def funding_amount(position: float, price: float, rate: float) -> float:
-    """Signed USD: a long pays (negative) when the rate is positive."""
-    return -position * price * rate
 
 
 class PaperExchange:

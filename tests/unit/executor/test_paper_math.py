@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from common.events import OrderSide
 from common.order_ids import MAX_CLIENT_ID_LEN, client_order_id
-from executor.exchanges.paper import funding_amount, slipped_price, taker_fee
+from executor.costs import funding_amount, slipped_price, taker_fee
 from executor.ledger import Holding, apply_fill
 
 
