@@ -52,6 +52,14 @@ def research(
     optuna_trials: Annotated[
         int, typer.Option("--optuna-trials", min=1, help="TPE proposals per outer split (--search optuna)")
     ] = 40,
+    bootstrap_block: Annotated[
+        str,
+        typer.Option(
+            "--bootstrap-block",
+            help="the stationary bootstrap's mean block for the gates: 'auto' (Politis-White on the "
+            "tested pooled OOS series, the longest column's estimate) or a fixed number of hours, e.g. 168",
+        ),
+    ] = "auto",
     ray: Annotated[
         str | None,
         typer.Option(
@@ -91,6 +99,7 @@ def research(
 
     if search not in ("grid", "optuna"):  # before the data loads: a typo fails at once
         raise typer.BadParameter(f"{search!r}: grid or optuna", param_hint="--search")
+    block = _parse_block(bootstrap_block)
     try:
         candles = load_candles(data)
     except (InputError, OSError) as exc:
@@ -113,7 +122,7 @@ def research(
     if publish_live and no_db:
         raise typer.BadParameter("--publish-live copies the run from the results database: drop --no-db")
     settings = Settings(bootstrap_reps=100, purge=168, quick=True) if quick else Settings()
-    settings = replace(settings, search=search, optuna_trials=optuna_trials)
+    settings = replace(settings, search=search, optuna_trials=optuna_trials, bootstrap_block=block)
 
     def bar(it, desc, total):  # type: ignore[no-untyped-def]
         return tqdm(it, desc=desc, total=total, file=sys.stderr)
@@ -154,6 +163,21 @@ def research(
         )
     if publish_live:  # after the report: a live DB that is down costs the publication, not the run
         _publish_live(results_db, str(summary["results_run_id"]), database_url)
+
+
+def _parse_block(text: str) -> float | None:
+    """``--bootstrap-block``: None for ``auto``, else a mean block of at least one hour."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 1.0 or value == float("inf"):
+        raise typer.BadParameter(
+            f"{text!r}: 'auto' or a number of hours >= 1", param_hint="--bootstrap-block"
+        )
+    return value
 
 
 def _publish_live(results_db: str | None, run_id: str, database_url: str | None) -> None:

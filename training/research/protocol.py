@@ -46,7 +46,13 @@ from training.research.candidates import (
 from training.research.funding import BarFunding, FundingEvents, bar_funding
 from training.research.learners import oracle_path
 from training.research.search import SEARCH_FAMILIES
-from training.research.stats import bootstrap_sharpes, reality_check, sharpe_cols, spa_test
+from training.research.stats import (
+    block_lengths,
+    bootstrap_sharpes,
+    reality_check,
+    sharpe_cols,
+    spa_test,
+)
 
 if TYPE_CHECKING:
     from training.ledger import CostModel
@@ -62,7 +68,7 @@ class Settings:
     purge: int = 720  # the longest feature lookback of the candidates (720 h)
     embargo_fraction: float = 0.01
     bootstrap_reps: int = 500
-    bootstrap_block: float = 168.0
+    bootstrap_block: float | None = None  # mean block (h); None: Politis-White on the tested series
     cscv_blocks: int = 10
     alpha: float = 0.05
     max_pbo: float = 0.25
@@ -93,6 +99,32 @@ def funding_known(index: pd.DatetimeIndex, events: FundingEvents | None) -> np.n
     order = np.argsort(events.published_ns, kind="stable")
     pos = np.searchsorted(events.published_ns[order], close_ns, side="right") - 1
     return np.where(pos >= 0, events.rate[order][np.maximum(pos, 0)], np.nan)
+
+
+def _bootstrap_block(
+    pooled: np.ndarray, tested: list[int], names: list[str], settings: Settings
+) -> dict[str, Any]:
+    """The stationary bootstrap's mean block for the gates, and how it was chosen (for the summary).
+
+    ``settings.bootstrap_block`` set: that fixed mean. None: Politis-White on the pooled OOS series
+    the gates test (every configuration tried, the selected series, the gate benchmarks), the
+    largest per-column estimate, as ``stats.optimal_block_length`` argues: the resamples are shared,
+    so the most persistent tested series sets the block. Computed on the evaluated bars only, which
+    is what is resampled; the block changes the p-values, never a trial, so it stays out of the
+    trial log's fingerprint.
+    """
+    if settings.bootstrap_block is not None:
+        return {"mean_block": float(settings.bootstrap_block), "method": "fixed"}
+    cols = sorted(set(tested))
+    per_col = block_lengths(pooled[:, cols])
+    top = int(np.argmax(per_col))
+    return {
+        "mean_block": float(per_col[top]),
+        "method": "politis-white",
+        "longest_column": names[cols[top]],
+        "median_column_block": float(np.median(per_col)),
+        "columns": len(cols),
+    }
 
 
 def _sharpe_on(r: np.ndarray, bars: np.ndarray) -> float:
@@ -508,8 +540,9 @@ def run_research(
     pooled2 = np.column_stack([series2[k].mean(axis=0) for k in names])
     col = {k: j for j, k in enumerate(names)}
     point1, point2 = sharpe_cols(pooled1), sharpe_cols(pooled2)
-    boot1 = bootstrap_sharpes(pooled1, reps=settings.bootstrap_reps, block=settings.bootstrap_block)
     tried = np.array([col[c] for c in columns] + [col["selected"]])
+    block = _bootstrap_block(pooled1, [*tried.tolist(), *(col[b] for b in GATE_BENCHMARKS)], names, settings)
+    boot1 = bootstrap_sharpes(pooled1, reps=settings.bootstrap_reps, block=block["mean_block"])
     sel = col["selected"]
 
     gates: dict[str, Any] = {}
@@ -583,6 +616,7 @@ def run_research(
             "strategies": list(signals.strategies),
         },
         "settings": asdict(settings),
+        "bootstrap": block,
         "embargo_bars": embargo,
         "splits": len(splits),
         "paths": p_count,

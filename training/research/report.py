@@ -171,6 +171,21 @@ def _count_text(summary: dict[str, Any]) -> str:
     return "configurations x seeds"
 
 
+def _block_text(summary: dict[str, Any]) -> str:
+    """The bootstrap's mean block and how it was chosen; a summary from before the automatic
+    choice only has the fixed setting."""
+    b = summary.get("bootstrap") or {
+        "mean_block": summary["settings"]["bootstrap_block"],
+        "method": "fixed",
+    }
+    if b["method"] != "politis-white":
+        return f"mean block {b['mean_block']:g} h (fixed)"
+    return (
+        f"mean block {b['mean_block']:.0f} h (Politis-White: the longest of the {b['columns']} tested "
+        f"series' estimates, `{b['longest_column']}`; their median {b['median_column_block']:.0f} h)"
+    )
+
+
 def _search_line(summary: dict[str, Any]) -> str:
     """How the inner choice's candidates were found, and where the trials ran (ADR 0019)."""
     where = summary.get("backend", "local process pool")
@@ -271,7 +286,7 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         "the volatility-managed vote and the Moody-Saffell trader are online (causal): each is computed "
         "once over the whole series and only its hyper-parameters (and the trader's seed) are chosen.",
         f"* Significance: White's Reality Check on Sharpe differences, stationary bootstrap "
-        f"({st['bootstrap_reps']} resamples, mean block {st['bootstrap_block']:g} h), corrected over every "
+        f"({st['bootstrap_reps']} resamples, {_block_text(summary)}), corrected over every "
         "configuration tried plus the selected series; Hansen's SPA on the same resamples beside it. A "
         "p-value from R resamples carries a Monte-Carlo error of about sqrt(p(1-p)/R) (0.01 at p = 0.05, "
         "R = 500): a p near 0.05 is a coin toss.",
@@ -338,7 +353,6 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         "* Shipping the fitted and online-learning combiners (ridge, logistic, hedge, dsr, metalabel, "
         "imitation) to the meta consumer: only `volmanaged` (window <= 255) exports today "
         "(`python -m training export-combiner`, ADR 0020); nothing passed the gates, so none is selected.",
-        "* Politis-White block length.",
         "",
     ]
     path = dest / "REPORT.md"

@@ -191,6 +191,9 @@ def test_quick_research_run_on_real_data_writes_the_report(tmp_path: Path) -> No
     summary = json.loads((out / "summary.json").read_text())
     assert summary["costs"]["funding_covered_share"] > 0.99  # the real series, not the constant
     assert "p (SPA)" in text and "Upper bound" in text
+    # the default block is Politis-White's, chosen on the tested series and named in the report
+    assert summary["bootstrap"]["method"] == "politis-white"
+    assert f"mean block {summary['bootstrap']['mean_block']:.0f} h (Politis-White" in text
     # the hindsight oracle bounds every honest series from above
     assert summary["oracle"]["sharpe"] > max(summary["sharpe"].values())
     assert summary["results_run_id"] in res.output
