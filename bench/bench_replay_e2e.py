@@ -67,6 +67,15 @@ def cpu_table(result: dict[str, Any], ticks: int) -> list[str]:
     return [*lines, ""]
 
 
+def write_section(path: Path, lines: list[str]) -> None:
+    """Put this run's section first under the page title; earlier runs' sections stay below it
+    (the page is the benchmark's history, with notes written next to past runs)."""
+    title = "# bench_replay_e2e"
+    old = path.read_text() if path.exists() else title + "\n"
+    body = old.split("\n", 1)[1] if old.startswith(title) else "\n" + old
+    path.write_text("\n".join([title, "", *lines, "", body.lstrip("\n")]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=None, help="last N days (default: the whole dataset)")
@@ -112,7 +121,8 @@ def main() -> None:
     ticks = result["ticks"]
     seconds = result["pipeline_seconds"]
     lines = [
-        "# bench_replay_e2e",
+        f"## {datetime.now(UTC):%Y-%m-%d}: {f'last {args.days} days' if args.days else 'whole set'}, "
+        f"{ticks:,} ticks",
         "",
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  ",
         f"Machine: {platform.node()} {platform.machine()}, nproc={os.cpu_count()}, Python "
@@ -141,8 +151,7 @@ def main() -> None:
         f"the sampled table, which reads `VmHWM` every 0.2 s): {children_max_mb:,.0f} MB.",
         "",
     ]
-    path = REPO / "bench" / "results" / "replay_e2e.md"
-    path.write_text("\n".join(lines))
+    write_section(REPO / "bench" / "results" / "replay_e2e.md", lines)
     print("\n".join(lines))
     if not args.keep:
         settings = settings_for(prefix)
