@@ -49,6 +49,7 @@ def run_cmd(
     """Consume orders.intents one at a time until SIGTERM."""
     from common import health
     from common.logging import configure_logging
+    from common.process import freeze_startup_heap
     from common.shutdown import GracefulShutdown
     from config import load_settings
     from executor.runner import SERVICE, run
@@ -56,6 +57,7 @@ def run_cmd(
     settings = load_settings().resolved()
     configure_logging(SERVICE, settings.log_level, settings.log_json)
     health.start(settings)  # metrics + /healthz/live, /healthz/ready (Postgres, Kafka)
+    freeze_startup_heap()
     run(settings, max_messages=max_messages, idle_timeout=idle_timeout, shutdown=GracefulShutdown().install())
 
 

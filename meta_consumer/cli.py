@@ -41,6 +41,7 @@ def run() -> None:
     from common import health
     from common.kafka.configuration import admin_config
     from common.kafka.topics import ensure_topics, topic_specs
+    from common.process import freeze_startup_heap
     from common.registry import load_registry
     from meta_consumer.service import MetaConsumer
 
@@ -49,7 +50,9 @@ def run() -> None:
     registry = load_registry(settings.registry_path, import_classes=False)
     timeframes = {*registry.timeframes, meta.decision_timeframe}
     ensure_topics(AdminClient(admin_config(settings)), topic_specs(settings, timeframes))
-    MetaConsumer(settings, meta, live=tuple(s.name for s in registry.enabled)).run()
+    consumer = MetaConsumer(settings, meta, live=tuple(s.name for s in registry.enabled))
+    freeze_startup_heap()
+    consumer.run()
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from common import health
 from common.logging import configure_logging
+from common.process import freeze_startup_heap
 from config import get_settings
 from strategy_consumers.runner import RunnerError, make_loop
 
@@ -26,5 +27,6 @@ def run_service(name: str) -> None:
         lookback_hours=runner.spec.lookback_hours,
         topic_prefix=settings.kafka.topic_prefix,
     )
+    freeze_startup_heap()
     stats = loop.run()
     log.info("strategy_service_stopped", handled=stats.handled, dead_lettered=stats.dead_lettered)
