@@ -37,9 +37,7 @@ def same(a: float, b: float) -> bool:
 @settings(max_examples=400)
 def test_scalar_pnl_equals_array_pnl(q: float, p0: float | None, mark: float | None, relative: bool) -> None:
     expected = float(
-        unrealized_pnl(
-            q, np.nan if p0 is None else p0, np.nan if mark is None else mark, relative=relative
-        )
+        unrealized_pnl(q, np.nan if p0 is None else p0, np.nan if mark is None else mark, relative=relative)
     )
     assert same(unrealized_pnl_scalar(q, p0, mark, relative=relative), expected)
 
