@@ -35,6 +35,7 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.machine import cpu_model  # noqa: E402
 from common import serde  # noqa: E402
 from common.db.migrate import upgrade  # noqa: E402
 from common.db.session import make_engine, with_local_passfile  # noqa: E402
@@ -48,16 +49,6 @@ from executor.service import Executor  # noqa: E402
 
 PG_PORT = int(os.environ.get("BTCMETA_PG_PORT", "55432"))
 ADMIN = with_local_passfile(f"postgresql://btcmeta@127.0.0.1:{PG_PORT}/postgres")
-
-
-def _cpu() -> str:
-    try:
-        for row in Path("/proc/cpuinfo").read_text().splitlines():
-            if row.startswith("model name"):
-                return row.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
 
 
 def main() -> None:
@@ -163,7 +154,8 @@ def main() -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     rate = args.intents / elapsed
     line = (
-        f"| {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.node()} ({_cpu()}) | {os.cpu_count()} cpu | "
+        f"| {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.node()} ({cpu_model()}) | "
+        f"{os.cpu_count()} cpu | "
         f"{args.intents}{' (replay)' if args.replay else ''}"
         f"{f', batch {args.batch}' if args.batch > 1 else ''}{f', hold {args.hold:g}' if args.hold else ''}"
         f" | {orders} | {elapsed:.2f} s | "

@@ -494,16 +494,6 @@ def references(csv: Path, fee: float) -> dict[tuple[str, str], Any]:
     return out
 
 
-def _cpu() -> str:
-    try:
-        for row in Path("/proc/cpuinfo").read_text().splitlines():
-            if row.startswith("model name"):
-                return row.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
-
-
 def versions() -> str:
     if not PEERS_PYTHON.exists():
         return "bench/.venv-peers missing"
@@ -567,11 +557,13 @@ def kafka_reference() -> str:
 
 
 def report(rows: list[dict[str, Any]], refs: dict[tuple[str, str], Any], args: argparse.Namespace) -> str:
+    from machine import cpu_model  # bench/machine.py (this script's folder is on sys.path)
+
     load = os.getloadavg()
     lines = [
         "# bench_peers",
         "",
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {_cpu()}, {os.cpu_count()} cores, "
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {cpu_model()}, {os.cpu_count()} cores, "
         f"load average before {args.load_before}, after {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}",
         f"- data: {args.csv} ({args.bars:,} bars); fee {args.fee:g} per fill (taker), no slippage, "
         f"no funding; long only, whole equity; each row: median of its runs, fresh processes, peak RSS max",
