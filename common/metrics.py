@@ -26,7 +26,7 @@ HANDLE_SECONDS = Histogram(
 )
 STEPPER_RESYNCS = Counter(
     "btcmeta_strategy_stepper_resyncs_total",
-    "Incremental strategy state rebuilt from the window (reason: seed, guard_mismatch)",
+    "Incremental strategy state rebuilt from the window (reason: seed, guard_mismatch, error)",
     ["service", "reason"],
 )
 STEPPER_GUARD_CHECKS = Counter(

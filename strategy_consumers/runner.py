@@ -141,7 +141,14 @@ class StrategyRunner:
             return None
         if stepper.last != _bar_at(bar, n - 2) or not self._same_tail(self._stepped_window, bar):
             return None
-        result = self.strategy.warm_result(as_arrays(stepper.push(_bar_at(bar, n - 1))), prev)
+        try:
+            result = self.strategy.warm_result(as_arrays(stepper.push(_bar_at(bar, n - 1))), prev)
+        except Exception as exc:  # a stepper bug must cost speed, never the bar: recompute it
+            log.error("stepper_failed", strategy=self.spec.name, error=repr(exc))
+            STEPPER_RESYNCS.labels(self._service, "error").inc()
+            stepper.reset()
+            self._stepped_window = None
+            return None
         self._stepped_window = bar
         self._since_guard += 1
         if self._since_guard < self._guard_bars:
@@ -187,7 +194,14 @@ class StrategyRunner:
             stepper.reset()
             self._stepped_window = None
             return
-        stepper.seed([_bar_at(bar, i) for i in range(n - self.strategy.warmup_bars - 1, n)])
+        try:
+            stepper.seed([_bar_at(bar, i) for i in range(n - self.strategy.warmup_bars - 1, n)])
+        except Exception as exc:  # as in _stepped: the window path goes on answering
+            log.error("stepper_failed", strategy=self.spec.name, error=repr(exc))
+            STEPPER_RESYNCS.labels(self._service, "error").inc()
+            stepper.reset()
+            self._stepped_window = None
+            return
         self._stepped_window = bar
         self._since_guard = 0
         if count:

@@ -156,3 +156,29 @@ def test_guard_catches_a_corrupted_stepper_and_publishes_the_window_answer(candl
     assert got[:51] == expected[:51]
     assert [i for i in range(51, 120) if got[i] != expected[i]] == [51, 52, 53, 54]
     assert got[55:] == expected[55:]  # bar 55: the window's answer, then a fresh seed
+
+
+def test_a_failing_stepper_costs_speed_not_the_bar(candles: pd.DataFrame) -> None:
+    name = "ott"
+    first = int(candles.index.searchsorted(pd.Timestamp("2021-05-01", tz="UTC")))
+    bars = windows(candles, first, 40)
+    expected = answers([runner(name, step=False).recommendation_for(b) for b in bars])
+    live = runner(name, step=True, guard_bars=10_000)
+    stepper = live._stepper
+    assert stepper is not None
+    errors = STEPPER_RESYNCS.labels(f"strategy.{name}", "error")
+    before = errors._value.get()
+    got = answers([live.recommendation_for(b) for b in bars[:20]])
+
+    def broken(bar: Bar) -> dict[str, float]:
+        raise ZeroDivisionError("a bug in the stepper")
+
+    stepper._push = broken  # type: ignore[method-assign]
+    # Bar 20: the step fails, the window answers, the reseed fails too: both logged and counted.
+    got.append(answers([live.recommendation_for(bars[20])])[0])
+    assert errors._value.get() == before + 2
+    del stepper._push  # the class's own method again
+    # Bar 21 reseeds from its window; from bar 22 on the stepper answers again.
+    got += answers([live.recommendation_for(b) for b in bars[21:]])
+    assert got == expected
+    assert stepper.pushed == live.strategy.warmup_bars + 1 + len(bars) - 22
