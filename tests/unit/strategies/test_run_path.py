@@ -60,6 +60,16 @@ def answers(recs: list) -> list[tuple]:
     return [(r.tick_id, r.target, r.event, r.confidence, sorted(r.indicators.items())) for r in recs]
 
 
+def answers_in_batches(
+    r: StrategyRunner, bars: list[BarWindow], cuts: tuple[tuple[int, int], ...]
+) -> list[tuple]:
+    """The runner's answers when the bars arrive in the consume batches ``bars[lo:hi]``."""
+    out: list[tuple] = []
+    for lo, hi in cuts:
+        out += answers(r.recommendations_for(bars[lo:hi]))
+    return out
+
+
 def one_by_one(name: str, bars: list[BarWindow]) -> list[tuple]:
     r = runner(name)
     return answers([r.recommendation_for(b) for b in bars])
@@ -72,11 +82,9 @@ def test_batches_equal_bar_by_bar(candles: pd.DataFrame, name: str) -> None:
     bars = windows(candles, first, 400)
     expected = one_by_one(name, bars)
     assert any(e[2].value != "NONE" for e in expected), "the stretch should hold an entry or exit"
-    batched = runner(name)
-    got = []
-    for lo, hi in ((0, 1), (1, 25), (25, 26), (26, 227), (227, 400)):  # live-like and backlog-like
-        got += answers(batched.recommendations_for(bars[lo:hi]))
-    assert got == expected
+    # live-like and backlog-like batches
+    cuts = ((0, 1), (1, 25), (25, 26), (26, 227), (227, 400))
+    assert answers_in_batches(runner(name), bars, cuts) == expected
 
 
 def test_run_is_split_at_a_gap_and_at_a_corrected_candle(candles: pd.DataFrame) -> None:

@@ -23,8 +23,8 @@ from common.serde_bars import BarWindow
 from config import StrategySettings, load_settings
 from strategy_consumers.runner import StrategyRunner
 from strategy_consumers.strategies import builtin_strategy
-from strategy_consumers.strategies.stepping import Bar, as_arrays
-from tests.unit.strategies.test_run_path import answers, windows
+from strategy_consumers.strategies.stepping import Bar, Stepper, as_arrays
+from tests.unit.strategies.test_run_path import answers, answers_in_batches, windows
 
 SETTINGS = load_settings()
 REGISTRY = load_registry(SETTINGS.registry_path, max_lookback_hours=SETTINGS.max_lookback_hours)
@@ -129,21 +129,26 @@ def test_stepping_runner_answers_as_the_window_runner(candles: pd.DataFrame, nam
     # list item 40); every other bar stepped: the last seed's warm tail plus the bars after it.
     assert seeds._value.get() == before + 3
     assert stepper.pushed == live.strategy.warmup_bars + 1 + len(bars) - 41
-    batched = runner(name, step=True, guard_bars=10_000)
-    got_batched = []
-    for lo, hi in ((0, 1), (1, 25), (25, 26), (26, 120), (120, 121), (121, len(bars))):
-        got_batched += answers(batched.recommendations_for(bars[lo:hi]))
-    assert got_batched == expected
+    cuts = ((0, 1), (1, 25), (25, 26), (26, 120), (120, 121), (121, len(bars)))
+    assert answers_in_batches(runner(name, step=True, guard_bars=10_000), bars, cuts) == expected
+
+
+def window_run_and_stepping_runner(
+    candles: pd.DataFrame, name: str, count: int, guard_bars: int
+) -> tuple[list[BarWindow], list[tuple], StrategyRunner, Stepper]:
+    """``count`` real windows from May 2021, the window-only runner's answers to them, and a fresh
+    stepping runner (with its stepper) to compare against them."""
+    first = int(candles.index.searchsorted(pd.Timestamp("2021-05-01", tz="UTC")))
+    bars = windows(candles, first, count)
+    expected = answers([runner(name, step=False).recommendation_for(b) for b in bars])
+    live = runner(name, step=True, guard_bars=guard_bars)
+    assert live._stepper is not None
+    return bars, expected, live, live._stepper
 
 
 def test_guard_catches_a_corrupted_stepper_and_publishes_the_window_answer(candles: pd.DataFrame) -> None:
     name = "bband_rsi"
-    first = int(candles.index.searchsorted(pd.Timestamp("2021-05-01", tz="UTC")))
-    bars = windows(candles, first, 120)
-    expected = answers([runner(name, step=False).recommendation_for(b) for b in bars])
-    live = runner(name, step=True, guard_bars=5)
-    stepper = live._stepper
-    assert stepper is not None
+    bars, expected, live, stepper = window_run_and_stepping_runner(candles, name, 120, guard_bars=5)
     mismatches = STEPPER_RESYNCS.labels(f"strategy.{name}", "guard_mismatch")
     before = mismatches._value.get()
     # Cold start seeds at bar 0; the guard then checks bars 5, 10, ..., 50, 55, ...
@@ -160,12 +165,7 @@ def test_guard_catches_a_corrupted_stepper_and_publishes_the_window_answer(candl
 
 def test_a_failing_stepper_costs_speed_not_the_bar(candles: pd.DataFrame) -> None:
     name = "ott"
-    first = int(candles.index.searchsorted(pd.Timestamp("2021-05-01", tz="UTC")))
-    bars = windows(candles, first, 40)
-    expected = answers([runner(name, step=False).recommendation_for(b) for b in bars])
-    live = runner(name, step=True, guard_bars=10_000)
-    stepper = live._stepper
-    assert stepper is not None
+    bars, expected, live, stepper = window_run_and_stepping_runner(candles, name, 40, guard_bars=10_000)
     errors = STEPPER_RESYNCS.labels(f"strategy.{name}", "error")
     before = errors._value.get()
     got = answers([live.recommendation_for(b) for b in bars[:20]])
