@@ -52,6 +52,15 @@ def research(
     optuna_trials: Annotated[
         int, typer.Option("--optuna-trials", min=1, help="TPE proposals per outer split (--search optuna)")
     ] = 40,
+    rl: Annotated[
+        bool,
+        typer.Option(
+            "--rl",
+            help="also run the RL recast: ElegantRL PPO on target exposures, rewarded over the majority "
+            "vote, discount matched to 72 / 240 h, 5 seeds each plus their ensemble (every seed a logged "
+            "trial); needs torch, ~4 s per fit, 375 fits per configuration family on the full data",
+        ),
+    ] = False,
     bootstrap_block: Annotated[
         str,
         typer.Option(
@@ -122,7 +131,7 @@ def research(
     if publish_live and no_db:
         raise typer.BadParameter("--publish-live copies the run from the results database: drop --no-db")
     settings = Settings(bootstrap_reps=100, purge=168, quick=True) if quick else Settings()
-    settings = replace(settings, search=search, optuna_trials=optuna_trials, bootstrap_block=block)
+    settings = replace(settings, search=search, optuna_trials=optuna_trials, bootstrap_block=block, rl=rl)
 
     def bar(it, desc, total):  # type: ignore[no-untyped-def]
         return tqdm(it, desc=desc, total=total, file=sys.stderr)

@@ -54,7 +54,7 @@ class Config:
 
 
 #: Families fitted per split on training bars (the rest are online/causal and computed once).
-FITTED = ("ridge", "logistic", "metalabel", "imitation")
+FITTED = ("ridge", "logistic", "metalabel", "imitation", "rl")
 
 
 def default_grid(quick: bool = False) -> list[Config]:
@@ -92,6 +92,20 @@ def round2_grid(quick: bool = False) -> list[Config]:
     ]
     out += [Config("dsr", {"rho": r, "seed": s}) for r in (0.001, 0.01) for s in (0, 1, 2)]
     out += [Config("imitation", {"lam": lam}) for lam in (1.0, 100.0)]
+    return out
+
+
+def rl_grid(quick: bool = False) -> list[Config]:
+    """The RL recast (``training.research.rl``; opt-in, ``--rl``): PPO on target exposures with
+    the discount matched to a holding horizon, each seed a trial, plus the seeds' ensemble."""
+    if quick:
+        steps = 8192.0
+        out = [Config("rl", {"horizon": 168.0, "seed": float(s), "steps": steps}) for s in (0, 1)]
+        return [*out, Config("rl", {"horizon": 168.0, "seeds": 2.0, "steps": steps})]
+    out = []
+    for h in (72.0, 240.0):
+        out += [Config("rl", {"horizon": h, "seed": float(s)}) for s in range(5)]
+        out.append(Config("rl", {"horizon": h, "seeds": 5.0}))
     return out
 
 
@@ -150,6 +164,7 @@ class Context:
     feature_names: tuple[str, ...]
     funding: np.ndarray | None = None  # per-bar funding charge of a long (what net_returns charges)
     cost_rate: float = 0.0  # fee + slippage per unit of exposure traded
+    gap: np.ndarray | None = None  # open[t]/close[t-1] - 1 under the next_open fill model (else None)
 
     def __len__(self) -> int:
         return int(self.close.size)
@@ -305,6 +320,10 @@ def exposure(config: Config, ctx: Context, train_bars: np.ndarray | None = None)
     if config.fitted:
         if train_bars is None:
             raise ValueError(f"{config.key} is fitted: pass train_bars")
+        if config.family == "rl":
+            from training.research.rl import rl_exposure
+
+            return rl_exposure(ctx, train_bars, p)
         if config.family == "metalabel":
             return snap(
                 learners.metalabel_exposure(

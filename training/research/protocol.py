@@ -42,6 +42,7 @@ from training.research.candidates import (
     hedge_exposure,
     net_returns,
     open_gaps,
+    rl_grid,
 )
 from training.research.funding import BarFunding, FundingEvents, bar_funding
 from training.research.learners import oracle_path
@@ -76,6 +77,7 @@ class Settings:
     search: str = "grid"  # "grid" | "optuna": how the inner choice's candidates are found (ADR 0019)
     optuna_trials: int = 40  # TPE proposals per outer split (search = "optuna")
     search_seed: int = 0  # the samplers' seed (split i's study: search_seed * 1000 + i)
+    rl: bool = False  # add the RL recast's grid (``candidates.rl_grid``; torch, ~4 s per fit)
 
 
 def _baseline_exposures(signals: SignalArrays) -> dict[str, np.ndarray]:
@@ -386,6 +388,7 @@ def prepare(
         fund.per_bar,
         costs.cost_rate,
     )
+    ctx = replace(ctx, gap=gap)  # the RL env books its steps exactly as net_returns does
     embargo = max(1, int(settings.embargo_fraction * (n - start)))
     splits = cpcv.cpcv_splits(
         n,
@@ -450,6 +453,8 @@ def run_research(
         grid = fixed_configs(settings.quick)  # the round-2 families; the search proposes the rest
     else:
         grid = default_grid(settings.quick)
+    if settings.rl:
+        grid = grid + rl_grid(settings.quick)
 
     def ret(e: np.ndarray, mult: float = 1.0) -> np.ndarray:
         return net_returns(e, ctx.ret, fund.per_bar, costs.cost_rate, mult, gap)
