@@ -164,6 +164,40 @@ def _seed_spread(summary: dict[str, Any]) -> str:
     )
 
 
+def _ran_rl(summary: dict[str, Any]) -> bool:
+    return any(k.startswith("rl:") for k in summary["configs"])
+
+
+def _rl_text(summary: dict[str, Any]) -> str:
+    """The RL recast's line in the method list, with each horizon's seeds against their ensemble."""
+    if not _ran_rl(summary):
+        return ""
+    per: dict[float, dict[str, Any]] = {}
+    for key in summary["configs"]:
+        if not key.startswith("rl:"):
+            continue
+        p = json.loads(key.partition(":")[2])
+        slot = per.setdefault(float(p["horizon"]), {"seeds": []})
+        if "seeds" in p:
+            slot["ensemble"] = summary["sharpe"][key]
+        else:
+            slot["seeds"].append(summary["sharpe"][key])
+    parts = []
+    for h, v in sorted(per.items()):
+        seeds = v["seeds"]
+        ens = f", ensemble {v['ensemble']:+.2f}" if "ensemble" in v else ""
+        spread = f"seeds {min(seeds):+.2f}..{max(seeds):+.2f}" if seeds else "no single seeds"
+        parts.append(f"horizon {h:.0f} h (gamma {1 - 1 / h:.4f}): {spread}{ens}")
+    return (
+        "* RL recast (`--rl`, ADR 0024): ElegantRL discrete PPO choosing a target exposure in "
+        "{-1, -0.5, 0, 0.5, 1}, rewarded with its net return minus the majority vote's on the same bar, "
+        "discount matched to a holding horizon, FeatureSpec v2 (votes, per-strategy trailing P&L and hit "
+        "rate over 24/168/720 h, agreement, volatility regime, trend, funding; constant columns dropped), "
+        "fitted on the training bars of each fold; every seed is a logged trial and so is the seeds' "
+        "ensemble (mean of their greedy paths, snapped). Pooled OOS Sharpe: " + "; ".join(parts) + "."
+    )
+
+
 def _count_text(summary: dict[str, Any]) -> str:
     """What the DSR's trial count counts (grid: the grid; optuna: every configuration tried)."""
     if summary.get("search", {}).get("method") == "optuna":
@@ -236,7 +270,9 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
     best = summary["hindsight_best_single"]
     sel_ci = f"{ci['selected'][0]:+.2f}..{ci['selected'][1]:+.2f}"
     lines = [
-        "# Meta-policy research: non-RL candidates (issue 16)",
+        "# Meta-policy research: "
+        + ("non-RL candidates and the RL recast" if _ran_rl(summary) else "non-RL candidates")
+        + " (issue 16)",
         "",
         f"Command: `{command}`" if command else "",
         "",
@@ -296,6 +332,7 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
         "differential Sharpe ratio (online tanh trader, 3 seeds per step size, each seed a logged trial), "
         "imitation of the DP oracle (long / short logistics fitted to the oracle path of the training "
         "bars only). The DP oracle itself is an upper bound, not a candidate.",
+        _rl_text(summary),
         f"* This invocation: {summary.get('wall_seconds', float('nan')):.0f} s wall, "
         f"{summary.get('trials_run_now', '?')} trials run (the rest reused from the run folder), "
         f"{summary.get('workers', 1)} local worker process(es); "
@@ -349,9 +386,13 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
     lines += [
         "## Not done in this round",
         "",
-        "* RL recast (ElegantRL, target-exposure actions, FeatureSpec v2).",
+        *(
+            []
+            if _ran_rl(summary)
+            else ["* This run left out the RL recast (`--rl`: ElegantRL PPO on target exposures, ADR 0024)."]
+        ),
         "* Shipping the fitted and online-learning combiners (ridge, logistic, hedge, dsr, metalabel, "
-        "imitation) to the meta consumer: only `volmanaged` (window <= 255) exports today "
+        "imitation, rl) to the meta consumer: only `volmanaged` (window <= 255) exports today "
         "(`python -m training export-combiner`, ADR 0020); nothing passed the gates, so none is selected.",
         "",
     ]

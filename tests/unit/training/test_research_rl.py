@@ -17,6 +17,7 @@ from common.signals import SignalArrays
 from training.research import cpcv, rl
 from training.research.candidates import Config, build_context, exposure, net_returns, snap
 from training.research.protocol import Settings, prepare, run_research
+from training.research.report import write_report
 
 
 def _market(n: int, seed: int, oracle: bool = False, k: int = 3) -> tuple[pd.DataFrame, SignalArrays]:
@@ -176,6 +177,8 @@ def test_protocol_logs_each_seed_and_the_ensemble_and_reuses_the_fits(
         sets |= {sp.train.tobytes(), *(js.train.tobytes() for js in inner)}
     assert sorted(fits) == sorted([0, 1] * len(sets))
     assert summary["trial_count_for_dsr"] == len(summary["configs"])
+    text = write_report(tmp_path / "run", tmp_path / "report", command="test").read_text()
+    assert "RL recast (`--rl`, ADR 0024)" in text and "horizon 168 h (gamma 0.9940): seeds" in text
     # the ensemble's exposure is the snapped mean of its seeds' paths
     ctx = _ctx(candles, sig)
     tb = np.arange(60, 1000)
