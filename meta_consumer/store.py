@@ -7,8 +7,8 @@ continues from, and the intent is rebuilt from it, so nothing else needs to be s
 
 The statements the service runs per message and per tick (storing a batch, the decision
 transaction, the models poll, the drift check) are plain SQL through psycopg (ADR 0021): through
-SQLAlchemy's Core, its pool and ``pool_pre_ping`` they cost several times the database's own time
-(``bench/bench_meta_store.py``). They take a :data:`Db`: the service's held
+SQLAlchemy's Core, its pool and ``pool_pre_ping`` a tick's database work took about 1.5 times as
+long (``bench/bench_meta_store.py``). They take a :data:`Db`: the service's held
 :class:`~common.db.direct.PgConnection` (one transaction of their own), a psycopg cursor (the
 caller's transaction) or, for the cold callers, a SQLAlchemy engine on PostgreSQL (its pooled
 psycopg connection, same SQL). The start-up reads stay ORM queries on the engine.
