@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from common.combiner import Combiner, CombinerError, is_combiner_artifact, load_combiner
 from common.logging import get_logger
@@ -62,17 +62,19 @@ class ModelManager:
             retrain,
         )
 
-    def current(self, conn: Connection | None = None) -> Choice:
-        """The policy for the next tick; ``conn``: run the poll in the caller's transaction."""
+    def current(self, db: store.Db | None = None) -> Choice:
+        """The policy for the next tick; ``db``: where the poll runs (the decider passes the cursor
+        of its decision transaction), else the engine."""
         now = self._clock()
         if self._checked_at is None or now - self._checked_at >= self._meta.model_poll_s:
-            self._checked_at = now
-            bind = self._engine if conn is None else conn
+            bind = self._engine if db is None else db
             key = (
                 store.model_key(bind, self._meta.model_id)
                 if self._meta.model_id
                 else store.selected_model_key(bind)
             )
+            # After the poll answered: a poll lost to a dropped connection is re-run on the retry.
+            self._checked_at = now
             if key != self._key:
                 self._choice = self._build(key)
                 self._key = key

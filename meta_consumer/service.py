@@ -12,6 +12,11 @@ before the next tick is decided. Live, one tick is ready at a time; under a back
 at most the last commit's intents unsent; start-up re-sends all of them, byte-identical (same ids,
 same created_at; each row records its place in its commit), and the executor refuses the copies
 it already had.
+
+The per-message and per-tick SQL runs over plain psycopg, one held connection per thread (a
+connection carries one transaction at a time), not through the SQLAlchemy engine (ADR 0021:
+its Core, pool and pre-ping cost more than the statements). The engine stays for the start-up
+reads and the rare paths (loading a model, adopting a row an earlier incarnation wrote).
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Message
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Connection
 
+from common.db.direct import PgConnection
 from common.db.models import LIVE_NAMESPACE, Decision
 from common.db.retry import with_db_retry
 from common.db.session import make_engine
@@ -54,6 +59,13 @@ LATENCY = Histogram(
 )
 RETRAIN = Gauge("btcmeta_meta_retrain_needed", "1 while the model's strategy set differs from the registry")
 
+#: Server-side limit per statement: a query stuck behind a lock fails instead of wedging a thread.
+STATEMENT_TIMEOUT_MS = 60_000
+#: How long a hot statement rides out a dropped connection or an unreachable database (reopening
+#: the connection, capped back-off) before it raises and the process exits as before. Well inside
+#: Kafka's max.poll.interval (5 min), so the consume thread's group membership survives the wait.
+HOT_RETRY_S = 30.0
+
 
 class _AlreadyDecided(Exception):
     """A batch met a tick decided by an earlier incarnation: roll back, decide one by one."""
@@ -71,7 +83,11 @@ class MetaConsumer:
         self.settings = settings
         self.meta = meta
         self.namespace = settings.kafka.topic_prefix or LIVE_NAMESPACE
-        self.engine = make_engine(settings.database_url.get_secret_value(), statement_timeout_ms=60_000)
+        url = settings.database_url.get_secret_value()
+        self.engine = make_engine(url, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
+        # The hot path's connections, one per thread (opened on first use, reopened after a failure).
+        self.ingest_db = PgConnection(url, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
+        self.decide_db = PgConnection(url, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
         if live is None:
             live = tuple(s.name for s in load_registry(settings.registry_path, import_classes=False).enabled)
         self.live = live
@@ -159,7 +175,11 @@ class MetaConsumer:
         self._batch_recs, self._batch_plans = [], []
         if not recs and not plans:
             return
-        saved = store.save_batch(self.engine, self.namespace, recs, plans)
+        saved = with_db_retry(
+            lambda: store.save_batch(self.ingest_db, self.namespace, recs, plans),
+            what="meta store batch",
+            max_wait_s=HOT_RETRY_S,
+        )
         now = time.time()
         late: list[Recommendation] = []
         fresh = set(saved.fresh)
@@ -214,47 +234,13 @@ class MetaConsumer:
 
         All or nothing: if any of them was already decided (a second replica, or a restart that
         re-delivered), the transaction is rolled back and they are decided one by one, adopting
-        the existing rows.
+        the existing rows. A dropped connection re-runs the whole transaction on a new one: it
+        either never committed, or it did and the re-run finds its rows (decided one by one).
         """
         try:
-            with self.engine.begin() as conn:
-                choice = self.models.current(conn)  # a new selection takes effect at the next batch
-                RETRAIN.set(int(choice.retrain_needed))
-                recs = store.recs_for_ticks(conn, self.namespace, [i.tick.tick_id for i in items])
-                created = utc(datetime.now(UTC))
-                carry, outs, rows = self.carry, [], []
-                for index, item in enumerate(items):
-                    tick = item.tick
-                    inputs = TickInput(
-                        tick.tick_id,
-                        tick.tick_time,
-                        tick.due,
-                        recs[tick.tick_id],
-                        self.marks.get(tick.tick_id) if tick.needs_bar else None,
-                        tick.needs_bar,
-                    )
-                    out = decide_tick(
-                        inputs,
-                        carry,
-                        choice,
-                        self.live,
-                        step=self.settings.exposure_step,
-                        max_exposure=self.settings.max_exposure,
-                    )
-                    rows.append(
-                        self._row(
-                            tick.tick_id,
-                            choice,
-                            inputs,
-                            out,
-                            created,
-                            commit={"index": index, "of": len(items)},
-                        )
-                    )
-                    outs.append(out)
-                    carry = out.carry
-                if store.insert_decisions(conn, rows) != len(rows):
-                    raise _AlreadyDecided
+            choice, created, outs, carry = with_db_retry(
+                lambda: self._decide_batch_in(items), what="meta decide", max_wait_s=HOT_RETRY_S
+            )
         except _AlreadyDecided:
             for item in items:
                 self._decide(item)
@@ -276,10 +262,53 @@ class MetaConsumer:
             self._account(item, out, choice.model_id, drift=False)
         self.check_drift(outs[-1].current_exposure)
 
+    def _decide_batch_in(self, items: list[Ready]) -> tuple[Choice, datetime, list[Outcome], Carry]:
+        """The decision transaction of :meth:`_decide_batch`; raises _AlreadyDecided (rolled back)."""
+        with self.decide_db.transaction() as cur:
+            choice = self.models.current(cur)  # a new selection takes effect at the next batch
+            RETRAIN.set(int(choice.retrain_needed))
+            recs = store.recs_for_ticks(cur, self.namespace, [i.tick.tick_id for i in items])
+            created = utc(datetime.now(UTC))
+            carry, outs, rows = self.carry, [], []
+            for index, item in enumerate(items):
+                tick = item.tick
+                inputs = TickInput(
+                    tick.tick_id,
+                    tick.tick_time,
+                    tick.due,
+                    recs[tick.tick_id],
+                    self.marks.get(tick.tick_id) if tick.needs_bar else None,
+                    tick.needs_bar,
+                )
+                out = decide_tick(
+                    inputs,
+                    carry,
+                    choice,
+                    self.live,
+                    step=self.settings.exposure_step,
+                    max_exposure=self.settings.max_exposure,
+                )
+                rows.append(
+                    self._row(
+                        tick.tick_id,
+                        choice,
+                        inputs,
+                        out,
+                        created,
+                        commit={"index": index, "of": len(items)},
+                    )
+                )
+                outs.append(out)
+                carry = out.carry
+            if store.insert_decisions(cur, rows) != len(rows):
+                raise _AlreadyDecided
+        return choice, created, outs, carry
+
     def _decide(self, item: Ready) -> None:
         """One tick on its own: the path that adopts a row an earlier incarnation committed."""
-        with self.engine.begin() as conn:
-            inserted, choice, out, created = self._decide_in(conn, item)
+        inserted, choice, out, created = with_db_retry(
+            lambda: self._decide_in(item), what="meta decide", max_wait_s=HOT_RETRY_S
+        )
         tick = item.tick
         if inserted:
             self.carry = out.carry
@@ -298,29 +327,30 @@ class MetaConsumer:
         if inserted:  # after the intent is out: logging and the drift check are not on its path
             self._account(item, out, choice.model_id)
 
-    def _decide_in(self, conn: Connection, item: Ready) -> tuple[bool, Choice, Outcome, datetime]:
+    def _decide_in(self, item: Ready) -> tuple[bool, Choice, Outcome, datetime]:
         tick = item.tick
-        choice = self.models.current(conn)
-        RETRAIN.set(int(choice.retrain_needed))
-        inputs = TickInput(
-            tick.tick_id,
-            tick.tick_time,
-            tick.due,
-            store.recs_for_tick(conn, self.namespace, tick.tick_id),
-            self.marks.get(tick.tick_id) if tick.needs_bar else None,
-            tick.needs_bar,
-        )
-        out = decide_tick(
-            inputs,
-            self.carry,
-            choice,
-            self.live,
-            step=self.settings.exposure_step,
-            max_exposure=self.settings.max_exposure,
-        )
-        created = utc(datetime.now(UTC))
-        values = self._row(tick.tick_id, choice, inputs, out, created)
-        return store.insert_decision(conn, values), choice, out, created
+        with self.decide_db.transaction() as cur:
+            choice = self.models.current(cur)
+            RETRAIN.set(int(choice.retrain_needed))
+            inputs = TickInput(
+                tick.tick_id,
+                tick.tick_time,
+                tick.due,
+                store.recs_for_tick(cur, self.namespace, tick.tick_id),
+                self.marks.get(tick.tick_id) if tick.needs_bar else None,
+                tick.needs_bar,
+            )
+            out = decide_tick(
+                inputs,
+                self.carry,
+                choice,
+                self.live,
+                step=self.settings.exposure_step,
+                max_exposure=self.settings.max_exposure,
+            )
+            created = utc(datetime.now(UTC))
+            values = self._row(tick.tick_id, choice, inputs, out, created)
+            return store.insert_decision(cur, values), choice, out, created
 
     def _row(
         self,
@@ -414,7 +444,11 @@ class MetaConsumer:
 
         Compared with the exposure *before* this tick's intent: the executor lags by one intent.
         """
-        qty = store.position_quantity(self.engine, self.namespace, self.settings.symbol)
+        qty = with_db_retry(
+            lambda: store.position_quantity(self.decide_db, self.namespace, self.settings.symbol),
+            what="meta drift check",
+            max_wait_s=HOT_RETRY_S,
+        )
         if qty is None:
             return None
         executed = qty / self.settings.risk.max_position_btc
@@ -429,6 +463,12 @@ class MetaConsumer:
         return executed
 
     # ------------------------------------------------------------------ run
+    def close_db(self) -> None:
+        """Close the hot path's connections and the engine's pool (what :meth:`run` ends with)."""
+        self.ingest_db.close()
+        self.decide_db.close()
+        self.engine.dispose()
+
     def _consume(self, loop: ConsumerLoop) -> None:
         try:
             loop.run()
@@ -474,7 +514,7 @@ class MetaConsumer:
             if self.bars is not None:
                 self.bars.close()
             self.producer.close()
-            self.engine.dispose()
+            self.close_db()
             log.info("meta_consumer_stopped", decided=self.carry.seq)
         if self._loop_error is not None:
             raise RuntimeError("consume loop failed") from self._loop_error

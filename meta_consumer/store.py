@@ -4,38 +4,118 @@ Recommendations and TickPlans are written on arrival (``ON CONFLICT DO NOTHING``
 message is a no-op) before their offsets are committed. A decision row, unique per
 (namespace, tick_id), is the commit point of a tick: it also carries the state the next tick
 continues from, and the intent is rebuilt from it, so nothing else needs to be stored.
+
+The statements the service runs per message and per tick (storing a batch, the decision
+transaction, the models poll, the drift check) are plain SQL through psycopg (ADR 0021): through
+SQLAlchemy's Core, its pool and ``pool_pre_ping`` a tick's database work took about 1.5 times as
+long (``bench/bench_meta_store.py``). They take a :data:`Db`: the service's held
+:class:`~common.db.direct.PgConnection` (one transaction of their own), a psycopg cursor (the
+caller's transaction) or, for the cold callers, a SQLAlchemy engine on PostgreSQL (its pooled
+psycopg connection, same SQL). The start-up reads stay ORM queries on the engine.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects.postgresql import insert
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from common.db.models import Decision, Model, Position, Recommendation, Tick
+from common.db.direct import PgConnection, json_dumps
+from common.db.models import Decision, Model, Tick
 from common.events import Recommendation as RecommendationEvent
 from common.events import SignalEvent, Target, TickPlan
 
 RecValue = tuple[Target, SignalEvent, float]
 
+Cursor = psycopg.Cursor[Any]
 
-Bind = Engine | Connection
+#: Where a hot statement runs: the service's held connection, a cursor in the caller's
+#: transaction, or an engine (PostgreSQL only: the SQL is written for it).
+Db = PgConnection | Cursor | Engine
+
+#: Rows per multi-row INSERT: PostgreSQL takes at most 65,535 parameters per statement
+#: (14 per recommendation row; a consume batch may hold up to 10,000 messages).
+_PAGE = 1000
 
 
 @contextmanager
-def _tx(bind: Bind) -> Iterator[Connection]:
-    """A transaction of its own on an engine, or the caller's (a connection inside one)."""
-    if isinstance(bind, Connection):
-        yield bind
+def _cursor(db: Db, *, transaction: bool = True) -> Iterator[Cursor]:
+    """A psycopg cursor for ``db``: in a transaction of its own, or the caller's (a cursor).
+
+    ``transaction=False`` for a single read on the held connection: one round trip, no BEGIN/COMMIT.
+    """
+    if isinstance(db, psycopg.Cursor):
+        yield db
+    elif isinstance(db, PgConnection):
+        with db.transaction() if transaction else db.cursor() as cur:
+            yield cur
     else:
-        with bind.begin() as conn:
-            yield conn
+        if db.dialect.name != "postgresql":
+            raise ValueError(f"the meta consumer's store needs PostgreSQL, not {db.dialect.name}")
+        with db.begin() as conn:
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, psycopg.Connection)
+            with raw.cursor() as cur:
+                yield cur
+
+
+def _json(value: Any) -> Jsonb:
+    """A JSONB parameter serialized as the engine serializes JSON columns (NaN-safe)."""
+    return Jsonb(value, dumps=json_dumps)
+
+
+def _placeholders(count: int) -> sql.Composable:
+    return sql.SQL(", ").join([sql.Placeholder()] * count)
+
+
+@functools.lru_cache(maxsize=64)
+def _with_in(template: str, count: int) -> str:
+    """``template`` with its ``{}`` filled by ``count`` placeholders, for ``IN ({})``.
+
+    One text per count (cached; psycopg prepares a text after a few uses). Not ``= ANY(%s)`` with
+    one list parameter: that measured 0.15-0.3 ms slower per query, on both sides of the wire.
+    """
+    return sql.SQL(template).format(_placeholders(count)).as_string(None)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(table: str, columns: tuple[str, ...], rows: int, tail: str) -> str:
+    """``INSERT INTO table (columns) VALUES (..), .. tail`` for ``rows`` rows (cached per shape)."""
+    row = sql.SQL("({})").format(_placeholders(len(columns)))
+    return (
+        sql.SQL("INSERT INTO {} ({}) VALUES {} {}")
+        .format(
+            sql.Identifier(table),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join([row] * rows),
+            sql.SQL(tail),
+        )
+        .as_string(None)
+    )
+
+
+def _insert_many(
+    cur: Cursor, table: str, columns: tuple[str, ...], rows: Sequence[dict[str, Any]], tail: str
+) -> list[tuple[Any, ...]]:
+    """``rows`` (dicts with every column) as one multi-row INSERT per page, in order, the way
+    SQLAlchemy's insertmanyvalues sent them; the RETURNING rows of all pages."""
+    out: list[tuple[Any, ...]] = []
+    for first in range(0, len(rows), _PAGE):
+        page = rows[first : first + _PAGE]
+        params = [_json(r[c]) if c in _JSON_COLUMNS else r[c] for r in page for c in columns]
+        cur.execute(_insert_sql(table, columns, len(page), tail), params)
+        if cur.description is not None:
+            out.extend(cur.fetchall())
+    return out
 
 
 @dataclass(frozen=True)
@@ -81,16 +161,30 @@ def _tick_row(namespace: str, plan: TickPlan) -> dict[str, Any]:
     )
 
 
-# Built once: a fixed statement is compiled once and cached; executemany sends one multi-row
-# INSERT per batch (SQLAlchemy's insertmanyvalues), RETURNING only the rows actually inserted.
-_INSERT_RECS = (
-    insert(Recommendation).on_conflict_do_nothing().returning(Recommendation.tick_id, Recommendation.strategy)
+_REC_COLUMNS = (
+    "namespace",
+    "tick_id",
+    "strategy",
+    "strategy_version",
+    "symbol",
+    "timeframe",
+    "bar_close_time",
+    "target",
+    "event",
+    "confidence",
+    "horizon_bars",
+    "indicators",
+    "reason",
+    "attention",
 )
-_INSERT_TICKS = insert(Tick).on_conflict_do_nothing()
+_TICK_COLUMNS = ("namespace", "tick_id", "symbol", "tick_time", "due_timeframes", "due_strategies")
+_JSON_COLUMNS = frozenset(
+    {"indicators", "due_timeframes", "due_strategies", "observation", "late_strategies"}
+)
 
 
 def save_batch(
-    engine: Engine, namespace: str, recs: Sequence[RecommendationEvent], plans: Sequence[TickPlan]
+    db: Db, namespace: str, recs: Sequence[RecommendationEvent], plans: Sequence[TickPlan]
 ) -> Saved:
     """Store one consume batch's answers and plans in one transaction (``ON CONFLICT DO NOTHING``).
 
@@ -100,69 +194,77 @@ def save_batch(
     """
     fresh: frozenset[tuple[str, str]] = frozenset()
     answered: dict[str, set[str]] = {}
-    with engine.begin() as conn:
+    # Answers alone (the quiet live case: each arrives in a batch of its own) are one INSERT, a
+    # transaction by itself: no BEGIN and COMMIT round trips around it on the held connection.
+    single = not plans and len(recs) <= _PAGE
+    with _cursor(db, transaction=not single) as cur:
         if recs:
-            rows = conn.execute(_INSERT_RECS, [_rec_row(namespace, r) for r in recs])
-            fresh = frozenset((r[0], r[1]) for r in rows)
+            inserted = _insert_many(
+                cur,
+                "recommendations",
+                _REC_COLUMNS,
+                [_rec_row(namespace, r) for r in recs],
+                "ON CONFLICT DO NOTHING RETURNING tick_id, strategy",
+            )
+            fresh = frozenset((r[0], r[1]) for r in inserted)
         if plans:
-            conn.execute(_INSERT_TICKS, [_tick_row(namespace, p) for p in plans])
+            _insert_many(
+                cur,
+                "ticks",
+                _TICK_COLUMNS,
+                [_tick_row(namespace, p) for p in plans],
+                "ON CONFLICT DO NOTHING",
+            )
             ids = sorted({p.tick_id for p in plans})
             answered = {t: set() for t in ids}
-            stored = select(Recommendation.tick_id, Recommendation.strategy).where(
-                Recommendation.namespace == namespace, Recommendation.tick_id.in_(ids)
+            cur.execute(
+                _with_in(
+                    "SELECT tick_id, strategy FROM recommendations WHERE namespace = %s AND tick_id IN ({})",
+                    len(ids),
+                ),
+                (namespace, *ids),
             )
-            for tick_id, strategy in conn.execute(stored):
+            for tick_id, strategy in cur.fetchall():
                 answered[tick_id].add(strategy)
     return Saved(fresh, answered)
 
 
-def save_recommendation(engine: Engine, namespace: str, rec: RecommendationEvent) -> bool:
+def save_recommendation(db: Db, namespace: str, rec: RecommendationEvent) -> bool:
     """Store one answer; False when it was already stored (a re-delivery after a restart)."""
-    return bool(save_batch(engine, namespace, [rec], []).fresh)
+    return bool(save_batch(db, namespace, [rec], []).fresh)
 
 
-def save_tick(engine: Engine, namespace: str, plan: TickPlan) -> None:
+def save_tick(db: Db, namespace: str, plan: TickPlan) -> None:
     """Same row the tick emitter records (it may already be there; replays do not record ticks)."""
-    save_batch(engine, namespace, [], [plan])
+    save_batch(db, namespace, [], [plan])
 
 
-def answered(engine: Engine, namespace: str, tick_id: str) -> set[str]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(Recommendation.strategy).where(
-                Recommendation.namespace == namespace, Recommendation.tick_id == tick_id
-            )
+def answered(db: Db, namespace: str, tick_id: str) -> set[str]:
+    """The strategies stored for one tick."""
+    with _cursor(db, transaction=False) as cur:
+        cur.execute(
+            "SELECT strategy FROM recommendations WHERE namespace = %s AND tick_id = %s", (namespace, tick_id)
         )
-        return {r[0] for r in rows}
+        return {r[0] for r in cur.fetchall()}
 
 
-def recs_for_tick(bind: Bind, namespace: str, tick_id: str) -> dict[str, RecValue]:
-    with _tx(bind) as conn:
-        rows = conn.execute(
-            select(
-                Recommendation.strategy,
-                Recommendation.target,
-                Recommendation.event,
-                Recommendation.confidence,
-            ).where(Recommendation.namespace == namespace, Recommendation.tick_id == tick_id)
-        )
-        return {r[0]: (Target(r[1]), SignalEvent(r[2]), float(r[3])) for r in rows}
+def recs_for_tick(db: Db, namespace: str, tick_id: str) -> dict[str, RecValue]:
+    return recs_for_ticks(db, namespace, [tick_id])[tick_id]
 
 
-def recs_for_ticks(bind: Bind, namespace: str, tick_ids: Sequence[str]) -> dict[str, dict[str, RecValue]]:
+def recs_for_ticks(db: Db, namespace: str, tick_ids: Sequence[str]) -> dict[str, dict[str, RecValue]]:
     """:func:`recs_for_tick` for several ticks in one query (a batch decided under a backlog)."""
     out: dict[str, dict[str, RecValue]] = {t: {} for t in tick_ids}
-    with _tx(bind) as conn:
-        rows = conn.execute(
-            select(
-                Recommendation.tick_id,
-                Recommendation.strategy,
-                Recommendation.target,
-                Recommendation.event,
-                Recommendation.confidence,
-            ).where(Recommendation.namespace == namespace, Recommendation.tick_id.in_(list(tick_ids)))
+    with _cursor(db, transaction=False) as cur:
+        cur.execute(
+            _with_in(
+                "SELECT tick_id, strategy, target, event, confidence FROM recommendations"
+                " WHERE namespace = %s AND tick_id IN ({})",
+                len(tick_ids),
+            ),
+            (namespace, *tick_ids),
         )
-        for r in rows:
+        for r in cur.fetchall():
             out[r[0]][r[1]] = (Target(r[2]), SignalEvent(r[3]), float(r[4]))
     return out
 
@@ -203,28 +305,38 @@ def pending_ticks(engine: Engine, namespace: str, symbol: str, after: datetime |
         return list(session.scalars(query))
 
 
-def insert_decision(bind: Bind, values: dict[str, Any]) -> bool:
-    """Insert one decision; False when the tick was already decided (the row stays as it was)."""
-    with _tx(bind) as conn:
-        result = conn.execute(
-            insert(Decision)
-            .values(**values)
-            .on_conflict_do_nothing(constraint="uq_decisions_namespace_tick_id")
-            .returning(Decision.id)
-        )
-        return result.first() is not None
-
-
-_INSERT_DECISIONS = (
-    insert(Decision)
-    .on_conflict_do_nothing(constraint="uq_decisions_namespace_tick_id")
-    .returning(Decision.tick_id)
+_DECISION_COLUMNS = (
+    "namespace",
+    "tick_id",
+    "model_id",
+    "observation",
+    "action",
+    "current_exposure",
+    "target_exposure",
+    "degraded",
+    "late_strategies",
+    "decided_at",
 )
 
 
-def insert_decisions(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert a batch of decisions in the caller's transaction; how many were new (the rest existed)."""
-    return len(conn.execute(_INSERT_DECISIONS, list(rows)).all())
+def insert_decisions(db: Db, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert decisions (in the caller's transaction when ``db`` is a cursor), ids in row order;
+    how many were new (the others' ticks were already decided, and their rows stay as they were)."""
+    with _cursor(db) as cur:
+        return len(
+            _insert_many(
+                cur,
+                "decisions",
+                _DECISION_COLUMNS,
+                rows,
+                "ON CONFLICT ON CONSTRAINT uq_decisions_namespace_tick_id DO NOTHING RETURNING id",
+            )
+        )
+
+
+def insert_decision(db: Db, values: dict[str, Any]) -> bool:
+    """Insert one decision; False when the tick was already decided (the row stays as it was)."""
+    return insert_decisions(db, [values]) == 1
 
 
 def decision_for(engine: Engine, namespace: str, tick_id: str) -> Decision | None:
@@ -234,19 +346,19 @@ def decision_for(engine: Engine, namespace: str, tick_id: str) -> Decision | Non
         ).one_or_none()
 
 
-def selected_model_key(bind: Bind) -> tuple[str, str] | None:
+def selected_model_key(db: Db) -> tuple[str, str] | None:
     """(model_id, artifact_sha256) of the selected model: a cheap query run between ticks."""
-    with _tx(bind) as conn:
-        row = conn.execute(select(Model.model_id, Model.artifact_sha256).where(Model.selected)).first()
+    with _cursor(db, transaction=False) as cur:
+        cur.execute("SELECT model_id, artifact_sha256 FROM models WHERE selected")
+        row = cur.fetchone()
         return None if row is None else (row[0], row[1])
 
 
-def model_key(bind: Bind, model_id: str) -> tuple[str, str] | None:
+def model_key(db: Db, model_id: str) -> tuple[str, str] | None:
     """(model_id, artifact_sha256) of one model whether selected or not (a pinned replay model)."""
-    with _tx(bind) as conn:
-        row = conn.execute(
-            select(Model.model_id, Model.artifact_sha256).where(Model.model_id == model_id)
-        ).first()
+    with _cursor(db, transaction=False) as cur:
+        cur.execute("SELECT model_id, artifact_sha256 FROM models WHERE model_id = %s", (model_id,))
+        row = cur.fetchone()
         return None if row is None else (row[0], row[1])
 
 
@@ -255,9 +367,11 @@ def load_model(engine: Engine, model_id: str) -> Model | None:
         return session.scalars(select(Model).where(Model.model_id == model_id)).one_or_none()
 
 
-def position_quantity(engine: Engine, namespace: str, symbol: str) -> float | None:
+def position_quantity(db: Db, namespace: str, symbol: str) -> float | None:
     """The executor's position in BTC, or None when it has not recorded one."""
-    with engine.connect() as conn:
-        return conn.execute(
-            select(Position.quantity).where(Position.namespace == namespace, Position.symbol == symbol)
-        ).scalar_one_or_none()
+    with _cursor(db, transaction=False) as cur:
+        cur.execute(
+            "SELECT quantity FROM positions WHERE namespace = %s AND symbol = %s", (namespace, symbol)
+        )
+        row = cur.fetchone()
+        return None if row is None else float(row[0])

@@ -20,10 +20,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from psycopg import Connection, Cursor
 
 _REPO = Path(__file__).resolve().parents[2]
 _PG_BACKENDS = {"postgres", "postgresql"}
@@ -115,12 +119,18 @@ def connect_args(
 
 
 class PgConnection:
-    """One lazily opened autocommit connection, reopened after any failure.
+    """One lazily opened autocommit connection, reopened after it failed.
 
     Each :meth:`execute` is its own transaction (autocommit), which is what the single-statement
     callers need. A failed statement closes the connection and raises; the next call opens a new
     one, so a Postgres restart costs the caller one error (SQLAlchemy's ``pool_pre_ping`` would
     have spent a round trip per use to avoid it; these callers are best effort or retry anyway).
+
+    :meth:`transaction` and :meth:`cursor` serve callers that run several statements per unit of
+    work on a hot path (the meta consumer, ADR 0021): the connection is held between calls, and it
+    is dropped only when it broke (a failed statement inside a transaction is rolled back and the
+    connection kept). One thread at a time: a connection carries one transaction, so a service
+    with two threads that write holds one of these per thread.
     """
 
     def __init__(
@@ -137,16 +147,28 @@ class PgConnection:
         self._args = connect_args(
             url, connect_timeout_s=connect_timeout_s, statement_timeout_ms=statement_timeout_ms
         )
-        self._conn: Any = None  # psycopg.Connection, typed loosely: psycopg is imported on first use
+        self._conn: Connection[Any] | None = None  # psycopg is imported on first use
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[int, list[tuple[Any, ...]]]:
-        """Run one statement; returns (rowcount, rows; empty when it returns none)."""
+    def _open(self) -> Connection[Any]:
         if self._conn is None or self._conn.closed:
             import psycopg
 
             self._conn = psycopg.connect(self._dsn, autocommit=True, **self._args)
+        return self._conn
+
+    def _drop_if_broken(self, conn: Connection[Any]) -> None:
+        """Forget ``conn`` when it can no longer be used (lost, or stuck in a transaction)."""
+        from psycopg.pq import TransactionStatus
+
+        unusable = conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE
+        if unusable and conn is self._conn:
+            self.close()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[int, list[tuple[Any, ...]]]:
+        """Run one statement; returns (rowcount, rows; empty when it returns none)."""
+        conn = self._open()
         try:
-            with self._conn.cursor() as cur:
+            with conn.cursor() as cur:
                 cur.execute(sql, params)
                 rows = cur.fetchall() if cur.description is not None else []
                 return max(0, cur.rowcount), rows
@@ -154,8 +176,35 @@ class PgConnection:
             self.close()
             raise
 
+    @contextmanager
+    def cursor(self) -> Iterator[Cursor[Any]]:
+        """A cursor outside any transaction: each statement commits on its own (one round trip)."""
+        conn = self._open()
+        try:
+            with conn.cursor() as cur:
+                yield cur
+        except BaseException:
+            self._drop_if_broken(conn)
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor[Any]]:
+        """A cursor inside one transaction: committed when the block ends, rolled back if it raises.
+
+        A connection the server dropped while idle (a restart, a failover) fails the block with
+        ``psycopg.OperationalError`` and is closed; the next call opens a new one. Callers that
+        must ride that out run the block under :func:`common.db.retry.with_db_retry`.
+        """
+        conn = self._open()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except BaseException:
+            self._drop_if_broken(conn)
+            raise
+
     def close(self) -> None:
-        """Close the connection (if open); the next :meth:`execute` opens a new one."""
+        """Close the connection (if open); the next call opens a new one."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()

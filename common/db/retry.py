@@ -4,7 +4,8 @@ A service (re)started while Postgres is frozen or failing over passes its start-
 (the probe answered a moment ago) and then fails its first real query after the connect timeout.
 Exiting there turns a 30-second outage into Kubernetes' crash-loop back-off (up to 5 minutes);
 retrying the *read* in-process, reporting alive meanwhile, does not. Only connection-level errors
-are retried (``OperationalError``/``InterfaceError``: timeouts, refused or dropped connections);
+are retried (``OperationalError``/``InterfaceError``: timeouts, refused or dropped connections),
+SQLAlchemy's and psycopg's alike (the meta consumer's hot path speaks psycopg directly, ADR 0021);
 a wrong query or a constraint violation still raises at once.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import psycopg
 from sqlalchemy.exc import InterfaceError, OperationalError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -22,6 +24,14 @@ from common.logging import get_logger
 log = get_logger(__name__)
 
 T = TypeVar("T")
+
+#: What "the database is unreachable" looks like through SQLAlchemy and through plain psycopg.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 
 def with_db_retry(fn: Callable[[], T], *, what: str, max_wait_s: float = 300.0) -> T:
@@ -41,7 +51,7 @@ def with_db_retry(fn: Callable[[], T], *, what: str, max_wait_s: float = 300.0) 
         )
 
     for attempt in Retrying(
-        retry=retry_if_exception_type((OperationalError, InterfaceError)),
+        retry=retry_if_exception_type(CONNECTION_ERRORS),
         wait=wait_exponential(multiplier=0.5, max=5.0),
         stop=stop_after_delay(max_wait_s),
         before_sleep=_waiting,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -36,6 +37,40 @@ def test_connection_errors_are_retried_until_the_database_answers() -> None:
         return 42
 
     assert with_db_retry(read, what="test") == 42
+    assert len(calls) == 3
+
+
+def _psycopg_refused_error() -> psycopg.OperationalError:
+    """The same failure through plain psycopg (the meta consumer's hot path, ADR 0021)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        psycopg.connect(f"postgresql://nobody@127.0.0.1:{port}/x", connect_timeout=1)
+    except psycopg.OperationalError as exc:
+        return exc
+    raise AssertionError("connected to a closed port")
+
+
+def test_psycopg_connection_errors_are_retried_and_its_query_errors_are_not() -> None:
+    err = _psycopg_refused_error()
+    calls = []
+
+    def read() -> int:
+        calls.append(1)
+        if len(calls) < 2:
+            raise err
+        return 5
+
+    assert with_db_retry(read, what="test") == 5
+    assert len(calls) == 2
+
+    def bad() -> None:
+        calls.append(1)
+        raise psycopg.errors.UndefinedTable("relation does not exist")
+
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        with_db_retry(bad, what="test")
     assert len(calls) == 3
 
 
