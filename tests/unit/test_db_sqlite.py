@@ -116,6 +116,20 @@ def test_json_dumps_is_nan_safe() -> None:
     assert doc == '{"a": "nan", "b": ["inf", "-inf", 1.0], "t": "2020-01-01 00:00:00+00:00"}'
 
 
+def test_json_dumps_fast_path_gives_the_sanitized_text() -> None:
+    import json
+
+    import numpy as np
+
+    from common.db.direct import _finite
+
+    finite = {"x": [1.5, np.float64(2.25), (3, "s")], "y": {"z": -0.0}, "t": datetime(2021, 5, 1, tzinfo=UTC)}
+    assert json_dumps(finite) == json.dumps(_finite(finite), default=str, allow_nan=False)
+    # one NaN deep inside a nested document takes the sanitizing path, numpy scalars included
+    deep = {"x": [1.0, {"y": (2.0, np.float64("nan"))}]}
+    assert json_dumps(deep) == '{"x": [1.0, {"y": [2.0, "nan"]}]}'
+
+
 def test_normalize_url_uses_psycopg3() -> None:
     assert normalize_url("postgresql://u@h:1/db") == "postgresql+psycopg://u@h:1/db"
     assert normalize_url("postgres://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
