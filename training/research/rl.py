@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from common import combiner
+from common.policy import ACTIVATIONS, dense
 
 if TYPE_CHECKING:
     from training.research.candidates import Context
@@ -225,14 +226,9 @@ class ResidualEnv:
 
 
 def forward(layers: list[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray) -> np.ndarray:
+    """The layers on a batch, with the live policy's own arithmetic (``common.policy``)."""
     for w, b, act in layers:
-        x = x @ w.T + b
-        if act == "relu":
-            x = np.maximum(x, 0.0)
-        elif act == "tanh":
-            x = np.tanh(x)
-        elif act != "identity":
-            raise ValueError(f"activation {act!r}")
+        x = ACTIVATIONS[act](dense(x, w, b))
     return x
 
 
@@ -280,53 +276,24 @@ def fit_policy(
     inp: FitInputs, train_bars: np.ndarray, *, horizon: float, seed: int, steps: int = DEFAULT_STEPS
 ) -> np.ndarray:
     """Train one PPO seed on the training bars; return its greedy target path over every bar."""
-    import torch
-
-    from training.rl.algos import SPECS
-    from training.rl.export import actor_layers
-    from training.rl.loop import make_config
-
-    z, _ = standardized(inp.x, np.asarray(train_bars))
-    spec = SPECS["ppo"]
     from dataclasses import replace
 
+    from training.rl.algos import SPECS
+    from training.rl.export import folded_layers
+    from training.rl.loop import make_config, seeded_torch, train_loop
+
+    z, _ = standardized(inp.x, np.asarray(train_bars))
     spec = replace(
-        spec, num_envs=NUM_ENVS, horizon_len=HORIZON_LEN, batch_size=1024, gamma=1.0 - 1.0 / float(horizon),
-        reward_scale=1.0, epochs=4,
+        SPECS["ppo"], num_envs=NUM_ENVS, horizon_len=HORIZON_LEN, batch_size=1024,
+        gamma=1.0 - 1.0 / float(horizon), reward_scale=1.0, epochs=4,
     )  # fmt: skip
-    prev_threads, prev_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            env = ResidualEnv(z, inp.book, inp.vote_ret, train_bars, num_envs=NUM_ENVS, seed=seed)
-            face = _TorchFace(env)
-            args = make_config(spec, face, seed)  # type: ignore[arg-type]  # same env attributes
-            agent = spec.agent_class(
-                list(spec.net_dims), face.state_dim, face.action_dim, gpu_id=-1, args=args
-            )
-            torch.set_grad_enabled(False)
-            try:
-                agent.last_state = face.reset()
-                done_steps = 0
-                while done_steps < steps:
-                    items = agent.explore_env(face, spec.horizon_len)
-                    torch.set_grad_enabled(True)
-                    agent.update_net(items)
-                    torch.set_grad_enabled(False)
-                    done_steps += spec.steps_per_iteration
-            finally:
-                torch.set_grad_enabled(True)
-    finally:
-        torch.set_num_threads(prev_threads)
-        torch.use_deterministic_algorithms(prev_det)
-    raw, _ = actor_layers("ppo", agent.act)
-    avg = agent.act.state_avg.detach().double().numpy()
-    std = agent.act.state_std.detach().double().numpy()
-    layers = [(np.asarray(w, np.float64), np.asarray(b, np.float64), str(a)) for w, b, a in raw]
-    w0, b0, a0 = layers[0]
-    layers[0] = (w0 / std[None, :], b0 - w0 @ (avg / std), a0)
+    with seeded_torch(seed):
+        env = ResidualEnv(z, inp.book, inp.vote_ret, train_bars, num_envs=NUM_ENVS, seed=seed)
+        face = _TorchFace(env)
+        args = make_config(spec, face, seed)  # type: ignore[arg-type]  # same env attributes
+        agent = spec.agent_class(list(spec.net_dims), face.state_dim, face.action_dim, gpu_id=-1, args=args)
+        train_loop(agent, spec, face, steps, False, "")
+    layers, _ = folded_layers("ppo", agent.act)
     return greedy_path(layers, z.astype(np.float64))
 
 

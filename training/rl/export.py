@@ -68,16 +68,23 @@ def actor_layers(algo: str, act: Any) -> tuple[list[list[Any]], str]:
     raise ValueError(f"unknown algo {algo!r}")
 
 
-def export_actor(algo: str, act: Any, spec: FeatureSpec) -> bytes:
-    """Artifact bytes of the actor's greedy policy, input normalization folded into layer 0."""
+def folded_layers(algo: str, act: Any) -> tuple[list[tuple[np.ndarray, np.ndarray, str]], str]:
+    """The actor's greedy path as ``common.policy`` layers (``w`` is (in, out), float64), input
+    normalization folded into layer 0, and the output kind: what an artifact holds and runs."""
     layers, output = actor_layers(algo, act)
     avg = act.state_avg.detach().double().numpy()
     std = act.state_std.detach().double().numpy()
     w0, b0, _ = layers[0]
     layers[0][0] = w0 / std[None, :]
     layers[0][1] = b0 - w0 @ (avg / std)
+    return [(w.T, b, a) for w, b, a in layers], output
+
+
+def export_actor(algo: str, act: Any, spec: FeatureSpec) -> bytes:
+    """Artifact bytes of the actor's greedy policy, input normalization folded into layer 0."""
+    layers, output = folded_layers(algo, act)
     return export_policy(
-        [(w.T, b) for w, b, _ in layers], [a for _, _, a in layers], algo=algo, spec=spec, output=output
+        [(w, b) for w, b, _ in layers], [a for _, _, a in layers], algo=algo, spec=spec, output=output
     )
 
 

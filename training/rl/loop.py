@@ -23,6 +23,8 @@ from ``numpy.random.default_rng(seed)``, one intra-op thread and
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,32 +133,24 @@ def run_training(
     """Train; write the checkpoint; return what ``TrainedAgent`` records (see ``training.rl``)."""
     spec = SPECS[algo]
     env_class = BtcPerpVecEnv if spec.discrete else ExposureTargetEnv
-    prev_threads, prev_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            np_env = env_class(
-                market,
-                train,
-                num_envs=spec.num_envs,
-                max_step=max_episode_steps,
-                seed=seed,
-                costs=costs,
-                step=step,
-                max_exposure=max_exposure,
-                reward=reward,  # type: ignore[arg-type]  # checked by the env
-                reward_scale=1.0 if reward == "pnl" else DSR_REWARD_SCALE,
-            )
-            env = TorchVecEnv(np_env)
-            agent = build_agent(algo, env.state_dim, env.action_dim, env.num_envs, seed)
-            started = time.perf_counter()
-            steps = _loop(agent, spec, env, budget_steps, progress, f"{algo} seed {seed}")
-            seconds = time.perf_counter() - started
-    finally:
-        torch.set_num_threads(prev_threads)
-        torch.use_deterministic_algorithms(prev_det)
+    with seeded_torch(seed):
+        np_env = env_class(
+            market,
+            train,
+            num_envs=spec.num_envs,
+            max_step=max_episode_steps,
+            seed=seed,
+            costs=costs,
+            step=step,
+            max_exposure=max_exposure,
+            reward=reward,  # type: ignore[arg-type]  # checked by the env
+            reward_scale=1.0 if reward == "pnl" else DSR_REWARD_SCALE,
+        )
+        env = TorchVecEnv(np_env)
+        agent = build_agent(algo, env.state_dim, env.action_dim, env.num_envs, seed)
+        started = time.perf_counter()
+        steps = train_loop(agent, spec, env, budget_steps, progress, f"{algo} seed {seed}")
+        seconds = time.perf_counter() - started
     artifact = export_actor(algo, agent.act, market.spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / f"{algo}_seed{seed}.pt"
@@ -176,7 +170,24 @@ def run_training(
     }
 
 
-def _loop(agent: Any, spec: AlgoSpec, env: TorchVecEnv, budget: int, progress: bool, label: str) -> int:
+@contextmanager
+def seeded_torch(seed: int) -> Iterator[None]:
+    """Reproducible torch for one fit: one intra-op thread, deterministic algorithms, the global
+    generator seeded inside ``fork_rng`` (the caller's RNG state and settings are restored)."""
+    prev_threads, prev_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        torch.set_num_threads(prev_threads)
+        torch.use_deterministic_algorithms(prev_det)
+
+
+def train_loop(agent: Any, spec: AlgoSpec, env: Any, budget: int, progress: bool, label: str) -> int:
+    """Explore / update until ``budget`` env steps; ``env`` has ElegantRL's vectorized-env face."""
     per_iter = spec.steps_per_iteration
     steps = 0
     torch.set_grad_enabled(False)

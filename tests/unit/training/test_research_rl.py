@@ -126,9 +126,9 @@ def test_env_pays_the_residual_over_the_vote_and_never_crosses_a_purge_gap() -> 
 
 def test_greedy_walk_feeds_the_held_target_back() -> None:
     # one linear layer on [feature, one-hot held]: always move one level up from the held target
-    w = np.zeros((5, 6))
+    w = np.zeros((6, 5))  # (in, out), as common.policy runs it
     for i in range(5):
-        w[min(i + 1, 4), 1 + i] = 1.0
+        w[1 + i, min(i + 1, 4)] = 1.0
     path = rl.greedy_path([(w, np.zeros(5), "identity")], np.zeros((6, 1)))
     assert path.tolist() == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0]  # from flat: 0.5, then 1, then stays
 
