@@ -39,7 +39,7 @@ from bench.machine import cpu_model  # noqa: E402
 from common import serde  # noqa: E402
 from common.db.migrate import upgrade  # noqa: E402
 from common.db.session import make_engine, with_local_passfile  # noqa: E402
-from common.events import IntentAction, OrderIntent  # noqa: E402
+from common.events import ExecutionReport, IntentAction, OrderIntent  # noqa: E402
 from common.ids import make_tick_id  # noqa: E402
 from common.logging import configure_logging  # noqa: E402
 from config import RiskLimits, load_settings  # noqa: E402
@@ -49,6 +49,11 @@ from executor.service import Executor  # noqa: E402
 
 PG_PORT = int(os.environ.get("BTCMETA_PG_PORT", "55432"))
 ADMIN = with_local_passfile(f"postgresql://btcmeta@127.0.0.1:{PG_PORT}/postgres")
+
+
+def discard(report: ExecutionReport) -> None:
+    """The publish step without a broker: the report is still encoded, as a producer would."""
+    serde.encode(report)
 
 
 def main() -> None:
@@ -140,10 +145,10 @@ def main() -> None:
             profiler.enable()
         if args.batch == 1:
             for intent in intents:
-                orders += len(ex.handle(intent, serde.encode).orders)
+                orders += len(ex.handle(intent, discard).orders)
         else:
             for k in range(0, len(intents), args.batch):
-                reports = ex.handle_batch(intents[k : k + args.batch], serde.encode)
+                reports = ex.handle_batch(intents[k : k + args.batch], discard)
                 orders += sum(len(r.orders) for r in reports)
         if profiler:
             profiler.disable()

@@ -123,7 +123,7 @@ def run(url: str, ticks: int) -> dict[str, list[float]]:
     """Drive one service object through ``ticks`` ticks of each shape; milliseconds per call."""
     settings = load_settings(database_url=url)
     svc = MetaConsumer(settings, MetaSettings(deadline_s=30.0), live=LIVE)
-    svc._send_many = lambda _intents: None  # type: ignore[method-assign]  # the DB work only
+    svc._send_many = lambda _intents: None  # type: ignore[method-assign,assignment]  # the DB work only
     with psycopg.connect(with_local_passfile(url.replace("+psycopg", "")), autocommit=True) as conn:
         conn.execute(
             "INSERT INTO positions (namespace, symbol, quantity, realized_pnl) VALUES (%s, %s, 0, 0)",

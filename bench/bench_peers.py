@@ -476,14 +476,14 @@ def measure(engine: str, strategy: str, args: argparse.Namespace) -> dict[str, A
     }
 
 
-def references(csv: Path, fee: float) -> dict[tuple[str, str], Any]:
+def references(csv: Path, fee: float) -> dict[tuple[str, str, str], Any]:
     """The bench's own trades/return per (strategy, fill model), from the project's targets."""
     sys.path.insert(0, str(BENCH))
     from peers_logic import FILL_MODELS, SIZINGS, fill_prices, simulate_long_only
 
     candles = _candles(str(csv))
     o, c = candles["open"].to_numpy(), candles["close"].to_numpy()
-    out = {}
+    out: dict[tuple[str, str, str], Any] = {}
     for s in STRATEGIES:
         target = _targets(candles, s)
         for model in FILL_MODELS:
@@ -556,7 +556,9 @@ def kafka_reference() -> str:
     )
 
 
-def report(rows: list[dict[str, Any]], refs: dict[tuple[str, str], Any], args: argparse.Namespace) -> str:
+def report(
+    rows: list[dict[str, Any]], refs: dict[tuple[str, str, str], Any], args: argparse.Namespace
+) -> str:
     from machine import cpu_model  # bench/machine.py (this script's folder is on sys.path)
 
     load = os.getloadavg()

@@ -27,7 +27,7 @@ from tests.unit.strategies import oracle  # noqa: E402
 QUAD_PREFIX = 1500
 
 
-def best_of(fn: Callable[[], object], repeat: int) -> float:
+def best_of(fn: Callable[..., object], repeat: int) -> float:
     """Fastest of ``repeat`` runs: the least disturbed by other load on a shared machine."""
     times = []
     for _ in range(repeat):
@@ -37,7 +37,7 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def median_of(fn: Callable[[], object], repeat: int) -> float:
+def median_of(fn: Callable[..., object], repeat: int) -> float:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()

@@ -10,11 +10,12 @@ step "Python environment"
 scripts/python-env.sh
 step "Infrastructure (Kafka, PostgreSQL)"
 infra/dev.sh start
-step "Lint and format (ruff), types (mypy; --strict on common and executor): the pre-commit hooks"
+step "Lint and format (ruff), types (mypy; --strict on common and executor; the benchmarks too): the pre-commit hooks"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy config.py common ops producers tick_emitter strategy_consumers meta_consumer executor training bridge
 .venv/bin/mypy --strict common executor
+.venv/bin/mypy --explicit-package-bases bench/*.py
 step "Migrations and topics (live namespace)"
 .venv/bin/python -m ops migrate
 .venv/bin/python -m ops topics

@@ -182,6 +182,11 @@ class _SchemaWait(Exception):
         self.error = error
 
 
+#: Metadata request timeout and first / longest wait between checks for subscribed topics to exist.
+TOPIC_METADATA_TIMEOUT_S = 5.0
+TOPIC_WAIT_BACKOFF_S = (0.25, 5.0)
+
+
 @dataclass
 class LoopStats:
     handled: int = 0
@@ -279,6 +284,9 @@ class ConsumerLoop:
         self._schema_attempts = 0
         #: Why the loop is waiting on an unknown writer schema (None: it is not). Readiness reads it.
         self.waiting_for_schema: str | None = None
+        #: Subscribed topics that do not exist yet, while :meth:`run` waits for them (None: it is not).
+        self.waiting_for_topics: str | None = None
+        self._topics_probe_watched = False
 
     @property
     def ready(self) -> bool:
@@ -287,6 +295,10 @@ class ConsumerLoop:
 
     def run(self, *, max_messages: int | None = None, idle_timeout: float | None = None) -> LoopStats:
         """Consume until shutdown, ``max_messages`` handled, or nothing arrived for ``idle_timeout`` s."""
+        self._await_topics()
+        if self.shutdown.requested:
+            self._close()
+            return self.stats
         self._consumer.subscribe(self._topics)
         log.info("consumer_started", topics=self._topics)
         last_activity = time.monotonic()
@@ -311,6 +323,58 @@ class ConsumerLoop:
         finally:
             self._close()
         return self.stats
+
+    def _missing_topics(self) -> list[str]:
+        """Subscribed topics the broker does not list (yet); regex subscriptions are not checked."""
+        wanted = [t for t in self._topics if not t.startswith("^")]
+        if not wanted:
+            return []
+        missing = []
+        for name in wanted:  # one request per topic: the broker may hold thousands of namespaces
+            found = self._consumer.list_topics(name, timeout=TOPIC_METADATA_TIMEOUT_S).topics.get(name)
+            if found is None or found.error is not None or not found.partitions:
+                missing.append(name)
+        return missing
+
+    def _await_topics(self) -> None:
+        """Wait, alive and not ready, until every subscribed topic exists; then subscribe.
+
+        Why: librdkafka reports a subscribed topic that does not exist as the non-retriable
+        ``UNKNOWN_TOPIC_OR_PART``, which the loop must treat as fatal once running (a topic deleted
+        under a live consumer). At start-up it only means the topics job (``ops topics``, the replay
+        or the emitter creating its namespace) has not run yet: a strategy pod started first used
+        to exit and crash-loop with Kubernetes' growing back-off. It now waits, says which topics it
+        waits for (log, ``/healthz/ready``), and starts the moment they exist.
+        """
+        delay = TOPIC_WAIT_BACKOFF_S[0]
+        while not self.shutdown.requested:
+            try:
+                missing = self._missing_topics()
+            except KafkaException as exc:  # the broker is not answering metadata: same wait
+                missing = [f"(metadata unavailable: {exc})"]
+            if not missing:
+                if self.waiting_for_topics is not None:
+                    log.info("consumer_topics_available", topics=self._topics)
+                self.waiting_for_topics = None
+                return
+            why = ", ".join(missing)
+            if why != self.waiting_for_topics:  # say it when it starts or changes, not every retry
+                log.warning("consumer_waiting_for_topics", missing=missing, retry_in_s=delay)
+            self.waiting_for_topics = why
+            if not self._topics_probe_watched:
+                self._topics_probe_watched = True
+                HEALTH.watch("topics", self._topics_probe, every_s=1.0)
+            deadline = time.monotonic() + delay
+            while not self.shutdown.requested and time.monotonic() < deadline:
+                HEALTH.beat()
+                HEARTBEAT.labels(self._service).set_to_current_time()
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            delay = min(TOPIC_WAIT_BACKOFF_S[1], delay * 2)
+
+    def _topics_probe(self) -> None:
+        """Readiness: red while :meth:`_await_topics` waits."""
+        if self.waiting_for_topics is not None:
+            raise RuntimeError(f"{self._service}: waiting for topics to exist: {self.waiting_for_topics}")
 
     def _next_batch(self, want: int) -> list[Message]:
         """Whatever is already fetched (up to ``want``), else wait for the first message only.

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-# TA-Lib's TA_IS_ZERO threshold.
-_TA_EPS = 1e-8
+#: TA-Lib's TA_IS_ZERO threshold. Public because the incremental steppers (``stepping.py``) must use
+#: the very same constant to stay bit-identical with these vectorized indicators.
+TA_EPS = 1e-8
 
 
 def trange(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
@@ -77,7 +78,7 @@ def rsi(close: np.ndarray, period: int) -> np.ndarray:
         losses.append(lo)
     ga, la = np.asarray(gains), np.asarray(losses)
     tot = ga + la
-    ok = np.abs(tot) >= _TA_EPS
+    ok = np.abs(tot) >= TA_EPS
     res = np.zeros(len(ga))
     res[ok] = 100.0 * (ga[ok] / tot[ok])
     out[period:] = res
@@ -112,12 +113,12 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) -> np
         add_m(sm)
         add_t(st)
     spa, sma_, sta = np.asarray(sps), np.asarray(sms), np.asarray(sts)
-    valid_tr = np.abs(sta) >= _TA_EPS
+    valid_tr = np.abs(sta) >= TA_EPS
     safe_tr = np.where(valid_tr, sta, 1.0)
     mdi = 100.0 * (sma_ / safe_tr)
     pdi = 100.0 * (spa / safe_tr)
     di_sum = mdi + pdi
-    valid = valid_tr & (np.abs(di_sum) >= _TA_EPS)
+    valid = valid_tr & (np.abs(di_sum) >= TA_EPS)
     dx = np.where(valid, 100.0 * (np.abs(mdi - pdi) / np.where(valid, di_sum, 1.0)), 0.0)
     # The first ``period`` DX values (bars period..2*period-1) are averaged into the seed.
     prev = _seq_sum(np.where(valid[:period], dx[:period], 0.0)) / period

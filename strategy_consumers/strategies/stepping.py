@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from strategy_consumers.strategies.indicators import _TA_EPS
+from strategy_consumers.strategies.indicators import TA_EPS
 
 if TYPE_CHECKING:
     from strategy_consumers.strategies.base import Strategy
@@ -132,7 +132,7 @@ class Rsi:
         if g != g:
             return NAN
         tot = g + lo
-        return 100.0 * (g / tot) if abs(tot) >= _TA_EPS else 0.0
+        return 100.0 * (g / tot) if abs(tot) >= TA_EPS else 0.0
 
 
 class Adx:
@@ -169,12 +169,12 @@ class Adx:
         self.sp = self.sp - self.sp / p + pdm
         self.sm = self.sm - self.sm / p + mdm
         self.st = self.st - self.st / p + tr
-        valid_tr = abs(self.st) >= _TA_EPS
+        valid_tr = abs(self.st) >= TA_EPS
         safe_tr = self.st if valid_tr else 1.0
         mdi = 100.0 * (self.sm / safe_tr)
         pdi = 100.0 * (self.sp / safe_tr)
         di_sum = mdi + pdi
-        valid = valid_tr and abs(di_sum) >= _TA_EPS
+        valid = valid_tr and abs(di_sum) >= TA_EPS
         dx = 100.0 * (abs(mdi - pdi) / di_sum) if valid else 0.0
         self.dx_seen += 1
         if self.dx_seen < p:

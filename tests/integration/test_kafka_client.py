@@ -176,6 +176,63 @@ def test_topic_creation_is_idempotent_and_checks_partitions(settings: Settings) 
         ensure_topics(admin, [TopicSpec(settings.topic(INTENTS), 2)])
 
 
+def test_a_loop_started_before_its_topic_exists_waits_not_ready_then_consumes(settings: Settings) -> None:
+    """A strategy started before ``ops topics`` (or the replay) made its bars topic used to exit
+    with UNKNOWN_TOPIC_OR_PART; it must wait, alive and not ready, and consume once the topic exists."""
+    from common.health import HEALTH
+
+    topic = settings.topic(bars_topic("7h"))  # no registry timeframe: the fixture did not create it
+    producer = EventProducer(settings, "test")
+    handled: list[str] = []
+    loop = ConsumerLoop(
+        settings,
+        service="test-late-topic",
+        group_id="g-late-topic",
+        topics=[topic],
+        handler=lambda e, _m: handled.append(e.intent_id),
+        producer=producer,
+        expected=OrderIntent,
+    )
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            loop.run()
+        except BaseException as exc:  # the old loop raised KafkaException here
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while loop.waiting_for_topics is None and not failed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not failed, failed
+        assert loop.waiting_for_topics == topic
+        time.sleep(1.5)  # a few retries: still waiting, still alive, not ready
+        assert thread.is_alive() and not failed and loop.waiting_for_topics == topic
+        assert HEALTH.live().ok
+        ready = HEALTH.ready()
+        assert not ready.ok and "waiting for topics" in str(ready.detail["dependencies"]["topics"]["error"])
+
+        ensure_topics(AdminClient(admin_config(settings)), [TopicSpec(topic, 1)])
+        producer.send(topic, sample_order_intent(intent_id="late-1"), key="k")
+        producer.flush()
+        deadline = time.monotonic() + 30
+        while handled != ["late-1"] and not failed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not failed, failed
+        assert handled == ["late-1"] and loop.waiting_for_topics is None
+        deadline = time.monotonic() + 10  # the probe runs every second
+        while not HEALTH.ready().detail["dependencies"]["topics"]["ok"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert HEALTH.ready().detail["dependencies"]["topics"]["ok"]
+    finally:
+        loop.shutdown.request()
+        thread.join(timeout=15)
+    assert not thread.is_alive() and not failed
+
+
 def test_sigterm_finishes_batch_commits_and_exits_cleanly(settings: Settings, tmp_path: Path) -> None:
     topic = settings.topic(INTENTS)
     producer = EventProducer(settings, "test")

@@ -359,7 +359,7 @@ def test_crash_between_decision_commit_and_intent_send_is_repaired_on_start(sett
     def crash(_intents: list[OrderIntent]) -> None:
         raise RuntimeError("process died before the intents were flushed")
 
-    first._send_many = crash  # type: ignore[method-assign]
+    first._send_many = crash  # type: ignore[method-assign,assignment]
     for i in (1, 2, 3):
         bus.tick(i)
         bus.recs(i, all_long)
