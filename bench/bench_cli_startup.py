@@ -206,15 +206,15 @@ def main() -> None:
     baseline_note = ""
     if args.baseline is not None:
         rev = subprocess.run(
-            ["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(args.baseline), "log", "-1", "--format=%h (%s)"],
             capture_output=True,
             text=True,
             check=False,
-        ).stdout.strip() or str(args.baseline)
+        ).stdout.strip()[:120] or str(args.baseline)
         head += " before: median s | before: modules |"
         rule += "---:|---:|"
         baseline_note = (
-            f" Before: the same commands in a checkout of {rev} (eager imports), same "
+            f" Before: the same commands in a checkout of {rev}, same "
             f"interpreter and repeats, interleaved with the new ones."
         )
     text = (

@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
+from common.cli import make_app
+
 # Start-up imports only typer: bridge.settings drags in SQLAlchemy and bridge.app FastAPI, so
 # each command imports them itself and `--help` answers at once.
 
 SPEC_PATH = Path(__file__).resolve().parent / "openapi.json"
-cli = typer.Typer(
-    help="REST + SSE bridge between the trading pipeline and the desktop client.", no_args_is_help=True
-)
+cli = make_app("REST + SSE bridge between the trading pipeline and the desktop client.")
 
 
 def spec_json() -> str:

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from common.cli import make_app
+
 if TYPE_CHECKING:
     from executor.clock import Clock
 
 # Start-up imports only typer: the book, the venue clients (ccxt), Kafka and SQLAlchemy are
 # imported by the commands that use them, so `--help` and a mistyped option answer at once.
 
-app = typer.Typer(
-    help="Executor: risk-checked orders from intents.", no_args_is_help=True, add_completion=False
-)
+app = make_app("Executor: risk-checked orders from intents.")
 
 
 def _clock() -> Clock:

@@ -6,17 +6,17 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from common.cli import make_app
+
 if TYPE_CHECKING:
     from config import MetaSettings, Settings
 
 # Start-up imports only typer: the service (confluent_kafka, SQLAlchemy, the policy's libraries)
 # is imported by the command that runs it, so `--help` answers at once.
 
-app = typer.Typer(
-    help="Meta consumer: joins recommendations per tick, runs the selected policy, "
-    "publishes one OrderIntent per tick.",
-    no_args_is_help=True,
-    add_completion=False,
+app = make_app(
+    "Meta consumer: joins recommendations per tick, runs the selected policy, "
+    "publishes one OrderIntent per tick."
 )
 
 

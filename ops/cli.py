@@ -7,17 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from common.cli import make_app
+
 if TYPE_CHECKING:
     from config import Settings
 
 # Start-up imports only typer: every command imports what it uses, so `--help` and a mistyped
 # option answer at once instead of after loading confluent_kafka, pydantic and jsonschema.
 
-app = typer.Typer(
-    help="Operations: migrate the database, create Kafka topics, wait for infrastructure.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+app = make_app("Operations: migrate the database, create Kafka topics, wait for infrastructure.")
 
 
 def registry_timeframes(settings: Settings) -> list[str]:
@@ -94,9 +92,7 @@ def demo(
     main(days, out, timeout)
 
 
-runs_app = typer.Typer(
-    help="Pipeline runs (replays, backtests, demos): list and delete; never live.", no_args_is_help=True
-)
+runs_app = make_app("Pipeline runs (replays, backtests, demos): list and delete; never live.")
 app.add_typer(runs_app, name="runs")
 
 

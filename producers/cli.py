@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from common.cli import make_app
 from common.dataset import BUNDLED_CSV
 
 if TYPE_CHECKING:
@@ -28,9 +29,7 @@ if TYPE_CHECKING:
 # producers.exogenous.SOURCE_NAMES (a unit test keeps them equal) without importing that module.
 SOURCE_NAMES = ("fear_greed", "news", "sentiment", "kraken_funding", "kraken_open_interest")
 
-app = typer.Typer(
-    help="Market data: candles exchange/CSV -> Postgres.", no_args_is_help=True, add_completion=False
-)
+app = make_app("Market data: candles exchange/CSV -> Postgres.")
 
 
 def parse_when(value: str) -> datetime:
@@ -157,11 +156,7 @@ def gaps(
 
 # ------------------------------------------------------------------------------------ exogenous
 
-exogenous_app = typer.Typer(
-    help="Exogenous (non-price) series: shared files and live sources -> Postgres.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+exogenous_app = make_app("Exogenous (non-price) series: shared files and live sources -> Postgres.")
 app.add_typer(exogenous_app, name="exogenous")
 
 

@@ -11,12 +11,13 @@ from typing import Annotated
 
 import typer
 
+from common.cli import make_app
 from strategy_consumers.strategies import BUILTIN, builtin_strategy
 
 # Start-up imports only typer and the built-in names (for `--help`): numpy, pandas and the
 # strategies are imported by the command that computes, so `--help` answers at once.
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="BTC strategy consumers.")
+app = make_app("BTC strategy consumers.")
 
 
 @app.callback()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from common.cli import make_app
 from producers.cli import parse_when
 
 if TYPE_CHECKING:
@@ -16,11 +17,7 @@ if TYPE_CHECKING:
 # Start-up imports only typer (and producers.cli, as light): the emitter, Kafka, SQLAlchemy and
 # pydantic are imported by the commands that use them, so `--help` answers at once.
 
-app = typer.Typer(
-    help="Tick emitter: publishes TickPlan + BarClosed at every GLOBAL_TICK.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+app = make_app("Tick emitter: publishes TickPlan + BarClosed at every GLOBAL_TICK.")
 
 Sync = Annotated[bool, typer.Option("--sync/--no-sync", help="Sync candles from the exchange first.")]
 Prune = Annotated[bool, typer.Option("--prune/--no-prune", help="Prune synced candles past the lookback.")]

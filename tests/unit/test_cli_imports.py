@@ -87,6 +87,36 @@ def test_all_clis_together_stay_light() -> None:
     assert sorted(h for h in HEAVY if h in loaded) == []
 
 
+@pytest.mark.parametrize("module", ["ops", "executor", "training"])
+def test_help_and_usage_errors_print_plainly_without_rich(module: str) -> None:
+    """``common.cli.make_app`` turns typer's rich help off: rendering it imported ~170 modules and
+    cost ~0.25 s of every ``--help`` (bench_cli_startup). The help and a usage error still say
+    what they must (usage, the options, the bad option and exit status 2)."""
+    code = (
+        "import sys\n"
+        f"from {module}.cli import app\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('RICH' if any(m == 'rich' or m.startswith('rich.') for m in sys.modules) else 'PLAIN', code)\n"
+    )
+    for argv, status in ((["--help"], 0), (["--no-such-option"], 2)):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.stdout.splitlines()[-1] == f"PLAIN {status}", (
+            argv,
+            done.stdout[-300:],
+            done.stderr[-300:],
+        )
+        shown = done.stdout + done.stderr
+        assert "Usage:" in shown
+        assert ("--help" in shown) if status == 0 else ("No such option: --no-such-option" in shown)
+
+
 def test_producers_source_names_match_the_sources() -> None:
     """producers.cli names the live sources in `poll --help` without importing producers.exogenous."""
     from producers import cli, exogenous
