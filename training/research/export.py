@@ -5,7 +5,11 @@ configuration by its trial-log key (what REPORT.md and ``trials.jsonl`` name it)
 artefact and, with ``--register``, stores it in the live ``models`` table **unselected**: selecting
 stays the operator's act (``UPDATE models SET selected``, or the gates' outcome), as for trained
 models. Families that are online rules with no fitted state export exactly the research path
-(``volmanaged``); fitted families (ridge/logistic, ...) are not exportable yet (ADR 0020).
+(``volmanaged``). The fitted linear families (``ridge``, ``logistic``; ADR 0025) are fitted once
+by :func:`candidates.fit_linear` on the training range (:func:`train_bars`: every research bar the
+CLI loads from the signals' warm-up on, or those up to ``--train-until``) and the training
+statistics go into the artefact, so live applies exactly what the research path applies after the
+same fit. ``hedge``, ``dsr``, ``rl``, ``metalabel`` and ``imitation`` are refused with the reason.
 """
 
 from __future__ import annotations
@@ -16,13 +20,60 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from common.combiner import export_combiner, load_combiner
+import numpy as np
+import pandas as pd
+
+from common.combiner import LINEAR_KINDS, export_combiner, load_combiner
+from common.signals import SignalArrays
 from training.research.candidates import GRID, Config
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-EXPORTABLE = ("volmanaged",)
+    from training.research.funding import FundingEvents
+
+EXPORTABLE = ("volmanaged", *LINEAR_KINDS)
+#: Why the other research families do not ship (yet); the message of the refusal.
+NOT_EXPORTABLE = {
+    "hedge": "an online learner: its weights are state carried from the first bar, which the "
+    "consumer would have to replay",
+    "dsr": "an online learner: its weights are state carried from the first bar, which the "
+    "consumer would have to replay",
+    "rl": "an RL policy ships as a btcmeta.mlp.v1 policy (python -m training train / export), "
+    "not as a combiner",
+    "metalabel": "its fitted model is not in the combiner format yet",
+    "imitation": "its fitted models are not in the combiner format yet",
+}
+#: Fewer training rows than this cannot give the statistics a linear fit stores.
+MIN_TRAIN_BARS = 500
+
+
+@dataclass(frozen=True)
+class FitData:
+    """The research inputs a fitted family is fitted on (what ``python -m training research`` loads).
+
+    ``signals``: every registry strategy's answers (restricted to the artefact's strategies here);
+    ``events``: the funding series (None: no ``funding_last`` anywhere, read as 0, as research);
+    ``train_until``: the last training bar's open time (None: every bar).
+    """
+
+    candles: pd.DataFrame
+    signals: SignalArrays
+    events: FundingEvents | None = None
+    train_until: pd.Timestamp | None = None
+
+
+def train_bars(signals: SignalArrays, train_until: pd.Timestamp | None = None) -> np.ndarray:
+    """The training range: bars from the warm-up (as the research CPCV starts) to ``train_until``.
+
+    A training bar ``b`` contributes row ``b - 1`` labelled with bar ``b``'s return, so everything a
+    fit reads is known at the close of the last training bar.
+    """
+    bars = np.arange(max(1, signals.warmup), len(signals))
+    if train_until is not None:
+        opens = pd.DatetimeIndex(signals.index)
+        bars = bars[opens[bars] <= train_until]
+    return bars
 
 
 class ExportError(ValueError):
@@ -54,28 +105,77 @@ def parse_key(key: str) -> Config:
     return Config(family, doc)  # numbers as written: the key round-trips to the trial log's
 
 
-def combiner_artifact(config: Config, strategies: Sequence[str], provenance: Mapping[str, Any]) -> bytes:
+def combiner_artifact(
+    config: Config,
+    strategies: Sequence[str],
+    provenance: Mapping[str, Any],
+    data: FitData | None = None,
+) -> bytes:
     """The artefact that decides live what ``candidates.exposure(config, ...)`` scored."""
     if config.family not in EXPORTABLE:
+        why = NOT_EXPORTABLE.get(config.family, "an unknown family")
         raise ExportError(
-            f"{config.family!r} is not exportable yet (exportable: {', '.join(EXPORTABLE)}); see ADR 0020"
+            f"{config.family!r} is not exportable: {why} (exportable: {', '.join(EXPORTABLE)}); "
+            "see ADR 0020 / 0025"
         )
+    if config.family in LINEAR_KINDS:
+        kind, params, provenance = _fit_linear(config, strategies, provenance, data)
+    else:
+        kind, params = "volmanaged", _volmanaged_params(config)
+    try:
+        return export_combiner(
+            kind, strategies, params, grid=GRID, provenance={"config": config.key, **provenance}
+        )
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _volmanaged_params(config: Config) -> dict[str, float]:
     p = dict(config.params)
     if not {"target_vol", "window"} <= set(p) or set(p) - {"target_vol", "window", "cap"}:
         raise ExportError(
             f"{config.key}: volmanaged takes target_vol, window (and cap), got {sorted(config.params)}"
         )
-    params = {
+    return {
         "target_vol": float(p["target_vol"]),
         "window": float(p["window"]),
         "cap": float(p.get("cap", 1.0)),
     }
+
+
+def _fit_linear(
+    config: Config, strategies: Sequence[str], provenance: Mapping[str, Any], data: FitData | None
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Fit ``ridge`` / ``logistic`` on the training range: (kind, artefact params, provenance)."""
+    from training.research.candidates import build_context, fit_linear
+    from training.research.protocol import funding_known
+
+    if set(config.params) != {"lam"}:
+        raise ExportError(f"{config.key}: {config.family} takes lam, got {sorted(config.params)}")
+    if data is None:
+        raise ExportError(f"{config.key}: {config.family} is fitted: it needs the research data")
     try:
-        return export_combiner(
-            "volmanaged", strategies, params, grid=GRID, provenance={"config": config.key, **provenance}
-        )
+        sig = data.signals.restricted(tuple(strategies))
     except ValueError as exc:
         raise ExportError(str(exc)) from None
+    bars = train_bars(sig, data.train_until)
+    if bars.size < MIN_TRAIN_BARS:
+        raise ExportError(
+            f"{config.key}: {bars.size} training bars (after the warm-up, up to --train-until); "
+            f"at least {MIN_TRAIN_BARS} needed"
+        )
+    candles = data.candles.loc[sig.index]
+    ctx = build_context(candles, sig, np.zeros(len(sig)), funding_known(sig.index, data.events))
+    lam = float(config.params["lam"])
+    model = fit_linear(ctx, config.family, lam, bars)
+    opens = pd.DatetimeIndex(sig.index)
+    train = {
+        "first_bar": opens[bars[0]].isoformat(),
+        "last_bar": opens[bars[-1]].isoformat(),
+        "bars": int(bars.size),
+        "funding": data.events.source if data.events is not None else "none",
+    }
+    return config.family, {"lam": lam, **model.to_params()}, {**provenance, "train": train}
 
 
 def register(engine: Engine, model_id: str, artifact: bytes, config: Config) -> bool:
@@ -110,10 +210,14 @@ def export(
     model_id: str | None = None,
     engine: Engine | None = None,
     provenance: Mapping[str, Any] | None = None,
+    data: FitData | None = None,
 ) -> Exported:
-    """Artefact for ``key`` over ``strategies``; registered (unselected) when ``engine`` is given."""
+    """Artefact for ``key`` over ``strategies``; registered (unselected) when ``engine`` is given.
+
+    ``data``: the research inputs, needed by the fitted families (ridge, logistic) only.
+    """
     config = parse_key(key)
-    art = combiner_artifact(config, strategies, provenance or {})
+    art = combiner_artifact(config, strategies, provenance or {}, data)
     fp = json.loads(art)["fingerprint"]
     mid = model_id or f"combiner-{config.family}-{fp[:12]}"
     registered = register(engine, mid, art, config) if engine is not None else False
