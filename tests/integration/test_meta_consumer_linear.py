@@ -1,0 +1,154 @@
+"""A fitted linear combiner shipped live (ADR 0025): export, register, select, hot reload, decide.
+
+The real meta consumer (in-process, real broker and database) is fed real data tick by tick: the
+price strategies' real answers, BarClosed windows of 721 real closes, and the real funding series
+stored in the exogenous table (point in time on ``published_at``). A ``ridge`` combiner fitted on
+the bars before the replayed window (out of sample) is registered unselected, selected after the
+first tick and picked up at the next; every intent must equal the research candidate's
+vectorized exposure (``candidates.fit_predict`` on the same training range) at every tick.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import update
+
+from common.combiner import LINEAR_CLOSES
+from common.db.models import Model
+from common.db.session import make_engine, session_scope
+from common.events import BarClosed, DueStrategy, Recommendation, SignalEvent, Target, TickPlan
+from common.exogenous.catalog import get_series
+from common.exogenous.files import load_dir
+from common.exogenous.store import store_frame, sync_catalog
+from common.ids import make_intent_id, make_tick_id
+from common.kafka.producer import EventProducer
+from common.kafka.topics import RECOMMENDATIONS, TICKS, bars_topic
+from common.signals import SignalArrays
+from config import Settings, load_settings
+from meta_consumer import store
+from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES
+from tests.integration.test_meta_consumer import meta_settings, own_db, read_intents, running, wait_decisions
+from training.research.candidates import build_context, fit_predict
+from training.research.export import FitData, export, train_bars
+from training.research.funding import SERIES, load_funding
+from training.research.protocol import funding_known
+from training.signals import compute_signals, training_exogenous
+
+pytestmark = pytest.mark.integration
+__all__ = ["own_db"]  # the fixture, re-used from the meta consumer's tests
+
+SYMBOL = "BTC/USD:USD"
+PRICE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi", "ma_trend", "vwap_reversion")
+TARGETS = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
+KEY = 'ridge:{"lam":0.01}'
+TICKS_N = 200
+
+
+def publish(settings: Settings, candles: pd.DataFrame, sig: SignalArrays, bars: Sequence[int]) -> list[str]:
+    """Answers, TickPlan and BarClosed (721 closes) of each bar's tick, as strategies and emitter send."""
+    p = EventProducer(settings, "test-publisher")
+    ohlcv = candles[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
+    times = [ts.to_pydatetime() for ts in pd.DatetimeIndex(candles.index)]
+    ids = []
+    for t in bars:
+        when = times[t] + timedelta(hours=1)  # the tick at bar t's close
+        tid = make_tick_id(SYMBOL, when)
+        ids.append(tid)
+        for k, name in enumerate(PRICE):
+            if sig.present[t, k]:
+                rec = Recommendation(
+                    tick_id=tid, strategy=name, strategy_version="1.0.0", symbol=SYMBOL, timeframe="1h",
+                    bar_close_time=when, target=TARGETS[int(sig.target[t, k])], event=SignalEvent.NONE,
+                    confidence=0.5, horizon_bars=4, produced_at=when, indicators={},
+                )  # fmt: skip
+                p.send(settings.topic(RECOMMENDATIONS), rec, key=tid)
+        due = [DueStrategy(n, "1.0.0", "1h") for k, n in enumerate(PRICE) if sig.present[t, k]]
+        plan = TickPlan.create(SYMBOL, when, due, deadline=when + timedelta(seconds=30), published_at=when)
+        p.send(settings.topic(TICKS), plan, key=tid)
+        lo = t + 1 - BAR_CLOSES
+        w = ohlcv[lo : t + 1]
+        bar = BarClosed(
+            tick_id=tid, symbol=SYMBOL, timeframe="1h", bar_open_time=times[t],
+            open_time=tuple(times[lo : t + 1]), open=tuple(w[:, 0]), high=tuple(w[:, 1]),
+            low=tuple(w[:, 2]), close=tuple(w[:, 3]), volume=tuple(w[:, 4]),
+        )  # fmt: skip
+        p.send(settings.topic(bars_topic("1h")), bar, key=tid)
+    p.flush()
+    return ids
+
+
+def test_selected_ridge_combiner_decides_live_as_its_vectorized_backtest(own_db: Settings) -> None:
+    settings = own_db
+    exo = Path(load_settings().exogenous.data_dir)
+    candles = load_bundled_candles_slice()
+    sig_all = compute_signals(candles, exogenous=training_exogenous())
+    sig = sig_all.restricted(PRICE)
+    events = load_funding(exo)
+    fund = funding_known(sig.index, events)
+    n = len(sig)
+    bars = list(range(n - 1 - TICKS_N, n - 1))  # the last bar is never held: left out
+    until = pd.Timestamp(sig.index[bars[0] - 1])  # fitted on the bars before the replay only
+    fit = FitData(candles, sig_all, events, until)
+
+    engine = make_engine(settings.database_url.get_secret_value())
+    frames = load_dir(exo, SERIES)  # the real funding series, as the exogenous loader stores them
+    sync_catalog(engine, [get_series(s) for s in SERIES])
+    for name in SERIES:
+        store_frame(engine, get_series(name), frames[name], "test")
+    # the live read is point in time and equals the research's "last published by the close"
+    ticks = [pd.Timestamp(sig.index[t]).to_pydatetime() + timedelta(hours=1) for t in bars]
+    live_fund = [store.funding_last(engine, at) for at in ticks]
+    assert live_fund == [float(fund[t]) for t in bars] and len(set(live_fund)) > 5
+    first_pub = pd.Timestamp(frames["funding_bitmex_8h"]["published_at"].min()).to_pydatetime()
+    assert store.funding_last(engine, first_pub - timedelta(seconds=1)) is None
+    assert store.funding_last(engine, first_pub) is not None
+
+    exported = export(KEY, PRICE, engine=engine, data=fit)
+    assert exported.registered and export(KEY, PRICE, engine=engine, data=fit).registered is False
+    with session_scope(engine) as s:  # registered, not selected: selection is the operator's act
+        row = s.get(Model, exported.model_id)
+        assert row is not None and not row.selected and row.algo == "combiner:ridge"
+    ctx = build_context(candles.loc[sig.index], sig, np.zeros(n), fund)
+    vectorized = fit_predict(ctx, "ridge", 0.01, train_bars(sig, until))
+
+    with running(settings, meta_settings(model_poll_s=0.0), live=PRICE):
+        first = publish(settings, candles, sig, bars[:1])
+        [d0] = wait_decisions(settings, 1)
+        with session_scope(engine) as s:  # the operator selects it; the next tick's poll loads it
+            s.execute(update(Model).where(Model.model_id == exported.model_id).values(selected=True))
+        ids = first + publish(settings, candles, sig, bars[1:])
+        rows = wait_decisions(settings, len(bars), timeout=180)
+    engine.dispose()
+    assert d0.model_id == "fallback:majority_vote"
+    assert len(d0.observation["state"]["mark"]["closes"]) == MARK_CLOSES  # no combiner: 256 carried
+    assert "funding_last" not in d0.observation
+    assert len(rows) == len(bars) and [r.tick_id for r in rows] == ids
+    assert {r.model_id for r in rows[1:]} == {exported.model_id}
+    assert not any(r.degraded for r in rows)
+    assert all(len(r.observation["state"]["mark"]["closes"]) == LINEAR_CLOSES for r in rows[1:])
+    assert [r.observation["funding_last"] for r in rows[1:]] == live_fund[1:]
+    live = np.array([r.target_exposure for r in rows[1:]])
+    want = vectorized[bars[1:]]
+    k = np.flatnonzero(live != want)
+    assert k.size == 0, (
+        f"first difference at tick {ids[1 + k[0]]}: live {live[k[0]]} vs vectorized {want[k[0]]}"
+    )
+    intents = read_intents(settings, len(bars))
+    assert [i.intent_id for _, i in intents[1:]] == [make_intent_id(t, exported.model_id) for t in ids[1:]]
+    assert np.array_equal([i.target_exposure for _, i in intents[1:]], want)
+    assert len(set(want.tolist())) >= 3, "a window where the linear score moves the book"
+    size = [len(json.dumps(r.observation)) for r in (d0, rows[-1])]
+    print(f"decision row observation JSON: {size[0]} bytes (256 closes), {size[1]} bytes (721 closes)")
+
+
+def load_bundled_candles_slice() -> pd.DataFrame:
+    from common.dataset import load_bundled_candles
+
+    return load_bundled_candles().iloc[-4000:]
