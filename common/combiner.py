@@ -25,6 +25,9 @@ Kinds:
   training mean/std stored in the artefact, minus a training centre (the logistic's median score),
   divided by the training score std, snapped. The row at bar ``t`` reads closes ``t-720 .. t``
   (721 closes), the answers applied by ``t`` and the funding rate published by the close of ``t``.
+* ``metalabel`` (ADR 0025): the same row and score; the majority vote (as ``volmanaged``'s) is
+  followed where ``sigmoid(score) > threshold`` and flat elsewhere (meta-labeling: the logistic
+  decides whether to take the vote's side).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from common.events import Target
 from common.observation import TARGET_VALUES, window_std
 
 FORMAT = "btcmeta.combiner.v1"
-LINEAR_KINDS = ("ridge", "logistic")
+LINEAR_KINDS = ("ridge", "logistic", "metalabel")
 KINDS = ("volmanaged", *LINEAR_KINDS)
 #: Trailing log-return horizons (hours) and the volatility window of the linear feature row.
 RET_HORIZONS = (24, 168, 720)
@@ -160,6 +163,20 @@ def linear_features(close: npt.ArrayLike, votes: npt.ArrayLike, funding_last: np
     return out
 
 
+def sigmoid(z: npt.ArrayLike) -> FloatArray:
+    """Element-wise logistic function, clipped at +-50 (the research learners' ``_sigmoid``)."""
+    out: FloatArray = 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -50, 50)))
+    return out
+
+
+def metalabel_path(
+    vote: npt.ArrayLike, score: npt.ArrayLike, threshold: float, grid: float = 0.25
+) -> FloatArray:
+    """Follow the vote where ``sigmoid(score) > threshold``, flat elsewhere; snapped."""
+    v = np.asarray(vote, dtype=np.float64)
+    return snap(np.where(sigmoid(score) > threshold, v, 0.0) + 0.0, grid)
+
+
 @dataclass(frozen=True, eq=False)
 class Linear:
     """A fitted linear combiner: ``snap(((z(x) . beta + intercept) - center) / scale)``.
@@ -215,8 +232,8 @@ class Linear:
             np.asarray(p["mu"], dtype=np.float64),
             np.asarray(p["sd"], dtype=np.float64),
             np.asarray(p["beta"], dtype=np.float64),
-            float(p["center"]),
-            float(p["scale"]),
+            float(p.get("center", 0.0)),
+            float(p.get("scale", 0.0)),
         )
 
 
@@ -349,6 +366,10 @@ class Combiner:
         funding = np.full(n, np.nan)
         funding[-1] = math.nan if funding_last is None else funding_last
         row = linear_features(c, votes, funding)[-1:]
+        if self.kind == "metalabel":
+            vote = majority_vote([targets[s] for s in self.strategies if s in targets], 1.0)
+            score = self.linear.raw_score(row)
+            return float(metalabel_path([vote], score, float(self.params["threshold"]), self.grid)[0])
         return float(self.linear.exposure(row, self.grid)[0])
 
 
@@ -423,7 +444,8 @@ def parse(data: bytes, model_id: str) -> Combiner:
 
 def _check_linear(kind: str, params: Any, strategies: Sequence[str], model_id: str) -> Linear:
     """The linear parameters, checked: the feature list must be the one this code computes."""
-    want = {"lam", "features", "mu", "sd", "beta", "center", "scale"}
+    common = {"lam", "features", "mu", "sd", "beta"}
+    want = common | ({"horizon", "threshold"} if kind == "metalabel" else {"center", "scale"})
     if not isinstance(params, dict) or set(params) != want:
         got = sorted(params) if isinstance(params, dict) else params
         raise CombinerError(f"model {model_id}: {kind} params {got}, expected {sorted(want)}")
@@ -443,12 +465,14 @@ def _check_linear(kind: str, params: Any, strategies: Sequence[str], model_id: s
             raise CombinerError(f"model {model_id}: {key} must be {size} finite numbers")
     if not all(x > 0 for x in params["sd"]):
         raise CombinerError(f"model {model_id}: sd must be > 0")
-    for key in ("center", "scale", "lam"):
+    for key in sorted(want - {"features", "mu", "sd", "beta"}):
         x = params[key]
         if not isinstance(x, float | int) or not math.isfinite(x):
             raise CombinerError(f"model {model_id}: {key} must be a finite number")
-    if params["scale"] < 0:
+    if params.get("scale", 0.0) < 0:
         raise CombinerError(f"model {model_id}: scale must be >= 0")
+    if kind == "metalabel" and not 0.0 <= params["threshold"] < 1.0:
+        raise CombinerError(f"model {model_id}: threshold must be in [0, 1)")
     return Linear.from_params(params)
 
 

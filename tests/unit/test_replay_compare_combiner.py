@@ -32,7 +32,7 @@ from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES, Carry, Choice, Mark, T
 from ops.replay_compare import closes_seen, combiner_fractions
 from tick_emitter.core import BaseCandles, DuePlan, prepare_bars
 from training.baselines import baseline_exposure
-from training.research.candidates import build_context, volmanaged_exposure
+from training.research.candidates import Context, build_context, volmanaged_exposure
 from training.split import Window
 
 STRATEGIES = ("a", "b", "c")
@@ -156,11 +156,13 @@ def test_closes_seen_counts_stored_candles_in_the_window_capped_at_the_carry() -
     assert closes_seen(long, np.array([999]), 900)[0] == BAR_CLOSES == 721  # what a linear one needs
 
 
-def test_vectorized_linear_combiner_is_the_live_decision_with_its_cold_start() -> None:
-    """A ridge combiner over real closes with a gap: 721 closes needed, funding read per tick."""
+@pytest.mark.parametrize("family", ["ridge", "metalabel"])
+def test_vectorized_linear_combiner_is_the_live_decision_with_its_cold_start(family: str) -> None:
+    """A ridge (or meta-label) combiner over real closes with a gap: 721 closes, funding per tick."""
     from config import load_settings
     from training.research.candidates import fit_linear
     from training.research.funding import load_funding
+    from training.research.learners import metalabel_model
     from training.research.protocol import funding_known
 
     raw = load_bundled_candles().iloc[-2600:]
@@ -183,9 +185,19 @@ def test_vectorized_linear_combiner_is_the_live_decision_with_its_cold_start() -
     from pathlib import Path
 
     fund = funding_known(sig.index, load_funding(Path(load_settings().exogenous.data_dir)))
-    ctx = build_context(candles, sig, np.zeros(n), fund)
-    model = fit_linear(ctx, "ridge", 0.01, np.arange(721, 1500))
-    art = export_combiner("ridge", STRATEGIES, {"lam": 0.01, **model.to_params()})
+    majority = baseline_exposure("majority_vote", sig, Window(0, n + 1))
+    ctx = build_context(candles, sig, majority, fund)
+    train = np.arange(721, 1500)
+    if family == "metalabel":
+        fitted = metalabel_model(ctx.features, majority, ctx.ret, train, 24, 0.01, ctx.feature_names)
+        assert fitted is not None
+        model = fitted
+        stored = {k: v for k, v in model.to_params().items() if k not in ("center", "scale")}
+        params = {"lam": 0.01, "horizon": 24, "threshold": 0.5, **stored}
+    else:
+        model = fit_linear(ctx, "ridge", 0.01, train)
+        params = {"lam": 0.01, **model.to_params()}
+    art = export_combiner(family, STRATEGIES, params)
     comb = load_combiner(
         SimpleNamespace(
             model_id="c-test",
@@ -207,9 +219,17 @@ def test_vectorized_linear_combiner_is_the_live_decision_with_its_cold_start() -
     assert k.size == 0, f"first difference at bar {k[0]}: live {live[k[0]]} vs vectorized {vectorized[k[0]]}"
     assert [("720 h return unknown, flat" in r) for r in reasons] == cold.tolist()
     assert cold[:720].all() and not cold[720 : gap.start].any() and cold[gap.start :].sum() > 0
-    research = model.exposure(ctx.features)  # the research path is not flat after the gap
+    research = (  # the research path is not flat after the gap
+        learners_metalabel(ctx, majority, train) if family == "metalabel" else model.exposure(ctx.features)
+    )
     assert np.count_nonzero(research[cold][720:]) > 0
     assert np.array_equal(research[~cold], vectorized[~cold]) and len(set(vectorized[~cold])) >= 3
     # without the funding the consumer reads, the vectorized side would differ
     no_funding, _ = combiner_fractions(candles, sig, comb, bars, seen, None)
     assert np.any(no_funding != vectorized)
+
+
+def learners_metalabel(ctx: Context, majority: np.ndarray, train: np.ndarray) -> np.ndarray:
+    from training.research.learners import metalabel_exposure
+
+    return metalabel_exposure(ctx.features, majority, ctx.ret, train, 24, 0.01, 0.5)

@@ -5,11 +5,12 @@ configuration by its trial-log key (what REPORT.md and ``trials.jsonl`` name it)
 artefact and, with ``--register``, stores it in the live ``models`` table **unselected**: selecting
 stays the operator's act (``UPDATE models SET selected``, or the gates' outcome), as for trained
 models. Families that are online rules with no fitted state export exactly the research path
-(``volmanaged``). The fitted linear families (``ridge``, ``logistic``; ADR 0025) are fitted once
-by :func:`candidates.fit_linear` on the training range (:func:`train_bars`: every research bar the
-CLI loads from the signals' warm-up on, or those up to ``--train-until``) and the training
-statistics go into the artefact, so live applies exactly what the research path applies after the
-same fit. ``hedge``, ``dsr``, ``rl``, ``metalabel`` and ``imitation`` are refused with the reason.
+(``volmanaged``). The fitted linear families (``ridge``, ``logistic``, ``metalabel``; ADR 0025)
+are fitted once (:func:`candidates.fit_linear`, ``learners.metalabel_model``) on the training
+range (:func:`train_bars`: every research bar the CLI loads from the signals' warm-up on, or those
+up to ``--train-until``) and the training statistics go into the artefact, so live applies
+exactly what the research path applies after the same fit. ``hedge``, ``dsr``, ``rl`` and
+``imitation`` are refused with the reason.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ NOT_EXPORTABLE = {
     "consumer would have to replay",
     "rl": "an RL policy ships as a btcmeta.mlp.v1 policy (python -m training train / export), "
     "not as a combiner",
-    "metalabel": "its fitted model is not in the combiner format yet",
     "imitation": "its fitted models are not in the combiner format yet",
 }
 #: Fewer training rows than this cannot give the statistics a linear fit stores.
@@ -148,10 +148,14 @@ def _fit_linear(
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """Fit ``ridge`` / ``logistic`` on the training range: (kind, artefact params, provenance)."""
     from training.research.candidates import build_context, fit_linear
-    from training.research.protocol import funding_known
+    from training.research.learners import metalabel_model
+    from training.research.protocol import _baseline_exposures, funding_known
 
-    if set(config.params) != {"lam"}:
-        raise ExportError(f"{config.key}: {config.family} takes lam, got {sorted(config.params)}")
+    want = {"horizon", "threshold", "lam"} if config.family == "metalabel" else {"lam"}
+    if set(config.params) != want:
+        raise ExportError(
+            f"{config.key}: {config.family} takes {', '.join(sorted(want))}, got {sorted(config.params)}"
+        )
     if data is None:
         raise ExportError(f"{config.key}: {config.family} is fitted: it needs the research data")
     try:
@@ -165,9 +169,21 @@ def _fit_linear(
             f"at least {MIN_TRAIN_BARS} needed"
         )
     candles = data.candles.loc[sig.index]
-    ctx = build_context(candles, sig, np.zeros(len(sig)), funding_known(sig.index, data.events))
+    majority = _baseline_exposures(sig)["majority_vote"]  # the research's vote (metalabel's side)
+    ctx = build_context(candles, sig, majority, funding_known(sig.index, data.events))
     lam = float(config.params["lam"])
-    model = fit_linear(ctx, config.family, lam, bars)
+    extra: dict[str, float] = {}
+    if config.family == "metalabel":
+        horizon, threshold = int(config.params["horizon"]), float(config.params["threshold"])
+        fitted = metalabel_model(ctx.features, ctx.majority, ctx.ret, bars, horizon, lam, ctx.feature_names)
+        if fitted is None:
+            raise ExportError(f"{config.key}: no training row where the vote is not flat")
+        to_store = fitted.to_params()
+        del to_store["center"], to_store["scale"]  # not used: the score is a probability
+        extra = {"horizon": float(horizon), "threshold": threshold}
+        params = {"lam": lam, **extra, **to_store}
+    else:
+        params = {"lam": lam, **fit_linear(ctx, config.family, lam, bars).to_params()}
     opens = pd.DatetimeIndex(sig.index)
     train = {
         "first_bar": opens[bars[0]].isoformat(),
@@ -175,7 +191,7 @@ def _fit_linear(
         "bars": int(bars.size),
         "funding": data.events.source if data.events is not None else "none",
     }
-    return config.family, {"lam": lam, **model.to_params()}, {**provenance, "train": train}
+    return config.family, params, {**provenance, "train": train}
 
 
 def register(engine: Engine, model_id: str, artifact: bytes, config: Config) -> bool:

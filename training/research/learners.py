@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from common import combiner
+
 LEVELS = np.linspace(-1.0, 1.0, 9)  # the meta consumer's 0.25 exposure grid
 
 
@@ -57,7 +59,7 @@ def standardize(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    return combiner.sigmoid(z)
 
 
 # --- meta-labeling -----------------------------------------------------------------------------
@@ -101,6 +103,28 @@ def metalabel_fit(
     return fit_logistic(x[rows], y, lam), rows
 
 
+def metalabel_model(
+    features: np.ndarray,
+    majority: np.ndarray,
+    ret: np.ndarray,
+    train_bars: np.ndarray,
+    horizon: int,
+    lam: float,
+    names: tuple[str, ...] = (),
+) -> combiner.Linear | None:
+    """The fitted meta-label logistic as live parameters (None: no training row, always flat).
+
+    ``mu`` / ``sd`` are :func:`standardize`'s statistics of the rows the fit used, so
+    ``Linear.raw_score`` is the fit's ``x @ beta`` in the live decision's fixed summation order.
+    """
+    beta, rows = metalabel_fit(features, majority, ret, train_bars, horizon, lam)
+    if rows.size == 0:
+        return None
+    mu = features[rows].mean(axis=0)
+    sd = features[rows].std(axis=0)
+    return combiner.Linear(names, mu, np.where(sd > 0, sd, 1.0), beta, 0.0, 0.0)
+
+
 def metalabel_exposure(
     features: np.ndarray,
     majority: np.ndarray,
@@ -110,11 +134,11 @@ def metalabel_exposure(
     lam: float,
     threshold: float,
 ) -> np.ndarray:
-    beta, rows = metalabel_fit(features, majority, ret, train_bars, horizon, lam)
-    if rows.size == 0:
+    """Follow the vote where the fitted logistic says so: ``common.combiner.metalabel_path``."""
+    model = metalabel_model(features, majority, ret, train_bars, horizon, lam)
+    if model is None:
         return np.zeros_like(majority)
-    p = _sigmoid(standardize(features, rows) @ beta)
-    return np.where(p > threshold, majority, 0.0) + 0.0
+    return combiner.metalabel_path(majority, model.raw_score(features), threshold)
 
 
 # --- Moody-Saffell direct reinforcement on the differential Sharpe ratio ----------------------

@@ -208,3 +208,48 @@ def test_linear_artefacts_are_canonical_and_checked(
     assert "expected" in refused({"extra": 1.0})
     with pytest.raises(CombinerError, match="needs 721 closes"):
         load_combiner(row(art), max_closes=MARK_CLOSES)
+
+
+@pytest.fixture(scope="module")
+def real6k() -> tuple[pd.DataFrame, SignalArrays, np.ndarray]:
+    """6,000 real hours (2021-12 .. 2022-08): the price strategies' vote is flat before ~bar 1,100
+    of any slice (their warm-up), so 3,000 hours leave a meta-label fit a single training row."""
+    candles = load_bundled_candles().iloc[-6000:]
+    sig = compute_signals(candles, exogenous=training_exogenous()).restricted(PRICE)
+    events = load_funding(Path(load_settings().exogenous.data_dir))
+    return candles, sig, funding_known(sig.index, events)
+
+
+@pytest.mark.parametrize("horizon,threshold", [(24, 0.5), (24, 0.55)])
+def test_live_metalabel_equals_the_research_path_bar_by_bar(
+    real6k: tuple[pd.DataFrame, SignalArrays, np.ndarray], horizon: int, threshold: float
+) -> None:
+    """Meta-labeling: the vote where the fitted logistic says so, live == research at every bar."""
+    from training.research.candidates import Config, exposure
+    from training.research.learners import metalabel_model
+
+    candles, sig, fund = real6k
+    ctx = context(real6k)
+    train = np.arange(LINEAR_CLOSES, 3000)
+    params = {"horizon": horizon, "threshold": threshold, "lam": 1.0}
+    vectorized = exposure(Config("metalabel", params), ctx, train)
+    model = metalabel_model(ctx.features, ctx.majority, ctx.ret, train, horizon, 1.0, ctx.feature_names)
+    assert model is not None
+    stored = {k: v for k, v in model.to_params().items() if k not in ("center", "scale")}
+    art = export_combiner("metalabel", PRICE, {**params, **stored})
+    comb = load_combiner(row(art), max_closes=BAR_CLOSES)
+    assert comb.kind == "metalabel" and comb.closes_needed == 721 and comb.reads_funding
+    choice = Choice(
+        "lin-test", FeatureSpec(strategies=PRICE), None, FallbackMode.MAJORITY_VOTE, combiner=comb
+    )
+    live, reasons, _ = live_decisions(candles, sig, fund, choice)
+    assert np.all(live[: LINEAR_CLOSES - 1] == 0.0) and "720 h return unknown" in reasons[0]
+    live, want = live[LINEAR_CLOSES - 1 : -1], vectorized[LINEAR_CLOSES - 1 : -1]
+    k = np.flatnonzero(live != want)
+    assert k.size == 0, f"first difference at bar {LINEAR_CLOSES - 1 + k[0]}: {live[k[0]]} vs {want[k[0]]}"
+    vote = ctx.majority[LINEAR_CLOSES - 1 : -1]
+    followed, vetoed = (
+        np.count_nonzero((live == vote) & (vote != 0)),
+        np.count_nonzero((live == 0) & (vote != 0)),
+    )
+    assert followed > 300 and vetoed > 300, (followed, vetoed)  # the logistic both follows and vetoes

@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from common.combiner import LINEAR_CLOSES, is_combiner_artifact, linear_features, load_combiner
+from common.combiner import (
+    LINEAR_CLOSES,
+    is_combiner_artifact,
+    linear_features,
+    load_combiner,
+    metalabel_path,
+)
 from common.dataset import load_bundled_candles
 from config import load_settings
 from training.cli import app
@@ -42,7 +48,8 @@ def test_every_volmanaged_grid_key_round_trips_and_exports() -> None:
         ('hedge:{"decay":0.0,"eta":5.0}', "not exportable: an online learner"),
         ('dsr:{"rho":0.01,"seed":0}', "not exportable: an online learner"),
         ('rl:{"horizon":72.0,"seed":0.0}', "not exportable: an RL policy ships as a btcmeta.mlp.v1"),
-        ('metalabel:{"horizon":24,"lam":1.0,"threshold":0.5}', "not exportable"),
+        ('imitation:{"lam":1.0}', "not exportable: its fitted models"),
+        ('metalabel:{"horizon":24,"lam":1.0}', "metalabel takes horizon, lam, threshold"),
         ('ridge:{"lam":1.0}', "is fitted: it needs the research data"),
         ('logistic:{"lam":1.0,"eta":2}', "logistic takes lam"),
         ('volmanaged:{"target_vol":0.5}', "takes target_vol, window"),
@@ -153,3 +160,22 @@ def test_cli_fits_and_writes_a_linear_artefact(tmp_path: Path, fit_data: FitData
         app, ["export-combiner", 'ridge:{"lam":1.0}', "--out", str(out), "--train-until", "soon"]
     )
     assert bad.exit_code == 2 and "not a time" in bad.output
+
+
+def test_a_metalabel_export_applies_what_the_research_fit_scores(fit_data: FitData) -> None:
+    from training.research.candidates import exposure
+    from training.research.protocol import _baseline_exposures
+
+    key = 'metalabel:{"horizon":24,"lam":1.0,"threshold":0.5}'
+    out = export(key, PRICE, data=fit_data)
+    comb = load_combiner(_Row(out.model_id, out.artifact, out.sha256))
+    assert comb.kind == "metalabel" and comb.params["threshold"] == 0.5 and comb.params["horizon"] == 24
+    assert "center" not in comb.params  # a probability against a threshold: no centre or scale
+    sig = fit_data.signals.restricted(PRICE)
+    majority = _baseline_exposures(sig)["majority_vote"]
+    ctx = build_context(fit_data.candles, sig, majority, funding_known(sig.index, fit_data.events))
+    want = exposure(parse_key(key), ctx, train_bars(sig))
+    assert comb.linear is not None
+    got = metalabel_path(majority, comb.linear.raw_score(ctx.features), 0.5)
+    assert np.array_equal(got, want)
+    assert np.count_nonzero(want) > 100 and np.count_nonzero((want == 0) & (majority != 0)) > 100
