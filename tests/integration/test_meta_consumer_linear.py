@@ -2,10 +2,11 @@
 
 The real meta consumer (in-process, real broker and database) is fed real data tick by tick: the
 price strategies' real answers, BarClosed windows of 721 real closes, and the real funding series
-stored in the exogenous table (point in time on ``published_at``). A ``ridge`` combiner fitted on
-the bars before the replayed window (out of sample) is registered unselected, selected after the
-first tick and picked up at the next; every intent must equal the research candidate's
-vectorized exposure (``candidates.fit_predict`` on the same training range) at every tick.
+stored in the exogenous table (point in time on ``published_at``). A ``ridge`` (and a
+``metalabel``) combiner fitted on the bars before the replayed window (out of sample) is
+registered unselected, selected after the first tick and picked up at the next; every intent must
+equal the research candidate's vectorized exposure (``candidates.exposure`` on the same training
+range) at every tick.
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from config import Settings, load_settings
 from meta_consumer import store
 from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES
 from tests.integration.test_meta_consumer import meta_settings, own_db, read_intents, running, wait_decisions
-from training.research.candidates import build_context, fit_predict
-from training.research.export import FitData, export, train_bars
+from training.research.candidates import build_context, exposure
+from training.research.export import FitData, export, parse_key, train_bars
 from training.research.funding import SERIES, load_funding
-from training.research.protocol import funding_known
+from training.research.protocol import _baseline_exposures, funding_known
 from training.signals import compute_signals, training_exogenous
 
 pytestmark = pytest.mark.integration
@@ -84,7 +85,8 @@ def publish(settings: Settings, candles: pd.DataFrame, sig: SignalArrays, bars: 
     return ids
 
 
-def test_selected_ridge_combiner_decides_live_as_its_vectorized_backtest(own_db: Settings) -> None:
+@pytest.mark.parametrize("key", [KEY, 'metalabel:{"horizon":24,"lam":1.0,"threshold":0.5}'])
+def test_selected_linear_combiner_decides_live_as_its_vectorized_backtest(own_db: Settings, key: str) -> None:
     settings = own_db
     exo = Path(load_settings().exogenous.data_dir)
     candles = load_bundled_candles_slice()
@@ -110,13 +112,14 @@ def test_selected_ridge_combiner_decides_live_as_its_vectorized_backtest(own_db:
     assert store.funding_last(engine, first_pub - timedelta(seconds=1)) is None
     assert store.funding_last(engine, first_pub) is not None
 
-    exported = export(KEY, PRICE, engine=engine, data=fit)
-    assert exported.registered and export(KEY, PRICE, engine=engine, data=fit).registered is False
+    config = parse_key(key)
+    exported = export(key, PRICE, engine=engine, data=fit)
+    assert exported.registered and export(key, PRICE, engine=engine, data=fit).registered is False
     with session_scope(engine) as s:  # registered, not selected: selection is the operator's act
         row = s.get(Model, exported.model_id)
-        assert row is not None and not row.selected and row.algo == "combiner:ridge"
-    ctx = build_context(candles.loc[sig.index], sig, np.zeros(n), fund)
-    vectorized = fit_predict(ctx, "ridge", 0.01, train_bars(sig, until))
+        assert row is not None and not row.selected and row.algo == f"combiner:{config.family}"
+    ctx = build_context(candles.loc[sig.index], sig, _baseline_exposures(sig)["majority_vote"], fund)
+    vectorized = exposure(config, ctx, train_bars(sig, until))  # the research candidate's path
 
     with running(settings, meta_settings(model_poll_s=0.0), live=PRICE):
         first = publish(settings, candles, sig, bars[:1])
@@ -143,7 +146,14 @@ def test_selected_ridge_combiner_decides_live_as_its_vectorized_backtest(own_db:
     intents = read_intents(settings, len(bars))
     assert [i.intent_id for _, i in intents[1:]] == [make_intent_id(t, exported.model_id) for t in ids[1:]]
     assert np.array_equal([i.target_exposure for _, i in intents[1:]], want)
-    assert len(set(want.tolist())) >= 3, "a window where the linear score moves the book"
+    if config.family == "metalabel":  # the vote's levels, followed at some ticks and vetoed at others
+        vote = ctx.majority[bars[1:]]
+        assert (
+            np.count_nonzero((want == 0) & (vote != 0)) > 0
+            and np.count_nonzero((want == vote) & (vote != 0)) > 0
+        )
+    else:
+        assert len(set(want.tolist())) >= 3, "a window where the linear score moves the book"
     size = [len(json.dumps(r.observation)) for r in (d0, rows[-1])]
     print(f"decision row observation JSON: {size[0]} bytes (256 closes), {size[1]} bytes (721 closes)")
 
