@@ -28,6 +28,9 @@ Kinds:
 * ``metalabel`` (ADR 0025): the same row and score; the majority vote (as ``volmanaged``'s) is
   followed where ``sigmoid(score) > threshold`` and flat elsewhere (meta-labeling: the logistic
   decides whether to take the vote's side).
+* ``imitation`` (ADR 0025): the same row; ``P(long) - P(short)`` of two logistics (fitted to the
+  hindsight oracle's path on the training bars), snapped. A leg whose training labels were all
+  equal is that constant probability (``const_long`` / ``const_short`` in [0, 1]; -1: fitted).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from common.events import Target
 from common.observation import TARGET_VALUES, window_std
 
 FORMAT = "btcmeta.combiner.v1"
-LINEAR_KINDS = ("ridge", "logistic", "metalabel")
+LINEAR_KINDS = ("ridge", "logistic", "metalabel", "imitation")
 KINDS = ("volmanaged", *LINEAR_KINDS)
 #: Trailing log-return horizons (hours) and the volatility window of the linear feature row.
 RET_HORIZONS = (24, 168, 720)
@@ -120,7 +123,7 @@ def volmanaged_path(
     return snap(np.asarray(vote, dtype=np.float64) * scale, grid)
 
 
-# --- the fitted linear kinds (ridge, logistic): one feature row, one score ----------------------
+# --- the fitted linear kinds (ridge, logistic, metalabel, imitation): one feature row ------------
 
 
 def linear_feature_names(strategies: Sequence[str]) -> tuple[str, ...]:
@@ -175,6 +178,16 @@ def metalabel_path(
     """Follow the vote where ``sigmoid(score) > threshold``, flat elsewhere; snapped."""
     v = np.asarray(vote, dtype=np.float64)
     return snap(np.where(sigmoid(score) > threshold, v, 0.0) + 0.0, grid)
+
+
+def imitation_path(x: npt.ArrayLike, legs: tuple[Linear | float, Linear | float]) -> FloatArray:
+    """``P(long) - P(short)`` per row (unsnapped): a leg is a fitted logistic or a constant."""
+    rows = np.asarray(x, dtype=np.float64)
+    out: FloatArray = np.zeros(rows.shape[0])
+    for sign, leg in ((1.0, legs[0]), (-1.0, legs[1])):
+        p = np.full(rows.shape[0], leg) if isinstance(leg, float) else sigmoid(leg.raw_score(rows))
+        out += sign * p
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -312,12 +325,14 @@ class Combiner:
     params: Mapping[str, Any]
     grid: float
     fingerprint: str
-    #: The fitted linear model of the ``ridge`` / ``logistic`` kinds (None for ``volmanaged``).
+    #: The fitted linear model of the linear kinds (None for ``volmanaged``; imitation: its long leg).
     linear: Linear | None = None
+    #: ``imitation``'s two legs (long, short): a fitted logistic or a constant probability.
+    legs: tuple[Linear | float, Linear | float] | None = None
 
     @property
     def window(self) -> int:
-        """The longest price lookback in hours (volmanaged: its window; linear: 720)."""
+        """The longest price lookback in hours (volmanaged: its window; the linear kinds: 720)."""
         return LINEAR_CLOSES - 1 if self.linear is not None else int(self.params["window"])
 
     @property
@@ -366,6 +381,8 @@ class Combiner:
         funding = np.full(n, np.nan)
         funding[-1] = math.nan if funding_last is None else funding_last
         row = linear_features(c, votes, funding)[-1:]
+        if self.legs is not None:
+            return float(snap(imitation_path(row, self.legs), self.grid)[0])
         if self.kind == "metalabel":
             vote = majority_vote([targets[s] for s in self.strategies if s in targets], 1.0)
             score = self.linear.raw_score(row)
@@ -432,6 +449,10 @@ def parse(data: bytes, model_id: str) -> Combiner:
         raise CombinerError(f"model {model_id}: strategies must be a non-empty list of unique names")
     if not isinstance(grid, float | int) or not 0 < grid <= 1:
         raise CombinerError(f"model {model_id}: grid {grid!r} is not in (0, 1]")
+    if kind == "imitation":
+        legs = _check_imitation(params, strategies, model_id)
+        lin = legs[0] if isinstance(legs[0], Linear) else _leg(params, "long")
+        return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp, lin, legs)
     if kind in LINEAR_KINDS:
         lin = _check_linear(kind, params, strategies, model_id)
         return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp, lin)
@@ -474,6 +495,50 @@ def _check_linear(kind: str, params: Any, strategies: Sequence[str], model_id: s
     if kind == "metalabel" and not 0.0 <= params["threshold"] < 1.0:
         raise CombinerError(f"model {model_id}: threshold must be in [0, 1)")
     return Linear.from_params(params)
+
+
+def _leg(params: Mapping[str, Any], side: str) -> Linear:
+    return Linear(
+        tuple(params["features"]),
+        np.asarray(params["mu"], dtype=np.float64),
+        np.asarray(params["sd"], dtype=np.float64),
+        np.asarray(params[f"beta_{side}"], dtype=np.float64),
+        0.0,
+        0.0,
+    )
+
+
+def _check_imitation(
+    params: Any, strategies: Sequence[str], model_id: str
+) -> tuple[Linear | float, Linear | float]:
+    """The two legs, checked: shared row and statistics, a fitted beta or a constant per leg."""
+    want = {"lam", "features", "mu", "sd", "beta_long", "beta_short", "const_long", "const_short"}
+    if not isinstance(params, dict) or set(params) != want:
+        got = sorted(params) if isinstance(params, dict) else params
+        raise CombinerError(f"model {model_id}: imitation params {got}, expected {sorted(want)}")
+    names = linear_feature_names(strategies)
+    if params["features"] != list(names):
+        raise CombinerError(
+            f"model {model_id}: features {params['features']} are not this code's row {list(names)}"
+        )
+    f = len(names)
+    for key, size in (("mu", f), ("sd", f), ("beta_long", f + 1), ("beta_short", f + 1)):
+        v = params[key]
+        if (
+            not isinstance(v, list)
+            or len(v) != size
+            or not all(isinstance(x, float | int) and math.isfinite(x) for x in v)
+        ):
+            raise CombinerError(f"model {model_id}: {key} must be {size} finite numbers")
+    if not all(x > 0 for x in params["sd"]):
+        raise CombinerError(f"model {model_id}: sd must be > 0")
+    legs: list[Linear | float] = []
+    for side in ("long", "short"):
+        c = params[f"const_{side}"]
+        if not isinstance(c, float | int) or not (c == -1 or 0 <= c <= 1):
+            raise CombinerError(f"model {model_id}: const_{side} must be -1 (fitted) or in [0, 1]")
+        legs.append(_leg(params, side) if c == -1 else float(c))
+    return legs[0], legs[1]
 
 
 def _check_params(kind: str, params: Mapping[str, float], model_id: str) -> None:

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from common.actions import ACTIONS, apply_actions, label_for
-from common.combiner import Combiner, metalabel_path
+from common.combiner import Combiner, imitation_path, metalabel_path, snap
 from common.events import Target
 from common.fills import venue_price_at
 from common.observation import FeatureSpec
@@ -138,7 +138,7 @@ def combiner_fractions(
     (``candidates.build_context``), with ``funding_last[t]`` the rate last published by the close of
     bar ``t`` (``training.research.protocol.funding_known``; None: none, as an empty store).
     """
-    if comb.kind not in ("volmanaged", "ridge", "logistic", "metalabel"):
+    if comb.kind not in ("volmanaged", "ridge", "logistic", "metalabel", "imitation"):
         raise ValueError(f"combiner kind {comb.kind!r}: no vectorized path here")
     if comb.grid != GRID:
         raise ValueError(f"combiner grid {comb.grid}: the research path snaps to {GRID}")
@@ -147,7 +147,9 @@ def combiner_fractions(
     majority = baseline_exposure("majority_vote", sig, Window(0, n + 1), max_exposure=1.0)
     fund = np.full(n, np.nan) if funding_last is None else np.asarray(funding_last, dtype=np.float64)
     ctx = build_context(candles, sig, majority, fund)
-    if comb.kind == "metalabel" and comb.linear is not None:  # the vote, where the logistic says so
+    if comb.legs is not None:  # imitation: P(long) - P(short)
+        path = snap(imitation_path(ctx.features, comb.legs), comb.grid)
+    elif comb.kind == "metalabel" and comb.linear is not None:  # the vote, where the logistic says so
         score = comb.linear.raw_score(ctx.features)
         path = metalabel_path(majority, score, float(comb.params["threshold"]), comb.grid)
     elif comb.linear is not None:

@@ -3,7 +3,7 @@
 The real meta consumer (in-process, real broker and database) is fed real data tick by tick: the
 price strategies' real answers, BarClosed windows of 721 real closes, and the real funding series
 stored in the exogenous table (point in time on ``published_at``). A ``ridge`` (and a
-``metalabel``) combiner fitted on the bars before the replayed window (out of sample) is
+``metalabel``, an ``imitation``) combiner fitted on the bars before the replayed window (out of sample) is
 registered unselected, selected after the first tick and picked up at the next; every intent must
 equal the research candidate's vectorized exposure (``candidates.exposure`` on the same training
 range) at every tick.
@@ -32,13 +32,14 @@ from common.ids import make_intent_id, make_tick_id
 from common.kafka.producer import EventProducer
 from common.kafka.topics import RECOMMENDATIONS, TICKS, bars_topic
 from common.signals import SignalArrays
-from config import Settings, load_settings
+from config import DEFAULT_FUNDING_RATE_HOURLY, Settings, load_settings
 from meta_consumer import store
 from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES
 from tests.integration.test_meta_consumer import meta_settings, own_db, read_intents, running, wait_decisions
+from training.ledger import CostModel
 from training.research.candidates import build_context, exposure
 from training.research.export import FitData, export, parse_key, train_bars
-from training.research.funding import SERIES, load_funding
+from training.research.funding import SERIES, bar_funding, load_funding
 from training.research.protocol import _baseline_exposures, funding_known
 from training.signals import compute_signals, training_exogenous
 
@@ -85,7 +86,9 @@ def publish(settings: Settings, candles: pd.DataFrame, sig: SignalArrays, bars: 
     return ids
 
 
-@pytest.mark.parametrize("key", [KEY, 'metalabel:{"horizon":24,"lam":1.0,"threshold":0.5}'])
+@pytest.mark.parametrize(
+    "key", [KEY, 'metalabel:{"horizon":24,"lam":1.0,"threshold":0.5}', 'imitation:{"lam":0.001}']
+)
 def test_selected_linear_combiner_decides_live_as_its_vectorized_backtest(own_db: Settings, key: str) -> None:
     settings = own_db
     exo = Path(load_settings().exogenous.data_dir)
@@ -118,7 +121,12 @@ def test_selected_linear_combiner_decides_live_as_its_vectorized_backtest(own_db
     with session_scope(engine) as s:  # registered, not selected: selection is the operator's act
         row = s.get(Model, exported.model_id)
         assert row is not None and not row.selected and row.algo == f"combiner:{config.family}"
-    ctx = build_context(candles.loc[sig.index], sig, _baseline_exposures(sig)["majority_vote"], fund)
+    # the research context as the research run builds it (imitation's oracle reads the costs)
+    per_bar = bar_funding(sig.index, events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
+    majority = _baseline_exposures(sig)["majority_vote"]
+    ctx = build_context(
+        candles.loc[sig.index], sig, majority, fund, per_bar, CostModel.configured().cost_rate
+    )
     vectorized = exposure(config, ctx, train_bars(sig, until))  # the research candidate's path
 
     with running(settings, meta_settings(model_poll_s=0.0), live=PRICE):

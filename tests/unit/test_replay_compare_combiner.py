@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.combiner import export_combiner, load_combiner
+from common.combiner import export_combiner, imitation_path, load_combiner
+from common.combiner import snap as combiner_snap
 from common.dataset import load_bundled_candles
 from common.events import SignalEvent, Target
 from common.ids import make_tick_id
@@ -156,9 +157,9 @@ def test_closes_seen_counts_stored_candles_in_the_window_capped_at_the_carry() -
     assert closes_seen(long, np.array([999]), 900)[0] == BAR_CLOSES == 721  # what a linear one needs
 
 
-@pytest.mark.parametrize("family", ["ridge", "metalabel"])
+@pytest.mark.parametrize("family", ["ridge", "metalabel", "imitation"])
 def test_vectorized_linear_combiner_is_the_live_decision_with_its_cold_start(family: str) -> None:
-    """A ridge (or meta-label) combiner over real closes with a gap: 721 closes, funding per tick."""
+    """A ridge (meta-label, imitation) combiner over real closes with a gap: 721 closes, funding."""
     from config import load_settings
     from training.research.candidates import fit_linear
     from training.research.funding import load_funding
@@ -171,11 +172,11 @@ def test_vectorized_linear_combiner_is_the_live_decision_with_its_cold_start(fam
     rng = np.random.default_rng(25)
     n = len(candles)
     target = np.empty((n, len(STRATEGIES)), dtype=np.int8)
-    for k in range(len(STRATEGIES)):
+    for j in range(len(STRATEGIES)):
         t = 0
         while t < n:
             span = int(rng.integers(24, 120))
-            target[t : t + span, k] = rng.choice([-1, 0, 1], p=[0.3, 0.2, 0.5])
+            target[t : t + span, j] = rng.choice([-1, 0, 1], p=[0.3, 0.2, 0.5])
             t += span
     sig = SignalArrays(
         strategies=STRATEGIES, index=pd.DatetimeIndex(candles.index), target=target,
@@ -188,7 +189,15 @@ def test_vectorized_linear_combiner_is_the_live_decision_with_its_cold_start(fam
     majority = baseline_exposure("majority_vote", sig, Window(0, n + 1))
     ctx = build_context(candles, sig, majority, fund)
     train = np.arange(721, 1500)
-    if family == "metalabel":
+    if family == "imitation":
+        from training.research.export import _imitation_params
+        from training.research.learners import imitation_model
+
+        legs, rows = imitation_model(
+            ctx.features, ctx.ret, np.zeros(n), 0.0005, train, 0.001, ctx.feature_names
+        )
+        params = {"lam": 0.001, **_imitation_params(ctx.features[rows], ctx.feature_names, legs)}
+    elif family == "metalabel":
         fitted = metalabel_model(ctx.features, majority, ctx.ret, train, 24, 0.01, ctx.feature_names)
         assert fitted is not None
         model = fitted
@@ -219,9 +228,12 @@ def test_vectorized_linear_combiner_is_the_live_decision_with_its_cold_start(fam
     assert k.size == 0, f"first difference at bar {k[0]}: live {live[k[0]]} vs vectorized {vectorized[k[0]]}"
     assert [("720 h return unknown, flat" in r) for r in reasons] == cold.tolist()
     assert cold[:720].all() and not cold[720 : gap.start].any() and cold[gap.start :].sum() > 0
-    research = (  # the research path is not flat after the gap
-        learners_metalabel(ctx, majority, train) if family == "metalabel" else model.exposure(ctx.features)
-    )
+    if family == "imitation":
+        research = combiner_snap(imitation_path(ctx.features, legs))
+    elif family == "metalabel":
+        research = learners_metalabel(ctx, majority, train)
+    else:
+        research = model.exposure(ctx.features)  # the research path is not flat after the gap
     assert np.count_nonzero(research[cold][720:]) > 0
     assert np.array_equal(research[~cold], vectorized[~cold]) and len(set(vectorized[~cold])) >= 3
     # without the funding the consumer reads, the vectorized side would differ

@@ -5,12 +5,12 @@ configuration by its trial-log key (what REPORT.md and ``trials.jsonl`` name it)
 artefact and, with ``--register``, stores it in the live ``models`` table **unselected**: selecting
 stays the operator's act (``UPDATE models SET selected``, or the gates' outcome), as for trained
 models. Families that are online rules with no fitted state export exactly the research path
-(``volmanaged``). The fitted linear families (``ridge``, ``logistic``, ``metalabel``; ADR 0025)
-are fitted once (:func:`candidates.fit_linear`, ``learners.metalabel_model``) on the training
+(``volmanaged``). The fitted linear families (``ridge``, ``logistic``, ``metalabel``,
+``imitation``; ADR 0025) are fitted once (:func:`candidates.fit_linear`, ``learners``) on the training
 range (:func:`train_bars`: every research bar the CLI loads from the signals' warm-up on, or those
 up to ``--train-until``) and the training statistics go into the artefact, so live applies
-exactly what the research path applies after the same fit. ``hedge``, ``dsr``, ``rl`` and
-``imitation`` are refused with the reason.
+exactly what the research path applies after the same fit (``imitation``: the oracle's costs are
+the configured ones, as in ``research``). ``hedge``, ``dsr`` and ``rl`` are refused with the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from common.combiner import LINEAR_KINDS, export_combiner, load_combiner
+from common.combiner import LINEAR_KINDS, Linear, export_combiner, load_combiner
 from common.signals import SignalArrays
 from training.research.candidates import GRID, Config
 
@@ -42,7 +42,6 @@ NOT_EXPORTABLE = {
     "consumer would have to replay",
     "rl": "an RL policy ships as a btcmeta.mlp.v1 policy (python -m training train / export), "
     "not as a combiner",
-    "imitation": "its fitted models are not in the combiner format yet",
 }
 #: Fewer training rows than this cannot give the statistics a linear fit stores.
 MIN_TRAIN_BARS = 500
@@ -147,8 +146,11 @@ def _fit_linear(
     config: Config, strategies: Sequence[str], provenance: Mapping[str, Any], data: FitData | None
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """Fit ``ridge`` / ``logistic`` on the training range: (kind, artefact params, provenance)."""
+    from config import DEFAULT_FUNDING_RATE_HOURLY
+    from training.ledger import CostModel
     from training.research.candidates import build_context, fit_linear
-    from training.research.learners import metalabel_model
+    from training.research.funding import bar_funding
+    from training.research.learners import imitation_model, metalabel_model
     from training.research.protocol import _baseline_exposures, funding_known
 
     want = {"horizon", "threshold", "lam"} if config.family == "metalabel" else {"lam"}
@@ -170,10 +172,23 @@ def _fit_linear(
         )
     candles = data.candles.loc[sig.index]
     majority = _baseline_exposures(sig)["majority_vote"]  # the research's vote (metalabel's side)
-    ctx = build_context(candles, sig, majority, funding_known(sig.index, data.events))
+    # the costs the research's oracle optimizes against (imitation): per-bar funding, fee + slippage
+    per_bar = bar_funding(sig.index, data.events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
+    cost_rate = CostModel.configured().cost_rate
+    fund = funding_known(sig.index, data.events)
+    ctx = build_context(candles, sig, majority, fund, per_bar, cost_rate)
     lam = float(config.params["lam"])
     extra: dict[str, float] = {}
-    if config.family == "metalabel":
+    if config.family == "imitation":
+        assert ctx.funding is not None
+        legs, rows = imitation_model(
+            ctx.features, ctx.ret, ctx.funding, cost_rate, bars, lam, ctx.feature_names
+        )
+        if rows.size == 0:
+            raise ExportError(f"{config.key}: no training row for the oracle")
+        params = {"lam": lam, **_imitation_params(ctx.features[rows], ctx.feature_names, legs)}
+        provenance = {**provenance, "cost_rate": cost_rate}
+    elif config.family == "metalabel":
         horizon, threshold = int(config.params["horizon"]), float(config.params["threshold"])
         fitted = metalabel_model(ctx.features, ctx.majority, ctx.ret, bars, horizon, lam, ctx.feature_names)
         if fitted is None:
@@ -192,6 +207,21 @@ def _fit_linear(
         "funding": data.events.source if data.events is not None else "none",
     }
     return config.family, params, {**provenance, "train": train}
+
+
+def _imitation_params(
+    train_rows: np.ndarray, names: tuple[str, ...], legs: tuple[Linear | float, Linear | float]
+) -> dict[str, Any]:
+    """The two legs as artefact params: shared row statistics, each leg fitted (beta) or constant."""
+    mu = train_rows.mean(axis=0)
+    sd = train_rows.std(axis=0)
+    out: dict[str, Any] = {"features": list(names), "mu": mu, "sd": np.where(sd > 0, sd, 1.0)}
+    for side, leg in zip(("long", "short"), legs, strict=True):
+        if isinstance(leg, Linear):
+            out[f"beta_{side}"], out[f"const_{side}"] = leg.beta, -1.0
+        else:  # all training labels equal: that probability, whatever the row
+            out[f"beta_{side}"], out[f"const_{side}"] = np.zeros(len(names) + 1), float(leg)
+    return out
 
 
 def register(engine: Engine, model_id: str, artifact: bytes, config: Config) -> bool:
@@ -230,7 +260,7 @@ def export(
 ) -> Exported:
     """Artefact for ``key`` over ``strategies``; registered (unselected) when ``engine`` is given.
 
-    ``data``: the research inputs, needed by the fitted families (ridge, logistic) only.
+    ``data``: the research inputs, needed by the fitted families (not volmanaged) only.
     """
     config = parse_key(key)
     art = combiner_artifact(config, strategies, provenance or {}, data)

@@ -253,3 +253,64 @@ def test_live_metalabel_equals_the_research_path_bar_by_bar(
         np.count_nonzero((live == 0) & (vote != 0)),
     )
     assert followed > 300 and vetoed > 300, (followed, vetoed)  # the logistic both follows and vetoes
+
+
+def test_live_imitation_equals_the_research_path_bar_by_bar(
+    real6k: tuple[pd.DataFrame, SignalArrays, np.ndarray],
+) -> None:
+    """Imitation of the oracle: P(long) - P(short) of two logistics, live == research at every bar."""
+    from config import DEFAULT_FUNDING_RATE_HOURLY
+    from training.ledger import CostModel
+    from training.research.candidates import Config, exposure
+    from training.research.export import _imitation_params
+    from training.research.funding import bar_funding
+    from training.research.learners import imitation_model
+
+    candles, sig, fund = real6k
+    events = load_funding(Path(load_settings().exogenous.data_dir))
+    per_bar = bar_funding(sig.index, events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
+    cost_rate = CostModel.configured().cost_rate
+    ctx = build_context(candles, sig, _baseline_exposures(sig)["majority_vote"], fund, per_bar, cost_rate)
+    train = np.arange(LINEAR_CLOSES, 3000)
+    lam = 0.001  # the grid's 1 and 100 shrink both legs to their base rates: flat at every bar
+    vectorized = exposure(Config("imitation", {"lam": lam}), ctx, train)
+    legs, rows = imitation_model(ctx.features, ctx.ret, per_bar, cost_rate, train, lam, ctx.feature_names)
+    assert all(not isinstance(leg, float) for leg in legs)  # both legs fitted
+    art = export_combiner(
+        "imitation", PRICE, {"lam": lam, **_imitation_params(ctx.features[rows], ctx.feature_names, legs)}
+    )
+    comb = load_combiner(row(art), max_closes=BAR_CLOSES)
+    assert comb.kind == "imitation" and comb.closes_needed == 721 and comb.reads_funding
+    choice = Choice(
+        "lin-test", FeatureSpec(strategies=PRICE), None, FallbackMode.MAJORITY_VOTE, combiner=comb
+    )
+    live, reasons, _ = live_decisions(candles, sig, fund, choice)
+    assert np.all(live[: LINEAR_CLOSES - 1] == 0.0) and "720 h return unknown" in reasons[0]
+    live, want = live[LINEAR_CLOSES - 1 : -1], vectorized[LINEAR_CLOSES - 1 : -1]
+    k = np.flatnonzero(live != want)
+    assert k.size == 0, f"first difference at bar {LINEAR_CLOSES - 1 + k[0]}: {live[k[0]]} vs {want[k[0]]}"
+    assert np.count_nonzero(live > 0) > 100 and np.count_nonzero(live < 0) > 10  # both sides
+
+
+def test_an_imitation_leg_with_constant_labels_is_that_probability() -> None:
+    """A leg whose training labels were all equal is stored as a constant and decides as one."""
+    names = linear_feature_names(("a",))
+    f = len(names)
+    base = {"lam": 1.0, "features": list(names), "mu": [0.0] * f, "sd": [1.0] * f}
+    legs = {
+        "beta_long": [0.0] * (f + 1),
+        "beta_short": [0.0] * f + [2.0],
+        "const_long": 1.0,
+        "const_short": -1,
+    }
+    comb = load_combiner(row(export_combiner("imitation", ("a",), {**base, **legs}), ("a",)))
+    closes = tuple(100.0 + 0.01 * i for i in range(LINEAR_CLOSES))
+    # P(long) = 1 (constant), P(short) = sigmoid(2) = 0.88: 0.12 -> snapped to 0.0; with the
+    # short leg constant 0 too it is 1.0
+    assert comb.fraction({"a": Target.LONG}, closes, None) == 0.0
+    legs0 = {**legs, "const_short": 0.0}
+    comb0 = load_combiner(row(export_combiner("imitation", ("a",), {**base, **legs0}), ("a",)))
+    assert comb0.fraction({"a": Target.LONG}, closes, None) == 1.0
+    bad = {**legs, "const_long": 2.0}
+    with pytest.raises(ValueError, match="const_long must be -1"):
+        export_combiner("imitation", ("a",), {**base, **bad})

@@ -48,7 +48,7 @@ def test_every_volmanaged_grid_key_round_trips_and_exports() -> None:
         ('hedge:{"decay":0.0,"eta":5.0}', "not exportable: an online learner"),
         ('dsr:{"rho":0.01,"seed":0}', "not exportable: an online learner"),
         ('rl:{"horizon":72.0,"seed":0.0}', "not exportable: an RL policy ships as a btcmeta.mlp.v1"),
-        ('imitation:{"lam":1.0}', "not exportable: its fitted models"),
+        ('imitation:{"lam":1.0}', "is fitted: it needs the research data"),
         ('metalabel:{"horizon":24,"lam":1.0}', "metalabel takes horizon, lam, threshold"),
         ('ridge:{"lam":1.0}', "is fitted: it needs the research data"),
         ('logistic:{"lam":1.0,"eta":2}', "logistic takes lam"),
@@ -179,3 +179,27 @@ def test_a_metalabel_export_applies_what_the_research_fit_scores(fit_data: FitDa
     got = metalabel_path(majority, comb.linear.raw_score(ctx.features), 0.5)
     assert np.array_equal(got, want)
     assert np.count_nonzero(want) > 100 and np.count_nonzero((want == 0) & (majority != 0)) > 100
+
+
+def test_an_imitation_export_applies_what_the_research_fit_scores(fit_data: FitData) -> None:
+    """The oracle's costs at export are the research's (configured fee/slippage, real funding)."""
+    from config import DEFAULT_FUNDING_RATE_HOURLY
+    from training.ledger import CostModel
+    from training.research.candidates import exposure
+    from training.research.funding import bar_funding
+
+    key = 'imitation:{"lam":0.001}'
+    out = export(key, PRICE, data=fit_data)
+    comb = load_combiner(_Row(out.model_id, out.artifact, out.sha256))
+    assert comb.kind == "imitation" and comb.legs is not None
+    cost_rate = CostModel.configured().cost_rate
+    assert json.loads(out.artifact)["provenance"]["cost_rate"] == cost_rate
+    sig = fit_data.signals.restricted(PRICE)
+    per_bar = bar_funding(sig.index, fit_data.events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
+    fund = funding_known(sig.index, fit_data.events)
+    ctx = build_context(fit_data.candles, sig, np.zeros(LAST), fund, per_bar, cost_rate)
+    want = exposure(parse_key(key), ctx, train_bars(sig))
+    from common.combiner import imitation_path, snap
+
+    assert np.array_equal(snap(imitation_path(ctx.features, comb.legs)), want)
+    assert np.count_nonzero(want) > 100
