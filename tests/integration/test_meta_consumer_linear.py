@@ -86,6 +86,50 @@ def publish(settings: Settings, candles: pd.DataFrame, sig: SignalArrays, bars: 
     return ids
 
 
+def test_funding_read_live_is_the_research_rate_last_published(own_db: Settings) -> None:
+    """``store.funding_last`` at a tick == ``protocol.funding_known`` at that bar, over 2016..2023.
+
+    Both real series are stored as the exogenous loader stores them; the research splices BitMEX
+    until Binance's series starts and takes the last rate published by each close. Ticks every
+    7 h (every phase of the 8 h settlements), both sides of the splice, and the first publication.
+    """
+    import time
+
+    exo = Path(load_settings().exogenous.data_dir)
+    frames = load_dir(exo, SERIES)
+    engine = make_engine(own_db.database_url.get_secret_value())
+    sync_catalog(engine, [get_series(s) for s in SERIES])
+    for name in SERIES:
+        store_frame(engine, get_series(name), frames[name], "test")
+    opens = pd.date_range("2016-05-10", "2023-12-31", freq="7h", tz="UTC")
+    want = funding_known(pd.DatetimeIndex(opens), load_funding(exo))
+    t0 = time.perf_counter()
+    got = [store.funding_last(engine, (o + pd.Timedelta(hours=1)).to_pydatetime()) for o in opens]
+    per_query_ms = (time.perf_counter() - t0) / len(opens) * 1e3
+    raw = engine.raw_connection()  # as the service reads it: a cursor in its decision transaction
+    try:
+        cur = raw.driver_connection.cursor()  # type: ignore[union-attr]
+        t0 = time.perf_counter()
+        on_cursor = [
+            store.funding_last(cur, (o + pd.Timedelta(hours=1)).to_pydatetime()) for o in opens[-2000:]
+        ]
+        cursor_ms = (time.perf_counter() - t0) / 2000 * 1e3
+        raw.rollback()
+    finally:
+        raw.close()
+    assert on_cursor == got[-2000:]
+    print(f"funding_last on a cursor: {cursor_ms:.3f} ms each")
+    got_arr = np.array([np.nan if g is None else g for g in got])
+    assert np.array_equal(got_arr, want, equal_nan=True)
+    assert np.isnan(want[0]) and np.isfinite(want[-1])  # before the first publication: none
+    cut = opens.searchsorted(pd.Timestamp("2020-01-01", tz="UTC"))
+    assert (
+        np.count_nonzero(np.isfinite(want[:cut])) > 4000 and np.count_nonzero(np.isfinite(want[cut:])) > 4000
+    )
+    engine.dispose()
+    print(f"funding_last: {len(opens)} reads, {per_query_ms:.2f} ms each (engine, incl. checkout)")
+
+
 @pytest.mark.parametrize(
     "key", [KEY, 'metalabel:{"horizon":24,"lam":1.0,"threshold":0.5}', 'imitation:{"lam":0.001}']
 )
