@@ -17,8 +17,8 @@ Kinds:
   live fallback) scaled by ``target_vol / realized_vol`` capped at ``cap``, snapped to ``grid``
   and clipped to [-1, 1] (fractions of the max exposure). ``realized_vol`` at bar ``t`` is the
   sample std of the ``window`` hourly log returns ending at ``t``: it reads closes ``t-window ..
-  t``, all published by the close of ``t`` (no lookahead). The meta consumer carries the last
-  :data:`meta_consumer.decide.MARK_CLOSES` closes, so ``window`` must fit in that.
+  t``, all published by the close of ``t`` (no lookahead). The meta consumer holds the last
+  :data:`meta_consumer.decide.BAR_CLOSES` (721) closes of a bar, so ``window`` must fit in that.
 * ``ridge`` / ``logistic`` (ADR 0025): a fitted linear score over the research feature row
   (:func:`linear_feature_names`: each strategy's vote, their mean, the 24/168/720 h trailing log
   returns, the 168 h realized volatility, the last *published* funding rate), z-scored with the
