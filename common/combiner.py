@@ -17,8 +17,20 @@ Kinds:
   live fallback) scaled by ``target_vol / realized_vol`` capped at ``cap``, snapped to ``grid``
   and clipped to [-1, 1] (fractions of the max exposure). ``realized_vol`` at bar ``t`` is the
   sample std of the ``window`` hourly log returns ending at ``t``: it reads closes ``t-window ..
-  t``, all published by the close of ``t`` (no lookahead). The meta consumer carries the last
-  :data:`meta_consumer.decide.MARK_CLOSES` closes, so ``window`` must fit in that.
+  t``, all published by the close of ``t`` (no lookahead). The meta consumer holds the last
+  :data:`meta_consumer.decide.BAR_CLOSES` (721) closes of a bar, so ``window`` must fit in that.
+* ``ridge`` / ``logistic`` (ADR 0025): a fitted linear score over the research feature row
+  (:func:`linear_feature_names`: each strategy's vote, their mean, the 24/168/720 h trailing log
+  returns, the 168 h realized volatility, the last *published* funding rate), z-scored with the
+  training mean/std stored in the artefact, minus a training centre (the logistic's median score),
+  divided by the training score std, snapped. The row at bar ``t`` reads closes ``t-720 .. t``
+  (721 closes), the answers applied by ``t`` and the funding rate published by the close of ``t``.
+* ``metalabel`` (ADR 0025): the same row and score; the majority vote (as ``volmanaged``'s) is
+  followed where ``sigmoid(score) > threshold`` and flat elsewhere (meta-labeling: the logistic
+  decides whether to take the vote's side).
+* ``imitation`` (ADR 0025): the same row; ``P(long) - P(short)`` of two logistics (fitted to the
+  hindsight oracle's path on the training bars), snapped. A leg whose training labels were all
+  equal is that constant probability (``const_long`` / ``const_short`` in [0, 1]; -1: fitted).
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,10 +47,16 @@ import numpy.typing as npt
 
 from common.actions import majority_vote
 from common.events import Target
-from common.observation import window_std
+from common.observation import TARGET_VALUES, window_std
 
 FORMAT = "btcmeta.combiner.v1"
-KINDS = ("volmanaged",)
+LINEAR_KINDS = ("ridge", "logistic", "metalabel", "imitation")
+KINDS = ("volmanaged", *LINEAR_KINDS)
+#: Trailing log-return horizons (hours) and the volatility window of the linear feature row.
+RET_HORIZONS = (24, 168, 720)
+VOL_WINDOW = 168
+#: Closes the linear row reads at bar t: t - 720 .. t.
+LINEAR_CLOSES = max(RET_HORIZONS) + 1
 HOURS_PER_YEAR = 24 * 365
 FloatArray = npt.NDArray[np.float64]
 
@@ -105,6 +123,133 @@ def volmanaged_path(
     return snap(np.asarray(vote, dtype=np.float64) * scale, grid)
 
 
+# --- the fitted linear kinds (ridge, logistic, metalabel, imitation): one feature row ------------
+
+
+def linear_feature_names(strategies: Sequence[str]) -> tuple[str, ...]:
+    """Column names of :func:`linear_features`, in order (the research ``Context.feature_names``)."""
+    return (
+        *[f"vote:{s}" for s in strategies],
+        "vote_mean",
+        *[f"ret_{k}h" for k in RET_HORIZONS],
+        f"vol_{VOL_WINDOW}h",
+        "funding_last",
+    )
+
+
+def linear_features(close: npt.ArrayLike, votes: npt.ArrayLike, funding_last: npt.ArrayLike) -> FloatArray:
+    """Feature rows ``[m, S + 6]`` for bars ``0 .. m-1`` of a close series.
+
+    ``votes[t, s]``: strategy ``s``'s target (-1/0/1) applied by bar ``t``; ``funding_last[t]``: the
+    last funding rate published by the close of ``t`` (NaN: none yet, read as 0). Every operation is
+    element-wise along the bars (the vote mean is a fixed-order sum, the trailing returns are
+    differences of logs, the volatility is :func:`realized_vol`), so row ``t`` has the same bits
+    whether ``close`` is the whole history or only its last :data:`LINEAR_CLOSES` closes, which is
+    how the live decision computes it. Before bar ``k`` the ``ret_kh`` column is 0 and before bar
+    ``168`` the volatility is 0 (the research convention; live, that is a cold start, flat).
+    """
+    c = np.asarray(close, dtype=np.float64)
+    v = np.asarray(votes, dtype=np.float64).reshape(c.size, -1)
+    f = np.asarray(funding_last, dtype=np.float64).reshape(c.size)
+    total: FloatArray = np.zeros(c.size)
+    for k in range(v.shape[1]):  # fixed order: the same sum for one row or for the history
+        total = total + v[:, k]
+    cols = [v, (total / v.shape[1])[:, None]]
+    logp = np.log(c)
+    for k in RET_HORIZONS:
+        r = np.zeros(c.size)
+        r[k:] = logp[k:] - logp[:-k]
+        cols.append(r[:, None])
+    cols.append(np.nan_to_num(realized_vol(simple_returns(c), VOL_WINDOW))[:, None])
+    cols.append(np.nan_to_num(f)[:, None])
+    out: FloatArray = np.hstack(cols)
+    return out
+
+
+def sigmoid(z: npt.ArrayLike) -> FloatArray:
+    """Element-wise logistic function, clipped at +-50 (the research learners' ``_sigmoid``)."""
+    out: FloatArray = 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -50, 50)))
+    return out
+
+
+def metalabel_path(
+    vote: npt.ArrayLike, score: npt.ArrayLike, threshold: float, grid: float = 0.25
+) -> FloatArray:
+    """Follow the vote where ``sigmoid(score) > threshold``, flat elsewhere; snapped."""
+    v = np.asarray(vote, dtype=np.float64)
+    return snap(np.where(sigmoid(score) > threshold, v, 0.0) + 0.0, grid)
+
+
+def imitation_path(x: npt.ArrayLike, legs: tuple[Linear | float, Linear | float]) -> FloatArray:
+    """``P(long) - P(short)`` per row (unsnapped): a leg is a fitted logistic or a constant."""
+    rows = np.asarray(x, dtype=np.float64)
+    out: FloatArray = np.zeros(rows.shape[0])
+    for sign, leg in ((1.0, legs[0]), (-1.0, legs[1])):
+        p = np.full(rows.shape[0], leg) if isinstance(leg, float) else sigmoid(leg.raw_score(rows))
+        out += sign * p
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Linear:
+    """A fitted linear combiner: ``snap(((z(x) . beta + intercept) - center) / scale)``.
+
+    ``mu`` / ``sd``: the training rows' feature mean and std (``sd`` 1 where a column is constant);
+    ``beta``: one coefficient per feature then the intercept; ``center``: the training median score
+    (logistic: a constant up-drift is not a view; ridge: 0); ``scale``: the training std of the
+    centred score (a 1-sd signal is full size; 0 means no signal, flat).
+    """
+
+    features: tuple[str, ...]
+    mu: FloatArray
+    sd: FloatArray
+    beta: FloatArray
+    center: float
+    scale: float
+
+    def raw_score(self, x: npt.ArrayLike) -> FloatArray:
+        """``z . beta + intercept`` per row, as a fixed-order sum of element-wise products.
+
+        A matrix product (BLAS) may sum in another order for one row than for many; this one gives
+        the same bits for a row whichever rows surround it.
+        """
+        z = (np.asarray(x, dtype=np.float64) - self.mu) / self.sd
+        s = np.zeros(z.shape[0])
+        for j in range(z.shape[1]):
+            s = s + z[:, j] * self.beta[j]
+        out: FloatArray = s + self.beta[-1]
+        return out
+
+    def exposure(self, x: npt.ArrayLike, grid: float = 0.25) -> FloatArray:
+        """Exposure fractions of the rows: the centred score in training-score sds, snapped."""
+        score = self.raw_score(x) - self.center
+        if not self.scale > 0:
+            return snap(np.zeros_like(score), grid)
+        return snap(score / self.scale, grid)
+
+    def to_params(self) -> dict[str, Any]:
+        """The JSON-readable parameters stored in the artefact (floats round-trip exactly)."""
+        return {
+            "features": list(self.features),
+            "mu": [float(v) for v in self.mu],
+            "sd": [float(v) for v in self.sd],
+            "beta": [float(v) for v in self.beta],
+            "center": float(self.center),
+            "scale": float(self.scale),
+        }
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> Linear:
+        return cls(
+            tuple(p["features"]),
+            np.asarray(p["mu"], dtype=np.float64),
+            np.asarray(p["sd"], dtype=np.float64),
+            np.asarray(p["beta"], dtype=np.float64),
+            float(p.get("center", 0.0)),
+            float(p.get("scale", 0.0)),
+        )
+
+
 # --- the artefact --------------------------------------------------------------------------
 
 
@@ -117,20 +262,32 @@ def fingerprint(doc: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical({k: v for k, v in doc.items() if k != "fingerprint"})).hexdigest()
 
 
+def _json_param(v: Any) -> Any:
+    """Numbers as floats, lists element-wise (floats or names): what the artefact stores."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, Sequence | np.ndarray):
+        return [_json_param(x) for x in v]
+    return float(v)
+
+
 def export_combiner(
     kind: str,
     strategies: Sequence[str],
-    params: Mapping[str, float],
+    params: Mapping[str, Any],
     *,
     grid: float = 0.25,
     provenance: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """Artefact bytes (canonical JSON with its fingerprint); refuses what :func:`parse` would refuse."""
+    """Artefact bytes (canonical JSON with its fingerprint); refuses what :func:`parse` would refuse.
+
+    ``params``: numbers (volmanaged), or for the linear kinds :meth:`Linear.to_params` plus ``lam``.
+    """
     doc: dict[str, Any] = {
         "format": FORMAT,
         "kind": kind,
         "strategies": list(strategies),
-        "params": {k: float(v) for k, v in sorted(params.items())},
+        "params": {k: _json_param(v) for k, v in sorted(params.items())},
         "grid": float(grid),
         "inputs": _INPUTS.get(kind, ""),
         "provenance": dict(provenance or {}),
@@ -144,6 +301,12 @@ def export_combiner(
 _INPUTS = {
     "volmanaged": "majority vote of the strategies that answered; sample std of the last `window` hourly "
     "log returns (closes t-window..t)",
+    **{
+        k: "each strategy's vote (0 if it never answered), their mean, log(close) differences over "
+        "24/168/720 h, the sample std of the last 168 hourly log returns (0 if unknown), the last "
+        "funding rate published by the decision time (0 if none); closes t-720..t"
+        for k in LINEAR_KINDS
+    },
 }
 
 
@@ -159,26 +322,42 @@ class Combiner:
     model_id: str
     kind: str
     strategies: tuple[str, ...]
-    params: Mapping[str, float]
+    params: Mapping[str, Any]
     grid: float
     fingerprint: str
+    #: The fitted linear model of the linear kinds (None for ``volmanaged``; imitation: its long leg).
+    linear: Linear | None = None
+    #: ``imitation``'s two legs (long, short): a fitted logistic or a constant probability.
+    legs: tuple[Linear | float, Linear | float] | None = None
 
     @property
     def window(self) -> int:
-        return int(self.params["window"])
+        """The longest price lookback in hours (volmanaged: its window; the linear kinds: 720)."""
+        return LINEAR_CLOSES - 1 if self.linear is not None else int(self.params["window"])
 
     @property
     def closes_needed(self) -> int:
         """Closes the decision reads: the window's returns need one close before them."""
         return self.window + 1
 
-    def fraction(self, targets: Mapping[str, Target], closes: Sequence[float]) -> float:
+    @property
+    def reads_funding(self) -> bool:
+        """Whether the decision reads the last published funding rate (the linear kinds)."""
+        return self.linear is not None
+
+    def fraction(
+        self, targets: Mapping[str, Target], closes: Sequence[float], funding_last: float | None = None
+    ) -> float:
         """Target exposure as a fraction of the max, from the latest answers and the last closes.
 
         ``targets``: the latest applied answer of each strategy that has answered (absent ones do
         not vote); ``closes``: the decision timeframe's closes up to this tick's bar. Too few closes
         (a cold start) means unknown volatility, hence flat, as the backtest before ``window``.
+        ``funding_last``: the last funding rate published by the decision time (None: none known,
+        read as 0 as the research row reads NaN); only the linear kinds read it.
         """
+        if self.linear is not None:
+            return self._linear_fraction(targets, closes, funding_last)
         vote = majority_vote([targets[s] for s in self.strategies if s in targets], 1.0)
         c = np.asarray(closes[-self.closes_needed :], dtype=np.float64)
         rv = (
@@ -188,6 +367,27 @@ class Combiner:
         )
         p = self.params
         return float(volmanaged_path([vote], [rv], p["target_vol"], p["cap"], self.grid)[0])
+
+    def _linear_fraction(
+        self, targets: Mapping[str, Target], closes: Sequence[float], funding_last: float | None
+    ) -> float:
+        assert self.linear is not None
+        n = self.closes_needed
+        if len(closes) < n:  # the 720 h return is unknown: flat (a cold start, said by the caller)
+            return 0.0
+        c = np.asarray(closes[-n:], dtype=np.float64)
+        votes = np.zeros((n, len(self.strategies)))
+        votes[-1] = [TARGET_VALUES[targets[s]] if s in targets else 0 for s in self.strategies]
+        funding = np.full(n, np.nan)
+        funding[-1] = math.nan if funding_last is None else funding_last
+        row = linear_features(c, votes, funding)[-1:]
+        if self.legs is not None:
+            return float(snap(imitation_path(row, self.legs), self.grid)[0])
+        if self.kind == "metalabel":
+            vote = majority_vote([targets[s] for s in self.strategies if s in targets], 1.0)
+            score = self.linear.raw_score(row)
+            return float(metalabel_path([vote], score, float(self.params["threshold"]), self.grid)[0])
+        return float(self.linear.exposure(row, self.grid)[0])
 
 
 def load_combiner(
@@ -217,10 +417,10 @@ def load_combiner(
         )
     if max_closes is not None and comb.closes_needed > max_closes:
         raise CombinerError(
-            f"model {row.model_id}: window {comb.window} needs {comb.closes_needed} closes, "
+            f"model {row.model_id}: {comb.kind} window {comb.window} needs {comb.closes_needed} closes, "
             f"the meta consumer carries {max_closes}"
         )
-    return Combiner(row.model_id, comb.kind, comb.strategies, comb.params, comb.grid, comb.fingerprint)
+    return replace(comb, model_id=row.model_id)
 
 
 def parse(data: bytes, model_id: str) -> Combiner:
@@ -249,11 +449,96 @@ def parse(data: bytes, model_id: str) -> Combiner:
         raise CombinerError(f"model {model_id}: strategies must be a non-empty list of unique names")
     if not isinstance(grid, float | int) or not 0 < grid <= 1:
         raise CombinerError(f"model {model_id}: grid {grid!r} is not in (0, 1]")
+    if kind == "imitation":
+        legs = _check_imitation(params, strategies, model_id)
+        lin = legs[0] if isinstance(legs[0], Linear) else _leg(params, "long")
+        return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp, lin, legs)
+    if kind in LINEAR_KINDS:
+        lin = _check_linear(kind, params, strategies, model_id)
+        return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp, lin)
     if not isinstance(params, dict) or not all(isinstance(v, float | int) for v in params.values()):
         raise CombinerError(f"model {model_id}: params must map names to numbers")
     _check_params(kind, params, model_id)
     p = {k: float(v) for k, v in params.items()}
     return Combiner(model_id, kind, tuple(strategies), p, float(grid), fp)
+
+
+def _check_linear(kind: str, params: Any, strategies: Sequence[str], model_id: str) -> Linear:
+    """The linear parameters, checked: the feature list must be the one this code computes."""
+    common = {"lam", "features", "mu", "sd", "beta"}
+    want = common | ({"horizon", "threshold"} if kind == "metalabel" else {"center", "scale"})
+    if not isinstance(params, dict) or set(params) != want:
+        got = sorted(params) if isinstance(params, dict) else params
+        raise CombinerError(f"model {model_id}: {kind} params {got}, expected {sorted(want)}")
+    names = linear_feature_names(strategies)
+    if params["features"] != list(names):
+        raise CombinerError(
+            f"model {model_id}: features {params['features']} are not this code's row {list(names)}"
+        )
+    f = len(names)
+    for key, size in (("mu", f), ("sd", f), ("beta", f + 1)):
+        v = params[key]
+        if (
+            not isinstance(v, list)
+            or len(v) != size
+            or not all(isinstance(x, float | int) and math.isfinite(x) for x in v)
+        ):
+            raise CombinerError(f"model {model_id}: {key} must be {size} finite numbers")
+    if not all(x > 0 for x in params["sd"]):
+        raise CombinerError(f"model {model_id}: sd must be > 0")
+    for key in sorted(want - {"features", "mu", "sd", "beta"}):
+        x = params[key]
+        if not isinstance(x, float | int) or not math.isfinite(x):
+            raise CombinerError(f"model {model_id}: {key} must be a finite number")
+    if params.get("scale", 0.0) < 0:
+        raise CombinerError(f"model {model_id}: scale must be >= 0")
+    if kind == "metalabel" and not 0.0 <= params["threshold"] < 1.0:
+        raise CombinerError(f"model {model_id}: threshold must be in [0, 1)")
+    return Linear.from_params(params)
+
+
+def _leg(params: Mapping[str, Any], side: str) -> Linear:
+    return Linear(
+        tuple(params["features"]),
+        np.asarray(params["mu"], dtype=np.float64),
+        np.asarray(params["sd"], dtype=np.float64),
+        np.asarray(params[f"beta_{side}"], dtype=np.float64),
+        0.0,
+        0.0,
+    )
+
+
+def _check_imitation(
+    params: Any, strategies: Sequence[str], model_id: str
+) -> tuple[Linear | float, Linear | float]:
+    """The two legs, checked: shared row and statistics, a fitted beta or a constant per leg."""
+    want = {"lam", "features", "mu", "sd", "beta_long", "beta_short", "const_long", "const_short"}
+    if not isinstance(params, dict) or set(params) != want:
+        got = sorted(params) if isinstance(params, dict) else params
+        raise CombinerError(f"model {model_id}: imitation params {got}, expected {sorted(want)}")
+    names = linear_feature_names(strategies)
+    if params["features"] != list(names):
+        raise CombinerError(
+            f"model {model_id}: features {params['features']} are not this code's row {list(names)}"
+        )
+    f = len(names)
+    for key, size in (("mu", f), ("sd", f), ("beta_long", f + 1), ("beta_short", f + 1)):
+        v = params[key]
+        if (
+            not isinstance(v, list)
+            or len(v) != size
+            or not all(isinstance(x, float | int) and math.isfinite(x) for x in v)
+        ):
+            raise CombinerError(f"model {model_id}: {key} must be {size} finite numbers")
+    if not all(x > 0 for x in params["sd"]):
+        raise CombinerError(f"model {model_id}: sd must be > 0")
+    legs: list[Linear | float] = []
+    for side in ("long", "short"):
+        c = params[f"const_{side}"]
+        if not isinstance(c, float | int) or not (c == -1 or 0 <= c <= 1):
+            raise CombinerError(f"model {model_id}: const_{side} must be -1 (fitted) or in [0, 1]")
+        legs.append(_leg(params, side) if c == -1 else float(c))
+    return legs[0], legs[1]
 
 
 def _check_params(kind: str, params: Mapping[str, float], model_id: str) -> None:

@@ -19,7 +19,7 @@ from common.kafka.topics import bars_topic
 from common.logging import get_logger
 from common.serde_bars import decode_bar_window
 from config import Settings
-from meta_consumer.decide import MARK_CLOSES, Mark
+from meta_consumer.decide import BAR_CLOSES, Mark
 
 log = get_logger(__name__)
 
@@ -51,7 +51,7 @@ class BarReader:
                 continue
             if bar.symbol != self._symbol or not len(bar):
                 continue
-            marks.append(Mark(bar.tick_id, tuple(bar.close[-MARK_CLOSES:].tolist()), msg.offset() or 0))
+            marks.append(Mark(bar.tick_id, tuple(bar.close[-BAR_CLOSES:].tolist()), msg.offset() or 0))
         return marks
 
     def close(self) -> None:

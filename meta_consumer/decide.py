@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from common.actions import ACTIONS, apply_action, label_for, majority_vote
-from common.combiner import Combiner
+from common.combiner import LINEAR_CLOSES, Combiner
 from common.events import IntentAction, SignalEvent, Target, from_epoch_ms, to_epoch_ms
 from common.observation import EVENT_CODES, TARGET_VALUES, FeatureSpec, observation_row, rolling_volatility
 from common.policy import Policy
@@ -30,6 +30,11 @@ from config import FallbackMode
 
 #: Close prices kept in the carried mark: enough for any sensible ``vol_window``.
 MARK_CLOSES = 256
+#: Closes the bar reader keeps per BarClosed, the most any loadable combiner reads (a linear
+#: combiner's 720 h return: 721 closes). The carried mark keeps only :data:`MARK_CLOSES` unless the
+#: deciding combiner needs more (:func:`carried_closes`), so the decision row (the carry is stored
+#: in every row) grows only while such a combiner decides (ADR 0025).
+BAR_CLOSES = LINEAR_CLOSES
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,9 @@ class TickInput:
     #: This tick's bar of the decision timeframe, if it closed now and arrived.
     bar: Mark | None
     needs_bar: bool
+    #: The last funding rate published at or before ``tick_time`` (None: none known); read only
+    #: for a combiner that needs it (the linear kinds), from the exogenous store.
+    funding_last: float | None = None
 
 
 @dataclass(frozen=True)
@@ -200,11 +208,12 @@ def decide_tick(
     elif choice.combiner is not None:
         answered = {s: latest[s].target for s in choice.combiner.strategies if s in latest}
         closes = () if mark is None else mark.closes
-        target = choice.combiner.fraction(answered, closes) * max_exposure
+        target = choice.combiner.fraction(answered, closes, tick.funding_last) * max_exposure
         action = label_for(current, target)
         if len(closes) < choice.combiner.closes_needed:  # said in the decision, not silently flat
+            unknown = "720 h return unknown" if choice.combiner.linear is not None else "volatility unknown"
             notes.append(
-                f"combiner: {len(closes)} closes of {choice.combiner.closes_needed}: volatility unknown, flat"
+                f"combiner: {len(closes)} closes of {choice.combiner.closes_needed}: {unknown}, flat"
             )
     else:
         if choice.fallback is FallbackMode.MAJORITY_VOTE:
@@ -220,7 +229,7 @@ def decide_tick(
         tick_time=tick.tick_time,
         portfolio=carry.portfolio.moved_to(target, None if mark is None else mark.price),
         latest=latest,
-        mark=_trim(mark),
+        mark=_trim(mark, carried_closes(choice)),
     )
     degraded = bool(late) or (tick.needs_bar and tick.bar is None)
     return Outcome(action, current, float(target), degraded, late, reason, features, new_carry)
@@ -231,7 +240,17 @@ def _feature_names(spec: FeatureSpec) -> tuple[str, ...]:
     return tuple(spec.feature_names())
 
 
-def _trim(mark: Mark | None) -> Mark | None:
-    if mark is None or len(mark.closes) <= MARK_CLOSES:
+def carried_closes(choice: Choice) -> int:
+    """Closes the carried mark keeps: :data:`MARK_CLOSES`, more while a combiner needs more.
+
+    The carry is stored in every decision row, so 721 closes are carried only while a combiner
+    that reads them decides (a tick without its bar then still has them).
+    """
+    need = 0 if choice.combiner is None else choice.combiner.closes_needed
+    return max(MARK_CLOSES, need)
+
+
+def _trim(mark: Mark | None, keep: int = MARK_CLOSES) -> Mark | None:
+    if mark is None or len(mark.closes) <= keep:
         return mark
-    return replace(mark, closes=mark.closes[-MARK_CLOSES:])
+    return replace(mark, closes=mark.closes[-keep:])

@@ -22,7 +22,7 @@ from common.observation import FeatureSpec
 from common.policy import Policy, PolicyError, load_policy
 from config import MetaSettings
 from meta_consumer import store
-from meta_consumer.decide import MARK_CLOSES, Choice
+from meta_consumer.decide import BAR_CLOSES, Choice
 
 log = get_logger(__name__)
 
@@ -91,7 +91,7 @@ class ModelManager:
         combiner: Combiner | None = None
         try:
             if is_combiner_artifact(row.artifact):
-                combiner = load_combiner(row, step=self._step, max_exposure=self._max, max_closes=MARK_CLOSES)
+                combiner = load_combiner(row, step=self._step, max_exposure=self._max, max_closes=BAR_CLOSES)
                 spec = FeatureSpec(strategies=combiner.strategies)
                 output = f"combiner:{combiner.kind}"
             else:

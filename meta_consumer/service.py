@@ -279,6 +279,7 @@ class MetaConsumer:
                     recs[tick.tick_id],
                     self.marks.get(tick.tick_id) if tick.needs_bar else None,
                     tick.needs_bar,
+                    self._funding(cur, choice, tick.tick_time),
                 )
                 out = decide_tick(
                     inputs,
@@ -339,6 +340,7 @@ class MetaConsumer:
                 store.recs_for_tick(cur, self.namespace, tick.tick_id),
                 self.marks.get(tick.tick_id) if tick.needs_bar else None,
                 tick.needs_bar,
+                self._funding(cur, choice, tick.tick_time),
             )
             out = decide_tick(
                 inputs,
@@ -351,6 +353,13 @@ class MetaConsumer:
             created = utc(datetime.now(UTC))
             values = self._row(tick.tick_id, choice, inputs, out, created)
             return store.insert_decision(cur, values), choice, out, created
+
+    @staticmethod
+    def _funding(cur: store.Db, choice: Choice, at: datetime) -> float | None:
+        """The last funding rate published by the tick, read only for a combiner that uses it."""
+        if choice.combiner is None or not choice.combiner.reads_funding:
+            return None
+        return store.funding_last(cur, at)
 
     def _row(
         self,
@@ -369,6 +378,8 @@ class MetaConsumer:
             "present": sorted(inputs.recs),
             "bars_topic": self._bars_topic(),
         }
+        if choice.combiner is not None and choice.combiner.reads_funding:  # what it read, for audits
+            observation["funding_last"] = inputs.funding_last
         if commit is not None:  # place in its commit: a restart re-sends the whole last commit
             observation["commit"] = commit
         return {

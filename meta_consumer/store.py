@@ -375,3 +375,32 @@ def position_quantity(db: Db, namespace: str, symbol: str) -> float | None:
         )
         row = cur.fetchone()
         return None if row is None else float(row[0])
+
+
+#: The funding series a linear combiner's ``funding_last`` reads, spliced as the research's
+#: ``training.research.funding.from_frames``: Binance's rate (the one-number ``value``) once it has
+#: published one, BitMEX's (``fields.funding_rate``) before. With the catalog's publication rule
+#: (published at settlement) that is the research's "last rate published by the close" exactly.
+_FUNDING_SQL = """
+SELECT coalesce(
+  (SELECT value FROM exogenous_observations
+    WHERE series = 'funding_binance_8h' AND published_at <= %(at)s
+      AND value IS NOT NULL AND value <> 'NaN'::double precision
+    ORDER BY published_at DESC, about_ts DESC LIMIT 1),
+  (SELECT (fields->>'funding_rate')::double precision FROM exogenous_observations
+    WHERE series = 'funding_bitmex_8h' AND published_at <= %(at)s
+      AND fields->>'funding_rate' IS NOT NULL
+    ORDER BY published_at DESC, about_ts DESC LIMIT 1))
+"""
+
+
+def funding_last(db: Db, at: datetime) -> float | None:
+    """The last funding rate published at or before ``at`` (a tick's time), None if none yet.
+
+    Point in time on ``published_at``: a rate the world learnt after the tick is never read, even
+    if it is about an earlier settlement. Two backward scans of the (series, published_at) index.
+    """
+    with _cursor(db, transaction=False) as cur:
+        cur.execute(_FUNDING_SQL, {"at": at})
+        row = cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])

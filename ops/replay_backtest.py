@@ -44,7 +44,7 @@ from common.pnl import unrealized_pnl_scalar
 from common.policy import Policy, load_policy
 from common.registry import Registry, load_registry
 from config import Settings
-from meta_consumer.decide import MARK_CLOSES
+from meta_consumer.decide import BAR_CLOSES
 from ops.replay_compare import (
     Comparison,
     ExecutionModel,
@@ -104,7 +104,7 @@ def load_model_policy(engine: Engine, model_id: str, settings: Settings) -> Poli
     """The pinned model as the meta consumer will load it: an MLP policy or a combiner artefact.
 
     A combiner is checked as ``meta_consumer.models`` checks it (fingerprint, sha256, grid, the
-    closes it needs against the :data:`MARK_CLOSES` carried, its strategies against the
+    closes it needs against the :data:`BAR_CLOSES` it can hold, its strategies against the
     registry's enabled ones); a refusal there would make the pipeline decide with the fallback,
     so it is refused here, before anything starts, with the same reason.
     """
@@ -116,7 +116,7 @@ def load_model_policy(engine: Engine, model_id: str, settings: Settings) -> Poli
             return load_policy(row, step=settings.exposure_step, max_exposure=settings.max_exposure)
         try:
             comb = load_combiner(
-                row, step=settings.exposure_step, max_exposure=settings.max_exposure, max_closes=MARK_CLOSES
+                row, step=settings.exposure_step, max_exposure=settings.max_exposure, max_closes=BAR_CLOSES
             )
         except CombinerError as exc:
             raise typer.BadParameter(f"combiner refused: {exc}", param_hint="--model") from None
@@ -129,6 +129,24 @@ def load_model_policy(engine: Engine, model_id: str, settings: Settings) -> Poli
             param_hint="--model",
         )
     return comb
+
+
+def stored_funding_known(engine: Engine, index: pd.DatetimeIndex) -> np.ndarray:
+    """The funding rate last published by each bar's close, from the stored exogenous rows.
+
+    What a linear combiner reads live (``meta_consumer.store.funding_last``, the same table), put
+    through the research's own splice and point-in-time rule (``funding.from_frames``,
+    ``protocol.funding_known``): NaN where nothing was published yet (read as 0 by both sides).
+    """
+    from training.research.funding import SERIES, from_frames
+    from training.research.protocol import funding_known
+
+    frames = {name: read_series(engine, name) for name in SERIES}
+    bitmex, binance = frames["funding_bitmex_8h"], frames["funding_binance_8h"]
+    if not len(bitmex) and not len(binance):
+        return funding_known(index, None)
+    events = from_frames(binance) if not len(bitmex) else from_frames(bitmex, binance)
+    return funding_known(index, events)
 
 
 def decision_window_bars(registry: Registry, timeframe: str) -> int:
@@ -172,7 +190,8 @@ def vectorized(
         if settings.meta.decision_timeframe != "1h":
             raise RuntimeError("replay-backtest compares combiners on the 1h decision timeframe only")
         seen = closes_seen(history.index, bars, decision_window_bars(registry, "1h"))
-        fractions, cold = combiner_fractions(history, signals, combiner, bars, seen)
+        fund = stored_funding_known(engine, history.index) if combiner.reads_funding else None
+        fractions, cold = combiner_fractions(history, signals, combiner, bars, seen, fund)
     decisions, obs = vectorized_decisions(
         market,
         bars,

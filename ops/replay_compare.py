@@ -23,6 +23,10 @@ A combiner artefact (``common.combiner``, ADR 0020) is compared the same way; it
 from the research candidate's exposure path (``training.research.candidates``, computed over the
 whole stored history) with the meta consumer's cold-start rule applied per tick: flat wherever the
 BarClosed window the consumer holds has fewer than ``window + 1`` closes (:func:`closes_seen`).
+A fitted linear combiner (``ridge`` / ``logistic``, ADR 0025) is the artefact's own arithmetic on
+the research feature rows over the whole history, with the funding rate last published by each
+tick as the stored exogenous rows give it (what the consumer reads), and the same cold-start rule
+(721 closes).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from common.actions import ACTIONS, apply_actions, label_for
-from common.combiner import Combiner
+from common.combiner import Combiner, imitation_path, metalabel_path, snap
 from common.events import Target
 from common.fills import venue_price_at
 from common.observation import FeatureSpec
@@ -44,7 +48,7 @@ from common.policy import Policy
 from common.portfolio import next_entry_price
 from common.signals import SignalArrays
 from config import FillPrice
-from meta_consumer.decide import MARK_CLOSES
+from meta_consumer.decide import BAR_CLOSES
 from training.backtest import policy_exposure
 from training.baselines import baseline_exposure
 from training.market import Market
@@ -103,7 +107,7 @@ def closes_seen(index: pd.DatetimeIndex, bars: np.ndarray, window_bars: int) -> 
 
     The tick emitter's BarClosed of the decision timeframe carries the stored candles opening in
     ``[tick - window_bars h, tick)`` (complete bins only: a gap shortens it, never fills it), and
-    the consumer keeps the last :data:`MARK_CLOSES` of them (``meta_consumer.bars``).
+    the consumer keeps the last :data:`BAR_CLOSES` of them (``meta_consumer.bars``).
     ``window_bars``: the longest window of the strategies due on that timeframe (0: none is due,
     so no BarClosed and no closes).
     """
@@ -111,11 +115,16 @@ def closes_seen(index: pd.DatetimeIndex, bars: np.ndarray, window_bars: int) -> 
     tick = opens[bars] + HOUR_NS
     lo = np.searchsorted(opens, tick - window_bars * HOUR_NS, side="left")
     hi = np.searchsorted(opens, tick, side="left")
-    return np.minimum(hi - lo, MARK_CLOSES)
+    return np.minimum(hi - lo, BAR_CLOSES)
 
 
 def combiner_fractions(
-    candles: pd.DataFrame, signals: SignalArrays, comb: Combiner, bars: np.ndarray, seen: np.ndarray
+    candles: pd.DataFrame,
+    signals: SignalArrays,
+    comb: Combiner,
+    bars: np.ndarray,
+    seen: np.ndarray,
+    funding_last: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(fractions of the max exposure at ``bars``, cold-start mask) of a combiner, vectorized.
 
@@ -124,17 +133,30 @@ def combiner_fractions(
     volatility over the whole history). Where the consumer would hold fewer than
     ``comb.closes_needed`` closes (``seen``), the live rule is flat (ADR 0020, cold start): applied
     here too, and counted, so a difference it causes is neither hidden nor invented.
+
+    A linear combiner's path is ``comb.linear.exposure`` on the research feature rows
+    (``candidates.build_context``), with ``funding_last[t]`` the rate last published by the close of
+    bar ``t`` (``training.research.protocol.funding_known``; None: none, as an empty store).
     """
-    if comb.kind != "volmanaged":
-        raise ValueError(f"combiner kind {comb.kind!r}: no vectorized path here (only volmanaged)")
+    if comb.kind not in ("volmanaged", "ridge", "logistic", "metalabel", "imitation"):
+        raise ValueError(f"combiner kind {comb.kind!r}: no vectorized path here")
     if comb.grid != GRID:
         raise ValueError(f"combiner grid {comb.grid}: the research path snaps to {GRID}")
     sig = signals.restricted(comb.strategies)
     n = len(sig)
     majority = baseline_exposure("majority_vote", sig, Window(0, n + 1), max_exposure=1.0)
-    ctx = build_context(candles, sig, majority, np.full(n, np.nan))
-    p = comb.params
-    path = volmanaged_exposure(ctx, p["target_vol"], comb.window, p["cap"])
+    fund = np.full(n, np.nan) if funding_last is None else np.asarray(funding_last, dtype=np.float64)
+    ctx = build_context(candles, sig, majority, fund)
+    if comb.legs is not None:  # imitation: P(long) - P(short)
+        path = snap(imitation_path(ctx.features, comb.legs), comb.grid)
+    elif comb.kind == "metalabel" and comb.linear is not None:  # the vote, where the logistic says so
+        score = comb.linear.raw_score(ctx.features)
+        path = metalabel_path(majority, score, float(comb.params["threshold"]), comb.grid)
+    elif comb.linear is not None:
+        path = comb.linear.exposure(ctx.features, comb.grid)
+    else:
+        p = comb.params
+        path = volmanaged_exposure(ctx, p["target_vol"], comb.window, p["cap"])
     cold = np.asarray(seen) < comb.closes_needed
     return np.where(cold, 0.0, path[bars]), cold
 

@@ -15,6 +15,10 @@ would be vacuous. It is proven where it can bite, on the real emitter window and
 
 An artefact edited after export, or one over another strategy set than the registry's, is refused
 before anything starts, with the meta consumer's own reason.
+
+A fitted ``ridge`` combiner (ADR 0025) goes the same way: fitted on the bundled data before the
+window, it reads 721 closes (one strategy's lookback is raised to 744 h so the BarClosed carries
+them) and the funding rate last published by each tick from the stored exogenous rows.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from ops.pipeline import settings_for
 from ops.replay_backtest import run_replay_backtest
 from ops.runs import delete_run, list_runs
 from tests.conftest import REPO
-from training.research.export import export
+from training.research.export import FitData, export
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -50,16 +54,65 @@ START = datetime(2022, 3, 15, 9, tzinfo=UTC)
 END = START + timedelta(hours=299)
 
 
-@pytest.fixture
-def two_strategies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The real registry cut to :data:`STRATEGIES`: read by this process and every service started."""
+def _cut_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lookback: int | None = None) -> Path:
     doc = json.loads((REPO / "strategies_registry.json").read_text())
     doc["strategies"] = [s for s in doc["strategies"] if s["name"] in STRATEGIES]
+    if lookback is not None:  # the BarClosed window: the longest lookback of the 1h strategies
+        doc["strategies"][0]["lookback_hours"] = lookback
     doc.pop("$schema", None)
     path = tmp_path / "registry.json"
     path.write_text(json.dumps(doc))
     monkeypatch.setenv("BTCMETA_REGISTRY_PATH", str(path))
-    yield path
+    return path
+
+
+@pytest.fixture
+def two_strategies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The real registry cut to :data:`STRATEGIES`: read by this process and every service started."""
+    yield _cut_registry(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def two_strategies_744h(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """As :func:`two_strategies`, one lookback 744 h: BarClosed windows hold the 721 closes needed."""
+    yield _cut_registry(tmp_path, monkeypatch, 744)
+
+
+def test_linear_combiner_replay_identical_to_vectorized(
+    pipeline_env: str, two_strategies_744h: Path, tmp_path: Path
+) -> None:
+    from common.dataset import load_bundled_candles
+    from common.registry import load_registry
+    from config import load_settings
+    from training.research.funding import load_funding
+    from training.signals import compute_signals, training_exogenous
+
+    candles = load_bundled_candles()
+    candles = candles[candles.index < pd.Timestamp(START) - pd.Timedelta(hours=1)]  # before the window
+    registry = load_registry(two_strategies_744h)
+    sig = compute_signals(candles, registry, training_exogenous(registry))
+    engine = make_engine(pipeline_env)
+    events = load_funding(Path(load_settings().exogenous.data_dir))  # the funding read live matters
+    exported = export('ridge:{"lam":0.01}', STRATEGIES, engine=engine, data=FitData(candles, sig, events))
+    assert json.loads(exported.artifact)["params"]["beta"][len(STRATEGIES) + 5] != 0.0  # funding_last
+    prefix = f"bt.l{uuid.uuid4().hex[:8]}."
+    out = tmp_path / "out"
+    try:
+        cmp = run_replay_backtest(START, END, out, model_id=exported.model_id, prefix=prefix, timeout_s=600)
+        assert cmp.identical, (out / "comparison.md").read_text()
+        result = json.loads((out / "comparison.json").read_text())
+        assert result["ticks"] == 300
+        assert result["model_kind"] == f"combiner:ridge {exported.fingerprint}"
+        assert result["checks"]["decided by the model"] == {"compared": 300, "differences": 0}
+        assert result["cold_start_ticks"] == 0  # 744 closes per BarClosed, 721 needed
+        decisions = pd.read_csv(out / "decisions.csv")
+        assert set(decisions["model_id"]) == {exported.model_id}
+        vec = pd.read_csv(out / "vectorized_decisions.csv")
+        assert vec["target_exposure"].nunique() >= 3, "a window where the linear score moves the book"
+        assert cmp.checks["fills"]["compared"] > 10, "a window without trades would prove little"
+    finally:
+        delete_run(engine, AdminClient(admin_config(settings_for(prefix))), prefix)
+        engine.dispose()
 
 
 def test_combiner_replay_identical_to_vectorized(

@@ -3,8 +3,9 @@
 ``ops.replay_compare.combiner_fractions`` is the research candidate's exposure path, made flat
 where the consumer holds fewer than ``window + 1`` closes (:func:`closes_seen`, ADR 0020). Here it
 is checked against the real chain it stands for, tick by tick: the tick emitter's BarClosed window
-(``tick_emitter.core.prepare_bars``), the consumer's trim to ``MARK_CLOSES`` and its pure
-decision (``decide_tick``), on real closes with a gap in them. The gap matters: after it the
+(``tick_emitter.core.prepare_bars``), the consumer's trim to ``BAR_CLOSES`` and its pure
+decision (``decide_tick``), on real closes with a gap in them. The same for a fitted linear
+combiner (ADR 0025: 721 closes, the funding rate last published by each tick). The gap matters: after it the
 BarClosed window holds fewer closes than the window needs, so the consumer is flat again while
 the research path (which counts bars, not hours) is not; a vectorized side without the rule would
 differ there, and one that hid it would not find it.
@@ -20,18 +21,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.combiner import export_combiner, load_combiner
+from common.combiner import export_combiner, imitation_path, load_combiner
+from common.combiner import snap as combiner_snap
 from common.dataset import load_bundled_candles
 from common.events import SignalEvent, Target
 from common.ids import make_tick_id
 from common.observation import FeatureSpec
 from common.signals import SignalArrays
 from config import FallbackMode
-from meta_consumer.decide import MARK_CLOSES, Carry, Choice, Mark, TickInput, decide_tick
+from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES, Carry, Choice, Mark, TickInput, decide_tick
 from ops.replay_compare import closes_seen, combiner_fractions
 from tick_emitter.core import BaseCandles, DuePlan, prepare_bars
 from training.baselines import baseline_exposure
-from training.research.candidates import build_context, volmanaged_exposure
+from training.research.candidates import Context, build_context, volmanaged_exposure
 from training.split import Window
 
 STRATEGIES = ("a", "b", "c")
@@ -69,24 +71,30 @@ def inputs() -> tuple[pd.DataFrame, SignalArrays]:
     return candles, sig
 
 
-def live_targets(candles: pd.DataFrame, sig: SignalArrays, choice: Choice) -> tuple[np.ndarray, list[str]]:
+def live_targets(
+    candles: pd.DataFrame,
+    sig: SignalArrays,
+    choice: Choice,
+    window_bars: int = WINDOW_BARS,
+    funding: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[str]]:
     """What the consumer decides at each bar's tick, fed the emitter's own BarClosed window."""
     opens_ms = pd.DatetimeIndex(candles.index).asi8 // 1_000_000
     base = BaseCandles(opens_ms, candles[["open", "high", "low", "close", "volume"]].to_numpy(), 60)
     carry, targets, reasons = Carry(), [], []
     for t, opened in enumerate(pd.DatetimeIndex(candles.index)):
         when = (opened + pd.Timedelta(hours=1)).to_pydatetime()
-        window = prepare_bars(base, when, DuePlan(when, (), {"1h": WINDOW_BARS}))["1h"]
+        window = prepare_bars(base, when, DuePlan(when, (), {"1h": window_bars}))["1h"]
         assert window.closing_bar_complete
         tick = make_tick_id("BTC/USD:USD", when)
-        mark = Mark(tick, tuple(window.values[-MARK_CLOSES:, 3].tolist()))  # as meta_consumer.bars
+        mark = Mark(tick, tuple(window.values[-BAR_CLOSES:, 3].tolist()))  # as meta_consumer.bars
         recs = {
             s: (TARGETS[int(sig.target[t, k])], SignalEvent.NONE, 0.5)
             for k, s in enumerate(sig.strategies)
             if sig.present[t, k]
         }
         out = decide_tick(
-            TickInput(tick, when, frozenset(recs), recs, mark, True),
+            TickInput(tick, when, frozenset(recs), recs, mark, True, None if funding is None else funding[t]),
             carry,
             choice,
             STRATEGIES,
@@ -144,5 +152,96 @@ def test_closes_seen_counts_stored_candles_in_the_window_capped_at_the_carry() -
     # window [tick - 4 h, tick): bar opens 00,01,02,03,06,07,08,09
     assert seen.tolist() == [1, 2, 3, 4, 2, 2, 3, 4]
     assert closes_seen(hours, np.arange(len(hours)), 0).tolist() == [0] * 8  # no BarClosed at all
-    long = pd.date_range("2022-01-01", periods=600, freq="h", tz="UTC")
-    assert closes_seen(long, np.array([599]), 500)[0] == MARK_CLOSES
+    long = pd.date_range("2022-01-01", periods=1000, freq="h", tz="UTC")
+    assert closes_seen(long, np.array([599]), 500)[0] == 500 > MARK_CLOSES
+    assert closes_seen(long, np.array([999]), 900)[0] == BAR_CLOSES == 721  # what a linear one needs
+
+
+@pytest.mark.parametrize("family", ["ridge", "metalabel", "imitation"])
+def test_vectorized_linear_combiner_is_the_live_decision_with_its_cold_start(family: str) -> None:
+    """A ridge (meta-label, imitation) combiner over real closes with a gap: 721 closes, funding."""
+    from config import load_settings
+    from training.research.candidates import fit_linear
+    from training.research.funding import load_funding
+    from training.research.learners import metalabel_model
+    from training.research.protocol import funding_known
+
+    raw = load_bundled_candles().iloc[-2600:]
+    gap = slice(1700, 1850)
+    candles = raw.drop(raw.index[gap])
+    rng = np.random.default_rng(25)
+    n = len(candles)
+    target = np.empty((n, len(STRATEGIES)), dtype=np.int8)
+    for j in range(len(STRATEGIES)):
+        t = 0
+        while t < n:
+            span = int(rng.integers(24, 120))
+            target[t : t + span, j] = rng.choice([-1, 0, 1], p=[0.3, 0.2, 0.5])
+            t += span
+    sig = SignalArrays(
+        strategies=STRATEGIES, index=pd.DatetimeIndex(candles.index), target=target,
+        event=np.zeros_like(target), confidence=np.full(target.shape, 0.5),
+        age=np.zeros(target.shape, dtype=np.int64), present=np.ones_like(target, dtype=bool), warmup=0,
+    )  # fmt: skip
+    from pathlib import Path
+
+    fund = funding_known(sig.index, load_funding(Path(load_settings().exogenous.data_dir)))
+    majority = baseline_exposure("majority_vote", sig, Window(0, n + 1))
+    ctx = build_context(candles, sig, majority, fund)
+    train = np.arange(721, 1500)
+    if family == "imitation":
+        from training.research.export import _imitation_params
+        from training.research.learners import imitation_model
+
+        legs, rows = imitation_model(
+            ctx.features, ctx.ret, np.zeros(n), 0.0005, train, 0.001, ctx.feature_names
+        )
+        params = {"lam": 0.001, **_imitation_params(ctx.features[rows], ctx.feature_names, legs)}
+    elif family == "metalabel":
+        fitted = metalabel_model(ctx.features, majority, ctx.ret, train, 24, 0.01, ctx.feature_names)
+        assert fitted is not None
+        model = fitted
+        stored = {k: v for k, v in model.to_params().items() if k not in ("center", "scale")}
+        params = {"lam": 0.01, "horizon": 24, "threshold": 0.5, **stored}
+    else:
+        model = fit_linear(ctx, "ridge", 0.01, train)
+        params = {"lam": 0.01, **model.to_params()}
+    art = export_combiner(family, STRATEGIES, params)
+    comb = load_combiner(
+        SimpleNamespace(
+            model_id="c-test",
+            artifact=art,
+            artifact_sha256=hashlib.sha256(art).hexdigest(),
+            feature_spec=json.loads(FeatureSpec(strategies=STRATEGIES).to_json()),
+        ),
+        max_closes=BAR_CLOSES,
+    )
+    window_bars = 800  # after the 150 h gap: 650 closes < 721, cold for a while
+    bars = np.arange(n)
+    seen = closes_seen(pd.DatetimeIndex(candles.index), bars, window_bars)
+    vectorized, cold = combiner_fractions(candles, sig, comb, bars, seen, fund)
+    choice = Choice(
+        "c-test", FeatureSpec(strategies=STRATEGIES), None, FallbackMode.MAJORITY_VOTE, combiner=comb
+    )
+    live, reasons = live_targets(candles, sig, choice, window_bars, fund)
+    k = np.flatnonzero(live != vectorized)
+    assert k.size == 0, f"first difference at bar {k[0]}: live {live[k[0]]} vs vectorized {vectorized[k[0]]}"
+    assert [("720 h return unknown, flat" in r) for r in reasons] == cold.tolist()
+    assert cold[:720].all() and not cold[720 : gap.start].any() and cold[gap.start :].sum() > 0
+    if family == "imitation":
+        research = combiner_snap(imitation_path(ctx.features, legs))
+    elif family == "metalabel":
+        research = learners_metalabel(ctx, majority, train)
+    else:
+        research = model.exposure(ctx.features)  # the research path is not flat after the gap
+    assert np.count_nonzero(research[cold][720:]) > 0
+    assert np.array_equal(research[~cold], vectorized[~cold]) and len(set(vectorized[~cold])) >= 3
+    # without the funding the consumer reads, the vectorized side would differ
+    no_funding, _ = combiner_fractions(candles, sig, comb, bars, seen, None)
+    assert np.any(no_funding != vectorized)
+
+
+def learners_metalabel(ctx: Context, majority: np.ndarray, train: np.ndarray) -> np.ndarray:
+    from training.research.learners import metalabel_exposure
+
+    return metalabel_exposure(ctx.features, majority, ctx.ret, train, 24, 0.01, 0.5)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from training.commands.app import app
 from training.commands.common import DataOpt, LiveOpt, ResultsOpt
+
+if TYPE_CHECKING:
+    from training.research.export import FitData
 
 
 @app.command()
@@ -235,13 +238,44 @@ def export_combiner_cmd(
         str | None,
         typer.Option("--model-id", help="models row id (default: combiner-FAMILY-<fingerprint[:12]>)"),
     ] = None,
+    data: DataOpt = "bundled",
+    exogenous: Annotated[
+        Path | None,
+        typer.Option(
+            "--exogenous",
+            help="fitted families: folder of exogenous series (the strategies' inputs and the funding "
+            "series; default: the configured exogenous.data_dir)",
+        ),
+    ] = None,
+    last_bars: Annotated[
+        int,
+        typer.Option(
+            "--last-bars", min=0, help="fitted families: only the last N bars of the data (0 = all)"
+        ),
+    ] = 0,
+    train_until: Annotated[
+        str | None,
+        typer.Option(
+            "--train-until",
+            help="fitted families (ridge, logistic): fit on the bars opening at or before this UTC time "
+            "(e.g. 2022-06-30T23:00); default: every bar loaded after the signals' warm-up",
+        ),
+    ] = None,
     database_url: LiveOpt = None,
 ) -> None:
-    """Export a non-RL research combiner as a live artefact the meta consumer runs (ADR 0020)."""
-    from training.research.export import ExportError, export
+    """Export a research combiner as a live artefact the meta consumer runs (ADR 0020, 0025).
+
+    The fitted families (ridge, logistic) are fitted here on the research data (same loading as
+    ``research``: --data, --exogenous, --last-bars) up to --train-until; the artefact records the range.
+    """
+    from training.research.export import EXPORTABLE, ExportError, export, parse_key
 
     if out is None and not register:
         raise typer.BadParameter("give --out FILE, --register, or both")
+    try:
+        family = parse_key(config).family
+    except ExportError as exc:
+        raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
     if strategies:
         names = [s.strip() for s in strategies.split(",") if s.strip()]
         source = "--strategies"
@@ -255,6 +289,9 @@ def export_combiner_cmd(
         except (RegistryError, OSError) as exc:
             raise typer.BadParameter(str(exc)) from None
         source = f"registry {Path(path).name}"
+    fit = None
+    if family in EXPORTABLE and family != "volmanaged":  # fitted: load what ``research`` loads
+        fit = _fit_data(data, exogenous, last_bars, train_until)
     engine = None
     if register:
         from training.commands.common import _live_engine
@@ -262,7 +299,12 @@ def export_combiner_cmd(
         engine = _live_engine(database_url)
     try:
         result = export(
-            config, names, model_id=model_id, engine=engine, provenance={"strategies_from": source}
+            config,
+            names,
+            model_id=model_id,
+            engine=engine,
+            provenance={"strategies_from": source},
+            data=fit,
         )
     except ExportError as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG") from None
@@ -274,3 +316,37 @@ def export_combiner_cmd(
     if register:
         state = "registered, unselected" if result.registered else "already registered (same artefact)"
         typer.echo(f"models row {result.model_id}: {state}; select it to run it live")
+
+
+def _fit_data(data: str, exogenous: Path | None, last_bars: int, train_until: str | None) -> FitData:
+    """Candles, every registry strategy's signals and the funding series, as ``research`` loads them."""
+    import pandas as pd
+
+    from training.data import InputError, load_candles
+    from training.research.export import FitData
+    from training.research.funding import load_funding
+    from training.signals import compute_signals, training_exogenous
+
+    until = None
+    if train_until is not None:
+        try:
+            until = pd.Timestamp(train_until)
+        except ValueError:
+            raise typer.BadParameter(f"{train_until!r}: not a time", param_hint="--train-until") from None
+        until = until.tz_localize("UTC") if until.tzinfo is None else until.tz_convert("UTC")
+    try:
+        candles = load_candles(data)
+    except (InputError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+    if last_bars:
+        candles = candles.iloc[-last_bars:]
+    if exogenous is None:
+        from config import load_settings
+
+        exogenous = Path(load_settings().exogenous.data_dir)
+    try:
+        sig = compute_signals(candles, exogenous=training_exogenous(directory=exogenous))
+        events = load_funding(exogenous) if exogenous.is_dir() else None
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return FitData(candles, sig, events, until)

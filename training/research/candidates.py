@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -170,12 +170,6 @@ class Context:
         return int(self.close.size)
 
 
-def _trailing(logp: np.ndarray, k: int) -> np.ndarray:
-    out = np.zeros_like(logp)
-    out[k:] = logp[k:] - logp[:-k]
-    return out
-
-
 def realized_vol(ret: np.ndarray, window: int) -> np.ndarray:
     """Std of the last ``window`` hourly log returns up to and including bar ``t`` (NaN before).
 
@@ -196,22 +190,14 @@ def build_context(
     """``majority``: the majority-vote exposure per bar; ``funding_known[t]``: last published rate;
     ``funding_per_bar`` / ``cost_rate``: the costs the DSR trader and the oracle optimize against."""
     close = candles["close"].to_numpy(np.float64)
-    ret = np.zeros_like(close)
-    ret[1:] = close[1:] / close[:-1] - 1.0
+    ret = combiner.simple_returns(close)
     tg = signals.target.astype(np.float64)
-    logp = np.log(close)
-    cols = [tg, tg.mean(axis=1, keepdims=True)]
-    names = [f"vote:{s}" for s in signals.strategies] + ["vote_mean"]
-    for k in (24, 168, 720):
-        cols.append(_trailing(logp, k)[:, None])
-        names.append(f"ret_{k}h")
-    cols.append(np.nan_to_num(realized_vol(ret, 168))[:, None])
-    names.append("vol_168h")
-    cols.append(np.nan_to_num(funding_known)[:, None])
-    names.append("funding_last")
+    # the live linear combiners' row (common.combiner, ADR 0025): one definition of the features
+    features = combiner.linear_features(close, tg, funding_known)
+    names = combiner.linear_feature_names(signals.strategies)
     return Context(
         pd.DatetimeIndex(signals.index), close, ret, tg, signals.strategies, majority,
-        np.hstack(cols), tuple(names), funding_per_bar, cost_rate,
+        features, names, funding_per_bar, cost_rate,
     )  # fmt: skip
 
 
@@ -260,22 +246,21 @@ def volmanaged_exposure(ctx: Context, target_vol: float, window: int, cap: float
 # --- regularized linear / logistic -------------------------------------------------------------
 
 
-def _standardize(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    mu = x[rows].mean(axis=0)
-    sd = x[rows].std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
-    return np.hstack([(x - mu) / sd, np.ones((x.shape[0], 1))])
-
-
-def fit_predict(ctx: Context, family: str, lam: float, train_bars: np.ndarray) -> np.ndarray:
-    """Exposure ``e[t]`` for every bar from a model fitted on rows ``t = b - 1`` for b in train_bars.
+def fit_linear(ctx: Context, family: str, lam: float, train_bars: np.ndarray) -> combiner.Linear:
+    """Fit ``ridge`` / ``logistic`` on rows ``t = b - 1`` for b in ``train_bars``: the live parameters.
 
     Row ``t``'s label is bar ``t+1``'s return, so a training bar contributes the decision that was
-    held over it. Scores are divided by their training std and clipped: a 1-sd signal is full size.
+    held over it. Everything the decision needs later is a training statistic stored in the result
+    (feature mean/std, coefficients, the score's centre and std), so :func:`apply_linear` (or the
+    live decision, ``common.combiner``) needs no data but the row it scores.
     """
     rows = np.asarray(train_bars) - 1
     rows = rows[rows >= 0]
-    x = _standardize(ctx.features, rows)
+    xf = ctx.features
+    mu = xf[rows].mean(axis=0)
+    sd = xf[rows].std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    x = np.hstack([(xf - mu) / sd, np.ones((xf.shape[0], 1))])
     xr = x[rows]
     y = ctx.ret[rows + 1]
     reg = lam * len(rows) * np.eye(x.shape[1])
@@ -295,11 +280,23 @@ def fit_predict(ctx: Context, family: str, lam: float, train_bars: np.ndarray) -
                 break
     else:
         raise KeyError(family)
-    score = x @ beta
-    if family == "logistic":
-        score = score - np.median(score[rows])  # centre: a constant up-drift is not a view
-    sd = score[rows].std()
-    return snap(score / sd if sd > 0 else np.zeros_like(score))
+    model = combiner.Linear(ctx.feature_names, mu, sd, beta, 0.0, 0.0)
+    score = model.raw_score(xf[rows])  # the live score's arithmetic, on the training rows
+    center = float(np.median(score)) if family == "logistic" else 0.0  # an up-drift is not a view
+    return replace(model, center=center, scale=float((score - center).std()))
+
+
+def apply_linear(ctx: Context, model: combiner.Linear) -> np.ndarray:
+    """Exposure ``e[t]`` at every bar: ``common.combiner.Linear.exposure``, what live runs."""
+    return model.exposure(ctx.features, GRID)
+
+
+def fit_predict(ctx: Context, family: str, lam: float, train_bars: np.ndarray) -> np.ndarray:
+    """Exposure at every bar of the model fitted on ``train_bars`` (fit, then the live arithmetic).
+
+    Scores are divided by their training std after centring: a 1-sd signal is full size.
+    """
+    return apply_linear(ctx, fit_linear(ctx, family, lam, train_bars))
 
 
 def exposure(config: Config, ctx: Context, train_bars: np.ndarray | None = None) -> np.ndarray:

@@ -5,7 +5,12 @@ configuration by its trial-log key (what REPORT.md and ``trials.jsonl`` name it)
 artefact and, with ``--register``, stores it in the live ``models`` table **unselected**: selecting
 stays the operator's act (``UPDATE models SET selected``, or the gates' outcome), as for trained
 models. Families that are online rules with no fitted state export exactly the research path
-(``volmanaged``); fitted families (ridge/logistic, ...) are not exportable yet (ADR 0020).
+(``volmanaged``). The fitted linear families (``ridge``, ``logistic``, ``metalabel``,
+``imitation``; ADR 0025) are fitted once (:func:`candidates.fit_linear`, ``learners``) on the training
+range (:func:`train_bars`: every research bar the CLI loads from the signals' warm-up on, or those
+up to ``--train-until``) and the training statistics go into the artefact, so live applies
+exactly what the research path applies after the same fit (``imitation``: the oracle's costs are
+the configured ones, as in ``research``). ``hedge``, ``dsr`` and ``rl`` are refused with the reason.
 """
 
 from __future__ import annotations
@@ -16,13 +21,58 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from common.combiner import export_combiner, load_combiner
+import numpy as np
+import pandas as pd
+
+from common.combiner import LINEAR_KINDS, Linear, export_combiner, load_combiner
+from common.signals import SignalArrays
 from training.research.candidates import GRID, Config
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-EXPORTABLE = ("volmanaged",)
+    from training.research.funding import FundingEvents
+
+EXPORTABLE = ("volmanaged", *LINEAR_KINDS)
+#: Why the other research families do not ship (yet); the message of the refusal.
+NOT_EXPORTABLE = {
+    "hedge": "an online learner: its weights are state carried from the first bar, which the "
+    "consumer would have to replay",
+    "dsr": "an online learner: its weights are state carried from the first bar, which the "
+    "consumer would have to replay",
+    "rl": "an RL policy ships as a btcmeta.mlp.v1 policy (python -m training train / export), "
+    "not as a combiner",
+}
+#: Fewer training rows than this cannot give the statistics a linear fit stores.
+MIN_TRAIN_BARS = 500
+
+
+@dataclass(frozen=True)
+class FitData:
+    """The research inputs a fitted family is fitted on (what ``python -m training research`` loads).
+
+    ``signals``: every registry strategy's answers (restricted to the artefact's strategies here);
+    ``events``: the funding series (None: no ``funding_last`` anywhere, read as 0, as research);
+    ``train_until``: the last training bar's open time (None: every bar).
+    """
+
+    candles: pd.DataFrame
+    signals: SignalArrays
+    events: FundingEvents | None = None
+    train_until: pd.Timestamp | None = None
+
+
+def train_bars(signals: SignalArrays, train_until: pd.Timestamp | None = None) -> np.ndarray:
+    """The training range: bars from the warm-up (as the research CPCV starts) to ``train_until``.
+
+    A training bar ``b`` contributes row ``b - 1`` labelled with bar ``b``'s return, so everything a
+    fit reads is known at the close of the last training bar.
+    """
+    bars = np.arange(max(1, signals.warmup), len(signals))
+    if train_until is not None:
+        opens = pd.DatetimeIndex(signals.index)
+        bars = bars[opens[bars] <= train_until]
+    return bars
 
 
 class ExportError(ValueError):
@@ -54,28 +104,124 @@ def parse_key(key: str) -> Config:
     return Config(family, doc)  # numbers as written: the key round-trips to the trial log's
 
 
-def combiner_artifact(config: Config, strategies: Sequence[str], provenance: Mapping[str, Any]) -> bytes:
+def combiner_artifact(
+    config: Config,
+    strategies: Sequence[str],
+    provenance: Mapping[str, Any],
+    data: FitData | None = None,
+) -> bytes:
     """The artefact that decides live what ``candidates.exposure(config, ...)`` scored."""
     if config.family not in EXPORTABLE:
+        why = NOT_EXPORTABLE.get(config.family, "an unknown family")
         raise ExportError(
-            f"{config.family!r} is not exportable yet (exportable: {', '.join(EXPORTABLE)}); see ADR 0020"
+            f"{config.family!r} is not exportable: {why} (exportable: {', '.join(EXPORTABLE)}); "
+            "see ADR 0020 / 0025"
         )
+    if config.family in LINEAR_KINDS:
+        kind, params, provenance = _fit_linear(config, strategies, provenance, data)
+    else:
+        kind, params = "volmanaged", _volmanaged_params(config)
+    try:
+        return export_combiner(
+            kind, strategies, params, grid=GRID, provenance={"config": config.key, **provenance}
+        )
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _volmanaged_params(config: Config) -> dict[str, float]:
     p = dict(config.params)
     if not {"target_vol", "window"} <= set(p) or set(p) - {"target_vol", "window", "cap"}:
         raise ExportError(
             f"{config.key}: volmanaged takes target_vol, window (and cap), got {sorted(config.params)}"
         )
-    params = {
+    return {
         "target_vol": float(p["target_vol"]),
         "window": float(p["window"]),
         "cap": float(p.get("cap", 1.0)),
     }
-    try:
-        return export_combiner(
-            "volmanaged", strategies, params, grid=GRID, provenance={"config": config.key, **provenance}
+
+
+def _fit_linear(
+    config: Config, strategies: Sequence[str], provenance: Mapping[str, Any], data: FitData | None
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Fit ``ridge`` / ``logistic`` on the training range: (kind, artefact params, provenance)."""
+    from config import DEFAULT_FUNDING_RATE_HOURLY
+    from training.ledger import CostModel
+    from training.research.candidates import build_context, fit_linear
+    from training.research.funding import bar_funding
+    from training.research.learners import imitation_model, metalabel_model
+    from training.research.protocol import _baseline_exposures, funding_known
+
+    want = {"horizon", "threshold", "lam"} if config.family == "metalabel" else {"lam"}
+    if set(config.params) != want:
+        raise ExportError(
+            f"{config.key}: {config.family} takes {', '.join(sorted(want))}, got {sorted(config.params)}"
         )
+    if data is None:
+        raise ExportError(f"{config.key}: {config.family} is fitted: it needs the research data")
+    try:
+        sig = data.signals.restricted(tuple(strategies))
     except ValueError as exc:
         raise ExportError(str(exc)) from None
+    bars = train_bars(sig, data.train_until)
+    if bars.size < MIN_TRAIN_BARS:
+        raise ExportError(
+            f"{config.key}: {bars.size} training bars (after the warm-up, up to --train-until); "
+            f"at least {MIN_TRAIN_BARS} needed"
+        )
+    candles = data.candles.loc[sig.index]
+    majority = _baseline_exposures(sig)["majority_vote"]  # the research's vote (metalabel's side)
+    # the costs the research's oracle optimizes against (imitation): per-bar funding, fee + slippage
+    per_bar = bar_funding(sig.index, data.events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
+    cost_rate = CostModel.configured().cost_rate
+    fund = funding_known(sig.index, data.events)
+    ctx = build_context(candles, sig, majority, fund, per_bar, cost_rate)
+    lam = float(config.params["lam"])
+    extra: dict[str, float] = {}
+    if config.family == "imitation":
+        assert ctx.funding is not None
+        legs, rows = imitation_model(
+            ctx.features, ctx.ret, ctx.funding, cost_rate, bars, lam, ctx.feature_names
+        )
+        if rows.size == 0:
+            raise ExportError(f"{config.key}: no training row for the oracle")
+        params = {"lam": lam, **_imitation_params(ctx.features[rows], ctx.feature_names, legs)}
+        provenance = {**provenance, "cost_rate": cost_rate}
+    elif config.family == "metalabel":
+        horizon, threshold = int(config.params["horizon"]), float(config.params["threshold"])
+        fitted = metalabel_model(ctx.features, ctx.majority, ctx.ret, bars, horizon, lam, ctx.feature_names)
+        if fitted is None:
+            raise ExportError(f"{config.key}: no training row where the vote is not flat")
+        to_store = fitted.to_params()
+        del to_store["center"], to_store["scale"]  # not used: the score is a probability
+        extra = {"horizon": float(horizon), "threshold": threshold}
+        params = {"lam": lam, **extra, **to_store}
+    else:
+        params = {"lam": lam, **fit_linear(ctx, config.family, lam, bars).to_params()}
+    opens = pd.DatetimeIndex(sig.index)
+    train = {
+        "first_bar": opens[bars[0]].isoformat(),
+        "last_bar": opens[bars[-1]].isoformat(),
+        "bars": int(bars.size),
+        "funding": data.events.source if data.events is not None else "none",
+    }
+    return config.family, params, {**provenance, "train": train}
+
+
+def _imitation_params(
+    train_rows: np.ndarray, names: tuple[str, ...], legs: tuple[Linear | float, Linear | float]
+) -> dict[str, Any]:
+    """The two legs as artefact params: shared row statistics, each leg fitted (beta) or constant."""
+    mu = train_rows.mean(axis=0)
+    sd = train_rows.std(axis=0)
+    out: dict[str, Any] = {"features": list(names), "mu": mu, "sd": np.where(sd > 0, sd, 1.0)}
+    for side, leg in zip(("long", "short"), legs, strict=True):
+        if isinstance(leg, Linear):
+            out[f"beta_{side}"], out[f"const_{side}"] = leg.beta, -1.0
+        else:  # all training labels equal: that probability, whatever the row
+            out[f"beta_{side}"], out[f"const_{side}"] = np.zeros(len(names) + 1), float(leg)
+    return out
 
 
 def register(engine: Engine, model_id: str, artifact: bytes, config: Config) -> bool:
@@ -110,10 +256,14 @@ def export(
     model_id: str | None = None,
     engine: Engine | None = None,
     provenance: Mapping[str, Any] | None = None,
+    data: FitData | None = None,
 ) -> Exported:
-    """Artefact for ``key`` over ``strategies``; registered (unselected) when ``engine`` is given."""
+    """Artefact for ``key`` over ``strategies``; registered (unselected) when ``engine`` is given.
+
+    ``data``: the research inputs, needed by the fitted families (not volmanaged) only.
+    """
     config = parse_key(key)
-    art = combiner_artifact(config, strategies, provenance or {})
+    art = combiner_artifact(config, strategies, provenance or {}, data)
     fp = json.loads(art)["fingerprint"]
     mid = model_id or f"combiner-{config.family}-{fp[:12]}"
     registered = register(engine, mid, art, config) if engine is not None else False

@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from common import combiner
+
 LEVELS = np.linspace(-1.0, 1.0, 9)  # the meta consumer's 0.25 exposure grid
 
 
@@ -57,7 +59,7 @@ def standardize(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    return combiner.sigmoid(z)
 
 
 # --- meta-labeling -----------------------------------------------------------------------------
@@ -101,6 +103,28 @@ def metalabel_fit(
     return fit_logistic(x[rows], y, lam), rows
 
 
+def metalabel_model(
+    features: np.ndarray,
+    majority: np.ndarray,
+    ret: np.ndarray,
+    train_bars: np.ndarray,
+    horizon: int,
+    lam: float,
+    names: tuple[str, ...] = (),
+) -> combiner.Linear | None:
+    """The fitted meta-label logistic as live parameters (None: no training row, always flat).
+
+    ``mu`` / ``sd`` are :func:`standardize`'s statistics of the rows the fit used, so
+    ``Linear.raw_score`` is the fit's ``x @ beta`` in the live decision's fixed summation order.
+    """
+    beta, rows = metalabel_fit(features, majority, ret, train_bars, horizon, lam)
+    if rows.size == 0:
+        return None
+    mu = features[rows].mean(axis=0)
+    sd = features[rows].std(axis=0)
+    return combiner.Linear(names, mu, np.where(sd > 0, sd, 1.0), beta, 0.0, 0.0)
+
+
 def metalabel_exposure(
     features: np.ndarray,
     majority: np.ndarray,
@@ -110,11 +134,11 @@ def metalabel_exposure(
     lam: float,
     threshold: float,
 ) -> np.ndarray:
-    beta, rows = metalabel_fit(features, majority, ret, train_bars, horizon, lam)
-    if rows.size == 0:
+    """Follow the vote where the fitted logistic says so: ``common.combiner.metalabel_path``."""
+    model = metalabel_model(features, majority, ret, train_bars, horizon, lam)
+    if model is None:
         return np.zeros_like(majority)
-    p = _sigmoid(standardize(features, rows) @ beta)
-    return np.where(p > threshold, majority, 0.0) + 0.0
+    return combiner.metalabel_path(majority, model.raw_score(features), threshold)
 
 
 # --- Moody-Saffell direct reinforcement on the differential Sharpe ratio ----------------------
@@ -246,18 +270,20 @@ def oracle_on(bars: np.ndarray, ret: np.ndarray, funding: np.ndarray, cost_rate:
     return _ORACLE_CACHE[key]
 
 
-def imitation_exposure(
+def imitation_model(
     features: np.ndarray,
     ret: np.ndarray,
     funding: np.ndarray,
     cost_rate: float,
     train_bars: np.ndarray,
     lam: float,
-) -> np.ndarray:
-    """Exposure ``P(long) - P(short)`` of two logistics fitted to the oracle path on training bars.
+    names: tuple[str, ...] = (),
+) -> tuple[tuple[combiner.Linear | float, combiner.Linear | float], np.ndarray]:
+    """The two fitted legs (long, short) and the training rows they were fitted on.
 
     The oracle of a segment reads that segment's returns only; rows are the training bars except
-    each segment's last (whose oracle decision has no return inside the segment).
+    each segment's last (whose oracle decision has no return inside the segment). A leg whose
+    labels are all equal is that constant probability (0 without rows).
     """
     bars = np.asarray(train_bars)
     target = oracle_on(bars, ret, funding, cost_rate)
@@ -266,12 +292,28 @@ def imitation_exposure(
         keep[np.searchsorted(bars, s[-1])] = False
     rows, target = bars[keep], target[keep]
     x = standardize(features, rows)
-    out = np.zeros(ret.size)
+    mu = features[rows].mean(axis=0) if rows.size else np.zeros(features.shape[1])
+    sd = features[rows].std(axis=0) if rows.size else np.ones(features.shape[1])
+    sd = np.where(sd > 0, sd, 1.0)
+    legs: list[combiner.Linear | float] = []
     for sign in (1.0, -1.0):
         y = (sign * target > 0).astype(np.float64)
-        if y.min() == y.max():
-            p = np.full(ret.size, float(y[0]) if y.size else 0.0)
+        if y.size == 0 or y.min() == y.max():
+            legs.append(float(y[0]) if y.size else 0.0)
         else:
-            p = _sigmoid(x @ fit_logistic(x[rows], y, lam))
-        out += sign * p
-    return out
+            legs.append(combiner.Linear(names, mu, sd, fit_logistic(x[rows], y, lam), 0.0, 0.0))
+    return (legs[0], legs[1]), rows
+
+
+def imitation_exposure(
+    features: np.ndarray,
+    ret: np.ndarray,
+    funding: np.ndarray,
+    cost_rate: float,
+    train_bars: np.ndarray,
+    lam: float,
+) -> np.ndarray:
+    """Exposure ``P(long) - P(short)`` of two logistics fitted to the oracle path on training bars
+    (:func:`imitation_model`), scored by ``common.combiner.imitation_path``, what live runs."""
+    legs, _ = imitation_model(features, ret, funding, cost_rate, train_bars, lam)
+    return combiner.imitation_path(features, legs)

@@ -391,9 +391,9 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
             if _ran_rl(summary)
             else ["* This run left out the RL recast (`--rl`: ElegantRL PPO on target exposures, ADR 0024)."]
         ),
-        "* Shipping the fitted and online-learning combiners (ridge, logistic, hedge, dsr, metalabel, "
-        "imitation, rl) to the meta consumer: only `volmanaged` (window <= 255) exports today "
-        "(`python -m training export-combiner`, ADR 0020); nothing passed the gates, so none is selected.",
+        "* Shipping the online-learning combiners (hedge, dsr) and rl to the meta consumer: `volmanaged`, "
+        "`ridge`, `logistic`, `metalabel` and `imitation` export today (`python -m training "
+        "export-combiner`, ADR 0020, 0025); nothing passed the gates, so none is selected.",
         "",
     ]
     path = dest / "REPORT.md"
