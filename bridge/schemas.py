@@ -269,7 +269,8 @@ class ResearchEntry(BaseModel):
 
 
 class ResearchBoard(BaseModel):
-    """The newest research run published to the live database (``training publish-research``)."""
+    """A research run published to the live database (``training publish-research``): the newest
+    unless the leaderboard was asked for another with ``research_run``."""
 
     run_id: str
     published_at: datetime
@@ -278,6 +279,27 @@ class ResearchBoard(BaseModel):
     verdict: str = Field(description="One line: whether `selected` is proposed, and what live keeps.")
     entries: list[ResearchEntry] = Field(
         description="Ranking window's baselines and candidates, best first, then the upper bound."
+    )
+
+
+class ResearchRunOut(BaseModel):
+    """One published research run, as ``GET /api/research/runs`` lists them: enough to tell runs
+    apart (the grid-only run vs the one with the RL recast) before loading one's board."""
+
+    run_id: str
+    published_at: datetime = Field(description="When its rows were last written to the live database.")
+    trials: int | None = Field(description="Trials logged (configurations x seeds x splits).")
+    selected_passes: bool
+    verdict: str = Field(description="One line: whether `selected` is proposed, and what live keeps.")
+    ranking_window: str = Field(
+        description="The evaluation window its baselines and candidates are ranked in "
+        "(their pooled out-of-sample rows: test)."
+    )
+    evaluated_from: datetime | None = Field(
+        description="First bar of the pooled out-of-sample period (null: not recorded by the run)."
+    )
+    evaluated_to: datetime | None = Field(
+        description="Last bar of the pooled out-of-sample period (null: not recorded by the run)."
     )
 
 
@@ -290,7 +312,8 @@ class LeaderboardOut(BaseModel):
     baselines: list[EvaluationOut]
     research: ResearchBoard | None = Field(
         default=None,
-        description="The newest published research run's baselines and candidates (null: none published).",
+        description="The chosen (default: newest) published research run's baselines and candidates "
+        "(null: none published).",
     )
 
 

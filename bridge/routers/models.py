@@ -1,19 +1,31 @@
 """The model leaderboard: every trained policy with its evaluation metrics, best and selected marked,
-and beside them the newest published research run's baselines and candidates (ADR 0016)."""
+and beside them a published research run's baselines and candidates (ADR 0016): the newest by
+default, or the one named by ``research_run`` (``GET /api/research/runs`` lists them), so a quant
+can look at an earlier run and compare runs."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge.dependencies import DbSession
-from bridge.schemas import IDENT, EvaluationOut, LeaderboardOut, ModelEntry, ResearchBoard, ResearchEntry
+from bridge.schemas import (
+    IDENT,
+    ErrorOut,
+    EvaluationOut,
+    LeaderboardOut,
+    ModelEntry,
+    ResearchBoard,
+    ResearchEntry,
+    ResearchRunOut,
+)
 from common.db.models import Evaluation, Model, TrainingRun
 
 router = APIRouter(tags=["models"])
@@ -26,18 +38,37 @@ def _score(metrics: dict[str, object], metric: str) -> float | None:
     return None
 
 
-@router.get("/models", response_model=LeaderboardOut, summary="Leaderboard of trained models")
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No published research run with that id"}
+}
+
+
+@router.get(
+    "/models", response_model=LeaderboardOut, summary="Leaderboard of trained models", responses=_NOT_FOUND
+)
 def leaderboard(
     session: DbSession,
     metric: Annotated[str, Query(max_length=64, pattern=IDENT, description="Metric ranked on.")] = "sharpe",
     window: Annotated[str, Query(max_length=64, pattern=IDENT, description="Evaluation window.")] = "test",
     order: Annotated[Literal["desc", "asc"], Query(description="desc: higher is better.")] = "desc",
+    research_run: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=IDENT,
+            description="Which published research run's board to show (GET /api/research/runs lists "
+            "them). Default: the newest.",
+        ),
+    ] = None,
 ) -> LeaderboardOut:
     models = session.scalars(select(Model).order_by(Model.created_at)).all()
     evaluations = session.scalars(select(Evaluation).order_by(Evaluation.created_at, Evaluation.id)).all()
     by_model: dict[str, list[Evaluation]] = defaultdict(list)
     baselines: dict[str, Evaluation] = {}
     research = _research_runs(session, {ev.run_id for ev in evaluations if ev.model_id is None})
+    if research_run is not None and research_run not in research:
+        # checked before anything is ranked: a wrong id must not quietly show the newest run instead
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no published research run {research_run!r}")
     by_research: dict[str, list[Evaluation]] = defaultdict(list)
     for ev in evaluations:
         if ev.run_id in research:
@@ -78,8 +109,46 @@ def leaderboard(
         selected_model_id=next((e.model_id for e in entries if e.selected), None),
         models=ordered,
         baselines=[EvaluationOut.model_validate(b) for b in baselines.values()],
-        research=_research_board(research, by_research, metric, window, sign),
+        research=_research_board(research, by_research, metric, window, sign, research_run),
     )
+
+
+@router.get(
+    "/research/runs",
+    response_model=list[ResearchRunOut],
+    summary="Published research runs, newest first",
+)
+def research_runs(session: DbSession) -> list[ResearchRunOut]:
+    """Every run ``training publish-research`` wrote to the live database, newest first: the ids
+    the leaderboard's ``research_run`` accepts, with what tells them apart without loading each."""
+    rows = session.scalars(
+        select(Evaluation).where(Evaluation.model_id.is_(None)).order_by(Evaluation.created_at, Evaluation.id)
+    ).all()
+    runs = _research_runs(session, {ev.run_id for ev in rows})
+    by_run: dict[str, list[Evaluation]] = defaultdict(list)
+    for ev in rows:
+        if ev.run_id in runs:
+            by_run[ev.run_id].append(ev)
+    out = []
+    for run_id in _newest_first(by_run):
+        config: dict[str, Any] = dict(runs[run_id].config or {})
+        info: dict[str, Any] = config["research"]
+        passes = bool(info.get("selected_passes"))
+        raw = config.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        out.append(
+            ResearchRunOut(
+                run_id=run_id,
+                published_at=max(e.created_at for e in by_run[run_id]),
+                trials=_trials(config),
+                selected_passes=passes,
+                verdict=_verdict(passes),
+                ranking_window=_ranking_window(by_run[run_id], dict(info.get("kinds") or {})),
+                evaluated_from=_when(data.get("evaluated_from")),
+                evaluated_to=_when(data.get("last")),
+            )
+        )
+    return out
 
 
 def _research_runs(session: Session, run_ids: set[str]) -> dict[str, TrainingRun]:
@@ -91,17 +160,58 @@ def _research_runs(session: Session, run_ids: set[str]) -> dict[str, TrainingRun
     return {r.run_id: r for r in runs if isinstance((r.config or {}).get("research"), dict)}
 
 
+def _newest_first(rows_by_run: dict[str, list[Evaluation]]) -> list[str]:
+    """Run ids, newest publication first: by the last-written row (``publish-research`` rewrites a
+    run's rows, so republishing an older run makes it the newest again, as the board always did)."""
+    return sorted(rows_by_run, key=lambda r: max((e.created_at, e.id) for e in rows_by_run[r]), reverse=True)
+
+
+def _verdict(passes: bool) -> str:
+    return (
+        "selected passes every gate: proposed (a person still decides with `training select`)"
+        if passes
+        else "selected fails the gates: not proposed; the live policy stays as it is (majority vote "
+        "unless a model is selected)"
+    )
+
+
+def _trials(config: dict[str, Any]) -> int | None:
+    trials = config.get("trials_logged")
+    return int(trials) if isinstance(trials, int) and not isinstance(trials, bool) else None
+
+
+def _ranking_window(rows: Sequence[Evaluation], kinds: dict[str, str]) -> str:
+    """The window its baselines and candidates sit in (the bound has its own, never ranked)."""
+    windows = {e.window for e in rows if kinds.get(e.name) != "bound"}
+    return "test" if "test" in windows or not windows else min(windows)
+
+
+def _when(value: object) -> datetime | None:
+    """An ISO timestamp from the run's ``data`` section; None when absent or unreadable (older runs)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 def _research_board(
     runs: dict[str, TrainingRun],
     rows_by_run: dict[str, list[Evaluation]],
     metric: str,
     window: str,
     sign: float,
+    chosen: str | None = None,
 ) -> ResearchBoard | None:
-    """The newest published research run (its rows were written last), ranked like the models."""
-    if not rows_by_run:
+    """Research run ``chosen`` (default: the newest, whose rows were written last), ranked like the
+    models. ``chosen`` must be a key of ``runs``; the caller answers 404 otherwise."""
+    if chosen is not None and chosen in rows_by_run:
+        run_id = chosen
+    elif rows_by_run:
+        run_id = _newest_first(rows_by_run)[0]
+    else:
         return None
-    run_id = max(rows_by_run, key=lambda r: max((e.created_at, e.id) for e in rows_by_run[r]))
     run = runs[run_id]
     config: dict[str, Any] = dict(run.config or {})
     info: dict[str, Any] = config["research"]
@@ -138,18 +248,11 @@ def _research_board(
     for rank, e in enumerate(scored, start=1):
         e.rank = rank
     bounds = [e for e in entries if e.kind == "bound"]
-    verdict = (
-        "selected passes every gate: proposed (a person still decides with `training select`)"
-        if passes
-        else "selected fails the gates: not proposed; the live policy stays as it is (majority vote "
-        "unless a model is selected)"
-    )
-    trials = config.get("trials_logged")
     return ResearchBoard(
         run_id=run_id,
         published_at=max(e.created_at for e in rows),
-        trials=int(trials) if isinstance(trials, int) else None,
+        trials=_trials(config),
         selected_passes=passes,
-        verdict=verdict,
+        verdict=_verdict(passes),
         entries=scored + [e for e in ranked if e.score is None] + bounds,
     )

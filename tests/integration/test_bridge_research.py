@@ -5,6 +5,9 @@ live PostgreSQL of this module's own (``research --publish-live``), next to the 
 bridge's ``/api/models`` (FastAPI TestClient, as the desktop client reads it) must then list every
 pooled baseline and candidate with the research summary's own Sharpe, keep them out of the
 models' ``baselines``, and say "not proposed" for a ``selected`` that failed the gates.
+
+A second research run published beside it (``/api/research/runs``, ``research_run``) must be
+listed newest first, and the leaderboard must show whichever run is chosen, the newest by default.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from typer.testing import CliRunner
 
 from bridge.app import create_app
@@ -28,7 +32,7 @@ from common.db.session import make_engine, session_scope
 from config import load_settings
 from tests.bridge_seed import seed_demo
 from tests.conftest import _create_db, _drop_db, _url
-from tests.integration.test_bridge import VIEWER, auth, bridge_settings
+from tests.integration.test_bridge import OPERATOR, VIEWER, auth, bridge_settings
 from training.cli import app as training_app
 from training.results import ResultsDB, evaluations, runs
 from training.results_live import SelectError, publish_research_live
@@ -199,3 +203,119 @@ def test_republishing_replaces_and_a_passing_selected_shows_as_proposed(
     assert f"published research run {run_id}" in res.output and "NOT proposed" in res.output
     sel = next(e for e in _board(published.url)["research"]["entries"] if e["name"] == "selected")
     assert sel["status"] == "not proposed"
+
+
+# A second, later research run: the fixture run's pooled rows, every Sharpe one higher, without
+# equal_weight, and with a selected that passed; what tells the two boards apart below.
+NEWER = "rs" + "e" * 30
+
+
+def _publish_newer(published: Published, tmp_path: Path) -> None:
+    """Publish ``NEWER`` through the real path (results DB -> ``publish_research_live``)."""
+    source = ResultsDB(published.results_url, tmp_path / "art-src")
+    other = ResultsDB(f"sqlite:///{tmp_path / 'newer.db'}", tmp_path / "art")
+    try:
+        run_id = published.summary["results_run_id"]
+        config = dict(source.run(run_id)["config"])
+        rows = [
+            {
+                "candidate": r.candidate,
+                "kind": r.kind,
+                "algo": r.algo,
+                "window": r.window,
+                "fold": r.fold,
+                "metrics": {**r.metrics, "sharpe": float(r.metrics["sharpe"]) + 1.0}
+                if r.window == "test"
+                else dict(r.metrics),
+                "params": dict(r.params),
+                "proposed": r.candidate == "selected" and r.window == "test",
+            }
+            for r in source.evaluations(run_id=run_id)
+            if r.window in ("test", "upper_bound") and r.candidate != "equal_weight"
+        ]
+        other.put_research(NEWER, rows, config={**config, "selected_passes": True}, data_fingerprint="e" * 30)
+        publish_research_live(other, NEWER, published.engine)
+    finally:
+        source.close()
+        other.close()
+
+
+def _drop_newer(published: Published) -> None:
+    with session_scope(published.engine) as session:
+        session.execute(delete(Evaluation).where(Evaluation.run_id == NEWER))
+        session.execute(delete(TrainingRun).where(TrainingRun.run_id == NEWER))
+
+
+def _get(url: str, path: str, token: str | None = VIEWER, **params: object) -> tuple[int, Any]:
+    app = create_app(load_settings(database_url=url), bridge_settings())
+    with TestClient(app) as client:
+        response = client.get(path, headers=auth(token) if token else {}, params=params)
+    return response.status_code, response.json()
+
+
+def test_runs_are_listed_newest_first_and_the_board_shows_the_chosen_one(
+    published: Published, tmp_path: Path
+) -> None:
+    s = published.summary
+    older = s["results_run_id"]
+    _publish_newer(published, tmp_path)
+    try:
+        code, listed = _get(published.url, "/api/research/runs")
+        assert code == 200, listed
+        assert [r["run_id"] for r in listed] == [NEWER, older]
+        new, old = listed
+        assert datetime.fromisoformat(new["published_at"]) > datetime.fromisoformat(old["published_at"])
+        # what tells the runs apart, each from its own run
+        assert (new["selected_passes"], old["selected_passes"]) == (True, False)
+        assert new["verdict"].startswith("selected passes") and "not proposed" in old["verdict"]
+        assert old["trials"] == s["trials_logged"]
+        assert old["ranking_window"] == new["ranking_window"] == "test"
+        assert datetime.fromisoformat(old["evaluated_from"]) == datetime.fromisoformat(
+            s["data"]["evaluated_from"]
+        )
+        assert datetime.fromisoformat(old["evaluated_to"]) == datetime.fromisoformat(s["data"]["last"])
+
+        # default: the newest run, as before the chooser existed
+        default = _board(published.url)
+        research = default["research"]
+        assert research["run_id"] == NEWER and research["selected_passes"] is True
+        names = {e["name"] for e in research["entries"] if e["window"] == "test"}
+        assert names == set(s["sharpe"]) - {"equal_weight"}
+        assert _board(published.url, research_run=NEWER) == default
+
+        # the older run: its own rows and Sharpes, not the newest's
+        chosen = _board(published.url, research_run=older)
+        research = chosen["research"]
+        assert research["run_id"] == older and research["selected_passes"] is False
+        entries = {e["name"]: e for e in research["entries"] if e["window"] == "test"}
+        assert set(entries) == set(s["sharpe"])  # equal_weight is back
+        for name, sharpe in s["sharpe"].items():
+            assert entries[name]["metrics"]["sharpe"] == pytest.approx(sharpe), name
+        ranked = [e for e in research["entries"] if e["rank"] is not None]
+        assert [e["rank"] for e in ranked] == list(range(1, len(entries) + 1))
+        # the models beside it do not depend on the research run chosen
+        assert chosen["models"] == default["models"] and chosen["baselines"] == default["baselines"]
+        assert chosen["best_model_id"] == "demo-ppo-v3"
+    finally:
+        _drop_newer(published)
+    # gone from the database: gone from the list, and the board's default falls back to the fixture run
+    assert [r["run_id"] for r in _get(published.url, "/api/research/runs")[1]] == [older]
+    assert _board(published.url)["research"]["run_id"] == older
+
+
+def test_an_unknown_or_non_research_run_is_404_never_the_newest(published: Published) -> None:
+    code, body = _get(published.url, "/api/models", research_run="rs" + "0" * 30)
+    assert code == 404 and body["detail"] == f"no published research run {'rs' + '0' * 30!r}"
+    # a run that exists but is the demo models' own baseline run, not research
+    demo_run = _board(published.url)["baselines"][0]["run_id"]
+    code, body = _get(published.url, "/api/models", research_run=demo_run)
+    assert code == 404 and "no published research run" in body["detail"]
+
+
+def test_research_runs_and_the_chooser_need_a_token(published: Published) -> None:
+    older = published.summary["results_run_id"]
+    for path, params in (("/api/research/runs", {}), ("/api/models", {"research_run": older})):
+        assert _get(published.url, path, None, **params)[0] == 401
+        assert _get(published.url, path, "not-a-token", **params)[0] == 401
+        assert _get(published.url, path, VIEWER, **params)[0] == 200  # a viewer may read
+        assert _get(published.url, path, OPERATOR, **params)[0] == 200
