@@ -40,6 +40,55 @@ class BridgeClientTest {
         }
     }
 
+    static final String RUNS = """
+            [{"run_id":"rsnewer","published_at":"2026-03-02T10:00:00Z","trials":48,"selected_passes":true,
+              "verdict":"selected passes every gate","ranking_window":"test",
+              "evaluated_from":"2024-01-01T00:00:00Z","evaluated_to":"2025-12-31T20:00:00Z","extra":1},
+             {"run_id":"rsolder","published_at":"2026-03-01T10:00:00Z","trials":null,"selected_passes":false,
+              "verdict":"selected fails the gates","ranking_window":"test","evaluated_from":null,"evaluated_to":null}]""";
+
+    static String board(String runId, String... names) {
+        StringBuilder entries = new StringBuilder();
+        for (int i = 0; i < names.length; i++) {
+            entries.append(i == 0 ? "" : ",").append("{\"rank\":").append(i + 1).append(",\"name\":\"").append(names[i])
+                    .append("\",\"kind\":\"baseline\",\"status\":\"baseline\",\"proposed\":false,\"window\":\"test\",")
+                    .append("\"score\":0.5,\"metrics\":{\"sharpe\":0.5}}");
+        }
+        return "{\"metric\":\"sharpe\",\"window\":\"test\",\"best_model_id\":null,\"selected_model_id\":null,"
+                + "\"models\":[],\"baselines\":[],\"research\":{\"run_id\":\"" + runId + "\",\"trials\":1,"
+                + "\"selected_passes\":false,\"verdict\":\"v\",\"entries\":[" + entries + "]}}";
+    }
+
+    @Test
+    void parsesResearchRunsAndAsksForTheChosenRunsBoard() throws Exception {
+        try (FakeBridge fake = new FakeBridge().json("/api/research/runs", RUNS).json("/api/models", board("rsolder", "flat"))) {
+            BridgeClient c = new BridgeClient(new BridgeConfig(fake.url(), "t", "demo"));
+            List<Dto.ResearchRun> runs = c.researchRuns();
+            assertEquals(List.of("rsnewer", "rsolder"), runs.stream().map(Dto.ResearchRun::run_id).toList());
+            assertEquals(48, runs.get(0).trials());
+            assertTrue(runs.get(0).selected_passes());
+            assertEquals(2025, runs.get(0).evaluated_to().getYear());
+            assertEquals(null, runs.get(1).trials());
+            assertEquals(null, runs.get(1).evaluated_from());
+            assertEquals("rsolder", c.leaderboard("rsolder").research().run_id());
+            assertEquals("research_run=rsolder", fake.requests.get(1).get("query"));
+            c.leaderboard();  // the default sends no parameter: an older bridge answers as before
+            assertEquals("null", fake.requests.get(2).get("query"));
+        }
+    }
+
+    @Test
+    void aBridgeWithoutTheRunsEndpointMeansNoRunsToChoose() throws Exception {
+        try (FakeBridge fake = new FakeBridge()) { // every path: 404
+            assertEquals(List.of(), new BridgeClient(new BridgeConfig(fake.url(), "t", null)).researchRuns());
+        }
+        try (FakeBridge fake = new FakeBridge().fallback(401, "{\"detail\":\"invalid token\"}")) {
+            BridgeException e = assertThrows(BridgeException.class,
+                    () -> new BridgeClient(new BridgeConfig(fake.url(), "bad", null)).researchRuns());
+            assertEquals(BridgeException.Kind.UNAUTHORIZED, e.kind());
+        }
+    }
+
     @Test
     void classifiesAuthAndServerErrors() throws Exception {
         try (FakeBridge fake = new FakeBridge().fallback(401, "{\"detail\":\"invalid token\"}")) {

@@ -99,7 +99,30 @@ public class BridgeClient {
     }
 
     public Dto.Leaderboard leaderboard() throws BridgeException {
-        return get("/api/models", Map.of(), Dto.Leaderboard.class);
+        return leaderboard(null);
+    }
+
+    /**
+     * The leaderboard with research run {@code researchRun}'s board beside the models (null: the
+     * newest, and no query parameter at all, so a bridge older than the chooser answers as before).
+     */
+    public Dto.Leaderboard leaderboard(String researchRun) throws BridgeException {
+        return get("/api/models", researchRun == null ? Map.of() : Map.of("research_run", researchRun), Dto.Leaderboard.class);
+    }
+
+    /**
+     * Published research runs, newest first. A bridge older than the endpoint answers 404: that is
+     * read as "no runs to choose from" so the leaderboard still loads (the newest run, as before).
+     */
+    public List<Dto.ResearchRun> researchRuns() throws BridgeException {
+        try {
+            return get("/api/research/runs", Map.of(), new TypeReference<>() {});
+        } catch (BridgeException e) {
+            if (e.kind() == BridgeException.Kind.SERVER && e.status() == 404) {
+                return List.of();
+            }
+            throw e;
+        }
     }
 
     public Dto.ControlResult tripKillSwitch(String reason) throws BridgeException {

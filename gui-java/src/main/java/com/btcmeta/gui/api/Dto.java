@@ -129,9 +129,27 @@ public final class Dto {
             List<Baseline> baselines,
             ResearchBoard research) {}
 
-    /** The newest research run published to the live DB (issue 16): baselines and candidate rules, not tradable. */
+    /**
+     * A research run published to the live DB (issue 16): baselines and candidate rules, not tradable.
+     * The newest unless the leaderboard was asked for another ({@code research_run}).
+     */
     @JsonIgnoreProperties(ignoreUnknown = true)
     public record ResearchBoard(String run_id, Integer trials, boolean selected_passes, String verdict, List<ResearchEntry> entries) {}
+
+    /**
+     * One published research run as {@code GET /api/research/runs} lists them (newest first): what
+     * the run chooser shows so a quant can tell the runs apart before loading one's board.
+     */
+    @JsonIgnoreProperties(ignoreUnknown = true)
+    public record ResearchRun(
+            String run_id,
+            OffsetDateTime published_at,
+            Integer trials,
+            boolean selected_passes,
+            String verdict,
+            String ranking_window,
+            OffsetDateTime evaluated_from,
+            OffsetDateTime evaluated_to) {}
 
     /** status: baseline, candidate, upper bound, or for "selected": proposed / not proposed. */
     @JsonIgnoreProperties(ignoreUnknown = true)

@@ -17,6 +17,7 @@ import java.util.Comparator;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Set;
 import java.util.Locale;
 import java.util.Optional;
@@ -37,6 +38,7 @@ import javafx.geometry.Pos;
 import javafx.scene.control.Alert;
 import javafx.scene.control.Button;
 import javafx.scene.control.ButtonType;
+import javafx.scene.control.ComboBox;
 import javafx.scene.control.Label;
 import javafx.scene.control.ListCell;
 import javafx.scene.control.ListView;
@@ -112,6 +114,8 @@ public class MainView extends BorderPane {
     private final TableView<Dto.ModelEntry> leaderboard = new TableView<>();
     private final Button selectButton = new Button("Select for trading");
     private final Label leaderboardLabel = new Label("");
+    /** Which published research run's rows the leaderboard shows (filled from GET /api/research/runs). */
+    private final ComboBox<Dto.ResearchRun> researchRunBox = new ComboBox<>();
     // right
     private final ObservableList<FeedItem> feed = FXCollections.observableArrayList();
 
@@ -122,6 +126,10 @@ public class MainView extends BorderPane {
     private final Set<Dto.ModelEntry> baselineRows = Collections.newSetFromMap(new IdentityHashMap<>());
     /** Research rows (issue 16) and their status (baseline, candidate, proposed, not proposed, upper bound). */
     private final Map<Dto.ModelEntry, String> researchRows = new IdentityHashMap<>();
+    /** The research run the user chose; null: follow the newest (a newly published run takes over). */
+    private String chosenRun;
+    /** True while the chooser's items are replaced by a refresh: not a user's choice. */
+    private boolean fillingRuns;
     private volatile OffsetDateTime runClock;
     private volatile boolean runClockKnown;
     private int fillCount = -1;
@@ -234,7 +242,9 @@ public class MainView extends BorderPane {
         chart.setId("candle-chart");
         VBox.setVgrow(chart, Priority.ALWAYS);
         buildLeaderboard();
-        HBox boardBar = new HBox(10, leaderboardLabel, new Region(), selectButton);
+        Label runLabel = new Label("Research run");
+        runLabel.getStyleClass().add("muted");
+        HBox boardBar = new HBox(10, leaderboardLabel, new Region(), runLabel, researchRunBox, selectButton);
         HBox.setHgrow(boardBar.getChildren().get(1), Priority.ALWAYS);
         boardBar.setAlignment(Pos.CENTER_LEFT);
         Card board = new Card("Model leaderboard", boardBar, leaderboard);
@@ -313,6 +323,53 @@ public class MainView extends BorderPane {
         selectButton.setDisable(true);
         leaderboard.getSelectionModel().selectedItemProperty().addListener((o, a, b) -> updateSelectButton());
         selectButton.setOnAction(e -> selectModel());
+        buildResearchRunChooser();
+    }
+
+    /**
+     * The run chooser beside the research rows: newest first, the newest selected by default. Picking
+     * the newest means "follow the newest"; picking an older run keeps it on the board across refreshes
+     * until it is chosen away or is no longer published.
+     */
+    private void buildResearchRunChooser() {
+        researchRunBox.setId("research-run");
+        researchRunBox.setPromptText("none published");
+        researchRunBox.setDisable(true);
+        researchRunBox.setCellFactory(v -> new ListCell<>() {
+            @Override
+            protected void updateItem(Dto.ResearchRun r, boolean empty) {
+                super.updateItem(r, empty);
+                setText(empty || r == null ? null : runText(r));
+                setTooltip(empty || r == null ? null : new Tooltip(runTooltip(r)));
+            }
+        });
+        researchRunBox.setButtonCell(researchRunBox.getCellFactory().call(null));
+        researchRunBox.getSelectionModel().selectedItemProperty().addListener((o, a, b) -> {
+            if (fillingRuns || b == null) {
+                return;
+            }
+            String next = researchRunBox.getItems().indexOf(b) == 0 ? null : b.run_id();
+            if (!Objects.equals(next, chosenRun)) {
+                chosenRun = next;
+                loadLeaderboard();
+            }
+        });
+    }
+
+    private String runText(Dto.ResearchRun r) {
+        boolean newest = !researchRunBox.getItems().isEmpty() && researchRunBox.getItems().get(0).equals(r);
+        String when = r.published_at() == null ? "?" : r.published_at().withOffsetSameInstant(ZoneOffset.UTC)
+                .format(DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm"));
+        return r.run_id().substring(0, Math.min(10, r.run_id().length())) + " · " + when
+                + (r.trials() == null ? "" : " · " + r.trials() + " trials")
+                + (r.selected_passes() ? " · proposed" : " · not proposed") + (newest ? " (newest)" : "");
+    }
+
+    private static String runTooltip(Dto.ResearchRun r) {
+        String span = r.evaluated_from() == null || r.evaluated_to() == null ? ""
+                : "\nout-of-sample " + r.evaluated_from().toLocalDate() + " .. " + r.evaluated_to().toLocalDate()
+                        + " (" + r.ranking_window() + " window)";
+        return r.run_id() + span + "\n" + r.verdict();
     }
 
     private static TableColumn<Dto.ModelEntry, String> col(String name, java.util.function.Function<Dto.ModelEntry, String> f,
@@ -411,7 +468,45 @@ public class MainView extends BorderPane {
 
     private void refreshSlow() {
         loadChart();
-        load(client::leaderboard, this::showLeaderboard);
+        loadLeaderboard();
+    }
+
+    private record BoardWithRuns(List<Dto.ResearchRun> runs, Dto.Leaderboard board) {}
+
+    /**
+     * The research runs and the leaderboard with the chosen one, in one task: a chosen run that is no
+     * longer listed is dropped for the newest before asking, so a withdrawn run never turns into a 404
+     * banner.
+     */
+    private void loadLeaderboard() {
+        String wanted = chosenRun;
+        load(() -> {
+            List<Dto.ResearchRun> runs = client.researchRuns();
+            boolean listed = wanted != null && runs.stream().anyMatch(r -> r.run_id().equals(wanted));
+            return new BoardWithRuns(runs, client.leaderboard(listed ? wanted : null));
+        }, r -> {
+            if (!Objects.equals(wanted, chosenRun)) {
+                return; // the user chose again meanwhile: that load is in flight and wins
+            }
+            showResearchRuns(r.runs(), r.board());
+            showLeaderboard(r.board());
+        });
+    }
+
+    private void showResearchRuns(List<Dto.ResearchRun> runs, Dto.Leaderboard b) {
+        String shown = b.research() == null ? null : b.research().run_id();
+        if (chosenRun != null && !chosenRun.equals(shown)) {
+            chosenRun = null; // no longer published: back to following the newest
+        }
+        fillingRuns = true;
+        try {
+            researchRunBox.getItems().setAll(runs);
+            runs.stream().filter(r -> r.run_id().equals(shown)).findFirst().ifPresentOrElse(
+                    r -> researchRunBox.getSelectionModel().select(r), () -> researchRunBox.getSelectionModel().clearSelection());
+        } finally {
+            fillingRuns = false;
+        }
+        researchRunBox.setDisable(runs.isEmpty());
     }
 
     /**
@@ -773,7 +868,7 @@ public class MainView extends BorderPane {
         if (confirm.showAndWait().orElse(ButtonType.CANCEL) == ButtonType.OK) {
             load(() -> client.selectModel(m.model_id(), "selected in desktop client"), res -> {
                 info("Model " + res.selected_model_id() + " selected (audit #" + res.audit_id() + ")");
-                load(client::leaderboard, this::showLeaderboard);
+                loadLeaderboard();
             });
         }
     }
@@ -808,6 +903,22 @@ public class MainView extends BorderPane {
     /** Research rows (issue 16) among {@link #leaderboardSize()}. */
     public int leaderboardResearchCount() {
         return researchRows.size();
+    }
+
+    /** Research run ids in the chooser, as listed (newest first). */
+    public List<String> researchRunChoices() {
+        return researchRunBox.getItems().stream().map(Dto.ResearchRun::run_id).toList();
+    }
+
+    /** The research run whose rows the leaderboard shows, or null. */
+    public String leaderboardResearchRun() {
+        return lastBoard == null || lastBoard.research() == null ? null : lastBoard.research().run_id();
+    }
+
+    /** Choose a research run in the chooser as a user would (FX thread). */
+    public void chooseResearchRun(String runId) {
+        researchRunBox.getItems().stream().filter(r -> r.run_id().equals(runId)).findFirst()
+                .ifPresent(r -> researchRunBox.getSelectionModel().select(r));
     }
 
     /** Model id of the row marked as selected for trading, or null. */
