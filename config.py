@@ -188,11 +188,21 @@ class ExogenousSettings(BaseModel):
     #: Funding rates older than this many days are not asked for again. A poll re-reads this window
     #: (stored rates count as unchanged), and after a longer outage resumes at the last stored rate.
     kraken_funding_days: int = Field(default=7, ge=1, le=3650)
+    #: Binance USD-M futures REST root: its public funding-rate history
+    #: (``/fapi/v1/fundingRate``, no key) of ``binance_symbol`` feeds ``funding_binance_8h``, the
+    #: series the research and the linear combiners read (ADR 0025). Empty: off.
+    binance_futures_url: str = "https://fapi.binance.com"
+    binance_symbol: str = "BTCUSDT"
+    #: As ``kraken_funding_days``: the window re-read on every poll (an outage resumes at the last
+    #: stored settlement).
+    binance_funding_days: int = Field(default=3, ge=1, le=3650)
     #: Per request timeout, and attempts before a source counts as unreachable.
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     attempts: int = Field(default=3, ge=1, le=10)
 
-    @field_validator("fear_greed_url", "news_rss_url", "sentiment_url", "kraken_futures_url")
+    @field_validator(
+        "fear_greed_url", "news_rss_url", "sentiment_url", "kraken_futures_url", "binance_futures_url"
+    )
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):

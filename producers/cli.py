@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 # The live exogenous sources, named in `poll --source`'s help; the same tuple as
 # producers.exogenous.SOURCE_NAMES (a unit test keeps them equal) without importing that module.
-SOURCE_NAMES = ("fear_greed", "news", "sentiment", "kraken_funding", "kraken_open_interest")
+SOURCE_NAMES = (
+    "fear_greed", "news", "sentiment", "kraken_funding", "kraken_open_interest", "binance_funding"
+)  # fmt: skip
 
 app = make_app("Market data: candles exchange/CSV -> Postgres.")
 

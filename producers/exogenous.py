@@ -16,6 +16,10 @@ Live sources, each behind a URL in ``Settings.exogenous``:
   ticker shows (``fetch_ticker``, ``/derivatives/api/v3/tickers/<id>``; krakenfutures has no
   ``fetch_open_interest``) -> ``kraken_open_interest``, one snapshot per poll stamped with the
   answer's ``serverTime``. Both are live-only series (``catalog.LIVE_SERIES``): no shared file.
+* Binance USD-M futures' public funding-rate history (``/fapi/v1/fundingRate``, plain HTTP: one
+  documented GET, no key, so no exchange client) -> ``funding_binance_8h``, the series of the shared
+  file ``funding_binance_btcusdt_8h.csv``, so a live deployment keeps feeding what the research and
+  the linear combiners read (ADR 0025) instead of stopping where the file stops.
 
 A source that cannot be reached or answers something unreadable raises ``SourceError`` with the
 source's name and what went wrong; nothing of it is written, so the last good data stays as it is.
@@ -407,6 +411,53 @@ def fetch_kraken_open_interest(
     ]
 
 
+BINANCE_FUNDING_PATH = "/fapi/v1/fundingRate"
+#: Binance's page limit for the funding history (its maximum; the default is 100).
+BINANCE_PAGE = 1000
+
+
+def fetch_binance_funding(engine: Engine, settings: ExogenousSettings, now: datetime) -> list[dict[str, str]]:
+    """Binance's funding-rate history -> ``funding_binance_8h`` rows (``funding_rate``).
+
+    From the last ``binance_funding_days`` (re-read: stored rates count as unchanged), or from the
+    last stored settlement when that is older (an outage, or a fresh database after the file
+    import, is caught up page by page). ``fundingTime`` carries a few milliseconds of jitter past
+    the settlement; it is truncated to the second, as the shared file was, so a polled settlement
+    is the same row as the imported one.
+    """
+    root = settings.binance_futures_url.rstrip("/")
+    since = now - timedelta(days=settings.binance_funding_days)
+    latest = _latest_about(engine, "funding_binance_8h")
+    if latest is not None and latest < since:
+        since = latest
+    start_ms = int(since.timestamp() * 1000)
+    rows: list[dict[str, str]] = []
+    while True:
+        query = urlencode({"symbol": settings.binance_symbol, "startTime": start_ms, "limit": BINANCE_PAGE})
+        body = http_get(
+            f"{root}{BINANCE_FUNDING_PATH}?{query}",
+            timeout_s=settings.timeout_s,
+            attempts=settings.attempts,
+            source="binance_funding",
+        )
+        page = json.loads(body)
+        if not isinstance(page, list):
+            raise ValueError("the answer is not a JSON list of funding rates")
+        last_ms = start_ms - 1
+        for item in page:
+            if not isinstance(item, dict):
+                raise ValueError("a funding-rate entry is not a JSON object")
+            ms = item.get("fundingTime")
+            if not isinstance(ms, int) or isinstance(ms, bool):
+                raise ValueError(f"fundingTime {ms!r} is not epoch milliseconds")
+            last_ms = max(last_ms, ms)
+            ts = _iso(datetime.fromtimestamp(ms // 1000, tz=UTC))
+            rows.append({"ts": ts, "funding_rate": _number_text(item.get("fundingRate"), "fundingRate")})
+        if len(page) < BINANCE_PAGE or last_ms < start_ms:
+            return rows
+        start_ms = last_ms + 1  # the next page starts after this one's last settlement
+
+
 @dataclass(frozen=True)
 class LiveSource:
     """One live source: its name, the series it feeds, its URL and how to read it.
@@ -446,6 +497,16 @@ def live_sources(settings: ExogenousSettings) -> list[LiveSource]:
                 fetch=fetch_kraken_open_interest,
             ),
         ]
+    binance = settings.binance_futures_url.rstrip("/") if settings.binance_symbol else ""
+    if binance:
+        candidates.append(
+            LiveSource(
+                "binance_funding",
+                "funding_binance_8h",
+                binance + BINANCE_FUNDING_PATH,
+                fetch=fetch_binance_funding,
+            )
+        )
     return [s for s in candidates if s.url]
 
 
@@ -499,4 +560,6 @@ def poll(
     return reports
 
 
-SOURCE_NAMES = ("fear_greed", "news", "sentiment", "kraken_funding", "kraken_open_interest")
+SOURCE_NAMES = (
+    "fear_greed", "news", "sentiment", "kraken_funding", "kraken_open_interest", "binance_funding"
+)  # fmt: skip

@@ -65,6 +65,7 @@ def _settings(venue: KrakenFuturesStandIn, **changes: Any) -> ExogenousSettings:
         "news_rss_url": "",
         "sentiment_url": "",
         "kraken_futures_url": venue.base_url,
+        "binance_futures_url": "",
         "kraken_funding_days": 3,
         "timeout_s": 5.0,
         "attempts": 1,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from common.db import migrate
@@ -55,6 +55,7 @@ def _settings(standin: ExogenousStandIn, **changes: Any) -> ExogenousSettings:
         "fear_greed_limit": 10,
         "news_rss_url": f"{url}/rss",
         "sentiment_url": f"{url}/sentiment?days=5",
+        "binance_futures_url": "",  # its own tests below (the default is the internet)
         "timeout_s": 5.0,
         "attempts": 1,
     }
@@ -190,6 +191,7 @@ def test_cli_poll(
     monkeypatch.setenv("BTCMETA_EXOGENOUS__FEAR_GREED_URL", f"{standin.base_url}/fng/")
     monkeypatch.setenv("BTCMETA_EXOGENOUS__NEWS_RSS_URL", f"{standin.base_url}/rss")
     monkeypatch.setenv("BTCMETA_EXOGENOUS__SENTIMENT_URL", f"{standin.base_url}/sentiment?days=3")
+    monkeypatch.setenv("BTCMETA_EXOGENOUS__BINANCE_FUTURES_URL", "")
     monkeypatch.setenv("BTCMETA_EXOGENOUS__ATTEMPTS", "1")
     get_settings.cache_clear()
     try:
@@ -207,3 +209,108 @@ def test_cli_poll(
         assert "social_sentiment" not in done.output  # only the sources asked for
     finally:
         get_settings.cache_clear()
+
+
+# ------------------------------------------------------- Binance funding: the live feed of funding_binance_8h
+
+
+def _binance(standin: ExogenousStandIn, **changes: Any) -> ExogenousSettings:
+    """Only the Binance funding source on."""
+    return _settings(
+        standin,
+        fear_greed_url="",
+        news_rss_url="",
+        sentiment_url="",
+        binance_futures_url=standin.base_url,
+        **changes,
+    )
+
+
+def _file_funding(start: datetime, end: datetime) -> pd.DataFrame:
+    frame = load_series(DATA, "funding_binance_8h").frame
+    keep = (frame["about_ts"] >= pd.Timestamp(start)) & (frame["about_ts"] <= pd.Timestamp(end))
+    return frame[keep].reset_index(drop=True)
+
+
+def test_binance_funding_poll_pages_through_and_stores_the_files_rows(
+    engine: Engine, standin: ExogenousStandIn
+) -> None:
+    """400 days are 1,200 settlements: two pages of Binance's 1,000. The stored rows are the shared
+    file's, value and publication time, though the answer's fundingTime carries millisecond jitter."""
+    settings = _binance(standin, binance_funding_days=400)
+    (source,) = live_sources(settings)
+    assert (source.name, source.series) == ("binance_funding", "funding_binance_8h")
+    report = poll_source(engine, source, settings, now=AS_OF)
+    assert report.error is None and report.rejected == {}
+    expected = _file_funding(AS_OF - timedelta(days=400), AS_OF)
+    assert report.inserted == len(expected) > 1000
+    assert standin.requests["/fapi/v1/fundingRate"] == 2
+    stored = read_series(engine, "funding_binance_8h")
+    pd.testing.assert_frame_equal(stored[expected.columns.tolist()], expected, check_exact=True)
+    assert (stored["published_at"] == stored["about_ts"]).all()  # published at settlement (catalog)
+
+    again = poll_source(engine, source, settings, now=AS_OF)  # re-reads the last 400 days: unchanged
+    assert again.inserted == 0 and again.unchanged == len(expected)
+
+
+def test_binance_funding_agrees_with_the_import_and_catches_up_after_an_outage(
+    engine: Engine, standin: ExogenousStandIn
+) -> None:
+    import_dir(engine, DATA, ["funding_binance_8h"])
+    imported = count_rows(engine, "funding_binance_8h")
+    settings = _binance(standin, binance_funding_days=2)
+    (source,) = live_sources(settings)
+    report = poll_source(engine, source, settings, now=AS_OF)
+    window = _file_funding(AS_OF - timedelta(days=2), AS_OF)
+    assert report.inserted == 0 and report.unchanged == len(window) == 7  # the file's rows, unchanged
+    assert count_rows(engine, "funding_binance_8h") == imported
+
+    # A fresh database polled 30 days late: it resumes at the last stored settlement, not 2 days back
+    with engine.begin() as conn:
+        conn.execute(
+            text("DELETE FROM exogenous_observations WHERE series = 'funding_binance_8h' AND about_ts > :t"),
+            {"t": AS_OF - timedelta(days=30)},
+        )
+    caught = poll_source(engine, source, settings, now=AS_OF)
+    assert caught.inserted == len(_file_funding(AS_OF - timedelta(days=30), AS_OF)) - 1 == 90
+
+
+def test_the_combiners_funding_read_sees_the_polled_rate_only_once_published(
+    engine: Engine, standin: ExogenousStandIn
+) -> None:
+    """What the meta consumer's linear combiners read (``store.funding_last``, ADR 0025) is the polled
+    series: the last rate settled (= published) at or before the tick, never a later one."""
+    from meta_consumer.store import funding_last
+
+    settings = _binance(standin, binance_funding_days=10)
+    poll_source(engine, live_sources(settings)[0], settings, now=AS_OF)
+    expected = _file_funding(AS_OF - timedelta(days=10), AS_OF)
+    settle = expected["about_ts"].iloc[-2].to_pydatetime()
+    before = float(expected["funding_rate"].iloc[-3])
+    at = float(expected["funding_rate"].iloc[-2])
+    assert before != at
+    assert funding_last(engine, settle - timedelta(seconds=1)) == before
+    assert funding_last(engine, settle) == at
+    assert funding_last(engine, settle + timedelta(hours=7, minutes=59)) == at
+
+
+@pytest.mark.parametrize(("kind", "message"), [("500", "HTTP 500"), ("malformed", "malformed answer")])
+def test_a_failing_binance_answer_writes_nothing(
+    engine: Engine, standin: ExogenousStandIn, kind: str, message: str
+) -> None:
+    settings = _binance(standin, binance_funding_days=5)
+    (source,) = live_sources(settings)
+    standin.fail_next("/fapi/v1/fundingRate", kind)
+    with pytest.raises(SourceError, match=message) as failed:
+        poll_source(engine, source, settings, now=AS_OF)
+    assert "binance_funding" in str(failed.value)
+    assert count_rows(engine, "funding_binance_8h") == 0
+    five_days = len(_file_funding(AS_OF - timedelta(days=5), AS_OF))  # 16: both ends included
+    assert poll_source(engine, source, settings, now=AS_OF).inserted == five_days == 16  # back: all of it
+
+
+def test_a_bad_binance_row_is_refused_and_counted(engine: Engine, standin: ExogenousStandIn) -> None:
+    settings = _binance(standin, binance_funding_days=5)
+    standin.fail_next("/fapi/v1/fundingRate", "bad_rows")
+    report = poll_source(engine, live_sources(settings)[0], settings, now=AS_OF)
+    assert report.rejected == {"bad_format": 1} and report.inserted == 16 - 1

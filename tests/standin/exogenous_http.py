@@ -12,6 +12,11 @@ tests.standin.exogenous_http --port 8099``). Endpoints:
 * ``GET /sentiment?days=N``: ``{"data": [{"date": "YYYY-MM-DD", <social_sentiment columns>}]}`` from
   ``social_sentiment_daily.csv`` (JSON numbers, null where the file cell is empty), the last N
   days up to ``sentiment_as_of``.
+* ``GET /fapi/v1/fundingRate?symbol=BTCUSDT&startTime=MS&limit=N``: Binance USDT-M's funding-rate
+  history from ``funding_binance_btcusdt_8h.csv``: ``[{"symbol", "fundingTime": <epoch ms>,
+  "fundingRate": "<text>", "markPrice": ""}]``, oldest first, settlements in ``[startTime, as_of]``,
+  at most ``limit`` (default 100, max 1000, as the real API). Every third ``fundingTime`` carries
+  the few milliseconds of jitter the real API shows (the shared file truncated them to the second).
 
 Bad days: ``fail_next(path, kind, times=1)`` makes the next answers on ``path`` fail with ``kind``:
 ``"500"`` (HTTP 500), ``"malformed"`` (a JSON/XML body of the wrong shape), ``"garbage"`` (not
@@ -60,6 +65,7 @@ class ExogenousStandIn:
         self.fear_greed = _read(data, "fear_greed_daily.csv")
         self.news = _read(data, "news_headlines_cryptonews.csv")
         self.sentiment = _read(data, "social_sentiment_daily.csv")
+        self.binance_funding = _read(data, "funding_binance_btcusdt_8h.csv")
         self.as_of = as_of or datetime(2022, 3, 1, tzinfo=UTC)
         self.news_window = news_window
         #: The sentiment file stops in May 2021, before the news starts: it has a "now" of its own.
@@ -168,6 +174,24 @@ class ExogenousStandIn:
             data[-1]["reddit_comments_sentiment"] = "high"
         return 200, "application/json", json.dumps({"data": data}).encode()
 
+    def binance_funding_doc(self, q: dict[str, str], fault: str | None) -> tuple[int, str, bytes]:
+        if fault == "malformed":
+            return 200, "application/json", b'{"code": -1121, "msg": "Invalid symbol."}'
+        if q.get("symbol") != "BTCUSDT":
+            return 400, "application/json", b'{"code": -1121, "msg": "Invalid symbol."}'
+        limit = min(int(q.get("limit", "100")), 1000)
+        start = pd.Timestamp(int(q.get("startTime", "0")), unit="ms", tz="UTC")
+        frame = self.binance_funding
+        rows = frame[(frame["when"] >= start) & (frame["when"] <= pd.Timestamp(self.as_of))].head(limit)
+        data: list[dict[str, Any]] = []
+        for k, r in enumerate(rows.itertuples()):
+            ms = int(r.when.timestamp()) * 1000 + (k % 3 == 2) * (1 + k % 7)
+            item = {"symbol": "BTCUSDT", "fundingTime": ms, "fundingRate": r.funding_rate, "markPrice": ""}
+            data.append(item)
+        if fault == "bad_rows" and data:
+            data[0]["fundingRate"] = "n/a"
+        return 200, "application/json", json.dumps(data).encode()
+
     def route(self, path: str, q: dict[str, str]) -> tuple[int, str, bytes]:
         self.requests[path] += 1
         fault = self._fault(path)
@@ -183,6 +207,8 @@ class ExogenousStandIn:
             return self.rss(fault)
         if path == "/sentiment":
             return self.sentiment_doc(q, fault)
+        if path == "/fapi/v1/fundingRate":
+            return self.binance_funding_doc(q, fault)
         return 404, "text/plain", b"not found"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -211,7 +237,8 @@ def main() -> None:
     parser.add_argument("--as-of", default="2022-03-01T00:00:00+00:00")
     args = parser.parse_args()
     with ExogenousStandIn(as_of=datetime.fromisoformat(args.as_of), port=args.port) as standin:
-        print(f"exogenous stand-in on {standin.base_url} (/fng/, /rss, /sentiment)", flush=True)
+        paths = "/fng/, /rss, /sentiment, /fapi/v1/fundingRate"
+        print(f"exogenous stand-in on {standin.base_url} ({paths})", flush=True)
         threading.Event().wait()
 
 
