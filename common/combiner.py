@@ -250,6 +250,190 @@ class Linear:
         )
 
 
+# --- the online learners (hedge, dsr): one per-bar step for research and live (ADR 0026) -------
+
+
+def hedge_experts_row(targets: npt.ArrayLike) -> FloatArray:
+    """One bar's expert targets ``[2S+1]``: each strategy, its negation, flat."""
+    t = np.asarray(targets, dtype=np.float64)
+    out: FloatArray = np.concatenate([t, -t, np.zeros(1)])
+    return out
+
+
+def hedge_step(
+    logw: FloatArray, prev_experts: FloatArray, ret: float, eta: float, decay: float
+) -> tuple[FloatArray, FloatArray]:
+    """One Hedge update at the close of a bar: ``(logw, weights)`` after seeing its return ``ret``.
+
+    The gain of each expert is what following it over the bar earned before costs
+    (``prev_experts * ret``, the targets of the bar before); ``logw = (1 - decay) * logw + eta *
+    gain``; the weights are the softmax of ``logw`` (shifted by its max: the same weights, no
+    overflow). The research loop (``candidates.hedge_weights``) and the live decision call this.
+    """
+    logw = (1.0 - decay) * logw + eta * (prev_experts * ret)
+    z = np.exp(logw - logw.max())
+    w: FloatArray = z / z.sum()
+    return logw, w
+
+
+def hedge_mix(w: FloatArray, experts: FloatArray) -> float:
+    """The weight-averaged expert target (unsnapped) of one bar, in one fixed summation."""
+    return float(np.sum(w * experts))
+
+
+@dataclass(frozen=True, eq=False)
+class HedgeState:
+    """What Hedge carries from one bar to the next: the log-weights and the bar's expert targets."""
+
+    logw: FloatArray
+    experts: FloatArray
+
+    @classmethod
+    def start(cls, n_strategies: int) -> HedgeState:
+        """Before the first bar: equal log-weights (0), no previous targets (a zero gain)."""
+        m = 2 * n_strategies + 1
+        return cls(np.zeros(m), np.zeros(m))
+
+    def to_params(self) -> dict[str, Any]:
+        return {"logw": [float(v) for v in self.logw], "experts": [float(v) for v in self.experts]}
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> HedgeState:
+        return cls(np.asarray(p["logw"], dtype=np.float64), np.asarray(p["experts"], dtype=np.float64))
+
+
+def hedge_update(
+    st: HedgeState, targets: npt.ArrayLike, ret: float, eta: float, decay: float
+) -> tuple[HedgeState, float]:
+    """One bar: the new state and the (unsnapped) exposure decided at its close.
+
+    ``targets``: each strategy's target applied by the bar (0: none); ``ret``: the bar's return.
+    """
+    ex = hedge_experts_row(targets)
+    logw, w = hedge_step(st.logw, st.experts, ret, eta, decay)
+    return HedgeState(logw, ex), hedge_mix(w, ex)
+
+
+def dsr_step(a: float, b: float, r: float, eta: float) -> tuple[float, float, float, float]:
+    """One differential-Sharpe update: ``(D_t, dD_t/dR_t, A_t, B_t)`` from ``A_{t-1}, B_{t-1}, R_t``.
+
+    ``A``, ``B``: exponential moving first and second moments of the returns (rate ``eta``);
+    ``D_t = (B dA - A dB / 2) / (B - A^2)^{3/2}`` with ``dA = R - A``, ``dB = R^2 - B`` (Moody &
+    Saffell 2001, eq. 5); its derivative in ``R_t`` is ``(B - A R) / (B - A^2)^{3/2}``.
+    """
+    var = max(b - a * a, 1e-12)
+    scale = var**1.5
+    da, db = r - a, r * r - b
+    return (b * da - 0.5 * a * db) / scale, (b - a * r) / scale, a + eta * da, b + eta * db
+
+
+#: Rows before which the DSR trader's causal z-scores are 0 (the research ``causal_zscore``).
+DSR_MIN_ROWS = 168
+#: The EMA rate of the differential Sharpe ratio's moments (the research default).
+DSR_ETA = 0.01
+
+
+@dataclass(frozen=True, eq=False)
+class DsrState:
+    """Everything the Moody-Saffell trader carries from one bar to the next.
+
+    ``w``: the trader's weights (features then bias); ``a`` / ``b``: the EMA moments of its returns;
+    ``f1`` / ``f2``: its last two positions and ``g1`` / ``g2`` their gradients in ``w`` (kept from
+    when they were set); ``s1`` / ``s2`` / ``count``: the expanding sums of the raw feature rows
+    and their squares and how many rows they hold (the causal z-scores' statistics).
+    """
+
+    w: FloatArray
+    a: float
+    b: float
+    f1: float
+    f2: float
+    g1: FloatArray
+    g2: FloatArray
+    s1: FloatArray
+    s2: FloatArray
+    count: int
+
+    @classmethod
+    def start(cls, w: FloatArray) -> DsrState:
+        """The state before the first bar with initial weights ``w`` (features + bias)."""
+        k = w.size
+        return cls(w, 0.0, 1e-4, 0.0, 0.0, np.zeros(k), np.zeros(k), np.zeros(k - 1), np.zeros(k - 1), 0)
+
+    def to_params(self) -> dict[str, Any]:
+        """JSON-readable (floats round-trip exactly): what the artefact and the carry store."""
+        return {
+            "w": [float(v) for v in self.w],
+            "a": float(self.a),
+            "b": float(self.b),
+            "f1": float(self.f1),
+            "f2": float(self.f2),
+            "g1": [float(v) for v in self.g1],
+            "g2": [float(v) for v in self.g2],
+            "s1": [float(v) for v in self.s1],
+            "s2": [float(v) for v in self.s2],
+            "count": int(self.count),
+        }
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> DsrState:
+        def arr(key: str) -> FloatArray:
+            return np.asarray(p[key], dtype=np.float64)
+
+        return cls(
+            arr("w"), float(p["a"]), float(p["b"]), float(p["f1"]), float(p["f2"]),
+            arr("g1"), arr("g2"), arr("s1"), arr("s2"), int(p["count"]),
+        )  # fmt: skip
+
+
+def causal_z_row(s1: FloatArray, s2: FloatArray, count: int, x: FloatArray) -> FloatArray:
+    """The expanding z-score of row ``x`` given the sums up to and including it (``count`` rows).
+
+    Element for element the arithmetic of the research ``causal_zscore`` (cumulative sums divided
+    by the row count, variance floored at 0, 0 where the std is <= 1e-12 or before
+    :data:`DSR_MIN_ROWS` rows, clipped to +-5), so one row has the bits of the history's row.
+    """
+    mu = s1 / count
+    var = np.maximum(s2 / count - mu * mu, 0.0)
+    sd = np.sqrt(var)
+    z = np.where(sd > 1e-12, (x - mu) / np.where(sd > 1e-12, sd, 1.0), 0.0)
+    if count <= DSR_MIN_ROWS:
+        z = np.zeros_like(z)
+    out: FloatArray = np.clip(z, -5.0, 5.0)
+    return out
+
+
+def dsr_update(
+    st: DsrState,
+    x: FloatArray,
+    ret: float,
+    funding: float,
+    cost_rate: float,
+    rho: float,
+    eta: float = DSR_ETA,
+) -> DsrState:
+    """One bar of the Moody-Saffell trader (decided at the close of the bar): the new state.
+
+    ``x``: the bar's raw feature row (:func:`linear_features`); ``ret``: its return; ``funding``: the
+    funding charged to a long over it; ``cost_rate``: fee + slippage per unit traded. The trader
+    sees ``R = F_{t-1} ret - c |F_{t-1} - F_{t-2}| - F_{t-1} funding``, moves ``w`` along
+    ``dD/dR * dR/dw``, then sets ``F_t = tanh(w . [z(x), 1])`` (``st.f1`` of the result).
+    """
+    s1 = st.s1 + x
+    s2 = st.s2 + x * x
+    count = st.count + 1
+    xt = np.concatenate([causal_z_row(s1, s2, count, x), np.ones(1)])
+    f1, f2 = st.f1, st.f2
+    r = f1 * ret - cost_rate * abs(f1 - f2) - f1 * funding
+    _, d_dr, a, b = dsr_step(st.a, st.b, r, eta)
+    sgn = math.copysign(1.0, f1 - f2) if f1 != f2 else 0.0
+    dr_df1 = ret - funding - cost_rate * sgn
+    dr_df2 = cost_rate * sgn
+    w = st.w + rho * d_dr * (dr_df1 * st.g1 + dr_df2 * st.g2)
+    f = math.tanh(float(w @ xt))
+    return DsrState(w, a, b, f, f1, (1.0 - f * f) * xt, st.g1, s1, s2, count)
+
+
 # --- the artefact --------------------------------------------------------------------------
 
 

@@ -213,25 +213,24 @@ def hedge_weights(experts: np.ndarray, ret: np.ndarray, eta: float, decay: float
     """Weights ``w[t]`` known at the close of bar ``t`` (after seeing ``ret[t]``); ``w[0]`` uniform.
 
     Expert gain at bar ``t`` is ``experts[t-1] * ret[t]`` (what following it would have earned,
-    before costs); ``logw[t] = (1 - decay) * logw[t-1] + eta * gain[t]``.
+    before costs); ``logw[t] = (1 - decay) * logw[t-1] + eta * gain[t]``. Each bar is
+    ``common.combiner.hedge_step``, the live combiner's update (ADR 0026).
     """
     n, m = experts.shape
-    gains = np.zeros((n, m))
-    gains[1:] = experts[:-1] * ret[1:, None]
     w = np.empty((n, m))
     logw = np.zeros(m)
-    keep = 1.0 - decay
+    prev = np.zeros(m)  # no bar before the first: a zero gain
     for t in range(n):
-        logw = keep * logw + eta * gains[t]
-        z = np.exp(logw - logw.max())
-        w[t] = z / z.sum()
+        logw, w[t] = combiner.hedge_step(logw, prev, float(ret[t]) if t else 0.0, eta, decay)
+        prev = experts[t]
     return w
 
 
 def hedge_exposure(ctx: Context, eta: float, decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """Snapped exposures and the weights; the mix of each bar is ``common.combiner.hedge_mix``."""
     ex = hedge_experts(ctx.targets)
     w = hedge_weights(ex, ctx.ret, eta, decay)
-    return snap(np.sum(w * ex, axis=1)), w
+    return snap(np.array([combiner.hedge_mix(w[t], ex[t]) for t in range(len(ex))])), w
 
 
 # --- volatility-managed vote -------------------------------------------------------------------
