@@ -51,7 +51,9 @@ from common.observation import TARGET_VALUES, window_std
 
 FORMAT = "btcmeta.combiner.v1"
 LINEAR_KINDS = ("ridge", "logistic", "metalabel", "imitation")
-KINDS = ("volmanaged", *LINEAR_KINDS)
+#: Online learners (ADR 0026): their state evolves bar by bar and is carried in the decision state.
+ONLINE_KINDS = ("hedge", "dsr")
+KINDS = ("volmanaged", *LINEAR_KINDS, *ONLINE_KINDS)
 #: Trailing log-return horizons (hours) and the volatility window of the linear feature row.
 RET_HORIZONS = (24, 168, 720)
 VOL_WINDOW = 168
@@ -491,6 +493,11 @@ _INPUTS = {
         "funding rate published by the decision time (0 if none); closes t-720..t"
         for k in LINEAR_KINDS
     },
+    "hedge": "each strategy's target (0 if it never answered), the bar's return close[t]/close[t-1]-1; "
+    "state (log-weights, the previous bar's expert targets) carried from the artefact's last bar",
+    "dsr": "the linear row (closes t-720..t, votes, last published funding rate), the bar's return, "
+    "the funding charged to a long over the bar; state (weights, EMA moments, last two positions and "
+    "gradients, the z-scores' expanding sums) carried from the artefact's last bar",
 }
 
 
@@ -515,9 +522,19 @@ class Combiner:
     legs: tuple[Linear | float, Linear | float] | None = None
 
     @property
+    def online(self) -> bool:
+        """Whether the decision carries learner state from bar to bar (``hedge`` / ``dsr``)."""
+        return self.kind in ONLINE_KINDS
+
+    @property
     def window(self) -> int:
-        """The longest price lookback in hours (volmanaged: its window; the linear kinds: 720)."""
-        return LINEAR_CLOSES - 1 if self.linear is not None else int(self.params["window"])
+        """The longest price lookback in hours (volmanaged: its window; the linear kinds and dsr:
+        720; hedge: 1, the bar's return)."""
+        if self.kind == "hedge":
+            return 1
+        if self.linear is not None or self.kind == "dsr":
+            return LINEAR_CLOSES - 1
+        return int(self.params["window"])
 
     @property
     def closes_needed(self) -> int:
@@ -526,8 +543,50 @@ class Combiner:
 
     @property
     def reads_funding(self) -> bool:
-        """Whether the decision reads the last published funding rate (the linear kinds)."""
-        return self.linear is not None
+        """Whether the decision reads the last published funding rate (the linear kinds, dsr)."""
+        return self.linear is not None or self.kind == "dsr"
+
+    def initial_state(self) -> dict[str, Any]:
+        """The learner state at the end of the artefact's training range (online kinds)."""
+        keys = _HEDGE_STATE if self.kind == "hedge" else _DSR_STATE
+        return {k: self.params[k] for k in keys}
+
+    def step(
+        self,
+        state: Mapping[str, Any],
+        targets: Mapping[str, Target],
+        closes: Sequence[float],
+        funding_last: float | None = None,
+        funding_charge: float = 0.0,
+    ) -> tuple[dict[str, Any], float]:
+        """One bar of an online combiner: ``(state after the bar, exposure fraction)``.
+
+        ``state``: :meth:`initial_state` or what the previous bar returned (JSON-readable, as the
+        decision row stores it); ``targets`` / ``closes`` / ``funding_last``: as :meth:`fraction`;
+        ``funding_charge``: the funding charged to a long over this bar (dsr's reward). The caller
+        must have :attr:`closes_needed` closes (else the bar is not a learning step: see
+        ``meta_consumer.decide``); the arithmetic is the research loop's (:func:`hedge_update`,
+        :func:`dsr_update`), so the same bars give the research exposures bit for bit.
+        """
+        c = np.asarray(closes[-self.closes_needed :], dtype=np.float64)
+        if c.size < self.closes_needed:
+            raise CombinerError(f"{self.kind}: {c.size} closes of {self.closes_needed}")
+        ret = float(simple_returns(c[-2:])[-1])
+        votes = [TARGET_VALUES[targets[s]] if s in targets else 0 for s in self.strategies]
+        p = self.params
+        if self.kind == "hedge":
+            hs, mix = hedge_update(HedgeState.from_params(state), votes, ret, p["eta"], p["decay"])
+            return hs.to_params(), float(snap([mix], self.grid)[0])
+        n = c.size
+        v = np.zeros((n, len(self.strategies)))
+        v[-1] = votes
+        funding = np.full(n, np.nan)
+        funding[-1] = math.nan if funding_last is None else funding_last
+        row = linear_features(c, v, funding)[-1]
+        ds = dsr_update(
+            DsrState.from_params(state), row, ret, funding_charge, p["cost_rate"], p["rho"], p["eta"]
+        )
+        return ds.to_params(), float(snap([ds.f1], self.grid)[0])
 
     def fraction(
         self, targets: Mapping[str, Target], closes: Sequence[float], funding_last: float | None = None
@@ -637,6 +696,9 @@ def parse(data: bytes, model_id: str) -> Combiner:
         legs = _check_imitation(params, strategies, model_id)
         lin = legs[0] if isinstance(legs[0], Linear) else _leg(params, "long")
         return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp, lin, legs)
+    if kind in ONLINE_KINDS:
+        _check_online(kind, params, strategies, model_id)
+        return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp)
     if kind in LINEAR_KINDS:
         lin = _check_linear(kind, params, strategies, model_id)
         return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp, lin)
@@ -737,3 +799,61 @@ def _check_params(kind: str, params: Mapping[str, float], model_id: str) -> None
         w = params["window"]
         if w != int(w) or w < 2:
             raise CombinerError(f"model {model_id}: window {w!r} must be an integer >= 2")
+
+
+_HEDGE_STATE = ("logw", "experts")
+_DSR_STATE = ("w", "a", "b", "f1", "f2", "g1", "g2", "s1", "s2", "count")
+
+
+def _finite_list(v: Any, size: int) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) == size
+        and all(isinstance(x, float | int) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+    )
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, float | int) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_online(kind: str, params: Any, strategies: Sequence[str], model_id: str) -> None:
+    """An online learner's parameters and state at the end of its training range, checked."""
+    if kind == "hedge":
+        want = {"eta", "decay", *_HEDGE_STATE}
+    else:
+        want = {"rho", "seed", "eta", "cost_rate", "features", *_DSR_STATE}
+    if not isinstance(params, dict) or set(params) != want:
+        got = sorted(params) if isinstance(params, dict) else params
+        raise CombinerError(f"model {model_id}: {kind} params {got}, expected {sorted(want)}")
+    scalars = sorted(want - set(_HEDGE_STATE) - set(_DSR_STATE) - {"features"}) + (
+        ["a", "b", "f1", "f2", "count"] if kind == "dsr" else []
+    )
+    for key in scalars:
+        if not _finite(params[key]):
+            raise CombinerError(f"model {model_id}: {key} must be a finite number")
+    if kind == "hedge":
+        m = 2 * len(strategies) + 1
+        for key in _HEDGE_STATE:
+            if not _finite_list(params[key], m):
+                raise CombinerError(f"model {model_id}: {key} must be {m} finite numbers")
+        if not params["eta"] > 0 or not 0 <= params["decay"] < 1:
+            raise CombinerError(f"model {model_id}: eta must be > 0 and decay in [0, 1)")
+        if any(x not in (-1, 0, 1) for x in params["experts"]):
+            raise CombinerError(f"model {model_id}: experts are targets in -1, 0, 1")
+        return
+    names = linear_feature_names(strategies)
+    if params["features"] != list(names):
+        raise CombinerError(
+            f"model {model_id}: features {params['features']} are not this code's row {list(names)}"
+        )
+    f = len(names)
+    for key, size in (("w", f + 1), ("g1", f + 1), ("g2", f + 1), ("s1", f), ("s2", f)):
+        if not _finite_list(params[key], size):
+            raise CombinerError(f"model {model_id}: {key} must be {size} finite numbers")
+    if params["count"] != int(params["count"]) or params["count"] < 0:
+        raise CombinerError(f"model {model_id}: count must be an integer >= 0")
+    if not all(-1 <= params[k] <= 1 for k in ("f1", "f2")) or not params["b"] > 0:
+        raise CombinerError(f"model {model_id}: positions must be in [-1, 1] and b > 0")
+    if not params["rho"] > 0 or not params["eta"] > 0 or params["cost_rate"] < 0:
+        raise CombinerError(f"model {model_id}: rho and eta must be > 0, cost_rate >= 0")

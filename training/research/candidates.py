@@ -216,14 +216,20 @@ def hedge_weights(experts: np.ndarray, ret: np.ndarray, eta: float, decay: float
     before costs); ``logw[t] = (1 - decay) * logw[t-1] + eta * gain[t]``. Each bar is
     ``common.combiner.hedge_step``, the live combiner's update (ADR 0026).
     """
+    return hedge_run(experts, ret, eta, decay)[0]
+
+
+def hedge_run(
+    experts: np.ndarray, ret: np.ndarray, eta: float, decay: float
+) -> tuple[np.ndarray, combiner.HedgeState]:
+    """Weights per bar and the state after the last bar (what a live artefact continues from)."""
     n, m = experts.shape
     w = np.empty((n, m))
-    logw = np.zeros(m)
-    prev = np.zeros(m)  # no bar before the first: a zero gain
+    st = combiner.HedgeState.start((m - 1) // 2)  # no bar before the first: a zero gain
     for t in range(n):
-        logw, w[t] = combiner.hedge_step(logw, prev, float(ret[t]) if t else 0.0, eta, decay)
-        prev = experts[t]
-    return w
+        logw, w[t] = combiner.hedge_step(st.logw, st.experts, float(ret[t]) if t else 0.0, eta, decay)
+        st = combiner.HedgeState(logw, experts[t])
+    return w, st
 
 
 def hedge_exposure(ctx: Context, eta: float, decay: float) -> tuple[np.ndarray, np.ndarray]:
