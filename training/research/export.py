@@ -40,7 +40,7 @@ EXPORTABLE = ("volmanaged", *LINEAR_KINDS, *ONLINE_KINDS)
 #: Why the other research families do not ship (yet); the message of the refusal.
 NOT_EXPORTABLE = {
     "rl": "an RL policy ships as a btcmeta.mlp.v1 policy (python -m training train / export), "
-    "not as a combiner",
+    "not as a combiner; its FeatureSpec v2 observation is not live yet (ADR 0024)",
 }
 #: Fewer training rows than this cannot give the statistics a linear fit stores.
 MIN_TRAIN_BARS = 500
@@ -114,7 +114,7 @@ def combiner_artifact(
         why = NOT_EXPORTABLE.get(config.family, "an unknown family")
         raise ExportError(
             f"{config.family!r} is not exportable: {why} (exportable: {', '.join(EXPORTABLE)}); "
-            "see ADR 0020 / 0025"
+            "see ADR 0020 / 0025 / 0026"
         )
     if config.family in ONLINE_KINDS:
         kind, params, provenance = _run_online(config, strategies, provenance, data)
