@@ -225,7 +225,7 @@ def hedge_run(
     """Weights per bar and the state after the last bar (what a live artefact continues from)."""
     n, m = experts.shape
     w = np.empty((n, m))
-    st = combiner.HedgeState.start((m - 1) // 2)  # no bar before the first: a zero gain
+    st = combiner.HedgeState(np.zeros(m), np.zeros(m))  # equal weights, no bar before: zero gain
     for t in range(n):
         logw, w[t] = combiner.hedge_step(st.logw, st.experts, float(ret[t]) if t else 0.0, eta, decay)
         st = combiner.HedgeState(logw, experts[t])
