@@ -51,7 +51,9 @@ from common.observation import TARGET_VALUES, window_std
 
 FORMAT = "btcmeta.combiner.v1"
 LINEAR_KINDS = ("ridge", "logistic", "metalabel", "imitation")
-KINDS = ("volmanaged", *LINEAR_KINDS)
+#: Online learners (ADR 0026): their state evolves bar by bar and is carried in the decision state.
+ONLINE_KINDS = ("hedge", "dsr")
+KINDS = ("volmanaged", *LINEAR_KINDS, *ONLINE_KINDS)
 #: Trailing log-return horizons (hours) and the volatility window of the linear feature row.
 RET_HORIZONS = (24, 168, 720)
 VOL_WINDOW = 168
@@ -250,6 +252,190 @@ class Linear:
         )
 
 
+# --- the online learners (hedge, dsr): one per-bar step for research and live (ADR 0026) -------
+
+
+def hedge_experts_row(targets: npt.ArrayLike) -> FloatArray:
+    """One bar's expert targets ``[2S+1]``: each strategy, its negation, flat."""
+    t = np.asarray(targets, dtype=np.float64)
+    out: FloatArray = np.concatenate([t, -t, np.zeros(1)])
+    return out
+
+
+def hedge_step(
+    logw: FloatArray, prev_experts: FloatArray, ret: float, eta: float, decay: float
+) -> tuple[FloatArray, FloatArray]:
+    """One Hedge update at the close of a bar: ``(logw, weights)`` after seeing its return ``ret``.
+
+    The gain of each expert is what following it over the bar earned before costs
+    (``prev_experts * ret``, the targets of the bar before); ``logw = (1 - decay) * logw + eta *
+    gain``; the weights are the softmax of ``logw`` (shifted by its max: the same weights, no
+    overflow). The research loop (``candidates.hedge_weights``) and the live decision call this.
+    """
+    logw = (1.0 - decay) * logw + eta * (prev_experts * ret)
+    z = np.exp(logw - logw.max())
+    w: FloatArray = z / z.sum()
+    return logw, w
+
+
+def hedge_mix(w: FloatArray, experts: FloatArray) -> float:
+    """The weight-averaged expert target (unsnapped) of one bar, in one fixed summation."""
+    return float(np.sum(w * experts))
+
+
+@dataclass(frozen=True, eq=False)
+class HedgeState:
+    """What Hedge carries from one bar to the next: the log-weights and the bar's expert targets."""
+
+    logw: FloatArray
+    experts: FloatArray
+
+    @classmethod
+    def start(cls, n_strategies: int) -> HedgeState:
+        """Before the first bar: equal log-weights (0), no previous targets (a zero gain)."""
+        m = 2 * n_strategies + 1
+        return cls(np.zeros(m), np.zeros(m))
+
+    def to_params(self) -> dict[str, Any]:
+        return {"logw": [float(v) for v in self.logw], "experts": [float(v) for v in self.experts]}
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> HedgeState:
+        return cls(np.asarray(p["logw"], dtype=np.float64), np.asarray(p["experts"], dtype=np.float64))
+
+
+def hedge_update(
+    st: HedgeState, targets: npt.ArrayLike, ret: float, eta: float, decay: float
+) -> tuple[HedgeState, float]:
+    """One bar: the new state and the (unsnapped) exposure decided at its close.
+
+    ``targets``: each strategy's target applied by the bar (0: none); ``ret``: the bar's return.
+    """
+    ex = hedge_experts_row(targets)
+    logw, w = hedge_step(st.logw, st.experts, ret, eta, decay)
+    return HedgeState(logw, ex), hedge_mix(w, ex)
+
+
+def dsr_step(a: float, b: float, r: float, eta: float) -> tuple[float, float, float, float]:
+    """One differential-Sharpe update: ``(D_t, dD_t/dR_t, A_t, B_t)`` from ``A_{t-1}, B_{t-1}, R_t``.
+
+    ``A``, ``B``: exponential moving first and second moments of the returns (rate ``eta``);
+    ``D_t = (B dA - A dB / 2) / (B - A^2)^{3/2}`` with ``dA = R - A``, ``dB = R^2 - B`` (Moody &
+    Saffell 2001, eq. 5); its derivative in ``R_t`` is ``(B - A R) / (B - A^2)^{3/2}``.
+    """
+    var = max(b - a * a, 1e-12)
+    scale = var**1.5
+    da, db = r - a, r * r - b
+    return (b * da - 0.5 * a * db) / scale, (b - a * r) / scale, a + eta * da, b + eta * db
+
+
+#: Rows before which the DSR trader's causal z-scores are 0 (the research ``causal_zscore``).
+DSR_MIN_ROWS = 168
+#: The EMA rate of the differential Sharpe ratio's moments (the research default).
+DSR_ETA = 0.01
+
+
+@dataclass(frozen=True, eq=False)
+class DsrState:
+    """Everything the Moody-Saffell trader carries from one bar to the next.
+
+    ``w``: the trader's weights (features then bias); ``a`` / ``b``: the EMA moments of its returns;
+    ``f1`` / ``f2``: its last two positions and ``g1`` / ``g2`` their gradients in ``w`` (kept from
+    when they were set); ``s1`` / ``s2`` / ``count``: the expanding sums of the raw feature rows
+    and their squares and how many rows they hold (the causal z-scores' statistics).
+    """
+
+    w: FloatArray
+    a: float
+    b: float
+    f1: float
+    f2: float
+    g1: FloatArray
+    g2: FloatArray
+    s1: FloatArray
+    s2: FloatArray
+    count: int
+
+    @classmethod
+    def start(cls, w: FloatArray) -> DsrState:
+        """The state before the first bar with initial weights ``w`` (features + bias)."""
+        k = w.size
+        return cls(w, 0.0, 1e-4, 0.0, 0.0, np.zeros(k), np.zeros(k), np.zeros(k - 1), np.zeros(k - 1), 0)
+
+    def to_params(self) -> dict[str, Any]:
+        """JSON-readable (floats round-trip exactly): what the artefact and the carry store."""
+        return {
+            "w": [float(v) for v in self.w],
+            "a": float(self.a),
+            "b": float(self.b),
+            "f1": float(self.f1),
+            "f2": float(self.f2),
+            "g1": [float(v) for v in self.g1],
+            "g2": [float(v) for v in self.g2],
+            "s1": [float(v) for v in self.s1],
+            "s2": [float(v) for v in self.s2],
+            "count": int(self.count),
+        }
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> DsrState:
+        def arr(key: str) -> FloatArray:
+            return np.asarray(p[key], dtype=np.float64)
+
+        return cls(
+            arr("w"), float(p["a"]), float(p["b"]), float(p["f1"]), float(p["f2"]),
+            arr("g1"), arr("g2"), arr("s1"), arr("s2"), int(p["count"]),
+        )  # fmt: skip
+
+
+def causal_z_row(s1: FloatArray, s2: FloatArray, count: int, x: FloatArray) -> FloatArray:
+    """The expanding z-score of row ``x`` given the sums up to and including it (``count`` rows).
+
+    Element for element the arithmetic of the research ``causal_zscore`` (cumulative sums divided
+    by the row count, variance floored at 0, 0 where the std is <= 1e-12 or before
+    :data:`DSR_MIN_ROWS` rows, clipped to +-5), so one row has the bits of the history's row.
+    """
+    mu = s1 / count
+    var = np.maximum(s2 / count - mu * mu, 0.0)
+    sd = np.sqrt(var)
+    z = np.where(sd > 1e-12, (x - mu) / np.where(sd > 1e-12, sd, 1.0), 0.0)
+    if count <= DSR_MIN_ROWS:
+        z = np.zeros_like(z)
+    out: FloatArray = np.clip(z, -5.0, 5.0)
+    return out
+
+
+def dsr_update(
+    st: DsrState,
+    x: FloatArray,
+    ret: float,
+    funding: float,
+    cost_rate: float,
+    rho: float,
+    eta: float = DSR_ETA,
+) -> DsrState:
+    """One bar of the Moody-Saffell trader (decided at the close of the bar): the new state.
+
+    ``x``: the bar's raw feature row (:func:`linear_features`); ``ret``: its return; ``funding``: the
+    funding charged to a long over it; ``cost_rate``: fee + slippage per unit traded. The trader
+    sees ``R = F_{t-1} ret - c |F_{t-1} - F_{t-2}| - F_{t-1} funding``, moves ``w`` along
+    ``dD/dR * dR/dw``, then sets ``F_t = tanh(w . [z(x), 1])`` (``st.f1`` of the result).
+    """
+    s1 = st.s1 + x
+    s2 = st.s2 + x * x
+    count = st.count + 1
+    xt = np.concatenate([causal_z_row(s1, s2, count, x), np.ones(1)])
+    f1, f2 = st.f1, st.f2
+    r = f1 * ret - cost_rate * abs(f1 - f2) - f1 * funding
+    _, d_dr, a, b = dsr_step(st.a, st.b, r, eta)
+    sgn = math.copysign(1.0, f1 - f2) if f1 != f2 else 0.0
+    dr_df1 = ret - funding - cost_rate * sgn
+    dr_df2 = cost_rate * sgn
+    w = st.w + rho * d_dr * (dr_df1 * st.g1 + dr_df2 * st.g2)
+    f = math.tanh(float(w @ xt))
+    return DsrState(w, a, b, f, f1, (1.0 - f * f) * xt, st.g1, s1, s2, count)
+
+
 # --- the artefact --------------------------------------------------------------------------
 
 
@@ -307,6 +493,11 @@ _INPUTS = {
         "funding rate published by the decision time (0 if none); closes t-720..t"
         for k in LINEAR_KINDS
     },
+    "hedge": "each strategy's target (0 if it never answered), the bar's return close[t]/close[t-1]-1; "
+    "state (log-weights, the previous bar's expert targets) carried from the artefact's last bar",
+    "dsr": "the linear row (closes t-720..t, votes, last published funding rate), the bar's return, "
+    "the funding charged to a long over the bar; state (weights, EMA moments, last two positions and "
+    "gradients, the z-scores' expanding sums) carried from the artefact's last bar",
 }
 
 
@@ -331,9 +522,19 @@ class Combiner:
     legs: tuple[Linear | float, Linear | float] | None = None
 
     @property
+    def online(self) -> bool:
+        """Whether the decision carries learner state from bar to bar (``hedge`` / ``dsr``)."""
+        return self.kind in ONLINE_KINDS
+
+    @property
     def window(self) -> int:
-        """The longest price lookback in hours (volmanaged: its window; the linear kinds: 720)."""
-        return LINEAR_CLOSES - 1 if self.linear is not None else int(self.params["window"])
+        """The longest price lookback in hours (volmanaged: its window; the linear kinds and dsr:
+        720; hedge: 1, the bar's return)."""
+        if self.kind == "hedge":
+            return 1
+        if self.linear is not None or self.kind == "dsr":
+            return LINEAR_CLOSES - 1
+        return int(self.params["window"])
 
     @property
     def closes_needed(self) -> int:
@@ -342,8 +543,50 @@ class Combiner:
 
     @property
     def reads_funding(self) -> bool:
-        """Whether the decision reads the last published funding rate (the linear kinds)."""
-        return self.linear is not None
+        """Whether the decision reads the last published funding rate (the linear kinds, dsr)."""
+        return self.linear is not None or self.kind == "dsr"
+
+    def initial_state(self) -> dict[str, Any]:
+        """The learner state at the end of the artefact's training range (online kinds)."""
+        keys = _HEDGE_STATE if self.kind == "hedge" else _DSR_STATE
+        return {k: self.params[k] for k in keys}
+
+    def step(
+        self,
+        state: Mapping[str, Any],
+        targets: Mapping[str, Target],
+        closes: Sequence[float],
+        funding_last: float | None = None,
+        funding_charge: float = 0.0,
+    ) -> tuple[dict[str, Any], float]:
+        """One bar of an online combiner: ``(state after the bar, exposure fraction)``.
+
+        ``state``: :meth:`initial_state` or what the previous bar returned (JSON-readable, as the
+        decision row stores it); ``targets`` / ``closes`` / ``funding_last``: as :meth:`fraction`;
+        ``funding_charge``: the funding charged to a long over this bar (dsr's reward). The caller
+        must have :attr:`closes_needed` closes (else the bar is not a learning step: see
+        ``meta_consumer.decide``); the arithmetic is the research loop's (:func:`hedge_update`,
+        :func:`dsr_update`), so the same bars give the research exposures bit for bit.
+        """
+        c = np.asarray(closes[-self.closes_needed :], dtype=np.float64)
+        if c.size < self.closes_needed:
+            raise CombinerError(f"{self.kind}: {c.size} closes of {self.closes_needed}")
+        ret = float(simple_returns(c[-2:])[-1])
+        votes = [TARGET_VALUES[targets[s]] if s in targets else 0 for s in self.strategies]
+        p = self.params
+        if self.kind == "hedge":
+            hs, mix = hedge_update(HedgeState.from_params(state), votes, ret, p["eta"], p["decay"])
+            return hs.to_params(), float(snap([mix], self.grid)[0])
+        n = c.size
+        v = np.zeros((n, len(self.strategies)))
+        v[-1] = votes
+        funding = np.full(n, np.nan)
+        funding[-1] = math.nan if funding_last is None else funding_last
+        row = linear_features(c, v, funding)[-1]
+        ds = dsr_update(
+            DsrState.from_params(state), row, ret, funding_charge, p["cost_rate"], p["rho"], p["eta"]
+        )
+        return ds.to_params(), float(snap([ds.f1], self.grid)[0])
 
     def fraction(
         self, targets: Mapping[str, Target], closes: Sequence[float], funding_last: float | None = None
@@ -453,6 +696,9 @@ def parse(data: bytes, model_id: str) -> Combiner:
         legs = _check_imitation(params, strategies, model_id)
         lin = legs[0] if isinstance(legs[0], Linear) else _leg(params, "long")
         return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp, lin, legs)
+    if kind in ONLINE_KINDS:
+        _check_online(kind, params, strategies, model_id)
+        return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp)
     if kind in LINEAR_KINDS:
         lin = _check_linear(kind, params, strategies, model_id)
         return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp, lin)
@@ -553,3 +799,61 @@ def _check_params(kind: str, params: Mapping[str, float], model_id: str) -> None
         w = params["window"]
         if w != int(w) or w < 2:
             raise CombinerError(f"model {model_id}: window {w!r} must be an integer >= 2")
+
+
+_HEDGE_STATE = ("logw", "experts")
+_DSR_STATE = ("w", "a", "b", "f1", "f2", "g1", "g2", "s1", "s2", "count")
+
+
+def _finite_list(v: Any, size: int) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) == size
+        and all(isinstance(x, float | int) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+    )
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, float | int) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_online(kind: str, params: Any, strategies: Sequence[str], model_id: str) -> None:
+    """An online learner's parameters and state at the end of its training range, checked."""
+    if kind == "hedge":
+        want = {"eta", "decay", *_HEDGE_STATE}
+    else:
+        want = {"rho", "seed", "eta", "cost_rate", "features", *_DSR_STATE}
+    if not isinstance(params, dict) or set(params) != want:
+        got = sorted(params) if isinstance(params, dict) else params
+        raise CombinerError(f"model {model_id}: {kind} params {got}, expected {sorted(want)}")
+    scalars = sorted(want - set(_HEDGE_STATE) - set(_DSR_STATE) - {"features"}) + (
+        ["a", "b", "f1", "f2", "count"] if kind == "dsr" else []
+    )
+    for key in scalars:
+        if not _finite(params[key]):
+            raise CombinerError(f"model {model_id}: {key} must be a finite number")
+    if kind == "hedge":
+        m = 2 * len(strategies) + 1
+        for key in _HEDGE_STATE:
+            if not _finite_list(params[key], m):
+                raise CombinerError(f"model {model_id}: {key} must be {m} finite numbers")
+        if not params["eta"] > 0 or not 0 <= params["decay"] < 1:
+            raise CombinerError(f"model {model_id}: eta must be > 0 and decay in [0, 1)")
+        if any(x not in (-1, 0, 1) for x in params["experts"]):
+            raise CombinerError(f"model {model_id}: experts are targets in -1, 0, 1")
+        return
+    names = linear_feature_names(strategies)
+    if params["features"] != list(names):
+        raise CombinerError(
+            f"model {model_id}: features {params['features']} are not this code's row {list(names)}"
+        )
+    f = len(names)
+    for key, size in (("w", f + 1), ("g1", f + 1), ("g2", f + 1), ("s1", f), ("s2", f)):
+        if not _finite_list(params[key], size):
+            raise CombinerError(f"model {model_id}: {key} must be {size} finite numbers")
+    if params["count"] != int(params["count"]) or params["count"] < 0:
+        raise CombinerError(f"model {model_id}: count must be an integer >= 0")
+    if not all(-1 <= params[k] <= 1 for k in ("f1", "f2")) or not params["b"] > 0:
+        raise CombinerError(f"model {model_id}: positions must be in [-1, 1] and b > 0")
+    if not params["rho"] > 0 or not params["eta"] > 0 or params["cost_rate"] < 0:
+        raise CombinerError(f"model {model_id}: rho and eta must be > 0, cost_rate >= 0")

@@ -90,21 +90,49 @@ class Mark:
 
 
 @dataclass(frozen=True)
+class Online:
+    """An online combiner's learner state after the last bar it stepped on (ADR 0026).
+
+    ``model``: the fingerprint of the artefact the state belongs to (another artefact, e.g. after a
+    hot reload, starts from its own stored state); ``state``: JSON-readable floats, as the
+    artefact stores them; ``bar``: the tick id of the bar the state last learned from (a bar is a
+    step once); ``fraction``: the exposure fraction decided at that bar.
+    """
+
+    model: str
+    state: Mapping[str, Any]
+    bar: str
+    fraction: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "state": dict(self.state), "bar": self.bar, "fraction": self.fraction}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Online | None:
+        return None if not d else cls(d["model"], dict(d["state"]), d["bar"], float(d["fraction"]))
+
+
+@dataclass(frozen=True)
 class Carry:
     seq: int = 0
     tick_time: datetime | None = None
     portfolio: Portfolio = field(default_factory=Portfolio)
     latest: Mapping[str, LatestRec] = field(default_factory=dict)
     mark: Mark | None = None
+    #: The deciding online combiner's state (None unless a hedge/dsr combiner decides).
+    online: Online | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "seq": self.seq,
             "tick_time_ms": None if self.tick_time is None else to_epoch_ms(self.tick_time),
             "portfolio": self.portfolio.to_dict(),
             "latest": {s: r.to_dict() for s, r in sorted(self.latest.items())},
             "mark": None if self.mark is None else self.mark.to_dict(),
         }
+        if self.online is not None:  # absent otherwise: rows without an online combiner unchanged
+            out["online"] = self.online.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> Carry:
@@ -117,6 +145,7 @@ class Carry:
             portfolio=Portfolio.from_dict(d.get("portfolio")),
             latest={s: LatestRec.from_dict(r) for s, r in (d.get("latest") or {}).items()},
             mark=Mark.from_dict(d.get("mark")),
+            online=Online.from_dict(d.get("online")),
         )
 
 
@@ -147,6 +176,9 @@ class TickInput:
     #: The last funding rate published at or before ``tick_time`` (None: none known); read only
     #: for a combiner that needs it (the linear kinds), from the exogenous store.
     funding_last: float | None = None
+    #: The funding charged to a long over this tick's bar (settlements after the previous close, up
+    #: to this close); read only for a ``dsr`` combiner (its reward), from the exogenous store.
+    funding_charge: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -197,6 +229,7 @@ def decide_tick(
     if tick.needs_bar and tick.bar is None:
         notes.append("no bar: previous close used")
     obs = observe(choice.spec, latest, seq, carry.portfolio, mark)
+    online: Online | None = None  # kept only while an online combiner decides
     current = carry.portfolio.exposure
     if choice.policy is not None:
         if choice.policy.output == "discrete":
@@ -205,6 +238,12 @@ def decide_tick(
         else:
             target = float(choice.policy.act(obs)[0])
             action = label_for(current, target)
+    elif choice.combiner is not None and choice.combiner.online:
+        target, online, note = _online_fraction(tick, carry, choice.combiner, latest)
+        target *= max_exposure
+        action = label_for(current, target)
+        if note:
+            notes.append(note)
     elif choice.combiner is not None:
         answered = {s: latest[s].target for s in choice.combiner.strategies if s in latest}
         closes = () if mark is None else mark.closes
@@ -230,9 +269,42 @@ def decide_tick(
         portfolio=carry.portfolio.moved_to(target, None if mark is None else mark.price),
         latest=latest,
         mark=_trim(mark, carried_closes(choice)),
+        online=online,
     )
     degraded = bool(late) or (tick.needs_bar and tick.bar is None)
     return Outcome(action, current, float(target), degraded, late, reason, features, new_carry)
+
+
+def _online_fraction(
+    tick: TickInput, carry: Carry, comb: Combiner, latest: Mapping[str, LatestRec]
+) -> tuple[float, Online | None, str]:
+    """An online combiner's decision: ``(fraction, state to carry, note)``.
+
+    The learner steps once per bar of the decision timeframe, as the research loop does: when this
+    tick brings a new bar with the closes the step reads. It starts from the artefact's state
+    unless the carry holds this artefact's state (keyed by fingerprint: a hot reload to another
+    model starts from that model's). A tick without a new bar (or too few closes) does not learn
+    and holds the last decided fraction (flat before the first step), and says so.
+    """
+    prev = carry.online if carry.online is not None and carry.online.model == comb.fingerprint else None
+    bar = tick.bar
+    if bar is None or (prev is not None and prev.bar == bar.tick_id):
+        held = 0.0 if prev is None else prev.fraction
+        return held, prev, f"combiner: no new bar: {comb.kind} state held, fraction {held:g}"
+    if len(bar.closes) < comb.closes_needed:
+        held = 0.0 if prev is None else prev.fraction
+        return (
+            held,
+            prev,
+            (
+                f"combiner: {len(bar.closes)} closes of {comb.closes_needed}: {comb.kind} does not learn "
+                f"from this bar, fraction {held:g}"
+            ),
+        )
+    answered = {s: latest[s].target for s in comb.strategies if s in latest}
+    state = comb.initial_state() if prev is None else prev.state
+    new, fraction = comb.step(state, answered, bar.closes, tick.funding_last, tick.funding_charge)
+    return fraction, Online(comb.fingerprint, new, bar.tick_id, fraction), ""
 
 
 @functools.lru_cache(maxsize=64)

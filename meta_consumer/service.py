@@ -280,6 +280,7 @@ class MetaConsumer:
                     self.marks.get(tick.tick_id) if tick.needs_bar else None,
                     tick.needs_bar,
                     self._funding(cur, choice, tick.tick_time),
+                    self._funding_charge(cur, choice, tick.tick_time),
                 )
                 out = decide_tick(
                     inputs,
@@ -341,6 +342,7 @@ class MetaConsumer:
                 self.marks.get(tick.tick_id) if tick.needs_bar else None,
                 tick.needs_bar,
                 self._funding(cur, choice, tick.tick_time),
+                self._funding_charge(cur, choice, tick.tick_time),
             )
             out = decide_tick(
                 inputs,
@@ -361,6 +363,15 @@ class MetaConsumer:
             return None
         return store.funding_last(cur, at)
 
+    @staticmethod
+    def _funding_charge(cur: store.Db, choice: Choice, at: datetime) -> float:
+        """The funding charged over the tick's bar, read only for a ``dsr`` combiner (its reward)."""
+        if choice.combiner is None or choice.combiner.kind != "dsr":
+            return 0.0
+        from config import DEFAULT_FUNDING_RATE_HOURLY
+
+        return store.funding_charge(cur, at, DEFAULT_FUNDING_RATE_HOURLY)
+
     def _row(
         self,
         tick_id: str,
@@ -380,6 +391,8 @@ class MetaConsumer:
         }
         if choice.combiner is not None and choice.combiner.reads_funding:  # what it read, for audits
             observation["funding_last"] = inputs.funding_last
+        if choice.combiner is not None and choice.combiner.kind == "dsr":
+            observation["funding_charge"] = inputs.funding_charge
         if commit is not None:  # place in its commit: a restart re-sends the whole last commit
             observation["commit"] = commit
         return {

@@ -20,7 +20,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -404,3 +404,40 @@ def funding_last(db: Db, at: datetime) -> float | None:
         cur.execute(_FUNDING_SQL, {"at": at})
         row = cur.fetchone()
         return None if row is None or row[0] is None else float(row[0])
+
+
+#: Settlements of the spliced funding series (as ``_FUNDING_SQL`` and the research's
+#: ``funding.from_frames``: BitMEX before Binance's first settlement, Binance after) with
+#: ``about_ts`` in ``(lo, hi]``, published by ``at``.
+_SETTLEMENTS_SQL = """
+SELECT DISTINCT about_ts FROM exogenous_observations
+ WHERE about_ts > %(lo)s AND about_ts <= %(hi)s AND published_at <= %(at)s AND (
+   (series = 'funding_binance_8h' AND value IS NOT NULL AND value <> 'NaN'::double precision)
+   OR (series = 'funding_bitmex_8h' AND fields->>'funding_rate' IS NOT NULL
+       AND about_ts < coalesce((SELECT min(about_ts) FROM exogenous_observations
+                                 WHERE series = 'funding_binance_8h'), 'infinity'::timestamptz)))
+ ORDER BY about_ts
+"""
+
+
+def funding_charge(db: Db, at: datetime, default_hourly: float, hours: float = 1.0) -> float:
+    """The funding charged to a long held over the 1h bar closing at ``at`` (a dsr reward, ADR 0026).
+
+    The research's ``funding.bar_funding`` rule, read point in time: each settlement ``s`` of the
+    spliced series in ``(at - 1 h, at]`` charges the latest rate published at or before ``s``
+    (:func:`funding_last` at ``s``), summed in settlement order from 0. Before any rate was published
+    the bar pays the configured constant ``default_hourly`` per hour, as the research's bars outside
+    the series' coverage. (The research also counts as covered the 7 bars before the very first
+    settlement, 2016-05-14, and charges the constant after its last one + 8 h, which it knows
+    from the whole file: the only bars where this point-in-time read can differ.)
+    """
+    with _cursor(db, transaction=False) as cur:
+        if funding_last(cur, at) is None:
+            return default_hourly * hours
+        cur.execute(_SETTLEMENTS_SQL, {"at": at, "hi": at, "lo": at - timedelta(hours=hours)})
+        total = 0.0
+        for (s,) in cur.fetchall():
+            rate = funding_last(cur, s)
+            if rate is not None:
+                total = total + rate
+        return total

@@ -54,6 +54,7 @@ from ops.replay_compare import (
     compare,
     decision_bars,
     equity_curve,
+    hourly_funding_charge,
     simulate_execution,
     vectorized_decisions,
 )
@@ -149,6 +150,23 @@ def stored_funding_known(engine: Engine, index: pd.DatetimeIndex) -> np.ndarray:
     return funding_known(index, events)
 
 
+def stored_funding_charge(engine: Engine, index: pd.DatetimeIndex) -> np.ndarray:
+    """The funding charged over the hour closing at each bar's close, from the stored rows (dsr).
+
+    What ``meta_consumer.store.funding_charge`` reads live (the same table), through the research's
+    splice and per-bar rule (``funding.from_frames``, ``funding.bar_funding`` on the hourly grid).
+    """
+    from config import DEFAULT_FUNDING_RATE_HOURLY
+    from training.research.funding import SERIES, from_frames
+
+    frames = {name: read_series(engine, name) for name in SERIES}
+    bitmex, binance = frames["funding_bitmex_8h"], frames["funding_binance_8h"]
+    events = None
+    if len(bitmex) or len(binance):
+        events = from_frames(binance) if not len(bitmex) else from_frames(bitmex, binance)
+    return hourly_funding_charge(index, events, DEFAULT_FUNDING_RATE_HOURLY)
+
+
 def decision_window_bars(registry: Registry, timeframe: str) -> int:
     """Bars of the decision timeframe's BarClosed: the longest window of its strategies (0: none)."""
     return max((s.bars for s in registry.enabled if s.timeframe == timeframe), default=0)
@@ -191,7 +209,8 @@ def vectorized(
             raise RuntimeError("replay-backtest compares combiners on the 1h decision timeframe only")
         seen = closes_seen(history.index, bars, decision_window_bars(registry, "1h"))
         fund = stored_funding_known(engine, history.index) if combiner.reads_funding else None
-        fractions, cold = combiner_fractions(history, signals, combiner, bars, seen, fund)
+        charge = stored_funding_charge(engine, history.index) if combiner.kind == "dsr" else None
+        fractions, cold = combiner_fractions(history, signals, combiner, bars, seen, fund, charge)
     decisions, obs = vectorized_decisions(
         market,
         bars,

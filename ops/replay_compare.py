@@ -125,6 +125,7 @@ def combiner_fractions(
     bars: np.ndarray,
     seen: np.ndarray,
     funding_last: np.ndarray | None = None,
+    funding_charge: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(fractions of the max exposure at ``bars``, cold-start mask) of a combiner, vectorized.
 
@@ -137,7 +138,17 @@ def combiner_fractions(
     A linear combiner's path is ``comb.linear.exposure`` on the research feature rows
     (``candidates.build_context``), with ``funding_last[t]`` the rate last published by the close of
     bar ``t`` (``training.research.protocol.funding_known``; None: none, as an empty store).
+
+    An online combiner (``hedge`` / ``dsr``, ADR 0026) is the research loop seeded from the
+    artefact's state at the first of ``bars`` (the replay's first decided tick) and stepped at each
+    of ``bars`` in order, on the research context's targets, returns and feature rows;
+    ``funding_charge[t]``: the funding charged over the hour closing at bar ``t``'s close (dsr's
+    reward, :func:`hourly_funding_charge`). Where the consumer holds fewer closes than a step reads
+    it does not learn and holds its last fraction (flat before the first step): the same here, and
+    those bars are the cold mask.
     """
+    if comb.online:
+        return _online_fractions(candles, signals, comb, bars, seen, funding_last, funding_charge)
     if comb.kind not in ("volmanaged", "ridge", "logistic", "metalabel", "imitation"):
         raise ValueError(f"combiner kind {comb.kind!r}: no vectorized path here")
     if comb.grid != GRID:
@@ -159,6 +170,64 @@ def combiner_fractions(
         path = volmanaged_exposure(ctx, p["target_vol"], comb.window, p["cap"])
     cold = np.asarray(seen) < comb.closes_needed
     return np.where(cold, 0.0, path[bars]), cold
+
+
+def _online_fractions(
+    candles: pd.DataFrame,
+    signals: SignalArrays,
+    comb: Combiner,
+    bars: np.ndarray,
+    seen: np.ndarray,
+    funding_last: np.ndarray | None,
+    funding_charge: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    from common.combiner import DsrState, HedgeState, dsr_update, hedge_update
+
+    sig = signals.restricted(comb.strategies)
+    n = len(sig)
+    fund = np.full(n, np.nan) if funding_last is None else np.asarray(funding_last, dtype=np.float64)
+    charge = np.zeros(n) if funding_charge is None else np.asarray(funding_charge, dtype=np.float64)
+    ctx = build_context(candles, sig, np.zeros(n), fund)
+    p = comb.params
+    cold = np.asarray(seen) < comb.closes_needed
+    out = np.zeros(len(bars))
+    held = 0.0
+    hs = HedgeState.from_params(comb.initial_state()) if comb.kind == "hedge" else None
+    ds = DsrState.from_params(comb.initial_state()) if comb.kind == "dsr" else None
+    for k, t in enumerate(bars):
+        if not cold[k]:
+            if hs is not None:
+                hs, mix = hedge_update(hs, ctx.targets[t], float(ctx.ret[t]), p["eta"], p["decay"])
+                held = float(snap(np.array([mix]), comb.grid)[0])
+            elif ds is not None:
+                ds = dsr_update(
+                    ds,
+                    ctx.features[t],
+                    float(ctx.ret[t]),
+                    float(charge[t]),
+                    p["cost_rate"],
+                    p["rho"],
+                    p["eta"],
+                )
+                held = float(snap(np.array([ds.f1]), comb.grid)[0])
+        out[k] = held
+    return out, cold
+
+
+def hourly_funding_charge(index: pd.DatetimeIndex, events: object, default_hourly: float) -> np.ndarray:
+    """Per bar of ``index``: the research's funding charge of the *hour* closing at that bar's close.
+
+    What the live dsr reads (``meta_consumer.store.funding_charge``: settlements in ``(close - 1 h,
+    close]``): the research's ``bar_funding`` on the hourly grid, read at the stored bars. It equals
+    ``bar_funding(index)`` except at a bar after missing hours, whose research charge also
+    covers the missing hours' settlements (ADR 0026).
+    """
+    from training.research.funding import bar_funding
+
+    opens = pd.DatetimeIndex(index)
+    grid = pd.date_range(opens[0], opens[-1], freq="1h")
+    per_hour = bar_funding(grid, events, default_hourly).per_bar  # type: ignore[arg-type]
+    return np.asarray(per_hour[grid.searchsorted(opens)], dtype=np.float64)
 
 
 def vectorized_decisions(

@@ -115,6 +115,45 @@ def test_linear_combiner_replay_identical_to_vectorized(
         engine.dispose()
 
 
+def test_dsr_combiner_replay_identical_to_vectorized(
+    pipeline_env: str, two_strategies_744h: Path, tmp_path: Path
+) -> None:
+    """An online combiner (ADR 0026) through the whole pipeline: its state carried tick to tick by
+    the meta consumer == the research step seeded from the artefact's state at the first tick."""
+    from common.dataset import load_bundled_candles
+    from common.registry import load_registry
+    from config import load_settings
+    from training.research.funding import load_funding
+    from training.signals import compute_signals, training_exogenous
+
+    candles = load_bundled_candles()
+    candles = candles[candles.index < pd.Timestamp(START) - pd.Timedelta(hours=1)].iloc[-3000:]
+    registry = load_registry(two_strategies_744h)
+    sig = compute_signals(candles, registry, training_exogenous(registry))
+    engine = make_engine(pipeline_env)
+    events = load_funding(Path(load_settings().exogenous.data_dir))
+    exported = export(
+        'dsr:{"rho":0.01,"seed":1}', STRATEGIES, engine=engine, data=FitData(candles, sig, events)
+    )
+    prefix = f"bt.o{uuid.uuid4().hex[:8]}."
+    out = tmp_path / "out"
+    try:
+        cmp = run_replay_backtest(START, END, out, model_id=exported.model_id, prefix=prefix, timeout_s=600)
+        assert cmp.identical, (out / "comparison.md").read_text()
+        result = json.loads((out / "comparison.json").read_text())
+        assert result["ticks"] == 300
+        assert result["model_kind"] == f"combiner:dsr {exported.fingerprint}"
+        assert result["checks"]["decided by the model"] == {"compared": 300, "differences": 0}
+        assert result["cold_start_ticks"] == 0
+        decisions = pd.read_csv(out / "decisions.csv")
+        assert set(decisions["model_id"]) == {exported.model_id}
+        vec = pd.read_csv(out / "vectorized_decisions.csv")
+        assert vec["target_exposure"].nunique() >= 3, "a window where the learner moves the book"
+    finally:
+        delete_run(engine, AdminClient(admin_config(settings_for(prefix))), prefix)
+        engine.dispose()
+
+
 def test_combiner_replay_identical_to_vectorized(
     pipeline_env: str, two_strategies: Path, tmp_path: Path
 ) -> None:

@@ -77,8 +77,12 @@ def live_targets(
     choice: Choice,
     window_bars: int = WINDOW_BARS,
     funding: np.ndarray | None = None,
+    charge: np.ndarray | None = None,
+    start: int = 0,
 ) -> tuple[np.ndarray, list[str]]:
-    """What the consumer decides at each bar's tick, fed the emitter's own BarClosed window."""
+    """What the consumer decides at each bar's tick, fed the emitter's own BarClosed window
+    (``choice`` from bar ``start`` on, the majority-vote fallback before)."""
+    fallback = Choice("fallback", choice.spec, None, FallbackMode.MAJORITY_VOTE)
     opens_ms = pd.DatetimeIndex(candles.index).asi8 // 1_000_000
     base = BaseCandles(opens_ms, candles[["open", "high", "low", "close", "volume"]].to_numpy(), 60)
     carry, targets, reasons = Carry(), [], []
@@ -94,9 +98,18 @@ def live_targets(
             if sig.present[t, k]
         }
         out = decide_tick(
-            TickInput(tick, when, frozenset(recs), recs, mark, True, None if funding is None else funding[t]),
+            TickInput(
+                tick,
+                when,
+                frozenset(recs),
+                recs,
+                mark,
+                True,
+                None if funding is None or np.isnan(funding[t]) else float(funding[t]),
+                0.0 if charge is None else float(charge[t]),
+            ),
             carry,
-            choice,
+            choice if t >= start else fallback,
             STRATEGIES,
             step=0.25,
             max_exposure=1.0,
@@ -245,3 +258,89 @@ def learners_metalabel(ctx: Context, majority: np.ndarray, train: np.ndarray) ->
     from training.research.learners import metalabel_exposure
 
     return metalabel_exposure(ctx.features, majority, ctx.ret, train, 24, 0.01, 0.5)
+
+
+@pytest.mark.parametrize("family", ["hedge", "dsr"])
+def test_vectorized_online_combiner_is_the_live_decision_seeded_from_its_state(family: str) -> None:
+    """A hedge (dsr) combiner over real closes with a 150 h gap: the vectorized side seeded from the
+    artefact's state at the first decided tick, stepped at the ticks where the consumer learns,
+    holding where it does not (dsr: fewer than 721 closes, at the start and after the gap)."""
+    from pathlib import Path
+
+    from common import combiner
+    from config import DEFAULT_FUNDING_RATE_HOURLY, load_settings
+    from ops.replay_compare import hourly_funding_charge
+    from training.research import learners
+    from training.research.candidates import hedge_experts, hedge_run
+    from training.research.funding import load_funding
+    from training.research.protocol import funding_known
+
+    raw = load_bundled_candles().iloc[-3400:]
+    gap = slice(2500, 2650)
+    candles = raw.drop(raw.index[gap])
+    rng = np.random.default_rng(26)
+    n = len(candles)
+    target = np.empty((n, len(STRATEGIES)), dtype=np.int8)
+    for j in range(len(STRATEGIES)):
+        t = 0
+        while t < n:
+            span = int(rng.integers(24, 120))
+            target[t : t + span, j] = rng.choice([-1, 0, 1], p=[0.3, 0.2, 0.5])
+            t += span
+    sig = SignalArrays(
+        strategies=STRATEGIES, index=pd.DatetimeIndex(candles.index), target=target,
+        event=np.zeros_like(target), confidence=np.full(target.shape, 0.5),
+        age=np.zeros(target.shape, dtype=np.int64), present=np.ones_like(target, dtype=bool), warmup=0,
+    )  # fmt: skip
+    events = load_funding(Path(load_settings().exogenous.data_dir))
+    fund = funding_known(sig.index, events)
+    charge = hourly_funding_charge(sig.index, events, DEFAULT_FUNDING_RATE_HOURLY)
+    # the artefact learned on the 800 bars before the replayed ones (a separate, earlier history)
+    head = build_context(
+        candles.iloc[:800], sig_head(sig, 800), np.zeros(800), fund[:800], charge[:800], 0.001
+    )
+    if family == "hedge":
+        _, st = hedge_run(hedge_experts(head.targets), head.ret, 20.0, 1 / 720)
+        params = {"eta": 20.0, "decay": 1 / 720, **st.to_params()}
+    else:
+        _, ds = learners.dsr_run(head.features, head.ret, charge[:800], 0.001, rho=0.01, seed=3)
+        params = {"rho": 0.01, "seed": 3.0, "eta": combiner.DSR_ETA, "cost_rate": 0.001}
+        params = {**params, "features": list(head.feature_names), **ds.to_params()}
+    art = export_combiner(family, STRATEGIES, params)
+    comb = load_combiner(
+        SimpleNamespace(
+            model_id="c-test", artifact=art, artifact_sha256=hashlib.sha256(art).hexdigest(),
+            feature_spec=json.loads(FeatureSpec(strategies=STRATEGIES).to_json()),
+        ),
+        max_closes=BAR_CLOSES,
+    )  # fmt: skip
+    window_bars = 800
+    bars = np.arange(800, n)  # the replay: the consumer decides from bar 800 on
+    seen = closes_seen(pd.DatetimeIndex(candles.index), bars, window_bars)
+    vectorized, cold = combiner_fractions(candles, sig, comb, bars, seen, fund, charge)
+    choice = Choice(
+        "c-test", FeatureSpec(strategies=STRATEGIES), None, FallbackMode.MAJORITY_VOTE, combiner=comb
+    )
+    live, reasons = live_targets(candles, sig, choice, window_bars, fund, charge, start=800)
+    live, reasons = live[800:], reasons[800:]  # selected at bar 800: the fallback decided before
+    k = np.flatnonzero(live != vectorized)
+    assert k.size == 0, (
+        f"first difference at bar {800 + k[0]}: live {live[k[0]]} vs vectorized {vectorized[k[0]]}"
+    )
+    assert [("does not learn from this bar" in r) for r in reasons] == cold.tolist()
+    if family == "dsr":  # after the gap the window holds fewer than 721 closes: held, not learning
+        after = gap.start - 800
+        assert not cold[:after].any() and cold[after:].sum() > 0 and not cold[-1]
+    else:
+        assert not cold.any()
+    assert len(set(vectorized.tolist())) >= 3
+    # the funding charge matters to dsr (its reward), not to hedge
+    no_charge, _ = combiner_fractions(candles, sig, comb, bars, seen, fund, None)
+    assert np.any(no_charge != vectorized) == (family == "dsr")
+
+
+def sig_head(sig: SignalArrays, n: int) -> SignalArrays:
+    from dataclasses import replace
+
+    cols = {f: getattr(sig, f)[:n] for f in ("target", "event", "confidence", "age", "present")}
+    return replace(sig, index=sig.index[:n], **cols)

@@ -257,16 +257,18 @@ def export_combiner_cmd(
         str | None,
         typer.Option(
             "--train-until",
-            help="fitted families (ridge, logistic): fit on the bars opening at or before this UTC time "
-            "(e.g. 2022-06-30T23:00); default: every bar loaded after the signals' warm-up",
+            help="fitted families (ridge, logistic, ...): fit on the bars opening at or before this UTC "
+            "time (e.g. 2022-06-30T23:00); online ones (hedge, dsr): learn up to it; default: every "
+            "bar loaded (fitted: after the signals' warm-up)",
         ),
     ] = None,
     database_url: LiveOpt = None,
 ) -> None:
-    """Export a research combiner as a live artefact the meta consumer runs (ADR 0020, 0025).
+    """Export a research combiner as a live artefact the meta consumer runs (ADR 0020, 0025, 0026).
 
-    The fitted families (ridge, logistic) are fitted here on the research data (same loading as
-    ``research``: --data, --exogenous, --last-bars) up to --train-until; the artefact records the range.
+    The fitted families (ridge, logistic, ...) are fitted here on the research data (same loading as
+    ``research``: --data, --exogenous, --last-bars) up to --train-until; the online ones (hedge,
+    dsr) learn over it and store their final state; the artefact records the range.
     """
     from training.research.export import EXPORTABLE, ExportError, export, parse_key
 

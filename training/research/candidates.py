@@ -213,25 +213,30 @@ def hedge_weights(experts: np.ndarray, ret: np.ndarray, eta: float, decay: float
     """Weights ``w[t]`` known at the close of bar ``t`` (after seeing ``ret[t]``); ``w[0]`` uniform.
 
     Expert gain at bar ``t`` is ``experts[t-1] * ret[t]`` (what following it would have earned,
-    before costs); ``logw[t] = (1 - decay) * logw[t-1] + eta * gain[t]``.
+    before costs); ``logw[t] = (1 - decay) * logw[t-1] + eta * gain[t]``. Each bar is
+    ``common.combiner.hedge_step``, the live combiner's update (ADR 0026).
     """
+    return hedge_run(experts, ret, eta, decay)[0]
+
+
+def hedge_run(
+    experts: np.ndarray, ret: np.ndarray, eta: float, decay: float
+) -> tuple[np.ndarray, combiner.HedgeState]:
+    """Weights per bar and the state after the last bar (what a live artefact continues from)."""
     n, m = experts.shape
-    gains = np.zeros((n, m))
-    gains[1:] = experts[:-1] * ret[1:, None]
     w = np.empty((n, m))
-    logw = np.zeros(m)
-    keep = 1.0 - decay
+    st = combiner.HedgeState(np.zeros(m), np.zeros(m))  # equal weights, no bar before: zero gain
     for t in range(n):
-        logw = keep * logw + eta * gains[t]
-        z = np.exp(logw - logw.max())
-        w[t] = z / z.sum()
-    return w
+        logw, w[t] = combiner.hedge_step(st.logw, st.experts, float(ret[t]) if t else 0.0, eta, decay)
+        st = combiner.HedgeState(logw, experts[t])
+    return w, st
 
 
 def hedge_exposure(ctx: Context, eta: float, decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """Snapped exposures and the weights; the mix of each bar is ``common.combiner.hedge_mix``."""
     ex = hedge_experts(ctx.targets)
     w = hedge_weights(ex, ctx.ret, eta, decay)
-    return snap(np.sum(w * ex, axis=1)), w
+    return snap(np.array([combiner.hedge_mix(w[t], ex[t]) for t in range(len(ex))])), w
 
 
 # --- volatility-managed vote -------------------------------------------------------------------

@@ -10,7 +10,10 @@ models. Families that are online rules with no fitted state export exactly the r
 range (:func:`train_bars`: every research bar the CLI loads from the signals' warm-up on, or those
 up to ``--train-until``) and the training statistics go into the artefact, so live applies
 exactly what the research path applies after the same fit (``imitation``: the oracle's costs are
-the configured ones, as in ``research``). ``hedge``, ``dsr`` and ``rl`` are refused with the reason.
+the configured ones, as in ``research``). The online learners ``hedge`` and ``dsr`` (ADR 0026) run
+the research loop over the loaded bars from the first (as the research path does), up to
+``--train-until``, and store their parameters and the learner state after the last training bar;
+live continues from that state. ``rl`` is refused with the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from common.combiner import LINEAR_KINDS, Linear, export_combiner, load_combiner
+from common.combiner import DSR_ETA, LINEAR_KINDS, ONLINE_KINDS, Linear, export_combiner, load_combiner
 from common.signals import SignalArrays
 from training.research.candidates import GRID, Config
 
@@ -33,15 +36,11 @@ if TYPE_CHECKING:
 
     from training.research.funding import FundingEvents
 
-EXPORTABLE = ("volmanaged", *LINEAR_KINDS)
+EXPORTABLE = ("volmanaged", *LINEAR_KINDS, *ONLINE_KINDS)
 #: Why the other research families do not ship (yet); the message of the refusal.
 NOT_EXPORTABLE = {
-    "hedge": "an online learner: its weights are state carried from the first bar, which the "
-    "consumer would have to replay",
-    "dsr": "an online learner: its weights are state carried from the first bar, which the "
-    "consumer would have to replay",
     "rl": "an RL policy ships as a btcmeta.mlp.v1 policy (python -m training train / export), "
-    "not as a combiner",
+    "not as a combiner; its FeatureSpec v2 observation is not live yet (ADR 0024)",
 }
 #: Fewer training rows than this cannot give the statistics a linear fit stores.
 MIN_TRAIN_BARS = 500
@@ -115,9 +114,11 @@ def combiner_artifact(
         why = NOT_EXPORTABLE.get(config.family, "an unknown family")
         raise ExportError(
             f"{config.family!r} is not exportable: {why} (exportable: {', '.join(EXPORTABLE)}); "
-            "see ADR 0020 / 0025"
+            "see ADR 0020 / 0025 / 0026"
         )
-    if config.family in LINEAR_KINDS:
+    if config.family in ONLINE_KINDS:
+        kind, params, provenance = _run_online(config, strategies, provenance, data)
+    elif config.family in LINEAR_KINDS:
         kind, params, provenance = _fit_linear(config, strategies, provenance, data)
     else:
         kind, params = "volmanaged", _volmanaged_params(config)
@@ -207,6 +208,83 @@ def _fit_linear(
         "funding": data.events.source if data.events is not None else "none",
     }
     return config.family, params, {**provenance, "train": train}
+
+
+def _run_online(
+    config: Config, strategies: Sequence[str], provenance: Mapping[str, Any], data: FitData | None
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Run ``hedge`` / ``dsr`` over the training bars: (kind, params + final state, provenance).
+
+    The research path runs these learners from the first loaded bar (not from the warm-up: before
+    it the strategies are flat and the learner still learns from the returns), so the training range
+    here is bars ``0 .. last``, ``last`` the last bar opened at or before ``--train-until``.
+    """
+    from config import DEFAULT_FUNDING_RATE_HOURLY
+    from training.ledger import CostModel
+    from training.research import learners
+    from training.research.candidates import build_context, hedge_experts, hedge_run
+    from training.research.funding import bar_funding
+    from training.research.protocol import _baseline_exposures, funding_known
+
+    want = {"eta", "decay"} if config.family == "hedge" else {"rho", "seed"}
+    if set(config.params) != want:
+        raise ExportError(
+            f"{config.key}: {config.family} takes {', '.join(sorted(want))}, got {sorted(config.params)}"
+        )
+    if data is None:
+        raise ExportError(f"{config.key}: {config.family} learns online: it needs the research data")
+    try:
+        sig = data.signals.restricted(tuple(strategies))
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    opens = pd.DatetimeIndex(sig.index)
+    last = (
+        len(sig) - 1
+        if data.train_until is None
+        else int(np.searchsorted(opens, data.train_until, "right")) - 1
+    )
+    if last + 1 < MIN_TRAIN_BARS:
+        raise ExportError(
+            f"{config.key}: {last + 1} bars up to --train-until; at least {MIN_TRAIN_BARS} needed"
+        )
+    sig_t = _head(sig, last + 1)
+    candles = data.candles.loc[sig_t.index]
+    per_bar = bar_funding(sig_t.index, data.events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
+    cost_rate = CostModel.configured().cost_rate
+    ctx = build_context(
+        candles, sig_t, _baseline_exposures(sig_t)["majority_vote"],
+        funding_known(sig_t.index, data.events), per_bar, cost_rate,
+    )  # fmt: skip
+    p = config.params
+    params: dict[str, Any]
+    if config.family == "hedge":
+        eta, decay = float(p["eta"]), float(p["decay"])
+        _, hst = hedge_run(hedge_experts(ctx.targets), ctx.ret, eta, decay)
+        params = {"eta": eta, "decay": decay, **hst.to_params()}
+    else:
+        assert ctx.funding is not None
+        rho, seed = float(p["rho"]), int(p["seed"])
+        _, st = learners.dsr_run(ctx.features, ctx.ret, ctx.funding, cost_rate, rho=rho, seed=seed)
+        params = {
+            "rho": rho, "seed": float(seed), "eta": DSR_ETA, "cost_rate": cost_rate,
+            "features": list(ctx.feature_names), **st.to_params(),
+        }  # fmt: skip
+        provenance = {**provenance, "cost_rate": cost_rate}
+    train = {
+        "first_bar": opens[0].isoformat(),
+        "last_bar": opens[last].isoformat(),
+        "bars": int(last + 1),
+        "funding": data.events.source if data.events is not None else "none",
+    }
+    return config.family, params, {**provenance, "train": train}
+
+
+def _head(sig: SignalArrays, n: int) -> SignalArrays:
+    """The first ``n`` bars of the signals (an online learner reads nothing after its last bar)."""
+    from dataclasses import replace
+
+    cols = {f: getattr(sig, f)[:n] for f in ("target", "event", "confidence", "age", "present")}
+    return replace(sig, index=sig.index[:n], **cols)
 
 
 def _imitation_params(

@@ -22,7 +22,6 @@ Timing is ``candidates.net_returns``': ``e[t]`` is decided at the close of ``t``
 from __future__ import annotations
 
 import hashlib
-import math
 
 import numpy as np
 
@@ -144,17 +143,8 @@ def metalabel_exposure(
 # --- Moody-Saffell direct reinforcement on the differential Sharpe ratio ----------------------
 
 
-def dsr_step(a: float, b: float, r: float, eta: float) -> tuple[float, float, float, float]:
-    """One differential-Sharpe update: ``(D_t, dD_t/dR_t, A_t, B_t)`` from ``A_{t-1}, B_{t-1}, R_t``.
-
-    ``A``, ``B``: exponential moving first and second moments of the returns (rate ``eta``);
-    ``D_t = (B dA - A dB / 2) / (B - A^2)^{3/2}`` with ``dA = R - A``, ``dB = R^2 - B`` (Moody &
-    Saffell 2001, eq. 5); its derivative in ``R_t`` is ``(B - A R) / (B - A^2)^{3/2}``.
-    """
-    var = max(b - a * a, 1e-12)
-    scale = var**1.5
-    da, db = r - a, r * r - b
-    return (b * da - 0.5 * a * db) / scale, (b - a * r) / scale, a + eta * da, b + eta * db
+#: One differential-Sharpe update, shared with the live combiner (ADR 0026).
+dsr_step = combiner.dsr_step
 
 
 def causal_zscore(x: np.ndarray, min_rows: int = 168) -> np.ndarray:
@@ -186,31 +176,37 @@ def dsr_trader(
     At the close of ``t`` the trader sees ``R_t = F_{t-1} ret_t - c |F_{t-1} - F_{t-2}| - F_{t-1} f_t``,
     moves ``w`` along ``dD_t/dR_t * dR_t/dw`` (``dF/dw`` of the two positions in ``R_t`` kept from
     when they were set, the usual truncation of the recurrent gradient), then sets ``F_t``.
+    Each bar is ``common.combiner.dsr_update`` (its causal z-score an increment of the expanding
+    sums), the live combiner's step (ADR 0026); :func:`dsr_run` also returns the final state.
     """
-    x = np.hstack([causal_zscore(features), np.ones((features.shape[0], 1))])
-    n, k = x.shape
+    return dsr_run(features, ret, funding, cost_rate, rho=rho, eta=eta, seed=seed)[0]
+
+
+def dsr_start(n_features: int, seed: int) -> combiner.DsrState:
+    """The trader before its first bar: weights ``N(0, 0.1)`` from ``seed`` (features + bias)."""
     rng = np.random.default_rng(seed)
-    w = rng.normal(0.0, 0.1, size=k)
+    return combiner.DsrState.start(rng.normal(0.0, 0.1, size=n_features + 1))
+
+
+def dsr_run(
+    features: np.ndarray,
+    ret: np.ndarray,
+    funding: np.ndarray,
+    cost_rate: float,
+    *,
+    rho: float,
+    eta: float = combiner.DSR_ETA,
+    seed: int = 0,
+    state: combiner.DsrState | None = None,
+) -> tuple[np.ndarray, combiner.DsrState]:
+    """Positions per bar and the state after the last one, from ``state`` (default: the seed's start)."""
+    st = dsr_start(features.shape[1], seed) if state is None else state
+    n = features.shape[0]
     out = np.zeros(n)
-    f1 = f2 = 0.0  # F_{t-1}, F_{t-2}
-    g1: np.ndarray = np.zeros(k)  # dF_{t-1}/dw
-    g2: np.ndarray = np.zeros(k)
-    a, b = 0.0, 1e-4
-    xs = x.tolist()
     for t in range(n):
-        r_t = float(ret[t])
-        r = f1 * r_t - cost_rate * abs(f1 - f2) - f1 * float(funding[t])
-        _, d_dr, a, b = dsr_step(a, b, r, eta)
-        sgn = math.copysign(1.0, f1 - f2) if f1 != f2 else 0.0
-        dr_df1 = r_t - float(funding[t]) - cost_rate * sgn
-        dr_df2 = cost_rate * sgn
-        w += rho * d_dr * (dr_df1 * g1 + dr_df2 * g2)
-        xt = np.asarray(xs[t])
-        f = math.tanh(float(w @ xt))
-        f2, f1 = f1, f
-        g2, g1 = g1, (1.0 - f * f) * xt
-        out[t] = f
-    return out
+        st = combiner.dsr_update(st, features[t], float(ret[t]), float(funding[t]), cost_rate, rho, eta)
+        out[t] = st.f1
+    return out, st
 
 
 # --- the dynamic-programming oracle and its imitation ------------------------------------------

@@ -45,8 +45,9 @@ def test_every_volmanaged_grid_key_round_trips_and_exports() -> None:
 @pytest.mark.parametrize(
     "key,why",
     [
-        ('hedge:{"decay":0.0,"eta":5.0}', "not exportable: an online learner"),
-        ('dsr:{"rho":0.01,"seed":0}', "not exportable: an online learner"),
+        ('hedge:{"decay":0.0,"eta":5.0}', "learns online: it needs the research data"),
+        ('dsr:{"rho":0.01,"seed":0}', "learns online: it needs the research data"),
+        ('dsr:{"rho":0.01}', "dsr takes rho, seed"),
         ('rl:{"horizon":72.0,"seed":0.0}', "not exportable: an RL policy ships as a btcmeta.mlp.v1"),
         ('imitation:{"lam":1.0}', "is fitted: it needs the research data"),
         ('metalabel:{"horizon":24,"lam":1.0}', "metalabel takes horizon, lam, threshold"),
@@ -74,7 +75,7 @@ def test_cli_writes_the_artefact(tmp_path: Path) -> None:
     data = out.read_bytes()
     assert is_combiner_artifact(data) and json.loads(data)["strategies"] == list(STRATS)
     assert data == export(key, STRATS, provenance={"strategies_from": "--strategies"}).artifact
-    bad = CliRunner().invoke(app, ["export-combiner", 'hedge:{"decay":0.0,"eta":5.0}', "--out", str(out)])
+    bad = CliRunner().invoke(app, ["export-combiner", 'rl:{"horizon":72.0,"seed":0.0}', "--out", str(out)])
     assert bad.exit_code == 2 and "not exportable" in bad.output
     assert CliRunner().invoke(app, ["export-combiner", key]).exit_code == 2  # neither --out nor --register
 
@@ -203,3 +204,78 @@ def test_an_imitation_export_applies_what_the_research_fit_scores(fit_data: FitD
 
     assert np.array_equal(snap(imitation_path(ctx.features, comb.legs)), want)
     assert np.count_nonzero(want) > 100
+
+
+# --- the online learners (ADR 0026) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key", ['hedge:{"decay":0.001388888888888889,"eta":5.0}', 'dsr:{"rho":0.01,"seed":1}']
+)
+def test_an_online_export_stores_the_research_state_after_the_last_training_bar(
+    fit_data: FitData, key: str
+) -> None:
+    from common.combiner import DsrState, HedgeState
+    from config import DEFAULT_FUNDING_RATE_HOURLY
+    from training.ledger import CostModel
+    from training.research import learners
+    from training.research.candidates import hedge_experts, hedge_run
+    from training.research.funding import bar_funding
+
+    sig = fit_data.signals.restricted(PRICE)
+    until = pd.Timestamp(sig.index[3000])
+    cut = FitData(fit_data.candles, fit_data.signals, fit_data.events, until)
+    out = export(key, PRICE, data=cut)
+    assert out.artifact == export(key, PRICE, data=cut).artifact  # same data, same bytes
+    comb = load_combiner(_Row(out.model_id, out.artifact, out.sha256), max_closes=LINEAR_CLOSES)
+    train = json.loads(out.artifact)["provenance"]["train"]
+    assert train == {
+        "first_bar": sig.index[0].isoformat(), "last_bar": until.isoformat(), "bars": 3001,
+        "funding": fit_data.events.source,  # type: ignore[union-attr]
+    }  # fmt: skip
+    # the state == the research loop over the whole loaded history, stopped after bar 3000
+    fund = funding_known(sig.index, fit_data.events)
+    per_bar = bar_funding(sig.index, fit_data.events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
+    cost = CostModel.configured().cost_rate
+    ctx = build_context(fit_data.candles, sig, np.zeros(LAST), fund, per_bar, cost)
+    cfg = parse_key(key)
+    if cfg.family == "hedge":
+        _, st = hedge_run(hedge_experts(ctx.targets[:3001]), ctx.ret[:3001], 5.0, float(cfg.params["decay"]))
+        assert HedgeState.from_params(comb.initial_state()).to_params() == st.to_params()
+    else:
+        _, ds = learners.dsr_run(ctx.features[:3001], ctx.ret[:3001], per_bar[:3001], cost, rho=0.01, seed=1)
+        assert DsrState.from_params(comb.initial_state()).to_params() == ds.to_params()
+        assert comb.params["cost_rate"] == cost and comb.closes_needed == LINEAR_CLOSES
+    # the bars after --train-until do not enter the state: changing them changes nothing
+    moved = fit_data.candles.copy()
+    moved.iloc[3001:, moved.columns.get_loc("close")] *= 1.2
+    assert (
+        export(key, PRICE, data=FitData(moved, fit_data.signals, fit_data.events, until)).artifact
+        == out.artifact
+    )
+    full = export(key, PRICE, data=fit_data)
+    assert full.fingerprint != out.fingerprint  # default: every loaded bar
+    assert json.loads(full.artifact)["provenance"]["train"]["bars"] == LAST
+
+
+def test_the_loader_refuses_a_bad_online_state(fit_data: FitData) -> None:
+    from common.combiner import CombinerError, export_combiner
+
+    out = export('dsr:{"rho":0.01,"seed":0}', PRICE, data=fit_data)
+    doc = json.loads(out.artifact)
+    good = dict(doc["params"])
+    for change, why in [
+        ({"w": good["w"][:-1]}, "w must be"),
+        ({"s2": [*good["s2"], 1.0]}, "s2 must be"),
+        ({"b": float("inf")}, "not JSON compliant"),  # canonical JSON: never a non-finite float
+        ({"f1": 2.0}, "positions must be in"),
+        ({"features": list(reversed(good["features"]))}, "are not this code's row"),
+        ({"count": 1.5}, "count must be an integer"),
+    ]:
+        with pytest.raises((CombinerError, ValueError), match=why):
+            export_combiner("dsr", PRICE, {**good, **change})
+    hedge = json.loads(export('hedge:{"decay":0.0,"eta":5.0}', PRICE, data=fit_data).artifact)["params"]
+    with pytest.raises(CombinerError, match="logw must be"):
+        export_combiner("hedge", PRICE, {**hedge, "logw": hedge["logw"][1:]})
+    with pytest.raises(CombinerError, match="experts are targets"):
+        export_combiner("hedge", PRICE, {**hedge, "experts": [0.5] * len(hedge["experts"])})
