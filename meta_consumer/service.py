@@ -58,6 +58,13 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 RETRAIN = Gauge("btcmeta_meta_retrain_needed", "1 while the model's strategy set differs from the registry")
+FUNDING_AGE = Gauge(
+    "btcmeta_meta_funding_age_hours",
+    "Hours between the tick and the newest funding rate published by then, while a combiner that "
+    "reads funding decides (8 h settlements: over 24 means the funding poll stopped)",
+)
+#: A funding rate older than this at a tick is logged as stale (three missed 8 h settlements).
+FUNDING_STALE_H = 24.0
 
 #: Server-side limit per statement: a query stuck behind a lock fails instead of wedging a thread.
 STATEMENT_TIMEOUT_MS = 60_000
@@ -88,6 +95,7 @@ class MetaConsumer:
         # The hot path's connections, one per thread (opened on first use, reopened after a failure).
         self.ingest_db = PgConnection(url, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
         self.decide_db = PgConnection(url, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
+        self._funding_warned = -3600.0  # monotonic time of the last stale-funding warning
         if live is None:
             live = tuple(s.name for s in load_registry(settings.registry_path, import_classes=False).enabled)
         self.live = live
@@ -356,11 +364,29 @@ class MetaConsumer:
             values = self._row(tick.tick_id, choice, inputs, out, created)
             return store.insert_decision(cur, values), choice, out, created
 
-    @staticmethod
-    def _funding(cur: store.Db, choice: Choice, at: datetime) -> float | None:
-        """The last funding rate published by the tick, read only for a combiner that uses it."""
+    def _funding(self, cur: store.Db, choice: Choice, at: datetime) -> float | None:
+        """The last funding rate published by the tick, read only for a combiner that uses it.
+
+        The decision reads it exactly as the research does, however old (parity with the backtest).
+        How old it is goes to a gauge and, past :data:`FUNDING_STALE_H`, to a warning once an
+        hour: live, the series is fed by ``producers exogenous poll`` (``binance_funding``), and a
+        poll that stopped must be seen before a combiner trades on a days-old rate.
+        """
         if choice.combiner is None or not choice.combiner.reads_funding:
             return None
+        published = store.funding_published_at(cur, at)
+        age_h = float("inf") if published is None else (at - published).total_seconds() / 3600.0
+        FUNDING_AGE.set(age_h)
+        if age_h > FUNDING_STALE_H and time.monotonic() - self._funding_warned > 3600.0:
+            self._funding_warned = time.monotonic()
+            log.warning(
+                "funding_rate_stale",
+                tick_time=at.isoformat(),
+                published_at=None if published is None else published.isoformat(),
+                age_hours=round(age_h, 1),
+                model_id=choice.model_id,
+                hint="run `python -m producers exogenous poll --source binance_funding` on a schedule",
+            )
         return store.funding_last(cur, at)
 
     @staticmethod

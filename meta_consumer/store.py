@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from common.db.direct import PgConnection, json_dumps
 from common.db.models import Decision, Model, Tick
 from common.events import Recommendation as RecommendationEvent
-from common.events import SignalEvent, Target, TickPlan
+from common.events import SignalEvent, Target, TickPlan, utc
 
 RecValue = tuple[Target, SignalEvent, float]
 
@@ -441,3 +441,21 @@ def funding_charge(db: Db, at: datetime, default_hourly: float, hours: float = 1
             if rate is not None:
                 total = total + rate
         return total
+
+
+_FUNDING_PUBLISHED_SQL = """
+SELECT max(published_at) FROM exogenous_observations
+ WHERE series IN ('funding_binance_8h', 'funding_bitmex_8h') AND published_at <= %(at)s
+"""
+
+
+def funding_published_at(db: Db, at: datetime) -> datetime | None:
+    """When the newest funding rate visible at ``at`` was published (None: none yet).
+
+    Not an input of any decision (those read :func:`funding_last` exactly as the research does); the
+    service compares it with the tick to say, loudly, that the series stopped being fed.
+    """
+    with _cursor(db, transaction=False) as cur:
+        cur.execute(_FUNDING_PUBLISHED_SQL, {"at": at})
+        row = cur.fetchone()
+        return None if row is None or row[0] is None else utc(row[0])

@@ -35,6 +35,7 @@ from common.signals import SignalArrays
 from config import DEFAULT_FUNDING_RATE_HOURLY, Settings, load_settings
 from meta_consumer import store
 from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES
+from meta_consumer.service import FUNDING_AGE
 from tests.integration.test_meta_consumer import meta_settings, own_db, read_intents, running, wait_decisions
 from training.ledger import CostModel
 from training.research.candidates import build_context, exposure
@@ -158,6 +159,12 @@ def test_selected_linear_combiner_decides_live_as_its_vectorized_backtest(own_db
     first_pub = pd.Timestamp(frames["funding_bitmex_8h"]["published_at"].min()).to_pydatetime()
     assert store.funding_last(engine, first_pub - timedelta(seconds=1)) is None
     assert store.funding_last(engine, first_pub) is not None
+    # how old the rate read is (the service's gauge / stale warning; not a decision input)
+    assert store.funding_published_at(engine, first_pub - timedelta(seconds=1)) is None
+    ages = [(at - store.funding_published_at(engine, at)).total_seconds() / 3600 for at in ticks[:50]]
+    assert min(ages) >= 0 and max(ages) <= 8  # 8 h settlements, published at settlement
+    last_pub = pd.Timestamp(frames["funding_binance_8h"]["published_at"].max()).to_pydatetime()
+    assert store.funding_published_at(engine, last_pub + timedelta(days=30)) == last_pub  # the file ends
 
     config = parse_key(key)
     exported = export(key, PRICE, engine=engine, data=fit)
@@ -181,6 +188,7 @@ def test_selected_linear_combiner_decides_live_as_its_vectorized_backtest(own_db
         ids = first + publish(settings, candles, sig, bars[1:])
         rows = wait_decisions(settings, len(bars), timeout=180)
     engine.dispose()
+    assert 0 <= FUNDING_AGE._value.get() <= 8  # the last tick's rate: fresh (ticks in 2022)
     assert d0.model_id == "fallback:majority_vote"
     assert len(d0.observation["state"]["mark"]["closes"]) == MARK_CLOSES  # no combiner: 256 carried
     assert "funding_last" not in d0.observation
