@@ -1,5 +1,6 @@
 """The Helm chart: lint, offline schema validation, one pod per enabled strategy, the singletons,
-secrets by reference only, the set-up hook, identity, probes and disruption budgets."""
+secrets by reference only, the set-up hook, the exogenous poll CronJob, identity, probes,
+disruption budgets and network policies."""
 
 from __future__ import annotations
 
@@ -24,12 +25,16 @@ pytestmark = pytest.mark.timeout(1800)  # the first test may build the tools (se
 KRAKEN = ["exchange.mode=kraken", "serviceAccount.roleArn=arn:aws:iam::123456789012:role/btcmeta-test"]
 MINIMAL = ["bridge.enabled=false", "metaConsumer.enabled=false", "pdb.enabled=false", "setup.enabled=false",
            "serviceAccount.create=false", "serviceAccount.name=existing", "networkPolicy.enabled=false",
-           "externalSecrets.clusterSecretStore.create=false", "strategies.overrides.ott.replicas=2",
+           "externalSecrets.clusterSecretStore.create=false", "exogenousPoll.enabled=false",
+           "strategies.overrides.ott.replicas=2",
            "strategies.overrides.ott.resources.requests.cpu=1", "extraEnv.BTCMETA_EXPOSURE_STEP=0.5"]
 #: Value sets the lint, schema and secret checks run under: defaults, live trading with an IAM
 #: role, and every optional part switched off (with per-strategy overrides).
 VARIANTS = {"defaults": [], "kraken-irsa": KRAKEN, "minimal": MINIMAL}
 SINGLETONS = ("tick-emitter", "meta-consumer", "executor")
+POLL = "btcmeta-exogenous-poll"
+#: Kinds whose documents hold a pod template (see pod_template).
+WORKLOADS = ("Deployment", "Job", "CronJob")
 
 
 def enabled_names(registry: dict[str, Any]) -> set[str]:
@@ -49,8 +54,14 @@ def strategy_deployments(rendered) -> dict[str, dict[str, Any]]:
     return found
 
 
+def pod_template(doc: dict[str, Any]) -> dict[str, Any]:
+    """The pod template of a Deployment, Job or CronJob."""
+    spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    return spec["template"]
+
+
 def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    spec = doc["spec"]["template"]["spec"]
+    spec = pod_template(doc)["spec"]
     return [*spec.get("initContainers", []), *spec["containers"]]
 
 
@@ -89,7 +100,8 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(render, variant
     # Only the External Secrets CRDs lack a schema; their structure is checked below.
     assert unchecked <= set(CRD_KINDS)
     if variant != "minimal":
-        assert {"Deployment", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget", "Job"} <= {
+        assert {"Deployment", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget", "Job",
+                "CronJob", "NetworkPolicy"} <= {
             r["kind"] for r in rendered.records if r["status"] == "ok"
         }
 
@@ -373,7 +385,7 @@ def test_no_secret_values_anywhere_in_the_output(render, variant):
     for cm in rendered.of_kind("ConfigMap"):
         assert not [k for k in cm.get("data", {}) if SECRET_WORDS.search(k)], cm["metadata"]["name"]
     for doc in rendered.docs:
-        if doc["kind"] not in ("Deployment", "Job"):
+        if doc["kind"] not in WORKLOADS:
             continue
         for c in containers(doc):
             for env in c.get("env", []):
@@ -390,6 +402,7 @@ def test_each_secret_reaches_only_the_pods_that_need_it(render):
     paper = render()
     assert "btcmeta-exchange" not in {e["metadata"]["name"] for e in paper.of_kind("ExternalSecret")}
     assert secret_refs(paper.named("Deployment", "btcmeta-executor")) == {"btcmeta-database"}
+    assert secret_refs(paper.named("CronJob", POLL)) == {"btcmeta-database"}
 
     live = render(KRAKEN)
     refs = {d["metadata"]["name"]: secret_refs(d) for d in live.of_kind("Deployment")}
@@ -397,12 +410,15 @@ def test_each_secret_reaches_only_the_pods_that_need_it(render):
     assert refs.pop("btcmeta-bridge") == {"btcmeta-database", "btcmeta-bridge"}
     assert all(r == {"btcmeta-database"} for r in refs.values()), refs
     assert secret_refs(live.named("Job", "btcmeta-setup")) == {"btcmeta-setup-database"}
+    # The exogenous poll reads public sources only: the database, never the exchange keys.
+    assert secret_refs(live.named("CronJob", POLL)) == {"btcmeta-database"}
 
 
 @pytest.mark.parametrize("mode", ["paper", "kraken"])
 def test_only_the_executor_is_told_the_exchange_mode(render, mode):
     rendered = render([f"exchange.mode={mode}"])
-    for doc in [*rendered.of_kind("Deployment"), *rendered.of_kind("Job")]:
+    assert rendered.of_kind("CronJob")
+    for doc in [d for d in rendered.docs if d["kind"] in WORKLOADS]:
         env = {e["name"]: e.get("value") for c in containers(doc) for e in c.get("env", [])}
         if doc["metadata"]["name"] == "btcmeta-executor":
             assert env["BTCMETA_EXCHANGE__MODE"] == mode
@@ -444,29 +460,126 @@ def test_pods_use_the_irsa_service_account_for_msk(render):
     assert set(accounts) == {"btcmeta", "btcmeta-setup"}
     for account in accounts.values():
         assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == arn
-    for dep in rendered.of_kind("Deployment"):
-        assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "btcmeta"
+    for dep in [*rendered.of_kind("Deployment"), *rendered.of_kind("CronJob")]:
+        assert pod_template(dep)["spec"]["serviceAccountName"] == "btcmeta"
     # Without a role the annotation is absent rather than empty.
     plain = render()
     for account in plain.of_kind("ServiceAccount"):
         assert "eks.amazonaws.com/role-arn" not in (account["metadata"].get("annotations") or {})
 
 
+# ---- exogenous poll CronJob -------------------------------------------------------------------
+
+
+def test_exogenous_poll_cronjob_runs_the_poll_from_the_services_image(render):
+    rendered = render(["image.registry=registry.example/btcmeta", "image.tag=abc123"])
+    cron = rendered.named("CronJob", POLL)
+    assert component(cron) == "exogenous-poll"
+    spec = cron["spec"]
+    assert spec["schedule"] == "*/10 * * * *"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["startingDeadlineSeconds"] > 0
+    assert spec["successfulJobsHistoryLimit"] >= 1 and spec["failedJobsHistoryLimit"] >= 1
+    job = spec["jobTemplate"]["spec"]
+    # A run is killed before the next one is due (every 10 minutes), and retried a bounded number of times.
+    assert 0 < job["activeDeadlineSeconds"] < 600
+    assert 0 <= job["backoffLimit"] <= 6
+    pod = pod_template(cron)
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "exogenous-poll"
+    [container] = pod["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "producers", "exogenous", "poll"]
+    assert "args" not in container  # every configured source
+    assert container["image"] == "registry.example/btcmeta/btcmeta-services:abc123"
+    assert {"configMapRef": {"name": "btcmeta-config"}} in container["envFrom"]
+    assert not [p for p in container.get("ports", [])], "a one-shot run listens on nothing"
+    # Read-only root filesystem: HOME (/tmp in the ConfigMap) is a writable emptyDir.
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["spec"]["volumes"]
+    assert rendered.named("ConfigMap", "btcmeta-config")["data"]["HOME"] == "/tmp"
+    # Locked down like every other pod, with its own resources.
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+
+
+def test_exogenous_poll_schedule_sources_and_limits_come_from_values(render):
+    rendered = render(["exogenousPoll.schedule=*/5 * * * *", "exogenousPoll.timeZone=Etc/UTC",
+                       "exogenousPoll.args={--source,binance_funding}", "exogenousPoll.backoffLimit=0",
+                       "exogenousPoll.activeDeadlineSeconds=240", "exogenousPoll.startingDeadlineSeconds=60",
+                       "exogenousPoll.resources.limits.memory=1Gi"], validate=True)
+    assert not [r for r in rendered.records if r["status"] == "invalid"]
+    cron = rendered.named("CronJob", POLL)
+    assert cron["spec"]["schedule"] == "*/5 * * * *" and cron["spec"]["timeZone"] == "Etc/UTC"
+    assert cron["spec"]["startingDeadlineSeconds"] == 60
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0 and job["activeDeadlineSeconds"] == 240
+    [container] = containers(cron)
+    assert container["args"] == ["--source", "binance_funding"]
+    assert container["resources"]["limits"]["memory"] == "1Gi"
+
+
+def test_exogenous_settings_in_the_configmap_default_to_config_py(render):
+    """The ConfigMap's BTCMETA_EXOGENOUS__* parse to exactly config.py's defaults (data_dir aside:
+    the shared files are imported by hand, not in the cluster), and an override reaches the poll."""
+    from config import ExogenousSettings
+
+    def exogenous(rendered) -> ExogenousSettings:
+        data = rendered.named("ConfigMap", "btcmeta-config")["data"]
+        prefix = "BTCMETA_EXOGENOUS__"
+        fields = {k[len(prefix):].lower(): v for k, v in data.items() if k.startswith(prefix)}
+        return ExogenousSettings(**fields)
+
+    defaults = ExogenousSettings()
+    rendered = exogenous(render())
+    assert set(rendered.model_fields_set) == set(ExogenousSettings.model_fields) - {"data_dir"}
+    assert rendered == defaults
+    changed = exogenous(render(["exogenous.krakenFuturesUrl=https://futures.kraken.com",
+                                "exogenous.binanceFuturesUrl=", "exogenous.fearGreedLimit=30"]))
+    assert changed.kraken_futures_url == "https://futures.kraken.com"
+    assert changed.binance_futures_url == "" and changed.fear_greed_limit == 30
+    # Empty means off in producers.exogenous.live_sources: the chart can switch a source off.
+    from producers.exogenous import live_sources
+
+    names = {s.name for s in live_sources(changed)}
+    assert "binance_funding" not in names and {"kraken_funding", "kraken_open_interest"} <= names
+
+
+def test_exogenous_poll_switches_off_with_its_policy(render):
+    rendered = render(["exogenousPoll.enabled=false"])
+    assert not rendered.of_kind("CronJob")
+    names = {p["metadata"]["name"] for p in rendered.of_kind("NetworkPolicy")}
+    assert "btcmeta-exogenous-poll-egress" not in names and "btcmeta-egress" in names
+    # No leftover exception for it in the release-wide policies.
+    assert "exogenous-poll" not in json.dumps(rendered.of_kind("NetworkPolicy"))
+    assert "exogenous-poll" in json.dumps(render().of_kind("NetworkPolicy"))
+
+
 # ----------------------------------------------------------------------------- network policies
 
 
 def _pod_templates(rendered) -> dict[str, dict[str, str]]:
-    """Workload name -> the labels of its pods (Deployments and the set-up Job)."""
-    return {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
-            for d in rendered.docs if d["kind"] in ("Deployment", "Job")}
+    """Workload name -> the labels of its pods (Deployments, the set-up Job, the CronJob)."""
+    return {d["metadata"]["name"]: pod_template(d)["metadata"]["labels"]
+            for d in rendered.docs if d["kind"] in WORKLOADS}
 
 
 def _selecting(policies: list[dict[str, Any]], labels: dict[str, str], kind: str) -> list[dict[str, Any]]:
     """The policies of type ``kind`` (Ingress/Egress) whose podSelector picks a pod with ``labels``."""
+    def matches(expr):
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        ops = {"In": lambda: labels.get(key) in values, "NotIn": lambda: labels.get(key) not in values,
+               "Exists": lambda: key in labels, "DoesNotExist": lambda: key not in labels}
+        return ops[op]()
+
     def picks(policy):
         selector = policy["spec"]["podSelector"]
-        assert set(selector) <= {"matchLabels"}, "only matchLabels selectors are understood here"
-        return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+        assert set(selector) <= {"matchLabels", "matchExpressions"}, selector
+        return (all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+                and all(matches(e) for e in selector.get("matchExpressions") or []))
     return [p for p in policies if kind in p["spec"]["policyTypes"] and picks(p)]
 
 
@@ -478,8 +591,10 @@ def test_network_policies_close_every_pod_and_open_only_what_is_needed(render):
     assert not deny.get("ingress") and not deny.get("egress")  # selects everything, allows nothing
     monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     pods = _pod_templates(rendered)
-    assert {"btcmeta-bridge", "btcmeta-executor", "btcmeta-setup"} <= set(pods)
+    assert {"btcmeta-bridge", "btcmeta-executor", "btcmeta-setup", POLL} <= set(pods)
     for name, labels in pods.items():
+        if name == POLL:
+            continue  # its own, narrower rules: test_exogenous_poll_network_policy
         ingress = [rule for p in _selecting(policies, labels, "Ingress")
                    for rule in p["spec"].get("ingress") or []]
         opened: dict[int, list[dict[str, Any]]] = {}
@@ -511,3 +626,36 @@ def test_network_policies_switch_off(render):
     assert {p["metadata"]["name"] for p in ingress_only.of_kind("NetworkPolicy")} == {
         "btcmeta-default-deny", "btcmeta-bridge-ingress", "btcmeta-metrics-ingress"}
     assert ingress_only.named("NetworkPolicy", "btcmeta-default-deny")["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_exogenous_poll_network_policy(render):
+    """The poll pod: no ingress at all; egress to DNS, PostgreSQL and HTTPS on the internet (its
+    public sources), nothing else (no MSK, no private ranges on 443)."""
+    rendered = render()
+    policies = rendered.of_kind("NetworkPolicy")
+    labels = _pod_templates(rendered)[POLL]
+    # Ingress: only the default deny selects it, and it allows nothing.
+    ingress = _selecting(policies, labels, "Ingress")
+    assert [p["metadata"]["name"] for p in ingress] == ["btcmeta-default-deny"]
+    assert not ingress[0]["spec"].get("ingress")
+    egress = _selecting(policies, labels, "Egress")
+    assert {p["metadata"]["name"] for p in egress} == {"btcmeta-default-deny",
+                                                       "btcmeta-exogenous-poll-egress"}
+    rules = [rule for p in egress for rule in p["spec"].get("egress") or []]
+    allowed = {(port["port"], port["protocol"]): rule["to"] for rule in rules for port in rule["ports"]}
+    assert set(allowed) == {(53, "UDP"), (53, "TCP"), (5432, "TCP"), (443, "TCP")}
+    dns = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert allowed[(53, "UDP")] == allowed[(53, "TCP")] == dns
+    assert allowed[(5432, "TCP")] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    [internet] = allowed[(443, "TCP")]
+    assert internet["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert set(internet["ipBlock"]["except"]) == {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                   "169.254.0.0/16"}
+    # Every other pod of the release keeps the release-wide rules (MSK, database, AWS APIs).
+    others = {n: lab for n, lab in _pod_templates(rendered).items() if n != POLL}
+    for name, other in others.items():
+        picked = {p["metadata"]["name"] for p in _selecting(policies, other, "Egress")}
+        assert "btcmeta-egress" in picked and "btcmeta-exogenous-poll-egress" not in picked, name
+        picked = {p["metadata"]["name"] for p in _selecting(policies, other, "Ingress")}
+        assert "btcmeta-metrics-ingress" in picked, name

@@ -108,6 +108,20 @@ BTCMETA_GLOBAL_TICK: {{ .Values.schedule.globalTick | quote }}
 BTCMETA_MIN_TIMEFRAME: {{ .Values.schedule.minTimeframe | quote }}
 BTCMETA_MAX_LOOKBACK_HOURS: {{ .Values.schedule.maxLookbackHours | toString | quote }}
 BTCMETA_SYMBOL: {{ .Values.schedule.symbol | quote }}
+{{- with .Values.exogenous }}
+BTCMETA_EXOGENOUS__FEAR_GREED_URL: {{ .fearGreedUrl | quote }}
+BTCMETA_EXOGENOUS__FEAR_GREED_LIMIT: {{ .fearGreedLimit | toString | quote }}
+BTCMETA_EXOGENOUS__NEWS_RSS_URL: {{ .newsRssUrl | quote }}
+BTCMETA_EXOGENOUS__SENTIMENT_URL: {{ .sentimentUrl | quote }}
+BTCMETA_EXOGENOUS__KRAKEN_FUTURES_URL: {{ .krakenFuturesUrl | quote }}
+BTCMETA_EXOGENOUS__KRAKEN_SYMBOL: {{ .krakenSymbol | quote }}
+BTCMETA_EXOGENOUS__KRAKEN_FUNDING_DAYS: {{ .krakenFundingDays | toString | quote }}
+BTCMETA_EXOGENOUS__BINANCE_FUTURES_URL: {{ .binanceFuturesUrl | quote }}
+BTCMETA_EXOGENOUS__BINANCE_SYMBOL: {{ .binanceSymbol | quote }}
+BTCMETA_EXOGENOUS__BINANCE_FUNDING_DAYS: {{ .binanceFundingDays | toString | quote }}
+BTCMETA_EXOGENOUS__TIMEOUT_S: {{ .timeoutS | toString | quote }}
+BTCMETA_EXOGENOUS__ATTEMPTS: {{ .attempts | toString | quote }}
+{{- end }}
 BTCMETA_METRICS_PORT: {{ .Values.metricsPort | toString | quote }}
 BTCMETA_LOG_LEVEL: {{ .Values.logLevel | quote }}
 BTCMETA_LOG_JSON: "true"
