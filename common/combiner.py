@@ -716,22 +716,7 @@ def _check_linear(kind: str, params: Any, strategies: Sequence[str], model_id: s
     if not isinstance(params, dict) or set(params) != want:
         got = sorted(params) if isinstance(params, dict) else params
         raise CombinerError(f"model {model_id}: {kind} params {got}, expected {sorted(want)}")
-    names = linear_feature_names(strategies)
-    if params["features"] != list(names):
-        raise CombinerError(
-            f"model {model_id}: features {params['features']} are not this code's row {list(names)}"
-        )
-    f = len(names)
-    for key, size in (("mu", f), ("sd", f), ("beta", f + 1)):
-        v = params[key]
-        if (
-            not isinstance(v, list)
-            or len(v) != size
-            or not all(isinstance(x, float | int) and math.isfinite(x) for x in v)
-        ):
-            raise CombinerError(f"model {model_id}: {key} must be {size} finite numbers")
-    if not all(x > 0 for x in params["sd"]):
-        raise CombinerError(f"model {model_id}: sd must be > 0")
+    _check_row(params, strategies, model_id, {"mu": 0, "sd": 0, "beta": 1})
     for key in sorted(want - {"features", "mu", "sd", "beta"}):
         x = params[key]
         if not isinstance(x, float | int) or not math.isfinite(x):
@@ -762,22 +747,7 @@ def _check_imitation(
     if not isinstance(params, dict) or set(params) != want:
         got = sorted(params) if isinstance(params, dict) else params
         raise CombinerError(f"model {model_id}: imitation params {got}, expected {sorted(want)}")
-    names = linear_feature_names(strategies)
-    if params["features"] != list(names):
-        raise CombinerError(
-            f"model {model_id}: features {params['features']} are not this code's row {list(names)}"
-        )
-    f = len(names)
-    for key, size in (("mu", f), ("sd", f), ("beta_long", f + 1), ("beta_short", f + 1)):
-        v = params[key]
-        if (
-            not isinstance(v, list)
-            or len(v) != size
-            or not all(isinstance(x, float | int) and math.isfinite(x) for x in v)
-        ):
-            raise CombinerError(f"model {model_id}: {key} must be {size} finite numbers")
-    if not all(x > 0 for x in params["sd"]):
-        raise CombinerError(f"model {model_id}: sd must be > 0")
+    _check_row(params, strategies, model_id, {"mu": 0, "sd": 0, "beta_long": 1, "beta_short": 1})
     legs: list[Linear | float] = []
     for side in ("long", "short"):
         c = params[f"const_{side}"]
@@ -813,6 +783,23 @@ def _finite_list(v: Any, size: int) -> bool:
     )
 
 
+def _check_row(params: Any, strategies: Sequence[str], model_id: str, extra: Mapping[str, int]) -> None:
+    """The artefact's feature list is this code's row for ``strategies`` (a reordered or renamed
+    artefact is refused), each ``key`` of ``extra`` holds ``len(row) + extra[key]`` finite numbers
+    (the intercept or bias is the +1), and a standardization ``sd``, where present, is > 0."""
+    names = linear_feature_names(strategies)
+    if params["features"] != list(names):
+        raise CombinerError(
+            f"model {model_id}: features {params['features']} are not this code's row {list(names)}"
+        )
+    for key, plus in extra.items():
+        size = len(names) + plus
+        if not _finite_list(params[key], size):
+            raise CombinerError(f"model {model_id}: {key} must be {size} finite numbers")
+    if "sd" in extra and not all(x > 0 for x in params["sd"]):
+        raise CombinerError(f"model {model_id}: sd must be > 0")
+
+
 def _finite(x: Any) -> bool:
     return isinstance(x, float | int) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -842,15 +829,7 @@ def _check_online(kind: str, params: Any, strategies: Sequence[str], model_id: s
         if any(x not in (-1, 0, 1) for x in params["experts"]):
             raise CombinerError(f"model {model_id}: experts are targets in -1, 0, 1")
         return
-    names = linear_feature_names(strategies)
-    if params["features"] != list(names):
-        raise CombinerError(
-            f"model {model_id}: features {params['features']} are not this code's row {list(names)}"
-        )
-    f = len(names)
-    for key, size in (("w", f + 1), ("g1", f + 1), ("g2", f + 1), ("s1", f), ("s2", f)):
-        if not _finite_list(params[key], size):
-            raise CombinerError(f"model {model_id}: {key} must be {size} finite numbers")
+    _check_row(params, strategies, model_id, {"w": 1, "g1": 1, "g2": 1, "s1": 0, "s2": 0})
     if params["count"] != int(params["count"]) or params["count"] < 0:
         raise CombinerError(f"model {model_id}: count must be an integer >= 0")
     if not all(-1 <= params[k] <= 1 for k in ("f1", "f2")) or not params["b"] > 0:

@@ -11,7 +11,11 @@ from training.commands.app import app
 from training.commands.common import DataOpt, LiveOpt, ResultsOpt
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from common.signals import SignalArrays
     from training.research.export import FitData
+    from training.research.funding import FundingEvents
 
 
 @app.command()
@@ -103,30 +107,13 @@ def research(
     from tqdm import tqdm
 
     from training.commands.common import _results
-    from training.data import InputError, load_candles
-    from training.research.funding import load_funding
     from training.research.protocol import Settings, default_workers, run_research
     from training.research.report import write_report
-    from training.signals import compute_signals, training_exogenous
 
     if search not in ("grid", "optuna"):  # before the data loads: a typo fails at once
         raise typer.BadParameter(f"{search!r}: grid or optuna", param_hint="--search")
     block = _parse_block(bootstrap_block)
-    try:
-        candles = load_candles(data)
-    except (InputError, OSError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="--data") from None
-    if last_bars:
-        candles = candles.iloc[-last_bars:]
-    if exogenous is None:
-        from config import load_settings
-
-        exogenous = Path(load_settings().exogenous.data_dir)
-    try:
-        sig = compute_signals(candles, exogenous=training_exogenous(directory=exogenous))
-        events = load_funding(exogenous) if exogenous.is_dir() else None
-    except (OSError, ValueError) as exc:
-        raise typer.BadParameter(str(exc)) from None
+    candles, sig, events, exogenous = _research_inputs(data, exogenous, last_bars)
     if events is None:
         typer.echo(
             f"warning: no funding series under {exogenous}; the constant default rate applies", err=True
@@ -324,10 +311,7 @@ def _fit_data(data: str, exogenous: Path | None, last_bars: int, train_until: st
     """Candles, every registry strategy's signals and the funding series, as ``research`` loads them."""
     import pandas as pd
 
-    from training.data import InputError, load_candles
     from training.research.export import FitData
-    from training.research.funding import load_funding
-    from training.signals import compute_signals, training_exogenous
 
     until = None
     if train_until is not None:
@@ -336,6 +320,20 @@ def _fit_data(data: str, exogenous: Path | None, last_bars: int, train_until: st
         except ValueError:
             raise typer.BadParameter(f"{train_until!r}: not a time", param_hint="--train-until") from None
         until = until.tz_localize("UTC") if until.tzinfo is None else until.tz_convert("UTC")
+    candles, sig, events, _ = _research_inputs(data, exogenous, last_bars)
+    return FitData(candles, sig, events, until)
+
+
+def _research_inputs(
+    data: str, exogenous: Path | None, last_bars: int
+) -> tuple[pd.DataFrame, SignalArrays, FundingEvents | None, Path]:
+    """Candles, every registry strategy's signals and the funding series (None without the
+    folder), loaded once and alike for ``research`` and ``export-combiner``; bad input is a
+    usage error. Returns the exogenous folder used too (the configured one by default)."""
+    from training.data import InputError, load_candles
+    from training.research.funding import load_funding
+    from training.signals import compute_signals, training_exogenous
+
     try:
         candles = load_candles(data)
     except (InputError, OSError) as exc:
@@ -351,4 +349,4 @@ def _fit_data(data: str, exogenous: Path | None, last_bars: int, train_until: st
         events = load_funding(exogenous) if exogenous.is_dir() else None
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    return FitData(candles, sig, events, until)
+    return candles, sig, events, exogenous
