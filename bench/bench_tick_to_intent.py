@@ -9,6 +9,10 @@ those is handed to every process) or every enabled registry strategy (``all``: p
 ``python -m meta_consumer run`` (majority-vote fallback: no model is selected in a fresh database).
 ``--no-step`` turns the strategies' incremental steppers off (``BTCMETA_STRATEGY__STEP=false``, ADR
 0022): every bar recomputed from its window, the comparison run.
+``--lookback N`` is a what-if, not a production setting: every strategy of the chosen set gets an
+N-hour look-back (those whose warm-up needs more are left out and named in the result), so the
+BarClosed window shrinks to N bars. The answers differ from production's; it measures how much
+of the latency is the window's size (what a BarClosed carrying only the new bar would save).
 Then it publishes real ticks one at a time: the TickPlan and the BarClosed of every due timeframe,
 made by the tick emitter's own core (``plan_tick``/``prepare_bars``/``build_events``, the replay
 path) from the bundled real Bitstamp hourly candles, with full 4,200-bar windows.
@@ -26,7 +30,7 @@ recommendation; ``decided`` = the decision row's ``decided_at`` minus the last r
 (ingest + join + decision; stamped before the row is inserted and committed);
 ``readback`` = the intent read here minus its CreateTime.
 Writes ``bench/results/tick_to_intent.md`` (``--strategies all``: ``tick_to_intent_all.md``;
-``--no-step`` adds ``_nostep``).
+``--no-step`` adds ``_nostep``, ``--lookback N`` adds ``_lookbackN``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -84,10 +89,18 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=1000, help="ticks to time (after the warm-up)")
     ap.add_argument("--strategies", choices=("poc", "all"), default="poc", help="five POC or every enabled")
     ap.add_argument("--no-step", action="store_true", help="strategies recompute every window (baseline)")
+    ap.add_argument(
+        "--lookback",
+        type=int,
+        default=None,
+        metavar="N",
+        help="what-if: every strategy gets an N-hour look-back (those needing more are left out)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="result file")
     ap.add_argument("--note", default="", help="one line added to the result (what was run)")
     args = ap.parse_args()
     suffix = ("_all" if args.strategies == "all" else "") + ("_nostep" if args.no_step else "")
+    suffix += "" if args.lookback is None else f"_lookback{args.lookback}"
     name = f"tick_to_intent{suffix}"
     out = args.out or RESULTS / f"{name}.md"
     from bench._needs import require
@@ -103,11 +116,15 @@ def main() -> None:
     url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}")
     work = Path(tempfile.mkdtemp(prefix="bench-t2i-"))
     registry_path = load_settings().registry_path
-    if args.strategies == "poc":
+    left_out: list[str] = []
+    if args.strategies == "poc" or args.lookback is not None:
         registry_path = str(work / "registry.json")
         with open(load_settings().registry_path, encoding="utf-8") as fh:
             doc = json.load(fh)
-        doc["strategies"] = [s for s in doc["strategies"] if s["name"] in POC]
+        if args.strategies == "poc":
+            doc["strategies"] = [s for s in doc["strategies"] if s["name"] in POC]
+        if args.lookback is not None:
+            doc["strategies"], left_out = _with_lookback(doc["strategies"], args.lookback)
         Path(registry_path).write_text(json.dumps(doc), encoding="utf-8")
     settings = load_settings(
         min_timeframe="1h",
@@ -130,10 +147,39 @@ def main() -> None:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         shutil.rmtree(work, ignore_errors=True)
-    note = f"{args.strategies} strategies, steppers {'off' if args.no_step else 'on'}" + (
-        f"; {args.note}" if args.note else ""
-    )
+    note = f"{args.strategies} strategies, steppers {'off' if args.no_step else 'on'}"
+    if args.lookback is not None:
+        note += (
+            f"; what-if --lookback {args.lookback}: every strategy's look-back set to {args.lookback} h"
+            " (answers differ from production), left out (warm-up needs more): "
+            + (", ".join(left_out) or "none")
+        )
+    note += f"; {args.note}" if args.note else ""
     report(rows, decided, cpu, load_start, os.getloadavg(), out, note)
+
+
+def _with_lookback(strategies: list[dict[str, Any]], hours: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """The registry entries with an ``hours`` look-back, and the names whose warm-up needs more.
+
+    Each strategy is built with the new look-back, so its own check decides (the warm-up rule lives
+    in the strategy base class, not here).
+    """
+    from common.registry import import_class
+
+    kept: list[dict[str, Any]] = []
+    left_out: list[str] = []
+    for entry in strategies:
+        changed = dict(entry, lookback_hours=hours)
+        try:
+            cls = import_class(str(entry["class_path"]))
+            cls(params=entry.get("params", {}), lookback_hours=hours, version=str(entry["version"]))
+        except ValueError:
+            left_out.append(str(entry["name"]))
+            continue
+        kept.append(changed)
+    if not kept:
+        raise SystemExit(f"--lookback {hours}: every strategy needs a longer warm-up")
+    return kept, left_out
 
 
 def _delete_groups(admin: AdminClient, prefix: str) -> None:

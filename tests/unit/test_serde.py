@@ -422,6 +422,11 @@ def test_tick_and_intent_ids_are_deterministic_and_readable() -> None:
         make_intent_id(tick_id, "")
     with pytest.raises(ValueError, match="invalid tick id"):
         make_intent_id("no-separator", "m")
+    # parse_tick_id is cached: a refused id is refused again, a non-canonical one too
+    for _ in range(2):
+        with pytest.raises(ValueError, match="canonical"):
+            parse_tick_id("BTC/USD:USD|2022-08-20T00:00:00Z")
+    assert parse_tick_id(tick_id) is parse_tick_id(tick_id)
 
 
 @SETTINGS
