@@ -7,16 +7,21 @@ must not move at any bar of several thousand real hours, and one live row comput
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from common import combiner, combiner_rl
 from common.dataset import load_bundled_candles
+from common.signals import SignalArrays
 from config import load_settings
+from tests.unit.meta.test_combiner_online import choose, run_live
 from training.research import rl
-from training.research.candidates import Context, build_context
+from training.research.candidates import Context, build_context, exposure, open_gaps
+from training.research.export import FitData, export, parse_key, train_bars
 from training.research.funding import bar_funding, load_funding
 from training.research.protocol import _baseline_exposures, funding_known
 from training.signals import compute_signals, training_exogenous
@@ -114,3 +119,74 @@ def test_one_live_row_has_the_bits_of_the_whole_history_row(ctx: Context) -> Non
         )  # fmt: skip
         assert row[-1].tobytes() == full[t].tobytes(), f"bar {t}"
         assert wcum[1].tobytes() == cum[a + 1].tobytes()
+
+
+# --- the artefact and the live decision -------------------------------------------------------
+
+M = 5000  # real hours the live tests read (the signals' warm-up is 2,880 of them)
+K = 4200  # the artefact's training range ends at bar K - 1 (1,320 training bars); live from K on
+KEY = 'rl:{"horizon":168.0,"seeds":2,"steps":8192}'
+Real = tuple[pd.DataFrame, SignalArrays, np.ndarray, np.ndarray]
+
+
+@pytest.fixture(scope="module")
+def fit_data() -> FitData:
+    """The last M real hours, every registry strategy's answers, the funding series."""
+    candles = load_bundled_candles().iloc[-M:]
+    sig = compute_signals(candles, exogenous=training_exogenous())
+    return FitData(candles, sig, load_funding(Path(load_settings().exogenous.data_dir)))
+
+
+@pytest.fixture(scope="module")
+def real(fit_data: FitData) -> Real:
+    """What the meta consumer is fed per tick (``test_combiner_online.tick_input``'s inputs)."""
+    sig = fit_data.signals.restricted(PRICE)
+    known = funding_known(sig.index, fit_data.events)
+    return fit_data.candles, sig, known, bar_funding(sig.index, fit_data.events, 1e-5).per_bar
+
+
+def rl_artefact(fit_data: FitData, upto: int = K, key: str = KEY) -> bytes:
+    """``export-combiner KEY`` trained up to bar ``upto - 1`` (cached: PPO fits take seconds)."""
+    until = pd.Timestamp(fit_data.signals.index[upto - 1])
+    cache_key = (key, upto, id(fit_data))
+    if cache_key not in _ARTEFACTS:
+        _ARTEFACTS[cache_key] = export(key, PRICE, data=replace(fit_data, train_until=until)).artifact
+    return _ARTEFACTS[cache_key]
+
+
+_ARTEFACTS: dict[tuple[str, int, int], bytes] = {}
+
+
+def research_path(fit_data: FitData, upto: int = K, key: str = KEY) -> np.ndarray:
+    """The research's ``rl`` exposure over all N bars (``protocol.prepare``'s context), fitted on the
+    export's training bars: what the artefact must decide live from bar ``upto`` on."""
+    from config import DEFAULT_FUNDING_RATE_HOURLY, FillPrice
+    from training.ledger import CostModel
+
+    sig = fit_data.signals.restricted(PRICE)
+    costs = CostModel.configured()
+    gap = open_gaps(fit_data.candles) if costs.fill_price == FillPrice.NEXT_OPEN else None
+    ctx = build_context(
+        fit_data.candles, sig, _baseline_exposures(sig)["majority_vote"],
+        funding_known(sig.index, fit_data.events),
+        bar_funding(sig.index, fit_data.events, DEFAULT_FUNDING_RATE_HOURLY).per_bar, costs.cost_rate,
+    )  # fmt: skip
+    ctx = replace(ctx, gap=gap)
+    bars = train_bars(sig, pd.Timestamp(sig.index[upto - 1]))
+    return exposure(parse_key(key), ctx, bars)
+
+
+def test_live_rl_equals_the_research_path_bar_by_bar(fit_data: FitData, real: Real) -> None:
+    """Selected at bar K (fallback before): every live exposure from K on == the research's greedy
+    ensemble path over all bars (fitted on the same training bars), bit for bit."""
+    art = rl_artefact(fit_data)
+    research = research_path(fit_data)
+    chosen, fallback = choose(art), choose(None)
+    live, reasons, carry = run_live(real, lambda t: chosen if t >= K else fallback, range(K - 3, M))
+    live = live[3:]
+    k = np.flatnonzero(live != research[K:])
+    assert k.size == 0, f"first difference at bar {K + k[0]}: {live[k[0]]} vs {research[K + k[0]]}"
+    assert np.unique(live).size >= 2  # not vacuous: it moves
+    assert all(r == "" for r in reasons[3:])
+    assert carry.online is not None and carry.online.model == chosen.combiner.fingerprint  # type: ignore[union-attr]
+    assert len(carry.mark.closes) == combiner_rl.RL_ROWS  # type: ignore[union-attr]

@@ -48,7 +48,10 @@ def test_every_volmanaged_grid_key_round_trips_and_exports() -> None:
         ('hedge:{"decay":0.0,"eta":5.0}', "learns online: it needs the research data"),
         ('dsr:{"rho":0.01,"seed":0}', "learns online: it needs the research data"),
         ('dsr:{"rho":0.01}', "dsr takes rho, seed"),
-        ('rl:{"horizon":72.0,"seed":0.0}', "not exportable: an RL policy ships as a btcmeta.mlp.v1"),
+        ('rl:{"horizon":72.0,"seed":0.0}', "rl is fitted: it needs the research data"),
+        ('rl:{"horizon":72.0}', "rl takes horizon and seed or seeds"),
+        ('rl:{"horizon":72.0,"seed":0,"seeds":2}', "rl takes horizon and seed or seeds"),
+        ('mystery:{"a":1}', "not exportable: an unknown family"),
         ('imitation:{"lam":1.0}', "is fitted: it needs the research data"),
         ('metalabel:{"horizon":24,"lam":1.0}', "metalabel takes horizon, lam, threshold"),
         ('ridge:{"lam":1.0}', "is fitted: it needs the research data"),
@@ -75,7 +78,7 @@ def test_cli_writes_the_artefact(tmp_path: Path) -> None:
     data = out.read_bytes()
     assert is_combiner_artifact(data) and json.loads(data)["strategies"] == list(STRATS)
     assert data == export(key, STRATS, provenance={"strategies_from": "--strategies"}).artifact
-    bad = CliRunner().invoke(app, ["export-combiner", 'rl:{"horizon":72.0,"seed":0.0}', "--out", str(out)])
+    bad = CliRunner().invoke(app, ["export-combiner", 'mystery:{"a":1}', "--out", str(out)])
     assert bad.exit_code == 2 and "not exportable" in bad.output
     assert CliRunner().invoke(app, ["export-combiner", key]).exit_code == 2  # neither --out nor --register
 
