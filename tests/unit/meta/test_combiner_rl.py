@@ -7,8 +7,11 @@ must not move at any bar of several thousand real hours, and one live row comput
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +21,9 @@ from common import combiner, combiner_rl
 from common.dataset import load_bundled_candles
 from common.signals import SignalArrays
 from config import load_settings
-from tests.unit.meta.test_combiner_online import choose, run_live
+from meta_consumer.decide import Carry, decide_tick
+from ops.replay_compare import combiner_fractions
+from tests.unit.meta.test_combiner_online import choose, run_live, tick_input
 from training.research import rl
 from training.research.candidates import Context, build_context, exposure, open_gaps
 from training.research.export import FitData, export, parse_key, train_bars
@@ -190,3 +195,195 @@ def test_live_rl_equals_the_research_path_bar_by_bar(fit_data: FitData, real: Re
     assert all(r == "" for r in reasons[3:])
     assert carry.online is not None and carry.online.model == chosen.combiner.fingerprint  # type: ignore[union-attr]
     assert len(carry.mark.closes) == combiner_rl.RL_ROWS  # type: ignore[union-attr]
+
+
+def synthetic_rl_artefact(
+    close: np.ndarray, targets: np.ndarray, strategies: tuple[str, ...], seeds: int = 2, seed: int = 0
+) -> bytes:
+    """An ``rl`` artefact without torch: random actors (tanh hidden layer) on the FeatureSpec v2 of
+    ``close`` / ``targets`` (the history before live), its statistics and the state at its end."""
+    majority = np.sign(targets.sum(axis=1))
+    x, cum = combiner_rl.rl_rows(
+        close, combiner.simple_returns(close), targets, majority, np.zeros(close.size)
+    )
+    rows = np.arange(combiner_rl.RL_ROWS, close.size)
+    mu, sd, keep = rl.standardization(x, rows)
+    rng = np.random.default_rng(seed)
+    width = keep.size + len(combiner_rl.RL_TARGETS)
+    actors = [
+        [(rng.normal(0, 0.5, (width, 16)), rng.normal(0, 0.1, 16), "tanh"),
+         (rng.normal(0, 1.0, (16, 5)), np.zeros(5), "identity")]
+        for _ in range(seeds)
+    ]  # fmt: skip
+    w = combiner_rl.RL_ROWS - 1
+    state = combiner_rl.RlState(cum[-w], targets[-w:], tuple(2 for _ in range(seeds)))
+    params = combiner_rl.rl_params(
+        horizon=168.0, steps=1, seeds=range(seeds), names=combiner_rl.rl_feature_names(strategies),
+        keep=keep, mu=mu, sd=sd, actors=actors, state=state,
+    )  # fmt: skip
+    return combiner.export_combiner("rl", strategies, params, provenance={"synthetic": True})
+
+
+def continued(real: Real, art: bytes, start: int, stop: int = M) -> np.ndarray:
+    """The vectorized side (``ops.replay_compare.combiner_fractions``) seeded from the artefact's
+    state at bar ``start``: what the live decisions from ``start`` on must be."""
+    candles, sig, fund, _ = real
+    comb = choose(art).combiner
+    assert comb is not None
+    bars = np.arange(start, stop)
+    out, cold = combiner_fractions(candles, sig, comb, bars, np.full(bars.size, 10_000), fund)
+    assert not cold.any()
+    return out
+
+
+def test_restart_from_the_serialized_carry_continues_exactly(fit_data: FitData, real: Real) -> None:
+    """Ticks K..M in one go == K..j, the Carry through JSON (as the decision row stores it), j+1..M;
+    a tick decided again from the same carry gives the same decision and state."""
+    chosen = choose(rl_artefact(fit_data))
+    j = K + 300
+    pre = run_live(real, lambda t: choose(None), range(K - 5, K))[2]
+    once, _, c1 = run_live(real, lambda t: chosen, range(K, M), pre)
+    a, _, mid = run_live(real, lambda t: chosen, range(K, j), pre)
+    mid = Carry.from_dict(json.loads(json.dumps(mid.to_dict())))
+    b, _, c2 = run_live(real, lambda t: chosen, range(j, M), mid)
+    assert np.array_equal(np.concatenate([a, b]), once)
+    assert json.dumps(c1.to_dict()) == json.dumps(c2.to_dict())
+    again = decide_tick(tick_input(real, j), mid, chosen, PRICE, step=0.25, max_exposure=1.0)
+    first = decide_tick(tick_input(real, j), mid, chosen, PRICE, step=0.25, max_exposure=1.0)
+    assert again.carry.to_dict() == first.carry.to_dict() and again.target_exposure == b[0]
+    assert set(c1.to_dict()["online"]["state"]) == {"cum", "votes", "held"}
+
+
+def test_hot_reload_gap_and_cold_ticks(fit_data: FitData, real: Real) -> None:
+    """A hot reload to another rl artefact continues from that artefact's state; a tick without its
+    bar holds; a bar after missed bars is stepped and said; too few closes: flat, said."""
+    candles, sig, _, _ = real
+    one = rl_artefact(fit_data)
+    two = synthetic_rl_artefact(
+        candles["close"].to_numpy()[: K - 200], sig.target[: K - 200].astype(float), PRICE
+    )
+    c1, c2 = choose(one), choose(two)
+    m = K + 300
+    live, reasons, carry = run_live(real, lambda t: c1 if t < m else c2, range(K, M))
+    assert np.array_equal(live[: m - K], research_path(fit_data)[K:m])
+    assert np.array_equal(live[m - K :], continued(real, two, m))  # two's own state, seeded at m
+    assert np.unique(live[m - K :]).size >= 2 and all(r == "" for r in reasons)
+    o = decide_tick(replace(tick_input(real, M - 1), bar=None), carry, c2, PRICE, step=0.25, max_exposure=1.0)
+    assert o.carry.online == carry.online and o.target_exposure == live[-1]
+    assert "no new bar: rl state held" in o.reason
+    _, _, c = run_live(real, lambda t: c2, range(m, m + 10))
+    skipped = decide_tick(tick_input(real, m + 12), c, c2, PRICE, step=0.25, max_exposure=1.0)
+    assert "does not follow the state's last bar" in skipped.reason
+    short = tick_input(real, m)
+    assert short.bar is not None
+    short = replace(short, bar=replace(short.bar, closes=short.bar.closes[-700:]))
+    cold = decide_tick(short, Carry(), c2, PRICE, step=0.25, max_exposure=1.0)
+    assert cold.target_exposure == 0.0 and cold.carry.online is None
+    assert "700 closes of 721: rl FeatureSpec v2 unknown" in cold.reason
+
+
+def test_no_lookahead_live_vectorized_and_export(fit_data: FitData, real: Real) -> None:
+    """Prices, answers and funding changed after bar ``cut``: no decision at or before it moves
+    (live and vectorized), and an export up to ``cut`` has the same bytes."""
+    candles, sig, fund, charge = real
+    cut = K + 200
+    c2 = candles.copy()
+    c2.iloc[cut + 1 :, c2.columns.get_loc("close")] *= 1.3
+    tg = sig.target.copy()
+    tg[cut + 1 :] = -tg[cut + 1 :]
+    sig2 = replace(sig, target=tg)
+    fund2 = fund.copy()
+    fund2[cut + 1 :] += 0.01
+    real2 = (c2, sig2, fund2, charge)
+    art = synthetic_rl_artefact(candles["close"].to_numpy()[:K], sig.target[:K].astype(float), PRICE, 3, 7)
+    v1, v2 = continued(real, art, K), continued(real2, art, K)
+    assert np.array_equal(v1[: cut - K + 1], v2[: cut - K + 1]) and not np.array_equal(v1, v2)
+    ch = choose(art)
+    l1 = run_live(real, lambda t: ch, range(K, M))[0]
+    l2 = run_live(real2, lambda t: ch, range(K, M))[0]
+    assert np.array_equal(l1[: cut - K + 1], l2[: cut - K + 1]) and not np.array_equal(l1, l2)
+    assert np.array_equal(l1, v1)
+    # the export: the same data give the same bytes; bars after --train-until do not change them
+    key = 'rl:{"horizon":72.0,"seed":3,"steps":8192}'
+    until = pd.Timestamp(sig.index[cut])
+    a = export(key, PRICE, data=replace(fit_data, train_until=until)).artifact
+    assert a == export(key, PRICE, data=replace(fit_data, train_until=until)).artifact
+    full2 = fit_data.signals
+    col = [full2.strategies.index(s) for s in PRICE]
+    t2 = full2.target.copy()
+    t2[cut + 1 :, col] = -t2[cut + 1 :, col]
+    changed = replace(fit_data, candles=c2, signals=replace(full2, target=t2), train_until=until)
+    assert export(key, PRICE, data=changed).artifact == a
+    doc = json.loads(a)
+    assert doc["kind"] == "rl" and doc["provenance"]["train"]["last_bar"] == until.isoformat()
+    assert doc["provenance"]["config"] == key and len(doc["params"]["actors"]) == 1
+
+
+def _tampered(art: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes:
+    doc = json.loads(art)
+    edit(doc["params"])
+    doc["fingerprint"] = combiner.fingerprint(doc)
+    return combiner._canonical(doc)
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda p: p.__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    "edit,why",
+    [
+        (lambda p: p["features"].reverse(), "are not columns of this code's row"),
+        (lambda p: p["features"].__setitem__(0, "vote:nobody"), "are not columns of this code's row"),
+        (lambda p: p["mu"].pop(), "mu must be"),
+        (lambda p: p["sd"].__setitem__(0, 0.0), "sd must be > 1e-12"),
+        (lambda p: p["actors"][0][0][0].pop(), "w must have"),
+        (lambda p: p["actors"][0][1].__setitem__(1, [0.0] * 4), "w rows and b must be"),
+        (lambda p: p["actors"][0][1].__setitem__(2, "softmax"), "activation in"),
+        (lambda p: p["actors"][0].pop(), "output width 16"),
+        (lambda p: p["held"].__setitem__(0, 5.0), "held must be"),
+        (lambda p: p["held"].pop(), "held must be 2 target"),
+        (lambda p: p["votes"].__setitem__(0, p["votes"][0][1:]), "votes must be"),
+        (lambda p: p["votes"].__setitem__(0, "x" * 720), "votes must be"),
+        (lambda p: p["cum"].pop(), "cum must be"),
+        (_set("horizon", -1.0), "horizon must be a number > 0"),
+        (lambda p: p.pop("steps"), "rl params"),
+        (_set("extra", 1.0), "rl params"),
+    ],
+)
+def test_loader_refuses_what_this_code_cannot_run(edit: Callable[[dict[str, Any]], None], why: str) -> None:
+    close = load_bundled_candles()["close"].to_numpy()[-1000:]
+    votes = np.sign(np.sin(np.arange(1000)[:, None] / np.array([30.0, 50.0, 70.0])))
+    art = synthetic_rl_artefact(close, votes, ("a", "b", "c"), seeds=2)
+    assert combiner.parse(art, "ok").rl is not None
+    with pytest.raises(combiner.CombinerError, match=why):
+        combiner.parse(_tampered(art, edit), "bad")
+    doc = json.loads(art)
+    doc["params"]["mu"][0] += 1.0  # edited without a re-export: the fingerprint no longer matches
+    with pytest.raises(combiner.CombinerError, match="fingerprint"):
+        combiner.parse(combiner._canonical(doc), "edited")
+
+
+def test_live_side_runs_an_rl_artefact_without_torch(tmp_path: Path) -> None:
+    """The meta consumer loads and steps an rl artefact in a fresh interpreter that never imports
+    torch (the policy is numpy; torch stays in the training process that fitted it)."""
+    import subprocess
+    import sys
+
+    close = load_bundled_candles()["close"].to_numpy()[-1000:]
+    votes = np.sign(np.sin(np.arange(1000)[:, None] / np.array([30.0, 50.0, 70.0])))
+    path = tmp_path / "rl.json"
+    path.write_bytes(synthetic_rl_artefact(close, votes, ("a", "b", "c")))
+    np.save(tmp_path / "close.npy", close[-combiner_rl.RL_ROWS :])
+    code = f"""
+import sys, numpy as np
+import meta_consumer.service
+from common.combiner import parse
+from common.events import Target
+comb = parse(open({str(path)!r}, "rb").read(), "m")
+state, frac = comb.step(comb.initial_state(), {{"a": Target.LONG}}, np.load({str(tmp_path / "close.npy")!r}))
+assert -1 <= frac <= 1 and set(state) == {{"cum", "votes", "held"}}
+assert "torch" not in sys.modules and "elegantrl" not in sys.modules, "torch imported"
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
