@@ -40,8 +40,9 @@ RL_WINDOWS = (24, 168, 720)
 #: Bars one live row reads: ``t - 720 .. t`` (the 720 h trend, volatility and trailing records).
 RL_ROWS = max(RL_WINDOWS) + 1
 #: How a vote is stored in the carried history (one character per bar and strategy).
-_VOTE_CHARS = {-1: "-", 0: "0", 1: "+"}
-_CHAR_VOTES = {c: float(v) for v, c in _VOTE_CHARS.items()}
+_VOTE_BYTES = np.frombuffer(b"-0+", dtype=np.uint8)  # vote -1, 0, 1 -> its character
+_BYTE_VOTES = np.full(256, np.nan)
+_BYTE_VOTES[_VOTE_BYTES] = (-1.0, 0.0, 1.0)
 
 Layer = tuple[FloatArray, FloatArray, str]
 
@@ -70,6 +71,15 @@ def _trailing(x: FloatArray, k: int, first: FloatArray) -> tuple[FloatArray, Flo
     return out, c
 
 
+def _vol(r: FloatArray, k: int, last_only: bool) -> FloatArray:
+    """:func:`realized_vol` of every row, or of the last row only (NaN above it)."""
+    if not last_only or r.size <= k:
+        return realized_vol(r, k)
+    out = np.full(r.size, np.nan)
+    out[-1] = realized_vol(r[-(k + 1) :], k)[-1]
+    return out
+
+
 def rl_rows(
     close: npt.ArrayLike,
     ret: npt.ArrayLike,
@@ -77,6 +87,8 @@ def rl_rows(
     majority: npt.ArrayLike,
     funding_last: npt.ArrayLike,
     cum0: npt.ArrayLike | None = None,
+    *,
+    last_only: bool = False,
 ) -> tuple[FloatArray, FloatArray]:
     """FeatureSpec v2 rows ``[m, F]`` of ``m`` consecutive bars, and the cumulative P&L ``[m, S]``.
 
@@ -88,7 +100,8 @@ def rl_rows(
 
     Row ``t`` is complete where ``t >= 720`` (or from the history's first bar): the whole history
     gives the research's rows, the last :data:`RL_ROWS` bars with their ``cum0`` give the last row
-    with the same bits (module doc).
+    with the same bits (module doc). ``last_only``: only the last row is wanted (the live step), so
+    the volatilities are computed for it alone (a fixed-order window sum: the same bits; 3 ms less).
     """
     c = np.asarray(close, dtype=np.float64)
     r = np.asarray(ret, dtype=np.float64).reshape(c.size)
@@ -116,7 +129,7 @@ def rl_rows(
     agree = np.where(active > 0, (np.sign(tg) == side[:, None]).sum(axis=1) / np.maximum(active, 1), 0.0)
     logp = np.log(c)
     trend = [np.concatenate([np.zeros(k), logp[k:] - logp[:-k]])[:n] for k in RL_WINDOWS]
-    vol = {k: np.nan_to_num(realized_vol(r, k)) for k in RL_WINDOWS}
+    vol = {k: np.nan_to_num(_vol(r, k, last_only)) for k in RL_WINDOWS}
     with np.errstate(invalid="ignore", divide="ignore"):
         regime = np.where((vol[24] > 0) & (vol[720] > 0), np.log(vol[24] / vol[720]), 0.0)
     funding = np.nan_to_num(np.asarray(funding_last, dtype=np.float64).reshape(n))
@@ -159,13 +172,21 @@ def ensemble_fraction(held: Sequence[int], grid: float = 0.25) -> float:
 def encode_votes(votes: npt.ArrayLike) -> list[str]:
     """``[m, S]`` votes as one string per strategy (``-``, ``0``, ``+`` per bar): a compact carry."""
     v = np.asarray(votes, dtype=np.float64)
-    return ["".join(_VOTE_CHARS[int(x)] for x in v[:, j]) for j in range(v.shape[1])]
+    if not np.isin(v, (-1.0, 0.0, 1.0)).all():
+        raise ValueError("votes are targets in -1, 0, 1")
+    idx = (v + 1.0).astype(np.int64)
+    return [_VOTE_BYTES[idx[:, j]].tobytes().decode("ascii") for j in range(v.shape[1])]
 
 
 def decode_votes(strings: Sequence[str]) -> FloatArray:
     """:func:`encode_votes` back to ``[m, S]`` floats."""
-    out: FloatArray = np.array([[_CHAR_VOTES[ch] for ch in s] for s in strings], dtype=np.float64).T
-    return out.reshape(len(strings[0]) if strings else 0, len(strings))
+    if not strings:
+        return np.zeros((0, 0))
+    raw = [np.frombuffer(s.encode("ascii"), dtype=np.uint8) for s in strings]
+    out: FloatArray = np.column_stack([_BYTE_VOTES[b] for b in raw])
+    if np.isnan(out).any():
+        raise ValueError("votes are characters in '-0+'")
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,7 +250,7 @@ class RlPolicy:
         maj[-1] = majority
         fund = np.zeros(RL_ROWS)
         fund[-1] = 0.0 if funding_last is None else funding_last
-        x, cum = rl_rows(c, simple_returns(c), tg, maj, fund, st.cum)
+        x, cum = rl_rows(c, simple_returns(c), tg, maj, fund, st.cum, last_only=True)
         z = zscores(x[-1:], self.keep, self.mu, self.sd)
         held = tuple(int(greedy_choices(a, z, [h])[0]) for a, h in zip(self.actors, st.held, strict=True))
         return RlState(cum[1], tg[1:], held), ensemble_fraction(held, grid)
