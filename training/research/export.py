@@ -124,7 +124,7 @@ def combiner_artifact(
         why = NOT_EXPORTABLE.get(config.family, "an unknown family")
         raise ExportError(
             f"{config.family!r} is not exportable: {why} (exportable: {', '.join(EXPORTABLE)}); "
-            "see ADR 0020 / 0025 / 0026"
+            "see ADR 0020 / 0025 / 0026 / 0027"
         )
     if config.family == RL_KIND:
         kind, params, provenance = _fit_rl(config, strategies, provenance, data)
