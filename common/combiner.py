@@ -1,4 +1,4 @@
-"""Combiner artefacts: non-RL meta-policies (research candidates) as data the meta consumer runs.
+"""Combiner artefacts: research meta-policies (research candidates) as data the meta consumer runs.
 
 It lives in ``common`` for the same reason as :mod:`common.policy`: the training side writes and
 backtests these artefacts, the meta consumer runs them, and neither may import the other. The
@@ -31,6 +31,9 @@ Kinds:
 * ``imitation`` (ADR 0025): the same row; ``P(long) - P(short)`` of two logistics (fitted to the
   hindsight oracle's path on the training bars), snapped. A leg whose training labels were all
   equal is that constant probability (``const_long`` / ``const_short`` in [0, 1]; -1: fitted).
+* ``hedge`` / ``dsr`` (ADR 0026): online learners whose state is carried from bar to bar.
+* ``rl`` (ADR 0027): the RL recast's PPO actors (one per seed) on FeatureSpec v2
+  (:mod:`common.combiner_rl`), its state (trailing records, held targets) carried as hedge's / dsr's.
 """
 
 from __future__ import annotations

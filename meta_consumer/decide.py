@@ -159,7 +159,7 @@ class Choice:
     fallback: FallbackMode = FallbackMode.MAJORITY_VOTE
     reason: str = ""
     retrain_needed: bool = False
-    #: A non-RL combiner artefact (``common.combiner``) instead of an MLP ``policy``.
+    #: A research combiner artefact (``common.combiner``, ``rl`` included) instead of an MLP ``policy``.
     combiner: Combiner | None = None
 
 

@@ -405,6 +405,8 @@ def register(engine: Engine, model_id: str, artifact: bytes, config: Config) -> 
     from common.observation import FeatureSpec
 
     comb = load_combiner(_Row(model_id, artifact))  # what the meta consumer will check
+    # the row's params describe the model; rl's actor weights (hundreds of KB) stay in the artefact
+    described = {k: v for k, v in comb.params.items() if k != "actors"}
     try:
         with session_scope(engine) as s:
             return add_model(
@@ -414,7 +416,7 @@ def register(engine: Engine, model_id: str, artifact: bytes, config: Config) -> 
                 artifact=artifact,
                 feature_spec=json.loads(FeatureSpec(strategies=comb.strategies).to_json()),
                 strategy_set=list(comb.strategies),
-                params={"config": config.key, "fingerprint": comb.fingerprint, **comb.params},
+                params={"config": config.key, "fingerprint": comb.fingerprint, **described},
             )
     except ModelConflict as exc:
         raise ExportError(f"{exc}; choose another --model-id") from None
