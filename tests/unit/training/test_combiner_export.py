@@ -282,3 +282,20 @@ def test_the_loader_refuses_a_bad_online_state(fit_data: FitData) -> None:
         export_combiner("hedge", PRICE, {**hedge, "logw": hedge["logw"][1:]})
     with pytest.raises(CombinerError, match="experts are targets"):
         export_combiner("hedge", PRICE, {**hedge, "experts": [0.5] * len(hedge["experts"])})
+
+
+def test_cli_exports_an_rl_combiner_as_the_function_does(fit_data: FitData, tmp_path: Path) -> None:
+    """``export-combiner 'rl:{...}'`` (ADR 0027): the CLI loads the research data, fits the PPO seed
+    with torch and writes the bytes ``export`` gives on the same data; the loader accepts them."""
+    key = 'rl:{"horizon":72.0,"seed":1,"steps":8192}'
+    until = pd.Timestamp(fit_data.signals.index[3500])
+    out = tmp_path / "rl.json"
+    args = ["export-combiner", key, "--out", str(out), "--strategies", ",".join(PRICE), "--last-bars"]
+    res = CliRunner().invoke(app, [*args, str(LAST), "--train-until", until.isoformat()])
+    assert res.exit_code == 0, res.output
+    data = FitData(fit_data.candles, fit_data.signals, fit_data.events, until)
+    want = export(key, PRICE, provenance={"strategies_from": "--strategies"}, data=data).artifact
+    assert out.read_bytes() == want
+    comb = load_combiner(_Row("rl", want))
+    assert comb.kind == "rl" and comb.rl is not None and len(comb.rl.actors) == 1
+    assert json.loads(want)["provenance"]["train"]["last_bar"] == until.isoformat()
