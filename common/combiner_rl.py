@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.combiner import realized_vol, simple_returns, snap
+from common.observation import last_window_std
 from common.policy import ACTIVATIONS, dense
 
 FloatArray = npt.NDArray[np.float64]
@@ -76,7 +77,7 @@ def _vol(r: FloatArray, k: int, last_only: bool) -> FloatArray:
     if not last_only or r.size <= k:
         return realized_vol(r, k)
     out = np.full(r.size, np.nan)
-    out[-1] = realized_vol(r[-(k + 1) :], k)[-1]
+    out[-1] = last_window_std(np.log1p(r[-k:]), k, ddof=1)  # realized_vol's value at the last row
     return out
 
 
@@ -101,7 +102,8 @@ def rl_rows(
     Row ``t`` is complete where ``t >= 720`` (or from the history's first bar): the whole history
     gives the research's rows, the last :data:`RL_ROWS` bars with their ``cum0`` give the last row
     with the same bits (module doc). ``last_only``: only the last row is wanted (the live step), so
-    the volatilities are computed for it alone (a fixed-order window sum: the same bits; 3 ms less).
+    the volatilities are computed for it alone (:func:`common.observation.last_window_std`: the
+    same additions in the same order, the same bits; ~2.7 ms less per step).
     """
     c = np.asarray(close, dtype=np.float64)
     r = np.asarray(ret, dtype=np.float64).reshape(c.size)

@@ -387,3 +387,22 @@ assert "torch" not in sys.modules and "elegantrl" not in sys.modules, "torch imp
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_last_window_std_has_the_bits_of_window_std() -> None:
+    """The live step's one-value std (``np.add.accumulate``) == ``window_std``'s loop, bit for bit,
+    on real hourly log returns and on awkward values (signed zeros, mixed magnitudes)."""
+    from common.observation import last_window_std, window_std
+
+    lr = np.diff(np.log(load_bundled_candles()["close"].to_numpy()[-6000:]))
+    rng = np.random.default_rng(27)
+    odd = np.concatenate([[-0.0, 0.0, -0.0], rng.normal(0, 1, 800) * 10.0 ** rng.integers(-12, 6, 800)])
+    for x in (lr, odd, np.full(30, -0.0)):
+        for w in (2, 3, 24, 25, 168, 720):
+            if x.size < w:
+                continue
+            for end in range(w, x.size + 1, max(1, x.size // 37)):
+                for ddof in (0, 1):
+                    got = last_window_std(x[:end], w, ddof)
+                    want = float(window_std(x[:end], w, ddof)[-1])
+                    assert np.float64(got).tobytes() == np.float64(want).tobytes(), (w, end, ddof)
