@@ -1,4 +1,4 @@
-"""Combiner artefacts: non-RL meta-policies (research candidates) as data the meta consumer runs.
+"""Combiner artefacts: research meta-policies (research candidates) as data the meta consumer runs.
 
 It lives in ``common`` for the same reason as :mod:`common.policy`: the training side writes and
 backtests these artefacts, the meta consumer runs them, and neither may import the other. The
@@ -31,6 +31,9 @@ Kinds:
 * ``imitation`` (ADR 0025): the same row; ``P(long) - P(short)`` of two logistics (fitted to the
   hindsight oracle's path on the training bars), snapped. A leg whose training labels were all
   equal is that constant probability (``const_long`` / ``const_short`` in [0, 1]; -1: fitted).
+* ``hedge`` / ``dsr`` (ADR 0026): online learners whose state is carried from bar to bar.
+* ``rl`` (ADR 0027): the RL recast's PPO actors (one per seed) on FeatureSpec v2
+  (:mod:`common.combiner_rl`), its state (trailing records, held targets) carried as hedge's / dsr's.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -49,11 +52,17 @@ from common.actions import majority_vote
 from common.events import Target
 from common.observation import TARGET_VALUES, window_std
 
+if TYPE_CHECKING:
+    from common.combiner_rl import RlPolicy
+
 FORMAT = "btcmeta.combiner.v1"
 LINEAR_KINDS = ("ridge", "logistic", "metalabel", "imitation")
 #: Online learners (ADR 0026): their state evolves bar by bar and is carried in the decision state.
 ONLINE_KINDS = ("hedge", "dsr")
-KINDS = ("volmanaged", *LINEAR_KINDS, *ONLINE_KINDS)
+#: The RL policy (ADR 0027): FeatureSpec v2 rows (``common.combiner_rl``), its state carried as the
+#: online learners' is (the trailing records' cumulative P&L and vote history, each seed's held target).
+RL_KIND = "rl"
+KINDS = ("volmanaged", *LINEAR_KINDS, *ONLINE_KINDS, RL_KIND)
 #: Trailing log-return horizons (hours) and the volatility window of the linear feature row.
 RET_HORIZONS = (24, 168, 720)
 VOL_WINDOW = 168
@@ -495,6 +504,12 @@ _INPUTS = {
     },
     "hedge": "each strategy's target (0 if it never answered), the bar's return close[t]/close[t-1]-1; "
     "state (log-weights, the previous bar's expert targets) carried from the artefact's last bar",
+    RL_KIND: "FeatureSpec v2 (common.combiner_rl): votes, each strategy's trailing P&L and hit rate over "
+    "24/168/720 h, vote mean, its absolute value, agreement with the majority vote, trend and realized "
+    "volatility over 24/168/720 h, log(vol24/vol720), the last published funding rate (closes t-720..t); "
+    "kept columns z-scored with the training statistics; each seed's actor under its held target, the "
+    "seeds' mean snapped; state (cumulative P&L at t-719, the last 720 votes, each seed's held target) "
+    "carried from the artefact's last bar",
     "dsr": "the linear row (closes t-720..t, votes, last published funding rate), the bar's return, "
     "the funding charged to a long over the bar; state (weights, EMA moments, last two positions and "
     "gradients, the z-scores' expanding sums) carried from the artefact's last bar",
@@ -520,11 +535,13 @@ class Combiner:
     linear: Linear | None = None
     #: ``imitation``'s two legs (long, short): a fitted logistic or a constant probability.
     legs: tuple[Linear | float, Linear | float] | None = None
+    #: ``rl``'s policy (kept features, training statistics, one actor per seed).
+    rl: RlPolicy | None = None
 
     @property
     def online(self) -> bool:
-        """Whether the decision carries learner state from bar to bar (``hedge`` / ``dsr``)."""
-        return self.kind in ONLINE_KINDS
+        """Whether the decision carries state from bar to bar (``hedge`` / ``dsr`` / ``rl``)."""
+        return self.kind in ONLINE_KINDS or self.kind == RL_KIND
 
     @property
     def window(self) -> int:
@@ -532,7 +549,7 @@ class Combiner:
         720; hedge: 1, the bar's return)."""
         if self.kind == "hedge":
             return 1
-        if self.linear is not None or self.kind == "dsr":
+        if self.linear is not None or self.kind in ("dsr", RL_KIND):
             return LINEAR_CLOSES - 1
         return int(self.params["window"])
 
@@ -543,12 +560,14 @@ class Combiner:
 
     @property
     def reads_funding(self) -> bool:
-        """Whether the decision reads the last published funding rate (the linear kinds, dsr)."""
-        return self.linear is not None or self.kind == "dsr"
+        """Whether the decision reads the last published funding rate (the linear kinds, dsr, rl)."""
+        return self.linear is not None or self.kind in ("dsr", RL_KIND)
 
     def initial_state(self) -> dict[str, Any]:
-        """The learner state at the end of the artefact's training range (online kinds)."""
-        keys = _HEDGE_STATE if self.kind == "hedge" else _DSR_STATE
+        """The learner state at the end of the artefact's training range (online kinds, rl)."""
+        from common.combiner_rl import RL_STATE
+
+        keys = _HEDGE_STATE if self.kind == "hedge" else RL_STATE if self.kind == RL_KIND else _DSR_STATE
         return {k: self.params[k] for k in keys}
 
     def step(
@@ -574,6 +593,12 @@ class Combiner:
         ret = float(simple_returns(c[-2:])[-1])
         votes = [TARGET_VALUES[targets[s]] if s in targets else 0 for s in self.strategies]
         p = self.params
+        if self.rl is not None:
+            from common.combiner_rl import RlState
+
+            vote = majority_vote([targets[s] for s in self.strategies if s in targets], 1.0)
+            rs, frac = self.rl.step(RlState.from_params(state), votes, c, vote, funding_last, self.grid)
+            return rs.to_params(), frac
         if self.kind == "hedge":
             hs, mix = hedge_update(HedgeState.from_params(state), votes, ret, p["eta"], p["decay"])
             return hs.to_params(), float(snap([mix], self.grid)[0])
@@ -696,6 +721,14 @@ def parse(data: bytes, model_id: str) -> Combiner:
         legs = _check_imitation(params, strategies, model_id)
         lin = legs[0] if isinstance(legs[0], Linear) else _leg(params, "long")
         return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp, lin, legs)
+    if kind == RL_KIND:
+        from common.combiner_rl import check_rl
+
+        try:
+            policy = check_rl(params, strategies)
+        except ValueError as exc:
+            raise CombinerError(f"model {model_id}: {exc}") from None
+        return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp, rl=policy)
     if kind in ONLINE_KINDS:
         _check_online(kind, params, strategies, model_id)
         return Combiner(model_id, kind, tuple(strategies), params, float(grid), fp)

@@ -201,3 +201,20 @@ def window_std(x: npt.ArrayLike, window: int, ddof: int = 0) -> FloatArray:
         sq += d * d
     out: FloatArray = np.sqrt(sq / (window - ddof))
     return out
+
+
+def last_window_std(x: npt.ArrayLike, window: int, ddof: int = 0) -> float:
+    """:func:`window_std`'s value for the last ``window`` values of ``x``, with the same bits.
+
+    The same additions in the same order, from 0.0 (``np.add.accumulate`` is sequential: each
+    partial sum is the previous one plus the next value), without :func:`window_std`'s Python loop
+    over the offsets: one value over 720 hours costs ~20 us instead of ~1 ms (ADR 0027's live step).
+    """
+    r = np.asarray(x, dtype=np.float64)[-window:]
+    if r.size < window:
+        raise ValueError(f"last_window_std: {r.size} values, window {window}")
+    zero = np.zeros(1)
+    total = np.add.accumulate(np.concatenate([zero, r]))[-1]
+    d = r - total / window
+    sq = np.add.accumulate(np.concatenate([zero, d * d]))[-1]
+    return float(np.sqrt(sq / (window - ddof)))

@@ -159,7 +159,7 @@ class Choice:
     fallback: FallbackMode = FallbackMode.MAJORITY_VOTE
     reason: str = ""
     retrain_needed: bool = False
-    #: A non-RL combiner artefact (``common.combiner``) instead of an MLP ``policy``.
+    #: A research combiner artefact (``common.combiner``, ``rl`` included) instead of an MLP ``policy``.
     combiner: Combiner | None = None
 
 
@@ -281,10 +281,15 @@ def _online_fraction(
     """An online combiner's decision: ``(fraction, state to carry, note)``.
 
     The learner steps once per bar of the decision timeframe, as the research loop does: when this
-    tick brings a new bar with the closes the step reads. It starts from the artefact's state
-    unless the carry holds this artefact's state (keyed by fingerprint: a hot reload to another
-    model starts from that model's). A tick without a new bar (or too few closes) does not learn
-    and holds the last decided fraction (flat before the first step), and says so.
+    tick brings a new bar with the closes the step reads. The ``rl`` policy (ADR 0027) steps the
+    same way: its state is the trailing records' cumulative P&L and vote history and each seed's
+    held target; a bar that does not follow the one its state last stepped on (bars missed while
+    the service was down) is stepped on all the same and said in the reason.
+
+    It starts from the artefact's state unless the carry holds this artefact's state (keyed by
+    fingerprint: a hot reload to another model starts from that model's). A tick without a new bar
+    (or too few closes) does not learn and holds the last decided fraction (flat before the first
+    step), and says so.
     """
     prev = carry.online if carry.online is not None and carry.online.model == comb.fingerprint else None
     bar = tick.bar
@@ -293,18 +298,32 @@ def _online_fraction(
         return held, prev, f"combiner: no new bar: {comb.kind} state held, fraction {held:g}"
     if len(bar.closes) < comb.closes_needed:
         held = 0.0 if prev is None else prev.fraction
+        what = "FeatureSpec v2 unknown, rl state not stepped" if comb.rl is not None else "does not learn"
         return (
             held,
             prev,
             (
-                f"combiner: {len(bar.closes)} closes of {comb.closes_needed}: {comb.kind} does not learn "
+                f"combiner: {len(bar.closes)} closes of {comb.closes_needed}: {comb.kind} {what} "
                 f"from this bar, fraction {held:g}"
             ),
         )
     answered = {s: latest[s].target for s in comb.strategies if s in latest}
     state = comb.initial_state() if prev is None else prev.state
     new, fraction = comb.step(state, answered, bar.closes, tick.funding_last, tick.funding_charge)
-    return fraction, Online(comb.fingerprint, new, bar.tick_id, fraction), ""
+    note = ""
+    mark = carry.mark
+    if (
+        comb.rl is not None
+        and prev is not None
+        and mark is not None
+        and mark.tick_id == prev.bar
+        and mark.closes[1:] != bar.closes[:-1]  # the window did not move by one bar: bars were missed
+    ):
+        note = (
+            "combiner: rl: this bar does not follow the state's last bar; the trailing records "
+            "continue as if it did"
+        )
+    return fraction, Online(comb.fingerprint, new, bar.tick_id, fraction), note
 
 
 @functools.lru_cache(maxsize=64)

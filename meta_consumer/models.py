@@ -5,8 +5,9 @@ enough to run before every tick, so a new selection takes effect at the very nex
 goes undecided while it loads (loading happens inside the decider, between two ticks).
 A model that cannot run (bad artifact, or a strategy set other than the registry's without
 ``allow_subset``) is refused loudly and the fallback decides, with the reason in every decision.
-A row holds either an MLP policy (``common.policy``, an ``.npz``) or a non-RL combiner
-(``common.combiner``, canonical JSON; ADR 0020): the artefact's first byte tells which.
+A row holds either an MLP policy (``common.policy``, an ``.npz``) or a research combiner
+(``common.combiner``, canonical JSON; ADR 0020, the RL recast's included: ADR 0027): the
+artefact's first byte tells which.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ from meta_consumer.decide import BAR_CLOSES
 from training.backtest import policy_exposure
 from training.baselines import baseline_exposure
 from training.market import Market
-from training.research.candidates import GRID, build_context, volmanaged_exposure
+from training.research.candidates import GRID, Context, build_context, volmanaged_exposure
 from training.split import Window
 
 LOT = 0.0001
@@ -145,7 +145,8 @@ def combiner_fractions(
     ``funding_charge[t]``: the funding charged over the hour closing at bar ``t``'s close (dsr's
     reward, :func:`hourly_funding_charge`). Where the consumer holds fewer closes than a step reads
     it does not learn and holds its last fraction (flat before the first step): the same here, and
-    those bars are the cold mask.
+    those bars are the cold mask. The ``rl`` policy (ADR 0027) is stepped the same way
+    (:func:`_rl_fractions`).
     """
     if comb.online:
         return _online_fractions(candles, signals, comb, bars, seen, funding_last, funding_charge)
@@ -191,6 +192,8 @@ def _online_fractions(
     p = comb.params
     cold = np.asarray(seen) < comb.closes_needed
     out = np.zeros(len(bars))
+    if comb.rl is not None:
+        return _rl_fractions(ctx, sig, comb, bars, cold, fund), cold
     held = 0.0
     hs = HedgeState.from_params(comb.initial_state()) if comb.kind == "hedge" else None
     ds = DsrState.from_params(comb.initial_state()) if comb.kind == "dsr" else None
@@ -212,6 +215,31 @@ def _online_fractions(
                 held = float(snap(np.array([ds.f1]), comb.grid)[0])
         out[k] = held
     return out, cold
+
+
+def _rl_fractions(
+    ctx: Context, sig: SignalArrays, comb: Combiner, bars: np.ndarray, cold: np.ndarray, fund: np.ndarray
+) -> np.ndarray:
+    """The ``rl`` policy (ADR 0027) seeded from the artefact's state at the first of ``bars`` and
+    stepped at each bar where the consumer has the 721 closes its row reads, on the research
+    context's closes (the last 721 stored closes up to the bar, as the BarClosed window holds them),
+    targets, majority vote and published funding rate; held (flat before any step) elsewhere."""
+    from common.combiner_rl import RL_ROWS, RlState
+
+    assert comb.rl is not None
+    majority = baseline_exposure("majority_vote", sig, Window(0, len(sig) + 1), max_exposure=1.0)
+    st = RlState.from_params(comb.initial_state())
+    out = np.zeros(len(bars))
+    held = 0.0
+    for k, t in enumerate(bars):
+        if not cold[k]:
+            if t + 1 < RL_ROWS:
+                raise ValueError(f"bar {t}: the candles hold fewer than {RL_ROWS} closes up to it")
+            f = None if np.isnan(fund[t]) else float(fund[t])
+            c = ctx.close[t + 1 - RL_ROWS : t + 1]
+            st, held = comb.rl.step(st, ctx.targets[t], c, float(majority[t]), f, comb.grid)
+        out[k] = held
+    return out
 
 
 def hourly_funding_charge(index: pd.DatetimeIndex, events: object, default_hourly: float) -> np.ndarray:

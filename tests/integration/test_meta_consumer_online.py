@@ -148,3 +148,62 @@ def test_selected_online_combiner_decides_live_as_its_vectorized_path(own_db: Se
         assert [r.observation["funding_charge"] for r in rows[1:]] == [float(per_bar[t]) for t in go]
     size = [len(json.dumps(r.observation)) for r in (d0, rows[-1])]
     print(f"{config.family}: decision row observation JSON {size[0]} bytes (fallback), {size[1]} bytes")
+
+
+def test_selected_rl_combiner_decides_live_as_its_vectorized_path(own_db: Settings) -> None:
+    """The rl policy (ADR 0027): PPO seeds fitted by ``export`` on the bars before the window,
+    registered unselected, selected after the first tick; every intent == the vectorized side
+    (``ops.replay_compare.combiner_fractions``: the artefact's state stepped over the research
+    context), its state (cumulative P&L, vote history, held targets) carried in every row."""
+    from ops.replay_compare import combiner_fractions
+
+    settings = own_db
+    exo = Path(load_settings().exogenous.data_dir)
+    candles = load_bundled_candles_slice()
+    sig_all = compute_signals(candles, exogenous=training_exogenous())
+    sig = sig_all.restricted(PRICE)
+    events = load_funding(exo)
+    n = len(sig)
+    bars = list(range(n - 1 - TICKS_N, n - 1))
+    until = pd.Timestamp(sig.index[bars[0] - 1])
+    engine = make_engine(settings.database_url.get_secret_value())
+    _store_funding(engine)
+    key = 'rl:{"horizon":168.0,"seeds":2,"steps":8192}'
+    exported = export(key, PRICE, engine=engine, data=FitData(candles, sig_all, events, until))
+    with session_scope(engine) as s:
+        row = s.get(Model, exported.model_id)
+        assert row is not None and not row.selected and row.algo == "combiner:rl"
+    comb = load_combiner(_Row(exported.model_id, exported.artifact, exported.sha256))
+    go = np.array(bars[1:])
+    want, cold = combiner_fractions(
+        candles.loc[sig.index], sig, comb, go, np.full(go.size, 10_000), funding_known(sig.index, events)
+    )
+    assert not cold.any()
+
+    with running(settings, meta_settings(model_poll_s=0.0), live=PRICE):
+        first = publish(settings, candles, sig, bars[:1])
+        [d0] = wait_decisions(settings, 1)
+        with session_scope(engine) as s:
+            s.execute(update(Model).where(Model.model_id == exported.model_id).values(selected=True))
+        ids = first + publish(settings, candles, sig, bars[1:])
+        rows = wait_decisions(settings, len(bars), timeout=180)
+    engine.dispose()
+    assert d0.model_id == "fallback:majority_vote" and "online" not in d0.observation["state"]
+    assert [r.tick_id for r in rows] == ids and {r.model_id for r in rows[1:]} == {exported.model_id}
+    assert not any(r.degraded for r in rows) and all(r.observation["reason"] == "" for r in rows[1:])
+    live = np.array([r.target_exposure for r in rows[1:]])
+    k = np.flatnonzero(live != want)
+    assert k.size == 0, (
+        f"first difference at tick {ids[1 + k[0]]}: live {live[k[0]]} vs vectorized {want[k[0]]}"
+    )
+    assert len(set(want.tolist())) >= 2, "a window where the policy moves the book"
+    intents = read_intents(settings, len(bars))
+    assert [i.intent_id for _, i in intents[1:]] == [make_intent_id(t, exported.model_id) for t in ids[1:]]
+    assert np.array_equal([i.target_exposure for _, i in intents[1:]], want)
+    last = rows[-1].observation
+    assert last["state"]["online"]["model"] == comb.fingerprint and last["state"]["online"]["bar"] == ids[-1]
+    assert set(last["state"]["online"]["state"]) == {"cum", "votes", "held"}
+    assert all(len(r.observation["state"]["mark"]["closes"]) == LINEAR_CLOSES for r in rows[1:])
+    size = [len(json.dumps(r.observation)) for r in (d0, rows[-1])]
+    state = len(json.dumps(last["state"]["online"]))
+    print(f"rl: decision row observation JSON {size[0]} bytes (fallback), {size[1]} bytes (rl state {state})")

@@ -154,6 +154,45 @@ def test_dsr_combiner_replay_identical_to_vectorized(
         engine.dispose()
 
 
+def test_rl_combiner_replay_identical_to_vectorized(
+    pipeline_env: str, two_strategies_744h: Path, tmp_path: Path
+) -> None:
+    """The RL policy (ADR 0027) through the whole pipeline: two PPO seeds fitted on the bars before
+    the window; the meta consumer's FeatureSpec v2 from the BarClosed closes and its carried state
+    == the same step seeded from the artefact's state over the research context."""
+    from common.dataset import load_bundled_candles
+    from common.registry import load_registry
+    from config import load_settings
+    from training.research.funding import load_funding
+    from training.signals import compute_signals, training_exogenous
+
+    candles = load_bundled_candles()
+    candles = candles[candles.index < pd.Timestamp(START) - pd.Timedelta(hours=1)].iloc[-4000:]
+    registry = load_registry(two_strategies_744h)
+    sig = compute_signals(candles, registry, training_exogenous(registry))
+    engine = make_engine(pipeline_env)
+    events = load_funding(Path(load_settings().exogenous.data_dir))
+    key = 'rl:{"horizon":168.0,"seeds":2,"steps":8192}'
+    exported = export(key, STRATEGIES, engine=engine, data=FitData(candles, sig, events))
+    prefix = f"bt.r{uuid.uuid4().hex[:8]}."
+    out = tmp_path / "out"
+    try:
+        cmp = run_replay_backtest(START, END, out, model_id=exported.model_id, prefix=prefix, timeout_s=600)
+        assert cmp.identical, (out / "comparison.md").read_text()
+        result = json.loads((out / "comparison.json").read_text())
+        assert result["ticks"] == 300
+        assert result["model_kind"] == f"combiner:rl {exported.fingerprint}"
+        assert result["checks"]["decided by the model"] == {"compared": 300, "differences": 0}
+        assert result["cold_start_ticks"] == 0
+        decisions = pd.read_csv(out / "decisions.csv")
+        assert set(decisions["model_id"]) == {exported.model_id}
+        vec = pd.read_csv(out / "vectorized_decisions.csv")
+        assert vec["target_exposure"].nunique() >= 2, "a window where the policy moves the book"
+    finally:
+        delete_run(engine, AdminClient(admin_config(settings_for(prefix))), prefix)
+        engine.dispose()
+
+
 def test_combiner_replay_identical_to_vectorized(
     pipeline_env: str, two_strategies: Path, tmp_path: Path
 ) -> None:

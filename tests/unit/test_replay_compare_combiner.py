@@ -260,11 +260,11 @@ def learners_metalabel(ctx: Context, majority: np.ndarray, train: np.ndarray) ->
     return metalabel_exposure(ctx.features, majority, ctx.ret, train, 24, 0.01, 0.5)
 
 
-@pytest.mark.parametrize("family", ["hedge", "dsr"])
+@pytest.mark.parametrize("family", ["hedge", "dsr", "rl"])
 def test_vectorized_online_combiner_is_the_live_decision_seeded_from_its_state(family: str) -> None:
-    """A hedge (dsr) combiner over real closes with a 150 h gap: the vectorized side seeded from the
-    artefact's state at the first decided tick, stepped at the ticks where the consumer learns,
-    holding where it does not (dsr: fewer than 721 closes, at the start and after the gap)."""
+    """A hedge (dsr, rl) combiner over real closes with a 150 h gap: the vectorized side seeded from
+    the artefact's state at the first decided tick, stepped at the ticks where the consumer learns,
+    holding where it does not (dsr, rl: fewer than 721 closes, at the start and after the gap)."""
     from pathlib import Path
 
     from common import combiner
@@ -299,14 +299,19 @@ def test_vectorized_online_combiner_is_the_live_decision_seeded_from_its_state(f
     head = build_context(
         candles.iloc[:800], sig_head(sig, 800), np.zeros(800), fund[:800], charge[:800], 0.001
     )
-    if family == "hedge":
+    if family == "rl":  # random actors on the head's FeatureSpec v2 (ADR 0027)
+        from tests.unit.meta.test_combiner_rl import synthetic_rl_artefact
+
+        art = synthetic_rl_artefact(head.close, head.targets, STRATEGIES, seeds=3, seed=5)
+    elif family == "hedge":
         _, st = hedge_run(hedge_experts(head.targets), head.ret, 20.0, 1 / 720)
         params = {"eta": 20.0, "decay": 1 / 720, **st.to_params()}
     else:
         _, ds = learners.dsr_run(head.features, head.ret, charge[:800], 0.001, rho=0.01, seed=3)
         params = {"rho": 0.01, "seed": 3.0, "eta": combiner.DSR_ETA, "cost_rate": 0.001}
         params = {**params, "features": list(head.feature_names), **ds.to_params()}
-    art = export_combiner(family, STRATEGIES, params)
+    if family != "rl":
+        art = export_combiner(family, STRATEGIES, params)
     comb = load_combiner(
         SimpleNamespace(
             model_id="c-test", artifact=art, artifact_sha256=hashlib.sha256(art).hexdigest(),
@@ -327,8 +332,8 @@ def test_vectorized_online_combiner_is_the_live_decision_seeded_from_its_state(f
     assert k.size == 0, (
         f"first difference at bar {800 + k[0]}: live {live[k[0]]} vs vectorized {vectorized[k[0]]}"
     )
-    assert [("does not learn from this bar" in r) for r in reasons] == cold.tolist()
-    if family == "dsr":  # after the gap the window holds fewer than 721 closes: held, not learning
+    assert [("from this bar" in r) for r in reasons] == cold.tolist()
+    if family in ("dsr", "rl"):  # after the gap the window holds fewer than 721 closes: held, not learning
         after = gap.start - 800
         assert not cold[:after].any() and cold[after:].sum() > 0 and not cold[-1]
     else:

@@ -245,7 +245,8 @@ def export_combiner_cmd(
         typer.Option(
             "--train-until",
             help="fitted families (ridge, logistic, ...): fit on the bars opening at or before this UTC "
-            "time (e.g. 2022-06-30T23:00); online ones (hedge, dsr): learn up to it; default: every "
+            "time (e.g. 2022-06-30T23:00); online ones (hedge, dsr): learn up to it; rl: fit on it and "
+            "walk its greedy path up to it; default: every "
             "bar loaded (fitted: after the signals' warm-up)",
         ),
     ] = None,
@@ -255,7 +256,8 @@ def export_combiner_cmd(
 
     The fitted families (ridge, logistic, ...) are fitted here on the research data (same loading as
     ``research``: --data, --exogenous, --last-bars) up to --train-until; the online ones (hedge,
-    dsr) learn over it and store their final state; the artefact records the range.
+    dsr) learn over it and store their final state; rl fits its PPO seeds with torch (training only)
+    and stores their actors and the state after the last bar (ADR 0027); the artefact records the range.
     """
     from training.research.export import EXPORTABLE, ExportError, export, parse_key
 

@@ -13,7 +13,11 @@ exactly what the research path applies after the same fit (``imitation``: the or
 the configured ones, as in ``research``). The online learners ``hedge`` and ``dsr`` (ADR 0026) run
 the research loop over the loaded bars from the first (as the research path does), up to
 ``--train-until``, and store their parameters and the learner state after the last training bar;
-live continues from that state. ``rl`` is refused with the reason.
+live continues from that state. ``rl`` (ADR 0027) fits each seed's PPO actor on the training range
+(:func:`train_bars`, with torch: training only) exactly as the research's ``rl_exposure`` fits it,
+walks each seed's greedy path from the first loaded bar to the last training bar, and stores the
+actors, the kept FeatureSpec v2 columns and their training statistics, and the state after the last
+training bar (cumulative P&L and vote history of the trailing records, each seed's held target).
 """
 
 from __future__ import annotations
@@ -27,7 +31,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from common.combiner import DSR_ETA, LINEAR_KINDS, ONLINE_KINDS, Linear, export_combiner, load_combiner
+from common.combiner import (
+    DSR_ETA,
+    LINEAR_KINDS,
+    ONLINE_KINDS,
+    RL_KIND,
+    Linear,
+    export_combiner,
+    load_combiner,
+)
+from common.combiner_rl import RL_ROWS, RlState, rl_params, rl_rows, zscores
 from common.signals import SignalArrays
 from training.research.candidates import GRID, Config
 
@@ -36,12 +49,9 @@ if TYPE_CHECKING:
 
     from training.research.funding import FundingEvents
 
-EXPORTABLE = ("volmanaged", *LINEAR_KINDS, *ONLINE_KINDS)
+EXPORTABLE = ("volmanaged", *LINEAR_KINDS, *ONLINE_KINDS, RL_KIND)
 #: Why the other research families do not ship (yet); the message of the refusal.
-NOT_EXPORTABLE = {
-    "rl": "an RL policy ships as a btcmeta.mlp.v1 policy (python -m training train / export), "
-    "not as a combiner; its FeatureSpec v2 observation is not live yet (ADR 0024)",
-}
+NOT_EXPORTABLE: dict[str, str] = {}
 #: Fewer training rows than this cannot give the statistics a linear fit stores.
 MIN_TRAIN_BARS = 500
 
@@ -114,9 +124,11 @@ def combiner_artifact(
         why = NOT_EXPORTABLE.get(config.family, "an unknown family")
         raise ExportError(
             f"{config.family!r} is not exportable: {why} (exportable: {', '.join(EXPORTABLE)}); "
-            "see ADR 0020 / 0025 / 0026"
+            "see ADR 0020 / 0025 / 0026 / 0027"
         )
-    if config.family in ONLINE_KINDS:
+    if config.family == RL_KIND:
+        kind, params, provenance = _fit_rl(config, strategies, provenance, data)
+    elif config.family in ONLINE_KINDS:
         kind, params, provenance = _run_online(config, strategies, provenance, data)
     elif config.family in LINEAR_KINDS:
         kind, params, provenance = _fit_linear(config, strategies, provenance, data)
@@ -279,6 +291,87 @@ def _run_online(
     return config.family, params, {**provenance, "train": train}
 
 
+def _fit_rl(
+    config: Config, strategies: Sequence[str], provenance: Mapping[str, Any], data: FitData | None
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Fit the ``rl`` configuration's seeds on the training range: (kind, params, provenance).
+
+    The context is the research's (``protocol.prepare``: majority vote, published and per-bar
+    funding, configured cost rate and fill price) over the loaded bars up to ``--train-until`` only,
+    so later bars cannot change the bytes; the training bars are :func:`train_bars`. Each seed is
+    ``rl.fit_actor`` (what ``rl_exposure`` runs); its held target at the last bar is the end of its
+    greedy path walked from the first bar, as the research walks it.
+    """
+    from config import DEFAULT_FUNDING_RATE_HOURLY, FillPrice
+    from training.baselines import baseline_exposure
+    from training.ledger import CostModel
+    from training.research import rl
+    from training.research.candidates import build_context, open_gaps
+    from training.research.funding import bar_funding
+    from training.research.protocol import funding_known
+    from training.split import Window
+
+    p = dict(config.params)
+    one, many = {"horizon", "seed"}, {"horizon", "seeds"}
+    if set(p) - {"steps"} not in (one, many):
+        raise ExportError(f"{config.key}: rl takes horizon and seed or seeds (and steps), got {sorted(p)}")
+    if data is None:
+        raise ExportError(f"{config.key}: rl is fitted: it needs the research data")
+    try:
+        sig = data.signals.restricted(tuple(strategies))
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    opens = pd.DatetimeIndex(sig.index)
+    last = (
+        len(sig) - 1
+        if data.train_until is None
+        else int(np.searchsorted(opens, data.train_until, "right")) - 1
+    )
+    sig_t = _head(sig, last + 1)
+    bars = train_bars(sig_t)
+    if bars.size < MIN_TRAIN_BARS or last + 1 < RL_ROWS:
+        raise ExportError(
+            f"{config.key}: {bars.size} training bars, {last + 1} bars up to --train-until; at least "
+            f"{MIN_TRAIN_BARS} training bars and {RL_ROWS} bars needed"
+        )
+    candles = data.candles.loc[sig_t.index]
+    costs = CostModel.configured()
+    per_bar = bar_funding(sig_t.index, data.events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
+    # the vote at every bar up to the last (the research's series ends in a 0 at its own last bar,
+    # which here is not the last bar of the data the research runs on)
+    majority = baseline_exposure("majority_vote", sig_t, Window(0, len(sig_t) + 1), max_exposure=1.0)
+    ctx = build_context(
+        candles, sig_t, majority, funding_known(sig_t.index, data.events), per_bar, costs.cost_rate
+    )
+    gap = open_gaps(candles) if costs.fill_price == FillPrice.NEXT_OPEN else None
+    inp = rl.fit_inputs(ctx, per_bar, gap, costs.cost_rate)
+    horizon, steps = float(p["horizon"]), int(p.get("steps", rl.DEFAULT_STEPS))
+    seeds = list(range(int(p["seeds"]))) if "seeds" in p else [int(p["seed"])]
+    mu, sd, keep = rl.standardization(inp.x, bars)
+    z = zscores(inp.x, keep, mu, sd)
+    actors, held = [], []
+    for seed in seeds:
+        layers = rl.fit_actor(inp, bars, horizon=horizon, seed=seed, steps=steps)
+        actors.append(layers)
+        held.append(int(np.flatnonzero(rl.greedy_path(layers, z)[-1] == rl.TARGETS)[0]))
+    fund = ctx.features[:, ctx.feature_names.index("funding_last")]
+    _, cum = rl_rows(ctx.close, ctx.ret, ctx.targets, ctx.majority, fund)
+    w = RL_ROWS - 1  # the state after the last bar: cumulative P&L at last - 719, votes of the last 720
+    state = RlState(cum[last - w + 1], ctx.targets[last - w + 1 :], tuple(held))
+    params = rl_params(
+        horizon=horizon, steps=steps, seeds=seeds, names=inp.names, keep=keep, mu=mu, sd=sd,
+        actors=actors, state=state,
+    )  # fmt: skip
+    train = {
+        "first_bar": opens[bars[0]].isoformat(),
+        "last_bar": opens[last].isoformat(),
+        "bars": int(bars.size),
+        "funding": data.events.source if data.events is not None else "none",
+        "fill_price": costs.fill_price.value,
+    }
+    return RL_KIND, params, {**provenance, "cost_rate": costs.cost_rate, "train": train}
+
+
 def _head(sig: SignalArrays, n: int) -> SignalArrays:
     """The first ``n`` bars of the signals (an online learner reads nothing after its last bar)."""
     from dataclasses import replace
@@ -312,6 +405,8 @@ def register(engine: Engine, model_id: str, artifact: bytes, config: Config) -> 
     from common.observation import FeatureSpec
 
     comb = load_combiner(_Row(model_id, artifact))  # what the meta consumer will check
+    # the row's params describe the model; rl's actor weights (hundreds of KB) stay in the artefact
+    described = {k: v for k, v in comb.params.items() if k != "actors"}
     try:
         with session_scope(engine) as s:
             return add_model(
@@ -321,7 +416,7 @@ def register(engine: Engine, model_id: str, artifact: bytes, config: Config) -> 
                 artifact=artifact,
                 feature_spec=json.loads(FeatureSpec(strategies=comb.strategies).to_json()),
                 strategy_set=list(comb.strategies),
-                params={"config": config.key, "fingerprint": comb.fingerprint, **comb.params},
+                params={"config": config.key, "fingerprint": comb.fingerprint, **described},
             )
     except ModelConflict as exc:
         raise ExportError(f"{exc}; choose another --model-id") from None

@@ -391,10 +391,8 @@ def write_report(run: Path, dest: Path, *, command: str = "") -> Path:
             if _ran_rl(summary)
             else ["* This run left out the RL recast (`--rl`: ElegantRL PPO on target exposures, ADR 0024)."]
         ),
-        "* Shipping rl to the meta consumer (it ships through the MLP policy format; FeatureSpec v2 live "
-        "is not done): `volmanaged`, `ridge`, `logistic`, `metalabel`, `imitation`, `hedge` and `dsr` "
-        "export today (`python -m training export-combiner`, ADR 0020, 0025, 0026); nothing passed "
-        "the gates, so none is selected.",
+        "* Selecting a combiner live: every family, `rl` included, exports (`python -m training "
+        "export-combiner`, ADR 0020, 0025, 0026, 0027); nothing passed the gates, so none is selected.",
         "",
     ]
     path = dest / "REPORT.md"

@@ -48,16 +48,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from common import combiner
-from common.policy import ACTIVATIONS, dense
+from common.combiner_rl import RL_TARGETS, RL_WINDOWS, actor_forward, rl_feature_names, rl_rows
 
 if TYPE_CHECKING:
     from training.research.candidates import Context
 
 #: The action set: target exposures (fractions of the maximum position).
-TARGETS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+TARGETS = np.array(RL_TARGETS)
 #: Trailing windows (hours) of FeatureSpec v2.
-WINDOWS = (24, 168, 720)
+WINDOWS = RL_WINDOWS
 #: Env steps per fit unless a configuration says otherwise.
 DEFAULT_STEPS = 49_152
 #: The env-side reward scale: hourly residual returns have std ~0.003-0.005 on the bundled data;
@@ -73,53 +72,26 @@ EPISODE = 720
 # --- FeatureSpec v2 ----------------------------------------------------------------------------
 
 
-def _trailing_sum(x: np.ndarray, k: int) -> np.ndarray:
-    """Sum over rows ``t-k+1 .. t`` (fewer at the start), per column."""
-    c = np.cumsum(np.vstack([np.zeros((1, *x.shape[1:])), x]), axis=0)
-    out = c[1:].copy()
-    out[k:] -= c[1 : x.shape[0] - k + 1]
-    return out
-
-
 def features_v2(ctx: Context) -> tuple[np.ndarray, tuple[str, ...]]:
-    """[n, F] features known at the close of each bar, and their names (module doc)."""
-    tg, ret, n = ctx.targets, ctx.ret, len(ctx)
-    held = np.vstack([np.zeros((1, tg.shape[1])), tg[:-1]])  # each strategy's target over bar t
-    sret = held * ret[:, None]
-    in_pos = (held != 0).astype(np.float64)
-    won = (sret > 0).astype(np.float64)
-    cols: list[np.ndarray] = [tg]
-    names: list[str] = [f"vote:{s}" for s in ctx.strategies]
-    for k in WINDOWS:
-        cols.append(_trailing_sum(sret, k))
-        names += [f"pnl_{k}h:{s}" for s in ctx.strategies]
-        bets = _trailing_sum(in_pos, k)
-        hits = _trailing_sum(won, k)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cols.append(np.where(bets > 0, hits / np.maximum(bets, 1.0), 0.5))
-        names += [f"hit_{k}h:{s}" for s in ctx.strategies]
-    vote_mean = tg.mean(axis=1)
-    side = np.sign(ctx.majority)
-    active = (tg != 0).sum(axis=1)
-    agree = np.where(active > 0, (np.sign(tg) == side[:, None]).sum(axis=1) / np.maximum(active, 1), 0.0)
-    logp = np.log(ctx.close)
-    trend = [np.concatenate([np.zeros(k), logp[k:] - logp[:-k]]) for k in WINDOWS]
-    vol = {k: np.nan_to_num(combiner.realized_vol(ret, k)) for k in WINDOWS}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        regime = np.where((vol[24] > 0) & (vol[720] > 0), np.log(vol[24] / vol[720]), 0.0)
+    """[n, F] features known at the close of each bar, and their names (module doc).
+
+    The row is ``common.combiner_rl.rl_rows``, the one the live RL combiner computes (ADR 0027).
+    """
     funding = (
         ctx.features[:, ctx.feature_names.index("funding_last")]
         if "funding_last" in ctx.feature_names
-        else np.zeros(n)
+        else np.zeros(len(ctx))
     )
-    extra = [ctx.majority, vote_mean, np.abs(vote_mean), agree, *trend, *vol.values(), regime, funding]
-    cols.append(np.column_stack(extra))
-    names += ["majority", "vote_mean", "vote_abs_mean", "agreement"]
-    names += (
-        [f"trend_{k}h" for k in WINDOWS] + [f"vol_{k}h" for k in WINDOWS] + ["vol_regime", "funding_last"]
-    )
-    x = np.hstack(cols)
-    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), tuple(names)
+    x, _ = rl_rows(ctx.close, ctx.ret, ctx.targets, ctx.majority, funding)
+    return x, rl_feature_names(ctx.strategies)
+
+
+def standardization(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training rows' (mean, std, kept column indices): columns constant there are dropped."""
+    mu = x[rows].mean(axis=0)
+    sd = x[rows].std(axis=0)
+    keep = np.flatnonzero(sd > 1e-12)
+    return mu[keep], sd[keep], keep
 
 
 def standardized(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,10 +99,8 @@ def standardized(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
     Returns (z [n, F'], kept column indices).
     """
-    mu = x[rows].mean(axis=0)
-    sd = x[rows].std(axis=0)
-    keep = np.flatnonzero(sd > 1e-12)
-    z = (x[:, keep] - mu[keep]) / sd[keep]
+    mu, sd, keep = standardization(x, rows)
+    z = (x[:, keep] - mu) / sd
     return np.clip(z, -5.0, 5.0).astype(np.float32), keep
 
 
@@ -227,9 +197,7 @@ class ResidualEnv:
 
 def forward(layers: list[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray) -> np.ndarray:
     """The layers on a batch, with the live policy's own arithmetic (``common.policy``)."""
-    for w, b, act in layers:
-        x = ACTIVATIONS[act](dense(x, w, b))
-    return x
+    return actor_forward(layers, x)
 
 
 def greedy_path(layers: list[tuple[np.ndarray, np.ndarray, str]], z: np.ndarray) -> np.ndarray:
@@ -272,10 +240,11 @@ def fit_inputs(ctx: Context, funding: np.ndarray, gap: np.ndarray | None, cost_r
     return FitInputs(x, names, book, vote)
 
 
-def fit_policy(
+def fit_actor(
     inp: FitInputs, train_bars: np.ndarray, *, horizon: float, seed: int, steps: int = DEFAULT_STEPS
-) -> np.ndarray:
-    """Train one PPO seed on the training bars; return its greedy target path over every bar."""
+) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Train one PPO seed on the training bars; return its actor as numpy layers (normalization
+    folded into layer 0): what the research walks and the ``rl`` combiner artefact ships."""
     from dataclasses import replace
 
     from training.rl.algos import SPECS
@@ -294,6 +263,15 @@ def fit_policy(
         agent = spec.agent_class(list(spec.net_dims), face.state_dim, face.action_dim, gpu_id=-1, args=args)
         train_loop(agent, spec, face, steps, False, "")
     layers, _ = folded_layers("ppo", agent.act)
+    return layers
+
+
+def fit_policy(
+    inp: FitInputs, train_bars: np.ndarray, *, horizon: float, seed: int, steps: int = DEFAULT_STEPS
+) -> np.ndarray:
+    """Train one PPO seed on the training bars; return its greedy target path over every bar."""
+    layers = fit_actor(inp, train_bars, horizon=horizon, seed=seed, steps=steps)
+    z, _ = standardized(inp.x, np.asarray(train_bars))
     return greedy_path(layers, z.astype(np.float64))
 
 

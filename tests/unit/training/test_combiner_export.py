@@ -48,7 +48,10 @@ def test_every_volmanaged_grid_key_round_trips_and_exports() -> None:
         ('hedge:{"decay":0.0,"eta":5.0}', "learns online: it needs the research data"),
         ('dsr:{"rho":0.01,"seed":0}', "learns online: it needs the research data"),
         ('dsr:{"rho":0.01}', "dsr takes rho, seed"),
-        ('rl:{"horizon":72.0,"seed":0.0}', "not exportable: an RL policy ships as a btcmeta.mlp.v1"),
+        ('rl:{"horizon":72.0,"seed":0.0}', "rl is fitted: it needs the research data"),
+        ('rl:{"horizon":72.0}', "rl takes horizon and seed or seeds"),
+        ('rl:{"horizon":72.0,"seed":0,"seeds":2}', "rl takes horizon and seed or seeds"),
+        ('mystery:{"a":1}', "not exportable: an unknown family"),
         ('imitation:{"lam":1.0}', "is fitted: it needs the research data"),
         ('metalabel:{"horizon":24,"lam":1.0}', "metalabel takes horizon, lam, threshold"),
         ('ridge:{"lam":1.0}', "is fitted: it needs the research data"),
@@ -75,7 +78,7 @@ def test_cli_writes_the_artefact(tmp_path: Path) -> None:
     data = out.read_bytes()
     assert is_combiner_artifact(data) and json.loads(data)["strategies"] == list(STRATS)
     assert data == export(key, STRATS, provenance={"strategies_from": "--strategies"}).artifact
-    bad = CliRunner().invoke(app, ["export-combiner", 'rl:{"horizon":72.0,"seed":0.0}', "--out", str(out)])
+    bad = CliRunner().invoke(app, ["export-combiner", 'mystery:{"a":1}', "--out", str(out)])
     assert bad.exit_code == 2 and "not exportable" in bad.output
     assert CliRunner().invoke(app, ["export-combiner", key]).exit_code == 2  # neither --out nor --register
 
@@ -279,3 +282,20 @@ def test_the_loader_refuses_a_bad_online_state(fit_data: FitData) -> None:
         export_combiner("hedge", PRICE, {**hedge, "logw": hedge["logw"][1:]})
     with pytest.raises(CombinerError, match="experts are targets"):
         export_combiner("hedge", PRICE, {**hedge, "experts": [0.5] * len(hedge["experts"])})
+
+
+def test_cli_exports_an_rl_combiner_as_the_function_does(fit_data: FitData, tmp_path: Path) -> None:
+    """``export-combiner 'rl:{...}'`` (ADR 0027): the CLI loads the research data, fits the PPO seed
+    with torch and writes the bytes ``export`` gives on the same data; the loader accepts them."""
+    key = 'rl:{"horizon":72.0,"seed":1,"steps":8192}'
+    until = pd.Timestamp(fit_data.signals.index[3500])
+    out = tmp_path / "rl.json"
+    args = ["export-combiner", key, "--out", str(out), "--strategies", ",".join(PRICE), "--last-bars"]
+    res = CliRunner().invoke(app, [*args, str(LAST), "--train-until", until.isoformat()])
+    assert res.exit_code == 0, res.output
+    data = FitData(fit_data.candles, fit_data.signals, fit_data.events, until)
+    want = export(key, PRICE, provenance={"strategies_from": "--strategies"}, data=data).artifact
+    assert out.read_bytes() == want
+    comb = load_combiner(_Row("rl", want))
+    assert comb.kind == "rl" and comb.rl is not None and len(comb.rl.actors) == 1
+    assert json.loads(want)["provenance"]["train"]["last_bar"] == until.isoformat()
