@@ -222,6 +222,25 @@ def _fit_linear(
     return config.family, params, {**provenance, "train": train}
 
 
+def _up_to_train_until(
+    data: FitData, strategies: Sequence[str]
+) -> tuple[pd.DatetimeIndex, int, SignalArrays]:
+    """The loaded bars' open times, the index of the last bar opened at or before
+    ``--train-until`` (the last loaded bar without it), and the strategies' signals up to it: the
+    online and rl exports read nothing after it, so later bars cannot change their bytes."""
+    try:
+        sig = data.signals.restricted(tuple(strategies))
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    opens = pd.DatetimeIndex(sig.index)
+    last = (
+        len(sig) - 1
+        if data.train_until is None
+        else int(np.searchsorted(opens, data.train_until, "right")) - 1
+    )
+    return opens, last, _head(sig, last + 1)
+
+
 def _run_online(
     config: Config, strategies: Sequence[str], provenance: Mapping[str, Any], data: FitData | None
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -245,21 +264,11 @@ def _run_online(
         )
     if data is None:
         raise ExportError(f"{config.key}: {config.family} learns online: it needs the research data")
-    try:
-        sig = data.signals.restricted(tuple(strategies))
-    except ValueError as exc:
-        raise ExportError(str(exc)) from None
-    opens = pd.DatetimeIndex(sig.index)
-    last = (
-        len(sig) - 1
-        if data.train_until is None
-        else int(np.searchsorted(opens, data.train_until, "right")) - 1
-    )
+    opens, last, sig_t = _up_to_train_until(data, strategies)
     if last + 1 < MIN_TRAIN_BARS:
         raise ExportError(
             f"{config.key}: {last + 1} bars up to --train-until; at least {MIN_TRAIN_BARS} needed"
         )
-    sig_t = _head(sig, last + 1)
     candles = data.candles.loc[sig_t.index]
     per_bar = bar_funding(sig_t.index, data.events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
     cost_rate = CostModel.configured().cost_rate
@@ -317,17 +326,7 @@ def _fit_rl(
         raise ExportError(f"{config.key}: rl takes horizon and seed or seeds (and steps), got {sorted(p)}")
     if data is None:
         raise ExportError(f"{config.key}: rl is fitted: it needs the research data")
-    try:
-        sig = data.signals.restricted(tuple(strategies))
-    except ValueError as exc:
-        raise ExportError(str(exc)) from None
-    opens = pd.DatetimeIndex(sig.index)
-    last = (
-        len(sig) - 1
-        if data.train_until is None
-        else int(np.searchsorted(opens, data.train_until, "right")) - 1
-    )
-    sig_t = _head(sig, last + 1)
+    opens, last, sig_t = _up_to_train_until(data, strategies)
     bars = train_bars(sig_t)
     if bars.size < MIN_TRAIN_BARS or last + 1 < RL_ROWS:
         raise ExportError(
