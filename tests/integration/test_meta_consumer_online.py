@@ -18,26 +18,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import update
 
 from common import combiner
 from common.combiner import LINEAR_CLOSES, load_combiner
 from common.db.models import Model
 from common.db.session import make_engine, session_scope
-from common.exogenous.catalog import get_series
-from common.exogenous.files import load_dir
-from common.exogenous.store import store_frame, sync_catalog
-from common.ids import make_intent_id
 from config import DEFAULT_FUNDING_RATE_HOURLY, Settings, load_settings
 from meta_consumer import store
-from meta_consumer.decide import MARK_CLOSES
-from tests.integration.test_meta_consumer import meta_settings, own_db, read_intents, running, wait_decisions
-from tests.integration.test_meta_consumer_linear import PRICE, load_bundled_candles_slice, publish
+from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES
+from tests.integration.combiner_live import (
+    PRICE,
+    assert_live_is_vectorized,
+    decide_selected_live,
+    load_bundled_candles_slice,
+    store_funding,
+)
+from tests.integration.test_meta_consumer import own_db
 from training.ledger import CostModel
 from training.research import learners
 from training.research.candidates import build_context, snap
 from training.research.export import FitData, _Row, export, parse_key
-from training.research.funding import SERIES, bar_funding, load_funding
+from training.research.funding import bar_funding, load_funding
 from training.research.protocol import _baseline_exposures, funding_known
 from training.signals import compute_signals, training_exogenous
 
@@ -45,13 +46,6 @@ pytestmark = pytest.mark.integration
 __all__ = ["own_db"]
 
 TICKS_N = 200
-
-
-def _store_funding(engine: object) -> None:
-    frames = load_dir(Path(load_settings().exogenous.data_dir), SERIES)
-    sync_catalog(engine, [get_series(s) for s in SERIES])  # type: ignore[arg-type]
-    for name in SERIES:
-        store_frame(engine, get_series(name), frames[name], "test")  # type: ignore[arg-type]
 
 
 def test_funding_charge_read_live_is_the_research_per_bar_funding(own_db: Settings) -> None:
@@ -62,7 +56,7 @@ def test_funding_charge_read_live_is_the_research_per_bar_funding(own_db: Settin
     """
     exo = Path(load_settings().exogenous.data_dir)
     engine = make_engine(own_db.database_url.get_secret_value())
-    _store_funding(engine)
+    store_funding(engine)
     opens = pd.date_range("2016-05-01", "2023-12-31 23:00", freq="1h", tz="UTC")
     want = bar_funding(opens, load_funding(exo), DEFAULT_FUNDING_RATE_HOURLY).per_bar
     picks = [i for start in range(800, len(opens) - 72, 1440) for i in range(start, start + 72)]
@@ -92,7 +86,7 @@ def test_selected_online_combiner_decides_live_as_its_vectorized_path(own_db: Se
     bars = list(range(n - 1 - TICKS_N, n - 1))
     until = pd.Timestamp(sig.index[bars[0] - 1])  # learned on the bars before the replay only
     engine = make_engine(settings.database_url.get_secret_value())
-    _store_funding(engine)
+    store_funding(engine)
     config = parse_key(key)
     exported = export(key, PRICE, engine=engine, data=FitData(candles, sig_all, events, until))
     with session_scope(engine) as s:
@@ -120,26 +114,15 @@ def test_selected_online_combiner_decides_live_as_its_vectorized_path(own_db: Se
         )
         want = snap(pos)
 
-    with running(settings, meta_settings(model_poll_s=0.0), live=PRICE):
-        first = publish(settings, candles, sig, bars[:1])
-        [d0] = wait_decisions(settings, 1)
-        with session_scope(engine) as s:
-            s.execute(update(Model).where(Model.model_id == exported.model_id).values(selected=True))
-        ids = first + publish(settings, candles, sig, bars[1:])
-        rows = wait_decisions(settings, len(bars), timeout=180)
+    d0, ids, rows = decide_selected_live(
+        settings, engine, exported.model_id, candles, sig, bars, BAR_CLOSES, timeout=180
+    )
     engine.dispose()
     assert d0.model_id == "fallback:majority_vote" and "online" not in d0.observation["state"]
     assert [r.tick_id for r in rows] == ids and {r.model_id for r in rows[1:]} == {exported.model_id}
     assert not any(r.degraded for r in rows) and all(r.observation["reason"] == "" for r in rows[1:])
-    live = np.array([r.target_exposure for r in rows[1:]])
-    k = np.flatnonzero(live != want)
-    assert k.size == 0, (
-        f"first difference at tick {ids[1 + k[0]]}: live {live[k[0]]} vs vectorized {want[k[0]]}"
-    )
     assert len(set(want.tolist())) >= 3, "a window where the learner moves the book"
-    intents = read_intents(settings, len(bars))
-    assert [i.intent_id for _, i in intents[1:]] == [make_intent_id(t, exported.model_id) for t in ids[1:]]
-    assert np.array_equal([i.target_exposure for _, i in intents[1:]], want)
+    assert_live_is_vectorized(settings, exported.model_id, ids, rows, want)
     last = rows[-1].observation
     assert last["state"]["online"]["model"] == comb.fingerprint and last["state"]["online"]["bar"] == ids[-1]
     closes = LINEAR_CLOSES if config.family == "dsr" else MARK_CLOSES
@@ -167,7 +150,7 @@ def test_selected_rl_combiner_decides_live_as_its_vectorized_path(own_db: Settin
     bars = list(range(n - 1 - TICKS_N, n - 1))
     until = pd.Timestamp(sig.index[bars[0] - 1])
     engine = make_engine(settings.database_url.get_secret_value())
-    _store_funding(engine)
+    store_funding(engine)
     key = 'rl:{"horizon":168.0,"seeds":2,"steps":8192}'
     exported = export(key, PRICE, engine=engine, data=FitData(candles, sig_all, events, until))
     with session_scope(engine) as s:
@@ -180,26 +163,15 @@ def test_selected_rl_combiner_decides_live_as_its_vectorized_path(own_db: Settin
     )
     assert not cold.any()
 
-    with running(settings, meta_settings(model_poll_s=0.0), live=PRICE):
-        first = publish(settings, candles, sig, bars[:1])
-        [d0] = wait_decisions(settings, 1)
-        with session_scope(engine) as s:
-            s.execute(update(Model).where(Model.model_id == exported.model_id).values(selected=True))
-        ids = first + publish(settings, candles, sig, bars[1:])
-        rows = wait_decisions(settings, len(bars), timeout=180)
+    d0, ids, rows = decide_selected_live(
+        settings, engine, exported.model_id, candles, sig, bars, BAR_CLOSES, timeout=180
+    )
     engine.dispose()
     assert d0.model_id == "fallback:majority_vote" and "online" not in d0.observation["state"]
     assert [r.tick_id for r in rows] == ids and {r.model_id for r in rows[1:]} == {exported.model_id}
     assert not any(r.degraded for r in rows) and all(r.observation["reason"] == "" for r in rows[1:])
-    live = np.array([r.target_exposure for r in rows[1:]])
-    k = np.flatnonzero(live != want)
-    assert k.size == 0, (
-        f"first difference at tick {ids[1 + k[0]]}: live {live[k[0]]} vs vectorized {want[k[0]]}"
-    )
     assert len(set(want.tolist())) >= 2, "a window where the policy moves the book"
-    intents = read_intents(settings, len(bars))
-    assert [i.intent_id for _, i in intents[1:]] == [make_intent_id(t, exported.model_id) for t in ids[1:]]
-    assert np.array_equal([i.target_exposure for _, i in intents[1:]], want)
+    assert_live_is_vectorized(settings, exported.model_id, ids, rows, want)
     last = rows[-1].observation
     assert last["state"]["online"]["model"] == comb.fingerprint and last["state"]["online"]["bar"] == ids[-1]
     assert set(last["state"]["online"]["state"]) == {"cum", "votes", "held"}
