@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -29,19 +28,16 @@ from common.combiner import (
     linear_features,
     load_combiner,
 )
-from common.dataset import load_bundled_candles
 from common.events import SignalEvent, Target
 from common.ids import make_tick_id
 from common.observation import FeatureSpec
 from common.signals import SignalArrays
-from config import FallbackMode, load_settings
+from config import FallbackMode
 from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES, Carry, Choice, Mark, TickInput, decide_tick
+from tests.unit.meta.real_data import PRICE, funding_events, real_inputs, vote_context
 from training.research.candidates import Context, apply_linear, build_context, fit_linear, fit_predict
-from training.research.funding import load_funding
-from training.research.protocol import _baseline_exposures, funding_known
-from training.signals import compute_signals, training_exogenous
+from training.research.protocol import funding_known
 
-PRICE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi", "ma_trend", "vwap_reversion")
 TARGETS = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
 N = 3000
 
@@ -49,15 +45,13 @@ N = 3000
 @pytest.fixture(scope="module")
 def real() -> tuple[pd.DataFrame, SignalArrays, np.ndarray]:
     """The last 3,000 real hours (2022-05 .. 08), the price strategies, the published funding."""
-    candles = load_bundled_candles().iloc[-N:]
-    sig = compute_signals(candles, exogenous=training_exogenous()).restricted(PRICE)
-    events = load_funding(Path(load_settings().exogenous.data_dir))
+    candles, sig, events = real_inputs(N)
     return candles, sig, funding_known(sig.index, events)
 
 
 def context(real: tuple[pd.DataFrame, SignalArrays, np.ndarray]) -> Context:
     candles, sig, fund = real
-    return build_context(candles, sig, _baseline_exposures(sig)["majority_vote"], fund)
+    return vote_context(candles, sig, fund)
 
 
 def artefact(ctx: Context, family: str, lam: float, train: np.ndarray) -> bytes:
@@ -214,9 +208,7 @@ def test_linear_artefacts_are_canonical_and_checked(
 def real6k() -> tuple[pd.DataFrame, SignalArrays, np.ndarray]:
     """6,000 real hours (2021-12 .. 2022-08): the price strategies' vote is flat before ~bar 1,100
     of any slice (their warm-up), so 3,000 hours leave a meta-label fit a single training row."""
-    candles = load_bundled_candles().iloc[-6000:]
-    sig = compute_signals(candles, exogenous=training_exogenous()).restricted(PRICE)
-    events = load_funding(Path(load_settings().exogenous.data_dir))
+    candles, sig, events = real_inputs(6000)
     return candles, sig, funding_known(sig.index, events)
 
 
@@ -267,10 +259,9 @@ def test_live_imitation_equals_the_research_path_bar_by_bar(
     from training.research.learners import imitation_model
 
     candles, sig, fund = real6k
-    events = load_funding(Path(load_settings().exogenous.data_dir))
-    per_bar = bar_funding(sig.index, events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
+    per_bar = bar_funding(sig.index, funding_events(), DEFAULT_FUNDING_RATE_HOURLY).per_bar
     cost_rate = CostModel.configured().cost_rate
-    ctx = build_context(candles, sig, _baseline_exposures(sig)["majority_vote"], fund, per_bar, cost_rate)
+    ctx = vote_context(candles, sig, fund, per_bar, cost_rate)
     train = np.arange(LINEAR_CLOSES, 3000)
     lam = 0.001  # the grid's 1 and 100 shrink both legs to their base rates: flat at every bar
     vectorized = exposure(Config("imitation", {"lam": lam}), ctx, train)
