@@ -13,7 +13,6 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
 from types import SimpleNamespace
 
 import numpy as np
@@ -22,13 +21,11 @@ import pytest
 
 from common import combiner
 from common.combiner import export_combiner, load_combiner
-from common.events import SignalEvent, Target
-from common.ids import make_tick_id
 from common.observation import FeatureSpec
 from common.signals import SignalArrays
 from config import FallbackMode
-from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES, Carry, Choice, Mark, TickInput, decide_tick
-from tests.unit.meta.real_data import PRICE, real_context, real_inputs, vote_context
+from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES, Carry, Choice, TickInput, decide_tick
+from tests.unit.meta.real_data import PRICE, live_tick, real_context, real_inputs, vote_context
 from training.research import learners
 from training.research.candidates import (
     Config,
@@ -45,7 +42,6 @@ from training.research.funding import bar_funding
 from training.research.protocol import funding_known
 
 N = 4000
-TARGETS = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
 
 
 @pytest.fixture(scope="module")
@@ -199,17 +195,7 @@ def choose(art: bytes | None) -> Choice:
 
 def tick_input(real: tuple[pd.DataFrame, SignalArrays, np.ndarray, np.ndarray], t: int) -> TickInput:
     candles, sig, fund, charge = real
-    close = candles["close"].to_numpy(np.float64)
-    when = pd.Timestamp(sig.index[t]).to_pydatetime() + timedelta(hours=1)
-    tick = make_tick_id("BTC/USD:USD", when)
-    recs = {
-        s: (TARGETS[int(sig.target[t, k])], SignalEvent.NONE, 0.5)
-        for k, s in enumerate(sig.strategies)
-        if sig.present[t, k]
-    }
-    bar = Mark(tick, tuple(close[max(0, t + 1 - BAR_CLOSES) : t + 1]))
-    f = None if np.isnan(fund[t]) else float(fund[t])
-    return TickInput(tick, when, frozenset(recs), recs, bar, True, f, float(charge[t]))
+    return live_tick(candles, sig, fund, t, charge)
 
 
 def run_live(
