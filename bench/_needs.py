@@ -10,8 +10,12 @@ uses the shared database or the configured topics, runs the project's own set-up
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,3 +73,26 @@ def require(
         _ops("migrate")
     if topics:
         _ops("topics")
+
+
+@contextmanager
+def throwaway_database(name: str | None = None) -> Iterator[str]:
+    """A database of the bench's own on the local Postgres (``bench_<random>`` unless ``name``),
+    migrated to head; its SQLAlchemy URL is yielded, and it is dropped (``WITH (FORCE)``) on exit."""
+    import psycopg
+
+    from common.db.migrate import upgrade
+    from common.db.session import with_local_passfile
+
+    port = int(os.environ.get("BTCMETA_PG_PORT", "55432"))
+    admin = with_local_passfile(f"postgresql://btcmeta@127.0.0.1:{port}/postgres")
+    name = name or f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:{port}/{name}")
+        upgrade(url, "head")
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -26,19 +26,15 @@ import pstats
 import random
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import psycopg
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.machine import cpu_model  # noqa: E402
 from common import serde  # noqa: E402
-from common.db.migrate import upgrade  # noqa: E402
-from common.db.session import make_engine, with_local_passfile  # noqa: E402
+from common.db.session import make_engine  # noqa: E402
 from common.events import ExecutionReport, IntentAction, OrderIntent  # noqa: E402
 from common.ids import make_tick_id  # noqa: E402
 from common.logging import configure_logging  # noqa: E402
@@ -46,9 +42,6 @@ from config import RiskLimits, load_settings  # noqa: E402
 from executor.clock import CandlePriceFeed, Clock, FixedPriceFeed, PriceFeed, ReplayClock, SystemClock  # noqa: E402
 from executor.exchanges.paper import PaperExchange  # noqa: E402
 from executor.service import Executor  # noqa: E402
-
-PG_PORT = int(os.environ.get("BTCMETA_PG_PORT", "55432"))
-ADMIN = with_local_passfile(f"postgresql://btcmeta@127.0.0.1:{PG_PORT}/postgres")
 
 
 def discard(report: ExecutionReport) -> None:
@@ -69,17 +62,12 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=1, help="intents per handle_batch call (1: handle)")
     args = parser.parse_args()
-    from bench._needs import require
+    from bench._needs import require, throwaway_database
 
     # Postgres (a throw-away database of its own)
     require(postgres=True)
     configure_logging("bench-executor", "WARNING", json=True)
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:{PG_PORT}/{name}")
-    try:
-        upgrade(url, "head")
+    with throwaway_database() as url:
         settings = load_settings(
             database_url=url,
             risk=RiskLimits(
@@ -154,9 +142,6 @@ def main() -> None:
             profiler.disable()
         elapsed = time.perf_counter() - started
         engine.dispose()
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     rate = args.intents / elapsed
     line = (
         f"| {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.node()} ({cpu_model()}) | "

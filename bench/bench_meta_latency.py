@@ -24,12 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import psycopg  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
-from common.db.migrate import upgrade  # noqa: E402
-from common.db.session import with_local_passfile  # noqa: E402
 from common.events import Target  # noqa: E402
 from common.kafka.configuration import admin_config, consumer_config  # noqa: E402
 from common.kafka.topics import INTENTS, delete_topics_with_prefix, ensure_topics, topic_specs  # noqa: E402
@@ -42,34 +39,26 @@ from config import (  # noqa: E402
 from meta_consumer.service import MetaConsumer  # noqa: E402
 from tests.integration.test_meta_consumer import LIVE, Bus, bar, plan, rec, tick_id  # noqa: E402
 
-ADMIN_DSN = with_local_passfile("postgresql://btcmeta@127.0.0.1:55432/postgres")
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=200, help="ticks to time")
     args = ap.parse_args()
-    from bench._needs import require
+    from bench._needs import require, throwaway_database
 
     # Postgres and the broker (a database and prefix of its own)
     require(postgres=True, kafka=True)
     configure_logging("bench", "WARNING", json=True)
-    db = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}")
-    prefix = f"bench.{uuid.uuid4().hex[:8]}."
-    settings = load_settings(
-        kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix}, database_url=url
-    )
-    admin = AdminClient(admin_config(settings))
-    try:
-        upgrade(url)
-        latencies = {batch: run(settings, args.n, batch) for batch in (100, 1)}
-    finally:
-        delete_topics_with_prefix(admin, prefix)
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    with throwaway_database() as url:
+        prefix = f"bench.{uuid.uuid4().hex[:8]}."
+        settings = load_settings(
+            kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix}, database_url=url
+        )
+        admin = AdminClient(admin_config(settings))
+        try:
+            latencies = {batch: run(settings, args.n, batch) for batch in (100, 1)}
+        finally:
+            delete_topics_with_prefix(admin, prefix)
     report(latencies)
 
 

@@ -27,7 +27,6 @@ import platform
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,7 +36,6 @@ sys.path.insert(0, str(REPO))
 import psycopg  # noqa: E402
 
 from bench.machine import cpu_model  # noqa: E402
-from common.db.migrate import upgrade  # noqa: E402
 from common.db.session import with_local_passfile  # noqa: E402
 from common.events import DueStrategy, Recommendation, SignalEvent, Target, TickPlan  # noqa: E402
 from common.ids import make_tick_id  # noqa: E402
@@ -46,8 +44,6 @@ from config import MetaSettings, load_settings  # noqa: E402
 from meta_consumer.decide import MARK_CLOSES, Mark  # noqa: E402
 from meta_consumer.service import MetaConsumer  # noqa: E402
 
-PG_PORT = int(os.environ.get("BTCMETA_PG_PORT", "55432"))
-ADMIN = with_local_passfile(f"postgresql://btcmeta@127.0.0.1:{PG_PORT}/postgres")
 SYMBOL = "BTC/USD:USD"
 LIVE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi")
 T0 = datetime(2022, 1, 1, tzinfo=UTC)
@@ -178,21 +174,13 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=400, help="timed ticks per shape (after warm-up)")
     ap.add_argument("--label", default="current", help="what code was measured (goes in the table)")
     args = ap.parse_args()
-    from bench._needs import require
+    from bench._needs import require, throwaway_database
 
     require(postgres=True)
     configure_logging("bench-meta-store", "WARNING", json=True)
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:{PG_PORT}/{name}")
-    try:
-        upgrade(url, "head")
+    with throwaway_database() as url:
         load_before = os.getloadavg()[0]
         ms = run(url, args.ticks)
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     b50, b90 = quantiles(ms["batch"])
     m50, m90 = quantiles(ms["message"])
     d50, d90 = quantiles(ms["decide"])

@@ -26,7 +26,6 @@ import os
 import platform
 import statistics
 import sys
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +37,6 @@ sys.path.insert(0, str(REPO))
 
 from common import serde  # noqa: E402
 from common.dataset import load_bundled_candles  # noqa: E402
-from common.db.session import with_local_passfile  # noqa: E402
 from common.registry import Registry, import_class, parse_registry  # noqa: E402
 from common.serde_bars import ExogenousArrays, encode_bar  # noqa: E402
 from tick_emitter.core import BarPayload, BaseCandles, DuePlan, build_events, plan_tick, prepare_bars  # noqa: E402
@@ -57,7 +55,6 @@ from bench_tick_prep import timed  # noqa: E402  (same timing loop as the tick-p
 
 TICK = datetime(2022, 3, 2, tzinfo=UTC)
 DATA = REPO.parent / "shared" / "data" / "exogenous"
-ADMIN_DSN = with_local_passfile("postgresql://btcmeta@127.0.0.1:55432/postgres")
 STRATEGIES = [
     ("funding_extremes", "strategy_consumers.strategies.funding_extremes:FundingExtremes", "4h", 1600),
     ("exchange_reserves", "strategy_consumers.strategies.exchange_reserves:ExchangeReserves", "1d", 1200),
@@ -113,14 +110,11 @@ def main() -> None:
     ap.add_argument("--db-n", type=int, default=50, help="iterations of the one-query-per-series path")
     ap.add_argument("--walk", type=int, default=24 * 60, help="consecutive hourly ticks in the walk")
     args = ap.parse_args()
-    from bench._needs import require
+    from bench._needs import require, throwaway_database
 
     # Postgres (a throw-away database of its own)
     require(postgres=True)
 
-    import psycopg
-
-    from common.db.migrate import upgrade
     from common.db.session import make_engine
     from common.exogenous.store import read_series
     from producers.exogenous import import_dir
@@ -143,12 +137,7 @@ def main() -> None:
     steps = [bars_at(TICK + timedelta(hours=i)) for i in range(args.walk)]
     steps = [(p, b) for p, b in steps if p and b]
 
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{name}")
-    try:
-        upgrade(url, "head")
+    with throwaway_database() as url:
         engine = make_engine(url)
         import_dir(engine, DATA, series, now=datetime(2026, 1, 1, tzinfo=UTC))
         plan, bars = bars_at(TICK)
@@ -240,9 +229,6 @@ def main() -> None:
         live.close()
         walk_live.close()
         engine.dispose()
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.platform()}, "
         f"nproc={os.cpu_count()}, Python {platform.python_version()}; "

@@ -14,7 +14,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from common import serde  # noqa: E402
-from common.db.session import with_local_passfile  # noqa: E402
 from common.events import BarClosed, TickPlan, to_epoch_ms  # noqa: E402
 from common.serde_bars import encode_bar  # noqa: E402
 from tick_emitter.core import BarPayload, BaseCandles, build_events, plan_tick, prepare_bars  # noqa: E402
@@ -45,7 +43,6 @@ REGISTRY = registry_of(
         ("d2", "1d", 480),
     ]
 )
-ADMIN_DSN = with_local_passfile("postgresql://btcmeta@127.0.0.1:55432/postgres")
 
 
 def timed(fn: Callable[[], object], n: int) -> list[float]:
@@ -126,19 +123,12 @@ def main() -> None:
 
 def db_rows(base: BaseCandles, n: int) -> list[str]:
     """Same tick with the base read from Postgres (one query over the max lookback)."""
-    import psycopg
-
-    from common.db.migrate import upgrade
+    from bench._needs import throwaway_database
     from common.db.session import make_engine
     from producers import store
     from producers.candles import RawCandle
 
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{name}")
-    try:
-        upgrade(url, "head")
+    with throwaway_database() as url:
         engine = make_engine(url)
         rows_in = zip(base.times.tolist(), base.values.tolist(), strict=True)
         candles = [RawCandle(int(t), *v) for t, v in rows_in]
@@ -177,9 +167,6 @@ def db_rows(base: BaseCandles, n: int) -> list[str]:
         ]
         engine.dispose()
         return rows
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

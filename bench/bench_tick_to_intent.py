@@ -58,7 +58,6 @@ from confluent_kafka.admin import AdminClient  # noqa: E402
 
 from common import serde  # noqa: E402
 from common.dataset import BUNDLED_CSV  # noqa: E402
-from common.db.session import with_local_passfile  # noqa: E402
 from common.events import OrderIntent, Recommendation  # noqa: E402
 from common.kafka.configuration import admin_config, consumer_config  # noqa: E402
 from common.kafka.producer import EventProducer  # noqa: E402
@@ -77,7 +76,6 @@ from tick_emitter.core import build_events, plan_tick, prepare_bars, tick_times 
 from tick_emitter.emitter import publish_tick  # noqa: E402
 from tick_emitter.replay import base_from_csv  # noqa: E402
 
-ADMIN_DSN = with_local_passfile("postgresql://btcmeta@127.0.0.1:55432/postgres")
 WARMUP = 20  # ticks not timed: group joins, first fetches, cold strategy starts (stated in the result)
 RESULTS = REPO / "bench" / "results"
 #: The five proof-of-concept strategies: hourly, price only.
@@ -103,7 +101,7 @@ def main() -> None:
     suffix += "" if args.lookback is None else f"_lookback{args.lookback}"
     name = f"tick_to_intent{suffix}"
     out = args.out or RESULTS / f"{name}.md"
-    from bench._needs import require
+    from bench._needs import require, throwaway_database
 
     # Postgres and the broker (a database and prefix of its own)
     require(postgres=True, kafka=True)
@@ -111,42 +109,35 @@ def main() -> None:
     run_id = uuid.uuid4().hex[:8]
     db = f"bench_{run_id}"
     prefix = f"bench.{run_id}."
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    url = with_local_passfile(f"postgresql+psycopg://btcmeta@127.0.0.1:55432/{db}")
-    work = Path(tempfile.mkdtemp(prefix="bench-t2i-"))
-    registry_path = load_settings().registry_path
-    left_out: list[str] = []
-    if args.strategies == "poc" or args.lookback is not None:
-        registry_path = str(work / "registry.json")
-        with open(load_settings().registry_path, encoding="utf-8") as fh:
-            doc = json.load(fh)
-        if args.strategies == "poc":
-            doc["strategies"] = [s for s in doc["strategies"] if s["name"] in POC]
-        if args.lookback is not None:
-            doc["strategies"], left_out = _with_lookback(doc["strategies"], args.lookback)
-        Path(registry_path).write_text(json.dumps(doc), encoding="utf-8")
-    settings = load_settings(
-        min_timeframe="1h",
-        database_url=url,
-        registry_path=registry_path,
-        strategy={"step": not args.no_step},
-        kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix},
-    )
-    admin = AdminClient(admin_config(settings))
-    load_start = os.getloadavg()
-    try:
-        from common.db.migrate import upgrade
-
-        upgrade(url)
-        rows, cpu = run(settings, args.n)
-        decided = decided_at(url, prefix)
-    finally:
-        delete_topics_with_prefix(admin, prefix)
-        _delete_groups(admin, prefix)
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        shutil.rmtree(work, ignore_errors=True)
+    with throwaway_database(db) as url:
+        work = Path(tempfile.mkdtemp(prefix="bench-t2i-"))
+        registry_path = load_settings().registry_path
+        left_out: list[str] = []
+        if args.strategies == "poc" or args.lookback is not None:
+            registry_path = str(work / "registry.json")
+            with open(load_settings().registry_path, encoding="utf-8") as fh:
+                doc = json.load(fh)
+            if args.strategies == "poc":
+                doc["strategies"] = [s for s in doc["strategies"] if s["name"] in POC]
+            if args.lookback is not None:
+                doc["strategies"], left_out = _with_lookback(doc["strategies"], args.lookback)
+            Path(registry_path).write_text(json.dumps(doc), encoding="utf-8")
+        settings = load_settings(
+            min_timeframe="1h",
+            database_url=url,
+            registry_path=registry_path,
+            strategy={"step": not args.no_step},
+            kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix},
+        )
+        admin = AdminClient(admin_config(settings))
+        load_start = os.getloadavg()
+        try:
+            rows, cpu = run(settings, args.n)
+            decided = decided_at(url, prefix)
+        finally:
+            delete_topics_with_prefix(admin, prefix)
+            _delete_groups(admin, prefix)
+            shutil.rmtree(work, ignore_errors=True)
     note = f"{args.strategies} strategies, steppers {'off' if args.no_step else 'on'}"
     if args.lookback is not None:
         note += (

@@ -12,79 +12,40 @@ range) at every tick.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import update
 
 from common.combiner import LINEAR_CLOSES
 from common.db.models import Model
 from common.db.session import make_engine, session_scope
-from common.events import BarClosed, DueStrategy, Recommendation, SignalEvent, Target, TickPlan
-from common.exogenous.catalog import get_series
-from common.exogenous.files import load_dir
-from common.exogenous.store import store_frame, sync_catalog
-from common.ids import make_intent_id, make_tick_id
-from common.kafka.producer import EventProducer
-from common.kafka.topics import RECOMMENDATIONS, TICKS, bars_topic
-from common.signals import SignalArrays
 from config import DEFAULT_FUNDING_RATE_HOURLY, Settings, load_settings
 from meta_consumer import store
 from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES
 from meta_consumer.service import FUNDING_AGE
-from tests.integration.test_meta_consumer import meta_settings, own_db, read_intents, running, wait_decisions
+from tests.integration.combiner_live import (
+    PRICE,
+    assert_live_is_vectorized,
+    decide_selected_live,
+    load_bundled_candles_slice,
+    store_funding,
+)
+from tests.integration.test_meta_consumer import own_db
 from training.ledger import CostModel
 from training.research.candidates import build_context, exposure
 from training.research.export import FitData, export, parse_key, train_bars
-from training.research.funding import SERIES, bar_funding, load_funding
+from training.research.funding import bar_funding, load_funding
 from training.research.protocol import _baseline_exposures, funding_known
 from training.signals import compute_signals, training_exogenous
 
 pytestmark = pytest.mark.integration
 __all__ = ["own_db"]  # the fixture, re-used from the meta consumer's tests
 
-SYMBOL = "BTC/USD:USD"
-PRICE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi", "ma_trend", "vwap_reversion")
-TARGETS = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
 KEY = 'ridge:{"lam":0.01}'
 TICKS_N = 200
-
-
-def publish(settings: Settings, candles: pd.DataFrame, sig: SignalArrays, bars: Sequence[int]) -> list[str]:
-    """Answers, TickPlan and BarClosed (721 closes) of each bar's tick, as strategies and emitter send."""
-    p = EventProducer(settings, "test-publisher")
-    ohlcv = candles[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
-    times = [ts.to_pydatetime() for ts in pd.DatetimeIndex(candles.index)]
-    ids = []
-    for t in bars:
-        when = times[t] + timedelta(hours=1)  # the tick at bar t's close
-        tid = make_tick_id(SYMBOL, when)
-        ids.append(tid)
-        for k, name in enumerate(PRICE):
-            if sig.present[t, k]:
-                rec = Recommendation(
-                    tick_id=tid, strategy=name, strategy_version="1.0.0", symbol=SYMBOL, timeframe="1h",
-                    bar_close_time=when, target=TARGETS[int(sig.target[t, k])], event=SignalEvent.NONE,
-                    confidence=0.5, horizon_bars=4, produced_at=when, indicators={},
-                )  # fmt: skip
-                p.send(settings.topic(RECOMMENDATIONS), rec, key=tid)
-        due = [DueStrategy(n, "1.0.0", "1h") for k, n in enumerate(PRICE) if sig.present[t, k]]
-        plan = TickPlan.create(SYMBOL, when, due, deadline=when + timedelta(seconds=30), published_at=when)
-        p.send(settings.topic(TICKS), plan, key=tid)
-        lo = t + 1 - BAR_CLOSES
-        w = ohlcv[lo : t + 1]
-        bar = BarClosed(
-            tick_id=tid, symbol=SYMBOL, timeframe="1h", bar_open_time=times[t],
-            open_time=tuple(times[lo : t + 1]), open=tuple(w[:, 0]), high=tuple(w[:, 1]),
-            low=tuple(w[:, 2]), close=tuple(w[:, 3]), volume=tuple(w[:, 4]),
-        )  # fmt: skip
-        p.send(settings.topic(bars_topic("1h")), bar, key=tid)
-    p.flush()
-    return ids
 
 
 def test_funding_read_live_is_the_research_rate_last_published(own_db: Settings) -> None:
@@ -97,11 +58,8 @@ def test_funding_read_live_is_the_research_rate_last_published(own_db: Settings)
     import time
 
     exo = Path(load_settings().exogenous.data_dir)
-    frames = load_dir(exo, SERIES)
     engine = make_engine(own_db.database_url.get_secret_value())
-    sync_catalog(engine, [get_series(s) for s in SERIES])
-    for name in SERIES:
-        store_frame(engine, get_series(name), frames[name], "test")
+    store_funding(engine)
     opens = pd.date_range("2016-05-10", "2023-12-31", freq="7h", tz="UTC")
     want = funding_known(pd.DatetimeIndex(opens), load_funding(exo))
     t0 = time.perf_counter()
@@ -148,10 +106,7 @@ def test_selected_linear_combiner_decides_live_as_its_vectorized_backtest(own_db
     fit = FitData(candles, sig_all, events, until)
 
     engine = make_engine(settings.database_url.get_secret_value())
-    frames = load_dir(exo, SERIES)  # the real funding series, as the exogenous loader stores them
-    sync_catalog(engine, [get_series(s) for s in SERIES])
-    for name in SERIES:
-        store_frame(engine, get_series(name), frames[name], "test")
+    frames = store_funding(engine)  # the real funding series, as the exogenous loader stores them
     # the live read is point in time and equals the research's "last published by the close"
     ticks = [pd.Timestamp(sig.index[t]).to_pydatetime() + timedelta(hours=1) for t in bars]
     live_fund = [store.funding_last(engine, at) for at in ticks]
@@ -180,13 +135,9 @@ def test_selected_linear_combiner_decides_live_as_its_vectorized_backtest(own_db
     )
     vectorized = exposure(config, ctx, train_bars(sig, until))  # the research candidate's path
 
-    with running(settings, meta_settings(model_poll_s=0.0), live=PRICE):
-        first = publish(settings, candles, sig, bars[:1])
-        [d0] = wait_decisions(settings, 1)
-        with session_scope(engine) as s:  # the operator selects it; the next tick's poll loads it
-            s.execute(update(Model).where(Model.model_id == exported.model_id).values(selected=True))
-        ids = first + publish(settings, candles, sig, bars[1:])
-        rows = wait_decisions(settings, len(bars), timeout=180)
+    d0, ids, rows = decide_selected_live(
+        settings, engine, exported.model_id, candles, sig, bars, BAR_CLOSES, timeout=180
+    )
     engine.dispose()
     assert 0 <= FUNDING_AGE._value.get() <= 8  # the last tick's rate: fresh (ticks in 2022)
     assert d0.model_id == "fallback:majority_vote"
@@ -197,15 +148,8 @@ def test_selected_linear_combiner_decides_live_as_its_vectorized_backtest(own_db
     assert not any(r.degraded for r in rows)
     assert all(len(r.observation["state"]["mark"]["closes"]) == LINEAR_CLOSES for r in rows[1:])
     assert [r.observation["funding_last"] for r in rows[1:]] == live_fund[1:]
-    live = np.array([r.target_exposure for r in rows[1:]])
     want = vectorized[bars[1:]]
-    k = np.flatnonzero(live != want)
-    assert k.size == 0, (
-        f"first difference at tick {ids[1 + k[0]]}: live {live[k[0]]} vs vectorized {want[k[0]]}"
-    )
-    intents = read_intents(settings, len(bars))
-    assert [i.intent_id for _, i in intents[1:]] == [make_intent_id(t, exported.model_id) for t in ids[1:]]
-    assert np.array_equal([i.target_exposure for _, i in intents[1:]], want)
+    assert_live_is_vectorized(settings, exported.model_id, ids, rows, want)
     if config.family == "metalabel":  # the vote's levels, followed at some ticks and vetoed at others
         vote = ctx.majority[bars[1:]]
         assert (
@@ -216,9 +160,3 @@ def test_selected_linear_combiner_decides_live_as_its_vectorized_backtest(own_db
         assert len(set(want.tolist())) >= 3, "a window where the linear score moves the book"
     size = [len(json.dumps(r.observation)) for r in (d0, rows[-1])]
     print(f"decision row observation JSON: {size[0]} bytes (256 closes), {size[1]} bytes (721 closes)")
-
-
-def load_bundled_candles_slice() -> pd.DataFrame:
-    from common.dataset import load_bundled_candles
-
-    return load_bundled_candles().iloc[-4000:]

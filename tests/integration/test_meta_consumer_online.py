@@ -18,26 +18,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Engine
 
 from common import combiner
-from common.combiner import LINEAR_CLOSES, load_combiner
-from common.db.models import Model
+from common.combiner import LINEAR_CLOSES, Combiner, load_combiner
+from common.db.models import Decision, Model
 from common.db.session import make_engine, session_scope
-from common.exogenous.catalog import get_series
-from common.exogenous.files import load_dir
-from common.exogenous.store import store_frame, sync_catalog
-from common.ids import make_intent_id
+from common.signals import SignalArrays
 from config import DEFAULT_FUNDING_RATE_HOURLY, Settings, load_settings
 from meta_consumer import store
-from meta_consumer.decide import MARK_CLOSES
-from tests.integration.test_meta_consumer import meta_settings, own_db, read_intents, running, wait_decisions
-from tests.integration.test_meta_consumer_linear import PRICE, load_bundled_candles_slice, publish
+from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES
+from tests.integration.combiner_live import (
+    PRICE,
+    assert_live_is_vectorized,
+    decide_selected_live,
+    load_bundled_candles_slice,
+    store_funding,
+)
+from tests.integration.test_meta_consumer import own_db
 from training.ledger import CostModel
 from training.research import learners
 from training.research.candidates import build_context, snap
-from training.research.export import FitData, _Row, export, parse_key
-from training.research.funding import SERIES, bar_funding, load_funding
+from training.research.export import Exported, FitData, _Row, export, parse_key
+from training.research.funding import FundingEvents, bar_funding, load_funding
 from training.research.protocol import _baseline_exposures, funding_known
 from training.signals import compute_signals, training_exogenous
 
@@ -45,13 +48,6 @@ pytestmark = pytest.mark.integration
 __all__ = ["own_db"]
 
 TICKS_N = 200
-
-
-def _store_funding(engine: object) -> None:
-    frames = load_dir(Path(load_settings().exogenous.data_dir), SERIES)
-    sync_catalog(engine, [get_series(s) for s in SERIES])  # type: ignore[arg-type]
-    for name in SERIES:
-        store_frame(engine, get_series(name), frames[name], "test")  # type: ignore[arg-type]
 
 
 def test_funding_charge_read_live_is_the_research_per_bar_funding(own_db: Settings) -> None:
@@ -62,7 +58,7 @@ def test_funding_charge_read_live_is_the_research_per_bar_funding(own_db: Settin
     """
     exo = Path(load_settings().exogenous.data_dir)
     engine = make_engine(own_db.database_url.get_secret_value())
-    _store_funding(engine)
+    store_funding(engine)
     opens = pd.date_range("2016-05-01", "2023-12-31 23:00", freq="1h", tz="UTC")
     want = bar_funding(opens, load_funding(exo), DEFAULT_FUNDING_RATE_HOURLY).per_bar
     picks = [i for start in range(800, len(opens) - 72, 1440) for i in range(start, start + 72)]
@@ -80,25 +76,46 @@ def test_funding_charge_read_live_is_the_research_per_bar_funding(own_db: Settin
     print(f"funding_charge: {len(picks)} reads, {per_ms:.2f} ms each (engine, incl. checkout)")
 
 
-@pytest.mark.parametrize("key", ['hedge:{"decay":0.0,"eta":20.0}', 'dsr:{"rho":0.01,"seed":1}'])
-def test_selected_online_combiner_decides_live_as_its_vectorized_path(own_db: Settings, key: str) -> None:
-    settings = own_db
-    exo = Path(load_settings().exogenous.data_dir)
+def _exported_before_the_replay(
+    settings: Settings, key: str
+) -> tuple[pd.DataFrame, SignalArrays, FundingEvents, list[int], Engine, Exported, Combiner]:
+    """The real inputs, the replayed bars (the last TICKS_N but the very last), the real funding
+    stored, and ``key`` exported on the bars before the replay only: registered, not selected, and
+    loaded as the meta consumer loads it. (candles, sig, events, bars, engine, exported, combiner)"""
     candles = load_bundled_candles_slice()
     sig_all = compute_signals(candles, exogenous=training_exogenous())
     sig = sig_all.restricted(PRICE)
-    events = load_funding(exo)
+    events = load_funding(Path(load_settings().exogenous.data_dir))
     n = len(sig)
     bars = list(range(n - 1 - TICKS_N, n - 1))
     until = pd.Timestamp(sig.index[bars[0] - 1])  # learned on the bars before the replay only
     engine = make_engine(settings.database_url.get_secret_value())
-    _store_funding(engine)
-    config = parse_key(key)
+    store_funding(engine)
     exported = export(key, PRICE, engine=engine, data=FitData(candles, sig_all, events, until))
     with session_scope(engine) as s:
         row = s.get(Model, exported.model_id)
-        assert row is not None and not row.selected and row.algo == f"combiner:{config.family}"
+        assert row is not None and not row.selected and row.algo == f"combiner:{parse_key(key).family}"
     comb = load_combiner(_Row(exported.model_id, exported.artifact, exported.sha256))
+    return candles, sig, events, bars, engine, exported, comb
+
+
+def _assert_online_rows(
+    d0: Decision, ids: list[str], rows: list[Decision], model_id: str, comb: Combiner
+) -> None:
+    """The fallback decided the first tick (no online state), the selected combiner every later one
+    (none degraded, no reason), and the last row carries its state at the last tick."""
+    assert d0.model_id == "fallback:majority_vote" and "online" not in d0.observation["state"]
+    assert [r.tick_id for r in rows] == ids and {r.model_id for r in rows[1:]} == {model_id}
+    assert not any(r.degraded for r in rows) and all(r.observation["reason"] == "" for r in rows[1:])
+    last = rows[-1].observation
+    assert last["state"]["online"]["model"] == comb.fingerprint and last["state"]["online"]["bar"] == ids[-1]
+
+
+@pytest.mark.parametrize("key", ['hedge:{"decay":0.0,"eta":20.0}', 'dsr:{"rho":0.01,"seed":1}'])
+def test_selected_online_combiner_decides_live_as_its_vectorized_path(own_db: Settings, key: str) -> None:
+    settings = own_db
+    config = parse_key(key)
+    candles, sig, events, bars, engine, exported, comb = _exported_before_the_replay(settings, key)
     per_bar = bar_funding(sig.index, events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
     ctx = build_context(
         candles.loc[sig.index], sig, _baseline_exposures(sig)["majority_vote"],
@@ -120,28 +137,13 @@ def test_selected_online_combiner_decides_live_as_its_vectorized_path(own_db: Se
         )
         want = snap(pos)
 
-    with running(settings, meta_settings(model_poll_s=0.0), live=PRICE):
-        first = publish(settings, candles, sig, bars[:1])
-        [d0] = wait_decisions(settings, 1)
-        with session_scope(engine) as s:
-            s.execute(update(Model).where(Model.model_id == exported.model_id).values(selected=True))
-        ids = first + publish(settings, candles, sig, bars[1:])
-        rows = wait_decisions(settings, len(bars), timeout=180)
-    engine.dispose()
-    assert d0.model_id == "fallback:majority_vote" and "online" not in d0.observation["state"]
-    assert [r.tick_id for r in rows] == ids and {r.model_id for r in rows[1:]} == {exported.model_id}
-    assert not any(r.degraded for r in rows) and all(r.observation["reason"] == "" for r in rows[1:])
-    live = np.array([r.target_exposure for r in rows[1:]])
-    k = np.flatnonzero(live != want)
-    assert k.size == 0, (
-        f"first difference at tick {ids[1 + k[0]]}: live {live[k[0]]} vs vectorized {want[k[0]]}"
+    d0, ids, rows = decide_selected_live(
+        settings, engine, exported.model_id, candles, sig, bars, BAR_CLOSES, timeout=180
     )
+    engine.dispose()
+    _assert_online_rows(d0, ids, rows, exported.model_id, comb)
     assert len(set(want.tolist())) >= 3, "a window where the learner moves the book"
-    intents = read_intents(settings, len(bars))
-    assert [i.intent_id for _, i in intents[1:]] == [make_intent_id(t, exported.model_id) for t in ids[1:]]
-    assert np.array_equal([i.target_exposure for _, i in intents[1:]], want)
-    last = rows[-1].observation
-    assert last["state"]["online"]["model"] == comb.fingerprint and last["state"]["online"]["bar"] == ids[-1]
+    assert_live_is_vectorized(settings, exported.model_id, ids, rows, want)
     closes = LINEAR_CLOSES if config.family == "dsr" else MARK_CLOSES
     assert all(len(r.observation["state"]["mark"]["closes"]) == closes for r in rows[1:])
     if config.family == "dsr":
@@ -158,50 +160,22 @@ def test_selected_rl_combiner_decides_live_as_its_vectorized_path(own_db: Settin
     from ops.replay_compare import combiner_fractions
 
     settings = own_db
-    exo = Path(load_settings().exogenous.data_dir)
-    candles = load_bundled_candles_slice()
-    sig_all = compute_signals(candles, exogenous=training_exogenous())
-    sig = sig_all.restricted(PRICE)
-    events = load_funding(exo)
-    n = len(sig)
-    bars = list(range(n - 1 - TICKS_N, n - 1))
-    until = pd.Timestamp(sig.index[bars[0] - 1])
-    engine = make_engine(settings.database_url.get_secret_value())
-    _store_funding(engine)
     key = 'rl:{"horizon":168.0,"seeds":2,"steps":8192}'
-    exported = export(key, PRICE, engine=engine, data=FitData(candles, sig_all, events, until))
-    with session_scope(engine) as s:
-        row = s.get(Model, exported.model_id)
-        assert row is not None and not row.selected and row.algo == "combiner:rl"
-    comb = load_combiner(_Row(exported.model_id, exported.artifact, exported.sha256))
+    candles, sig, events, bars, engine, exported, comb = _exported_before_the_replay(settings, key)
     go = np.array(bars[1:])
     want, cold = combiner_fractions(
         candles.loc[sig.index], sig, comb, go, np.full(go.size, 10_000), funding_known(sig.index, events)
     )
     assert not cold.any()
 
-    with running(settings, meta_settings(model_poll_s=0.0), live=PRICE):
-        first = publish(settings, candles, sig, bars[:1])
-        [d0] = wait_decisions(settings, 1)
-        with session_scope(engine) as s:
-            s.execute(update(Model).where(Model.model_id == exported.model_id).values(selected=True))
-        ids = first + publish(settings, candles, sig, bars[1:])
-        rows = wait_decisions(settings, len(bars), timeout=180)
-    engine.dispose()
-    assert d0.model_id == "fallback:majority_vote" and "online" not in d0.observation["state"]
-    assert [r.tick_id for r in rows] == ids and {r.model_id for r in rows[1:]} == {exported.model_id}
-    assert not any(r.degraded for r in rows) and all(r.observation["reason"] == "" for r in rows[1:])
-    live = np.array([r.target_exposure for r in rows[1:]])
-    k = np.flatnonzero(live != want)
-    assert k.size == 0, (
-        f"first difference at tick {ids[1 + k[0]]}: live {live[k[0]]} vs vectorized {want[k[0]]}"
+    d0, ids, rows = decide_selected_live(
+        settings, engine, exported.model_id, candles, sig, bars, BAR_CLOSES, timeout=180
     )
+    engine.dispose()
+    _assert_online_rows(d0, ids, rows, exported.model_id, comb)
     assert len(set(want.tolist())) >= 2, "a window where the policy moves the book"
-    intents = read_intents(settings, len(bars))
-    assert [i.intent_id for _, i in intents[1:]] == [make_intent_id(t, exported.model_id) for t in ids[1:]]
-    assert np.array_equal([i.target_exposure for _, i in intents[1:]], want)
+    assert_live_is_vectorized(settings, exported.model_id, ids, rows, want)
     last = rows[-1].observation
-    assert last["state"]["online"]["model"] == comb.fingerprint and last["state"]["online"]["bar"] == ids[-1]
     assert set(last["state"]["online"]["state"]) == {"cum", "votes", "held"}
     assert all(len(r.observation["state"]["mark"]["closes"]) == LINEAR_CLOSES for r in rows[1:])
     size = [len(json.dumps(r.observation)) for r in (d0, rows[-1])]

@@ -34,7 +34,7 @@ import pandas as pd
 import pytest
 import typer
 from confluent_kafka.admin import AdminClient
-from sqlalchemy import update
+from sqlalchemy import Engine, update
 
 from common.db.models import Model
 from common.db.session import make_engine, session_scope
@@ -43,7 +43,7 @@ from ops.pipeline import settings_for
 from ops.replay_backtest import run_replay_backtest
 from ops.runs import delete_run, list_runs
 from tests.conftest import REPO
-from training.research.export import FitData, export
+from training.research.export import Exported, FitData, export
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -78,9 +78,9 @@ def two_strategies_744h(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     yield _cut_registry(tmp_path, monkeypatch, 744)
 
 
-def test_linear_combiner_replay_identical_to_vectorized(
-    pipeline_env: str, two_strategies_744h: Path, tmp_path: Path
-) -> None:
+def _fit_data(registry_path: Path, tail: int | None = None) -> FitData:
+    """The bundled candles before the window (the last ``tail`` of them), the cut registry's answers
+    over them and the funding series (the funding read live matters)."""
     from common.dataset import load_bundled_candles
     from common.registry import load_registry
     from config import load_settings
@@ -89,30 +89,58 @@ def test_linear_combiner_replay_identical_to_vectorized(
 
     candles = load_bundled_candles()
     candles = candles[candles.index < pd.Timestamp(START) - pd.Timedelta(hours=1)]  # before the window
-    registry = load_registry(two_strategies_744h)
+    if tail is not None:
+        candles = candles.iloc[-tail:]
+    registry = load_registry(registry_path)
     sig = compute_signals(candles, registry, training_exogenous(registry))
-    engine = make_engine(pipeline_env)
-    events = load_funding(Path(load_settings().exogenous.data_dir))  # the funding read live matters
-    exported = export('ridge:{"lam":0.01}', STRATEGIES, engine=engine, data=FitData(candles, sig, events))
-    assert json.loads(exported.artifact)["params"]["beta"][len(STRATEGIES) + 5] != 0.0  # funding_last
-    prefix = f"bt.l{uuid.uuid4().hex[:8]}."
+    return FitData(candles, sig, load_funding(Path(load_settings().exogenous.data_dir)))
+
+
+def _replay_identical_to_vectorized(
+    engine: Engine,
+    exported: Exported,
+    kind: str,
+    tag: str,
+    tmp_path: Path,
+    *,
+    levels: int,
+    why: str,
+    fills: bool,
+) -> None:
+    """``ops replay-backtest`` of the pinned combiner over the 300 ticks: every decision identical to
+    its vectorized side, no cold tick, the vectorized exposure over ``levels`` grid levels or more
+    (``fills``: and more than 10 fills compared); the run deleted and ``engine`` disposed after."""
+    prefix = f"bt.{tag}{uuid.uuid4().hex[:8]}."
     out = tmp_path / "out"
     try:
         cmp = run_replay_backtest(START, END, out, model_id=exported.model_id, prefix=prefix, timeout_s=600)
         assert cmp.identical, (out / "comparison.md").read_text()
         result = json.loads((out / "comparison.json").read_text())
         assert result["ticks"] == 300
-        assert result["model_kind"] == f"combiner:ridge {exported.fingerprint}"
+        assert result["model_kind"] == f"combiner:{kind} {exported.fingerprint}"
         assert result["checks"]["decided by the model"] == {"compared": 300, "differences": 0}
-        assert result["cold_start_ticks"] == 0  # 744 closes per BarClosed, 721 needed
+        # 720 (744) closes per BarClosed; volmanaged's window needs 73, the others 721
+        assert result["cold_start_ticks"] == 0
         decisions = pd.read_csv(out / "decisions.csv")
         assert set(decisions["model_id"]) == {exported.model_id}
         vec = pd.read_csv(out / "vectorized_decisions.csv")
-        assert vec["target_exposure"].nunique() >= 3, "a window where the linear score moves the book"
-        assert cmp.checks["fills"]["compared"] > 10, "a window without trades would prove little"
+        assert vec["target_exposure"].nunique() >= levels, why
+        if fills:
+            assert cmp.checks["fills"]["compared"] > 10, "a window without trades would prove little"
     finally:
         delete_run(engine, AdminClient(admin_config(settings_for(prefix))), prefix)
         engine.dispose()
+
+
+def test_linear_combiner_replay_identical_to_vectorized(
+    pipeline_env: str, two_strategies_744h: Path, tmp_path: Path
+) -> None:
+    data = _fit_data(two_strategies_744h)
+    engine = make_engine(pipeline_env)
+    exported = export('ridge:{"lam":0.01}', STRATEGIES, engine=engine, data=data)
+    assert json.loads(exported.artifact)["params"]["beta"][len(STRATEGIES) + 5] != 0.0  # funding_last
+    why = "a window where the linear score moves the book"
+    _replay_identical_to_vectorized(engine, exported, "ridge", "l", tmp_path, levels=3, why=why, fills=True)
 
 
 def test_dsr_combiner_replay_identical_to_vectorized(
@@ -120,38 +148,11 @@ def test_dsr_combiner_replay_identical_to_vectorized(
 ) -> None:
     """An online combiner (ADR 0026) through the whole pipeline: its state carried tick to tick by
     the meta consumer == the research step seeded from the artefact's state at the first tick."""
-    from common.dataset import load_bundled_candles
-    from common.registry import load_registry
-    from config import load_settings
-    from training.research.funding import load_funding
-    from training.signals import compute_signals, training_exogenous
-
-    candles = load_bundled_candles()
-    candles = candles[candles.index < pd.Timestamp(START) - pd.Timedelta(hours=1)].iloc[-3000:]
-    registry = load_registry(two_strategies_744h)
-    sig = compute_signals(candles, registry, training_exogenous(registry))
+    data = _fit_data(two_strategies_744h, 3000)
     engine = make_engine(pipeline_env)
-    events = load_funding(Path(load_settings().exogenous.data_dir))
-    exported = export(
-        'dsr:{"rho":0.01,"seed":1}', STRATEGIES, engine=engine, data=FitData(candles, sig, events)
-    )
-    prefix = f"bt.o{uuid.uuid4().hex[:8]}."
-    out = tmp_path / "out"
-    try:
-        cmp = run_replay_backtest(START, END, out, model_id=exported.model_id, prefix=prefix, timeout_s=600)
-        assert cmp.identical, (out / "comparison.md").read_text()
-        result = json.loads((out / "comparison.json").read_text())
-        assert result["ticks"] == 300
-        assert result["model_kind"] == f"combiner:dsr {exported.fingerprint}"
-        assert result["checks"]["decided by the model"] == {"compared": 300, "differences": 0}
-        assert result["cold_start_ticks"] == 0
-        decisions = pd.read_csv(out / "decisions.csv")
-        assert set(decisions["model_id"]) == {exported.model_id}
-        vec = pd.read_csv(out / "vectorized_decisions.csv")
-        assert vec["target_exposure"].nunique() >= 3, "a window where the learner moves the book"
-    finally:
-        delete_run(engine, AdminClient(admin_config(settings_for(prefix))), prefix)
-        engine.dispose()
+    exported = export('dsr:{"rho":0.01,"seed":1}', STRATEGIES, engine=engine, data=data)
+    why = "a window where the learner moves the book"
+    _replay_identical_to_vectorized(engine, exported, "dsr", "o", tmp_path, levels=3, why=why, fills=False)
 
 
 def test_rl_combiner_replay_identical_to_vectorized(
@@ -160,37 +161,12 @@ def test_rl_combiner_replay_identical_to_vectorized(
     """The RL policy (ADR 0027) through the whole pipeline: two PPO seeds fitted on the bars before
     the window; the meta consumer's FeatureSpec v2 from the BarClosed closes and its carried state
     == the same step seeded from the artefact's state over the research context."""
-    from common.dataset import load_bundled_candles
-    from common.registry import load_registry
-    from config import load_settings
-    from training.research.funding import load_funding
-    from training.signals import compute_signals, training_exogenous
-
-    candles = load_bundled_candles()
-    candles = candles[candles.index < pd.Timestamp(START) - pd.Timedelta(hours=1)].iloc[-4000:]
-    registry = load_registry(two_strategies_744h)
-    sig = compute_signals(candles, registry, training_exogenous(registry))
+    data = _fit_data(two_strategies_744h, 4000)
     engine = make_engine(pipeline_env)
-    events = load_funding(Path(load_settings().exogenous.data_dir))
     key = 'rl:{"horizon":168.0,"seeds":2,"steps":8192}'
-    exported = export(key, STRATEGIES, engine=engine, data=FitData(candles, sig, events))
-    prefix = f"bt.r{uuid.uuid4().hex[:8]}."
-    out = tmp_path / "out"
-    try:
-        cmp = run_replay_backtest(START, END, out, model_id=exported.model_id, prefix=prefix, timeout_s=600)
-        assert cmp.identical, (out / "comparison.md").read_text()
-        result = json.loads((out / "comparison.json").read_text())
-        assert result["ticks"] == 300
-        assert result["model_kind"] == f"combiner:rl {exported.fingerprint}"
-        assert result["checks"]["decided by the model"] == {"compared": 300, "differences": 0}
-        assert result["cold_start_ticks"] == 0
-        decisions = pd.read_csv(out / "decisions.csv")
-        assert set(decisions["model_id"]) == {exported.model_id}
-        vec = pd.read_csv(out / "vectorized_decisions.csv")
-        assert vec["target_exposure"].nunique() >= 2, "a window where the policy moves the book"
-    finally:
-        delete_run(engine, AdminClient(admin_config(settings_for(prefix))), prefix)
-        engine.dispose()
+    exported = export(key, STRATEGIES, engine=engine, data=data)
+    why = "a window where the policy moves the book"
+    _replay_identical_to_vectorized(engine, exported, "rl", "r", tmp_path, levels=2, why=why, fills=False)
 
 
 def test_combiner_replay_identical_to_vectorized(
@@ -198,24 +174,10 @@ def test_combiner_replay_identical_to_vectorized(
 ) -> None:
     engine = make_engine(pipeline_env)
     exported = export(KEY, STRATEGIES, engine=engine)
-    prefix = f"bt.c{uuid.uuid4().hex[:8]}."
-    out = tmp_path / "out"
-    try:
-        cmp = run_replay_backtest(START, END, out, model_id=exported.model_id, prefix=prefix, timeout_s=600)
-        assert cmp.identical, (out / "comparison.md").read_text()
-        result = json.loads((out / "comparison.json").read_text())
-        assert result["ticks"] == 300
-        assert result["model_kind"] == f"combiner:volmanaged {exported.fingerprint}"
-        assert result["checks"]["decided by the model"] == {"compared": 300, "differences": 0}
-        assert result["cold_start_ticks"] == 0  # 720 closes per BarClosed, the window needs 73
-        decisions = pd.read_csv(out / "decisions.csv")
-        assert set(decisions["model_id"]) == {exported.model_id}
-        vec = pd.read_csv(out / "vectorized_decisions.csv")
-        assert vec["target_exposure"].nunique() >= 3, "a window where the sizing moves"
-        assert cmp.checks["fills"]["compared"] > 10, "a window without trades would prove little"
-    finally:
-        delete_run(engine, AdminClient(admin_config(settings_for(prefix))), prefix)
-        engine.dispose()
+    why = "a window where the sizing moves"
+    _replay_identical_to_vectorized(
+        engine, exported, "volmanaged", "c", tmp_path, levels=3, why=why, fills=True
+    )
 
 
 def test_tampered_or_foreign_combiner_refused_before_anything_runs(

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.combiner import export_combiner, imitation_path, load_combiner
+from common.combiner import Combiner, export_combiner, imitation_path, load_combiner
 from common.combiner import snap as combiner_snap
 from common.dataset import load_bundled_candles
 from common.events import SignalEvent, Target
@@ -44,11 +44,22 @@ GAP = slice(400, 550)  # 150 stored hours missing: windows after it hold fewer c
 
 @pytest.fixture(scope="module")
 def inputs() -> tuple[pd.DataFrame, SignalArrays]:
-    raw = load_bundled_candles().iloc[-1200:]
-    candles = raw.drop(raw.index[GAP])
-    rng = np.random.default_rng(16)
-    n = len(candles)
-    # persistent answers (regimes of 24..120 bars), so the vote holds positions as real ones do
+    candles = gapped_candles(1200, GAP)
+    target = regime_targets(np.random.default_rng(16), len(candles))
+    present = np.ones_like(target, dtype=bool)
+    present[:30, 2] = False  # a strategy that has not answered yet does not vote
+    sig = signals(candles, target, ("c", "a", "b"), present)  # registry order differs from the combiner's
+    return candles, sig
+
+
+def gapped_candles(last: int, gap: slice) -> pd.DataFrame:
+    """The last ``last`` real hours, the stored hours ``gap`` (positions in them) missing."""
+    raw = load_bundled_candles().iloc[-last:]
+    return raw.drop(raw.index[gap])
+
+
+def regime_targets(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Persistent answers (regimes of 24..120 bars), so the vote holds positions as real ones do."""
     target = np.empty((n, len(STRATEGIES)), dtype=np.int8)
     for k in range(len(STRATEGIES)):
         t = 0
@@ -56,19 +67,46 @@ def inputs() -> tuple[pd.DataFrame, SignalArrays]:
             span = int(rng.integers(24, 120))
             target[t : t + span, k] = rng.choice([-1, 0, 1], p=[0.3, 0.2, 0.5])
             t += span
-    present = np.ones_like(target, dtype=bool)
-    present[:30, 2] = False  # a strategy that has not answered yet does not vote
-    sig = SignalArrays(
-        strategies=("c", "a", "b"),  # registry order differs from the combiner's
+    return target
+
+
+def signals(
+    candles: pd.DataFrame,
+    target: np.ndarray,
+    strategies: tuple[str, ...] = STRATEGIES,
+    present: np.ndarray | None = None,
+) -> SignalArrays:
+    """The answers ``target`` over the candles' bars (all present unless told)."""
+    return SignalArrays(
+        strategies=strategies,
         index=pd.DatetimeIndex(candles.index),
         target=target,
         event=np.zeros_like(target),
         confidence=np.full(target.shape, 0.5),
         age=np.zeros(target.shape, dtype=np.int64),
-        present=present,
+        present=np.ones_like(target, dtype=bool) if present is None else present,
         warmup=0,
     )
-    return candles, sig
+
+
+def load_test_combiner(art: bytes, max_closes: int) -> Combiner:
+    """The artefact as the meta consumer loads it from its ``models`` row (id ``c-test``)."""
+    return load_combiner(
+        SimpleNamespace(
+            model_id="c-test",
+            artifact=art,
+            artifact_sha256=hashlib.sha256(art).hexdigest(),
+            feature_spec=json.loads(FeatureSpec(strategies=STRATEGIES).to_json()),
+        ),
+        max_closes=max_closes,
+    )
+
+
+def combiner_choice(comb: Combiner) -> Choice:
+    """The consumer's choice of the combiner ``c-test``."""
+    return Choice(
+        "c-test", FeatureSpec(strategies=STRATEGIES), None, FallbackMode.MAJORITY_VOTE, combiner=comb
+    )
 
 
 def live_targets(
@@ -125,21 +163,11 @@ def test_vectorized_combiner_applies_the_consumers_cold_start(
 ) -> None:
     candles, sig = inputs
     art = export_combiner("volmanaged", STRATEGIES, {"target_vol": 0.3, "window": 72, "cap": 1.0})
-    comb = load_combiner(
-        SimpleNamespace(
-            model_id="c-test",
-            artifact=art,
-            artifact_sha256=hashlib.sha256(art).hexdigest(),
-            feature_spec=json.loads(FeatureSpec(strategies=STRATEGIES).to_json()),
-        ),
-        max_closes=MARK_CLOSES,
-    )
+    comb = load_test_combiner(art, MARK_CLOSES)
     bars = np.arange(len(candles))
     seen = closes_seen(pd.DatetimeIndex(candles.index), bars, WINDOW_BARS)
     vectorized, cold = combiner_fractions(candles, sig, comb, bars, seen)
-    choice = Choice(
-        "c-test", FeatureSpec(strategies=STRATEGIES), None, FallbackMode.MAJORITY_VOTE, combiner=comb
-    )
+    choice = combiner_choice(comb)
     live, reasons = live_targets(candles, sig, choice)
 
     k = np.flatnonzero(live != vectorized)
@@ -179,23 +207,10 @@ def test_vectorized_linear_combiner_is_the_live_decision_with_its_cold_start(fam
     from training.research.learners import metalabel_model
     from training.research.protocol import funding_known
 
-    raw = load_bundled_candles().iloc[-2600:]
     gap = slice(1700, 1850)
-    candles = raw.drop(raw.index[gap])
-    rng = np.random.default_rng(25)
+    candles = gapped_candles(2600, gap)
     n = len(candles)
-    target = np.empty((n, len(STRATEGIES)), dtype=np.int8)
-    for j in range(len(STRATEGIES)):
-        t = 0
-        while t < n:
-            span = int(rng.integers(24, 120))
-            target[t : t + span, j] = rng.choice([-1, 0, 1], p=[0.3, 0.2, 0.5])
-            t += span
-    sig = SignalArrays(
-        strategies=STRATEGIES, index=pd.DatetimeIndex(candles.index), target=target,
-        event=np.zeros_like(target), confidence=np.full(target.shape, 0.5),
-        age=np.zeros(target.shape, dtype=np.int64), present=np.ones_like(target, dtype=bool), warmup=0,
-    )  # fmt: skip
+    sig = signals(candles, regime_targets(np.random.default_rng(25), n))
     from pathlib import Path
 
     fund = funding_known(sig.index, load_funding(Path(load_settings().exogenous.data_dir)))
@@ -220,22 +235,12 @@ def test_vectorized_linear_combiner_is_the_live_decision_with_its_cold_start(fam
         model = fit_linear(ctx, "ridge", 0.01, train)
         params = {"lam": 0.01, **model.to_params()}
     art = export_combiner(family, STRATEGIES, params)
-    comb = load_combiner(
-        SimpleNamespace(
-            model_id="c-test",
-            artifact=art,
-            artifact_sha256=hashlib.sha256(art).hexdigest(),
-            feature_spec=json.loads(FeatureSpec(strategies=STRATEGIES).to_json()),
-        ),
-        max_closes=BAR_CLOSES,
-    )
+    comb = load_test_combiner(art, BAR_CLOSES)
     window_bars = 800  # after the 150 h gap: 650 closes < 721, cold for a while
     bars = np.arange(n)
     seen = closes_seen(pd.DatetimeIndex(candles.index), bars, window_bars)
     vectorized, cold = combiner_fractions(candles, sig, comb, bars, seen, fund)
-    choice = Choice(
-        "c-test", FeatureSpec(strategies=STRATEGIES), None, FallbackMode.MAJORITY_VOTE, combiner=comb
-    )
+    choice = combiner_choice(comb)
     live, reasons = live_targets(candles, sig, choice, window_bars, fund)
     k = np.flatnonzero(live != vectorized)
     assert k.size == 0, f"first difference at bar {k[0]}: live {live[k[0]]} vs vectorized {vectorized[k[0]]}"
@@ -275,23 +280,10 @@ def test_vectorized_online_combiner_is_the_live_decision_seeded_from_its_state(f
     from training.research.funding import load_funding
     from training.research.protocol import funding_known
 
-    raw = load_bundled_candles().iloc[-3400:]
     gap = slice(2500, 2650)
-    candles = raw.drop(raw.index[gap])
-    rng = np.random.default_rng(26)
+    candles = gapped_candles(3400, gap)
     n = len(candles)
-    target = np.empty((n, len(STRATEGIES)), dtype=np.int8)
-    for j in range(len(STRATEGIES)):
-        t = 0
-        while t < n:
-            span = int(rng.integers(24, 120))
-            target[t : t + span, j] = rng.choice([-1, 0, 1], p=[0.3, 0.2, 0.5])
-            t += span
-    sig = SignalArrays(
-        strategies=STRATEGIES, index=pd.DatetimeIndex(candles.index), target=target,
-        event=np.zeros_like(target), confidence=np.full(target.shape, 0.5),
-        age=np.zeros(target.shape, dtype=np.int64), present=np.ones_like(target, dtype=bool), warmup=0,
-    )  # fmt: skip
+    sig = signals(candles, regime_targets(np.random.default_rng(26), n))
     events = load_funding(Path(load_settings().exogenous.data_dir))
     fund = funding_known(sig.index, events)
     charge = hourly_funding_charge(sig.index, events, DEFAULT_FUNDING_RATE_HOURLY)
@@ -312,20 +304,12 @@ def test_vectorized_online_combiner_is_the_live_decision_seeded_from_its_state(f
         params = {**params, "features": list(head.feature_names), **ds.to_params()}
     if family != "rl":
         art = export_combiner(family, STRATEGIES, params)
-    comb = load_combiner(
-        SimpleNamespace(
-            model_id="c-test", artifact=art, artifact_sha256=hashlib.sha256(art).hexdigest(),
-            feature_spec=json.loads(FeatureSpec(strategies=STRATEGIES).to_json()),
-        ),
-        max_closes=BAR_CLOSES,
-    )  # fmt: skip
+    comb = load_test_combiner(art, BAR_CLOSES)
     window_bars = 800
     bars = np.arange(800, n)  # the replay: the consumer decides from bar 800 on
     seen = closes_seen(pd.DatetimeIndex(candles.index), bars, window_bars)
     vectorized, cold = combiner_fractions(candles, sig, comb, bars, seen, fund, charge)
-    choice = Choice(
-        "c-test", FeatureSpec(strategies=STRATEGIES), None, FallbackMode.MAJORITY_VOTE, combiner=comb
-    )
+    choice = combiner_choice(comb)
     live, reasons = live_targets(candles, sig, choice, window_bars, fund, charge, start=800)
     live, reasons = live[800:], reasons[800:]  # selected at bar 800: the fallback decided before
     k = np.flatnonzero(live != vectorized)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -29,35 +27,28 @@ from common.combiner import (
     linear_features,
     load_combiner,
 )
-from common.dataset import load_bundled_candles
-from common.events import SignalEvent, Target
-from common.ids import make_tick_id
+from common.events import Target
 from common.observation import FeatureSpec
 from common.signals import SignalArrays
-from config import FallbackMode, load_settings
-from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES, Carry, Choice, Mark, TickInput, decide_tick
+from config import FallbackMode
+from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES, Carry, Choice, decide_tick
+from tests.unit.meta.real_data import PRICE, funding_events, live_tick, real_inputs, vote_context
 from training.research.candidates import Context, apply_linear, build_context, fit_linear, fit_predict
-from training.research.funding import load_funding
-from training.research.protocol import _baseline_exposures, funding_known
-from training.signals import compute_signals, training_exogenous
+from training.research.protocol import funding_known
 
-PRICE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi", "ma_trend", "vwap_reversion")
-TARGETS = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
 N = 3000
 
 
 @pytest.fixture(scope="module")
 def real() -> tuple[pd.DataFrame, SignalArrays, np.ndarray]:
     """The last 3,000 real hours (2022-05 .. 08), the price strategies, the published funding."""
-    candles = load_bundled_candles().iloc[-N:]
-    sig = compute_signals(candles, exogenous=training_exogenous()).restricted(PRICE)
-    events = load_funding(Path(load_settings().exogenous.data_dir))
+    candles, sig, events = real_inputs(N)
     return candles, sig, funding_known(sig.index, events)
 
 
 def context(real: tuple[pd.DataFrame, SignalArrays, np.ndarray]) -> Context:
     candles, sig, fund = real
-    return build_context(candles, sig, _baseline_exposures(sig)["majority_vote"], fund)
+    return vote_context(candles, sig, fund)
 
 
 def artefact(ctx: Context, family: str, lam: float, train: np.ndarray) -> bytes:
@@ -78,19 +69,9 @@ def live_decisions(
     candles: pd.DataFrame, sig: SignalArrays, fund: np.ndarray, choice: Choice, upto: int | None = None
 ) -> tuple[np.ndarray, list[str], list[int]]:
     """(target exposures, reasons, carried close counts), one tick per bar as the service feeds them."""
-    close = candles["close"].to_numpy(np.float64)
     carry, out, reasons, carried = Carry(), [], [], []
-    for t in range(len(close) if upto is None else upto):
-        when = pd.Timestamp(sig.index[t]).to_pydatetime() + timedelta(hours=1)
-        tick = make_tick_id("BTC/USD:USD", when)
-        recs = {
-            s: (TARGETS[int(sig.target[t, k])], SignalEvent.NONE, 0.5)
-            for k, s in enumerate(sig.strategies)
-            if sig.present[t, k]
-        }
-        bar = Mark(tick, tuple(close[max(0, t + 1 - BAR_CLOSES) : t + 1]))
-        f = None if np.isnan(fund[t]) else float(fund[t])
-        tin = TickInput(tick, when, frozenset(recs), recs, bar, True, f)
+    for t in range(len(candles) if upto is None else upto):
+        tin = live_tick(candles, sig, fund, t)
         o = decide_tick(tin, carry, choice, sig.strategies, step=0.25, max_exposure=1.0)
         carry = o.carry
         out.append(o.target_exposure)
@@ -210,13 +191,30 @@ def test_linear_artefacts_are_canonical_and_checked(
         load_combiner(row(art), max_closes=MARK_CLOSES)
 
 
+def live_equals_vectorized(
+    real: tuple[pd.DataFrame, SignalArrays, np.ndarray], art: bytes, kind: str, vectorized: np.ndarray
+) -> np.ndarray:
+    """The 721-close, funding-reading ``kind`` artefact decided live at every bar: flat (and said so)
+    before bar 720, then == ``vectorized`` at every bar but the last; the live exposures from 720."""
+    candles, sig, fund = real
+    comb = load_combiner(row(art), max_closes=BAR_CLOSES)
+    assert comb.kind == kind and comb.closes_needed == 721 and comb.reads_funding
+    choice = Choice(
+        "lin-test", FeatureSpec(strategies=PRICE), None, FallbackMode.MAJORITY_VOTE, combiner=comb
+    )
+    live, reasons, _ = live_decisions(candles, sig, fund, choice)
+    assert np.all(live[: LINEAR_CLOSES - 1] == 0.0) and "720 h return unknown" in reasons[0]
+    live, want = live[LINEAR_CLOSES - 1 : -1], vectorized[LINEAR_CLOSES - 1 : -1]
+    k = np.flatnonzero(live != want)
+    assert k.size == 0, f"first difference at bar {LINEAR_CLOSES - 1 + k[0]}: {live[k[0]]} vs {want[k[0]]}"
+    return live
+
+
 @pytest.fixture(scope="module")
 def real6k() -> tuple[pd.DataFrame, SignalArrays, np.ndarray]:
     """6,000 real hours (2021-12 .. 2022-08): the price strategies' vote is flat before ~bar 1,100
     of any slice (their warm-up), so 3,000 hours leave a meta-label fit a single training row."""
-    candles = load_bundled_candles().iloc[-6000:]
-    sig = compute_signals(candles, exogenous=training_exogenous()).restricted(PRICE)
-    events = load_funding(Path(load_settings().exogenous.data_dir))
+    candles, sig, events = real_inputs(6000)
     return candles, sig, funding_known(sig.index, events)
 
 
@@ -228,7 +226,6 @@ def test_live_metalabel_equals_the_research_path_bar_by_bar(
     from training.research.candidates import Config, exposure
     from training.research.learners import metalabel_model
 
-    candles, sig, fund = real6k
     ctx = context(real6k)
     train = np.arange(LINEAR_CLOSES, 3000)
     params = {"horizon": horizon, "threshold": threshold, "lam": 1.0}
@@ -237,16 +234,7 @@ def test_live_metalabel_equals_the_research_path_bar_by_bar(
     assert model is not None
     stored = {k: v for k, v in model.to_params().items() if k not in ("center", "scale")}
     art = export_combiner("metalabel", PRICE, {**params, **stored})
-    comb = load_combiner(row(art), max_closes=BAR_CLOSES)
-    assert comb.kind == "metalabel" and comb.closes_needed == 721 and comb.reads_funding
-    choice = Choice(
-        "lin-test", FeatureSpec(strategies=PRICE), None, FallbackMode.MAJORITY_VOTE, combiner=comb
-    )
-    live, reasons, _ = live_decisions(candles, sig, fund, choice)
-    assert np.all(live[: LINEAR_CLOSES - 1] == 0.0) and "720 h return unknown" in reasons[0]
-    live, want = live[LINEAR_CLOSES - 1 : -1], vectorized[LINEAR_CLOSES - 1 : -1]
-    k = np.flatnonzero(live != want)
-    assert k.size == 0, f"first difference at bar {LINEAR_CLOSES - 1 + k[0]}: {live[k[0]]} vs {want[k[0]]}"
+    live = live_equals_vectorized(real6k, art, "metalabel", vectorized)
     vote = ctx.majority[LINEAR_CLOSES - 1 : -1]
     followed, vetoed = (
         np.count_nonzero((live == vote) & (vote != 0)),
@@ -267,10 +255,9 @@ def test_live_imitation_equals_the_research_path_bar_by_bar(
     from training.research.learners import imitation_model
 
     candles, sig, fund = real6k
-    events = load_funding(Path(load_settings().exogenous.data_dir))
-    per_bar = bar_funding(sig.index, events, DEFAULT_FUNDING_RATE_HOURLY).per_bar
+    per_bar = bar_funding(sig.index, funding_events(), DEFAULT_FUNDING_RATE_HOURLY).per_bar
     cost_rate = CostModel.configured().cost_rate
-    ctx = build_context(candles, sig, _baseline_exposures(sig)["majority_vote"], fund, per_bar, cost_rate)
+    ctx = vote_context(candles, sig, fund, per_bar, cost_rate)
     train = np.arange(LINEAR_CLOSES, 3000)
     lam = 0.001  # the grid's 1 and 100 shrink both legs to their base rates: flat at every bar
     vectorized = exposure(Config("imitation", {"lam": lam}), ctx, train)
@@ -279,16 +266,7 @@ def test_live_imitation_equals_the_research_path_bar_by_bar(
     art = export_combiner(
         "imitation", PRICE, {"lam": lam, **_imitation_params(ctx.features[rows], ctx.feature_names, legs)}
     )
-    comb = load_combiner(row(art), max_closes=BAR_CLOSES)
-    assert comb.kind == "imitation" and comb.closes_needed == 721 and comb.reads_funding
-    choice = Choice(
-        "lin-test", FeatureSpec(strategies=PRICE), None, FallbackMode.MAJORITY_VOTE, combiner=comb
-    )
-    live, reasons, _ = live_decisions(candles, sig, fund, choice)
-    assert np.all(live[: LINEAR_CLOSES - 1] == 0.0) and "720 h return unknown" in reasons[0]
-    live, want = live[LINEAR_CLOSES - 1 : -1], vectorized[LINEAR_CLOSES - 1 : -1]
-    k = np.flatnonzero(live != want)
-    assert k.size == 0, f"first difference at bar {LINEAR_CLOSES - 1 + k[0]}: {live[k[0]]} vs {want[k[0]]}"
+    live = live_equals_vectorized(real6k, art, "imitation", vectorized)
     assert np.count_nonzero(live > 0) > 100 and np.count_nonzero(live < 0) > 10  # both sides
 
 

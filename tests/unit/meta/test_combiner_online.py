@@ -13,8 +13,6 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,18 +21,15 @@ import pytest
 
 from common import combiner
 from common.combiner import export_combiner, load_combiner
-from common.dataset import load_bundled_candles
-from common.events import SignalEvent, Target
-from common.ids import make_tick_id
 from common.observation import FeatureSpec
 from common.signals import SignalArrays
-from config import FallbackMode, load_settings
-from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES, Carry, Choice, Mark, TickInput, decide_tick
+from config import FallbackMode
+from meta_consumer.decide import BAR_CLOSES, MARK_CLOSES, Carry, Choice, TickInput, decide_tick
+from tests.unit.meta.real_data import PRICE, live_tick, real_context, real_inputs, vote_context
 from training.research import learners
 from training.research.candidates import (
     Config,
     Context,
-    build_context,
     default_grid,
     exposure,
     hedge_experts,
@@ -43,26 +38,16 @@ from training.research.candidates import (
     round2_grid,
     snap,
 )
-from training.research.funding import bar_funding, load_funding
-from training.research.protocol import _baseline_exposures, funding_known
-from training.signals import compute_signals, training_exogenous
+from training.research.funding import bar_funding
+from training.research.protocol import funding_known
 
-PRICE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi", "ma_trend", "vwap_reversion")
 N = 4000
-TARGETS = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
 
 
 @pytest.fixture(scope="module")
 def ctx() -> Context:
     """The last 4,000 real hours, the price strategies, published and per-bar funding, 10 bp cost."""
-    candles = load_bundled_candles().iloc[-N:]
-    sig = compute_signals(candles, exogenous=training_exogenous()).restricted(PRICE)
-    events = load_funding(Path(load_settings().exogenous.data_dir))
-    fund = bar_funding(sig.index, events, 1e-5)
-    return build_context(
-        candles, sig, _baseline_exposures(sig)["majority_vote"], funding_known(sig.index, events),
-        fund.per_bar, 0.001,
-    )  # fmt: skip
+    return real_context(N)
 
 
 def old_hedge_exposure(ctx: Context, eta: float, decay: float) -> tuple[np.ndarray, np.ndarray]:
@@ -171,9 +156,7 @@ K = 2000  # the artefact's training range is bars 0 .. K-1; live decides from ba
 @pytest.fixture(scope="module")
 def real() -> tuple[pd.DataFrame, SignalArrays, np.ndarray, np.ndarray]:
     """Candles, price strategies' answers, published funding and per-bar funding charge."""
-    candles = load_bundled_candles().iloc[-N:]
-    sig = compute_signals(candles, exogenous=training_exogenous()).restricted(PRICE)
-    events = load_funding(Path(load_settings().exogenous.data_dir))
+    candles, sig, events = real_inputs(N)
     return candles, sig, funding_known(sig.index, events), bar_funding(sig.index, events, 1e-5).per_bar
 
 
@@ -212,17 +195,7 @@ def choose(art: bytes | None) -> Choice:
 
 def tick_input(real: tuple[pd.DataFrame, SignalArrays, np.ndarray, np.ndarray], t: int) -> TickInput:
     candles, sig, fund, charge = real
-    close = candles["close"].to_numpy(np.float64)
-    when = pd.Timestamp(sig.index[t]).to_pydatetime() + timedelta(hours=1)
-    tick = make_tick_id("BTC/USD:USD", when)
-    recs = {
-        s: (TARGETS[int(sig.target[t, k])], SignalEvent.NONE, 0.5)
-        for k, s in enumerate(sig.strategies)
-        if sig.present[t, k]
-    }
-    bar = Mark(tick, tuple(close[max(0, t + 1 - BAR_CLOSES) : t + 1]))
-    f = None if np.isnan(fund[t]) else float(fund[t])
-    return TickInput(tick, when, frozenset(recs), recs, bar, True, f, float(charge[t]))
+    return live_tick(candles, sig, fund, t, charge)
 
 
 def run_live(
@@ -243,7 +216,7 @@ def run_live(
 
 def live_context(real: tuple[pd.DataFrame, SignalArrays, np.ndarray, np.ndarray]) -> Context:
     candles, sig, fund, charge = real
-    return build_context(candles, sig, _baseline_exposures(sig)["majority_vote"], fund, charge, 0.001)
+    return vote_context(candles, sig, fund, charge, 0.001)
 
 
 def hedge_continued(ctx: Context, art: bytes, start: int) -> np.ndarray:

@@ -20,18 +20,17 @@ import pytest
 from common import combiner, combiner_rl
 from common.dataset import load_bundled_candles
 from common.signals import SignalArrays
-from config import load_settings
 from meta_consumer.decide import Carry, decide_tick
 from ops.replay_compare import combiner_fractions
+from tests.unit.meta.real_data import PRICE, funding_events, real_context, vote_context
 from tests.unit.meta.test_combiner_online import choose, run_live, tick_input
 from training.research import rl
-from training.research.candidates import Context, build_context, exposure, open_gaps
+from training.research.candidates import Context, exposure, open_gaps
 from training.research.export import FitData, export, parse_key, train_bars
-from training.research.funding import bar_funding, load_funding
-from training.research.protocol import _baseline_exposures, funding_known
+from training.research.funding import bar_funding
+from training.research.protocol import funding_known
 from training.signals import compute_signals, training_exogenous
 
-PRICE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi", "ma_trend", "vwap_reversion")
 N = 4000
 WINDOWS = rl.WINDOWS
 
@@ -39,14 +38,7 @@ WINDOWS = rl.WINDOWS
 @pytest.fixture(scope="module")
 def ctx() -> Context:
     """The last 4,000 real hours, the price strategies, published and per-bar funding, 10 bp cost."""
-    candles = load_bundled_candles().iloc[-N:]
-    sig = compute_signals(candles, exogenous=training_exogenous()).restricted(PRICE)
-    events = load_funding(Path(load_settings().exogenous.data_dir))
-    fund = bar_funding(sig.index, events, 1e-5)
-    return build_context(
-        candles, sig, _baseline_exposures(sig)["majority_vote"], funding_known(sig.index, events),
-        fund.per_bar, 0.001,
-    )  # fmt: skip
+    return real_context(N)
 
 
 def _trailing_sum(x: np.ndarray, k: int) -> np.ndarray:
@@ -139,7 +131,7 @@ def fit_data() -> FitData:
     """The last M real hours, every registry strategy's answers, the funding series."""
     candles = load_bundled_candles().iloc[-M:]
     sig = compute_signals(candles, exogenous=training_exogenous())
-    return FitData(candles, sig, load_funding(Path(load_settings().exogenous.data_dir)))
+    return FitData(candles, sig, funding_events())
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +163,8 @@ def research_path(fit_data: FitData, upto: int = K, key: str = KEY) -> np.ndarra
     sig = fit_data.signals.restricted(PRICE)
     costs = CostModel.configured()
     gap = open_gaps(fit_data.candles) if costs.fill_price == FillPrice.NEXT_OPEN else None
-    ctx = build_context(
-        fit_data.candles, sig, _baseline_exposures(sig)["majority_vote"],
-        funding_known(sig.index, fit_data.events),
+    ctx = vote_context(
+        fit_data.candles, sig, funding_known(sig.index, fit_data.events),
         bar_funding(sig.index, fit_data.events, DEFAULT_FUNDING_RATE_HOURLY).per_bar, costs.cost_rate,
     )  # fmt: skip
     ctx = replace(ctx, gap=gap)
