@@ -808,10 +808,11 @@ _HEDGE_STATE = ("logw", "experts")
 _DSR_STATE = ("w", "a", "b", "f1", "f2", "g1", "g2", "s1", "s2", "count")
 
 
-def _finite_list(v: Any, size: int) -> bool:
+def _finite_list(v: Any, size: int | None = None) -> bool:
+    """A JSON list of finite numbers (booleans refused), of ``size`` items when given."""
     return (
         isinstance(v, list)
-        and len(v) == size
+        and (size is None or len(v) == size)
         and all(isinstance(x, float | int) and not isinstance(x, bool) and math.isfinite(x) for x in v)
     )
 

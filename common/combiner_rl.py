@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from common.combiner import realized_vol, simple_returns, snap
+from common.combiner import _finite_list, realized_vol, simple_returns, snap
 from common.observation import last_window_std
 from common.policy import ACTIVATIONS, dense
 
@@ -265,14 +265,6 @@ RL_PARAMS = ("horizon", "steps", "seeds", "features", "mu", "sd", "actors", "cum
 RL_STATE = ("cum", "votes", "held")
 
 
-def _finite_numbers(v: Any, size: int | None = None) -> bool:
-    return (
-        isinstance(v, list)
-        and (size is None or len(v) == size)
-        and all(isinstance(x, float | int) and not isinstance(x, bool) and np.isfinite(x) for x in v)
-    )
-
-
 def _layers(doc: Any, width: int, where: str) -> tuple[Layer, ...]:
     """One actor's layers ``[[w (in x out), b (out), activation], ...]``, checked for shape."""
     if not isinstance(doc, list) or not doc:
@@ -282,10 +274,10 @@ def _layers(doc: Any, width: int, where: str) -> tuple[Layer, ...]:
         if not isinstance(layer, list) or len(layer) != 3 or layer[2] not in ACTIVATIONS:
             raise ValueError(f"{where} layer {k}: [w, b, activation in {sorted(ACTIVATIONS)}]")
         w, b = layer[0], layer[1]
-        if not isinstance(w, list) or len(w) != width or not w or not _finite_numbers(w[0]):
+        if not isinstance(w, list) or len(w) != width or not w or not _finite_list(w[0]):
             raise ValueError(f"{where} layer {k}: w must have {width} rows of finite numbers")
         cols = len(w[0])
-        if not all(_finite_numbers(row, cols) for row in w) or not _finite_numbers(b, cols) or cols == 0:
+        if not all(_finite_list(row, cols) for row in w) or not _finite_list(b, cols) or cols == 0:
             raise ValueError(f"{where} layer {k}: w rows and b must be {cols} finite numbers")
         out.append((np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64), str(layer[2])))
         width = cols
@@ -315,7 +307,7 @@ def check_rl(params: Any, strategies: Sequence[str]) -> RlPolicy:
         raise ValueError(f"features {feats} are not columns of this code's row {list(names)} in its order")
     f = len(feats)
     for key in ("mu", "sd"):
-        if not _finite_numbers(params[key], f):
+        if not _finite_list(params[key], f):
             raise ValueError(f"{key} must be {f} finite numbers")
     if not all(x > 1e-12 for x in params["sd"]):
         raise ValueError("sd must be > 1e-12 (constant columns are dropped, not kept)")
@@ -328,10 +320,10 @@ def check_rl(params: Any, strategies: Sequence[str]) -> RlPolicy:
         raise ValueError("actors must be a non-empty list (one per seed)")
     actors = tuple(_layers(a, f + len(RL_TARGETS), f"actor {i}") for i, a in enumerate(actors_doc))
     k = len(actors)
-    if not _finite_numbers(params["seeds"], k):
+    if not _finite_list(params["seeds"], k):
         raise ValueError(f"seeds must be {k} numbers (one per actor)")
     n_s = len(strategies)
-    if not _finite_numbers(params["cum"], n_s):
+    if not _finite_list(params["cum"], n_s):
         raise ValueError(f"cum must be {n_s} finite numbers")
     votes = params["votes"]
     if (
@@ -341,7 +333,7 @@ def check_rl(params: Any, strategies: Sequence[str]) -> RlPolicy:
     ):
         raise ValueError(f"votes must be {n_s} strings of {RL_ROWS - 1} characters in '-0+'")
     held = params["held"]
-    if not _finite_numbers(held, k) or not all(h == int(h) and 0 <= h < len(RL_TARGETS) for h in held):
+    if not _finite_list(held, k) or not all(h == int(h) and 0 <= h < len(RL_TARGETS) for h in held):
         raise ValueError(f"held must be {k} target indices in 0..{len(RL_TARGETS) - 1}")
     return RlPolicy(
         np.asarray(keep, dtype=np.int64),

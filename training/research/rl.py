@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from common.combiner_rl import RL_TARGETS, RL_WINDOWS, actor_forward, rl_feature_names, rl_rows
+from common.combiner_rl import RL_TARGETS, RL_WINDOWS, actor_forward, rl_feature_names, rl_rows, zscores
 
 if TYPE_CHECKING:
     from training.research.candidates import Context
@@ -97,11 +97,11 @@ def standardization(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nda
 def standardized(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Z-scores with the training rows' statistics, clipped at +-5, constant columns dropped.
 
-    Returns (z [n, F'], kept column indices).
+    Returns (z [n, F'], kept column indices). The arithmetic is the live policy's
+    (``common.combiner_rl.zscores``), so research and the shipped ``rl`` combiner share it.
     """
     mu, sd, keep = standardization(x, rows)
-    z = (x[:, keep] - mu) / sd
-    return np.clip(z, -5.0, 5.0).astype(np.float32), keep
+    return zscores(x, keep, mu, sd).astype(np.float32), keep
 
 
 # --- the env -----------------------------------------------------------------------------------
@@ -195,11 +195,6 @@ class ResidualEnv:
 # --- the greedy path in numpy --------------------------------------------------------------------
 
 
-def forward(layers: list[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray) -> np.ndarray:
-    """The layers on a batch, with the live policy's own arithmetic (``common.policy``)."""
-    return actor_forward(layers, x)
-
-
 def greedy_path(layers: list[tuple[np.ndarray, np.ndarray, str]], z: np.ndarray) -> np.ndarray:
     """Target exposure per bar: the argmax action given the features and the held target, walked
     from flat at bar 0 (the held target of bar ``t`` is the one chosen at ``t - 1``)."""
@@ -209,7 +204,7 @@ def greedy_path(layers: list[tuple[np.ndarray, np.ndarray, str]], z: np.ndarray)
         s = np.zeros((n, f + TARGETS.size))
         s[:, :f] = z
         s[:, f + i] = 1.0
-        choice[i] = np.argmax(forward(layers, s), axis=1)
+        choice[i] = np.argmax(actor_forward(layers, s), axis=1)
     path = np.empty(n, dtype=np.int64)
     held = int(np.flatnonzero(TARGETS == 0.0)[0])
     for t in range(n):
