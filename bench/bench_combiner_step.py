@@ -43,7 +43,7 @@ from common.events import SignalEvent, Target  # noqa: E402
 from common.ids import make_tick_id  # noqa: E402
 from common.observation import FeatureSpec  # noqa: E402
 from common.signals import SignalArrays  # noqa: E402
-from config import FallbackMode, load_settings  # noqa: E402
+from config import DEFAULT_FUNDING_RATE_HOURLY, FallbackMode, load_settings  # noqa: E402
 from meta_consumer.decide import BAR_CLOSES, Carry, Choice, Mark, TickInput, decide_tick  # noqa: E402
 from training.research.export import FitData, export  # noqa: E402
 from training.research.funding import bar_funding, load_funding  # noqa: E402
@@ -147,7 +147,7 @@ def main() -> None:
         candles,
         sig,
         funding_known(sig.index, events),
-        bar_funding(sig.index, events, 1e-5).per_bar,
+        bar_funding(sig.index, events, DEFAULT_FUNDING_RATE_HOURLY).per_bar,
     )
     cut = len(sig.index) - args.ticks
     if cut <= 0:
