@@ -447,6 +447,10 @@ class Settings(BaseSettings):
     min_timeframe: str = "1m"
     #: Longest strategy window; OTT needs 4200 h for exact parity (docs/decisions/0004-strategy-parity.md).
     max_lookback_hours: int = Field(default=4320, gt=0, le=24 * 365)
+    #: BarClosed v3 (ADR 0028): a bars topic gets a keyframe (the whole window) once its last one is
+    #: this old in tick time, continuations (the changed tail) in between. 0: keyframes only (the
+    #: wire before v3). Keep it well under the bars topics' retention: consumers read back to it.
+    bar_keyframe_hours: float = Field(default=24.0, ge=0, le=72)
     symbol: str = "BTC/USD:USD"
     database_url: SecretStr = SecretStr("postgresql+psycopg://btcmeta@127.0.0.1:55432/btcmeta")
     registry_path: str = "strategies_registry.json"

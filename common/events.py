@@ -391,9 +391,25 @@ class BarClosed(Event):
     volume: tuple[float, ...]
     #: Exogenous inputs of the strategies due on this timeframe, cut at the tick (added in v2).
     exogenous: tuple[ExogenousFrame, ...] = ()
+    #: v3: -1 for a keyframe (the arrays are the whole window); else a continuation, whose chain
+    #: starts at the keyframe at this offset of the topic partition (``common.bar_stream``).
+    keyframe_offset: int = -1
+    #: v3: in a continuation, the tick_id of the message whose window this one continues.
+    prev_tick_id: str = ""
+    #: v3: the whole window's first open time (epoch ms), bar count and CRC-32 (0 before v3).
+    window_start: int = 0
+    window_bars: int = 0
+    window_crc: int = 0
 
     def __post_init__(self) -> None:
         _str(self.tick_id, "BarClosed.tick_id", empty_ok=False)
+        _str(self.prev_tick_id, "BarClosed.prev_tick_id")
+        for name in ("keyframe_offset", "window_start", "window_bars", "window_crc"):
+            _int(getattr(self, name), f"BarClosed.{name}")
+        if self.keyframe_offset < -1 or self.window_bars < 0:
+            raise ValueError("BarClosed: keyframe_offset must be >= -1 and window_bars >= 0")
+        if self.keyframe_offset >= 0 and not self.prev_tick_id:
+            raise ValueError("BarClosed: a continuation (keyframe_offset >= 0) needs prev_tick_id")
         _str(self.symbol, "BarClosed.symbol", empty_ok=False)
         parse_timeframe(self.timeframe)
         _set(self, "bar_open_time", utc(self.bar_open_time, "BarClosed.bar_open_time"))
@@ -438,6 +454,11 @@ class BarClosed(Event):
             "close": list(self.close),
             "volume": list(self.volume),
             "exogenous": [f.to_dict() for f in self.exogenous],
+            "keyframe_offset": self.keyframe_offset,
+            "prev_tick_id": self.prev_tick_id,
+            "window_start": self.window_start,
+            "window_bars": self.window_bars,
+            "window_crc": self.window_crc,
         }
 
     @classmethod
@@ -454,7 +475,17 @@ class BarClosed(Event):
             close=tuple(data["close"]),
             volume=tuple(data["volume"]),
             exogenous=tuple(ExogenousFrame.from_dict(f) for f in data.get("exogenous", ())),
+            keyframe_offset=data.get("keyframe_offset", -1),
+            prev_tick_id=data.get("prev_tick_id", ""),
+            window_start=data.get("window_start", 0),
+            window_bars=data.get("window_bars", 0),
+            window_crc=data.get("window_crc", 0),
         )
+
+    @property
+    def is_keyframe(self) -> bool:
+        """The arrays are the whole window (every message before v3 is one)."""
+        return self.keyframe_offset < 0
 
 
 # --------------------------------------------------------------------------- Recommendation

@@ -48,10 +48,12 @@ if TYPE_CHECKING:
 __all__ = [
     "BAR_ENCODER",
     "COLUMNS",
+    "KEYFRAME",
     "BarArrays",
     "BarEncoder",
     "BarWindow",
     "ExogenousArrays",
+    "WindowLink",
     "bar_event",
     "decode_bar_window",
     "encode_bar",
@@ -169,8 +171,19 @@ class BarWindow:
     columns: dict[str, npt.NDArray[Any]]
     #: Exogenous series by name (empty for price-only timeframes and pre-v2 writers).
     exogenous: dict[str, ExogenousArrays] = field(default_factory=dict)
+    #: v3 chain fields (see ``BarClosed``): -1 for a keyframe, else the chain's keyframe offset.
+    keyframe_offset: int = -1
+    prev_tick_id: str = ""
+    window_start: int = 0
+    window_bars: int = 0
+    window_crc: int = 0
 
     SCHEMA_NAME = BarClosed.SCHEMA_NAME
+
+    @property
+    def is_keyframe(self) -> bool:
+        """The arrays are the whole window (a continuation carries only its changed tail)."""
+        return self.keyframe_offset < 0
 
     def __len__(self) -> int:
         return int(self.times.shape[0])
@@ -184,7 +197,20 @@ class BarWindow:
         times = np.fromiter((to_epoch_ms(t) for t in bar.open_time), dtype=np.int64, count=len(bar))
         cols = {c: np.asarray(getattr(bar, c), dtype=np.float64) for c in COLUMNS}
         exo = {f.series: ExogenousArrays.from_event(f) for f in bar.exogenous}
-        return cls(bar.tick_id, bar.symbol, bar.timeframe, bar.bar_open_time, times, cols, exo)
+        return cls(
+            bar.tick_id,
+            bar.symbol,
+            bar.timeframe,
+            bar.bar_open_time,
+            times,
+            cols,
+            exo,
+            bar.keyframe_offset,
+            bar.prev_tick_id,
+            bar.window_start,
+            bar.window_bars,
+            bar.window_crc,
+        )
 
     def to_event(self) -> BarClosed:
         open_time = tuple(_EPOCH + timedelta(milliseconds=int(t)) for t in self.times.tolist())
@@ -196,6 +222,11 @@ class BarWindow:
             open_time=open_time,
             **{c: tuple(self.columns[c].tolist()) for c in COLUMNS},
             exogenous=tuple(a.to_event() for a in self.exogenous.values()),
+            keyframe_offset=self.keyframe_offset,
+            prev_tick_id=self.prev_tick_id,
+            window_start=self.window_start,
+            window_bars=self.window_bars,
+            window_crc=self.window_crc,
         )
 
     def exogenous_frames(self) -> dict[str, pd.DataFrame]:
@@ -324,6 +355,11 @@ _LAYOUT = (
     ("open_time", "array<long>"),
     *((c, "array<double>") for c in COLUMNS),
     ("exogenous", _EXOGENOUS),
+    ("keyframe_offset", "long"),
+    ("prev_tick_id", "string"),
+    ("window_start", "long"),
+    ("window_bars", "long"),
+    ("window_crc", "long"),
 )
 
 
@@ -408,14 +444,33 @@ def decode_bar_window(data: bytes | bytearray | memoryview) -> BarWindow:
     times = r.longs()
     cols = {c: r.doubles() for c in COLUMNS}
     exogenous = _read_exogenous(r)
+    keyframe_offset, prev_tick_id = r.long(), r.string()
+    window_start, window_bars, window_crc = r.long(), r.long(), r.long()
     if r.pos != r.end:
         raise r.fail(f"{r.end - r.pos} trailing bytes")
     _check(tick_id, symbol, timeframe, bar_open_ms, times, cols, r)
+    if keyframe_offset < -1 or window_bars < 0:
+        raise r.fail("invalid value: BarClosed: keyframe_offset must be >= -1 and window_bars >= 0")
+    if keyframe_offset >= 0 and not prev_tick_id:
+        raise r.fail("invalid value: BarClosed: a continuation (keyframe_offset >= 0) needs prev_tick_id")
     try:
         bar_open_time = _EPOCH + timedelta(milliseconds=bar_open_ms)
     except OverflowError as exc:
         raise r.fail(f"invalid value: bar_open_time {bar_open_ms} ms is out of range") from exc
-    return BarWindow(tick_id, symbol, timeframe, bar_open_time, times, cols, exogenous)
+    return BarWindow(
+        tick_id,
+        symbol,
+        timeframe,
+        bar_open_time,
+        times,
+        cols,
+        exogenous,
+        keyframe_offset,
+        prev_tick_id,
+        window_start,
+        window_bars,
+        window_crc,
+    )
 
 
 def _check(
@@ -454,7 +509,8 @@ class BarArrays(Protocol):
 
     A protocol, so ``common`` does not import the emitter. ``times``: int64 epoch ms, strictly
     increasing, the last one the bar's open time (at least one); ``values``: float64 ``[n, 5]`` in
-    ``COLUMNS`` order; ``exogenous``: one entry per series, no duplicates.
+    ``COLUMNS`` order; ``exogenous``: one entry per series, no duplicates. An optional ``link``
+    (:class:`WindowLink`) makes it a continuation; without one it is a keyframe.
     """
 
     @property
@@ -469,6 +525,20 @@ class BarArrays(Protocol):
     def values(self) -> npt.NDArray[Any]: ...
     @property
     def exogenous(self) -> Sequence[ExogenousArrays]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WindowLink:
+    """A BarClosed's v3 chain fields (see ``BarClosed``); the default is a plain keyframe."""
+
+    keyframe_offset: int = -1
+    prev_tick_id: str = ""
+    window_start: int = 0
+    window_bars: int = 0
+    window_crc: int = 0
+
+
+KEYFRAME = WindowLink()
 
 
 def _varint(n: int) -> bytes:
@@ -500,7 +570,19 @@ def bar_event(bar: BarArrays) -> BarClosed:
         open_time=open_time,
         **{c: tuple(v) for c, v in zip(COLUMNS, cols, strict=True)},
         exogenous=tuple(f.to_event() for f in bar.exogenous),
+        **_link_fields(bar),
     )
+
+
+def _link_fields(bar: BarArrays) -> dict[str, Any]:
+    link: WindowLink = getattr(bar, "link", KEYFRAME)  # optional: a bar without one is a keyframe
+    return {
+        "keyframe_offset": link.keyframe_offset,
+        "prev_tick_id": link.prev_tick_id,
+        "window_start": link.window_start,
+        "window_bars": link.window_bars,
+        "window_crc": link.window_crc,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,6 +595,7 @@ class _SampleBar:
     times: npt.NDArray[Any]
     values: npt.NDArray[Any]
     exogenous: tuple[ExogenousArrays, ...] = ()
+    link: WindowLink = KEYFRAME
 
 
 class BarEncoder:
@@ -569,6 +652,14 @@ class BarEncoder:
             for frame in bar.exogenous:
                 parts += self._exogenous(frame)
         parts.append(b"\x00")
+        link: WindowLink = getattr(bar, "link", KEYFRAME)
+        parts += [
+            _varint(link.keyframe_offset),
+            _string(link.prev_tick_id),
+            _varint(link.window_start),
+            _varint(link.window_bars),
+            _varint(link.window_crc),
+        ]
         return b"".join(parts)
 
     def _longs(self, values: npt.NDArray[Any]) -> list[bytes]:
@@ -621,7 +712,9 @@ class BarEncoder:
             ExogenousArrays("exchange_reserves", times[:0], times[:0], {"exchange_reserves": np.empty(0)}),
         )
         with_exo = _SampleBar(sample.tick_id, "S", "1h", times, values, exo)
-        return all(self.encode(p) == serde.encode(bar_event(p)) for p in (sample, with_exo))
+        link = WindowLink(12345, "S|2020-09-13T11:26Z", int(times[0]) - 7_200_000, 5, 0xFFFFFFFF)
+        chained = _SampleBar(sample.tick_id, "S", "1h", times[-1:], values[-1:], exo[:1], link)
+        return all(self.encode(p) == serde.encode(bar_event(p)) for p in (sample, with_exo, chained))
 
 
 #: The process's encoder; its ``enabled`` says whether the fast path passed the self-check.

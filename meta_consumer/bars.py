@@ -14,7 +14,9 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from common import serde
+from common.bar_stream import WindowAssembler
 from common.kafka.configuration import consumer_config
+from common.kafka.readback import PartitionReadBack, ReadBackError
 from common.kafka.topics import bars_topic
 from common.logging import get_logger
 from common.serde_bars import decode_bar_window
@@ -32,6 +34,9 @@ class BarReader:
         offset = start_offset if start_offset is not None and start_offset >= 0 else OFFSET_BEGINNING
         self._consumer.assign([TopicPartition(self.topic, 0, offset)])
         self._warned_at = 0.0
+        #: Continuations (BarClosed v3) become whole windows; resuming at a stored offset reads the
+        #: chain back from its keyframe first (ADR 0028).
+        self._assembler = WindowAssembler(PartitionReadBack(settings, f"{group_id}-bars"))
         log.info("bar_reader_started", topic=self.topic, offset=offset)
 
     def poll(self, max_messages: int = 50) -> list[Mark]:
@@ -45,8 +50,9 @@ class BarReader:
                     log.warning("bar_reader_error", topic=self.topic, error=str(err))
                 continue
             try:
-                bar = decode_bar_window(msg.value() or b"")
-            except serde.SerdeError as exc:
+                part = decode_bar_window(msg.value() or b"")
+                bar = self._assembler.window(part, self.topic, 0, msg.offset() or 0)
+            except (serde.SerdeError, ReadBackError) as exc:  # ChainBroken is a SerdeError
                 log.error("bar_undecodable", offset=msg.offset(), error=str(exc))
                 continue
             if bar.symbol != self._symbol or not len(bar):

@@ -24,9 +24,11 @@ import numpy as np
 import pandas as pd
 from confluent_kafka import Message
 
+from common.bar_stream import ChainBroken, WindowAssembler
 from common.events import BarClosed, Recommendation, SignalEvent, Target, to_epoch_ms
 from common.kafka.consumer import ConsumerLoop, PoisonMessage
 from common.kafka.producer import EventProducer
+from common.kafka.readback import PartitionReadBack
 from common.kafka.topics import RECOMMENDATIONS, bars_topic
 from common.logging import get_logger
 from common.metrics import STEPPER_GUARD_CHECKS, STEPPER_RESYNCS
@@ -95,6 +97,8 @@ class StrategyRunner:
         self._service = f"strategy.{spec.name}"
         #: The window whose last bar the stepper holds (its warm tail is checked on the next bar).
         self._stepped_window: BarWindow | None = None
+        #: Turns continuations into whole windows (ADR 0028); reads a chain back when it must.
+        self.assembler = WindowAssembler(PartitionReadBack(settings, self._service))
 
     def check(self, bar: BarClosed | BarWindow) -> None:
         """Refuse a bar this strategy cannot answer (it goes to the dead-letter topic)."""
@@ -344,9 +348,22 @@ class StrategyRunner:
             self._targets.popitem(last=False)
 
     def handle(self, bar: BarClosed | BarWindow, msg: Message | None = None) -> None:
-        """Check the bar now (a bad one is dead-lettered alone); answer it with its batch."""
+        """Check the bar now (a bad one is dead-lettered alone); answer it with its batch.
+
+        A continuation (BarClosed v3) becomes its whole window here, where the message's place in
+        its partition is known; one that cannot be rebuilt is dead-lettered with the reason.
+        """
         self.check(bar)
-        self._pending.append((bar if isinstance(bar, BarWindow) else BarWindow.from_event(bar), msg))
+        part = bar if isinstance(bar, BarWindow) else BarWindow.from_event(bar)
+        try:
+            if msg is None:
+                whole = self.assembler.window(part)
+            else:
+                where = (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+                whole = self.assembler.window(part, *where)
+        except ChainBroken as exc:
+            raise PoisonMessage(str(exc)) from exc
+        self._pending.append((whole, msg))
 
     def answer_batch(self) -> None:
         """The loop's after-batch step: answer the batch's bars, produce and flush, before the commit.

@@ -25,7 +25,7 @@ import numpy as np
 from common.events import BarClosed, DueStrategy, TickPlan, to_epoch_ms
 from common.ids import make_tick_id
 from common.registry import Registry, StrategySpec
-from common.serde_bars import ExogenousArrays
+from common.serde_bars import KEYFRAME, ExogenousArrays, WindowLink
 from common.timeframes import MINUTE_MS, parse_timeframe, resample
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -188,6 +188,8 @@ class BarPayload:
     values: np.ndarray
     #: Exogenous inputs of the strategies due on this timeframe, cut at the tick (see tick_emitter.exogenous).
     exogenous: tuple[ExogenousArrays, ...] = ()
+    #: Keyframe (the default) or continuation of the topic's previous message (common.bar_stream).
+    link: WindowLink = KEYFRAME
 
     @property
     def bar_open_time(self) -> datetime:
@@ -211,6 +213,11 @@ class BarPayload:
             close=cols[3],
             volume=cols[4],
             exogenous=tuple(a.to_event() for a in self.exogenous),
+            keyframe_offset=self.link.keyframe_offset,
+            prev_tick_id=self.link.prev_tick_id,
+            window_start=self.link.window_start,
+            window_bars=self.link.window_bars,
+            window_crc=self.link.window_crc,
         )
 
 

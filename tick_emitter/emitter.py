@@ -13,15 +13,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from confluent_kafka import Message
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine, select, text
 from sqlalchemy.dialects.postgresql import insert
 
+from common.bar_stream import BarChain
 from common.db.models import LIVE_NAMESPACE, Tick
-from common.events import BarClosed, TickPlan
+from common.events import BarClosed, TickPlan, to_epoch_ms
 from common.ids import make_tick_id
 from common.kafka.producer import EventProducer
 from common.kafka.topics import TICKS, bars_topic
@@ -96,25 +98,45 @@ def record_tick(engine: Engine, namespace: str, tick: TickPlan) -> None:
 
 
 def publish_tick(
-    producer: EventProducer, settings: Settings, tick: TickPlan, bars: list[BarPayload], *, fast: bool = False
+    producer: EventProducer,
+    settings: Settings,
+    tick: TickPlan,
+    bars: list[BarPayload],
+    *,
+    fast: bool = False,
+    chain: BarChain | None = None,
 ) -> None:
     """TickPlan first (the meta consumer must know what to wait for), then the bars; keyed by tick_id.
 
     ``fast`` (replay) writes the bars with the byte-identical direct encoder instead of building
-    validated BarClosed objects; the live path keeps the generic, validating one.
+    validated BarClosed objects; the live path keeps the generic, validating one. With a
+    ``chain``, a bar continues the topic's previous message where it can (ADR 0028); the caller
+    resets the chain if anything sent here is not delivered.
     """
     producer.send(settings.topic(TICKS), tick, key=tick.tick_id)
+    tick_ms = to_epoch_ms(tick.tick_time)
     for bar in bars:
         topic = settings.topic(bars_topic(bar.timeframe))
+        on_delivered = None
+        if chain is not None:
+            start, link = chain.link(topic, bar.tick_id, tick_ms, bar.times, bar.values)
+            bar = replace(bar, times=bar.times[start:], values=bar.values[start:], link=link)
+            if link.keyframe_offset < 0:
+                on_delivered = _keyframe_delivered(chain, topic, bar.tick_id)
         if fast:
             producer.send_raw(
                 topic,
                 encode_bar(bar),
                 tick.tick_id,
                 {"schema": BarClosed.SCHEMA_NAME, "producer": "tick-emitter"},
+                on_delivered=on_delivered,
             )
         else:
-            producer.send(topic, bar.to_event(), key=tick.tick_id)
+            producer.send(topic, bar.to_event(), key=tick.tick_id, on_delivered=on_delivered)
+
+
+def _keyframe_delivered(chain: BarChain, topic: str, tick_id: str) -> Callable[[Message], None]:
+    return lambda msg: chain.delivered(topic, tick_id, msg.offset() or 0)
 
 
 @dataclass
@@ -153,6 +175,9 @@ class TickEmitter:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.namespace = db_namespace(settings)
         self._lock = threading.Lock()
+        #: Each bars topic's last message, so the next can continue it (ADR 0028). In memory only:
+        #: a restarted emitter starts every topic with a keyframe.
+        self.chain = BarChain(settings.bar_keyframe_hours)
         self._base_cache = BaseCandleCache(
             lambda start, end: store.load_arrays(
                 self.engine, self.settings.symbol, self.settings.min_timeframe, start, end
@@ -265,8 +290,12 @@ class TickEmitter:
                 continue
             if self.exogenous is not None:
                 bars = attach_exogenous(bars, plan, self.exogenous_needs, self.exogenous)
-            publish_tick(self.producer, self.settings, tick, bars)
-            self.producer.flush()
+            try:
+                publish_tick(self.producer, self.settings, tick, bars, chain=self.chain)
+                self.producer.flush()
+            except BaseException:
+                self.chain.reset()  # something may be undelivered: the next messages are keyframes
+                raise
             record_tick(self.engine, self.namespace, tick)
             TICKS_PUBLISHED.labels(self.namespace).inc()
             LAST_TICK.set(tick.tick_time.timestamp())

@@ -22,6 +22,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from common.bar_stream import BarChain
 from common.health import HEALTH
 from common.kafka.configuration import admin_config, consumer_config
 from common.kafka.producer import EventProducer
@@ -211,6 +212,7 @@ def replay(
         else None
     )
     stats = ReplayStats()
+    chain = BarChain(settings.bar_keyframe_hours)
     started = time.perf_counter()
     try:
         for t in tick_times(start, end, candidate_step(registry, settings.global_tick_minutes)):
@@ -232,13 +234,15 @@ def replay(
                 bars = attach_exogenous(bars, plan, needs, exogenous)
             if flow is not None:
                 stats.waited_s += flow.wait(shutdown)
-            publish_tick(producer, settings, tick, bars, fast=True)
+            publish_tick(producer, settings, tick, bars, fast=True, chain=chain)
+            if chain.awaiting_keyframe():
+                producer.flush()  # a keyframe's offset is what the next continuations name
             if flow is not None:
                 for bar in bars:
                     flow.sent(settings.topic(bars_topic(bar.timeframe)))
             stats.ticks += 1
             stats.bars += len(bars)
-            stats.bytes += sum(len(b) for b in bars) * 48  # 8-byte time + 5 doubles per bar (approx.)
+            stats.bytes += sum(len(b) for b in bars) * 48  # whole windows, 8-byte time + 5 doubles per bar
             if speed:
                 ahead = stats.ticks / speed - (time.perf_counter() - started)
                 if ahead > 0:

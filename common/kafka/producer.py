@@ -6,6 +6,7 @@ whose output was lost (at-least-once; downstream deduplicates by deterministic i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -52,19 +53,39 @@ class EventProducer:
         else:
             MESSAGES_PRODUCED.labels(self._service, topic).inc()
 
-    def send(self, topic: str, event: Any, key: str | bytes | None = None) -> None:
+    def send(
+        self,
+        topic: str,
+        event: Any,
+        key: str | bytes | None = None,
+        *,
+        on_delivered: Callable[[Message], None] | None = None,
+    ) -> None:
         """Encode ``event`` (a ``common.events`` dataclass) and queue it for ``topic``."""
         headers = {"schema": event.SCHEMA_NAME, "producer": self._service}
-        self.send_raw(topic, serde.encode(event), key, headers)
+        self.send_raw(topic, serde.encode(event), key, headers, on_delivered=on_delivered)
 
     def send_raw(
-        self, topic: str, value: bytes, key: str | bytes | None = None, headers: dict[str, Any] | None = None
+        self,
+        topic: str,
+        value: bytes,
+        key: str | bytes | None = None,
+        headers: dict[str, Any] | None = None,
+        *,
+        on_delivered: Callable[[Message], None] | None = None,
     ) -> None:
+        """Queue ``value``; ``on_delivered`` gets the acknowledged message (its offset) on success."""
+        report = self._on_delivery
+        if on_delivered is not None:
+
+            def report(err: KafkaError | None, msg: Message) -> None:
+                self._on_delivery(err, msg)
+                if err is None:
+                    on_delivered(msg)
+
         while True:
             try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
-                )
+                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
                 break
             except BufferError:
                 # Local queue full: serve delivery reports to make room, then retry this message.

@@ -293,7 +293,8 @@ def test_bar_closed_exogenous_field_both_ways() -> None:
         (("title", ("Bitcoin up",)),),
     )
     sample = replace(testkit.sample_bar_closed(bars=5), exogenous=(frame,))
-    old = {k: v for k, v in sample.to_dict().items() if k != "exogenous"}
+    v3 = {"keyframe_offset", "prev_tick_id", "window_start", "window_bars", "window_crc"}
+    old = {k: v for k, v in sample.to_dict().items() if k != "exogenous" and k not in v3}
     assert serde.decode(serde.encode_raw(old, "btcmeta.BarClosed", 1)) == replace(sample, exogenous=())
     assert _norm(_read_with(SCHEMAS.get("btcmeta.BarClosed", 1), serde.encode(sample))) == _norm(old)
     assert serde.decode(serde.encode(sample)) == sample

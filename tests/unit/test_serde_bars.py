@@ -151,6 +151,9 @@ def _body(bar: BarClosed, block: int, negative: bool) -> bytes:
             + blocks(texts)
         )
     parts.append(blocks(frames))
+    # v3's chain fields, in schema order.
+    parts += [_varint(bar.keyframe_offset), _string(bar.prev_tick_id)]
+    parts += [_varint(bar.window_start), _varint(bar.window_bars), _varint(bar.window_crc)]
     return b"".join(parts)
 
 
