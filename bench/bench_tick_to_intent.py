@@ -15,7 +15,10 @@ BarClosed window shrinks to N bars. The answers differ from production's; it mea
 of the latency is the window's size (what a BarClosed carrying only the new bar would save).
 Then it publishes real ticks one at a time: the TickPlan and the BarClosed of every due timeframe,
 made by the tick emitter's own core (``plan_tick``/``prepare_bars``/``build_events``, the replay
-path) from the bundled real Bitstamp hourly candles, with full 4,200-bar windows.
+path) from the bundled real Bitstamp hourly candles, with 4,200-bar windows sent as the emitter
+sends them (BarClosed v3, ADR 0028: a keyframe with the whole window once a day per topic, a
+continuation with the new bar otherwise). ``--keyframe-hours 0`` sends every window whole (the
+wire before v3: the comparison run).
 
 Clock: starts when the tick's messages are handed to the producer (``publish_tick``, before the
 broker acknowledges them) and stops when the OrderIntent is read back from ``orders.intents`` by
@@ -30,7 +33,8 @@ recommendation; ``decided`` = the decision row's ``decided_at`` minus the last r
 (ingest + join + decision; stamped before the row is inserted and committed);
 ``readback`` = the intent read here minus its CreateTime.
 Writes ``bench/results/tick_to_intent.md`` (``--strategies all``: ``tick_to_intent_all.md``;
-``--no-step`` adds ``_nostep``, ``--lookback N`` adds ``_lookbackN``).
+``--no-step`` adds ``_nostep``, ``--lookback N`` adds ``_lookbackN``, ``--keyframe-hours 0`` adds
+``_keyframes``).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
 from common import serde  # noqa: E402
+from common.bar_stream import BarChain  # noqa: E402
 from common.dataset import BUNDLED_CSV  # noqa: E402
 from common.events import OrderIntent, Recommendation  # noqa: E402
 from common.kafka.configuration import admin_config, consumer_config  # noqa: E402
@@ -94,11 +99,18 @@ def main() -> None:
         metavar="N",
         help="what-if: every strategy gets an N-hour look-back (those needing more are left out)",
     )
+    ap.add_argument(
+        "--keyframe-hours",
+        type=float,
+        default=None,
+        help="BarClosed keyframe interval in hours (default: bar_keyframe_hours; 0: whole windows only)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="result file")
     ap.add_argument("--note", default="", help="one line added to the result (what was run)")
     args = ap.parse_args()
     suffix = ("_all" if args.strategies == "all" else "") + ("_nostep" if args.no_step else "")
     suffix += "" if args.lookback is None else f"_lookback{args.lookback}"
+    suffix += "_keyframes" if args.keyframe_hours == 0 else ""
     name = f"tick_to_intent{suffix}"
     out = args.out or RESULTS / f"{name}.md"
     from bench._needs import require, throwaway_database
@@ -127,6 +139,7 @@ def main() -> None:
             database_url=url,
             registry_path=registry_path,
             strategy={"step": not args.no_step},
+            **({} if args.keyframe_hours is None else {"bar_keyframe_hours": args.keyframe_hours}),
             kafka={"bootstrap_servers": "127.0.0.1:39092", "topic_prefix": prefix},
         )
         admin = AdminClient(admin_config(settings))
@@ -139,6 +152,11 @@ def main() -> None:
             _delete_groups(admin, prefix)
             shutil.rmtree(work, ignore_errors=True)
     note = f"{args.strategies} strategies, steppers {'off' if args.no_step else 'on'}"
+    note += (
+        f", BarClosed keyframes every {settings.bar_keyframe_hours:g} h per topic, continuations between"
+        if settings.bar_keyframe_hours
+        else ", every BarClosed a whole window (no continuations: the wire before v3)"
+    )
     if args.lookback is not None:
         note += (
             f"; what-if --lookback {args.lookback}: every strategy's look-back set to {args.lookback} h"
@@ -264,6 +282,7 @@ def run(settings: Settings, n: int) -> tuple[list[dict[str, float | str]], CpuMe
     recs = Consumer(consumer_config(settings, f"bench-recs-{uuid.uuid4().hex[:6]}"))
     recs.assign([TopicPartition(settings.topic(RECOMMENDATIONS), p, 0) for p in range(3)])
     out: list[dict[str, float | str]] = []
+    chain = BarChain(settings.bar_keyframe_hours)
     with tempfile.TemporaryDirectory(prefix="bench-t2i-") as logs, Supervisor(env, Path(logs)) as sup:
         strategies = [
             sup.start(f"strategy.{spec.name}", "strategy_consumers", "run", spec.name)
@@ -294,7 +313,7 @@ def run(settings: Settings, n: int) -> tuple[list[dict[str, float | str]], CpuMe
                 namespace=prefix,
             )
             started = time.time()
-            publish_tick(producer, settings, tick, bars, fast=True)
+            publish_tick(producer, settings, tick, bars, fast=True, chain=chain)
             producer.flush()
             acked = time.time()
             intent = read_intent(intents, tick.tick_id, sup, timeout=120 if i < WARMUP else 30)

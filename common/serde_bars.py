@@ -562,6 +562,7 @@ def bar_event(bar: BarArrays) -> BarClosed:
     """The validated BarClosed for ``bar`` (what the generic encoder is given on the slow path)."""
     open_time = tuple(_EPOCH + timedelta(milliseconds=t) for t in bar.times.tolist())
     cols = np.asarray(bar.values, dtype=np.float64).T.tolist()
+    link: WindowLink = getattr(bar, "link", KEYFRAME)  # optional: a bar without one is a keyframe
     return BarClosed(
         tick_id=bar.tick_id,
         symbol=bar.symbol,
@@ -570,19 +571,12 @@ def bar_event(bar: BarArrays) -> BarClosed:
         open_time=open_time,
         **{c: tuple(v) for c, v in zip(COLUMNS, cols, strict=True)},
         exogenous=tuple(f.to_event() for f in bar.exogenous),
-        **_link_fields(bar),
+        keyframe_offset=link.keyframe_offset,
+        prev_tick_id=link.prev_tick_id,
+        window_start=link.window_start,
+        window_bars=link.window_bars,
+        window_crc=link.window_crc,
     )
-
-
-def _link_fields(bar: BarArrays) -> dict[str, Any]:
-    link: WindowLink = getattr(bar, "link", KEYFRAME)  # optional: a bar without one is a keyframe
-    return {
-        "keyframe_offset": link.keyframe_offset,
-        "prev_tick_id": link.prev_tick_id,
-        "window_start": link.window_start,
-        "window_bars": link.window_bars,
-        "window_crc": link.window_crc,
-    }
 
 
 @dataclass(frozen=True, slots=True)
