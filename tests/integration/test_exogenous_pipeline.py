@@ -30,6 +30,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from common import serde
+from common.bar_stream import WindowAssembler
 from common.dataset import load_bundled_candles
 from common.db import migrate
 from common.db.session import make_engine
@@ -135,8 +136,16 @@ def test_live_recommendations_equal_full_history_with_exogenous_inputs(env: tupl
     needs = {n.strategy: n for n in exogenous_needs(registry)}
     bars: dict[str, list[BarWindow]] = {}
     for tf, count in TICKS.items():
-        bars[tf] = _read(settings, settings.topic(bars_topic(tf)), count, decode_bar_window)
+        # Every message as its whole window (a continuation assembled onto its chain, read in order).
+        assembler = WindowAssembler(None)
+        bars[tf] = _read(
+            settings,
+            settings.topic(bars_topic(tf)),
+            count,
+            lambda b, a=assembler, tf=tf: a.window(decode_bar_window(b), bars_topic(tf)),
+        )
         assert len(bars[tf]) == count, tf
+        assert all(bar.is_keyframe for bar in bars[tf]) and assembler.read_backs == 0
     resampled = {tf: resample_candles(history, tf) for tf in TICKS}
     delivered = 0
     for tf, messages in bars.items():

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from common.dataset import BUNDLED_CSV
@@ -20,6 +20,7 @@ from common.kafka.configuration import admin_config, consumer_config
 from common.kafka.producer import EventProducer
 from common.kafka.topics import TICKS, bars_topic, delete_topics_with_prefix, ensure_topics, topic_specs
 from common.registry import load_registry
+from common.serde_bars import BarWindow, decode_bar_window
 from config import KafkaSettings, Settings
 from producers import store
 from producers.sources import CsvSource
@@ -72,6 +73,34 @@ def read_all(s: Settings, n_ticks: int, n_bars: dict[str, int]) -> tuple[list, d
     return ticks, bars
 
 
+def raw_windows(s: Settings, tf: str, n: int, timeout: float = 20.0) -> list[BarWindow]:
+    """The bar messages of ``tf`` as sent (a continuation is only its tail), in offset order."""
+    consumer = Consumer(consumer_config(s, f"raw-{uuid.uuid4().hex[:8]}"))
+    consumer.assign([TopicPartition(s.topic(bars_topic(tf)), 0, OFFSET_BEGINNING)])
+    out: list[BarWindow] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            out += [
+                decode_bar_window(m.value())
+                for m in consumer.consume(num_messages=500, timeout=0.2)
+                if m.error() is None
+            ]
+    finally:
+        consumer.close()
+    return out
+
+
+def assert_chained(s: Settings, n: int) -> None:
+    """25 hourly ticks: a keyframe every 24 h of tick time, one-bar continuations in between."""
+    raw = raw_windows(s, "1h", n)
+    assert len(raw) == n
+    assert [i for i, m in enumerate(raw) if m.is_keyframe] == [0, 24]
+    continuations = [m for m in raw if not m.is_keyframe]
+    assert len(continuations) == n - 2 and all(len(m) == 1 for m in continuations)
+    assert all(m.keyframe_offset in (0, 24) and m.window_bars == 720 for m in continuations)
+
+
 def test_replay_equals_live_from_db_and_csv(cfg: Settings, replay_cfg: Settings) -> None:
     engine = make_engine(cfg.database_url.get_secret_value())
     producer = EventProducer(cfg, "tick-emitter-test")
@@ -92,6 +121,19 @@ def test_replay_equals_live_from_db_and_csv(cfg: Settings, replay_cfg: Settings)
     for tf in TFS:
         assert r_bars[tf] == live_bars[tf]  # keys and every BarClosed field identical
     assert [len(e) for _, e in r_bars["1d"]] == [30, 30] and len(r_bars["1h"][0][1]) == 720
+    assert all(len(e) == 720 for _, e in r_bars["1h"])  # whole windows, assembled by read_topic
+    assert_chained(cfg, 25)  # the live emitter and the replay both send the chain
+    assert_chained(replay_cfg, 25)
+
+    # Keyframes only (BTCMETA_BAR_KEYFRAME_HOURS=0): every message whole, the same windows bit for bit.
+    kf_cfg = with_prefix(cfg, f"replay.{uuid.uuid4().hex[:8]}.").model_copy(update={"bar_keyframe_hours": 0})
+    try:
+        replay(kf_cfg, REGISTRY, BaseCandles(*arrays, 60), A, B)
+        raw = raw_windows(kf_cfg, "1h", 25)
+        assert len(raw) == 25 and all(m.is_keyframe and len(m) == 720 for m in raw)
+        assert read_all(kf_cfg, 25, counts)[1] == r_bars
+    finally:
+        delete_topics_with_prefix(AdminClient(admin_config(kf_cfg)), kf_cfg.kafka.topic_prefix)
 
     csv_cfg = with_prefix(cfg, f"replay.{uuid.uuid4().hex[:8]}.")
     try:
