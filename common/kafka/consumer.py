@@ -106,15 +106,21 @@ _COMMIT_LOST_CODES = frozenset(
 )
 
 
-def _commit_error_kind(exc: BaseException) -> str:
-    """'retry', 'lost' (group moved on), 'fenced' (static id taken over), 'nothing' or 'fatal'."""
+def _commit_error_kind(exc: BaseException, *, static_member: bool = False) -> str:
+    """'retry', 'lost' (group moved on), 'fenced' (static id taken over), 'nothing' or 'fatal'.
+
+    ``static_member``: the client has a ``group.instance.id``. A consumer's only fatal error in
+    librdkafka is its static member being fenced; when that fatal error was raised before the
+    commit ran, the commit reports just ``_FATAL`` ("Local: Fatal error"), which is the same fence
+    (seen in the chaos suite after a 30 s broker freeze: the executor crashed on it).
+    """
     if not isinstance(exc, KafkaException) or not exc.args:
         return "fatal"
     err = exc.args[0]
     if not isinstance(err, KafkaError):
         return "fatal"
     code = err.code()
-    if code == KafkaError.FENCED_INSTANCE_ID:
+    if code == KafkaError.FENCED_INSTANCE_ID or (static_member and code == KafkaError._FATAL):
         # Fatal for this client handle; after a broker stall librdkafka rejoins with the same static
         # id and fences its own previous member. A fresh handle is the way back (see the loop).
         return "fenced"
@@ -624,7 +630,7 @@ class ConsumerLoop:
         except _CommitWedged:
             self._replace_wedged_client(offsets, why="commit_timeout")
         except KafkaException as exc:
-            kind = _commit_error_kind(exc)
+            kind = _commit_error_kind(exc, static_member="group.instance.id" in self._conf)
             if kind == "nothing":
                 return
             if kind == "fenced":

@@ -58,3 +58,12 @@ def test_a_fenced_static_member_is_told_apart_from_other_fatal_errors() -> None:
     """librdkafka flags FENCED_INSTANCE_ID fatal; after a broker stall it is the client fencing
     its own previous member, which a fresh handle cures (the loop stops on a second fence)."""
     assert _commit_error_kind(_exc(KafkaError.FENCED_INSTANCE_ID, fatal=True)) == "fenced"
+
+
+def test_a_bare_fatal_after_the_fence_is_the_fence_for_a_static_member_only() -> None:
+    """When the fence was raised before the commit ran, the commit says only _FATAL; a static
+    member's only fatal error is the fence, so it is cured the same way. Without static
+    membership a bare _FATAL is not explained, and the service still stops."""
+    assert _commit_error_kind(_exc(KafkaError._FATAL, fatal=True), static_member=True) == "fenced"
+    assert _commit_error_kind(_exc(KafkaError._FATAL, fatal=True)) == "fatal"
+    assert _commit_error_kind(_exc(KafkaError.TOPIC_AUTHORIZATION_FAILED), static_member=True) == "fatal"
