@@ -52,7 +52,9 @@ class Topic:
             yield at, self.values[at]
 
 
-def _send(chain: BarChain, topics: dict[str, Topic], bar: BarPayload, tick: datetime, *, generic: bool) -> bytes:
+def _send(
+    chain: BarChain, topics: dict[str, Topic], bar: BarPayload, tick: datetime, *, generic: bool
+) -> bytes:
     """What ``publish_tick`` does for one bar, with an immediate delivery report."""
     start, link = chain.link(bar.timeframe, bar.tick_id, to_epoch_ms(tick), bar.times, bar.values)
     part = replace(bar, times=bar.times[start:], values=bar.values[start:], link=link)
