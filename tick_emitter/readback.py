@@ -18,7 +18,7 @@ from common import serde
 from common.bar_stream import WindowAssembler
 from common.events import BarClosed
 from common.kafka.configuration import consumer_config
-from common.serde_bars import decode_bar_window
+from common.serde_bars import BarWindow, decode_bar_window
 from config import Settings
 
 
@@ -61,6 +61,22 @@ def read_topic(
                     part = decode_bar_window(value)
                     event = assembler.window(part, topic, 0, at).to_event()
                 out.append((key.decode() if key is not None else None, event))
+    finally:
+        consumer.close()
+    return out
+
+
+def read_bar_messages(settings: Settings, topic: str, n: int, *, timeout: float = 20.0) -> list[BarWindow]:
+    """The first ``n`` bar messages of ``topic`` as sent, in offset order: a continuation is only
+    its tail (what tests of the chain itself look at; consumers use :func:`read_topic`'s windows)."""
+    consumer = Consumer(consumer_config(settings, f"raw-{uuid.uuid4().hex[:8]}"))
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    out: list[BarWindow] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            msgs = consumer.consume(num_messages=500, timeout=0.2)
+            out += [decode_bar_window(m.value() or b"") for m in msgs if m.error() is None]
     finally:
         consumer.close()
     return out

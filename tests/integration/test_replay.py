@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from common.dataset import BUNDLED_CSV
@@ -20,14 +20,14 @@ from common.kafka.configuration import admin_config, consumer_config
 from common.kafka.producer import EventProducer
 from common.kafka.topics import TICKS, bars_topic, delete_topics_with_prefix, ensure_topics, topic_specs
 from common.registry import load_registry
-from common.serde_bars import BarWindow, decode_bar_window
+from common.serde_bars import BarWindow
 from config import KafkaSettings, Settings
 from producers import store
 from producers.sources import CsvSource
 from producers.sync import import_csv
 from tick_emitter.core import BaseCandles
 from tick_emitter.emitter import TickEmitter
-from tick_emitter.readback import read_topic
+from tick_emitter.readback import read_bar_messages, read_topic
 from tick_emitter.replay import ReplayRefused, _retry, base_from_csv, check_namespace, replay
 from tick_emitter.synthetic import registry_of
 
@@ -73,22 +73,9 @@ def read_all(s: Settings, n_ticks: int, n_bars: dict[str, int]) -> tuple[list, d
     return ticks, bars
 
 
-def raw_windows(s: Settings, tf: str, n: int, timeout: float = 20.0) -> list[BarWindow]:
+def raw_windows(s: Settings, tf: str, n: int) -> list[BarWindow]:
     """The bar messages of ``tf`` as sent (a continuation is only its tail), in offset order."""
-    consumer = Consumer(consumer_config(s, f"raw-{uuid.uuid4().hex[:8]}"))
-    consumer.assign([TopicPartition(s.topic(bars_topic(tf)), 0, OFFSET_BEGINNING)])
-    out: list[BarWindow] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < n and time.monotonic() < deadline:
-            out += [
-                decode_bar_window(m.value())
-                for m in consumer.consume(num_messages=500, timeout=0.2)
-                if m.error() is None
-            ]
-    finally:
-        consumer.close()
-    return out
+    return read_bar_messages(s, s.topic(bars_topic(tf)), n)
 
 
 def assert_chained(s: Settings, n: int) -> None:

@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sqlalchemy import text
 
 from common.dataset import BUNDLED_CSV
 from common.db.session import make_engine
 from common.events import BarClosed, TickPlan
-from common.kafka.configuration import consumer_config
 from common.kafka.producer import EventProducer
 from common.kafka.topics import TICKS, bars_topic
 from common.registry import Registry, load_registry
-from common.serde_bars import BarWindow, decode_bar_window
 from common.shutdown import GracefulShutdown
 from common.timeframes import parse_timeframe
 from config import Settings
 from producers.sources import CsvSource
 from tick_emitter.emitter import TickEmitter
-from tick_emitter.readback import read_topic
+from tick_emitter.readback import read_bar_messages, read_topic
 from tick_emitter.service import run_forever
 
 T0 = datetime(2021, 2, 1, 10, 0, tzinfo=UTC)
@@ -63,24 +59,6 @@ def emitter_factory(cfg: Settings, registry: Registry, csv_source: CsvSource) ->
     engine.dispose()
 
 
-def _raw_bars(cfg: Settings, topic: str, n: int) -> list[BarWindow]:
-    """The bar messages as sent (a continuation carries only its changed tail), in offset order."""
-    consumer = Consumer(consumer_config(cfg, f"raw-{uuid.uuid4().hex[:8]}"))
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    out: list[BarWindow] = []
-    deadline = time.monotonic() + 20
-    try:
-        while len(out) < n and time.monotonic() < deadline:
-            out += [
-                decode_bar_window(m.value())
-                for m in consumer.consume(num_messages=500, timeout=0.2)
-                if m.error() is None
-            ]
-    finally:
-        consumer.close()
-    return out
-
-
 def at(hours: float, seconds: int = 5) -> datetime:
     return T0 + timedelta(hours=hours, seconds=seconds)
 
@@ -106,7 +84,7 @@ def test_catch_up_after_outage_publishes_each_missed_tick_once_in_order(
     assert [k for k, _ in bars] == expected_ids
     # The wire is a chain: each emitter process starts it with a keyframe (ticks 0 and 2 here),
     # then sends one-bar continuations; read_topic above returned the assembled whole windows.
-    raw = _raw_bars(cfg, cfg.topic(bars_topic("1h")), 7)
+    raw = read_bar_messages(cfg, cfg.topic(bars_topic("1h")), 7)
     assert [i for i, m in enumerate(raw) if m.is_keyframe] == [0, 2]
     assert all(
         len(m) == 1 and m.prev_tick_id == expected_ids[i - 1] for i, m in enumerate(raw) if i not in (0, 2)
