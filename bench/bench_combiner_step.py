@@ -39,19 +39,16 @@ import pandas as pd  # noqa: E402
 from bench.machine import cpu_model  # noqa: E402
 from common.combiner import load_combiner  # noqa: E402
 from common.dataset import load_bundled_candles  # noqa: E402
-from common.events import SignalEvent, Target  # noqa: E402
-from common.ids import make_tick_id  # noqa: E402
 from common.observation import FeatureSpec  # noqa: E402
 from common.signals import SignalArrays  # noqa: E402
 from config import DEFAULT_FUNDING_RATE_HOURLY, FallbackMode, load_settings  # noqa: E402
-from meta_consumer.decide import BAR_CLOSES, Carry, Choice, Mark, TickInput, decide_tick  # noqa: E402
+from meta_consumer.decide import BAR_CLOSES, Carry, Choice, TickInput, decide_tick, signals_tick_input  # noqa: E402
 from training.research.export import FitData, export  # noqa: E402
 from training.research.funding import bar_funding, load_funding  # noqa: E402
 from training.research.protocol import funding_known  # noqa: E402
 from training.signals import compute_signals, training_exogenous  # noqa: E402
 
 PRICE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi", "ma_trend", "vwap_reversion")
-TARGETS = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
 #: kind -> research key exported (None: no combiner, the majority-vote fallback).
 KINDS: dict[str, str | None] = {
     "fallback": None,
@@ -100,17 +97,16 @@ def choice(kind: str, art: bytes | None) -> Choice:
 def tick_input(real: Real, t: int) -> TickInput:
     """What the meta consumer is fed at bar ``t``'s tick."""
     candles, sig, fund, charge = real
-    close = candles["close"].to_numpy(np.float64)
     when = pd.Timestamp(sig.index[t]).to_pydatetime() + timedelta(hours=1)
-    tick = make_tick_id("BTC/USD:USD", when)
-    recs = {
-        s: (TARGETS[int(sig.target[t, k])], SignalEvent.NONE, 0.5)
-        for k, s in enumerate(sig.strategies)
-        if sig.present[t, k]
-    }
-    bar = Mark(tick, tuple(close[max(0, t + 1 - BAR_CLOSES) : t + 1]), offset=t)
-    f = None if np.isnan(fund[t]) else float(fund[t])
-    return TickInput(tick, when, frozenset(recs), recs, bar, True, f, float(charge[t]))
+    return signals_tick_input(
+        candles["close"].to_numpy(np.float64),
+        sig,
+        t,
+        when,
+        funding_last=float(fund[t]),
+        funding_charge=float(charge[t]),
+        offset=t,
+    )
 
 
 def run(real: Real, ch: Choice, start: int, stop: int) -> tuple[list[float], int]:

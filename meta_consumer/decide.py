@@ -16,17 +16,21 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from common.actions import ACTIONS, apply_action, label_for, majority_vote
 from common.combiner import LINEAR_CLOSES, Combiner
 from common.events import IntentAction, SignalEvent, Target, from_epoch_ms, to_epoch_ms
+from common.ids import make_tick_id
 from common.observation import EVENT_CODES, TARGET_VALUES, FeatureSpec, observation_row, rolling_volatility
 from common.policy import Policy
 from common.portfolio import Portfolio
 from config import FallbackMode
+
+if TYPE_CHECKING:
+    from common.signals import SignalArrays
 
 #: Close prices kept in the carried mark: enough for any sensible ``vol_window``.
 MARK_CLOSES = 256
@@ -179,6 +183,36 @@ class TickInput:
     #: The funding charged to a long over this tick's bar (settlements after the previous close, up
     #: to this close); read only for a ``dsr`` combiner (its reward), from the exogenous store.
     funding_charge: float = 0.0
+
+
+_TARGET_OF = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
+
+
+def signals_tick_input(
+    close: np.ndarray,
+    signals: SignalArrays,
+    t: int,
+    tick_time: datetime,
+    *,
+    closes: int = BAR_CLOSES,
+    funding_last: float | None = None,
+    funding_charge: float = 0.0,
+    offset: int = -1,
+    symbol: str = "BTC/USD:USD",
+) -> TickInput:
+    """What this service is fed at bar ``t`` when the strategies' answers are research arrays
+    (``SignalArrays``, confidence 0.5, no event): the answers present at ``t``, the bar's last ``closes``
+    closes. Tests and benchmarks that replay the real data tick by tick build their inputs here.
+    A NaN ``funding_last`` means none is known."""
+    tick = make_tick_id(symbol, tick_time)
+    recs = {
+        s: (_TARGET_OF[int(signals.target[t, k])], SignalEvent.NONE, 0.5)
+        for k, s in enumerate(signals.strategies)
+        if signals.present[t, k]
+    }
+    bar = Mark(tick, tuple(close[max(0, t + 1 - closes) : t + 1]), offset)
+    funding = None if funding_last is None or np.isnan(funding_last) else float(funding_last)
+    return TickInput(tick, tick_time, frozenset(recs), recs, bar, True, funding, float(funding_charge))
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,15 @@ import numpy as np
 import pandas as pd
 
 from common.dataset import load_bundled_candles
-from common.events import SignalEvent, Target
-from common.ids import make_tick_id
 from common.signals import SignalArrays
 from config import load_settings
-from meta_consumer.decide import BAR_CLOSES, Mark, TickInput
+from meta_consumer.decide import TickInput, signals_tick_input
 from training.research.candidates import Context, build_context
 from training.research.funding import FundingEvents, bar_funding, load_funding
 from training.research.protocol import _baseline_exposures, funding_known
 from training.signals import compute_signals, training_exogenous
 
 PRICE = ("volatility_system", "supertrend", "fsupertrend", "ott", "bband_rsi", "ma_trend", "vwap_reversion")
-TARGETS = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
 
 
 def funding_events() -> FundingEvents:
@@ -63,16 +60,12 @@ def live_tick(
 ) -> TickInput:
     """What the meta consumer is fed at bar ``t``'s tick: the answers, the last ``BAR_CLOSES``
     closes, the funding rate last published (``fund``) and charged over the bar (``charge``)."""
-    close = candles["close"].to_numpy(np.float64)
     when = pd.Timestamp(sig.index[t]).to_pydatetime() + timedelta(hours=1)
-    tick = make_tick_id("BTC/USD:USD", when)
-    recs = {
-        s: (TARGETS[int(sig.target[t, k])], SignalEvent.NONE, 0.5)
-        for k, s in enumerate(sig.strategies)
-        if sig.present[t, k]
-    }
-    bar = Mark(tick, tuple(close[max(0, t + 1 - BAR_CLOSES) : t + 1]))
-    f = None if np.isnan(fund[t]) else float(fund[t])
-    return TickInput(
-        tick, when, frozenset(recs), recs, bar, True, f, 0.0 if charge is None else float(charge[t])
+    return signals_tick_input(
+        candles["close"].to_numpy(np.float64),
+        sig,
+        t,
+        when,
+        funding_last=float(fund[t]),
+        funding_charge=0.0 if charge is None else float(charge[t]),
     )

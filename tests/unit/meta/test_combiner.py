@@ -33,14 +33,13 @@ from common.observation import FeatureSpec
 from common.policy import export_policy
 from common.signals import SignalArrays
 from config import FallbackMode
-from meta_consumer.decide import MARK_CLOSES, Carry, Choice, Mark, TickInput, decide_tick
+from meta_consumer.decide import MARK_CLOSES, Carry, Choice, Mark, TickInput, decide_tick, signals_tick_input
 from training.research.candidates import build_context, volmanaged_exposure
 from training.research.protocol import _baseline_exposures
 from training.signals import compute_signals, training_exogenous
 
 LIVE = ("a", "b", "c")
 PARAMS = {"target_vol": 0.5, "window": 168, "cap": 1.0}
-TARGETS = {1: Target.LONG, 0: Target.FLAT, -1: Target.SHORT}
 
 
 def row(art: bytes, strategies: tuple[str, ...] = LIVE, sha: str | None = None) -> SimpleNamespace:
@@ -136,14 +135,7 @@ def live_decisions(candles: pd.DataFrame, signals: SignalArrays, choice: Choice)
     t0 = datetime(2000, 1, 1, tzinfo=UTC)
     for t in range(len(close)):
         when = t0 + timedelta(hours=t)
-        tick = make_tick_id("BTC/USD:USD", when)
-        recs = {
-            s: (TARGETS[int(signals.target[t, k])], SignalEvent.NONE, 0.5)
-            for k, s in enumerate(signals.strategies)
-            if signals.present[t, k]
-        }
-        bar = Mark(tick, tuple(close[max(0, t + 1 - MARK_CLOSES) : t + 1]))
-        tin = TickInput(tick, when, frozenset(recs), recs, bar, True)
+        tin = signals_tick_input(close, signals, t, when, closes=MARK_CLOSES)
         o = decide_tick(tin, carry, choice, signals.strategies, step=0.25, max_exposure=1.0)
         carry = o.carry
         out.append(o.target_exposure)
