@@ -10,12 +10,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from common import control
 from common.db.models import Fill, FundingPayment, Order, PnlDaily, Position
 from common.db.models import RiskState as RiskStateRow
+from common.db.session import session_cursor
 from executor.exchanges.base import ExchangeFill, FundingEvent
 from executor.ledger import Holding
 from executor.risk import RiskState
@@ -36,9 +36,23 @@ def _pin(s: Session, row: object) -> None:
     s.info.setdefault("pinned", {})[id(row)] = row
 
 
+def _reads(s: Session) -> dict[tuple[Any, ...], Any]:
+    """Reads the transaction already made and may reuse (the namespace lock is held, see below).
+
+    A replay batch handles hundreds of intents in one transaction under the namespace's advisory
+    lock, and nothing else writes the namespace's funding, P&L or switch rows meanwhile, so these
+    answers change only by this session's own writes; each writer below updates or drops its
+    entry. Live, a transaction holds one intent and the cache lives no longer than that.
+    """
+    reads: dict[tuple[Any, ...], Any] = s.info.setdefault("tx_reads", {})
+    return reads
+
+
 def forget_row_locks(s: Session) -> None:
-    """After a rollback to a savepoint: the row locks taken inside it are gone, take them again."""
+    """After a rollback to a savepoint: the row locks taken inside it are gone, take them again,
+    and what was read or written inside it may be undone, so read it again too."""
     s.info.pop("locked_pnl", None)
+    s.info.pop("tx_reads", None)
 
 
 def load_holding(s: Session, namespace: str, symbol: str) -> Holding:
@@ -61,14 +75,24 @@ def save_holding(s: Session, namespace: str, symbol: str, h: Holding) -> None:
 
 
 def load_risk_state(s: Session, namespace: str) -> RiskState:
-    row = s.get(RiskStateRow, namespace)
-    if row is None:
-        return RiskState()
-    return RiskState(row.kill_switch, row.kill_reason, row.trading_paused, row.halted_until)
+    """The switches, read once per transaction (a loaded row is never re-read in one anyway: the
+    identity map returns it; a namespace without a row would otherwise cost a query per intent)."""
+    reads = _reads(s)
+    key = ("risk_state", namespace)
+    if key not in reads:
+        row = s.get(RiskStateRow, namespace)
+        reads[key] = (
+            RiskState()
+            if row is None
+            else RiskState(row.kill_switch, row.kill_reason, row.trading_paused, row.halted_until)
+        )
+    state: RiskState = reads[key]
+    return state
 
 
 def set_risk_state(s: Session, namespace: str, actor: str, action: str, reason: str, **values: Any) -> None:
     """Change switches and append the audit row in the same transaction (common.control, the one path)."""
+    _reads(s).pop(("risk_state", namespace), None)
     control.set_switches(
         s,
         namespace,
@@ -81,9 +105,13 @@ def set_risk_state(s: Session, namespace: str, actor: str, action: str, reason: 
 
 
 def orders_since(s: Session, namespace: str, since: datetime) -> int:
-    return int(
-        s.scalar(select(func.count()).where(Order.namespace == namespace, Order.created_at > since)) or 0
-    )
+    """Orders created after ``since`` (the hourly order cap), plain SQL (ADR 0029)."""
+    with session_cursor(s) as cur:
+        row = cur.execute(_ORDERS_SINCE_SQL, {"ns": namespace, "since": since}).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+_ORDERS_SINCE_SQL = "SELECT count(*) FROM orders WHERE namespace = %(ns)s AND created_at > %(since)s"
 
 
 def known_fill_ids(s: Session, namespace: str, since: datetime | None) -> set[str]:
@@ -148,37 +176,66 @@ def record_order(
 
 
 def last_funding_time(s: Session, namespace: str) -> datetime | None:
-    return s.scalar(
-        select(func.max(FundingPayment.funding_time)).where(FundingPayment.namespace == namespace)
-    )
+    """The latest booked settlement; asked once per transaction, then kept by :func:`record_funding`."""
+    reads = _reads(s)
+    key = ("last_funding", namespace)
+    if key not in reads:
+        reads[key] = s.scalar(
+            select(func.max(FundingPayment.funding_time)).where(FundingPayment.namespace == namespace)
+        )
+    last: datetime | None = reads[key]
+    return last
 
 
 def record_funding(s: Session, namespace: str, events: list[FundingEvent]) -> float:
-    """Store new settlements (idempotent by time); return the USD amount actually added."""
+    """Store new settlements (idempotent by time); return the USD amount actually added.
+
+    One plain-SQL statement for all of them (ADR 0029: a replay books one every hour).
+    """
+    if not events:
+        return 0.0
+    reads = _reads(s)
+    key = ("last_funding", namespace)
+    if key in reads:
+        reads[key] = max([e.funding_time for e in events] + ([reads[key]] if reads[key] is not None else []))
+    with session_cursor(s) as cur:
+        params = {
+            "ns": namespace,
+            "symbols": [e.symbol for e in events],
+            "times": [e.funding_time for e in events],
+            "rates": [e.rate for e in events],
+            "quantities": [e.position_quantity for e in events],
+            "amounts": [e.amount for e in events],
+        }
+        new = {(sym, at) for sym, at in cur.execute(_RECORD_FUNDING_SQL, params)}
     added = 0.0
-    for e in events:
-        done = s.execute(
-            pg_insert(FundingPayment)
-            .values(
-                namespace=namespace,
-                symbol=e.symbol,
-                funding_time=e.funding_time,
-                rate=e.rate,
-                position_quantity=e.position_quantity,
-                amount=e.amount,
-            )
-            .on_conflict_do_nothing()
-            .returning(FundingPayment.id)
-        ).first()
-        if done is not None:
+    for e in events:  # in the events' order, each settlement once, as they were stored
+        if (e.symbol, e.funding_time) in new:
+            new.discard((e.symbol, e.funding_time))
             added += e.amount
     return added
+
+
+_RECORD_FUNDING_SQL = """
+INSERT INTO funding_payments (namespace, symbol, funding_time, rate, position_quantity, amount)
+SELECT %(ns)s, u.s, u.t, u.r, u.q, u.a
+FROM unnest(%(symbols)s::text[], %(times)s::timestamptz[], %(rates)s::float8[],
+            %(quantities)s::float8[], %(amounts)s::float8[]) WITH ORDINALITY AS u(s, t, r, q, a, n)
+ORDER BY u.n
+ON CONFLICT DO NOTHING
+RETURNING symbol, funding_time
+"""
 
 
 def _today_row(s: Session, namespace: str, day: date) -> PnlDaily:
     """The day's row, locked FOR UPDATE once per transaction (a batch updates it once per intent)."""
     locked: set[tuple[str, date]] = s.info.setdefault("locked_pnl", set())
     key = (namespace, day)
+    # Writing ``day`` changes what was kept about the days before any later day (time that goes
+    # backwards inside one transaction: a clock step, an out-of-order repair): read those again.
+    reads = _reads(s)
+    for k in [k for k in reads if k[0] == "earlier_days" and k[1] == namespace and k[2] > day]:
+        del reads[k]
     row = s.get(PnlDaily, key) if key in locked else s.get(PnlDaily, key, with_for_update=True)
     if row is None:
         row = PnlDaily(
@@ -200,14 +257,38 @@ def daily_pnl(s: Session, namespace: str, day: date, unrealized_now: float) -> f
     row = s.get(PnlDaily, (namespace, day))
     if row is not None:
         _pin(s, row)
-    prev = s.scalar(
-        select(PnlDaily.unrealized)
-        .where(PnlDaily.namespace == namespace, PnlDaily.day < day)
-        .order_by(PnlDaily.day.desc())
-        .limit(1)
-    )
+    prev = _earlier_days(s, namespace, day)[2]
     base = (row.realized - row.fees + row.funding) if row is not None else 0.0
     return base + unrealized_now - float(prev or 0.0)
+
+
+def _earlier_days(s: Session, namespace: str, day: date) -> tuple[float, float, float | None]:
+    """Fees and funding summed over the days before ``day``, and the latest of those days' unrealized.
+
+    One query per day and transaction: an intent only writes its own day's row, so what lies
+    before it stays put while a replay batch walks through the day (:func:`_today_row` drops
+    the entry when an earlier day is written after all).
+    """
+    reads = _reads(s)
+    key = ("earlier_days", namespace, day)
+    if key not in reads:
+        latest = (
+            select(PnlDaily.unrealized)
+            .where(PnlDaily.namespace == namespace, PnlDaily.day < day)
+            .order_by(PnlDaily.day.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        fees, funding, prev = s.execute(
+            select(
+                func.coalesce(func.sum(PnlDaily.fees), 0.0),
+                func.coalesce(func.sum(PnlDaily.funding), 0.0),
+                latest,
+            ).where(PnlDaily.namespace == namespace, PnlDaily.day < day)
+        ).one()
+        reads[key] = (float(fees), float(funding), None if prev is None else float(prev))
+    earlier: tuple[float, float, float | None] = reads[key]
+    return earlier
 
 
 def last_unrealized(s: Session, namespace: str) -> float | None:
@@ -236,13 +317,9 @@ def update_pnl(
     row.fees += fees
     row.funding += funding
     row.unrealized = unrealized
-    s.flush()
-    totals = s.execute(
-        select(
-            func.coalesce(func.sum(PnlDaily.fees), 0.0), func.coalesce(func.sum(PnlDaily.funding), 0.0)
-        ).where(PnlDaily.namespace == namespace)
-    ).one()
-    row.equity = holding.realized - float(totals[0]) + float(totals[1]) + unrealized
+    fees_before, funding_before, _ = _earlier_days(s, namespace, day)
+    # all-time fees and funding = the earlier days' (kept per transaction) + today's row
+    row.equity = holding.realized - (fees_before + row.fees) + (funding_before + row.funding) + unrealized
     return row
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from psycopg import Cursor
 
 # The URL, passfile and JSON rules live in common.db.direct (no SQLAlchemy there: background
 # writers use them without loading it); re-exported here for the code that imports them from here.
@@ -28,11 +31,13 @@ from common.db.direct import (
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_S",
+    "engine_cursor",
     "json_dumps",
     "local_passfile",
     "make_engine",
     "normalize_url",
     "passfile_for",
+    "session_cursor",
     "session_scope",
     "with_local_passfile",
 ]
@@ -113,3 +118,39 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def session_cursor(s: Session) -> Cursor[Any]:
+    """A psycopg cursor on ``s``'s connection, inside its transaction (PostgreSQL only).
+
+    For the executor's per-intent statements (ADR 0029): through the ORM each one cost ~0.5-1 ms
+    of CPU in statement construction, cache-key generation and result processing, several times
+    the database's own time. Pending ORM changes are flushed first, so plain SQL sees everything
+    the session wrote; the ORM does not see what plain SQL writes, so callers use it for rows
+    the session does not hold. A savepoint rollback undoes both alike (same connection).
+    """
+    s.flush()
+    import psycopg  # here: most importers of this module never run plain SQL
+
+    raw = s.connection().connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise ValueError(f"plain SQL needs a psycopg (PostgreSQL) connection, not {type(raw).__name__}")
+    cur: Cursor[Any] = raw.cursor()
+    return cur
+
+
+@contextmanager
+def engine_cursor(engine: Engine) -> Iterator[Cursor[Any]]:
+    """A psycopg cursor in a transaction of its own on one of ``engine``'s pooled connections.
+
+    Committed when the block succeeds, rolled back when it raises (as :func:`session_scope`).
+    """
+    if engine.dialect.name != "postgresql":
+        raise ValueError(f"plain SQL needs PostgreSQL, not {engine.dialect.name}")
+    import psycopg
+
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        with raw.cursor() as cur:
+            yield cur

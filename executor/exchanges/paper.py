@@ -26,13 +26,14 @@ Models (documented so tests can recompute them independently):
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from common.db.models import Fill, FundingPayment, Intent, Order, Position
-from common.db.session import session_scope
+from common.db.models import Fill, Intent, Order, Position
+from common.db.session import engine_cursor, session_scope
 from common.events import OrderSide
 from config import DEFAULT_FUNDING_RATE_HOURLY
 from executor.clock import PriceFeed
@@ -46,6 +47,11 @@ from executor.exchanges.base import (
     OrderRequest,
 )
 from executor.prices import checked_price
+
+if TYPE_CHECKING:
+    from psycopg import Cursor as _Cursor
+
+    Cursor = _Cursor[Any]
 
 #: A replay can jump months between intents; funding is settled at most this far back per call.
 MAX_FUNDING_CATCHUP = timedelta(days=31)
@@ -205,9 +211,10 @@ class PaperExchange:
             return list(self._fills(s, *([Fill.filled_at >= since] if since is not None else [])))
 
     def fetch_position(self) -> float:
-        with session_scope(self._engine) as s:
-            pos = s.get(Position, (self.namespace, self._symbol))
-            return pos.quantity if pos is not None else 0.0
+        # plain SQL (ADR 0029): asked before every intent, by the reconciliation
+        with engine_cursor(self._engine) as cur:
+            row = cur.execute(_POSITION_SQL, {"ns": self.namespace, "symbol": self._symbol}).fetchone()
+        return float(row[0]) if row is not None else 0.0
 
     def fetch_open_orders(self) -> list[ExchangeOrder]:
         return []  # market orders fill at once on the paper venue
@@ -221,85 +228,117 @@ class PaperExchange:
     # ------------------------------------------------------------------ funding
 
     def fetch_funding(self, since: datetime | None, now: datetime) -> list[FundingEvent]:
-        """Settle every full hour up to ``now`` (idempotent), then report those after ``since``."""
-        self._settle(now)
-        with session_scope(self._engine) as s:
-            q = select(FundingPayment).where(
-                FundingPayment.namespace == self.namespace, FundingPayment.funding_time <= now
-            )
-            if since is not None:
-                q = q.where(FundingPayment.funding_time > since)
-            rows = s.scalars(q.order_by(FundingPayment.funding_time)).all()
-        return [FundingEvent(r.symbol, r.funding_time, r.rate, r.position_quantity, r.amount) for r in rows]
+        """Settle every full hour up to ``now`` (idempotent), then report those after ``since``.
 
-    def _settle(self, now: datetime) -> None:
+        One venue transaction, in plain SQL (ADR 0029: a replay asks every hour). When the
+        caller has booked everything the venue had settled before (``since`` is the venue's last
+        settlement, the usual case), the answer is exactly the rows this call inserted, and the
+        read-back query is skipped.
+        """
+        with engine_cursor(self._engine) as cur:
+            settled_before, added = self._settle(cur, now)
+            if since == settled_before and added is not None:
+                return [e for e in added if e.funding_time <= now]
+            params: dict[str, Any] = {"ns": self.namespace, "now": now, "since": since}
+            rows = cur.execute(_FUNDING_SINCE_SQL, params).fetchall()
+        return [FundingEvent(*r) for r in rows]
+
+    def _settle(self, cur: Cursor, now: datetime) -> tuple[datetime | None, list[FundingEvent] | None]:
+        """Insert the settlements due up to ``now``; return the last one before, and the new ones.
+
+        The new ones are None when a row was already there (another writer got in between):
+        the caller then reads back instead of trusting what this call computed.
+        """
         ns = self.namespace
         last_hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        with session_scope(self._engine) as s:
-            last = s.scalar(
-                select(func.max(FundingPayment.funding_time)).where(FundingPayment.namespace == ns)
-            )
-            if last is None:
-                first_fill = s.scalar(select(func.min(Fill.filled_at)).where(Fill.namespace == ns))
-                if first_fill is None:
-                    return
-                last = first_fill.replace(minute=0, second=0, microsecond=0)
-            hour = max(last + timedelta(hours=1), last_hour - MAX_FUNDING_CATCHUP)
-            if hour > last_hour:
-                return
-            # The position at each hour: fills up to the first hour summed in the database, then
-            # the few fills inside the settled span applied hour by hour (two queries, not two per hour).
-            position = self._position_at(s, hour)
-            later = (
-                []
-                if hour == last_hour
-                else list(
-                    s.execute(
-                        select(Fill.filled_at, Order.side, Fill.quantity)
-                        .join(
-                            Order,
-                            (Order.namespace == Fill.namespace)
-                            & (Order.client_order_id == Fill.client_order_id),
-                        )
-                        .where(Fill.namespace == ns, Fill.filled_at > hour, Fill.filled_at <= last_hour)
-                        .order_by(Fill.filled_at)
-                    ).all()
-                )
-            )
-            rows = []
-            k = 0
-            while hour <= last_hour:
-                while k < len(later) and later[k][0] <= hour:
-                    qty = later[k][2]
-                    position = round(position + (qty if later[k][1] == "buy" else -qty), 8)
-                    k += 1
-                price = 0.0
-                if position:
-                    try:
-                        price = checked_price(self._prices.price_at(hour), f"paper funding at {hour}")
-                    except NoPrice:
-                        break  # no usable price: settle later rather than invent one
-                rows.append(
-                    {
-                        "namespace": ns,
-                        "symbol": self._symbol,
-                        "funding_time": hour,
-                        "rate": self._funding_rate,
-                        "position_quantity": position,
-                        "amount": funding_amount(position, price, self._funding_rate),
-                    }
-                )
-                hour += timedelta(hours=1)
-            if rows:
-                s.execute(pg_insert(FundingPayment).values(rows).on_conflict_do_nothing())
-
-    def _position_at(self, s: Session, when: datetime) -> float:
-        signed = case((Order.side == "buy", Fill.quantity), else_=-Fill.quantity)
-        total = s.scalar(
-            select(func.coalesce(func.sum(signed), 0.0))
-            .join(
-                Order, (Order.namespace == Fill.namespace) & (Order.client_order_id == Fill.client_order_id)
-            )
-            .where(Fill.namespace == self.namespace, Fill.filled_at <= when)
+        row = cur.execute(_SETTLED_SQL, {"ns": ns}).fetchone()
+        settled, first_fill = row if row is not None else (None, None)
+        if settled is not None:
+            last = settled
+        elif first_fill is not None:
+            last = first_fill.replace(minute=0, second=0, microsecond=0)
+        else:
+            return None, []  # never traded: nothing to settle
+        hour = max(last + timedelta(hours=1), last_hour - MAX_FUNDING_CATCHUP)
+        if hour > last_hour:
+            return settled, []
+        # The position at each hour: fills up to the first hour summed in the database, then
+        # the few fills inside the settled span applied hour by hour (two queries, not two per hour).
+        position = self._position_at(cur, hour)
+        later = (
+            []
+            if hour == last_hour
+            else cur.execute(_FILLS_BETWEEN_SQL, {"ns": ns, "after": hour, "until": last_hour}).fetchall()
         )
-        return round(float(total or 0.0), 8)
+        times: list[datetime] = []
+        quantities: list[float] = []
+        amounts: list[float] = []
+        k = 0
+        while hour <= last_hour:
+            while k < len(later) and later[k][0] <= hour:
+                qty = later[k][2]
+                position = round(position + (qty if later[k][1] == "buy" else -qty), 8)
+                k += 1
+            price = 0.0
+            if position:
+                try:
+                    price = checked_price(self._prices.price_at(hour), f"paper funding at {hour}")
+                except NoPrice:
+                    break  # no usable price: settle later rather than invent one
+            times.append(hour)
+            quantities.append(position)
+            amounts.append(funding_amount(position, price, self._funding_rate))
+            hour += timedelta(hours=1)
+        if not times:
+            return settled, []
+        params = {
+            "ns": ns,
+            "symbol": self._symbol,
+            "rate": self._funding_rate,
+            "times": times,
+            "quantities": quantities,
+            "amounts": amounts,
+        }
+        inserted = cur.execute(_SETTLE_SQL, params).fetchall()
+        if len(inserted) != len(times):
+            return settled, None
+        return settled, sorted((FundingEvent(*r) for r in inserted), key=lambda e: e.funding_time)
+
+    def _position_at(self, cur: Cursor, when: datetime) -> float:
+        row = cur.execute(_POSITION_AT_SQL, {"ns": self.namespace, "at": when}).fetchone()
+        return round(float(row[0] if row is not None else 0.0), 8)
+
+
+# The venue's per-intent statements in plain SQL (ADR 0029); the tables are common.db.trading's.
+_POSITION_SQL = "SELECT quantity FROM positions WHERE namespace = %(ns)s AND symbol = %(symbol)s"
+_SETTLED_SQL = """
+SELECT (SELECT max(funding_time) FROM funding_payments WHERE namespace = %(ns)s),
+       (SELECT min(filled_at) FROM fills WHERE namespace = %(ns)s)
+"""
+_SIGNED_FILLS = """
+FROM fills f JOIN orders o ON o.namespace = f.namespace AND o.client_order_id = f.client_order_id
+WHERE f.namespace = %(ns)s
+"""
+_POSITION_AT_SQL = (
+    "SELECT coalesce(sum(CASE WHEN o.side = 'buy' THEN f.quantity ELSE -f.quantity END), 0.0)"
+    + _SIGNED_FILLS
+    + "AND f.filled_at <= %(at)s"
+)
+_FILLS_BETWEEN_SQL = (
+    "SELECT f.filled_at, o.side, f.quantity"
+    + _SIGNED_FILLS
+    + "AND f.filled_at > %(after)s AND f.filled_at <= %(until)s ORDER BY f.filled_at"
+)
+_SETTLE_SQL = """
+INSERT INTO funding_payments (namespace, symbol, funding_time, rate, position_quantity, amount)
+SELECT %(ns)s, %(symbol)s, u.t, %(rate)s, u.q, u.a
+FROM unnest(%(times)s::timestamptz[], %(quantities)s::float8[], %(amounts)s::float8[]) AS u(t, q, a)
+ON CONFLICT DO NOTHING
+RETURNING symbol, funding_time, rate, position_quantity, amount
+"""
+_FUNDING_SINCE_SQL = """
+SELECT symbol, funding_time, rate, position_quantity, amount FROM funding_payments
+WHERE namespace = %(ns)s AND funding_time <= %(now)s
+  AND (%(since)s::timestamptz IS NULL OR funding_time > %(since)s)
+ORDER BY funding_time
+"""
