@@ -111,11 +111,68 @@ def _insert_many(
     out: list[tuple[Any, ...]] = []
     for first in range(0, len(rows), _PAGE):
         page = rows[first : first + _PAGE]
-        params = [_json(r[c]) if c in _JSON_COLUMNS else r[c] for r in page for c in columns]
-        cur.execute(_insert_sql(table, columns, len(page), tail), params)
+        if len(page) == 1:  # the live case: a short text psycopg parses once and keeps
+            params = [_json(page[0][c]) if c in _JSON_COLUMNS else page[0][c] for c in columns]
+            cur.execute(_insert_sql(table, columns, 1, tail), params)
+        else:
+            arrays = [
+                [_json(r[c]) for r in page] if c in _JSON_COLUMNS else [r[c] for r in page] for c in columns
+            ]
+            cur.execute(_unnest_sql(table, columns, tail), arrays)
         if cur.description is not None:
             out.extend(cur.fetchall())
     return out
+
+
+#: The SQL types of the columns :func:`_insert_many` writes (for the arrays of :func:`_unnest_sql`).
+_COLUMN_TYPES = {
+    "namespace": "text",
+    "tick_id": "text",
+    "strategy": "text",
+    "strategy_version": "text",
+    "symbol": "text",
+    "timeframe": "text",
+    "bar_close_time": "timestamptz",
+    "target": "text",
+    "event": "text",
+    "confidence": "float8",
+    "horizon_bars": "int4",
+    "indicators": "jsonb",
+    "reason": "text",
+    "attention": "bool",
+    "tick_time": "timestamptz",
+    "due_timeframes": "jsonb",
+    "due_strategies": "jsonb",
+    "model_id": "text",
+    "observation": "jsonb",
+    "action": "text",
+    "current_exposure": "float8",
+    "target_exposure": "float8",
+    "degraded": "bool",
+    "late_strategies": "jsonb",
+    "decided_at": "timestamptz",
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_sql(table: str, columns: tuple[str, ...], tail: str) -> str:
+    """``INSERT INTO table (columns) SELECT .. FROM unnest(one array per column) .. tail``, rows in order.
+
+    One short text for any number of rows, so psycopg parses it once and keeps it. A multi-row
+    ``VALUES`` text has one placeholder per value: psycopg splits such a text (too long for its
+    cache) into thousands of small objects on every call, and in a long replay that churn
+    between the service's long-lived objects fragmented the allocator (resident memory grew
+    with the replay's length while the Python heap stayed flat).
+    """
+    arrays = sql.SQL(", ").join(
+        sql.SQL("{}::{}[]").format(sql.Placeholder(), sql.SQL(_COLUMN_TYPES[c])) for c in columns
+    )
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    return (
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM unnest({}) WITH ORDINALITY AS u({}, n) ORDER BY n {}")
+        .format(sql.Identifier(table), names, names, arrays, names, sql.SQL(tail))
+        .as_string(None)
+    )
 
 
 @dataclass(frozen=True)
