@@ -72,6 +72,8 @@ STATEMENT_TIMEOUT_MS = 60_000
 #: the connection, capped back-off) before it raises and the process exits as before. Well inside
 #: Kafka's max.poll.interval (5 min), so the consume thread's group membership survives the wait.
 HOT_RETRY_S = 30.0
+#: Undecided bars held in memory, in decide batches (see :meth:`MetaConsumer.step`).
+BAR_READ_AHEAD = 4
 
 
 class _AlreadyDecided(Exception):
@@ -226,7 +228,13 @@ class MetaConsumer:
             wait = max_wait if deadline is None else max(0.0, min(max_wait, deadline - time.time()))
             self._cond.wait(wait)
         assert self.bars is not None, "recover() first"
-        for mark in self.bars.poll(max_messages=2 * self.meta.decide_batch):
+        # Read bars at most a few batches ahead of the decisions: each undecided mark holds a
+        # 721-close window (~6 KB), and in a long replay the bar topic runs thousands of ticks
+        # ahead of a meta consumer that lags the strategies (the whole dataset's replay reached
+        # ~390 MB resident). Bars are in tick order, so the marks held are always the next ones
+        # needed; the rest waits in Kafka.
+        room = BAR_READ_AHEAD * self.meta.decide_batch - len(self.marks)
+        for mark in self.bars.poll(max_messages=min(2 * self.meta.decide_batch, room)) if room > 0 else ():
             self.marks[mark.tick_id] = mark
             with self._cond:
                 self.joiner.add_bar(mark.tick_id)

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from common.db.direct import PgConnection, json_dumps
 from common.db.models import Decision, Model, Tick
+from common.db.session import engine_cursor
 from common.events import Recommendation as RecommendationEvent
 from common.events import SignalEvent, Target, TickPlan, utc
 
@@ -59,13 +60,8 @@ def _cursor(db: Db, *, transaction: bool = True) -> Iterator[Cursor]:
         with db.transaction() if transaction else db.cursor() as cur:
             yield cur
     else:
-        if db.dialect.name != "postgresql":
-            raise ValueError(f"the meta consumer's store needs PostgreSQL, not {db.dialect.name}")
-        with db.begin() as conn:
-            raw = conn.connection.driver_connection
-            assert isinstance(raw, psycopg.Connection)
-            with raw.cursor() as cur:
-                yield cur
+        with engine_cursor(db) as cur:  # PostgreSQL only: raises ValueError otherwise
+            yield cur
 
 
 def _json(value: Any) -> Jsonb:

@@ -34,7 +34,7 @@ from common.observation import FeatureSpec
 from common.policy import export_policy
 from config import MetaSettings, Settings
 from meta_consumer.models import ModelManager
-from meta_consumer.service import MetaConsumer
+from meta_consumer.service import BAR_READ_AHEAD, MetaConsumer
 
 pytestmark = pytest.mark.integration
 
@@ -395,3 +395,29 @@ def test_crash_between_decision_commit_and_intent_send_is_repaired_on_start(sett
     assert [(i.action.value, i.target_exposure, i.current_exposure) for _, i in intents] == [
         (d.action, d.target_exposure, d.current_exposure) for d in rows
     ]
+
+
+def test_bars_are_read_only_a_few_batches_ahead_of_the_decisions(settings: Settings) -> None:
+    """Bars published far ahead of their plans stay in Kafka beyond BAR_READ_AHEAD batches (each
+    held mark is a 721-close window); deciding frees room and every tick still gets its bar."""
+    bus = Bus(settings)
+    L = Target.LONG
+    n, batch = 30, 2
+    cap = BAR_READ_AHEAD * batch
+    with running(settings, meta_settings(deadline_s=20.0, decide_batch=batch)) as svc:
+        for i in range(1, n + 1):  # the bar topic runs 30 ticks ahead: no plan has arrived yet
+            bus.p.send(settings.topic(bars_topic("1h")), bar(i), key=tick_id(i))
+        bus.p.flush()
+        deadline = time.monotonic() + 20
+        while len(svc.marks) < cap and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # many more polls: none may read past the cap
+        assert sorted(svc.marks) == [tick_id(i) for i in range(1, cap + 1)]  # the oldest, in order
+        for i in range(1, n + 1):
+            bus.p.send(settings.topic(TICKS), plan(i), key=tick_id(i))
+            bus.recs(i, dict.fromkeys(LIVE, L))
+        bus.p.flush()
+        rows = wait_decisions(settings, n, timeout=60)
+        assert len(svc.marks) <= cap
+    assert [d.tick_id for d in rows] == [tick_id(i) for i in range(1, n + 1)]
+    assert not any(d.degraded for d in rows)  # every tick had its bar, read as room was made
