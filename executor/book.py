@@ -6,8 +6,9 @@ orders, fills, position, P&L) into ONE transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -19,6 +20,9 @@ from common.db.session import session_cursor
 from executor.exchanges.base import ExchangeFill, FundingEvent
 from executor.ledger import Holding
 from executor.risk import RiskState
+
+if TYPE_CHECKING:
+    from psycopg import Cursor
 
 
 def lock_namespace(s: Session, namespace: str) -> None:
@@ -199,15 +203,7 @@ def record_funding(s: Session, namespace: str, events: list[FundingEvent]) -> fl
     if key in reads:
         reads[key] = max([e.funding_time for e in events] + ([reads[key]] if reads[key] is not None else []))
     with session_cursor(s) as cur:
-        params = {
-            "ns": namespace,
-            "symbols": [e.symbol for e in events],
-            "times": [e.funding_time for e in events],
-            "rates": [e.rate for e in events],
-            "quantities": [e.position_quantity for e in events],
-            "amounts": [e.amount for e in events],
-        }
-        new = {(sym, at) for sym, at in cur.execute(_RECORD_FUNDING_SQL, params)}
+        new = {(e.symbol, e.funding_time) for e in insert_funding(cur, namespace, events)}
     added = 0.0
     for e in events:  # in the events' order, each settlement once, as they were stored
         if (e.symbol, e.funding_time) in new:
@@ -216,14 +212,31 @@ def record_funding(s: Session, namespace: str, events: list[FundingEvent]) -> fl
     return added
 
 
-_RECORD_FUNDING_SQL = """
+def insert_funding(cur: Cursor[Any], namespace: str, events: Sequence[FundingEvent]) -> list[FundingEvent]:
+    """Insert settlements into ``namespace`` in order (``ON CONFLICT DO NOTHING``); the ones inserted.
+
+    The one statement that writes ``funding_payments``, for the executor's book and for the paper
+    venue's own namespace alike (each in its own transaction).
+    """
+    params = {
+        "ns": namespace,
+        "symbols": [e.symbol for e in events],
+        "times": [e.funding_time for e in events],
+        "rates": [e.rate for e in events],
+        "quantities": [e.position_quantity for e in events],
+        "amounts": [e.amount for e in events],
+    }
+    return [FundingEvent(*row) for row in cur.execute(_INSERT_FUNDING_SQL, params)]
+
+
+_INSERT_FUNDING_SQL = """
 INSERT INTO funding_payments (namespace, symbol, funding_time, rate, position_quantity, amount)
 SELECT %(ns)s, u.s, u.t, u.r, u.q, u.a
 FROM unnest(%(symbols)s::text[], %(times)s::timestamptz[], %(rates)s::float8[],
             %(quantities)s::float8[], %(amounts)s::float8[]) WITH ORDINALITY AS u(s, t, r, q, a, n)
 ORDER BY u.n
 ON CONFLICT DO NOTHING
-RETURNING symbol, funding_time
+RETURNING symbol, funding_time, rate, position_quantity, amount
 """
 
 

@@ -27,10 +27,11 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from common.db.direct import PgConnection, json_dumps
-from common.db.models import Decision, Model, Tick
+from common.db.models import Base, Decision, Model, Tick
 from common.db.session import engine_cursor
 from common.events import Recommendation as RecommendationEvent
 from common.events import SignalEvent, Target, TickPlan, utc
@@ -120,36 +121,6 @@ def _insert_many(
     return out
 
 
-#: The SQL types of the columns :func:`_insert_many` writes (for the arrays of :func:`_unnest_sql`).
-_COLUMN_TYPES = {
-    "namespace": "text",
-    "tick_id": "text",
-    "strategy": "text",
-    "strategy_version": "text",
-    "symbol": "text",
-    "timeframe": "text",
-    "bar_close_time": "timestamptz",
-    "target": "text",
-    "event": "text",
-    "confidence": "float8",
-    "horizon_bars": "int4",
-    "indicators": "jsonb",
-    "reason": "text",
-    "attention": "bool",
-    "tick_time": "timestamptz",
-    "due_timeframes": "jsonb",
-    "due_strategies": "jsonb",
-    "model_id": "text",
-    "observation": "jsonb",
-    "action": "text",
-    "current_exposure": "float8",
-    "target_exposure": "float8",
-    "degraded": "bool",
-    "late_strategies": "jsonb",
-    "decided_at": "timestamptz",
-}
-
-
 @functools.lru_cache(maxsize=64)
 def _unnest_sql(table: str, columns: tuple[str, ...], tail: str) -> str:
     """``INSERT INTO table (columns) SELECT .. FROM unnest(one array per column) .. tail``, rows in order.
@@ -160,8 +131,11 @@ def _unnest_sql(table: str, columns: tuple[str, ...], tail: str) -> str:
     between the service's long-lived objects fragmented the allocator (resident memory grew
     with the replay's length while the Python heap stayed flat).
     """
+    cols = Base.metadata.tables[table].c  # the arrays' types are the models' column types
+    pg = postgresql.dialect()
     arrays = sql.SQL(", ").join(
-        sql.SQL("{}::{}[]").format(sql.Placeholder(), sql.SQL(_COLUMN_TYPES[c])) for c in columns
+        sql.SQL("{}::{}[]").format(sql.Placeholder(), sql.SQL(cols[c].type.compile(dialect=pg)))
+        for c in columns
     )
     names = sql.SQL(", ").join(map(sql.Identifier, columns))
     return (

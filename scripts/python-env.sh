@@ -39,9 +39,9 @@ say "ready: $("$REPO/.venv/bin/python" --version)"
 # and where PYTHONDONTWRITEBYTECODE is set (this machine, CI) nothing ever caches it, so every
 # service process compiled SQLAlchemy, pandas, pydantic ... from source at start-up (the executor
 # took 5.3 s to import instead of 1.6 s; tests and the demo start hundreds of services). The
-# libraries are compiled again only when uv.lock changed; the project's own sources every time
+# libraries are compiled again only when uv.lock (or the sync arguments) changed; the project's own sources every time
 # (compileall skips what is up to date; a stale .pyc is never used, Python checks the source's mtime).
-STAMP="$REPO/.venv/.bytecode-$(sha256sum uv.lock | cut -c1-16)"
+STAMP="$REPO/.venv/.bytecode-$( (cat uv.lock; echo "$*") | sha256sum | cut -c1-16)"
 SITE="$("$REPO/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 if [ ! -e "$STAMP" ]; then
   say "compiling the libraries' bytecode (once per uv.lock, ~1 min on 2 cores)"

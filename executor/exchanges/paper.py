@@ -36,6 +36,7 @@ from common.db.models import Fill, Intent, Order, Position
 from common.db.session import engine_cursor, session_scope
 from common.events import OrderSide
 from config import DEFAULT_FUNDING_RATE_HOURLY
+from executor.book import insert_funding
 from executor.clock import PriceFeed
 from executor.costs import funding_amount, slipped_price, taker_fee
 from executor.exchanges.base import (
@@ -291,18 +292,14 @@ class PaperExchange:
             hour += timedelta(hours=1)
         if not times:
             return settled, []
-        params = {
-            "ns": ns,
-            "symbol": self._symbol,
-            "rate": self._funding_rate,
-            "times": times,
-            "quantities": quantities,
-            "amounts": amounts,
-        }
-        inserted = cur.execute(_SETTLE_SQL, params).fetchall()
-        if len(inserted) != len(times):
+        due = [
+            FundingEvent(self._symbol, at, self._funding_rate, qty, amount)
+            for at, qty, amount in zip(times, quantities, amounts, strict=True)
+        ]
+        inserted = insert_funding(cur, ns, due)
+        if len(inserted) != len(due):
             return settled, None
-        return settled, sorted((FundingEvent(*r) for r in inserted), key=lambda e: e.funding_time)
+        return settled, sorted(inserted, key=lambda e: e.funding_time)
 
     def _position_at(self, cur: Cursor, when: datetime) -> float:
         row = cur.execute(_POSITION_AT_SQL, {"ns": self.namespace, "at": when}).fetchone()
@@ -329,13 +326,6 @@ _FILLS_BETWEEN_SQL = (
     + _SIGNED_FILLS
     + "AND f.filled_at > %(after)s AND f.filled_at <= %(until)s ORDER BY f.filled_at"
 )
-_SETTLE_SQL = """
-INSERT INTO funding_payments (namespace, symbol, funding_time, rate, position_quantity, amount)
-SELECT %(ns)s, %(symbol)s, u.t, %(rate)s, u.q, u.a
-FROM unnest(%(times)s::timestamptz[], %(quantities)s::float8[], %(amounts)s::float8[]) AS u(t, q, a)
-ON CONFLICT DO NOTHING
-RETURNING symbol, funding_time, rate, position_quantity, amount
-"""
 _FUNDING_SINCE_SQL = """
 SELECT symbol, funding_time, rate, position_quantity, amount FROM funding_payments
 WHERE namespace = %(ns)s AND funding_time <= %(now)s
